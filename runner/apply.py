@@ -1,0 +1,286 @@
+"""Carries out a plan through a provider, journaling every step in the lockfile.
+
+The order that makes creation safe: the intent (state CREATING, with the content hash and the
+displayName tag) is saved before the create call, and the job name right after it. A run killed
+anywhere leaves either an entry that the next plan resolves by finding the tagged job, or
+nothing submitted. A create whose answer was lost is resolved by looking for the tag, never by
+a blind retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .desired import input_path, outputs_hash, render_into, spec_hash, spec_inputs
+from .errors import ProviderError, RunnerError
+from .fsutil import atomic_writer
+from .lockfile import LockEntry
+from .manifest import Manifest
+from .outputs import write_outputs
+from .plan import Action, Kind, Plan, display_name
+from .providers.base import AmbiguousCreate, JobState, Provider, RemoteJob
+from .retry import Backoff, Sleep, real_sleep
+from .workspace import Workspace
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class Options:
+    wait: bool = True
+    timeout: float | None = None
+    prune: bool = False
+    max_attempts: int = 3
+    poll_base: float = 2.0
+    poll_cap: float = 60.0
+    sleep: Sleep = field(default=real_sleep)
+    clock: Callable[[], float] = field(default=time.monotonic)
+
+
+@dataclass
+class Outcome:
+    submitted: list[str] = field(default_factory=list)
+    completed: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Applier:
+    def __init__(self, ws: Workspace, provider: Provider, options: Options, report: Report):
+        self.ws = ws
+        self.provider = provider
+        self.options = options
+        self.report = report
+        self.outcome = Outcome()
+
+    # -- journal ---------------------------------------------------------------------------
+
+    def _record(self, name: str, entry: LockEntry) -> None:
+        self.ws.lock.batches[name] = entry
+        self.ws.save_lock()
+
+    def _entry_for(self, m: Manifest, action: Action, rendered_hash: str, requests: int,
+                   templates: dict[str, str]) -> LockEntry:
+        inputs = spec_inputs(m, templates)
+        return LockEntry(
+            manifest=m.rel_source, spec_hash=spec_hash(inputs), inputs=inputs,
+            content_hash=rendered_hash, provider=m.provider, model=m.model, requests=requests,
+            display_name=display_name(m.name, rendered_hash, action.attempt),
+            state=JobState.CREATING.value, outputs_hash=outputs_hash(m),
+            attempts=action.attempt)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def submit(self, m: Manifest, action: Action) -> None:
+        """Render, record the intent, then adopt the tagged job or create it."""
+        if action.old_job:
+            self.provider.cancel_job(action.old_job)
+            self.report(f"{m.name}: cancelled superseded job {action.old_job}")
+        path = input_path(self.ws.state_dir, action.content_hash or "sha256:pending")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_writer(path) as sink:
+            rendered = render_into(m, sink)
+        if rendered.content_hash != action.content_hash:
+            final = input_path(self.ws.state_dir, rendered.content_hash)
+            os.replace(path, final)
+            path = final
+        entry = self._entry_for(m, action, rendered.content_hash, rendered.requests,
+                                rendered.templates)
+        self._record(m.name, entry)
+        job = self._find(entry.display_name) or self._create(m, entry, path)
+        self._bind(m.name, entry, job)
+        self.outcome.submitted.append(m.name)
+        self.report(f"{m.name}: submitted {rendered.requests} requests as {job.name} "
+                    f"({entry.display_name})")
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    def _find(self, tag: str) -> RemoteJob | None:
+        found = [j for j in self.provider.list_jobs() if j.display_name == tag]
+        found.sort(key=lambda j: j.state != JobState.SUCCEEDED)
+        return found[0] if found else None
+
+    def _create(self, m: Manifest, entry: LockEntry, path: Path) -> RemoteJob:
+        size = path.stat().st_size
+        inline = size + 64 * entry.requests < self.provider.inline_limit
+        if not inline:
+            entry.input_file = (self.provider.find_file(entry.display_name)
+                                or self.provider.upload_file(path, entry.display_name))
+            self._record(m.name, entry)
+        for attempt in range(3):
+            try:
+                if inline:
+                    return self.provider.create_job(m.model, entry.display_name, inline_lines=path)
+                return self.provider.create_job(m.model, entry.display_name,
+                                                input_file=entry.input_file)
+            except AmbiguousCreate as e:
+                self.report(f"{m.name}: create was interrupted ({e}); looking for the job")
+                for delay in (0.5, 2.0, 5.0):
+                    self.options.sleep(delay * (attempt + 1))
+                    job = self._find(entry.display_name)
+                    if job is not None:
+                        return job
+        raise ProviderError(f"{m.name}: could not confirm the create after 3 attempts; the "
+                            "intent is recorded, and the next apply finds or creates the job")
+
+    def _bind(self, name: str, entry: LockEntry, job: RemoteJob) -> None:
+        entry.job = job.name
+        entry.state = job.state.value
+        entry.submitted_at = entry.submitted_at or job.create_time or now()
+        if job.input_file:
+            entry.input_file = job.input_file
+        self._record(name, entry)
+
+    def adopt(self, m: Manifest, action: Action) -> None:
+        assert action.job is not None and action.content_hash is not None
+        entry = self.ws.lock.batches.get(m.name)
+        if entry is None or entry.content_hash != action.content_hash:
+            rendered = render_into(m)
+            entry = self._entry_for(m, action, rendered.content_hash, rendered.requests,
+                                    rendered.templates)
+        entry.display_name = action.job.display_name
+        self._bind(m.name, entry, action.job)
+        self.report(f"{m.name}: adopted {action.job.name} ({action.reason})")
+
+    def collect(self, m: Manifest, job: RemoteJob) -> None:
+        """Download results and write the outputs; the lockfile records them last."""
+        entry = self.ws.lock.batches[m.name]
+        results = self.ws.state_dir / "results" / f"{entry.content_hash.split(':', 1)[1]}.jsonl"
+        results.parent.mkdir(parents=True, exist_ok=True)
+        tmp = results.with_suffix(".part")
+        self.provider.download_results(job, tmp)
+        os.replace(tmp, results)
+        written = write_outputs(m, results)
+        entry.state = JobState.SUCCEEDED.value
+        entry.finished_at = job.end_time or entry.finished_at or now()
+        entry.counts = {"succeeded": written.succeeded, "failed": written.failed}
+        entry.outputs = written.outputs
+        entry.outputs_hash = outputs_hash(m)
+        inputs = spec_inputs(m, entry.inputs.get("templates", {}))
+        entry.inputs, entry.spec_hash = inputs, spec_hash(inputs)
+        entry.error = None
+        self._record(m.name, entry)
+        results.unlink()
+        self.outcome.completed.append(m.name)
+        extra = f", {written.failed} failed (see {m.errors.rel})" if written.failed else ""
+        self.report(f"{m.name}: wrote {', '.join(o.rel for o in m.outputs)}: "
+                    f"{written.succeeded} succeeded{extra}")
+
+    def record_terminal(self, name: str, job: RemoteJob) -> None:
+        entry = self.ws.lock.batches[name]
+        entry.state = job.state.value
+        entry.finished_at = job.end_time or now()
+        entry.error = job.error
+        self._record(name, entry)
+
+    # -- the whole run ---------------------------------------------------------------------
+
+    def run(self, plan: Plan) -> Outcome:
+        inflight: dict[str, RemoteJob | None] = {}
+        for action in plan.actions:
+            self._act(action, inflight)
+        if inflight and self.options.wait:
+            self._wait(inflight)
+        self.outcome.pending = sorted(inflight)
+        return self.outcome
+
+    def _act(self, action: Action, inflight: dict[str, RemoteJob | None]) -> None:
+        name = action.name
+        if action.kind == Kind.ORPHAN:
+            if self.options.prune:
+                entry = self.ws.lock.batches.pop(name)
+                if entry.job and entry.state in ("PENDING", "RUNNING", "CREATING"):
+                    self.provider.cancel_job(entry.job)
+                self.ws.save_lock()
+                self.report(f"{name}: pruned from the lockfile")
+            return
+        if action.kind == Kind.FAILED:
+            self.outcome.failed.append(name)
+            self.report(f"{name}: {action.reason}")
+            if action.job is not None and self.ws.lock.batches[name].state != action.job.state:
+                self.record_terminal(name, action.job)
+            return
+        if action.kind == Kind.NOTHING:
+            return
+        m = self.ws.manifest(name)
+        if action.kind in (Kind.CREATE, Kind.REPLACE, Kind.RESUBMIT):
+            self.submit(m, action)
+            inflight[name] = None
+        elif action.kind == Kind.ADOPT:
+            self.adopt(m, action)
+            inflight[name] = action.job
+        elif action.kind == Kind.WAIT:
+            inflight[name] = action.job
+        elif action.kind == Kind.DOWNLOAD:
+            assert action.job is not None
+            self.collect(m, action.job)
+        elif action.kind == Kind.RECORD:
+            entry = self.ws.lock.batches[name]
+            inputs = spec_inputs(m, entry.inputs.get("templates", {}))
+            entry.inputs, entry.spec_hash = inputs, spec_hash(inputs)
+            self._record(name, entry)
+
+    def _wait(self, inflight: dict[str, RemoteJob | None]) -> None:
+        """Polls until every in-flight job is terminal (or the timeout), collecting as it goes."""
+        backoff = Backoff(self.options.poll_base, self.options.poll_cap)
+        start = self.options.clock()
+        seen: dict[str, tuple[str, int]] = {}
+        while inflight:
+            for name in sorted(inflight):
+                entry = self.ws.lock.batches[name]
+                assert entry.job is not None
+                job = inflight[name] if inflight[name] is not None else None
+                job = self.provider.get_job(entry.job) if job is None or not job.state.terminal \
+                    else job
+                inflight[name] = None
+                if job is None:
+                    raise ProviderError(f"{name}: job {entry.job} disappeared from the provider "
+                                        "while waiting; run apply again to resubmit")
+                progress = (job.state.value, job.succeeded + job.failed)
+                if seen.get(name) != progress:
+                    seen[name] = progress
+                    done = f" {job.succeeded + job.failed}/{job.total or entry.requests}" \
+                        if job.total else ""
+                    elapsed = int(self.options.clock() - start)
+                    self.report(f"{name}: {job.state.value.lower()}{done} ({elapsed}s)")
+                if entry.state != job.state.value and not job.state.terminal:
+                    entry.state = job.state.value
+                    self._record(name, entry)
+                if not job.state.terminal:
+                    continue
+                del inflight[name]
+                if job.state == JobState.SUCCEEDED:
+                    self.collect(self.ws.manifest(name), job)
+                elif job.state == JobState.EXPIRED and entry.attempts < self.options.max_attempts:
+                    self.record_terminal(name, job)
+                    action = Action(Kind.RESUBMIT, name, "job expired", entry.requests,
+                                    entry.content_hash, attempt=entry.attempts + 1)
+                    self.report(f"{name}: job expired; resubmitting (attempt {action.attempt})")
+                    self.submit(self.ws.manifest(name), action)
+                    inflight[name] = None
+                else:
+                    self.record_terminal(name, job)
+                    self.outcome.failed.append(name)
+                    self.report(f"{name}: job {job.state.value.lower()}"
+                                + (f": {job.error}" if job.error else ""))
+            if not inflight:
+                break
+            if self.options.timeout is not None and \
+                    self.options.clock() - start >= self.options.timeout:
+                raise RunnerError(f"timed out after {self.options.timeout:g}s with "
+                                  f"{len(inflight)} batch(es) still running "
+                                  f"({', '.join(sorted(inflight))}); run apply again to resume")
+            self.options.sleep(backoff.next_delay())

@@ -1,0 +1,97 @@
+"""Desired state: each manifest hashed, rendered only when its inputs changed.
+
+The spec hash covers what the user edits (the manifest document, the rows file, included
+templates). When it equals the locked one, the locked content hash still holds and rendering
+is skipped, which keeps `plan` fast on big data. Otherwise the rows are rendered as a stream
+and hashed line by line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .hashing import ContentHasher, canonical, combine, digest, file_digest
+from .lockfile import LockEntry
+from .manifest import Manifest
+from .plan import Desired
+from .render import Renderer
+
+
+@dataclass(frozen=True)
+class Rendered:
+    content_hash: str
+    requests: int
+    templates: dict[str, str]
+
+
+def render_into(manifest: Manifest, sink: IO[str] | None = None) -> Rendered:
+    """Renders every row; writes the provider's JSONL input lines to `sink` if given."""
+    renderer = Renderer(manifest)
+    hasher = ContentHasher(manifest.provider, manifest.model)
+    count = 0
+    for req in renderer.requests():
+        line = req.line()
+        hasher.add_line(line)
+        if sink is not None:
+            sink.write(line + "\n")
+        count += 1
+    return Rendered(hasher.hexdigest(), count, renderer.template_files())
+
+
+def spec_inputs(manifest: Manifest, templates: dict[str, str]) -> dict[str, Any]:
+    inputs: dict[str, Any] = {"manifest": manifest.document_hash}
+    if manifest.rows is not None:
+        inputs["rows"] = file_digest(manifest.rows) if manifest.rows.is_file() else None
+    if templates:
+        inputs["templates"] = dict(templates)
+    return inputs
+
+
+def spec_hash(inputs: dict[str, Any]) -> str:
+    return combine([canonical(inputs)])
+
+
+def outputs_hash(manifest: Manifest) -> str:
+    decl = [[o.rel, o.format, list(map(list, o.columns))] for o in manifest.outputs]
+    return digest(canonical({"outputs": decl, "errors": manifest.errors.rel}).encode())
+
+
+def output_digests(manifest: Manifest) -> dict[str, str | None]:
+    return {o.rel: file_digest(o.path) if o.path.is_file() else None
+            for o in manifest.declared_paths()}
+
+
+def _recorded_templates(manifest: Manifest, entry: LockEntry) -> dict[str, str] | None:
+    """Current digests of the templates the last render included; None if one has gone."""
+    out = {}
+    for name in entry.inputs.get("templates", {}):
+        path = manifest.project / name
+        if not path.is_file():
+            return None
+        out[name] = file_digest(path)
+    return out
+
+
+def desire(manifest: Manifest, entry: LockEntry | None) -> Desired:
+    """The manifest's desired state; renders (streaming, nothing kept) only if inputs moved."""
+    rendered: Rendered | None = None
+    if entry is not None and entry.provider == manifest.provider and entry.model == manifest.model:
+        templates = _recorded_templates(manifest, entry)
+        if templates is not None:
+            inputs = spec_inputs(manifest, templates)
+            if spec_hash(inputs) == entry.spec_hash:
+                rendered = Rendered(entry.content_hash, entry.requests, templates)
+    if rendered is None:
+        rendered = render_into(manifest)
+        inputs = spec_inputs(manifest, rendered.templates)
+    return Desired(
+        name=manifest.name, manifest=manifest.rel_source, spec_hash=spec_hash(inputs),
+        inputs=inputs, content_hash=rendered.content_hash, provider=manifest.provider,
+        model=manifest.model, requests=rendered.requests, outputs_hash=outputs_hash(manifest),
+        outputs=output_digests(manifest))
+
+
+def input_path(state_dir: Path, content_hash: str) -> Path:
+    return state_dir / "inputs" / f"{content_hash.split(':', 1)[1]}.jsonl"

@@ -1,0 +1,64 @@
+"""Canonical JSON and the hashes that identify batches.
+
+The recipe is versioned: `RECIPE` goes into the lockfile, so that a later change to how hashes
+are computed can be recognised instead of looking like every batch changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+ALGORITHM = "sha256"
+RECIPE = 1
+_CHUNK = 1 << 20
+
+
+def canonical(value: Any) -> str:
+    """JSON with sorted keys, no spaces and raw UTF-8: equal data gives equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def digest(data: bytes) -> str:
+    return f"{ALGORITHM}:{hashlib.sha256(data).hexdigest()}"
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return f"{ALGORITHM}:{h.hexdigest()}"
+
+
+def request_hash(provider: str, model: str, request: Any) -> str:
+    """Names one request's content, independent of its key, so an unchanged result can be reused."""
+    return digest(canonical([provider, model, request]).encode())
+
+
+class ContentHasher:
+    """Streams request lines into the content hash of a batch: provider, model, then each line."""
+
+    def __init__(self, provider: str, model: str):
+        self._h = hashlib.sha256()
+        self._h.update(canonical({"recipe": RECIPE, "provider": provider, "model": model})
+                       .encode() + b"\n")
+
+    def add_line(self, line: str) -> None:
+        self._h.update(line.encode() + b"\n")
+
+    def hexdigest(self) -> str:
+        return f"{ALGORITHM}:{self._h.hexdigest()}"
+
+
+def combine(parts: Iterable[str]) -> str:
+    """One hash over several named hashes, order-sensitive."""
+    return digest("\n".join(parts).encode())
+
+
+def short(h: str, n: int = 12) -> str:
+    """The first n hex digits, as used in a job's displayName tag."""
+    return h.split(":", 1)[-1][:n]

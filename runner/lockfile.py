@@ -1,0 +1,174 @@
+"""The lockfile (`batches.lock` in the manifest directory): what was submitted and written.
+
+It is committed to git, so its bytes are deterministic: batches sorted by name, keys sorted,
+empty fields left out, one batch per block so that branches touching different batches merge
+cleanly. It is replaced atomically, and a `RunLock` keeps two runs from interleaving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import jsonschema
+import yaml
+
+from . import hashing
+from .errors import LockfileError
+from .fsutil import write_text
+from .manifest import load_schema
+
+LOCKFILE_NAME = "batches.lock"
+VERSION = 1
+STATE_DIR = ".runner"
+
+
+@dataclass
+class LockEntry:
+    manifest: str
+    spec_hash: str
+    content_hash: str
+    provider: str
+    model: str
+    requests: int
+    display_name: str
+    state: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+    outputs_hash: str | None = None
+    input_file: str | None = None
+    job: str | None = None
+    submitted_at: str | None = None
+    finished_at: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, {}, [])}
+
+
+@dataclass
+class Lock:
+    batches: dict[str, LockEntry] = field(default_factory=dict)
+
+    def to_text(self) -> str:
+        doc = {
+            "version": VERSION,
+            "hashing": {"algorithm": hashing.ALGORITHM, "recipe": hashing.RECIPE},
+            "batches": {name: self.batches[name].to_dict() for name in sorted(self.batches)},
+        }
+        header = "# Written by batch-runner: commit it beside the manifests; do not edit by hand.\n"
+        return header + yaml.safe_dump(doc, sort_keys=True, default_flow_style=False,
+                                       allow_unicode=True, width=1000)
+
+
+def lock_path(directory: Path) -> Path:
+    return directory / LOCKFILE_NAME
+
+
+def load(path: Path) -> Lock:
+    """The lockfile at `path`, or an empty one if there is none. Never resets a bad one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Lock()
+    except (OSError, UnicodeDecodeError) as e:
+        raise LockfileError(f"cannot read lockfile: {e}", path=path) from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise LockfileError("lockfile is not valid YAML (truncated or edited by hand?); restore "
+                            "it from git", path=path,
+                            where=str(mark.line + 1) if mark else None) from None
+    if not isinstance(doc, dict):
+        raise LockfileError("lockfile is empty or not a mapping; restore it from git", path=path)
+    version = doc.get("version")
+    if isinstance(version, int) and version > VERSION:
+        raise LockfileError(f"lockfile version {version} was written by a newer batch-runner "
+                            f"(this one reads version {VERSION}); upgrade batch-runner", path=path)
+    recipe = (doc.get("hashing") or {}).get("recipe") if isinstance(doc.get("hashing"), dict) else None
+    if isinstance(recipe, int) and recipe > hashing.RECIPE:
+        raise LockfileError(f"lockfile uses hash recipe {recipe} from a newer batch-runner; "
+                            "upgrade batch-runner", path=path)
+    validator = jsonschema.Draft202012Validator(load_schema("lockfile.schema.json"))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "top level"
+        raise LockfileError(f"lockfile is invalid at {where}: {error.message[:160]}; restore it "
+                            "from git", path=path)
+    fields = {f.name for f in dataclasses.fields(LockEntry)}
+    return Lock({name: LockEntry(**{k: v for k, v in entry.items() if k in fields})
+                 for name, entry in doc["batches"].items()})
+
+
+def save(path: Path, lock: Lock) -> None:
+    write_text(path, lock.to_text())
+
+
+class RunLock:
+    """An exclusive lock on a manifest directory, held for a whole run.
+
+    It is an flock on a sidecar file, so the kernel releases it when the holder dies: a killed
+    run never leaves a stale lock. The sidecar names the holder for the message a second run
+    prints.
+    """
+
+    def __init__(self, directory: Path, timeout: float = 0.0):
+        self.path = directory / STATE_DIR / "run.lock"
+        self.timeout = timeout
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                if time.monotonic() >= deadline:
+                    holder = self._holder(fd)
+                    os.close(fd)
+                    raise LockfileError(f"another run holds the lock ({holder}); wait for it or "
+                                        "pass --lock-timeout SECONDS", path=self.path.parent.parent
+                                        / LOCKFILE_NAME) from None
+                time.sleep(0.2)
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self._fd = fd
+        return self
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        with contextlib.suppress(OSError, ValueError):
+            info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            return f"pid {info['pid']} on {info['host']} since {info['since']}"
+        return "holder unknown"
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@contextlib.contextmanager
+def held(directory: Path, timeout: float = 0.0) -> Iterator[None]:
+    with RunLock(directory, timeout):
+        yield

@@ -1,0 +1,134 @@
+"""Results -> declared outputs, in input order, written atomically.
+
+The provider does not promise result order, so results are joined back to the requests by key
+through an index of byte offsets into the downloaded results file: only the offsets are held in
+memory, never the responses. Every request ends in exactly one place: a success in the outputs,
+a failure (or a result the provider never returned) in the errors file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import OutputError, ProviderError
+from .fsutil import atomic_writer
+from .hashing import file_digest, request_hash
+from .manifest import Manifest
+from .render import Renderer
+
+
+@dataclass(frozen=True)
+class Written:
+    outputs: dict[str, str]     # path -> digest
+    succeeded: int
+    failed: int
+    unmatched: int              # results whose key no request has
+
+
+def index_results(path: Path) -> dict[str, int]:
+    """Key -> byte offset of its line in the results file."""
+    index: dict[str, int] = {}
+    with open(path, "rb") as f:
+        offset = 0
+        for n, raw in enumerate(f, 1):
+            if raw.strip():
+                try:
+                    key = json.loads(raw).get("key")
+                except (ValueError, AttributeError):
+                    raise ProviderError(f"results file line {n} is not a JSON object") from None
+                if isinstance(key, str):
+                    index[key] = offset
+            offset += len(raw)
+    return index
+
+
+def response_text(response: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(text, finish_reason) of the first candidate; thought parts are not part of the answer."""
+    candidates = response.get("candidates") or []
+    if not candidates:
+        return None, None
+    first = candidates[0]
+    parts = (first.get("content") or {}).get("parts") or []
+    text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
+    return text, first.get("finishReason")
+
+
+def _lookup(results: IO[bytes], index: dict[str, int], key: str) -> dict[str, Any] | None:
+    offset = index.get(key)
+    if offset is None:
+        return None
+    results.seek(offset)
+    value: dict[str, Any] = json.loads(results.readline())
+    return value
+
+
+def write_outputs(manifest: Manifest, results_path: Path) -> Written:
+    renderer = Renderer(manifest)
+    index = index_results(results_path)
+    matched = succeeded = failed = 0
+    with contextlib.ExitStack() as stack, open(results_path, "rb") as results:
+        try:
+            files = {o.rel: stack.enter_context(atomic_writer(o.path))
+                     for o in manifest.declared_paths()}
+        except OSError as e:
+            raise OutputError(f"cannot write output: {e.strerror}: {e.filename}",
+                              path=manifest.source) from None
+        writers: list[tuple[IO[str], Any, list[Any]]] = []
+        for out in manifest.outputs:
+            f = files[out.rel]
+            if out.format == "csv":
+                w = csv.writer(f, lineterminator="\n")
+                w.writerow([name for name, _ in out.columns])
+                writers.append((f, w, [renderer.compile_column(tpl, f"{out.rel}:{name}")
+                                       for name, tpl in out.columns]))
+            else:
+                writers.append((f, None, []))
+        errors = files[manifest.errors.rel]
+        for req in renderer.requests():
+            result = _lookup(results, index, req.key)
+            rhash = request_hash(manifest.provider, manifest.model, req.request)
+            if result is not None:
+                matched += 1
+            response = (result or {}).get("response")
+            text, finish = response_text(response) if isinstance(response, dict) else (None, None)
+            if result is None or "error" in result or text is None:
+                failed += 1
+                errors.write(_line({"key": req.key, "request_hash": rhash,
+                                    "error": _error_of(result)}))
+                continue
+            succeeded += 1
+            assert isinstance(response, dict)
+            record = {"key": req.key, "text": text, "finish_reason": finish,
+                      "usage": response.get("usageMetadata", {}), "request_hash": rhash,
+                      "response": response}
+            ctx = {"key": req.key, "index": req.index, "row": req.row.data,
+                   "vars": manifest.vars, "text": text, "finish_reason": finish,
+                   "usage": record["usage"], "request_hash": rhash, "response": response}
+            for f, w, cols in writers:
+                if w is None:
+                    f.write(_line(record))
+                else:
+                    w.writerow([renderer.render_column(c, ctx, req) for c in cols])
+    digests = {o.rel: file_digest(o.path) for o in manifest.declared_paths()}
+    return Written(digests, succeeded, failed, len(index) - matched)
+
+
+def _error_of(result: dict[str, Any] | None) -> dict[str, Any]:
+    if result is None:
+        return {"message": "the provider returned no result for this key"}
+    if "error" in result:
+        err = result["error"]
+        return err if isinstance(err, dict) else {"message": str(err)}
+    response = result.get("response") or {}
+    block = (response.get("promptFeedback") or {}).get("blockReason")
+    return {"message": f"response has no candidates (blockReason: {block or 'none given'})",
+            "response": response}
+
+
+def _line(value: dict[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n"

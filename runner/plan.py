@@ -1,0 +1,231 @@
+"""Reconciliation: what must happen to bring the outputs in line with the manifests.
+
+`plan()` is a pure function of the desired state (manifests, hashed), the lockfile and what the
+provider reports. It does no I/O, so every row of the reconcile table is a plain unit test.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .hashing import short
+from .lockfile import Lock, LockEntry
+from .providers.base import JobState, RemoteJob
+
+
+class Kind(str, enum.Enum):
+    CREATE = "create"
+    ADOPT = "adopt"
+    REPLACE = "replace"
+    RESUBMIT = "resubmit"
+    WAIT = "wait"
+    DOWNLOAD = "download"
+    RECORD = "record"        # only the lockfile changes (e.g. a comment edited in a manifest)
+    FAILED = "failed"        # terminal, nothing done without being asked
+    ORPHAN = "orphan"
+    NOTHING = "nothing"
+
+
+SYMBOLS = {Kind.CREATE: "+", Kind.ADOPT: "<=", Kind.REPLACE: "-/+", Kind.RESUBMIT: "-/+",
+           Kind.WAIT: "~", Kind.DOWNLOAD: "~", Kind.RECORD: "~", Kind.FAILED: "!",
+           Kind.ORPHAN: "-", Kind.NOTHING: " "}
+
+# Kinds that `apply` acts on; `--detailed-exitcode` reports 2 when any is planned.
+CHANGES = {Kind.CREATE, Kind.ADOPT, Kind.REPLACE, Kind.RESUBMIT, Kind.WAIT, Kind.DOWNLOAD,
+           Kind.RECORD}
+SUBMITS = {Kind.CREATE, Kind.REPLACE, Kind.RESUBMIT}
+
+
+@dataclass(frozen=True)
+class Desired:
+    """A manifest as hashed now. `content_hash` is None when it has not been rendered."""
+
+    name: str
+    manifest: str
+    spec_hash: str
+    inputs: Mapping[str, Any]
+    content_hash: str
+    provider: str
+    model: str
+    requests: int
+    outputs_hash: str
+    outputs: Mapping[str, str | None]   # output path -> digest of the file on disk, None if missing
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The provider's jobs, by job name; `complete` is False when only some were looked up."""
+
+    jobs: Mapping[str, RemoteJob]
+
+    def tagged(self, display_name: str) -> RemoteJob | None:
+        """The most useful job carrying `display_name`: succeeded, then live, then newest."""
+        found = [j for j in self.jobs.values() if j.display_name == display_name]
+        rank = {JobState.SUCCEEDED: 0, JobState.PENDING: 1, JobState.RUNNING: 1}
+        found.sort(key=lambda j: (rank.get(j.state, 2), _neg(j.create_time)))
+        return found[0] if found else None
+
+
+def _neg(t: str | None) -> tuple[int, ...]:
+    return tuple(-ord(c) for c in (t or ""))
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: Kind
+    name: str
+    reason: str
+    requests: int = 0
+    content_hash: str | None = None
+    display_name: str | None = None
+    job: RemoteJob | None = None        # the remote job to adopt, wait for or download
+    old_job: str | None = None          # for replace: the job that is superseded
+    attempt: int = 1
+
+    @property
+    def symbol(self) -> str:
+        return SYMBOLS[self.kind]
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def changes(self) -> list[Action]:
+        return [a for a in self.actions if a.kind in CHANGES]
+
+    def summary(self) -> str:
+        count = {k: sum(1 for a in self.actions if a.kind == k) for k in Kind}
+        submit = count[Kind.CREATE] + count[Kind.REPLACE] + count[Kind.RESUBMIT]
+        return (f"Plan: {submit} to submit ({count[Kind.REPLACE] + count[Kind.RESUBMIT]} "
+                f"replacing), {count[Kind.ADOPT]} to adopt, {count[Kind.WAIT]} in flight, "
+                f"{count[Kind.DOWNLOAD]} to download, {count[Kind.NOTHING]} unchanged"
+                + (f", {count[Kind.FAILED]} failed" if count[Kind.FAILED] else "")
+                + (f", {count[Kind.ORPHAN]} orphaned" if count[Kind.ORPHAN] else "") + ".")
+
+
+def display_name(name: str, content_hash: str, attempt: int = 1) -> str:
+    """The provider-side tag: finds the job again even when the lockfile forgot it."""
+    tag = f"{name}-{short(content_hash)}"
+    return tag if attempt <= 1 else f"{tag}-{attempt}"
+
+
+def change_reason(entry: LockEntry, want: Desired) -> str:
+    """Says which input moved the content hash, as precisely as the recorded parts allow."""
+    reasons = []
+    if entry.model != want.model:
+        reasons.append(f"model changed ({entry.model} -> {want.model})")
+    if entry.provider != want.provider:
+        reasons.append(f"provider changed ({entry.provider} -> {want.provider})")
+    old, new = entry.inputs, want.inputs
+    if old.get("rows") != new.get("rows"):
+        reasons.append("row data changed" if "rows" in new else "inline items changed")
+    if old.get("templates") != new.get("templates"):
+        reasons.append("included templates changed")
+    if old.get("manifest") != new.get("manifest") and not reasons:
+        reasons.append("manifest changed")
+    return ", ".join(reasons) or "rendered requests changed"
+
+
+def _outputs_reason(entry: LockEntry, want: Desired) -> str | None:
+    for path, actual in want.outputs.items():
+        if actual is None:
+            return f"output missing: {path}"
+        recorded = entry.outputs.get(path)
+        if recorded is None:
+            return f"output not recorded: {path}"
+        if recorded != actual:
+            return f"output modified: {path}"
+    if entry.outputs_hash != want.outputs_hash:
+        return "output declaration changed"
+    return None
+
+
+def _for_job(want: Desired, entry: LockEntry, job: RemoteJob | None, attempt: int,
+             max_attempts: int) -> Action:
+    """The action for a recorded job with the wanted content."""
+    base = dict(name=want.name, requests=want.requests, content_hash=want.content_hash,
+                attempt=attempt)
+    resubmit = dict(base, attempt=attempt + 1,
+                    display_name=display_name(want.name, want.content_hash, attempt + 1))
+    state = job.state if job is not None else None
+    if entry.state == JobState.SUCCEEDED.value:
+        why = _outputs_reason(entry, want)
+        if why is None:
+            if entry.spec_hash != want.spec_hash:
+                return Action(Kind.RECORD, reason="manifest edited, requests unchanged", job=job,
+                              **base)
+            return Action(Kind.NOTHING, reason="up to date", job=job, **base)
+        if job is None or state != JobState.SUCCEEDED:
+            return Action(Kind.RESUBMIT, reason=f"{why}, and the job's results are gone from "
+                          "the provider", **resubmit)
+        return Action(Kind.DOWNLOAD, reason=why, job=job, **base)
+    if job is None:
+        return Action(Kind.RESUBMIT, reason="job deleted on the provider before its results "
+                      "were saved", **resubmit)
+    if state in (JobState.PENDING, JobState.RUNNING):
+        return Action(Kind.WAIT, reason=f"job {state.value.lower()}", job=job, **base)
+    if state == JobState.SUCCEEDED:
+        return Action(Kind.DOWNLOAD, reason="job succeeded, results not yet saved", job=job,
+                      **base)
+    if state == JobState.EXPIRED:
+        if attempt >= max_attempts:
+            return Action(Kind.FAILED, reason=f"job expired {attempt} times; giving up "
+                          "(raise --max-attempts to try again)", job=job, **base)
+        return Action(Kind.RESUBMIT, reason="job expired (48 h without finishing)", **resubmit)
+    if state == JobState.CANCELLED:
+        return Action(Kind.FAILED, reason="job was cancelled outside the runner (drift)",
+                      job=job, **base)
+    return Action(Kind.FAILED, reason=f"job failed: {job.error or 'no error given'}", job=job,
+                  **base)
+
+
+def plan(desired: list[Desired], lock: Lock, observed: Observed, *,
+         max_attempts: int = 3) -> Plan:
+    actions: list[Action] = []
+    warnings: list[str] = []
+    for want in desired:
+        entry = lock.batches.get(want.name)
+        first = display_name(want.name, want.content_hash)
+        if entry is None or entry.content_hash != want.content_hash:
+            tagged = observed.tagged(first)
+            if tagged is not None:
+                actions.append(Action(Kind.ADOPT, want.name, f"a job tagged {first} already "
+                                      "exists on the provider", want.requests, want.content_hash,
+                                      first, job=tagged))
+            elif entry is None:
+                actions.append(Action(Kind.CREATE, want.name, "new batch", want.requests,
+                                      want.content_hash, first))
+            else:
+                old = observed.jobs.get(entry.job or "")
+                live = old is not None and not old.state.terminal
+                reason = change_reason(entry, want) + ("; the old job is still running and will "
+                                                       "be cancelled" if live else "")
+                actions.append(Action(Kind.REPLACE, want.name, reason, want.requests,
+                                      want.content_hash, first,
+                                      old_job=entry.job if live else None))
+            continue
+        attempt = max(entry.attempts, 1)
+        if entry.state == JobState.CREATING.value or entry.job is None:
+            tag = display_name(want.name, want.content_hash, attempt)
+            tagged = observed.tagged(tag)
+            if tagged is not None:
+                actions.append(Action(Kind.ADOPT, want.name, "an interrupted run created it",
+                                      want.requests, want.content_hash, tag, job=tagged,
+                                      attempt=attempt))
+            else:
+                actions.append(Action(Kind.CREATE, want.name, "an interrupted run did not "
+                                      "submit it", want.requests, want.content_hash, tag,
+                                      attempt=attempt))
+            continue
+        actions.append(_for_job(want, entry, observed.jobs.get(entry.job), attempt, max_attempts))
+    names = {d.name for d in desired}
+    for name in sorted(set(lock.batches) - names):
+        entry = lock.batches[name]
+        actions.append(Action(Kind.ORPHAN, name, f"manifest removed ({entry.manifest}); kept in "
+                              "the lockfile until apply --prune", entry.requests))
+    return Plan(tuple(actions), tuple(warnings))

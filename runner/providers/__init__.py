@@ -1,0 +1,1 @@
+"""Batch providers behind one protocol (`base.Provider`)."""

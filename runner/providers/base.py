@@ -1,0 +1,76 @@
+"""What the runner needs from a batch provider, independent of its wire format."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+
+class JobState(str, enum.Enum):
+    CREATING = "CREATING"      # ours: intent recorded, create not yet confirmed
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED}
+
+
+@dataclass(frozen=True)
+class RemoteJob:
+    """A job as the provider reports it."""
+
+    name: str
+    display_name: str
+    state: JobState
+    model: str = ""
+    create_time: str | None = None
+    end_time: str | None = None
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    pending: int = 0
+    error: str | None = None
+    results_file: str | None = None
+    input_file: str | None = None
+    inline_results: list[Any] | None = field(default=None, repr=False, compare=False)
+
+
+class Provider(Protocol):
+    """A batch API. Create is the one call that is not idempotent: callers resolve its
+    ambiguity by looking for the job by display name, never by retrying it blindly."""
+
+    name: str
+    inline_limit: int
+
+    def list_jobs(self) -> Iterator[RemoteJob]: ...
+
+    def get_job(self, name: str) -> RemoteJob | None: ...
+
+    def create_job(self, model: str, display_name: str, *, input_file: str | None = None,
+                   inline_lines: Path | None = None) -> RemoteJob: ...
+
+    def cancel_job(self, name: str) -> None: ...
+
+    def delete_job(self, name: str) -> None: ...
+
+    def find_file(self, display_name: str) -> str | None: ...
+
+    def upload_file(self, path: Path, display_name: str) -> str: ...
+
+    def download_results(self, job: RemoteJob, dest: Path) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class AmbiguousCreate(Exception):
+    """The create call may or may not have reached the provider (timeout, dropped connection)."""
