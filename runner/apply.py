@@ -18,6 +18,7 @@ from typing import Callable
 
 from .desired import input_path, outputs_hash, render_into, spec_hash, spec_inputs
 from .errors import ProviderError, RunnerError
+from .failpoints import hit
 from .fsutil import atomic_writer
 from .lockfile import LockEntry
 from .manifest import Manifest
@@ -25,7 +26,9 @@ from .outputs import write_outputs
 from .plan import Action, Kind, Plan, display_name
 from .providers.base import AmbiguousCreate, JobState, Provider, RemoteJob
 from .retry import Backoff, Sleep, real_sleep
-from .workspace import Workspace
+from .lockfile import held
+from .plan import plan as make_plan
+from .workspace import Workspace, observe
 
 Report = Callable[[str], None]
 
@@ -100,8 +103,10 @@ class Applier:
         entry = self._entry_for(m, action, rendered.content_hash, rendered.requests,
                                 rendered.templates)
         self._record(m.name, entry)
+        hit("after-intent")
         job = self._find(entry.display_name) or self._create(m, entry, path)
         self._bind(m.name, entry, job)
+        hit("after-job-recorded")
         self.outcome.submitted.append(m.name)
         self.report(f"{m.name}: submitted {rendered.requests} requests as {job.name} "
                     f"({entry.display_name})")
@@ -164,6 +169,7 @@ class Applier:
         self.provider.download_results(job, tmp)
         os.replace(tmp, results)
         written = write_outputs(m, results)
+        hit("after-outputs")
         entry.state = JobState.SUCCEEDED.value
         entry.finished_at = job.end_time or entry.finished_at or now()
         entry.counts = {"succeeded": written.succeeded, "failed": written.failed}
@@ -246,6 +252,7 @@ class Applier:
                 job = self.provider.get_job(entry.job) if job is None or not job.state.terminal \
                     else job
                 inflight[name] = None
+                hit("while-polling")
                 if job is None:
                     raise ProviderError(f"{name}: job {entry.job} disappeared from the provider "
                                         "while waiting; run apply again to resubmit")
@@ -284,3 +291,19 @@ class Applier:
                                   f"{len(inflight)} batch(es) still running "
                                   f"({', '.join(sorted(inflight))}); run apply again to resume")
             self.options.sleep(backoff.next_delay())
+
+
+def apply_directory(directory: Path, provider: Provider, options: Options | None = None,
+                    report: Report = lambda line: None, *, lock_timeout: float = 0.0,
+                    show_plan: Callable[[Plan], None] | None = None) -> Outcome:
+    """Plans and applies a manifest directory under its run lock: the whole of `runner apply`."""
+    options = options or Options()
+    Workspace.open(directory)               # report bad manifests before taking the lock
+    with held(directory.absolute(), lock_timeout):
+        ws = Workspace.open(directory)      # read again under the lock: another run may have saved
+        desired = ws.desired()
+        plan = make_plan(desired, ws.lock, observe(provider, ws.lock, desired),
+                         max_attempts=options.max_attempts)
+        if show_plan is not None:
+            show_plan(plan)
+        return Applier(ws, provider, options, report).run(plan)

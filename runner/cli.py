@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from . import __version__
-from .apply import Applier, Options
+from .apply import Options, apply_directory
 from .display import plan_json, plan_text, status_rows, status_text
 from .errors import RunnerError
-from .lockfile import held
+from .plan import Plan
 from .plan import plan as make_plan
 from .providers.base import Provider
 from .providers.gemini import GeminiProvider, api_key_from_env
@@ -33,6 +33,18 @@ def _out(text: str) -> None:
     print(text, flush=True)
 
 
+def _tuning() -> dict[str, int]:
+    """Size knobs, mostly for tests that need a file upload without 20 MB of data."""
+    out = {}
+    for env, arg in (("RUNNER_INLINE_LIMIT", "inline_limit"), ("RUNNER_UPLOAD_CHUNK", "chunk_size")):
+        value = os.environ.get(env)
+        if value:
+            if not value.isdigit() or int(value) <= 0:
+                raise RunnerError(f"{env} must be a positive number of bytes (got {value!r})")
+            out[arg] = int(value)
+    return out
+
+
 @contextlib.contextmanager
 def provider_for(ws: Workspace, use_emulator: bool) -> Iterator[Provider]:
     """The Gemini provider, or one talking to an emulator started in-process whose state lives
@@ -42,13 +54,13 @@ def provider_for(ws: Workspace, use_emulator: bool) -> Iterator[Provider]:
 
         latency = float(os.environ.get("RUNNER_EMULATOR_LATENCY", "2"))
         with Emulator(ws.state_dir / "emulator", latency=latency) as emu:
-            provider = GeminiProvider(EMULATOR_KEY, emu.base_url)
+            provider = GeminiProvider(EMULATOR_KEY, emu.base_url, **_tuning())
             try:
                 yield provider
             finally:
                 provider.close()
         return
-    provider = GeminiProvider(api_key_from_env() or "")
+    provider = GeminiProvider(api_key_from_env() or "", **_tuning())
     try:
         yield provider
     finally:
@@ -94,19 +106,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     directory = Path(args.directory)
     ws = Workspace.open(directory)
-    with held(ws.directory, args.lock_timeout):
-        ws = Workspace.open(directory)      # re-read under the lock: another run may have saved
-        desired = ws.desired()
-        with provider_for(ws, args.emulator) as provider:
-            observed = observe(provider, ws.lock, desired)
-            plan = make_plan(desired, ws.lock, observed, max_attempts=args.max_attempts)
-            if not args.quiet:
-                _out(plan_text(plan, args.directory))
-                _out("")
-            options = Options(wait=not args.no_wait, timeout=args.timeout, prune=args.prune,
-                              max_attempts=args.max_attempts,
-                              poll_base=float(os.environ.get("RUNNER_POLL_SECONDS", "2")))
-            outcome = Applier(ws, provider, options, _out).run(plan)
+    options = Options(wait=not args.no_wait, timeout=args.timeout, prune=args.prune,
+                      max_attempts=args.max_attempts,
+                      poll_base=float(os.environ.get("RUNNER_POLL_SECONDS", "2")))
+
+    def show(plan: Plan) -> None:
+        if not args.quiet:
+            _out(plan_text(plan, args.directory) + "\n")
+
+    with provider_for(ws, args.emulator) as provider:
+        outcome = apply_directory(directory, provider, options, _out,
+                                  lock_timeout=args.lock_timeout, show_plan=show)
     if outcome.pending:
         _out(f"{len(outcome.pending)} batch(es) still running: {', '.join(outcome.pending)}; "
              "run apply again to collect them.")

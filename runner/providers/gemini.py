@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import httpx
 
 from ..errors import ProviderError
+from ..failpoints import hit
 from ..retry import Backoff, Sleep, real_sleep, retry_after
 from .base import AmbiguousCreate, JobState, RemoteJob
 
@@ -81,7 +82,8 @@ class GeminiProvider:
 
     def __init__(self, api_key: str, base_url: str | None = None, *, api_version: str = "v1beta",
                  timeout: float = 60.0, max_attempts: int = 8, sleep: Sleep = real_sleep,
-                 backoff: Backoff | None = None):
+                 backoff: Backoff | None = None, inline_limit: int = INLINE_LIMIT,
+                 chunk_size: int = CHUNK):
         if not api_key:
             raise ProviderError("no Gemini API key: set GEMINI_API_KEY (or GOOGLE_API_KEY), or "
                                 "pass --emulator to use the local emulator")
@@ -90,6 +92,8 @@ class GeminiProvider:
             raise ProviderError(f"GEMINI_BASE_URL must start with http:// or https:// "
                                 f"(got {self._base!r})")
         self._version = api_version
+        self.inline_limit = inline_limit
+        self._chunk = chunk_size
         # verify=True is httpx's default; stated so that nobody turns it off by accident.
         self._http = httpx.Client(headers={"x-goog-api-key": api_key}, verify=True,
                                   timeout=httpx.Timeout(timeout, connect=15.0))
@@ -173,7 +177,8 @@ class GeminiProvider:
         body = {"batch": {"displayName": display_name, "inputConfig": input_config}}
         try:
             op = self._json("POST", f"models/{model}:batchGenerateContent",
-                            what=f"create batch {display_name}", idempotent=False, json=body)
+                            what=f"create batch {display_name}", idempotent=False, json=body,
+                            extensions={"trace": _trace_create_answer})
         except _NotFound:
             raise ProviderError(f"model {model!r} not found by the provider") from None
         return parse_operation(op)
@@ -223,7 +228,7 @@ class GeminiProvider:
         with open(path, "rb") as f:
             while True:
                 f.seek(offset)
-                chunk = f.read(CHUNK)
+                chunk = f.read(self._chunk)
                 last = offset + len(chunk) >= size
                 command = "upload, finalize" if last else "upload"
                 try:
@@ -240,6 +245,7 @@ class GeminiProvider:
                         return str(resp.json()["file"]["name"])
                     offset += len(chunk)
                     backoff.reset()
+                    hit("during-upload")
                     continue
                 failures += 1
                 if failures >= self._max_attempts:
@@ -295,12 +301,20 @@ class GeminiProvider:
                                                 f"{resp.status_code}: {_message(resp)}")
                         for chunk in resp.iter_bytes(1 << 20):
                             out.write(chunk)
+                            out.flush()
+                            hit("during-download")
                     return
                 except (httpx.TransportError, _Retry):
                     if attempt == self._max_attempts:
                         raise ProviderError(f"download {file_name} failed after {attempt} "
                                             "attempts") from None
                     self._sleep(backoff.next_delay())
+
+
+def _trace_create_answer(event: str, info: dict[str, Any]) -> None:
+    """The moment the create's answer starts to arrive: the job exists, we do not know it yet."""
+    if event == "http11.receive_response_headers.complete":
+        hit("after-create-sent")
 
 
 class _NotFound(Exception):

@@ -1,0 +1,125 @@
+"""Kill-point matrix: `runner apply` is SIGKILLed at every step boundary, then run again.
+
+For every kill point: exactly one job per content hash on the provider, every output
+byte-identical to an uninterrupted run, and a valid lockfile. Two manifests run at once: one
+small enough to go inline, one sent through a resumable file upload in several chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import MINIMAL, write_manifest
+from runner import lockfile
+from runner.emulator import Emulator
+from runner.failpoints import POINTS
+from runner.providers.gemini import GeminiProvider
+
+BIG = """\
+apiVersion: batch-runner/v1
+kind: Batch
+metadata: {name: big}
+spec:
+  provider: gemini
+  model: gemini-2.5-flash
+  rows: data/big.jsonl
+  key: "r{{ row.n }}"
+  request:
+    contents: [{role: user, parts: [{text: "Item {{ row.n }}: {{ row.body }}"}]}]
+  outputs:
+    - path: out/big.jsonl
+    - path: out/big.csv
+      columns: {n: "{{ row.n }}", answer: "{{ text }}"}
+"""
+
+
+def make_project(root: Path) -> Path:
+    d = root / "proj"
+    write_manifest(d, MINIMAL, "tiny.yaml")
+    write_manifest(d, BIG, "big.yaml")
+    (d / "data").mkdir()
+    with open(d / "data/big.jsonl", "w") as f:
+        for n in range(400):
+            f.write(json.dumps({"n": n, "body": f"row {n} " + "lorem ipsum " * 40}) + "\n")
+    return d
+
+
+def run(d: Path, emu: Emulator, failpoint: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, GEMINI_API_KEY="crash-test-key", GEMINI_BASE_URL=emu.base_url,
+               RUNNER_POLL_SECONDS="0.05", RUNNER_INLINE_LIMIT="100000",
+               RUNNER_UPLOAD_CHUNK="65536")
+    env.pop("RUNNER_FAILPOINT", None)
+    if failpoint:
+        env["RUNNER_FAILPOINT"] = failpoint
+    return subprocess.run([sys.executable, "-m", "runner.cli", "apply", str(d), "--quiet"],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def job_tags(emu: Emulator) -> Counter[str]:
+    provider = GeminiProvider("crash-test-key", emu.base_url)
+    try:
+        return Counter(j.display_name for j in provider.list_jobs())
+    finally:
+        provider.close()
+
+
+def outputs(d: Path) -> dict[str, bytes]:
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted((d / "out").rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    root = tmp_path_factory.mktemp("reference")
+    d = make_project(root)
+    with Emulator(root / "emu", latency=0.3) as emu:
+        done = run(d, emu)
+    assert done.returncode == 0, done.stderr
+    return outputs(d)
+
+
+@pytest.fixture
+def emu(tmp_path: Path) -> Iterator[Emulator]:
+    with Emulator(tmp_path / "emu", latency=0.5) as e:
+        yield e
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_kill_at_every_step_then_converge(point: str, tmp_path: Path, emu: Emulator,
+                                          reference: dict[str, bytes]) -> None:
+    d = make_project(tmp_path)
+    killed = run(d, emu, point)
+    assert killed.returncode == -signal.SIGKILL, (
+        f"{point} was never reached: exit {killed.returncode}\n{killed.stdout}{killed.stderr}")
+    again = run(d, emu)
+    assert again.returncode == 0, again.stdout + again.stderr
+    tags = job_tags(emu)
+    assert len(tags) == 2 and set(tags.values()) == {1}, tags
+    assert outputs(d) == reference
+    lock = lockfile.load(d / "batches.lock")
+    assert {e.state for e in lock.batches.values()} == {"SUCCEEDED"}
+    assert set(lock.batches) == {"tiny", "big"}
+    assert not list(d.glob("out/.*.tmp")), "a temp file was left behind"
+
+
+def test_repeated_kills_never_duplicate(tmp_path: Path, emu: Emulator,
+                                        reference: dict[str, bytes]) -> None:
+    """Every kill point in one sequence on the same directory, as a flaky CI runner would."""
+    d = make_project(tmp_path)
+    for point in POINTS:
+        run(d, emu, point)
+    assert run(d, emu).returncode == 0
+    tags = job_tags(emu)
+    assert len(tags) == 2 and set(tags.values()) == {1}, tags
+    assert outputs(d) == reference
+    shutil.rmtree(d / ".runner", ignore_errors=True)
