@@ -39,6 +39,7 @@ class Options:
     timeout: float | None = None
     prune: bool = False
     max_attempts: int = 3
+    resubmit: frozenset[str] = frozenset()
     poll_base: float = 2.0
     poll_cap: float = 60.0
     sleep: Sleep = field(default=real_sleep)
@@ -303,7 +304,7 @@ def apply_directory(directory: Path, provider: Provider, options: Options | None
         ws = Workspace.open(directory)      # read again under the lock: another run may have saved
         desired = ws.desired()
         plan = make_plan(desired, ws.lock, observe(provider, ws.lock, desired),
-                         max_attempts=options.max_attempts)
+                         max_attempts=options.max_attempts, resubmit=options.resubmit)
         if show_plan is not None:
             show_plan(plan)
         return Applier(ws, provider, options, report).run(plan)

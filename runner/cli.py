@@ -96,7 +96,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     desired = ws.desired()
     with provider_for(ws, args.emulator) as provider:
         observed = observe(provider, ws.lock, desired)
-    plan = make_plan(desired, ws.lock, observed, max_attempts=args.max_attempts)
+    plan = make_plan(desired, ws.lock, observed, max_attempts=args.max_attempts,
+                     resubmit=frozenset(args.resubmit))
     _out(plan_json(plan) if args.json else plan_text(plan, args.directory))
     if args.detailed_exitcode and plan.changes:
         return 2
@@ -107,7 +108,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     directory = Path(args.directory)
     ws = Workspace.open(directory)
     options = Options(wait=not args.no_wait, timeout=args.timeout, prune=args.prune,
-                      max_attempts=args.max_attempts,
+                      max_attempts=args.max_attempts, resubmit=frozenset(args.resubmit),
                       poll_base=float(os.environ.get("RUNNER_POLL_SECONDS", "2")))
 
     def show(plan: Plan) -> None:
@@ -158,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                 ) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(func=func)
+        sp.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks for internal errors")
         if name != "emulator":
             sp.add_argument("directory", metavar="DIR", help="the manifest directory")
         if remote:
@@ -184,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     for sp in (pl, a):
         sp.add_argument("--max-attempts", type=int, default=3,
                         help="submissions per batch before an expiring job is given up on")
+        sp.add_argument("--resubmit", action="append", default=[], metavar="NAME",
+                        help="submit a failed or cancelled batch again (repeatable)")
     s = command("status", "recorded versus remote state, one line per batch", cmd_status,
                 remote=True)
     s.add_argument("--json", action="store_true")

@@ -146,7 +146,7 @@ def _outputs_reason(entry: LockEntry, want: Desired) -> str | None:
 
 
 def _for_job(want: Desired, entry: LockEntry, job: RemoteJob | None, attempt: int,
-             max_attempts: int) -> Action:
+             max_attempts: int, resubmit_asked: bool) -> Action:
     """The action for a recorded job with the wanted content."""
     base = dict(name=want.name, requests=want.requests, content_hash=want.content_hash,
                 attempt=attempt)
@@ -178,14 +178,19 @@ def _for_job(want: Desired, entry: LockEntry, job: RemoteJob | None, attempt: in
                           "(raise --max-attempts to try again)", job=job, **base)
         return Action(Kind.RESUBMIT, reason="job expired (48 h without finishing)", **resubmit)
     if state == JobState.CANCELLED:
-        return Action(Kind.FAILED, reason="job was cancelled outside the runner (drift)",
-                      job=job, **base)
-    return Action(Kind.FAILED, reason=f"job failed: {job.error or 'no error given'}", job=job,
-                  **base)
+        why = "job was cancelled outside the runner (drift)"
+    else:
+        why = f"job failed: {job.error or 'no error given'}"
+    if resubmit_asked:
+        return Action(Kind.RESUBMIT, reason=f"{why}; resubmitting as asked", **resubmit)
+    return Action(Kind.FAILED, reason=f"{why}; apply --resubmit {want.name} submits it again",
+                  job=job, **base)
 
 
 def plan(desired: list[Desired], lock: Lock, observed: Observed, *,
-         max_attempts: int = 3) -> Plan:
+         max_attempts: int = 3, resubmit: frozenset[str] = frozenset()) -> Plan:
+    """One action per manifest (and per orphaned lockfile entry). `resubmit` names batches
+    whose failed or cancelled job the user asked to submit again."""
     actions: list[Action] = []
     warnings: list[str] = []
     for want in desired:
@@ -222,8 +227,10 @@ def plan(desired: list[Desired], lock: Lock, observed: Observed, *,
                                       "submit it", want.requests, want.content_hash, tag,
                                       attempt=attempt))
             continue
-        actions.append(_for_job(want, entry, observed.jobs.get(entry.job), attempt, max_attempts))
+        actions.append(_for_job(want, entry, observed.jobs.get(entry.job), attempt, max_attempts,
+                                want.name in resubmit))
     names = {d.name for d in desired}
+    warnings.extend(f"--resubmit {n}: no such batch" for n in sorted(resubmit - names))
     for name in sorted(set(lock.batches) - names):
         entry = lock.batches[name]
         actions.append(Action(Kind.ORPHAN, name, f"manifest removed ({entry.manifest}); kept in "

@@ -1,0 +1,115 @@
+"""Two runs at once, and the API key never leaking anywhere."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import MINIMAL, write_manifest
+from runner.emulator import Emulator, Faults
+
+SECRET = "AIzaSy-SECRET-d41d8cd98f00b204e9800998ecf8427e"
+
+
+@pytest.fixture
+def emu(tmp_path: Path) -> Iterator[Emulator]:
+    with Emulator(tmp_path / "emu", latency=1.5) as e:
+        yield e
+
+
+def env_for(emu: Emulator, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, GEMINI_API_KEY=SECRET, GEMINI_BASE_URL=emu.base_url,
+               RUNNER_POLL_SECONDS="0.05", **extra)
+    env.pop("RUNNER_FAILPOINT", None)
+    return env
+
+
+def start(d: Path, emu: Emulator, *args: str, **extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "runner.cli", "apply", str(d), *args],
+                            env=env_for(emu, **extra), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_lock(d: Path) -> None:
+    deadline = time.monotonic() + 20
+    while not (d / ".runner/run.lock").exists() or not (d / "batches.lock").exists():
+        assert time.monotonic() < deadline, "first run never took the lock"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def proj(tmp_path: Path) -> Path:
+    d = tmp_path / "proj"
+    write_manifest(d, MINIMAL)
+    return d
+
+
+def test_second_run_fails_fast_naming_the_holder(proj: Path, emu: Emulator) -> None:
+    first = start(proj, emu)
+    wait_for_lock(proj)
+    second = subprocess.run([sys.executable, "-m", "runner.cli", "apply", str(proj)],
+                            env=env_for(emu), capture_output=True, text=True, timeout=30)
+    assert second.returncode == 1
+    line = second.stderr.strip()
+    assert "\n" not in line
+    assert re.search(rf"another run holds the lock \(pid {first.pid} on \S+ since "
+                     r"\d{4}-\d\d-\d\dT", line), line
+    first.communicate(timeout=60)
+    assert first.returncode == 0
+
+
+def test_second_run_waits_with_lock_timeout(proj: Path, emu: Emulator) -> None:
+    first = start(proj, emu)
+    wait_for_lock(proj)
+    second = subprocess.run([sys.executable, "-m", "runner.cli", "apply", str(proj),
+                             "--lock-timeout", "60"], env=env_for(emu), capture_output=True,
+                            text=True, timeout=90)
+    first.communicate(timeout=60)
+    assert first.returncode == 0
+    assert second.returncode == 0, second.stderr
+    assert "No changes" in second.stdout
+
+
+def test_killed_holder_leaves_no_stale_lock(proj: Path, emu: Emulator) -> None:
+    first = start(proj, emu)
+    wait_for_lock(proj)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    again = subprocess.run([sys.executable, "-m", "runner.cli", "apply", str(proj)],
+                           env=env_for(emu), capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+
+
+def test_api_key_never_written_printed_or_on_the_command_line(proj: Path, emu: Emulator) -> None:
+    """A full apply, with faults that make the runner retry and report, searched for the key."""
+    emu.faults = Faults(rate_429=0.2, retry_after=0.01, rate_503=0.2, seed=3)
+    run = start(proj, emu, "--verbose")
+    seen_cmdlines = []
+    while run.poll() is None:
+        try:
+            seen_cmdlines.append(Path(f"/proc/{run.pid}/cmdline").read_bytes())
+        except OSError:
+            break
+        time.sleep(0.05)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    emu.faults = Faults(fail=True)
+    (proj / "m.yaml").write_text(MINIMAL.replace("2+2", "3+3"))
+    failed = start(proj, emu, "--verbose")
+    out2, err2 = failed.communicate(timeout=60)
+    assert failed.returncode == 1
+    assert seen_cmdlines and not any(SECRET.encode() in c for c in seen_cmdlines)
+    for text in (out, err, out2, err2):
+        assert SECRET not in text
+    written = [p for p in proj.rglob("*") if p.is_file()]
+    assert any(p.name == "batches.lock" for p in written)
+    for p in written:
+        assert SECRET.encode() not in p.read_bytes(), p
