@@ -11,15 +11,31 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
+import orjson
+
 ALGORITHM = "sha256"
 RECIPE = 1
 _CHUNK = 1 << 20
 
 
+_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """JSON with sorted keys, no spaces and raw UTF-8: equal data gives equal bytes.
+
+    orjson's output is the recipe (it is also ten times faster than the json module, which
+    matters at a million requests). Integers beyond 64 bits, which orjson refuses, take the
+    json module's equivalent form; the same value always takes the same path."""
+    try:
+        return orjson.dumps(value, option=_OPTIONS)
+    except TypeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode()
+
+
 def canonical(value: Any) -> str:
-    """JSON with sorted keys, no spaces and raw UTF-8: equal data gives equal text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    return canonical_bytes(value).decode()
 
 
 def digest(data: bytes) -> str:
