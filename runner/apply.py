@@ -28,7 +28,7 @@ from .providers.base import AmbiguousCreate, JobState, Provider, RemoteJob
 from .retry import Backoff, Sleep, real_sleep
 from .lockfile import held
 from .plan import plan as make_plan
-from .workspace import Workspace, observe
+from .workspace import LIST_THRESHOLD, Workspace, observe
 
 Report = Callable[[str], None]
 
@@ -169,7 +169,7 @@ class Applier:
         tmp = results.with_suffix(".part")
         self.provider.download_results(job, tmp)
         os.replace(tmp, results)
-        written = write_outputs(m, results)
+        written = write_outputs(m, results, results.parent)
         hit("after-outputs")
         entry.state = JobState.SUCCEEDED.value
         entry.finished_at = job.end_time or entry.finished_at or now()
@@ -240,18 +240,29 @@ class Applier:
             entry.inputs, entry.spec_hash = inputs, spec_hash(inputs)
             self._record(name, entry)
 
+    def _refresh(self, inflight: dict[str, RemoteJob | None]) -> None:
+        """Fresh state for every in-flight job not already known to be finished: one paged
+        list when there are several, a get each otherwise."""
+        stale = {name: self.ws.lock.batches[name].job for name, job in inflight.items()
+                 if job is None or not job.state.terminal}
+        if len(stale) > LIST_THRESHOLD:
+            listed = {j.name: j for j in self.provider.list_jobs()}
+            fresh = {name: listed.get(job or "") for name, job in stale.items()}
+        else:
+            fresh = {name: self.provider.get_job(job) if job else None
+                     for name, job in stale.items()}
+        inflight.update(fresh)
+
     def _wait(self, inflight: dict[str, RemoteJob | None]) -> None:
         """Polls until every in-flight job is terminal (or the timeout), collecting as it goes."""
         backoff = Backoff(self.options.poll_base, self.options.poll_cap)
         start = self.options.clock()
         seen: dict[str, tuple[str, int]] = {}
         while inflight:
+            self._refresh(inflight)
             for name in sorted(inflight):
                 entry = self.ws.lock.batches[name]
-                assert entry.job is not None
-                job = inflight[name] if inflight[name] is not None else None
-                job = self.provider.get_job(entry.job) if job is None or not job.state.terminal \
-                    else job
+                job = inflight[name]
                 inflight[name] = None
                 hit("while-polling")
                 if job is None:

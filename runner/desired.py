@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .hashing import ContentHasher, canonical, combine, digest, file_digest
+from .hashing import ContentHasher, canonical, combine, digest
+from .statcache import NO_CACHE, DigestCache, digest_or_none
 from .lockfile import LockEntry
 from .manifest import Manifest
 from .plan import Desired
@@ -40,10 +41,11 @@ def render_into(manifest: Manifest, sink: IO[str] | None = None) -> Rendered:
     return Rendered(hasher.hexdigest(), count, renderer.template_files())
 
 
-def spec_inputs(manifest: Manifest, templates: dict[str, str]) -> dict[str, Any]:
+def spec_inputs(manifest: Manifest, templates: dict[str, str],
+                cache: DigestCache = NO_CACHE) -> dict[str, Any]:
     inputs: dict[str, Any] = {"manifest": manifest.document_hash}
     if manifest.rows is not None:
-        inputs["rows"] = file_digest(manifest.rows) if manifest.rows.is_file() else None
+        inputs["rows"] = digest_or_none(cache, manifest.rows)
     if templates:
         inputs["templates"] = dict(templates)
     return inputs
@@ -58,39 +60,41 @@ def outputs_hash(manifest: Manifest) -> str:
     return digest(canonical({"outputs": decl, "errors": manifest.errors.rel}).encode())
 
 
-def output_digests(manifest: Manifest) -> dict[str, str | None]:
-    return {o.rel: file_digest(o.path) if o.path.is_file() else None
-            for o in manifest.declared_paths()}
+def output_digests(manifest: Manifest, cache: DigestCache = NO_CACHE
+                   ) -> dict[str, str | None]:
+    return {o.rel: digest_or_none(cache, o.path) for o in manifest.declared_paths()}
 
 
-def _recorded_templates(manifest: Manifest, entry: LockEntry) -> dict[str, str] | None:
+def _recorded_templates(manifest: Manifest, entry: LockEntry, cache: DigestCache
+                        ) -> dict[str, str] | None:
     """Current digests of the templates the last render included; None if one has gone."""
     out = {}
     for name in entry.inputs.get("templates", {}):
-        path = manifest.project / name
-        if not path.is_file():
+        found = digest_or_none(cache, manifest.project / name)
+        if found is None:
             return None
-        out[name] = file_digest(path)
+        out[name] = found
     return out
 
 
-def desire(manifest: Manifest, entry: LockEntry | None) -> Desired:
+def desire(manifest: Manifest, entry: LockEntry | None, cache: DigestCache = NO_CACHE
+           ) -> Desired:
     """The manifest's desired state; renders (streaming, nothing kept) only if inputs moved."""
     rendered: Rendered | None = None
     if entry is not None and entry.provider == manifest.provider and entry.model == manifest.model:
-        templates = _recorded_templates(manifest, entry)
+        templates = _recorded_templates(manifest, entry, cache)
         if templates is not None:
-            inputs = spec_inputs(manifest, templates)
+            inputs = spec_inputs(manifest, templates, cache)
             if spec_hash(inputs) == entry.spec_hash:
                 rendered = Rendered(entry.content_hash, entry.requests, templates)
     if rendered is None:
         rendered = render_into(manifest)
-        inputs = spec_inputs(manifest, rendered.templates)
+        inputs = spec_inputs(manifest, rendered.templates, cache)
     return Desired(
         name=manifest.name, manifest=manifest.rel_source, spec_hash=spec_hash(inputs),
         inputs=inputs, content_hash=rendered.content_hash, provider=manifest.provider,
         model=manifest.model, requests=rendered.requests, outputs_hash=outputs_hash(manifest),
-        outputs=output_digests(manifest))
+        outputs=output_digests(manifest, cache))
 
 
 def input_path(state_dir: Path, content_hash: str) -> Path:

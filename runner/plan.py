@@ -145,6 +145,20 @@ def _outputs_reason(entry: LockEntry, want: Desired) -> str | None:
     return None
 
 
+def needs_remote(entry: LockEntry | None, want: Desired) -> bool:
+    """Whether planning this batch needs the provider's view: not when it succeeded with
+    unchanged content and intact outputs, so an unchanged plan makes no call at all."""
+    return not (entry is not None and entry.content_hash == want.content_hash
+                and entry.job is not None and entry.state == JobState.SUCCEEDED.value
+                and _outputs_reason(entry, want) is None)
+
+
+def needs_tag_search(entry: LockEntry | None, want: Desired) -> bool:
+    """Whether the batch may need creating or adopting, i.e. finding a job by its tag."""
+    return (entry is None or entry.content_hash != want.content_hash or entry.job is None
+            or entry.state == JobState.CREATING.value)
+
+
 def _for_job(want: Desired, entry: LockEntry, job: RemoteJob | None, attempt: int,
              max_attempts: int, resubmit_asked: bool) -> Action:
     """The action for a recorded job with the wanted content."""

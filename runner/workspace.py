@@ -8,8 +8,13 @@ from pathlib import Path
 from . import lockfile
 from .desired import desire
 from .manifest import Manifest, load_directory
-from .plan import Desired, Observed
+from .plan import Desired, Observed, needs_remote, needs_tag_search
+from .statcache import cache_for
 from .providers.base import Provider, RemoteJob
+
+
+# Above this many jobs to look at, one paged list costs less than a get per job.
+LIST_THRESHOLD = 5
 
 
 @dataclass
@@ -42,22 +47,24 @@ class Workspace:
         raise KeyError(name)
 
     def desired(self) -> list[Desired]:
-        return [desire(m, self.lock.batches.get(m.name)) for m in self.manifests]
+        cache = cache_for(self.state_dir)
+        try:
+            return [desire(m, self.lock.batches.get(m.name), cache) for m in self.manifests]
+        finally:
+            cache.save()
 
 
 def observe(provider: Provider, lock: lockfile.Lock, desired: list[Desired]) -> Observed:
-    """The remote jobs a plan needs: every job the lockfile names, and, when a batch may need
-    creating or adopting, every job on the provider (to find one by its displayName tag)."""
+    """The remote jobs a plan needs: the recorded job of every batch not yet settled, and,
+    when a batch may need creating or adopting, every job on the provider (to find it by its
+    displayName tag). Live jobs are refreshed by listing, page by page, when there are several,
+    rather than one get each."""
     jobs: dict[str, RemoteJob] = {}
-    need_list = False
-    for want in desired:
-        entry = lock.batches.get(want.name)
-        if (entry is None or entry.content_hash != want.content_hash or entry.job is None
-                or entry.state == "CREATING"):
-            need_list = True
-    if need_list:
+    entries = [(lock.batches.get(w.name), w) for w in desired]
+    wanted = {e.job for e, w in entries if e is not None and e.job and needs_remote(e, w)}
+    if any(needs_tag_search(e, w) for e, w in entries) or len(wanted) > LIST_THRESHOLD:
         jobs.update((j.name, j) for j in provider.list_jobs())
-    for name in sorted({e.job for e in lock.batches.values() if e.job} - set(jobs)):
+    for name in sorted(wanted - set(jobs)):
         job = provider.get_job(name)
         if job is not None:
             jobs[name] = job

@@ -1,0 +1,65 @@
+"""File digests remembered by (size, mtime, inode), as git's index and DVC's state do.
+
+An unchanged plan over a million-row data file and its outputs would otherwise read gigabytes
+to learn that nothing changed. The cache lives under `.runner/` (local, never committed); a
+fresh clone simply hashes once. A file rewritten within the same mtime tick with the same size
+would be missed, so entries younger than two seconds are not trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from .fsutil import write_text
+from .hashing import file_digest
+
+_TRUST_AFTER_NS = 2_000_000_000
+
+
+class DigestCache:
+    def __init__(self, path: Path | None):
+        self._path = path
+        self._entries: dict[str, list[object]] = {}
+        self._dirty = False
+        if path is not None:
+            try:
+                loaded = json.loads(path.read_text(encoding="utf-8"))
+                if isinstance(loaded, dict):
+                    self._entries = loaded
+            except (OSError, ValueError):
+                pass
+
+    def digest(self, path: Path) -> str:
+        st = path.stat()
+        key = str(path.resolve())
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        cached = self._entries.get(key)
+        if cached is not None and cached[:3] == stamp and isinstance(cached[3], str):
+            return cached[3]
+        value = file_digest(path)
+        if time.time_ns() - st.st_mtime_ns > _TRUST_AFTER_NS:
+            self._entries[key] = [*stamp, value]
+            self._dirty = True
+        return value
+
+    def save(self) -> None:
+        if self._path is not None and self._dirty:
+            try:
+                write_text(self._path, json.dumps(self._entries))
+            except OSError:
+                return  # a cache is an optimisation: a read-only checkout still plans
+            self._dirty = False
+
+
+def cache_for(state_dir: Path) -> DigestCache:
+    return DigestCache(state_dir / "digests.json")
+
+
+NO_CACHE = DigestCache(None)
+
+
+def digest_or_none(cache: DigestCache, path: Path) -> str | None:
+    return cache.digest(path) if os.path.isfile(path) else None
