@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import os
+import sqlite3
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Iterator
 
 from .errors import OutputError, ProviderError
 from .fsutil import atomic_writer
@@ -30,21 +33,45 @@ class Written:
     unmatched: int              # results whose key no request has
 
 
-def index_results(path: Path) -> dict[str, int]:
-    """Key -> byte offset of its line in the results file."""
-    index: dict[str, int] = {}
-    with open(path, "rb") as f:
-        offset = 0
-        for n, raw in enumerate(f, 1):
-            if raw.strip():
-                try:
-                    key = json.loads(raw).get("key")
-                except (ValueError, AttributeError):
-                    raise ProviderError(f"results file line {n} is not a JSON object") from None
-                if isinstance(key, str):
-                    index[key] = offset
-            offset += len(raw)
-    return index
+class ResultIndex:
+    """Key -> byte offset of its line in the results file, kept in an on-disk SQLite table so
+    that joining a million shuffled results holds no more in memory than joining ten."""
+
+    def __init__(self, results: Path, workdir: Path):
+        workdir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="join-", suffix=".sqlite", dir=workdir)
+        os.close(fd)
+        self._path = Path(name)
+        self._db = sqlite3.connect(name)
+        self._db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+                               "CREATE TABLE r (key TEXT PRIMARY KEY, off INTEGER) WITHOUT ROWID;")
+        self.size = 0
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO r VALUES (?, ?)", self._scan(results))
+        self.size = self._db.execute("SELECT count(*) FROM r").fetchone()[0]
+
+    @staticmethod
+    def _scan(path: Path) -> Iterator[tuple[str, int]]:
+        with open(path, "rb") as f:
+            offset = 0
+            for n, raw in enumerate(f, 1):
+                if raw.strip():
+                    try:
+                        key = json.loads(raw).get("key")
+                    except (ValueError, AttributeError):
+                        raise ProviderError(f"results file line {n} is not a JSON object"
+                                            ) from None
+                    if isinstance(key, str):
+                        yield key, offset
+                offset += len(raw)
+
+    def offset(self, key: str) -> int | None:
+        row = self._db.execute("SELECT off FROM r WHERE key = ?", (key,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def close(self) -> None:
+        self._db.close()
+        self._path.unlink(missing_ok=True)
 
 
 def response_text(response: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -58,8 +85,8 @@ def response_text(response: dict[str, Any]) -> tuple[str | None, str | None]:
     return text, first.get("finishReason")
 
 
-def _lookup(results: IO[bytes], index: dict[str, int], key: str) -> dict[str, Any] | None:
-    offset = index.get(key)
+def _lookup(results: IO[bytes], index: ResultIndex, key: str) -> dict[str, Any] | None:
+    offset = index.offset(key)
     if offset is None:
         return None
     results.seek(offset)
@@ -67,11 +94,12 @@ def _lookup(results: IO[bytes], index: dict[str, int], key: str) -> dict[str, An
     return value
 
 
-def write_outputs(manifest: Manifest, results_path: Path) -> Written:
+def write_outputs(manifest: Manifest, results_path: Path, workdir: Path) -> Written:
     renderer = Renderer(manifest)
-    index = index_results(results_path)
     matched = succeeded = failed = 0
     with contextlib.ExitStack() as stack, open(results_path, "rb") as results:
+        index = ResultIndex(results_path, workdir)
+        stack.callback(index.close)
         try:
             files = {o.rel: stack.enter_context(atomic_writer(o.path))
                      for o in manifest.declared_paths()}
@@ -115,7 +143,7 @@ def write_outputs(manifest: Manifest, results_path: Path) -> Written:
                 else:
                     w.writerow([renderer.render_column(c, ctx, req) for c in cols])
     digests = {o.rel: file_digest(o.path) for o in manifest.declared_paths()}
-    return Written(digests, succeeded, failed, len(index) - matched)
+    return Written(digests, succeeded, failed, index.size - matched)
 
 
 def _error_of(result: dict[str, Any] | None) -> dict[str, Any]:
