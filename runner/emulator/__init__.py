@@ -1,0 +1,19 @@
+"""A local emulator of the Google Gemini API Batch Mode and Files API, for tests and demos.
+
+    from runner.emulator import Emulator, Faults
+    with Emulator(state_dir, latency=2.0, faults=Faults(rate_429=0.1)) as emu:
+        client = genai.Client(api_key="any", http_options=HttpOptions(base_url=emu.base_url))
+
+Every request is answered deterministically, so a test can map results back to inputs: the
+reply's text is "echo: " + the request's prompt (the `text` of every part of every `contents`
+item, joined with "\n"), and a prompt containing EMULATOR_FAIL gets an error instead. The
+full rule, token counts included, is in `runner.emulator.echo`; the admin routes
+(`/_emulator/faults`, `/_emulator/clock`, `/_emulator/stats`) are in `runner.emulator.admin`.
+"""
+
+from __future__ import annotations
+
+from runner.emulator.emulator import Emulator
+from runner.emulator.faults import Faults
+
+__all__ = ["Emulator", "Faults"]
