@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -142,9 +143,15 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     from .emulator import Emulator
 
     emu = Emulator(Path(args.state_dir), host=args.host, port=args.port, latency=args.latency)
-    _out(f"Gemini emulator on http://{args.host}:{args.port} (state in {args.state_dir}); "
-         "Ctrl-C stops it")
-    emu.serve_forever()
+    emu.start()
+    _out(f"Gemini emulator on {emu.base_url} (state in {args.state_dir}); point the runner at "
+         f"it with GEMINI_BASE_URL={emu.base_url}; Ctrl-C stops it")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emu.stop()
     return 0
 
 
