@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 import httpx
 
@@ -227,13 +227,14 @@ class GeminiProvider:
         backoff = Backoff(self._backoff.base, self._backoff.cap, rng=self._backoff.rng)
         with open(path, "rb") as f:
             while True:
-                f.seek(offset)
-                chunk = f.read(self._chunk)
-                last = offset + len(chunk) >= size
+                length = min(self._chunk, size - offset)
+                last = offset + length >= size
                 command = "upload, finalize" if last else "upload"
                 try:
-                    resp = self._http.post(upload_url, content=chunk, headers={
-                        "X-Goog-Upload-Command": command, "X-Goog-Upload-Offset": str(offset)})
+                    resp = self._http.post(upload_url, content=_slices(f, offset, length),
+                                           headers={"X-Goog-Upload-Command": command,
+                                                    "X-Goog-Upload-Offset": str(offset),
+                                                    "Content-Length": str(length)})
                     ok = resp.status_code == 200
                 except httpx.TransportError:
                     ok, resp = False, None
@@ -243,7 +244,7 @@ class GeminiProvider:
                         if status != "final":
                             raise ProviderError("upload: the provider did not finalize the file")
                         return str(resp.json()["file"]["name"])
-                    offset += len(chunk)
+                    offset += length
                     backoff.reset()
                     hit("during-upload")
                     continue
@@ -266,7 +267,7 @@ class GeminiProvider:
     def download_results(self, job: RemoteJob, dest: Path) -> None:
         """Writes the job's results to `dest` as JSONL lines `{"key", "response"|"error"}`."""
         if job.results_file:
-            self._download(job.results_file, dest)
+            self.download_file(job.results_file, dest)
             return
         if job.inline_results is None:
             raise ProviderError(f"{job.name} succeeded but reports no results")
@@ -279,7 +280,7 @@ class GeminiProvider:
                     line["response"] = item.get("response", {})
                 out.write(json.dumps(line, ensure_ascii=False) + "\n")
 
-    def _download(self, file_name: str, dest: Path) -> None:
+    def download_file(self, file_name: str, dest: Path) -> None:
         """Streams a file to disk; an interrupted transfer resumes with a Range request."""
         url = self._url(f"{file_name}:download")
         backoff = Backoff(self._backoff.base, self._backoff.cap, rng=self._backoff.rng)
@@ -323,6 +324,18 @@ class _NotFound(Exception):
 
 class _Retry(Exception):
     pass
+
+
+def _slices(f: BinaryIO, offset: int, length: int, piece: int = 1 << 20) -> Iterator[bytes]:
+    """A chunk streamed from disk in small pieces: no chunk-sized buffer is ever allocated,
+    which keeps the allocator from fragmenting over a multi-gigabyte upload."""
+    f.seek(offset)
+    while length > 0:
+        data = f.read(min(piece, length))
+        if not data:
+            raise ProviderError("upload: the input file shrank while it was being sent")
+        length -= len(data)
+        yield data
 
 
 def _message(resp: httpx.Response) -> str:

@@ -1,0 +1,61 @@
+"""Shared helpers for the benchmarks: datasets, peak memory, and running a step in a fresh
+process so that each figure's peak RSS is its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+MANIFEST = """\
+apiVersion: batch-runner/v1
+kind: Batch
+metadata: {{name: {name}}}
+spec:
+  provider: gemini
+  model: gemini-2.5-flash
+  rows: data/{name}.jsonl
+  key: "{{{{ row.id }}}}"
+  request:
+    systemInstruction: {{parts: [{{text: "You label support tickets."}}]}}
+    contents:
+      - role: user
+        parts: [{{text: "Ticket {{{{ row.id }}}} from {{{{ row.customer }}}}: {{{{ row.body }}}}"}}]
+    generationConfig: {{temperature: 0}}
+  outputs:
+    - path: out/{name}.jsonl
+"""
+
+WORDS = ("order refund late parcel broken screen charger invoice account password login "
+         "delivery address colour size exchange warranty battery").split()
+
+
+def make_dataset(directory: Path, name: str, rows: int, seed: int = 0) -> Path:
+    """A manifest with `rows` rows, two templated fields, about 400 bytes a request."""
+    (directory / "data").mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.yaml").write_text(MANIFEST.format(name=name))
+    rng = random.Random(seed)
+    with open(directory / "data" / f"{name}.jsonl", "w") as f:
+        for i in range(rows):
+            body = " ".join(rng.choice(WORDS) for _ in range(40))
+            f.write(json.dumps({"id": f"t{i:08d}", "customer": f"c{rng.randrange(10**6)}",
+                                "body": body}) + "\n")
+    return directory
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process, in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def in_fresh_process(module: str, *args: str) -> dict[str, float]:
+    """Runs `python -m module args` and returns the JSON figures it prints on its last line."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                         env=env, check=True).stdout
+    figures: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return figures
