@@ -23,7 +23,7 @@ from .fsutil import atomic_writer
 from .lockfile import LockEntry
 from .manifest import Manifest
 from .outputs import write_outputs
-from .plan import Action, Kind, Plan, display_name
+from .plan import Action, Desired, Kind, Plan, display_name
 from .providers.base import AmbiguousCreate, JobState, Provider, RemoteJob
 from .retry import Backoff, Sleep, real_sleep
 from .lockfile import held
@@ -307,15 +307,26 @@ class Applier:
 
 def apply_directory(directory: Path, provider: Provider, options: Options | None = None,
                     report: Report = lambda line: None, *, lock_timeout: float = 0.0,
-                    show_plan: Callable[[Plan], None] | None = None) -> Outcome:
-    """Plans and applies a manifest directory under its run lock: the whole of `runner apply`."""
+                    show_plan: Callable[[Plan], None] | None = None,
+                    prepared: tuple[Workspace, list[Desired]] | None = None) -> Outcome:
+    """Plans and applies a manifest directory under its run lock: the whole of `runner apply`.
+
+    Manifests, data and templates are read and rendered before anything is written (the run
+    lock included), so bad input fails with nothing left behind. `prepared` passes in that
+    work when the caller has already done it."""
     options = options or Options()
-    Workspace.open(directory)               # report bad manifests before taking the lock
-    with held(directory.absolute(), lock_timeout):
+    first, desired = prepared or prepare(directory)
+    with held(first.directory, lock_timeout):
         ws = Workspace.open(directory)      # read again under the lock: another run may have saved
-        desired = ws.desired()
+        if ws.lock != first.lock:
+            desired = ws.desired()
         plan = make_plan(desired, ws.lock, observe(provider, ws.lock, desired),
                          max_attempts=options.max_attempts, resubmit=options.resubmit)
         if show_plan is not None:
             show_plan(plan)
         return Applier(ws, provider, options, report).run(plan)
+
+
+def prepare(directory: Path) -> tuple[Workspace, list[Desired]]:
+    ws = Workspace.open(directory)
+    return ws, ws.desired()

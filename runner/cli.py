@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from . import __version__
-from .apply import Options, apply_directory
+from .apply import Options, apply_directory, prepare
 from .display import plan_json, plan_text, status_rows, status_text
 from .errors import RunnerError
 from .plan import Plan
@@ -107,7 +107,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     directory = Path(args.directory)
-    ws = Workspace.open(directory)
+    ws, desired = prepare(directory)    # bad input fails here, before the emulator starts
     options = Options(wait=not args.no_wait, timeout=args.timeout, prune=args.prune,
                       max_attempts=args.max_attempts, resubmit=frozenset(args.resubmit),
                       poll_base=float(os.environ.get("RUNNER_POLL_SECONDS", "2")))
@@ -118,7 +118,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     with provider_for(ws, args.emulator) as provider:
         outcome = apply_directory(directory, provider, options, _out,
-                                  lock_timeout=args.lock_timeout, show_plan=show)
+                                  lock_timeout=args.lock_timeout, show_plan=show,
+                                  prepared=(ws, desired))
     if outcome.pending:
         _out(f"{len(outcome.pending)} batch(es) still running: {', '.join(outcome.pending)}; "
              "run apply again to collect them.")

@@ -22,7 +22,7 @@ class RunnerError(Exception):
             prefix = self.path + (f":{self.where}" if self.where else "") + ": "
         elif self.where:
             prefix = f"{self.where}: "
-        return prefix + self.args[0]
+        return prefix + str(self.args[0])
 
 
 class ManifestError(RunnerError):

@@ -26,10 +26,12 @@ from . import hashing
 from .errors import LockfileError
 from .fsutil import write_text
 from .manifest import load_schema
+from .yamlsrc import Document, MergeConflictError, describe_yaml_error, load_documents
 
 LOCKFILE_NAME = "batches.lock"
 VERSION = 1
 STATE_DIR = ".runner"
+RESTORE = "fix it or restore it from git"   # the advice for a damaged lockfile
 
 
 @dataclass
@@ -79,34 +81,60 @@ def lock_path(directory: Path) -> Path:
 def load(path: Path) -> Lock:
     """The lockfile at `path`, or an empty one if there is none. Never resets a bad one."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return Lock()
-    except (OSError, UnicodeDecodeError) as e:
-        raise LockfileError(f"cannot read lockfile: {e}", path=path) from None
+    except OSError as e:
+        raise LockfileError(f"cannot read lockfile: {e.strerror}", path=path) from None
     try:
-        doc = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise LockfileError(f"lockfile is not valid UTF-8 (byte {raw[e.start]:#04x}); {RESTORE}",
+                            path=path, where=str(raw.count(b"\n", 0, e.start) + 1)) from None
+    try:
+        docs = load_documents(text, path)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise LockfileError("lockfile is not valid YAML (truncated or edited by hand?); restore "
-                            "it from git", path=path,
-                            where=str(mark.line + 1) if mark else None) from None
-    if not isinstance(doc, dict):
-        raise LockfileError("lockfile is empty or not a mapping; restore it from git", path=path)
+        line, msg = describe_yaml_error(e)
+        hint = "" if isinstance(e, MergeConflictError) else f"; {RESTORE}"
+        raise LockfileError(msg + hint, path=path, where=str(line) if line else None) from None
+    if len(docs) != 1 or not isinstance(docs[0].data, dict):
+        where = str(docs[1].line_of([]) if len(docs) > 1 else docs[0].line_of([]) if docs else 1)
+        raise LockfileError(f"lockfile must be one YAML mapping; {RESTORE}", path=path,
+                            where=where)
+    missing = [k for k in ("batches", "hashing", "version") if k not in docs[0].data]
+    if missing:     # written last, in this order: a file that ends early lacks them
+        last = text.count("\n") + (0 if text.endswith("\n") else 1)
+        raise LockfileError(f"lockfile ends without {' and '.join(map(repr, missing))} "
+                            f"(truncated?); {RESTORE}", path=path, where=str(last))
+    return _parse(path, docs[0])
+
+
+def _parse(path: Path, lockdoc: Document) -> Lock:
+    doc = lockdoc.data
     version = doc.get("version")
     if isinstance(version, int) and version > VERSION:
         raise LockfileError(f"lockfile version {version} was written by a newer batch-runner "
-                            f"(this one reads version {VERSION}); upgrade batch-runner", path=path)
+                            f"(this one reads version {VERSION}); upgrade batch-runner", path=path,
+                            where=str(lockdoc.line_of(["version"])))
     recipe = (doc.get("hashing") or {}).get("recipe") if isinstance(doc.get("hashing"), dict) else None
     if isinstance(recipe, int) and recipe > hashing.RECIPE:
         raise LockfileError(f"lockfile uses hash recipe {recipe} from a newer batch-runner; "
-                            "upgrade batch-runner", path=path)
+                            "upgrade batch-runner", path=path,
+                            where=str(lockdoc.line_of(["hashing", "recipe"])))
     validator = jsonschema.Draft202012Validator(load_schema("lockfile.schema.json"))
     error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
     if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "top level"
-        raise LockfileError(f"lockfile is invalid at {where}: {error.message[:160]}; restore it "
-                            "from git", path=path)
+        at = list(error.absolute_path)
+        line = lockdoc.line_of(at)
+        message = error.message
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict) \
+                and isinstance(error.schema, dict):
+            known = error.schema.get("properties", {})
+            key = str(next(k for k in error.instance if k not in known))
+            message, line = f"unknown key {key!r}", lockdoc.key_line(at, key)
+        where = ".".join(str(p) for p in at) or "top level"
+        raise LockfileError(f"lockfile is invalid at {where}: {message[:160]}; {RESTORE}",
+                            path=path, where=str(line))
     fields = {f.name for f in dataclasses.fields(LockEntry)}
     return Lock({name: LockEntry(**{k: v for k, v in entry.items() if k in fields})
                  for name, entry in doc["batches"].items()})

@@ -7,18 +7,19 @@ working directory. Outputs must stay inside that directory.
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import jsonschema
 import yaml
 
 from . import sources
-from .errors import ManifestError
+from .errors import DataError, ManifestError
 from .hashing import canonical, digest
 from .yamlsrc import Document, describe_yaml_error, load_documents
 
@@ -46,6 +47,7 @@ class Output:
     path: Path         # resolved, absolute
     format: str        # "jsonl" | "csv"
     columns: tuple[tuple[str, str], ...] = ()
+    line: int = field(default=0, compare=False)   # where it is declared, for messages
 
 
 @dataclass(frozen=True)
@@ -64,15 +66,39 @@ class Manifest:
     rows: Path | None = None
     items: tuple[Any, ...] | None = None
     document_hash: str = ""   # canonical JSON of the manifest document
+    document: Document | None = field(default=None, compare=False, repr=False)
 
     @property
     def rel_source(self) -> str:
         return _rel(self.source, self.project)
 
+    def line_of(self, path: Sequence[str | int]) -> int:
+        """1-based line in the manifest file of the value at `path` (e.g. spec.request...)."""
+        return self.document.line_of(path) if self.document is not None else self.line
+
     def iter_rows(self) -> Iterator[sources.Row]:
         if self.rows is not None:
-            return sources.read_rows(self.rows)
+            return self._file_rows(self.rows)
         return sources.inline(list(self.items or ()), self.source, prefix="spec.items item")
+
+    def _file_rows(self, path: Path) -> Iterator[sources.Row]:
+        """The rows file's rows; a missing, unreadable or empty one is reported at spec.rows."""
+        rel = _rel(path, self.project)
+        where = str(self.line_of(["spec", "rows"]))
+        if path.is_dir():
+            raise DataError(f"spec.rows: {rel} is a directory, not a rows file",
+                            path=self.source, where=where)
+        if not path.is_file():
+            what = "is a symlink to a missing file" if path.is_symlink() else "not found"
+            raise DataError(f"spec.rows: rows file {rel} {what} (relative paths start at the "
+                            "manifest directory)", path=self.source, where=where)
+        empty = True
+        for row in sources.read_rows(path):
+            empty = False
+            yield row
+        if empty:
+            raise DataError(f"spec.rows: {rel} has no rows; a batch needs at least one",
+                            path=self.source, where=where)
 
     def rows_where(self, row: sources.Row) -> str:
         """Names a row for messages: 'data/p.jsonl line 3' or 'spec.items item 2'."""
@@ -92,35 +118,105 @@ def _rel(path: Path, base: Path) -> str:
 
 
 def _inside(project: Path, rel: str, source: Path, line: int, what: str) -> Path:
-    """Resolve an output path and refuse one that leaves the project (.., absolute, symlinks)."""
+    """Resolve an output path and refuse one that leaves the project (.., absolute, symlinks)
+    or that cannot be a file (a directory, or under something that is not a directory)."""
+    def refuse(problem: str) -> ManifestError:
+        return ManifestError(f"{what} {rel!r} {problem}", path=source, where=str(line))
+
     if Path(rel).is_absolute() or rel.startswith("~"):
-        raise ManifestError(f"{what} {rel!r} must be a relative path inside {project.name}/",
-                            path=source, where=str(line))
+        raise refuse(f"must be a relative path inside {project.name}/")
+    root = project.resolve()
     resolved = (project / rel).resolve()
-    if not resolved.is_relative_to(project.resolve()):
-        raise ManifestError(f"{what} {rel!r} leaves the project directory",
-                            path=source, where=str(line))
-    if resolved == project.resolve() or resolved.is_dir():
-        raise ManifestError(f"{what} {rel!r} is a directory", path=source, where=str(line))
+    if not resolved.is_relative_to(root):
+        link = _first_symlink(project, rel)
+        raise refuse(f"leaves the project directory through the symlink {link!r}" if link
+                     else "leaves the project directory")
+    if rel.endswith("/") or resolved == root or resolved.is_dir():
+        raise refuse("is a directory; name a file")
+    for parent in reversed(resolved.parents):
+        if parent.is_relative_to(root) and parent.exists() and not parent.is_dir():
+            raise refuse(f"cannot be written: {_rel(parent, root)} is a file, not a directory")
     return project / Path(rel)
+
+
+def _first_symlink(project: Path, rel: str) -> str | None:
+    """The first component of `rel` that is a symlink, as written (None if there is none)."""
+    current = project
+    for part in Path(rel).parts:
+        current = current / part
+        if current.is_symlink():
+            return _rel(current, project)
+    return None
+
+
+_TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string",
+               "integer": "an integer", "number": "a number", "boolean": "true or false",
+               "null": "empty"}
+
+# What a value that fails a schema pattern should look like, by the name of its key.
+_PATTERN_HINTS = {
+    "name": "use lowercase letters, digits and dashes, at most 63, starting and ending with a "
+            "letter or digit",
+    "model": "give a model id such as gemini-2.5-flash (a models/ prefix is accepted)",
+    "rows": "a rows file must end in .jsonl, .csv, .json, .yaml or .yml",
+}
+
+
+def _type_name(value: Any) -> str:
+    for name, kind in (("boolean", bool), ("integer", int), ("number", float), ("string", str),
+                       ("array", list), ("object", dict)):
+        if isinstance(value, kind):
+            return _TYPE_NAMES[name]
+    return _TYPE_NAMES["null"]
+
+
+def _schema_message(error: jsonschema.ValidationError, path: list[str | int]) -> str:
+    """A schema violation in words a user acts on; the key path is said by the caller."""
+    kind, schema = error.validator, error.schema
+    if kind == "oneOf" and path == ["spec"]:
+        return "needs exactly one of 'rows' (a data file) or 'items' (inline rows)"
+    if kind == "type" and isinstance(schema, dict):
+        expected = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        wanted = " or ".join(_TYPE_NAMES.get(str(t), str(t)) for t in expected)
+        if not path:
+            return f"a manifest must be a mapping (apiVersion, kind, metadata, spec), " \
+                   f"not {_type_name(error.instance)}"
+        return f"must be {wanted}, not {_type_name(error.instance)}"
+    if kind == "pattern" and path and str(path[-1]) in _PATTERN_HINTS:
+        return f"{error.instance!r} is not valid: {_PATTERN_HINTS[str(path[-1])]}"
+    if kind == "enum" and isinstance(schema, dict):
+        return f"{error.instance!r} is not supported; use one of: " \
+               f"{', '.join(map(str, schema['enum']))}"
+    if kind in ("minItems", "minLength", "minProperties"):
+        return "must not be empty"
+    return error.message
 
 
 def _schema_error(doc: Document, source: Path) -> ManifestError | None:
     validator = jsonschema.Draft202012Validator(load_schema("manifest.schema.json"))
-    error = jsonschema.exceptions.best_match(validator.iter_errors(doc.data))
+    errors = list(validator.iter_errors(doc.data))
+    error = jsonschema.exceptions.best_match(errors)
     if error is None:
         return None
+    if error.validator == "required":   # a misspelt key explains a missing one: name it
+        error = next((e for e in errors if e.validator == "additionalProperties"
+                      and e.absolute_path == error.absolute_path), error)
     path = list(error.absolute_path)
     where = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path).replace(".[", "[")
-    msg = error.message
-    if error.validator == "additionalProperties":
-        msg = msg.replace("Additional properties are not allowed", "unknown key")
-    elif error.validator == "oneOf" and path == ["spec"]:
-        msg = "spec needs exactly one of 'rows' (a data file) or 'items' (inline rows)"
+    line = doc.line_of(path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {})) if isinstance(error.schema, dict) \
+            else []
+        key = str(next(k for k in error.instance if k not in allowed))
+        close = difflib.get_close_matches(key, allowed, n=1)
+        msg = f"unknown key {key!r} " + (f"(did you mean {close[0]!r}?)" if close
+                                         else f"(allowed: {', '.join(allowed)})")
+        line = doc.key_line(path, key)
+    else:
+        msg = _schema_message(error, path)
     if len(msg) > 200:
         msg = msg[:197] + "..."
-    return ManifestError(f"{where or 'document'}: {msg}" if where else msg,
-                         path=source, where=str(doc.line_of(path)))
+    return ManifestError(f"{where}: {msg}" if where else msg, path=source, where=str(line))
 
 
 def _build(doc: Document, source: Path, project: Path) -> Manifest:
@@ -138,11 +234,11 @@ def _build(doc: Document, source: Path, project: Path) -> Manifest:
         if fmt == "jsonl" and out.get("columns"):
             raise ManifestError("columns apply to csv outputs only", path=source, where=str(line))
         outputs.append(Output(out["path"], _inside(project, out["path"], source, line, "output"),
-                              fmt, tuple(out.get("columns", {}).items())))
+                              fmt, tuple(out.get("columns", {}).items()), line))
     errors_rel = spec.get("errors") or _default_errors(spec["outputs"][0]["path"])
     errors_line = doc.line_of(["spec", "errors"] if "errors" in spec else ["spec", "outputs"])
     errors = Output(errors_rel, _inside(project, errors_rel, source, errors_line, "errors path"),
-                    "jsonl")
+                    "jsonl", line=errors_line)
     rows = None
     if "rows" in spec:
         rows = project / spec["rows"]
@@ -153,7 +249,7 @@ def _build(doc: Document, source: Path, project: Path) -> Manifest:
         key=spec.get("key", "{{ index }}"), request=spec["request"],
         outputs=tuple(outputs), errors=errors, vars=spec.get("vars", {}), rows=rows,
         items=tuple(spec["items"]) if "items" in spec else None,
-        document_hash=digest(canonical(data).encode()),
+        document_hash=digest(canonical(data).encode()), document=doc,
     )
 
 
@@ -171,11 +267,14 @@ def manifest_files(directory: Path) -> list[Path]:
 
 def load_file(source: Path, project: Path) -> list[Manifest]:
     try:
-        text = source.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ManifestError("not valid UTF-8", path=source) from None
+        raw = source.read_bytes()
     except OSError as e:
         raise ManifestError(f"cannot read: {e.strerror}", path=source) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"not valid UTF-8 (byte {raw[e.start]:#04x}); save the file as UTF-8",
+                            path=source, where=str(raw.count(b"\n", 0, e.start) + 1)) from None
     try:
         docs = load_documents(text, source)
     except yaml.YAMLError as e:
@@ -187,23 +286,54 @@ def load_file(source: Path, project: Path) -> list[Manifest]:
 def load_directory(directory: Path) -> list[Manifest]:
     """Every manifest in `directory`, checked for clashes between them. Raises ManifestError."""
     project = directory.absolute()
+    files = manifest_files(project)
     manifests: list[Manifest] = []
-    for source in manifest_files(project):
+    for source in files:
         manifests.extend(load_file(source, project))
     names: dict[str, Manifest] = {}
-    paths: dict[Path, tuple[Manifest, str]] = {}
     for m in manifests:
         if m.name in names:
             first = names[m.name]
             raise ManifestError(f"batch name {m.name!r} is already used by "
-                                f"{first.rel_source}:{first.line}", path=m.source, where=str(m.line))
+                                f"{first.rel_source}:{first.line_of(['metadata', 'name'])}",
+                                path=m.source, where=str(m.line_of(["metadata", "name"])))
         names[m.name] = m
+    _check_output_clashes(project, files, manifests)
+    return manifests
+
+
+def _check_output_clashes(project: Path, files: list[Path], manifests: list[Manifest]) -> None:
+    """No two outputs may be one file, and no output may overwrite an input or the runner's own
+    files (the lockfile, its state directory, a manifest, a rows file)."""
+    from .lockfile import LOCKFILE_NAME, STATE_DIR  # lockfile imports this module
+
+    root = project.resolve()
+    inputs = {p.resolve(): f"the manifest {_rel(p, project)}" for p in files}
+    inputs.update({m.rows.resolve(): f"the rows file of batch {m.name!r}"
+                   for m in manifests if m.rows is not None})
+    inputs[root / LOCKFILE_NAME] = "the lockfile"
+    paths: dict[Path, tuple[Manifest, Output]] = {}
+    for m in manifests:
         for out in m.declared_paths():
             key = out.path.resolve()
+            if key in inputs:
+                raise _clash(m, out, f"would overwrite {inputs[key]}")
+            if key.is_relative_to(root / STATE_DIR):
+                raise _clash(m, out, f"is inside {STATE_DIR}/, which belongs to the runner")
             if key in paths:
-                other, rel = paths[key]
-                raise ManifestError(f"output path {out.rel!r} is already written by batch "
-                                    f"{other.name!r} ({other.rel_source})",
-                                    path=m.source, where=str(m.line))
-            paths[key] = (m, out.rel)
-    return manifests
+                other, first = paths[key]
+                if other is not m:
+                    raise _clash(m, out, f"is already written by batch {other.name!r} "
+                                 f"({other.rel_source}:{first.line or other.line})")
+                default = out is m.errors and m.document is not None \
+                    and "errors" not in m.document.data["spec"]
+                raise _clash(m, out, "is declared twice in this batch" + (
+                    " (it is the default errors path: set spec.errors to another file)"
+                    if default else ""))
+            paths[key] = (m, out)
+
+
+def _clash(m: Manifest, out: Output, problem: str) -> ManifestError:
+    what = "errors path" if out is m.errors else "output path"
+    return ManifestError(f"{what} {out.rel!r} {problem}", path=m.source,
+                         where=str(out.line or m.line))

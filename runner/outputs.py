@@ -107,13 +107,12 @@ def write_outputs(manifest: Manifest, results_path: Path, workdir: Path) -> Writ
             raise OutputError(f"cannot write output: {e.strerror}: {e.filename}",
                               path=manifest.source) from None
         writers: list[tuple[IO[str], Any, list[Any]]] = []
-        for out in manifest.outputs:
+        for out, columns in zip(manifest.outputs, renderer.columns):
             f = files[out.rel]
             if out.format == "csv":
                 w = csv.writer(f, lineterminator="\n")
                 w.writerow([name for name, _ in out.columns])
-                writers.append((f, w, [renderer.compile_column(tpl, f"{out.rel}:{name}")
-                                       for name, tpl in out.columns]))
+                writers.append((f, w, columns))
             else:
                 writers.append((f, None, []))
         errors = files[manifest.errors.rel]

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import yaml
 
 from .errors import DataError
-from .yamlsrc import describe_yaml_error
+from .yamlsrc import describe_yaml_error, load_documents
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,47 @@ class Row:
     index: int
     data: Any
     where: str  # "line 3", "row 3", "items[2]": for messages
+
+
+class _Repeated(dict[str, Any]):
+    """A JSON object that named a key twice; kept so the row holding it can be reported."""
+
+    def __init__(self, pairs: list[tuple[str, Any]], key: str):
+        super().__init__(pairs)
+        self.key = key
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """object_pairs_hook: JSON allows a repeated key and keeps the last; a rows file must not."""
+    seen: set[str] = set()
+    for k, _ in pairs:
+        if k in seen:
+            return _Repeated(pairs, k)
+        seen.add(k)
+    return dict(pairs)
+
+
+def _repeated_key(value: Any) -> str | None:
+    """The repeated key of the first _Repeated object in `value`, searching nested values."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, _Repeated):
+            return v.key
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return None
+
+
+def _not_utf8(raw: bytes, start: int) -> str:
+    return f"not valid UTF-8 (byte {raw[start]:#04x}); save the file as UTF-8"
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(value), "a number")
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -37,8 +78,8 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         for n, raw in enumerate(f, 1):
             try:
                 text = raw.decode("utf-8-sig" if n == 1 else "utf-8")
-            except UnicodeDecodeError:
-                raise DataError("not valid UTF-8", path=path, where=f"{n}") from None
+            except UnicodeDecodeError as e:
+                raise DataError(_not_utf8(raw, e.start), path=path, where=f"{n}") from None
             yield n, text
 
 
@@ -48,42 +89,60 @@ def _jsonl(path: Path) -> Iterator[Row]:
         if not text.strip():
             continue
         try:
-            value = json.loads(text)
+            value = json.loads(text, object_pairs_hook=_object)
         except json.JSONDecodeError as e:
-            raise DataError(f"invalid JSON: {e.msg}", path=path, where=f"{n}") from None
+            raise DataError(f"invalid JSON at column {e.colno}: {e.msg}", path=path,
+                            where=f"{n}") from None
         if not isinstance(value, dict):
-            raise DataError("each line must be a JSON object", path=path, where=f"{n}")
+            raise DataError(f"each line must be a JSON object, not {_kind(value)}", path=path,
+                            where=f"{n}")
+        repeated = _repeated_key(value)
+        if repeated is not None:
+            raise DataError(f"key {repeated!r} appears twice in one object", path=path,
+                            where=f"{n}")
         yield Row(index, value, f"line {n}")
         index += 1
 
 
 def _csv(path: Path) -> Iterator[Row]:
     numbered = _lines(path)
-    current = [0]
+    current = [0]   # the last line read; a quoted field may span several
 
     def texts() -> Iterator[str]:
         for n, text in numbered:
             current[0] = n
             yield text
 
-    try:
-        reader = csv.reader(texts(), strict=True)
-        header = next(reader, None)
-        if header is None:
-            raise DataError("empty CSV file: a header row is required", path=path)
-        if len(set(header)) != len(header) or any(not h.strip() for h in header):
-            raise DataError("CSV header has empty or repeated column names", path=path, where="1")
-        index = 0
-        for fields in reader:
-            if not fields:
-                continue
-            if len(fields) != len(header):
-                raise DataError(f"expected {len(header)} fields, found {len(fields)}",
-                                path=path, where=f"{current[0]}")
-            yield Row(index, dict(zip(header, fields)), f"line {current[0]}")
-            index += 1
-    except csv.Error as e:
-        raise DataError(f"invalid CSV: {e}", path=path, where=f"{current[0]}") from None
+    reader = csv.reader(texts(), strict=True)
+
+    def record() -> list[str] | None:
+        start = current[0] + 1
+        try:
+            return next(reader, None)
+        except csv.Error as e:
+            if "end of data" in str(e):   # a quote opened and never closed: say where
+                raise DataError("invalid CSV: a quoted field starting on this line is never "
+                                "closed", path=path, where=str(start)) from None
+            raise DataError(f"invalid CSV: {e}", path=path, where=str(current[0])) from None
+
+    header = record()
+    if header is None:
+        raise DataError("empty CSV file: the first line must be a header row", path=path,
+                        where="1")
+    for i, name in enumerate(header):
+        if not name.strip():
+            raise DataError(f"CSV header: column {i + 1} has no name", path=path, where="1")
+        if name in header[:i]:
+            raise DataError(f"CSV header: column {name!r} appears twice", path=path, where="1")
+    index = 0
+    while (fields := record()) is not None:
+        if not fields:
+            continue
+        if len(fields) != len(header):
+            raise DataError(f"expected {len(header)} fields, found {len(fields)}",
+                            path=path, where=f"{current[0]}")
+        yield Row(index, dict(zip(header, fields)), f"line {current[0]}")
+        index += 1
 
 
 def _whole(path: Path) -> Iterator[Row]:
@@ -97,27 +156,39 @@ def _whole(path: Path) -> Iterator[Row]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError("not valid UTF-8", path=path, where=f"{line}") from None
+        raise DataError(_not_utf8(raw, e.start), path=path,
+                        where=str(raw.count(b"\n", 0, e.start) + 1)) from None
+    first_line = text.count("\n", 0, len(text) - len(text.lstrip())) + 1
     try:
         if path.suffix == ".json":
-            value = json.loads(text)
+            value = json.loads(text, object_pairs_hook=_object)
         else:
-            value = yaml.safe_load(text)
+            docs = load_documents(text, path)
+            if len(docs) > 1:
+                raise DataError("holds several YAML documents; put all rows in one list",
+                                path=path, where=str(docs[1].line_of([])))
+            value = docs[0].data if docs else None
+            first_line = docs[0].line_of([]) if docs else first_line
     except json.JSONDecodeError as e:
-        raise DataError(f"invalid JSON: {e.msg}", path=path, where=f"{e.lineno}") from None
+        raise DataError(f"invalid JSON at column {e.colno}: {e.msg}", path=path,
+                        where=f"{e.lineno}") from None
     except yaml.YAMLError as e:
         line, msg = describe_yaml_error(e)
         raise DataError(msg, path=path, where=str(line) if line else None) from None
     if not isinstance(value, list):
-        raise DataError("must hold a list of rows", path=path)
+        raise DataError(f"must hold a list of rows, not {_kind(value)}", path=path,
+                        where=str(first_line))
     yield from inline(value, path)
 
 
 def inline(items: list[Any], path: Path, prefix: str = "item") -> Iterator[Row]:
     for i, value in enumerate(items):
         if not isinstance(value, dict):
-            raise DataError(f"{prefix} {i + 1} must be a mapping", path=path)
+            raise DataError(f"{prefix} {i + 1} must be a mapping, not {_kind(value)}", path=path)
+        repeated = _repeated_key(value)
+        if repeated is not None:
+            raise DataError(f"{prefix} {i + 1}: key {repeated!r} appears twice in one object",
+                            path=path)
         yield Row(i, value, f"{prefix} {i + 1}")
 
 
@@ -125,13 +196,8 @@ _READERS = {".jsonl": _jsonl, ".csv": _csv, ".json": _whole, ".yaml": _whole, ".
 
 
 def read_rows(path: Path) -> Iterator[Row]:
-    """Rows of a data file, by its extension. An empty file is an error: a batch needs rows."""
+    """Rows of a data file, by its extension; an empty file yields none (the caller decides)."""
     reader = _READERS.get(path.suffix.lower())
     if reader is None:
         raise DataError("unsupported rows file type (use .jsonl, .csv, .json or .yaml)", path=path)
-    empty = True
-    for row in reader(path):
-        empty = False
-        yield row
-    if empty:
-        raise DataError("rows file has no rows", path=path)
+    yield from reader(path)

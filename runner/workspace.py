@@ -48,10 +48,9 @@ class Workspace:
 
     def desired(self) -> list[Desired]:
         cache = cache_for(self.state_dir)
-        try:
-            return [desire(m, self.lock.batches.get(m.name), cache) for m in self.manifests]
-        finally:
-            cache.save()
+        desired = [desire(m, self.lock.batches.get(m.name), cache) for m in self.manifests]
+        cache.save()    # only once every manifest rendered: bad input leaves nothing behind
+        return desired
 
 
 def observe(provider: Provider, lock: lockfile.Lock, desired: list[Desired]) -> Observed:

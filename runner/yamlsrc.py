@@ -1,12 +1,35 @@
-"""YAML documents that remember where each value came from, so errors can name a line."""
+"""YAML documents that remember where each value came from, so errors can name a line.
+
+Everything read here becomes JSON (hashes, requests, the lockfile), so the YAML accepted is the
+part that maps onto JSON: a date stays the text it was written as, and a value JSON cannot hold
+(binary, a set, infinity, a mapping key that is not text) is an error at its line. Where plain
+`yaml.safe_load` would make a silent choice, this refuses: a key given twice in one mapping and
+leftover merge-conflict markers are errors, not last-one-wins.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
+
+_CONFLICT = re.compile(r"^(<{7}|>{7})(\s|$)", re.MULTILINE)
+_TAG = "tag:yaml.org,2002:"
+_JSON_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "seq", "map")}
+_KEY_KINDS = {"bool": "true or false", "int": "a number", "float": "a number", "null": "null"}
+_NOT_FINITE = re.compile(r"^[-+]?\.(inf|nan)$", re.IGNORECASE)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without implicit timestamps: `2024-05-01` is text, as it would be in JSON."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _TAG + "timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
 
 @dataclass(frozen=True)
@@ -21,35 +44,114 @@ class Document:
         """1-based line of the value at `path`, or of the deepest part of it that exists."""
         node = self.node
         for part in path:
-            child = None
-            if isinstance(node, yaml.MappingNode):
-                for k, v in node.value:
-                    if isinstance(k, yaml.ScalarNode) and k.value == str(part):
-                        child = v
-                        break
-            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-                if 0 <= part < len(node.value):
-                    child = node.value[part]
+            child = _child(node, part)
             if child is None:
                 break
             node = child
         return int(node.start_mark.line) + 1
 
+    def key_line(self, path: Sequence[str | int], key: str) -> int:
+        """1-based line of `key` in the mapping at `path` (of the mapping if it is not there)."""
+        node = self.node
+        for part in path:
+            child = _child(node, part)
+            if child is None:
+                return int(node.start_mark.line) + 1
+            node = child
+        if isinstance(node, yaml.MappingNode):
+            for k, _ in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == key:
+                    return int(k.start_mark.line) + 1
+        return int(node.start_mark.line) + 1
+
+
+def _child(node: yaml.Node, part: str | int) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == str(part):
+                return v  # type: ignore[no-any-return]
+    elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
+            and 0 <= part < len(node.value):
+        return node.value[part]  # type: ignore[no-any-return]
+    return None
+
+
+class UnsupportedYAMLError(yaml.constructor.ConstructorError):
+    """Well-formed YAML that is refused: a repeated key, or a value JSON cannot hold."""
+
+
+class MergeConflictError(UnsupportedYAMLError):
+    """A git conflict marker was left in the file."""
+
+
+def _refuse(problem: str, node: yaml.Node) -> UnsupportedYAMLError:
+    return UnsupportedYAMLError(None, None, problem, node.start_mark)
+
+
+def _check_nodes(root: yaml.Node) -> None:
+    """Raises a marked error at the first repeated key, non-text key or non-JSON value."""
+    seen_nodes: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:      # an alias points back at a node already checked
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, yaml.Node] = {}
+            for k, v in node.value:
+                if k.tag == _TAG + "merge":
+                    stack.append(v)
+                    continue
+                if not isinstance(k, yaml.ScalarNode):   # `key: {{ x }}` is a mapping in YAML
+                    raise _refuse("a mapping or list is used as a key; quote a value that "
+                                  "starts with '{{' or '{%'", k)
+                if k.tag != _TAG + "str":
+                    kind = k.tag.removeprefix(_TAG)
+                    raise _refuse(f"key {k.value!r} is read as "
+                                  f"{_KEY_KINDS.get(kind, f'a {kind} value')}, not text; quote it",
+                                  k)
+                earlier = first.setdefault(k.value, k)
+                if earlier is not k:
+                    raise _refuse(f"duplicate key {k.value!r} (first on line "
+                                  f"{earlier.start_mark.line + 1})", k)
+                stack.append(v)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        if node.tag not in _JSON_TAGS:
+            raise _refuse(f"a {node.tag.removeprefix(_TAG)} value has no JSON form; write it "
+                          "as text", node)
+        if node.tag == _TAG + "float" and _NOT_FINITE.match(node.value):
+            raise _refuse(f"{node.value} is not a finite number", node)
+
+
+def _check_conflict_markers(text: str) -> None:
+    match = _CONFLICT.search(text)
+    if match is not None:
+        line = text.count("\n", 0, match.start())
+        raise MergeConflictError(
+            None, None, "unresolved git merge conflict marker "
+            f"{match.group(1)!r}; resolve the conflict first",
+            yaml.Mark("<text>", match.start(), line, 0, None, None))  # type: ignore[arg-type]
+
 
 def load_documents(text: str, source: Path) -> list[Document]:
-    """Every non-empty document in `text`; raises yaml.YAMLError with marks on bad syntax."""
-    loader = yaml.SafeLoader(text)
+    """Every non-empty document in `text`; raises yaml.YAMLError with marks on bad syntax,
+    on a key repeated in one mapping, and on merge-conflict markers."""
+    _check_conflict_markers(text)
+    loader = _Loader(text)
     docs: list[Document] = []
     try:
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 continue
+            _check_nodes(node)
             data = loader.construct_document(node)
             if data is not None:
                 docs.append(Document(data, node, len(docs)))
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        loader.dispose()
     return docs
 
 
@@ -58,5 +160,12 @@ def describe_yaml_error(exc: yaml.YAMLError) -> tuple[int | None, str]:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
-    msg = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
+    context_mark = getattr(exc, "context_mark", None)
+    if mark is None:
+        mark = context_mark
+    if context and context_mark is not None and mark is not None \
+            and context_mark.line != mark.line:
+        context += f" started on line {context_mark.line + 1}"
+    msg = ("" if isinstance(exc, UnsupportedYAMLError) else "invalid YAML: ") + problem \
+        + (f" ({context})" if context else "")
     return (mark.line + 1 if mark is not None else None), " ".join(msg.split())
