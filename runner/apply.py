@@ -95,7 +95,7 @@ class Applier:
             self.report(f"{m.name}: cancelled superseded job {action.old_job}")
         path = input_path(self.ws.state_dir, action.content_hash or "sha256:pending")
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_writer(path) as sink:
+        with atomic_writer(path, "wb") as sink:
             rendered = render_into(m, sink)
         if rendered.content_hash != action.content_hash:
             final = input_path(self.ws.state_dir, rendered.content_hash)

@@ -27,16 +27,16 @@ class Rendered:
     templates: dict[str, str]
 
 
-def render_into(manifest: Manifest, sink: IO[str] | None = None) -> Rendered:
+def render_into(manifest: Manifest, sink: IO[bytes] | None = None) -> Rendered:
     """Renders every row; writes the provider's JSONL input lines to `sink` if given."""
     renderer = Renderer(manifest)
     hasher = ContentHasher(manifest.provider, manifest.model)
     count = 0
     for req in renderer.requests():
-        line = req.line()
-        hasher.add_line(line)
+        line = req.line_bytes() + b"\n"
+        hasher.add(line)
         if sink is not None:
-            sink.write(line + "\n")
+            sink.write(line)
         count += 1
     return Rendered(hasher.hexdigest(), count, renderer.template_files())
 

@@ -50,9 +50,10 @@ def file_digest(path: Path) -> str:
     return f"{ALGORITHM}:{h.hexdigest()}"
 
 
-def request_hash(provider: str, model: str, request: Any) -> str:
-    """Names one request's content, independent of its key, so an unchanged result can be reused."""
-    return digest(canonical([provider, model, request]).encode())
+def request_hash(provider: str, model: str, request_bytes: bytes) -> str:
+    """Names one request's content, independent of its key, so an unchanged result can be
+    reused: the canonical JSON of [provider, model, request], from the request's bytes."""
+    return digest(canonical_bytes([provider, model])[:-1] + b"," + request_bytes + b"]")
 
 
 class ContentHasher:
@@ -63,8 +64,9 @@ class ContentHasher:
         self._h.update(canonical({"recipe": RECIPE, "provider": provider, "model": model})
                        .encode() + b"\n")
 
-    def add_line(self, line: str) -> None:
-        self._h.update(line.encode() + b"\n")
+    def add(self, line: bytes) -> None:
+        """One request line, newline included."""
+        self._h.update(line)
 
     def hexdigest(self) -> str:
         return f"{ALGORITHM}:{self._h.hexdigest()}"

@@ -118,7 +118,7 @@ def write_outputs(manifest: Manifest, results_path: Path, workdir: Path) -> Writ
         errors = files[manifest.errors.rel]
         for req in renderer.requests():
             result = _lookup(results, index, req.key)
-            rhash = request_hash(manifest.provider, manifest.model, req.request)
+            rhash = request_hash(manifest.provider, manifest.model, req.request_bytes)
             if result is not None:
                 matched += 1
             response = (result or {}).get("response")

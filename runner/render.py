@@ -9,17 +9,22 @@ as they are, and non-string values (numbers, booleans) keep their YAML type.
 
 from __future__ import annotations
 
+import re
+from array import array
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Iterator
 
 import jinja2
+import orjson
+from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import DataError, TemplateError
-from .hashing import canonical, file_digest
+from .hashing import canonical_bytes, file_digest
 from .manifest import Manifest
 from .sources import Row
 
@@ -68,14 +73,42 @@ def _where(path: tuple[str | int, ...]) -> str:
 
 @dataclass(frozen=True)
 class Request:
+    """One rendered request. It is kept as its canonical JSON bytes, which is what is written,
+    hashed and sent; the dict form is parsed only where something needs to look inside."""
+
     index: int
     key: str
-    request: dict[str, Any]
+    request_bytes: bytes
     row: Row
 
+    @property
+    def request(self) -> dict[str, Any]:
+        value: dict[str, Any] = orjson.loads(self.request_bytes)
+        return value
+
     def line(self) -> str:
-        """The JSONL input line for the provider, canonical so that it hashes stably."""
-        return canonical({"key": self.key, "request": self.request})
+        return self.line_bytes().decode()
+
+    def line_bytes(self) -> bytes:
+        """The JSONL input line for the provider: `{"key":…,"request":…}`, canonical."""
+        return b'{"key":' + canonical_bytes(self.key) + b',"request":' + self.request_bytes + b"}"
+
+
+class _Splice:
+    """A request as canonical JSON with holes: the fixed bytes between templated strings are
+    serialised once, and each row only fills the holes. Equal to serialising the rendered
+    dict with sorted keys, because the keys (and so the order) never depend on the row."""
+
+    def __init__(self, segments: list[bytes], holes: list[Compiled]):
+        self.segments = segments
+        self.holes = holes
+
+    def __call__(self, ctx: dict[str, Any]) -> bytes:
+        out = [self.segments[0]]
+        for hole, segment in zip(self.holes, self.segments[1:]):
+            out.append(orjson.dumps(hole(ctx)))
+            out.append(segment)
+        return b"".join(out)
 
 
 class Renderer:
@@ -88,7 +121,7 @@ class Renderer:
             undefined=jinja2.StrictUndefined, loader=self._loader, autoescape=False,
             keep_trailing_newline=True)
         self._key = self._compile(manifest.key, ("spec", "key"))
-        self._request = self._compile(manifest.request, ("spec", "request"))
+        self._request = self._splice(manifest.request, ("spec", "request"))
         # csv columns compile here too, so that validate and plan report their mistakes
         self.columns = [[self._compile(template, ("spec", "outputs", i, "columns", name))
                          for name, template in out.columns]
@@ -96,7 +129,7 @@ class Renderer:
 
     def _compile(self, value: Any, path: tuple[str | int, ...]) -> Compiled:
         if isinstance(value, str):
-            if "{{" not in value and "{%" not in value and "{#" not in value:
+            if not _is_template(value):
                 return lambda ctx: value
             try:
                 template = self._env.from_string(value)
@@ -104,6 +137,7 @@ class Renderer:
                 raise TemplateError(f"template syntax error in {_where(path)}: {e.message}",
                                     path=self.manifest.source,
                                     where=str(self.manifest.line_of(path))) from None
+            pieces = _substitutions(self._env.parse(value))
 
             def render(ctx: dict[str, Any], t: jinja2.Template = template,
                        at: tuple[str | int, ...] = path) -> str:
@@ -123,6 +157,8 @@ class Renderer:
                     if failure is None:
                         raise
                     raise failure from None
+            if pieces is not None:
+                return _fast(pieces, render)
             return render
         if isinstance(value, dict):
             parts = [(k, self._compile(v, (*path, k))) for k, v in value.items()]
@@ -131,6 +167,37 @@ class Renderer:
             items = [self._compile(v, (*path, i)) for i, v in enumerate(value)]
             return lambda ctx: [f(ctx) for f in items]
         return lambda ctx: value
+
+    def _splice(self, value: Any, path: tuple[str | int, ...]) -> Compiled:
+        """Compiles the request tree into a _Splice: placeholders stand in for templated
+        strings while the tree is serialised, then the bytes are cut at them."""
+        holes: list[Compiled] = []
+
+        def walk(v: Any, at: tuple[str | int, ...]) -> Any:
+            if isinstance(v, str) and _is_template(v):
+                holes.append(self._compile(v, at))
+                return f"\x00hole{len(holes) - 1}\x00"
+            if isinstance(v, dict):
+                return {k: walk(x, (*at, k)) for k, x in v.items()}
+            if isinstance(v, list):
+                return [walk(x, (*at, i)) for i, x in enumerate(v)]
+            return v
+
+        data = canonical_bytes(walk(value, path))
+        found = []
+        for i, hole in enumerate(holes):
+            token = canonical_bytes(f"\x00hole{i}\x00")
+            if data.count(token) != 1:      # a literal string that looks like a placeholder
+                tree = self._compile(value, path)
+                return lambda ctx: canonical_bytes(tree(ctx))
+            found.append((data.index(token), len(token), hole))
+        found.sort(key=lambda f: f[0])
+        segments, pos = [], 0
+        for at, size, _ in found:
+            segments.append(data[pos:at])
+            pos = at + size
+        segments.append(data[pos:])
+        return _Splice(segments, [hole for _, _, hole in found])
 
     def _failure(self, e: Exception, at: tuple[str | int, ...]) -> _RowFailure | None:
         """A template's failure for one row, in words; None for an exception that is a bug."""
@@ -155,7 +222,7 @@ class Renderer:
                 raise _RowFailure(f"key renders empty (spec.key is {self.manifest.key!r})",
                                   ("spec", "key"))
             ctx["key"] = key
-            request = self._request(ctx)
+            request: bytes = self._request(ctx)
         except _RowFailure as e:
             raise TemplateError(f"{self.manifest.rows_where(row)}: {e}", path=self.manifest.source,
                                 where=str(self.manifest.line_of(e.at))) from None
@@ -163,16 +230,29 @@ class Renderer:
 
     def requests(self) -> Iterator[Request]:
         """Every request in input order; a repeated key is an error naming both rows."""
-        seen: dict[str, str] = {}
+        keys = _KeySet()
         for row in self.manifest.iter_rows():
             req = self.render_row(row)
-            if req.key in seen:
-                raise DataError(f"duplicate key {req.key!r} at {self.manifest.rows_where(row)} "
-                                f"(first at {seen[req.key]}); spec.key must be unique per row",
+            keys.add(req.key)
+            yield req
+        repeated = keys.repeated()
+        if repeated:
+            self._find_duplicate(repeated)
+
+    def _find_duplicate(self, suspects: set[int]) -> None:
+        """The slow path, taken only when a key hash repeated: render the keys again to name
+        the two rows."""
+        first: dict[str, str] = {}
+        for row in self.manifest.iter_rows():
+            key = self.render_row(row).key
+            if hash(key) not in suspects:
+                continue
+            if key in first:
+                raise DataError(f"duplicate key {key!r} at {self.manifest.rows_where(row)} "
+                                f"(first at {first[key]}); spec.key must be unique per row",
                                 path=self.manifest.source,
                                 where=str(self.manifest.line_of(["spec", "key"])))
-            seen[req.key] = self.manifest.rows_where(row)
-            yield req
+            first[key] = self.manifest.rows_where(row)
 
     def template_files(self) -> dict[str, str]:
         """Included template files seen so far, with their digests (for the spec hash)."""
@@ -197,3 +277,120 @@ class _RowFailure(Exception):
     def __init__(self, message: str, at: tuple[str | int, ...]):
         super().__init__(message)
         self.at = at
+
+
+class _KeySet:
+    """Tells whether a key repeats, in 8 bytes per key instead of the ~100 a set of strings
+    costs: a fixed 16 MiB bitmap of key hashes flags possible repeats as they come, and the
+    hashes in order (8 bytes each) settle the few flagged ones at the end."""
+
+    BITS = 1 << 27
+
+    def __init__(self) -> None:
+        self._bits = bytearray(self.BITS // 8)
+        self._order = array("q")
+        self._flagged: set[int] = set()
+
+    def add(self, key: str) -> None:
+        h = hash(key)
+        self._order.append(h)
+        slot = h & (self.BITS - 1)
+        byte, bit = slot >> 3, 1 << (slot & 7)
+        if self._bits[byte] & bit:
+            self._flagged.add(h)
+        else:
+            self._bits[byte] |= bit
+
+    def repeated(self) -> set[int]:
+        """Hashes seen more than once: the flagged ones that are not mere bitmap collisions."""
+        if not self._flagged:
+            return set()
+        counts = Counter(h for h in self._order if h in self._flagged)
+        return {h for h, n in counts.items() if n > 1}
+
+
+def _substitutions(tree: nodes.Template) -> list[Any] | None:
+    """The template as literal text and plain lookups (`{{ row.title }}`, `{{ row['a b'] }}`),
+    or None when it uses anything else (filters, tags, expressions): those go through Jinja."""
+    if len(tree.body) != 1 or not isinstance(tree.body[0], nodes.Output):
+        return None
+    pieces: list[Any] = []
+    for node in tree.body[0].nodes:
+        if isinstance(node, nodes.TemplateData):
+            pieces.append(node.data)
+            continue
+        path: list[str | int] = []
+        while isinstance(node, (nodes.Getattr, nodes.Getitem)):
+            if isinstance(node, nodes.Getattr):
+                # row.items is dict.items in Jinja, not row["items"]: leave those to Jinja
+                if node.attr.startswith("_") or hasattr(dict, node.attr):
+                    return None
+                path.append(node.attr)
+            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, (str, int)):
+                path.append(node.arg.value)
+            else:
+                return None
+            node = node.node
+        if not isinstance(node, nodes.Name) or node.ctx != "load":
+            return None
+        pieces.append((node.name, tuple(reversed(path))))
+    return pieces
+
+
+def _fast(pieces: list[Any], slow: Compiled) -> Compiled:
+    """Renders a substitution-only template with str.format_map, in C, instead of setting up
+    a Jinja context per call. Both print a value with str(), so the output is the same; a
+    lookup that fails (a missing field, a non-container) goes to Jinja, which renders it or
+    raises the error a user expects."""
+    fields = []
+    for piece in pieces:
+        if type(piece) is str:
+            fields.append(piece.replace("{", "{{").replace("}", "}}"))
+            continue
+        name, path = piece
+        if not all(type(p) is str and _FORMAT_KEY.fullmatch(p) for p in path):
+            return _fast_loop(pieces, slow)
+        fields.append("{" + name + "".join(f"[{p}]" for p in path) + "}")
+    fmt = "".join(fields)
+
+    def render(ctx: dict[str, Any]) -> Any:
+        try:
+            return fmt.format_map(ctx)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+            return slow(ctx)
+    return render
+
+
+# format_map reads "[12]" as an integer index and stops at "]", ".", "!" or ":"
+_FORMAT_KEY = re.compile(r"(?![0-9]+$)[^\[\]{}.!:]+")
+
+
+def _fast_loop(pieces: list[Any], slow: Compiled) -> Compiled:
+    """The same for lookups format_map cannot spell (integer indexes, odd key names)."""
+
+    def render(ctx: dict[str, Any]) -> Any:
+        out: list[str] = []
+        for piece in pieces:
+            if type(piece) is str:
+                out.append(piece)
+                continue
+            name, path = piece
+            value = ctx.get(name, _MISSING)
+            for step in path:
+                kind = type(value)
+                if kind is dict and step in value:
+                    value = value[step]
+                elif kind is list and type(step) is int and -len(value) <= step < len(value):
+                    value = value[step]
+                else:
+                    return slow(ctx)
+            out.append(str(value))
+        return "".join(out)
+    return render
+
+
+def _is_template(text: str) -> bool:
+    return "{{" in text or "{%" in text or "{#" in text
+
+
+_MISSING = object()

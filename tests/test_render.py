@@ -122,3 +122,51 @@ def test_paths_resolve_against_the_manifest_directory(tmp_path: Path, monkeypatc
     monkeypatch.chdir(tmp_path)
     [m] = load_directory(Path("proj"))
     assert m.outputs[0].path == (tmp_path / "proj" / "out" / "tiny.jsonl")
+
+
+def test_fast_paths_match_jinja_exactly(tmp_path: Path) -> None:
+    """Substitution-only templates skip Jinja's context set-up; their bytes must equal what
+    Jinja renders and what serialising the rendered dict gives."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from runner.hashing import canonical, request_hash
+
+    text = MINIMAL.replace('"{{ row.q }}"', '"{{ row.q }} {{ row[\'odd key\'] }} {{ row.n }} '
+                           '{{ row.t[1] }} {{ row.none }} {{ row.flag }} {{ row.d }} {{ index }}'
+                           ' {{ row.keys }} x}{y"')
+    text = text.replace('{id: a, q: "What is 1+1?"}',
+                        '{id: a, q: "Q{x}", "odd key": é, n: 1.5, t: [x, y], none: null, '
+                        'flag: true, d: {k: v}, keys: K}')
+    text = text.replace('{id: b, q: "What is 2+2?"}',
+                        '{id: b, q: "{{ 1 }}", "odd key": 2, n: 3, t: [z], none: 0, flag: no, '
+                        'd: [], keys: K}')
+    text = text.replace("contents: [", 'generationConfig: {temperature: 0.5, stopSequences: '
+                        '["{{ row.id }}", end]}\n    contents: [')
+    with pytest.raises(TemplateError, match="item 2"):   # row.t[1] is out of range in row 2
+        [m] = manifests(tmp_path, text)
+        reqs = list(Renderer(m).requests())
+    [m] = manifests(tmp_path, text.replace("t: [z]", "t: [z, w]"))
+    env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)
+    source = m.request["contents"][0]["parts"][0]["text"]
+    for row, req in zip(m.items or (), Renderer(m).requests()):
+        expected = env.from_string(source).render(row=row, index=req.index, key=req.key,
+                                                  vars={})
+        assert req.request["contents"][0]["parts"][0]["text"] == expected
+        assert req.request["generationConfig"]["stopSequences"] == [row["id"], "end"]
+        assert req.request_bytes == canonical(req.request).encode()
+        assert request_hash("gemini", m.model, req.request_bytes) == \
+            "sha256:" + __import__("hashlib").sha256(
+                canonical(["gemini", m.model, req.request]).encode()).hexdigest()
+
+
+def test_duplicate_key_found_among_many(tmp_path: Path) -> None:
+    rows = "\n".join(f'{{"id": "k{i}"}}' for i in range(5000)) + '\n{"id": "k1234"}\n'
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/r.jsonl").write_text(rows)
+    text = MINIMAL.replace('items:\n    - {id: a, q: "What is 1+1?"}\n    - {id: b, q: "What is '
+                           '2+2?"}', "rows: data/r.jsonl").replace("{{ row.q }}", "{{ row.id }}")
+    [m] = manifests(tmp_path, text)
+    with pytest.raises(DataError, match=r"duplicate key 'k1234' at data/r.jsonl line 5001 "
+                                        r"\(first at data/r.jsonl line 1235\)"):
+        list(Renderer(m).requests())

@@ -1,0 +1,67 @@
+"""Render + hash + write the provider input for 10k, 100k and 1M requests, against a naive
+baseline that builds every request in a list before writing.
+
+    python -m bench.render            # all sizes
+    python -m bench.render 10000      # one size
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench._common import in_fresh_process, make_dataset, peak_rss_mb
+
+SIZES = (10_000, 100_000, 1_000_000)
+
+
+def _one(mode: str, rows: int) -> None:
+    from runner.desired import render_into
+    from runner.hashing import ContentHasher
+    from runner.manifest import load_directory
+    from runner.render import Renderer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = make_dataset(Path(tmp), "bench", rows)
+        [m] = load_directory(d)
+        base_rss = peak_rss_mb()
+        start = time.perf_counter()
+        out = d / "input.jsonl"
+        if mode == "stream":
+            with open(out, "wb", buffering=1 << 20) as sink:
+                result = render_into(m, sink)
+            count = result.requests
+        else:  # naive: everything in memory first, as most scripts do
+            requests = [r.line_bytes() + b"\n" for r in Renderer(m).requests()]
+            hasher = ContentHasher(m.provider, m.model)
+            for line in requests:
+                hasher.add(line)
+            with open(out, "wb") as sink:
+                sink.write(b"".join(requests))
+            count = len(requests)
+        elapsed = time.perf_counter() - start
+        size = out.stat().st_size
+    print(json.dumps({"requests": count, "seconds": elapsed, "rps": count / elapsed,
+                      "bytes_per_request": size / count, "peak_rss_mb": peak_rss_mb(),
+                      "base_rss_mb": base_rss}))
+
+
+def main(argv: list[str]) -> None:
+    if argv and argv[0] == "--one":
+        _one(argv[1], int(argv[2]))
+        return
+    sizes = [int(a) for a in argv] or list(SIZES)
+    print(f"{'mode':<8} {'requests':>10} {'req/s':>10} {'B/req':>6} {'peak RSS MB':>12}")
+    for rows in sizes:
+        for mode in ("stream", "naive"):
+            f = in_fresh_process("bench.render", "--one", mode, str(rows))
+            print(f"{mode:<8} {rows:>10,} {f['rps']:>10,.0f} {f['bytes_per_request']:>6.0f} "
+                  f"{f['peak_rss_mb']:>12.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
