@@ -12,10 +12,9 @@ from __future__ import annotations
 import re
 from array import array
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import jinja2
 import orjson
@@ -71,8 +70,7 @@ def _where(path: tuple[str | int, ...]) -> str:
     return out
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """One rendered request. It is kept as its canonical JSON bytes, which is what is written,
     hashed and sent; the dict form is parsed only where something needs to look inside."""
 
