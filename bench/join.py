@@ -38,7 +38,7 @@ def _one(directory: str) -> None:
     d = Path(directory)
     [m] = load_directory(d)
     start = time.perf_counter()
-    written = write_outputs(m, d / "results.jsonl", d / ".work")
+    written = write_outputs(m, [d / "results.jsonl"], d / ".work")
     elapsed = time.perf_counter() - start
     n = written.succeeded + written.failed
     print(json.dumps({"lines": n, "seconds": elapsed, "lps": n / elapsed,

@@ -16,18 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import orjson
+
 from .desired import input_path, outputs_hash, render_into, spec_hash, spec_inputs
 from .errors import ProviderError, RunnerError
 from .failpoints import hit
 from .fsutil import atomic_writer
-from .lockfile import LockEntry
+from .lockfile import LockEntry, Retry, held
 from .manifest import Manifest
 from .outputs import write_outputs
-from .plan import Action, Desired, Kind, Plan, display_name
+from .plan import Action, Desired, Kind, Plan, display_name, retry_name
 from .providers.base import AmbiguousCreate, JobState, Provider, RemoteJob
-from .retry import Backoff, Sleep, real_sleep
-from .lockfile import held
 from .plan import plan as make_plan
+from .retry import Backoff, Sleep, real_sleep
 from .workspace import LIST_THRESHOLD, Workspace, observe
 
 Report = Callable[[str], None]
@@ -119,24 +120,27 @@ class Applier:
         found.sort(key=lambda j: j.state != JobState.SUCCEEDED)
         return found[0] if found else None
 
-    def _create(self, m: Manifest, entry: LockEntry, path: Path) -> RemoteJob:
+    def _create(self, m: Manifest, record: LockEntry | Retry, path: Path) -> RemoteJob:
+        """Upload if too big to send inline, then create; `record` (the batch or a follow-up)
+        is already saved with its tag, and gets the uploaded file's name before the create."""
         size = path.stat().st_size
-        inline = size + 64 * entry.requests < self.provider.inline_limit
+        inline = size + 64 * record.requests < self.provider.inline_limit
         if not inline:
-            entry.input_file = (self.provider.find_file(entry.display_name)
-                                or self.provider.upload_file(path, entry.display_name))
-            self._record(m.name, entry)
+            record.input_file = (self.provider.find_file(record.display_name)
+                                 or self.provider.upload_file(path, record.display_name))
+            self.ws.save_lock()
         for attempt in range(3):
             try:
                 if inline:
-                    return self.provider.create_job(m.model, entry.display_name, inline_lines=path)
-                return self.provider.create_job(m.model, entry.display_name,
-                                                input_file=entry.input_file)
+                    return self.provider.create_job(m.model, record.display_name,
+                                                    inline_lines=path)
+                return self.provider.create_job(m.model, record.display_name,
+                                                input_file=record.input_file)
             except AmbiguousCreate as e:
                 self.report(f"{m.name}: create was interrupted ({e}); looking for the job")
                 for delay in (0.5, 2.0, 5.0):
                     self.options.sleep(delay * (attempt + 1))
-                    job = self._find(entry.display_name)
+                    job = self._find(record.display_name)
                     if job is not None:
                         return job
         raise ProviderError(f"{m.name}: could not confirm the create after 3 attempts; the "
@@ -161,18 +165,70 @@ class Applier:
         self._bind(m.name, entry, action.job)
         self.report(f"{m.name}: adopted {action.job.name} ({action.reason})")
 
-    def collect(self, m: Manifest, job: RemoteJob) -> None:
-        """Download results and write the outputs; the lockfile records them last."""
+    def submit_retry(self, m: Manifest, action: Action) -> None:
+        """A follow-up batch of only the requests that failed: intent first, as for any batch."""
         entry = self.ws.lock.batches[m.name]
-        results = self.ws.state_dir / "results" / f"{entry.content_hash.split(':', 1)[1]}.jsonl"
-        results.parent.mkdir(parents=True, exist_ok=True)
-        tmp = results.with_suffix(".part")
+        retry = entry.open_retry
+        failed = _failed_keys(m)
+        path = input_path(self.ws.state_dir, f"sha256:retry-{m.name}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_writer(path, "wb") as sink:
+            rendered = render_into(m, sink, only=failed)
+        if rendered.requests == 0:
+            return
+        if retry is None:
+            assert action.display_name is not None
+            retry = Retry(rendered.content_hash, rendered.requests, action.display_name,
+                          JobState.CREATING.value)
+            entry.retries.append(retry)
+            self._record(m.name, entry)
+        job = self._find(retry.display_name) or self._create(m, retry, path)
+        self._bind_retry(m.name, retry, job)
+        self.outcome.submitted.append(m.name)
+        self.report(f"{m.name}: resubmitted {rendered.requests} failed requests as {job.name} "
+                    f"({retry.display_name})")
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    def _bind_retry(self, name: str, retry: Retry, job: RemoteJob) -> None:
+        retry.job, retry.state = job.name, job.state.value
+        retry.submitted_at = retry.submitted_at or job.create_time or now()
+        if job.input_file:
+            retry.input_file = job.input_file
+        self.ws.save_lock()
+
+    def _results(self, record: LockEntry | Retry, job: RemoteJob | None) -> Path:
+        """The record's results on disk, downloaded again if this machine has not got them."""
+        assert record.job is not None
+        path = self.ws.state_dir / "results" / f"{record.job.rsplit('/', 1)[-1]}.jsonl"
+        if path.is_file():
+            return path
+        job = job if job is not None and job.name == record.job else \
+            self.provider.get_job(record.job)
+        if job is None or job.state != JobState.SUCCEEDED:
+            raise ProviderError(f"the results of {record.job} are no longer on the provider")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
         self.provider.download_results(job, tmp)
-        os.replace(tmp, results)
-        written = write_outputs(m, results, results.parent)
+        os.replace(tmp, path)
+        return path
+
+    def collect(self, m: Manifest, job: RemoteJob) -> None:
+        """Download results and write the outputs, merging the results of every follow-up
+        batch over the main job's; the lockfile records them last."""
+        entry = self.ws.lock.batches[m.name]
+        retry = entry.open_retry
+        if retry is not None and retry.job == job.name:
+            retry.state, retry.finished_at = JobState.SUCCEEDED.value, job.end_time or now()
+        else:
+            retry = None
+            entry.state = JobState.SUCCEEDED.value
+            entry.finished_at = job.end_time or entry.finished_at or now()
+        records: list[LockEntry | Retry] = [entry]
+        records += [r for r in entry.retries if r.state == JobState.SUCCEEDED.value]
+        paths = [self._results(r, job) for r in records]
+        written = write_outputs(m, paths, paths[0].parent)
         hit("after-outputs")
-        entry.state = JobState.SUCCEEDED.value
-        entry.finished_at = job.end_time or entry.finished_at or now()
         entry.counts = {"succeeded": written.succeeded, "failed": written.failed}
         entry.outputs = written.outputs
         entry.outputs_hash = outputs_hash(m)
@@ -180,10 +236,13 @@ class Applier:
         entry.inputs, entry.spec_hash = inputs, spec_hash(inputs)
         entry.error = None
         self._record(m.name, entry)
-        results.unlink()
+        if not (written.failed and len(entry.retries) < m.retry_failed):
+            for path in paths:      # no follow-up will need them again
+                path.unlink(missing_ok=True)
         self.outcome.completed.append(m.name)
         extra = f", {written.failed} failed (see {m.errors.rel})" if written.failed else ""
-        self.report(f"{m.name}: wrote {', '.join(o.rel for o in m.outputs)}: "
+        merged = f" (with retry {len(entry.retries)})" if retry is not None else ""
+        self.report(f"{m.name}: wrote {', '.join(o.rel for o in m.outputs)}{merged}: "
                     f"{written.succeeded} succeeded{extra}")
 
     def record_terminal(self, name: str, job: RemoteJob) -> None:
@@ -223,9 +282,19 @@ class Applier:
         if action.kind == Kind.NOTHING:
             return
         m = self.ws.manifest(name)
+        entry = self.ws.lock.batches.get(name)
         if action.kind in (Kind.CREATE, Kind.REPLACE, Kind.RESUBMIT):
             self.submit(m, action)
             inflight[name] = None
+        elif action.kind == Kind.RETRY:
+            self.submit_retry(m, action)
+            if self.ws.lock.batches[name].open_retry is not None:
+                inflight[name] = None
+        elif action.kind == Kind.ADOPT and action.retry:
+            assert entry is not None and entry.open_retry is not None and action.job is not None
+            self._bind_retry(name, entry.open_retry, action.job)
+            self.report(f"{name}: adopted {action.job.name} ({action.reason})")
+            inflight[name] = action.job
         elif action.kind == Kind.ADOPT:
             self.adopt(m, action)
             inflight[name] = action.job
@@ -234,16 +303,43 @@ class Applier:
         elif action.kind == Kind.DOWNLOAD:
             assert action.job is not None
             self.collect(m, action.job)
+            self._next_retry(m, inflight)
+        elif action.kind == Kind.RECORD and action.retry:
+            assert entry is not None and entry.open_retry is not None
+            self._close_retry(name, entry.open_retry, action.job)
         elif action.kind == Kind.RECORD:
-            entry = self.ws.lock.batches[name]
+            assert entry is not None
             inputs = spec_inputs(m, entry.inputs.get("templates", {}))
             entry.inputs, entry.spec_hash = inputs, spec_hash(inputs)
             self._record(name, entry)
 
+    def _next_retry(self, m: Manifest, inflight: dict[str, RemoteJob | None]) -> None:
+        """After results are written: a follow-up batch of the failures, if the policy allows."""
+        entry = self.ws.lock.batches[m.name]
+        failed = entry.counts.get("failed", 0)
+        gave_up = bool(entry.retries) and entry.retries[-1].state != JobState.SUCCEEDED.value
+        if not failed or gave_up or len(entry.retries) >= m.retry_failed:
+            return
+        n = len(entry.retries) + 1
+        self.submit_retry(m, Action(Kind.RETRY, m.name, "failed requests", failed,
+                                    entry.content_hash, retry_name(m.name, entry.content_hash, n),
+                                    retry=True))
+        if entry.open_retry is not None:
+            inflight[m.name] = None
+
+    def _close_retry(self, name: str, retry: Retry, job: RemoteJob | None) -> None:
+        """A follow-up that ended without results: its requests stay in the errors output."""
+        retry.state = job.state.value if job is not None else JobState.CANCELLED.value
+        retry.finished_at = (job.end_time if job is not None else None) or now()
+        retry.error = job.error if job is not None else "job deleted on the provider"
+        self.ws.save_lock()
+        self.report(f"{name}: retry {retry.job} ended {retry.state.lower()}; its requests stay "
+                    "in the errors output")
+
     def _refresh(self, inflight: dict[str, RemoteJob | None]) -> None:
         """Fresh state for every in-flight job not already known to be finished: one paged
         list when there are several, a get each otherwise."""
-        stale = {name: self.ws.lock.batches[name].job for name, job in inflight.items()
+        stale = {name: self.ws.lock.batches[name].current_job for name, job in inflight.items()
                  if job is None or not job.state.terminal}
         if len(stale) > LIST_THRESHOLD:
             listed = {j.name: j for j in self.provider.list_jobs()}
@@ -266,8 +362,11 @@ class Applier:
                 inflight[name] = None
                 hit("while-polling")
                 if job is None:
-                    raise ProviderError(f"{name}: job {entry.job} disappeared from the provider "
-                                        "while waiting; run apply again to resubmit")
+                    raise ProviderError(f"{name}: job {entry.current_job} disappeared from the "
+                                        "provider while waiting; run apply again to resubmit")
+                retry = entry.open_retry
+                if retry is not None and retry.job != job.name:
+                    retry = None
                 progress = (job.state.value, job.succeeded + job.failed)
                 if seen.get(name) != progress:
                     seen[name] = progress
@@ -275,14 +374,18 @@ class Applier:
                         if job.total else ""
                     elapsed = int(self.options.clock() - start)
                     self.report(f"{name}: {job.state.value.lower()}{done} ({elapsed}s)")
-                if entry.state != job.state.value and not job.state.terminal:
-                    entry.state = job.state.value
-                    self._record(name, entry)
+                record: LockEntry | Retry = retry if retry is not None else entry
+                if record.state != job.state.value and not job.state.terminal:
+                    record.state = job.state.value
+                    self.ws.save_lock()
                 if not job.state.terminal:
                     continue
                 del inflight[name]
                 if job.state == JobState.SUCCEEDED:
                     self.collect(self.ws.manifest(name), job)
+                    self._next_retry(self.ws.manifest(name), inflight)
+                elif retry is not None:
+                    self._close_retry(name, retry, job)
                 elif job.state == JobState.EXPIRED and entry.attempts < self.options.max_attempts:
                     self.record_terminal(name, job)
                     action = Action(Kind.RESUBMIT, name, "job expired", entry.requests,
@@ -330,3 +433,13 @@ def apply_directory(directory: Path, provider: Provider, options: Options | None
 def prepare(directory: Path) -> tuple[Workspace, list[Desired]]:
     ws = Workspace.open(directory)
     return ws, ws.desired()
+
+
+def _failed_keys(m: Manifest) -> set[str]:
+    """Keys in the errors output: the requests a follow-up batch sends again."""
+    keys = set()
+    with open(m.errors.path, "rb") as f:
+        for line in f:
+            if line.strip():
+                keys.add(orjson.loads(line)["key"])
+    return keys

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Collection
 
 from .hashing import ContentHasher, canonical, combine, digest
 from .statcache import NO_CACHE, DigestCache, digest_or_none
@@ -27,12 +27,16 @@ class Rendered:
     templates: dict[str, str]
 
 
-def render_into(manifest: Manifest, sink: IO[bytes] | None = None) -> Rendered:
-    """Renders every row; writes the provider's JSONL input lines to `sink` if given."""
+def render_into(manifest: Manifest, sink: IO[bytes] | None = None,
+                only: Collection[str] | None = None) -> Rendered:
+    """Renders every row; writes the provider's JSONL input lines to `sink` if given. With
+    `only`, just the requests with those keys (a follow-up batch of failures)."""
     renderer = Renderer(manifest)
     hasher = ContentHasher(manifest.provider, manifest.model)
     count = 0
     for req in renderer.requests():
+        if only is not None and req.key not in only:
+            continue
         line = req.line_bytes() + b"\n"
         hasher.add(line)
         if sink is not None:
@@ -94,7 +98,7 @@ def desire(manifest: Manifest, entry: LockEntry | None, cache: DigestCache = NO_
         name=manifest.name, manifest=manifest.rel_source, spec_hash=spec_hash(inputs),
         inputs=inputs, content_hash=rendered.content_hash, provider=manifest.provider,
         model=manifest.model, requests=rendered.requests, outputs_hash=outputs_hash(manifest),
-        outputs=output_digests(manifest, cache))
+        outputs=output_digests(manifest, cache), retry_failed=manifest.retry_failed)
 
 
 def input_path(state_dir: Path, content_hash: str) -> Path:

@@ -35,6 +35,21 @@ RESTORE = "fix it or restore it from git"   # the advice for a damaged lockfile
 
 
 @dataclass
+class Retry:
+    """A follow-up batch of the requests that failed in the job before it."""
+
+    content_hash: str
+    requests: int
+    display_name: str
+    state: str
+    input_file: str | None = None
+    job: str | None = None
+    submitted_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None
+
+
+@dataclass
 class LockEntry:
     manifest: str
     spec_hash: str
@@ -54,9 +69,27 @@ class LockEntry:
     error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    retries: list[Retry] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, {}, [])}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, {}, [])}
+        if self.retries:
+            out["retries"] = [{k: v for k, v in dataclasses.asdict(r).items() if v is not None}
+                              for r in self.retries]
+        return out
+
+    @property
+    def open_retry(self) -> Retry | None:
+        """The follow-up batch still to be collected, if any."""
+        if self.retries and self.retries[-1].state in ("CREATING", "PENDING", "RUNNING"):
+            return self.retries[-1]
+        return None
+
+    @property
+    def current_job(self) -> str | None:
+        """The job the batch is waiting on: an open follow-up's, else the main one."""
+        retry = self.open_retry
+        return retry.job if retry is not None else self.job
 
 
 @dataclass
@@ -135,9 +168,14 @@ def _parse(path: Path, lockdoc: Document) -> Lock:
         where = ".".join(str(p) for p in at) or "top level"
         raise LockfileError(f"lockfile is invalid at {where}: {message[:160]}; {RESTORE}",
                             path=path, where=str(line))
+    return Lock({name: _entry(entry) for name, entry in doc["batches"].items()})
+
+
+def _entry(data: dict[str, Any]) -> LockEntry:
     fields = {f.name for f in dataclasses.fields(LockEntry)}
-    return Lock({name: LockEntry(**{k: v for k, v in entry.items() if k in fields})
-                 for name, entry in doc["batches"].items()})
+    entry = LockEntry(**{k: v for k, v in data.items() if k in fields and k != "retries"})
+    entry.retries = [Retry(**r) for r in data.get("retries", [])]
+    return entry
 
 
 def save(path: Path, lock: Lock) -> None:

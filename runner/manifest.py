@@ -63,6 +63,7 @@ class Manifest:
     outputs: tuple[Output, ...]
     errors: Output
     vars: dict[str, Any] = field(default_factory=dict)
+    retry_failed: int = 0
     rows: Path | None = None
     items: tuple[Any, ...] | None = None
     document_hash: str = ""   # canonical JSON of the manifest document
@@ -247,7 +248,8 @@ def _build(doc: Document, source: Path, project: Path) -> Manifest:
         name=data["metadata"]["name"], source=source, line=doc.node.start_mark.line + 1,
         project=project, provider=spec["provider"], model=model,
         key=spec.get("key", "{{ index }}"), request=spec["request"],
-        outputs=tuple(outputs), errors=errors, vars=spec.get("vars", {}), rows=rows,
+        outputs=tuple(outputs), errors=errors, vars=spec.get("vars", {}),
+        retry_failed=spec.get("retry_failed", 0), rows=rows,
         items=tuple(spec["items"]) if "items" in spec else None,
         document_hash=digest(canonical(data).encode()), document=doc,
     )

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import os
 import sqlite3
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterator, Sequence
+
+import orjson
 
 from .errors import OutputError, ProviderError
 from .fsutil import atomic_writer
@@ -34,42 +35,53 @@ class Written:
 
 
 class ResultIndex:
-    """Key -> byte offset of its line in the results file, kept in an on-disk SQLite table so
-    that joining a million shuffled results holds no more in memory than joining ten."""
+    """Key -> (file, byte offset) of its result line, kept in an on-disk SQLite table so that
+    joining a million shuffled results holds no more in memory than joining ten. With several
+    results files (a job, then follow-ups of its failures), a later file's line for a key wins."""
 
-    def __init__(self, results: Path, workdir: Path):
+    def __init__(self, results: Sequence[Path], workdir: Path):
         workdir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="join-", suffix=".sqlite", dir=workdir)
         os.close(fd)
         self._path = Path(name)
         self._db = sqlite3.connect(name)
         self._db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
-                               "CREATE TABLE r (key TEXT PRIMARY KEY, off INTEGER) WITHOUT ROWID;")
-        self.size = 0
+                               "CREATE TABLE r (key TEXT PRIMARY KEY, file INTEGER, off INTEGER)"
+                               " WITHOUT ROWID;")
         with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO r VALUES (?, ?)", self._scan(results))
-        self.size = self._db.execute("SELECT count(*) FROM r").fetchone()[0]
+            for number, path in enumerate(results):
+                self._db.executemany("INSERT OR REPLACE INTO r VALUES (?, ?, ?)",
+                                     self._scan(path, number))
+        self.size: int = self._db.execute("SELECT count(*) FROM r").fetchone()[0]
+        self._files = [open(path, "rb") for path in results]
 
     @staticmethod
-    def _scan(path: Path) -> Iterator[tuple[str, int]]:
+    def _scan(path: Path, number: int) -> Iterator[tuple[str, int, int]]:
         with open(path, "rb") as f:
             offset = 0
             for n, raw in enumerate(f, 1):
                 if raw.strip():
                     try:
-                        key = json.loads(raw).get("key")
-                    except (ValueError, AttributeError):
+                        key = orjson.loads(raw).get("key")
+                    except (orjson.JSONDecodeError, AttributeError):
                         raise ProviderError(f"results file line {n} is not a JSON object"
                                             ) from None
                     if isinstance(key, str):
-                        yield key, offset
+                        yield key, number, offset
                 offset += len(raw)
 
-    def offset(self, key: str) -> int | None:
-        row = self._db.execute("SELECT off FROM r WHERE key = ?", (key,)).fetchone()
-        return None if row is None else int(row[0])
+    def lookup(self, key: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT file, off FROM r WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        f = self._files[row[0]]
+        f.seek(row[1])
+        value: dict[str, Any] = orjson.loads(f.readline())
+        return value
 
     def close(self) -> None:
+        for f in self._files:
+            f.close()
         self._db.close()
         self._path.unlink(missing_ok=True)
 
@@ -85,20 +97,12 @@ def response_text(response: dict[str, Any]) -> tuple[str | None, str | None]:
     return text, first.get("finishReason")
 
 
-def _lookup(results: IO[bytes], index: ResultIndex, key: str) -> dict[str, Any] | None:
-    offset = index.offset(key)
-    if offset is None:
-        return None
-    results.seek(offset)
-    value: dict[str, Any] = json.loads(results.readline())
-    return value
-
-
-def write_outputs(manifest: Manifest, results_path: Path, workdir: Path) -> Written:
+def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path) -> Written:
+    """Every output of the manifest from its results files (see ResultIndex for the order)."""
     renderer = Renderer(manifest)
     matched = succeeded = failed = 0
-    with contextlib.ExitStack() as stack, open(results_path, "rb") as results:
-        index = ResultIndex(results_path, workdir)
+    with contextlib.ExitStack() as stack:
+        index = ResultIndex(results, workdir)
         stack.callback(index.close)
         try:
             files = {o.rel: stack.enter_context(atomic_writer(o.path))
@@ -117,7 +121,7 @@ def write_outputs(manifest: Manifest, results_path: Path, workdir: Path) -> Writ
                 writers.append((f, None, []))
         errors = files[manifest.errors.rel]
         for req in renderer.requests():
-            result = _lookup(results, index, req.key)
+            result = index.lookup(req.key)
             rhash = request_hash(manifest.provider, manifest.model, req.request_bytes)
             if result is not None:
                 matched += 1
@@ -158,4 +162,4 @@ def _error_of(result: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _line(value: dict[str, Any]) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return orjson.dumps(value).decode() + "\n"

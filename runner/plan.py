@@ -20,6 +20,7 @@ class Kind(str, enum.Enum):
     ADOPT = "adopt"
     REPLACE = "replace"
     RESUBMIT = "resubmit"
+    RETRY = "retry"          # a follow-up batch of the requests that failed
     WAIT = "wait"
     DOWNLOAD = "download"
     RECORD = "record"        # only the lockfile changes (e.g. a comment edited in a manifest)
@@ -29,13 +30,14 @@ class Kind(str, enum.Enum):
 
 
 SYMBOLS = {Kind.CREATE: "+", Kind.ADOPT: "<=", Kind.REPLACE: "-/+", Kind.RESUBMIT: "-/+",
+           Kind.RETRY: "+",
            Kind.WAIT: "~", Kind.DOWNLOAD: "~", Kind.RECORD: "~", Kind.FAILED: "!",
            Kind.ORPHAN: "-", Kind.NOTHING: " "}
 
 # Kinds that `apply` acts on; `--detailed-exitcode` reports 2 when any is planned.
-CHANGES = {Kind.CREATE, Kind.ADOPT, Kind.REPLACE, Kind.RESUBMIT, Kind.WAIT, Kind.DOWNLOAD,
-           Kind.RECORD}
-SUBMITS = {Kind.CREATE, Kind.REPLACE, Kind.RESUBMIT}
+CHANGES = {Kind.CREATE, Kind.ADOPT, Kind.REPLACE, Kind.RESUBMIT, Kind.RETRY, Kind.WAIT,
+           Kind.DOWNLOAD, Kind.RECORD}
+SUBMITS = {Kind.CREATE, Kind.REPLACE, Kind.RESUBMIT, Kind.RETRY}
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Desired:
     requests: int
     outputs_hash: str
     outputs: Mapping[str, str | None]   # output path -> digest of the file on disk, None if missing
+    retry_failed: int = 0               # follow-up batches allowed for failed requests
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class Action:
     job: RemoteJob | None = None        # the remote job to adopt, wait for or download
     old_job: str | None = None          # for replace: the job that is superseded
     attempt: int = 1
+    retry: bool = False                 # the action concerns the open follow-up batch
 
     @property
     def symbol(self) -> str:
@@ -100,7 +104,8 @@ class Plan:
 
     def summary(self) -> str:
         count = {k: sum(1 for a in self.actions if a.kind == k) for k in Kind}
-        submit = count[Kind.CREATE] + count[Kind.REPLACE] + count[Kind.RESUBMIT]
+        submit = (count[Kind.CREATE] + count[Kind.REPLACE] + count[Kind.RESUBMIT]
+                  + count[Kind.RETRY])
         return (f"Plan: {submit} to submit ({count[Kind.REPLACE] + count[Kind.RESUBMIT]} "
                 f"replacing), {count[Kind.ADOPT]} to adopt, {count[Kind.WAIT]} in flight, "
                 f"{count[Kind.DOWNLOAD]} to download, {count[Kind.NOTHING]} unchanged"
@@ -150,25 +155,72 @@ def needs_remote(entry: LockEntry | None, want: Desired) -> bool:
     unchanged content and intact outputs, so an unchanged plan makes no call at all."""
     return not (entry is not None and entry.content_hash == want.content_hash
                 and entry.job is not None and entry.state == JobState.SUCCEEDED.value
-                and _outputs_reason(entry, want) is None)
+                and entry.open_retry is None and _outputs_reason(entry, want) is None)
 
 
 def needs_tag_search(entry: LockEntry | None, want: Desired) -> bool:
     """Whether the batch may need creating or adopting, i.e. finding a job by its tag."""
+    retry = entry.open_retry if entry is not None else None
     return (entry is None or entry.content_hash != want.content_hash or entry.job is None
-            or entry.state == JobState.CREATING.value)
+            or entry.state == JobState.CREATING.value
+            or (retry is not None and retry.state == JobState.CREATING.value))
 
 
-def _for_job(want: Desired, entry: LockEntry, job: RemoteJob | None, attempt: int,
+def retry_name(name: str, content_hash: str, number: int) -> str:
+    """The tag of the Nth follow-up batch of a batch's failed requests."""
+    return f"{display_name(name, content_hash)}-retry{number}"
+
+
+def _for_retry(want: Desired, entry: LockEntry, observed: Observed) -> Action | None:
+    """The action for the batch's follow-up batches, or None when there is nothing to do."""
+    base = dict(name=want.name, content_hash=want.content_hash, retry=True)
+    retry = entry.open_retry
+    if retry is not None:
+        n = len(entry.retries)
+        if retry.state == JobState.CREATING.value or retry.job is None:
+            tagged = observed.tagged(retry.display_name)
+            if tagged is not None:
+                return Action(Kind.ADOPT, reason=f"retry {n}: an interrupted run created it",
+                              requests=retry.requests, job=tagged, **base)
+            return Action(Kind.RETRY, reason=f"retry {n}: an interrupted run did not submit it",
+                          requests=retry.requests, display_name=retry.display_name, **base)
+        job = observed.jobs.get(retry.job)
+        if job is None:
+            return Action(Kind.RECORD, reason=f"retry {n}: job deleted on the provider; its "
+                          "requests stay in the errors output", **base)
+        if job.state in (JobState.PENDING, JobState.RUNNING):
+            return Action(Kind.WAIT, reason=f"retry {n} of {retry.requests} failed requests "
+                          f"{job.state.value.lower()}", requests=retry.requests, job=job, **base)
+        if job.state == JobState.SUCCEEDED:
+            return Action(Kind.DOWNLOAD, reason=f"retry {n} succeeded, results not yet merged",
+                          requests=retry.requests, job=job, **base)
+        return Action(Kind.RECORD, reason=f"retry {n} {job.state.value.lower()}; its requests "
+                      "stay in the errors output", job=job, **base)
+    failed = entry.counts.get("failed", 0)
+    gave_up = bool(entry.retries) and entry.retries[-1].state != JobState.SUCCEEDED.value
+    if failed and len(entry.retries) < want.retry_failed and not gave_up:
+        n = len(entry.retries) + 1
+        return Action(Kind.RETRY, reason=f"resubmit {failed} failed requests (retry {n} of "
+                      f"{want.retry_failed})", requests=failed,
+                      display_name=retry_name(want.name, want.content_hash, n), **base)
+    return None
+
+
+def _for_job(want: Desired, entry: LockEntry, observed: Observed, attempt: int,
              max_attempts: int, resubmit_asked: bool) -> Action:
     """The action for a recorded job with the wanted content."""
     base = dict(name=want.name, requests=want.requests, content_hash=want.content_hash,
                 attempt=attempt)
     resubmit = dict(base, attempt=attempt + 1,
                     display_name=display_name(want.name, want.content_hash, attempt + 1))
+    job = observed.jobs.get(entry.job or "")
     state = job.state if job is not None else None
     if entry.state == JobState.SUCCEEDED.value:
         why = _outputs_reason(entry, want)
+        if why is None or entry.open_retry is not None:
+            follow_up = _for_retry(want, entry, observed)
+            if follow_up is not None:
+                return follow_up
         if why is None:
             if entry.spec_hash != want.spec_hash:
                 return Action(Kind.RECORD, reason="manifest edited, requests unchanged", job=job,
@@ -241,7 +293,7 @@ def plan(desired: list[Desired], lock: Lock, observed: Observed, *,
                                       "submit it", want.requests, want.content_hash, tag,
                                       attempt=attempt))
             continue
-        actions.append(_for_job(want, entry, observed.jobs.get(entry.job), attempt, max_attempts,
+        actions.append(_for_job(want, entry, observed, attempt, max_attempts,
                                 want.name in resubmit))
     names = {d.name for d in desired}
     warnings.extend(f"--resubmit {n}: no such batch" for n in sorted(resubmit - names))

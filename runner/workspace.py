@@ -60,7 +60,8 @@ def observe(provider: Provider, lock: lockfile.Lock, desired: list[Desired]) -> 
     rather than one get each."""
     jobs: dict[str, RemoteJob] = {}
     entries = [(lock.batches.get(w.name), w) for w in desired]
-    wanted = {e.job for e, w in entries if e is not None and e.job and needs_remote(e, w)}
+    wanted = {job for e, w in entries if e is not None and needs_remote(e, w)
+              for job in (e.job, e.current_job) if job}
     if any(needs_tag_search(e, w) for e, w in entries) or len(wanted) > LIST_THRESHOLD:
         jobs.update((j.name, j) for j in provider.list_jobs())
     for name in sorted(wanted - set(jobs)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -105,3 +106,66 @@ def test_job_deleted_before_results_saved_is_recreated(
     assert main(["apply", str(proj)]) == 0
     assert len(tags(emu)) == 1   # the deleted job no longer lists; exactly one new one does
     assert (proj / "out/tiny.jsonl").is_file()
+
+
+RETRYING = """\
+apiVersion: batch-runner/v1
+kind: Batch
+metadata: {name: flaky}
+spec:
+  provider: gemini
+  model: gemini-2.5-flash
+  rows: data/rows.jsonl
+  key: "r{{ row.n }}"
+  retry_failed: 2
+  request:
+    contents: [{role: user, parts: [{text: "question {{ row.n }}"}]}]
+  outputs:
+    - path: out/flaky.jsonl
+"""
+
+
+def test_failed_requests_are_retried_and_merged_in_input_order(
+        emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "flaky"
+    write_manifest(d, RETRYING)
+    (d / "data").mkdir()
+    (d / "data/rows.jsonl").write_text("".join(f'{{"n": {i}}}\n' for i in range(40)))
+    emu.faults = Faults(request_error_rate=0.3, seed=5)
+    assert main(["apply", str(d), "--no-wait"]) == 0
+    emu.faults = Faults()   # the job keeps the fault it was created with; its retry will not
+    time.sleep(0.4)
+    assert plan_actions(d, capsys)["flaky"]["action"] == "download"
+    assert main(["apply", str(d), "--no-wait"]) == 0     # writes outputs, submits retry 1
+    errors = (d / "out/flaky.errors.jsonl").read_text().splitlines()
+    entry = lockfile.load(d / "batches.lock").batches["flaky"]
+    assert 0 < len(errors) == entry.counts["failed"] < 40
+    assert [r.state for r in entry.retries] in (["PENDING"], ["RUNNING"])
+    assert entry.retries[0].requests == len(errors)
+    assert main(["apply", str(d)]) == 0
+    keys = [json.loads(x)["key"] for x in (d / "out/flaky.jsonl").read_text().splitlines()]
+    assert keys == [f"r{i}" for i in range(40)]
+    assert (d / "out/flaky.errors.jsonl").read_text() == ""
+    entry = lockfile.load(d / "batches.lock").batches["flaky"]
+    assert entry.counts == {"succeeded": 40, "failed": 0}
+    assert [r.state for r in entry.retries] == ["SUCCEEDED"]
+    assert sorted(tags(emu).values()) == [1, 1]
+    assert any(t.endswith("-retry1") for t in tags(emu))
+    assert plan_actions(d, capsys)["flaky"]["action"] == "nothing"
+
+
+def test_retry_stops_at_the_policy_limit(emu: Emulator, tmp_path: Path) -> None:
+    d = tmp_path / "flaky"
+    write_manifest(d, RETRYING.replace("retry_failed: 2", "retry_failed: 1"))
+    (d / "data").mkdir()
+    (d / "data/rows.jsonl").write_text("".join(f'{{"n": {i}}}\n' for i in range(30)))
+    (d / "data/rows.jsonl").write_text((d / "data/rows.jsonl").read_text()
+                                       + '{"n": "EMULATOR_FAIL"}\n')
+    assert main(["apply", str(d)]) == 0
+    entry = lockfile.load(d / "batches.lock").batches["flaky"]
+    assert entry.counts == {"succeeded": 30, "failed": 1}
+    assert len(entry.retries) == 1 and entry.retries[0].requests == 1
+    errors = [json.loads(x) for x in (d / "out/flaky.errors.jsonl").read_text().splitlines()]
+    assert [e["key"] for e in errors] == ["rEMULATOR_FAIL"]
+    assert main(["apply", str(d)]) == 0
+    assert len(tags(emu)) == 2
