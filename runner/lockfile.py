@@ -103,8 +103,11 @@ class Lock:
             "batches": {name: self.batches[name].to_dict() for name in sorted(self.batches)},
         }
         header = "# Written by batch-runner: commit it beside the manifests; do not edit by hand.\n"
-        return header + yaml.safe_dump(doc, sort_keys=True, default_flow_style=False,
-                                       allow_unicode=True, width=1000)
+        # version and hashing first, so that a reader (or an older runner) sees them at once;
+        # everything below is sorted, so the bytes depend on the content alone
+        return header + "".join(
+            yaml.safe_dump({key: value}, sort_keys=True, default_flow_style=False,
+                           allow_unicode=True, width=1000) for key, value in doc.items())
 
 
 def lock_path(directory: Path) -> Path:
