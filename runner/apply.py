@@ -39,6 +39,7 @@ class Options:
     wait: bool = True
     timeout: float | None = None
     prune: bool = False
+    prune_outputs: bool = False
     max_attempts: int = 3
     resubmit: frozenset[str] = frozenset()
     poll_base: float = 2.0
@@ -267,11 +268,7 @@ class Applier:
         name = action.name
         if action.kind == Kind.ORPHAN:
             if self.options.prune:
-                entry = self.ws.lock.batches.pop(name)
-                if entry.job and entry.state in ("PENDING", "RUNNING", "CREATING"):
-                    self.provider.cancel_job(entry.job)
-                self.ws.save_lock()
-                self.report(f"{name}: pruned from the lockfile")
+                self._prune(name)
             return
         if action.kind == Kind.FAILED:
             self.outcome.failed.append(name)
@@ -312,6 +309,28 @@ class Applier:
             inputs = spec_inputs(m, entry.inputs.get("templates", {}))
             entry.inputs, entry.spec_hash = inputs, spec_hash(inputs)
             self._record(name, entry)
+
+    def _prune(self, name: str) -> None:
+        """Cancels and deletes the remote jobs the lockfile records for a removed manifest;
+        its outputs stay unless asked. Acts on the lockfile's own records only."""
+        entry = self.ws.lock.batches[name]
+        records: list[LockEntry | Retry] = [entry, *entry.retries]
+        for record in records:
+            if record.job is None:
+                continue
+            if record.state in ("CREATING", "PENDING", "RUNNING"):
+                self.provider.cancel_job(record.job)
+            self.provider.delete_job(record.job)
+        if self.options.prune_outputs:
+            for rel in entry.outputs:
+                path = self.ws.directory / rel
+                if path.resolve().is_relative_to(self.ws.directory.resolve()):
+                    path.unlink(missing_ok=True)
+        del self.ws.lock.batches[name]
+        self.ws.save_lock()
+        kept = "deleted its outputs" if self.options.prune_outputs else "kept its outputs"
+        self.report(f"{name}: pruned: deleted {sum(1 for r in records if r.job)} remote job(s), "
+                    f"{kept}")
 
     def _next_retry(self, m: Manifest, inflight: dict[str, RemoteJob | None]) -> None:
         """After results are written: a follow-up batch of the failures, if the policy allows."""

@@ -7,75 +7,31 @@ Exit codes: 0 success; 1 a user-fixable error (one line on stderr) or a batch th
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
-from . import __version__
-from .apply import Options, apply_directory, prepare
-from .display import plan_json, plan_text, status_rows, status_text
+from . import __version__, api
+from .apply import Options
+from .display import plan_json, plan_text, status_text
 from .errors import RunnerError
 from .plan import Plan
-from .plan import plan as make_plan
-from .providers.base import Provider
-from .providers.gemini import GeminiProvider, api_key_from_env
 from .render import Renderer
-from .workspace import Workspace, observe
-
-EMULATOR_KEY = "emulator-local-key"
-
+from .workspace import Workspace
 
 def _out(text: str) -> None:
     print(text, flush=True)
 
 
-def _tuning() -> dict[str, int]:
-    """Size knobs, mostly for tests that need a file upload without 20 MB of data."""
-    out = {}
-    for env, arg in (("RUNNER_INLINE_LIMIT", "inline_limit"), ("RUNNER_UPLOAD_CHUNK", "chunk_size")):
-        value = os.environ.get(env)
-        if value:
-            if not value.isdigit() or int(value) <= 0:
-                raise RunnerError(f"{env} must be a positive number of bytes (got {value!r})")
-            out[arg] = int(value)
-    return out
-
-
-@contextlib.contextmanager
-def provider_for(ws: Workspace, use_emulator: bool) -> Iterator[Provider]:
-    """The Gemini provider, or one talking to an emulator started in-process whose state lives
-    under the directory's .runner/, so that a later run finds the jobs an earlier one made."""
-    if use_emulator:
-        from .emulator import Emulator
-
-        latency = float(os.environ.get("RUNNER_EMULATOR_LATENCY", "2"))
-        with Emulator(ws.state_dir / "emulator", latency=latency) as emu:
-            provider = GeminiProvider(EMULATOR_KEY, emu.base_url, **_tuning())
-            try:
-                yield provider
-            finally:
-                provider.close()
-        return
-    provider = GeminiProvider(api_key_from_env() or "", **_tuning())
-    try:
-        yield provider
-    finally:
-        provider.close()
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
-    ws = Workspace.open(Path(args.directory))
-    total = 0
-    for m in ws.manifests:
-        count = sum(1 for _ in Renderer(m).requests())
-        total += count
-        _out(f"ok  {m.name}  ({m.rel_source}, {count} requests)")
-    _out(f"{len(ws.manifests)} manifest(s) valid, {total} requests.")
+    counts = api.validate(args.directory)
+    for name, count in counts.items():
+        _out(f"ok  {name}  ({count} requests)")
+    _out(f"{len(counts)} manifest(s) valid, {sum(counts.values())} requests.")
     return 0
 
 
@@ -93,12 +49,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    ws = Workspace.open(Path(args.directory))
-    desired = ws.desired()
-    with provider_for(ws, args.emulator) as provider:
-        observed = observe(provider, ws.lock, desired)
-    plan = make_plan(desired, ws.lock, observed, max_attempts=args.max_attempts,
-                     resubmit=frozenset(args.resubmit))
+    plan = api.plan(args.directory, emulator=args.emulator, max_attempts=args.max_attempts,
+                    resubmit=args.resubmit)
     _out(plan_json(plan) if args.json else plan_text(plan, args.directory))
     if args.detailed_exitcode and plan.changes:
         return 2
@@ -106,9 +58,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    directory = Path(args.directory)
-    ws, desired = prepare(directory)    # bad input fails here, before the emulator starts
+    if args.prune_outputs and not args.prune:
+        raise RunnerError("--prune-outputs goes with --prune")
     options = Options(wait=not args.no_wait, timeout=args.timeout, prune=args.prune,
+                      prune_outputs=args.prune_outputs,
                       max_attempts=args.max_attempts, resubmit=frozenset(args.resubmit),
                       poll_base=float(os.environ.get("RUNNER_POLL_SECONDS", "2")))
 
@@ -116,10 +69,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         if not args.quiet:
             _out(plan_text(plan, args.directory) + "\n")
 
-    with provider_for(ws, args.emulator) as provider:
-        outcome = apply_directory(directory, provider, options, _out,
-                                  lock_timeout=args.lock_timeout, show_plan=show,
-                                  prepared=(ws, desired))
+    outcome = api.apply(args.directory, emulator=args.emulator, options=options, report=_out,
+                        lock_timeout=args.lock_timeout, show_plan=show)
     if outcome.pending:
         _out(f"{len(outcome.pending)} batch(es) still running: {', '.join(outcome.pending)}; "
              "run apply again to collect them.")
@@ -129,14 +80,32 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    ws = Workspace.open(Path(args.directory))
-    remote = {}
-    with provider_for(ws, args.emulator) as provider:
-        for entry in ws.lock.batches.values():
-            if entry.job:
-                remote[entry.job] = provider.get_job(entry.job)
-    rows = status_rows(ws, remote)
-    _out(json.dumps(rows, indent=2) if args.json else status_text(rows))
+    rows = api.status(args.directory, emulator=args.emulator)
+    _out(json.dumps([r.to_dict() for r in rows], indent=2) if args.json else status_text(rows))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    jobs = api.cancel(args.directory, args.names, emulator=args.emulator,
+                      lock_timeout=args.lock_timeout)
+    for job in jobs:
+        _out(f"cancelled {job}")
+    if not jobs:
+        _out("nothing to cancel: no named batch has a running job")
+    return 0
+
+
+def cmd_adopt(args: argparse.Namespace) -> int:
+    entry = api.adopt(args.directory, args.name, args.job, force=args.force,
+                      emulator=args.emulator, lock_timeout=args.lock_timeout)
+    _out(f"{args.name}: bound to {entry.job} ({entry.state.lower()}); apply collects it")
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    api.forget(args.directory, args.names, lock_timeout=args.lock_timeout)
+    _out(f"forgot {', '.join(args.names)}: removed from the lockfile; remote jobs and outputs "
+         "are untouched")
     return 0
 
 
@@ -188,7 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-wait", action="store_true", help="submit and record, then return")
     a.add_argument("--timeout", type=float, help="stop waiting after SECONDS (exit 1)")
     a.add_argument("--prune", action="store_true",
-                   help="drop lockfile entries of deleted manifests (cancelling live jobs)")
+                   help="for manifests that were deleted: cancel and delete their remote jobs "
+                   "and drop them from the lockfile")
+    a.add_argument("--prune-outputs", action="store_true",
+                   help="with --prune, delete their recorded outputs too")
     a.add_argument("--lock-timeout", type=float, default=0.0,
                    help="wait up to SECONDS for another run to release the directory")
     a.add_argument("--quiet", action="store_true", help="do not print the plan first")
@@ -200,6 +172,20 @@ def build_parser() -> argparse.ArgumentParser:
     s = command("status", "recorded versus remote state, one line per batch", cmd_status,
                 remote=True)
     s.add_argument("--json", action="store_true")
+    c = command("cancel", "cancel the running job of batches", cmd_cancel, remote=True)
+    c.add_argument("names", nargs="+", metavar="NAME")
+    ad = command("adopt", "bind an existing remote job to a batch (after a lost lockfile)",
+                 cmd_adopt, remote=True)
+    ad.add_argument("name", metavar="NAME")
+    ad.add_argument("job", metavar="JOB", help="the job's name, batches/…")
+    ad.add_argument("--force", action="store_true",
+                    help="bind even if the job's tag or request count does not match")
+    f = command("forget", "drop batches from the lockfile (remote jobs and outputs stay)",
+                cmd_forget)
+    f.add_argument("names", nargs="+", metavar="NAME")
+    for sp in (c, ad, f):
+        sp.add_argument("--lock-timeout", type=float, default=0.0,
+                        help="wait up to SECONDS for another run to release the directory")
     e = command("emulator", "serve the local Gemini emulator", cmd_emulator)
     e.add_argument("--host", default="127.0.0.1")
     e.add_argument("--port", type=int, default=8089)

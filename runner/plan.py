@@ -37,6 +37,8 @@ SYMBOLS = {Kind.CREATE: "+", Kind.ADOPT: "<=", Kind.REPLACE: "-/+", Kind.RESUBMI
 # Kinds that `apply` acts on; `--detailed-exitcode` reports 2 when any is planned.
 CHANGES = {Kind.CREATE, Kind.ADOPT, Kind.REPLACE, Kind.RESUBMIT, Kind.RETRY, Kind.WAIT,
            Kind.DOWNLOAD, Kind.RECORD}
+CANCELLED_BY_USER = "cancelled with runner cancel"
+
 SUBMITS = {Kind.CREATE, Kind.REPLACE, Kind.RESUBMIT, Kind.RETRY}
 
 
@@ -243,7 +245,9 @@ def _for_job(want: Desired, entry: LockEntry, observed: Observed, attempt: int,
             return Action(Kind.FAILED, reason=f"job expired {attempt} times; giving up "
                           "(raise --max-attempts to try again)", job=job, **base)
         return Action(Kind.RESUBMIT, reason="job expired (48 h without finishing)", **resubmit)
-    if state == JobState.CANCELLED:
+    if state == JobState.CANCELLED and entry.error == CANCELLED_BY_USER:
+        why = CANCELLED_BY_USER
+    elif state == JobState.CANCELLED:
         why = "job was cancelled outside the runner (drift)"
     else:
         why = f"job failed: {job.error or 'no error given'}"

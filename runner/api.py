@@ -1,0 +1,208 @@
+"""batch-runner as a library: every command of the CLI as a function.
+
+    import runner
+    plan = runner.plan("batches.d", emulator=True)
+    outcome = runner.apply("batches.d", emulator=True)
+
+Each function takes the manifest directory and either a `provider` (anything implementing
+`runner.providers.base.Provider`) or `emulator=True`; with neither, the Gemini API is used
+with the key from GEMINI_API_KEY / GOOGLE_API_KEY. Errors a user can fix raise a subclass of
+`RunnerError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from .apply import Options, Outcome, Report, apply_directory, now, prepare
+from .desired import render_into
+from .errors import LockfileError, RunnerError
+from .lockfile import STATE_DIR, LockEntry, held
+from .manifest import Manifest
+from .plan import CANCELLED_BY_USER, Plan, display_name
+from .plan import plan as make_plan
+from .providers.base import JobState, Provider, RemoteJob
+from .providers.gemini import GeminiProvider, api_key_from_env
+from .render import Renderer
+from .status import BatchStatus, statuses
+from .workspace import Workspace, observe
+
+EMULATOR_KEY = "emulator-local-key"
+PathLike = str | os.PathLike[str]
+
+
+def _tuning() -> dict[str, int]:
+    """Size knobs, mostly for tests that need a file upload without 20 MB of data."""
+    out = {}
+    for env, arg in (("RUNNER_INLINE_LIMIT", "inline_limit"), ("RUNNER_UPLOAD_CHUNK", "chunk_size")):
+        value = os.environ.get(env)
+        if value:
+            if not value.isdigit() or int(value) <= 0:
+                raise RunnerError(f"{env} must be a positive number of bytes (got {value!r})")
+            out[arg] = int(value)
+    return out
+
+
+@contextlib.contextmanager
+def connect(directory: PathLike, *, emulator: bool = False) -> Iterator[Provider]:
+    """The Gemini provider, or one talking to an emulator started in-process whose state lives
+    under the directory's .runner/, so that a later run finds the jobs an earlier one made."""
+    if emulator:
+        from .emulator import Emulator
+
+        latency = float(os.environ.get("RUNNER_EMULATOR_LATENCY", "2"))
+        state = Path(directory).absolute() / STATE_DIR / "emulator"
+        with Emulator(state, latency=latency) as emu:
+            provider = GeminiProvider(EMULATOR_KEY, emu.base_url, **_tuning())
+            try:
+                yield provider
+            finally:
+                provider.close()
+        return
+    provider = GeminiProvider(api_key_from_env() or "", **_tuning())
+    try:
+        yield provider
+    finally:
+        provider.close()
+
+
+@contextlib.contextmanager
+def _provider(directory: PathLike, provider: Provider | None, emulator: bool
+              ) -> Iterator[Provider]:
+    if provider is not None:
+        yield provider
+    else:
+        with connect(directory, emulator=emulator) as opened:
+            yield opened
+
+
+def validate(directory: PathLike) -> dict[str, int]:
+    """Loads and renders every manifest offline; returns each batch's request count."""
+    ws = Workspace.open(Path(directory))
+    return {m.name: sum(1 for _ in Renderer(m).requests()) for m in ws.manifests}
+
+
+def plan(directory: PathLike, *, provider: Provider | None = None, emulator: bool = False,
+         max_attempts: int = 3, resubmit: Iterable[str] = ()) -> Plan:
+    """What apply would do, and why. Reads the provider; changes nothing."""
+    ws = Workspace.open(Path(directory))
+    desired = ws.desired()
+    with _provider(directory, provider, emulator) as p:
+        observed = observe(p, ws.lock, desired)
+    return make_plan(desired, ws.lock, observed, max_attempts=max_attempts,
+                     resubmit=frozenset(resubmit))
+
+
+def apply(directory: PathLike, *, provider: Provider | None = None, emulator: bool = False,
+          options: Options | None = None, report: Report = lambda line: None,
+          lock_timeout: float = 0.0, show_plan: Callable[[Plan], None] | None = None
+          ) -> Outcome:
+    """Carries out the plan: submit, wait (unless options.wait is False), write outputs.
+    `report` receives a line per event; `show_plan` the plan before anything is done."""
+    prepared = prepare(Path(directory))     # bad input fails before anything starts
+    with _provider(directory, provider, emulator) as p:
+        return apply_directory(Path(directory), p, options, report, lock_timeout=lock_timeout,
+                               show_plan=show_plan, prepared=prepared)
+
+
+def status(directory: PathLike, *, provider: Provider | None = None,
+           emulator: bool = False) -> list[BatchStatus]:
+    """Each batch's sync (lockfile and outputs against the manifest) and health (the job)."""
+    ws = Workspace.open(Path(directory))
+    desired = ws.desired()
+    with _provider(directory, provider, emulator) as p:
+        observed = observe(p, ws.lock, desired)
+        remote: dict[str, RemoteJob | None] = dict(observed.jobs)
+        for entry in ws.lock.batches.values():
+            for job in {entry.job, entry.current_job} - {None} - set(remote):
+                assert job is not None
+                remote[job] = p.get_job(job)
+    return statuses(make_plan(desired, ws.lock, observed), ws.lock, remote)
+
+
+def _entry(ws: Workspace, name: str) -> LockEntry:
+    entry = ws.lock.batches.get(name)
+    if entry is None:
+        raise LockfileError(f"no batch named {name!r} in the lockfile", path=ws.lock_path)
+    return entry
+
+
+def cancel(directory: PathLike, names: Iterable[str], *, provider: Provider | None = None,
+           emulator: bool = False, lock_timeout: float = 0.0) -> list[str]:
+    """Cancels the running job of each named batch and records it; returns the jobs cancelled.
+    The batch then stays as it is until `apply --resubmit NAME`."""
+    path = Path(directory)
+    ws = Workspace.open(path)
+    for name in names:
+        _entry(ws, name)
+    cancelled = []
+    with held(ws.directory, lock_timeout), _provider(directory, provider, emulator) as p:
+        ws = Workspace.open(path)
+        for name in names:
+            entry = _entry(ws, name)
+            retry = entry.open_retry
+            record = retry if retry is not None else entry
+            if record.job is None or record.state not in ("CREATING", "PENDING", "RUNNING"):
+                continue
+            p.cancel_job(record.job)
+            record.state, record.finished_at = JobState.CANCELLED.value, now()
+            record.error = CANCELLED_BY_USER
+            cancelled.append(record.job)
+            ws.save_lock()
+    return cancelled
+
+
+def adopt(directory: PathLike, name: str, job: str, *, force: bool = False,
+          provider: Provider | None = None, emulator: bool = False,
+          lock_timeout: float = 0.0) -> LockEntry:
+    """Binds an existing remote job to a batch (after a lost lockfile). Refuses a job whose
+    displayName tag or request count does not match the manifest's, unless forced."""
+    path = Path(directory)
+    ws = Workspace.open(path)
+    try:
+        m: Manifest = ws.manifest(name)
+    except KeyError:
+        raise RunnerError(f"no manifest declares a batch named {name!r}", path=path) from None
+    rendered = render_into(m)
+    tag = display_name(name, rendered.content_hash)
+    with held(ws.directory, lock_timeout), _provider(directory, provider, emulator) as p:
+        remote = p.get_job(job)
+        if remote is None:
+            raise RunnerError(f"job {job!r} not found on the provider")
+        problems = []
+        if not remote.display_name.startswith(tag):
+            problems.append(f"its displayName {remote.display_name!r} does not carry the "
+                            f"manifest's tag {tag!r} (the requests differ)")
+        if remote.total and remote.total != rendered.requests:
+            problems.append(f"it has {remote.total} requests, the manifest renders "
+                            f"{rendered.requests}")
+        if problems and not force:
+            raise RunnerError(f"refusing to adopt {job} for {name}: {'; '.join(problems)}; "
+                              "pass --force to bind it anyway")
+        ws = Workspace.open(path)
+        desired = {d.name: d for d in ws.desired()}[name]
+        entry = LockEntry(
+            manifest=m.rel_source, spec_hash=desired.spec_hash, inputs=dict(desired.inputs),
+            content_hash=rendered.content_hash, provider=m.provider, model=m.model,
+            requests=rendered.requests, display_name=remote.display_name,
+            state=remote.state.value, outputs_hash=desired.outputs_hash, job=remote.name,
+            submitted_at=remote.create_time or now(), attempts=1,
+            input_file=remote.input_file)
+        ws.lock.batches[name] = entry
+        ws.save_lock()
+    return entry
+
+
+def forget(directory: PathLike, names: Iterable[str], *, lock_timeout: float = 0.0) -> None:
+    """Drops batches from the lockfile, leaving their remote jobs and outputs alone."""
+    path = Path(directory)
+    ws = Workspace.open(path)
+    with held(ws.directory, lock_timeout):
+        ws = Workspace.open(path)
+        for name in names:
+            _entry(ws, name)
+            del ws.lock.batches[name]
+        ws.save_lock()

@@ -1,0 +1,134 @@
+"""Day-2 commands and the library surface, against the emulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import runner
+from conftest import MINIMAL, write_manifest
+from runner import lockfile
+from runner.cli import main
+from runner.emulator import Emulator
+from runner.providers.gemini import GeminiProvider
+
+
+@pytest.fixture
+def emu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    with Emulator(tmp_path / "emu", latency=0.3) as e:
+        monkeypatch.setenv("GEMINI_API_KEY", "k")
+        monkeypatch.setenv("GEMINI_BASE_URL", e.base_url)
+        monkeypatch.setenv("RUNNER_POLL_SECONDS", "0.05")
+        yield e
+
+
+@pytest.fixture
+def proj(tmp_path: Path) -> Path:
+    d = tmp_path / "proj"
+    write_manifest(d, MINIMAL)
+    return d
+
+
+def remote_jobs(emu: Emulator) -> dict[str, str]:
+    p = GeminiProvider("k", emu.base_url)
+    try:
+        return {j.name: j.state.value for j in p.list_jobs()}
+    finally:
+        p.close()
+
+
+def test_public_surface_is_exactly_what_init_exports() -> None:
+    assert sorted(runner.__all__) == sorted(
+        ["Action", "BatchStatus", "DataError", "Health", "Kind", "LockfileError",
+         "ManifestError", "Options", "Outcome", "OutputError", "Plan", "ProviderError",
+         "RunnerError", "Sync", "TemplateError", "__version__", "adopt", "apply", "cancel",
+         "connect", "forget", "plan", "status", "validate"])
+    for name in runner.__all__:
+        assert getattr(runner, name) is not None
+
+
+def test_library_plan_apply_status(proj: Path, emu: Emulator) -> None:
+    assert runner.validate(proj) == {"tiny": 2}
+    p = runner.plan(proj)
+    assert [(a.name, a.kind) for a in p.actions] == [("tiny", runner.Kind.CREATE)]
+    lines: list[str] = []
+    outcome = runner.apply(proj, options=runner.Options(poll_base=0.05), report=lines.append)
+    assert outcome.exit_code == 0 and outcome.completed == ["tiny"]
+    assert any("wrote out/tiny.jsonl" in line for line in lines)
+    [st] = runner.status(proj)
+    assert (st.sync, st.health, st.succeeded) == (runner.Sync.SYNCED, runner.Health.HEALTHY, 2)
+    with pytest.raises(runner.ManifestError):
+        runner.validate(proj / "missing")
+
+
+def test_status_two_axes_while_running_and_after_output_loss(
+        proj: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["apply", str(proj), "--no-wait"]) == 0
+    capsys.readouterr()
+    assert main(["status", str(proj), "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert (row["sync"], row["health"]) == ("Synced", "Progressing")
+    assert main(["apply", str(proj)]) == 0
+    (proj / "out/tiny.jsonl").unlink()
+    capsys.readouterr()
+    assert main(["status", str(proj)]) == 0
+    out = capsys.readouterr().out
+    assert "OutOfSync" in out and "Healthy" in out and "output missing: out/tiny.jsonl" in out
+
+
+def test_cancel_then_resubmit(proj: Path, emu: Emulator,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["apply", str(proj), "--no-wait"]) == 0
+    job = lockfile.load(proj / "batches.lock").batches["tiny"].job
+    assert main(["cancel", str(proj), "tiny"]) == 0
+    assert f"cancelled {job}" in capsys.readouterr().out
+    assert remote_jobs(emu)[job] == "CANCELLED"
+    entry = lockfile.load(proj / "batches.lock").batches["tiny"]
+    assert entry.state == "CANCELLED"
+    assert main(["plan", str(proj), "--json"]) == 0
+    [action] = json.loads(capsys.readouterr().out)["actions"]
+    assert action["action"] == "failed" and "runner cancel" in action["reason"]
+    assert main(["apply", str(proj), "--resubmit", "tiny"]) == 0
+    assert len(remote_jobs(emu)) == 2
+
+
+def test_forget_then_adopt_rebinds_without_submitting(proj: Path, emu: Emulator,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["apply", str(proj)]) == 0
+    job = lockfile.load(proj / "batches.lock").batches["tiny"].job
+    assert main(["forget", str(proj), "tiny"]) == 0
+    assert "tiny" not in lockfile.load(proj / "batches.lock").batches
+    assert job in remote_jobs(emu)
+    assert main(["adopt", str(proj), "tiny", job]) == 0
+    assert main(["apply", str(proj)]) == 0
+    assert len(remote_jobs(emu)) == 1
+    assert lockfile.load(proj / "batches.lock").batches["tiny"].state == "SUCCEEDED"
+
+
+def test_adopt_refuses_a_job_for_other_requests(proj: Path, emu: Emulator,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["apply", str(proj), "--no-wait"]) == 0
+    job = lockfile.load(proj / "batches.lock").batches["tiny"].job
+    (proj / "m.yaml").write_text(MINIMAL.replace("2+2", "2+5"))
+    capsys.readouterr()
+    assert main(["adopt", str(proj), "tiny", job]) == 1
+    err = capsys.readouterr().err
+    assert "refusing to adopt" in err and "--force" in err and len(err.splitlines()) == 1
+    assert main(["adopt", str(proj), "tiny", job, "--force"]) == 0
+
+
+def test_prune_cancels_and_deletes_jobs_of_removed_manifests(
+        proj: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["apply", str(proj), "--no-wait"]) == 0
+    job = lockfile.load(proj / "batches.lock").batches["tiny"].job
+    (proj / "m.yaml").unlink()
+    write_manifest(proj, MINIMAL.replace("name: tiny", "name: other")
+                   .replace("out/tiny", "out/other"), "other.yaml")
+    assert main(["apply", str(proj)]) == 0
+    assert "tiny" in lockfile.load(proj / "batches.lock").batches   # kept without --prune
+    assert main(["apply", str(proj), "--prune"]) == 0
+    assert "tiny" not in lockfile.load(proj / "batches.lock").batches
+    assert job not in remote_jobs(emu)
