@@ -242,6 +242,9 @@ class Applier:
                 path.unlink(missing_ok=True)
         self.outcome.completed.append(m.name)
         extra = f", {written.failed} failed (see {m.errors.rel})" if written.failed else ""
+        if written.unmatched:
+            extra += (f"; {written.unmatched} result(s) carried keys no request has, and were "
+                      "left out")
         merged = f" (with retry {len(entry.retries)})" if retry is not None else ""
         self.report(f"{m.name}: wrote {', '.join(o.rel for o in m.outputs)}{merged}: "
                     f"{written.succeeded} succeeded{extra}")

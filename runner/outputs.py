@@ -35,42 +35,70 @@ class Written:
 
 
 class ResultIndex:
-    """Key -> (file, byte offset) of its result line, kept in an on-disk SQLite table so that
-    joining a million shuffled results holds no more in memory than joining ten. With several
-    results files (a job, then follow-ups of its failures), a later file's line for a key wins."""
+    """Finds each key's result line, holding a bounded amount in memory whatever the batch size.
+
+    Results usually come back in (or near) input order, so a single results file is first read
+    as a stream, with lines that arrive early kept (raw) in a small window. Once results prove
+    too shuffled for the window, or when there are several files (a job, then follow-ups of its
+    failures: a later file's line for a key wins), the lines are indexed by key in an on-disk
+    SQLite table and read back by offset."""
+
+    WINDOW = 10_000
 
     def __init__(self, results: Sequence[Path], workdir: Path):
-        workdir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="join-", suffix=".sqlite", dir=workdir)
+        self._results = list(results)
+        self._workdir = workdir
+        self._files = [open(path, "rb") for path in results]
+        self._early: dict[str, bytes] | None = {} if len(results) == 1 else None
+        self._line = 0
+        self._db: sqlite3.Connection | None = None
+        self._db_path: Path | None = None
+        self.size = 0       # keys indexed, once indexing was needed
+        if self._early is None:
+            self._index()
+
+    def _index(self) -> None:
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="join-", suffix=".sqlite", dir=self._workdir)
         os.close(fd)
-        self._path = Path(name)
+        self._db_path = Path(name)
         self._db = sqlite3.connect(name)
         self._db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
                                "CREATE TABLE r (key TEXT PRIMARY KEY, file INTEGER, off INTEGER)"
                                " WITHOUT ROWID;")
         with self._db:
-            for number, path in enumerate(results):
+            for number, path in enumerate(self._results):
                 self._db.executemany("INSERT OR REPLACE INTO r VALUES (?, ?, ?)",
                                      self._scan(path, number))
-        self.size: int = self._db.execute("SELECT count(*) FROM r").fetchone()[0]
-        self._files = [open(path, "rb") for path in results]
+        self.size = self._db.execute("SELECT count(*) FROM r").fetchone()[0]
+        self._early = None
 
     @staticmethod
-    def _scan(path: Path, number: int) -> Iterator[tuple[str, int, int]]:
+    def _key(raw: bytes, n: int) -> str | None:
+        try:
+            key = orjson.loads(raw).get("key")
+        except (orjson.JSONDecodeError, AttributeError):
+            raise ProviderError(f"results file line {n} is not a JSON object") from None
+        return key if isinstance(key, str) else None
+
+    def _scan(self, path: Path, number: int) -> Iterator[tuple[str, int, int]]:
         with open(path, "rb") as f:
             offset = 0
             for n, raw in enumerate(f, 1):
                 if raw.strip():
-                    try:
-                        key = orjson.loads(raw).get("key")
-                    except (orjson.JSONDecodeError, AttributeError):
-                        raise ProviderError(f"results file line {n} is not a JSON object"
-                                            ) from None
-                    if isinstance(key, str):
+                    key = self._key(raw, n)
+                    if key is not None:
                         yield key, number, offset
                 offset += len(raw)
 
     def lookup(self, key: str) -> dict[str, Any] | None:
+        if self._early is not None:
+            raw = self._early.pop(key, None)
+            if raw is None:
+                raw = self._stream_to(key)
+            if self._early is not None:
+                return None if raw is None else orjson.loads(raw)
+        assert self._db is not None
         row = self._db.execute("SELECT file, off FROM r WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
@@ -79,11 +107,46 @@ class ResultIndex:
         value: dict[str, Any] = orjson.loads(f.readline())
         return value
 
+    def _stream_to(self, key: str) -> bytes | None:
+        """Reads on until `key`'s line, keeping the others; switches to the index when the
+        window fills up."""
+        assert self._early is not None
+        f = self._files[0]
+        for raw in f:
+            self._line += 1
+            if not raw.strip():
+                continue
+            found = self._key(raw, self._line)
+            if found == key:
+                return raw
+            if found is not None:
+                self._early[found] = raw
+            if len(self._early) > self.WINDOW:
+                self._index()
+                return None
+        return None
+
+    def unmatched(self, matched: int) -> int:
+        """Results no request asked for, once every request has been looked up."""
+        if self._early is not None:
+            rest = sum(1 for n, raw in enumerate(self._files[0], self._line + 1)
+                       if raw.strip() and self._key(raw, n) is not None)
+            return len(self._early) + rest
+        return self.size - matched
+
+    def __enter__(self) -> ResultIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         for f in self._files:
             f.close()
-        self._db.close()
-        self._path.unlink(missing_ok=True)
+        if self._db is not None:
+            self._db.close()
+        if self._db_path is not None:
+            self._db_path.unlink(missing_ok=True)
 
 
 def response_text(response: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -102,8 +165,7 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path) ->
     renderer = Renderer(manifest)
     matched = succeeded = failed = 0
     with contextlib.ExitStack() as stack:
-        index = ResultIndex(results, workdir)
-        stack.callback(index.close)
+        index = stack.enter_context(ResultIndex(results, workdir))
         try:
             files = {o.rel: stack.enter_context(atomic_writer(o.path))
                      for o in manifest.declared_paths()}
@@ -145,8 +207,9 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path) ->
                     f.write(_line(record))
                 else:
                     w.writerow([renderer.render_column(c, ctx, req) for c in cols])
+        unmatched = index.unmatched(matched)
     digests = {o.rel: file_digest(o.path) for o in manifest.declared_paths()}
-    return Written(digests, succeeded, failed, index.size - matched)
+    return Written(digests, succeeded, failed, unmatched)
 
 
 def _error_of(result: dict[str, Any] | None) -> dict[str, Any]:
