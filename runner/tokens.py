@@ -33,15 +33,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from .manifest import Manifest
 from .render import Renderer
 
 MEDIA_TOKENS = 258
 
-Counter = Callable[[Mapping[str, Any]], int]
+TokenCounter = Callable[[Mapping[str, Any]], int]
 
 _LATIN = re.compile(r"[\u0000-\u024f\u1e00-\u1eff\u2000-\u206f]")
 _CJK = re.compile(r"[\u1100-\u11ff\u3000-\u303f\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff"
@@ -112,7 +113,7 @@ class TokenTally:
     memory, in whatever loop already renders it. `count`, if given, replaces the offline rule
     for input tokens (the provider's countTokens)."""
 
-    def __init__(self, count: Counter | None = None):
+    def __init__(self, count: TokenCounter | None = None):
         self._count = count
         self._requests = self._input = self._largest = self._media = 0
         self._output: int | None = 0
@@ -134,7 +135,7 @@ class TokenTally:
                              self._media, counted=self._count is not None)
 
 
-def estimate_requests(requests: Iterable[Mapping[str, Any]], count: Counter | None = None
+def estimate_requests(requests: Iterable[Mapping[str, Any]], count: TokenCounter | None = None
                       ) -> TokenEstimate:
     tally = TokenTally(count)
     for request in requests:
@@ -142,7 +143,7 @@ def estimate_requests(requests: Iterable[Mapping[str, Any]], count: Counter | No
     return tally.result()
 
 
-def estimate_manifest(manifest: Manifest, count: Counter | None = None) -> TokenEstimate:
+def estimate_manifest(manifest: Manifest, count: TokenCounter | None = None) -> TokenEstimate:
     """Renders the manifest's rows as a stream and tallies each request as it comes."""
     return estimate_requests((req.request for req in Renderer(manifest).requests()), count)
 

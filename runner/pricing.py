@@ -1,0 +1,378 @@
+"""Prices: what a batch should cost before it is sent, and what it did cost after.
+
+The price table is data, not code: `runner/prices.json` ships with the runner, dated (`as_of`)
+and naming its source, because prices change more often than the runner. A user overrides it
+without waiting for a release, in two layers, each replacing whole model entries of the one
+below (an entry may add a model the runner does not know yet):
+
+1. `prices.json` in the manifest directory: committed beside the manifests, so a price change
+   is reviewed in the pull request whose plan it changes. Manifests are only `*.yaml`/`*.yml`
+   files, so it is never read as one.
+2. the file named by the environment variable `RUNNER_PRICES`: negotiated prices kept out of
+   the repository, or a one-off run.
+
+Every cost is at the batch price: the interactive price times (1 - `batch_discount`), 0.5 for
+Gemini's Batch Mode. A request whose prompt is over `LONG_PROMPT_TOKENS` is billed at the
+model's `long_context` price where it has one.
+
+Models are matched the way ids are written in manifests: a `models/` prefix is dropped, and a
+versioned or preview id (`gemini-2.5-flash-001`, `gemini-2.5-flash-preview-09-2025`) takes the
+entry of its longest listed prefix that ends at a dash. A model not in the table has no price
+(None): a plan says so and goes on; only a budget then refuses, as it cannot be checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import RunnerError
+from .tokens import TokenEstimate
+
+PRICES_ENV = "RUNNER_PRICES"
+PRICES_FILE = "prices.json"
+PACKAGED = "runner/prices.json"
+LONG_PROMPT_TOKENS = 200_000
+
+_ENTRY_KEYS = {"input_per_million", "output_per_million", "batch_discount", "long_context", "note"}
+_TOP_KEYS = {"as_of", "currency", "source", "notes", "models"}
+
+
+class PricesError(RunnerError):
+    """A price table is unreadable or malformed."""
+
+
+@dataclass(frozen=True)
+class Rates:
+    input_per_million: float
+    output_per_million: float
+
+
+@dataclass(frozen=True)
+class Price:
+    """One model's interactive prices, and where they came from."""
+
+    rates: Rates
+    batch_discount: float = 0.5
+    long_context: Rates | None = None     # for a request whose prompt is over LONG_PROMPT_TOKENS
+    as_of: str = ""
+    origin: str = ""
+
+    def batch(self, input_tokens: int, output_tokens: int, *, long: bool = False) -> float:
+        """The batch price of these tokens; `long` for requests over the long-context tier."""
+        rates = self.long_context if long and self.long_context is not None else self.rates
+        interactive = (input_tokens * rates.input_per_million
+                       + output_tokens * rates.output_per_million) / 1_000_000
+        return interactive * (1 - self.batch_discount)
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    models: Mapping[str, Price]
+    currency: str = "USD"
+    origins: tuple[str, ...] = ()
+
+    def lookup(self, model: str) -> Price | None:
+        """The price of `model`, by exact id or else its longest listed prefix ending at '-'."""
+        wanted = model.removeprefix("models/").lower()
+        if wanted in self.models:
+            return self.models[wanted]
+        prefixes = [m for m in self.models if wanted.startswith(m + "-")]
+        return self.models[max(prefixes, key=len)] if prefixes else None
+
+    def over(self, other: PriceTable) -> PriceTable:
+        """This table with `other`'s entries laid over it, model by model."""
+        if other.currency != self.currency:
+            raise PricesError(f"prices are in {other.currency} but the table under them is in "
+                              f"{self.currency}; an override must use the same currency",
+                              path=other.origins[-1] if other.origins else None)
+        return PriceTable({**self.models, **other.models}, self.currency,
+                          self.origins + other.origins)
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """A batch's cost before it is sent, at the batch price: `low` pays for the input only,
+    `high` also for the most output maxOutputTokens allows (None when unbounded)."""
+
+    model: str
+    requests: int
+    input_tokens: int
+    max_output_tokens: int | None
+    low: float
+    high: float | None
+    currency: str
+    prices_as_of: str
+    counted: bool = False                       # input tokens from countTokens
+    notes: tuple[str, ...] = field(default=())  # caveats a reader should see
+
+    def share(self, requests: int) -> CostEstimate:
+        """The estimate for `requests` of this batch's requests at its average request: what a
+        follow-up batch of only the failed requests is expected to cost."""
+        if not self.requests or requests == self.requests:
+            return self
+        f = requests / self.requests
+        return replace(self, requests=requests, input_tokens=round(self.input_tokens * f),
+                       max_output_tokens=None if self.max_output_tokens is None
+                       else round(self.max_output_tokens * f),
+                       low=self.low * f, high=None if self.high is None else self.high * f)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "requests": self.requests,
+                "input_tokens": self.input_tokens, "max_output_tokens": self.max_output_tokens,
+                "low": round(self.low, 6), "high": None if self.high is None
+                else round(self.high, 6), "currency": self.currency,
+                "prices_as_of": self.prices_as_of,
+                "input_counted_by": "provider" if self.counted else "estimate",
+                "notes": list(self.notes)}
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens a batch used, as its responses' usageMetadata report them. Output includes
+    thinking tokens, which are billed as output. The `long_` counts are the part of each total
+    from responses whose prompt was over LONG_PROMPT_TOKENS, billed at the long-context price."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    long_input_tokens: int = 0
+    long_output_tokens: int = 0
+
+    @classmethod
+    def of(cls, metadata: Mapping[str, Any]) -> Usage:
+        """The usage of one response from its usageMetadata (camelCase or snake_case)."""
+        prompt = _count(metadata, "promptTokenCount") + _count(metadata, "toolUsePromptTokenCount")
+        output = _count(metadata, "candidatesTokenCount") + _count(metadata, "thoughtsTokenCount")
+        if prompt > LONG_PROMPT_TOKENS:
+            return cls(prompt, output, prompt, output)
+        return cls(prompt, output)
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input_tokens + other.input_tokens,
+                     self.output_tokens + other.output_tokens,
+                     self.long_input_tokens + other.long_input_tokens,
+                     self.long_output_tokens + other.long_output_tokens)
+
+    def to_dict(self) -> dict[str, int]:
+        """For the lockfile: the long-context counts only when there are any."""
+        return {k: v for k, v in vars(self).items()
+                if v or k in ("input_tokens", "output_tokens")}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
+        return cls(**{k: int(data.get(k, 0)) for k in
+                      ("input_tokens", "output_tokens", "long_input_tokens", "long_output_tokens")})
+
+
+@dataclass(frozen=True)
+class Spent:
+    """What a finished batch used and cost at the prices of the day it was recorded; the
+    lockfile keeps it (`to_dict`) so that `status` shows it without asking the provider."""
+
+    usage: Usage
+    cost: float | None              # None: the model had no price when it was recorded
+    currency: str = "USD"
+    prices_as_of: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"usage": self.usage.to_dict(), "currency": self.currency}
+        if self.cost is not None:
+            out["cost"] = round(self.cost, 6)
+        if self.prices_as_of:
+            out["prices_as_of"] = self.prices_as_of
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Spent:
+        cost = data.get("cost")
+        return cls(Usage.from_dict(data.get("usage", {})),
+                   None if cost is None else float(cost), str(data.get("currency", "USD")),
+                   str(data.get("prices_as_of", "")))
+
+
+def total_usage(metadata: Iterable[Mapping[str, Any]]) -> Usage:
+    """The sum over responses' usageMetadata, in constant memory."""
+    total = Usage()
+    for md in metadata:
+        total = total + Usage.of(md)
+    return total
+
+
+def parse_prices(text: str, origin: str) -> PriceTable:
+    """A price table from JSON text; `origin` names the file in messages and in each price."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PricesError(f"not valid JSON: {e.msg}", path=origin, where=str(e.lineno)) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict):
+        raise PricesError("a price table is a JSON object with a 'models' object", path=origin)
+    unknown = sorted(set(doc) - _TOP_KEYS)
+    if unknown:
+        raise PricesError(f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_TOP_KEYS))})",
+                          path=origin)
+    currency, as_of = doc.get("currency", "USD"), doc.get("as_of", "")
+    if not isinstance(currency, str) or not currency or not isinstance(as_of, str):
+        raise PricesError("'currency' and 'as_of' must be strings", path=origin)
+    models = {name.removeprefix("models/").lower(): _price(entry, name, origin, as_of)
+              for name, entry in doc["models"].items()}
+    return PriceTable(models, currency, (origin,))
+
+
+def _price(entry: Any, name: str, origin: str, as_of: str) -> Price:
+    where = f"models.{name}"
+    if not isinstance(entry, dict):
+        raise PricesError(f"{where}: must be an object", path=origin)
+    unknown = sorted(set(entry) - _ENTRY_KEYS)
+    if unknown:
+        raise PricesError(f"{where}: unknown key {unknown[0]!r} (allowed: "
+                          f"{', '.join(sorted(_ENTRY_KEYS))})", path=origin)
+    discount = entry.get("batch_discount", 0.5)
+    if not _amount(discount) or discount >= 1:
+        raise PricesError(f"{where}.batch_discount: must be a number from 0 to below 1 (the "
+                          "fraction taken off the interactive price)", path=origin)
+    long = entry.get("long_context")
+    return Price(_rates(entry, where, origin), float(discount),
+                 None if long is None else _rates(long, f"{where}.long_context", origin),
+                 as_of, origin)
+
+
+def _rates(entry: Any, where: str, origin: str) -> Rates:
+    if not isinstance(entry, dict):
+        raise PricesError(f"{where}: must be an object", path=origin)
+    for key in ("input_per_million", "output_per_million"):
+        if not _amount(entry.get(key)):
+            raise PricesError(f"{where}.{key}: must be a number, 0 or more (price per million "
+                              "tokens)", path=origin)
+    return Rates(float(entry["input_per_million"]), float(entry["output_per_million"]))
+
+
+def _amount(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
+def _read(path: Path) -> PriceTable:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) else "not valid UTF-8"
+        raise PricesError(f"cannot read price table: {why}", path=path) from None
+    return parse_prices(text, str(path))
+
+
+def packaged() -> PriceTable:
+    return parse_prices(resources.files("runner").joinpath("prices.json")
+                        .read_text(encoding="utf-8"), PACKAGED)
+
+
+def load_prices(directory: Path | None = None,
+                environ: Mapping[str, str] = os.environ) -> PriceTable:
+    """The packaged table, under `DIR/prices.json` if there is one, under `$RUNNER_PRICES`."""
+    table = packaged()
+    if directory is not None and (directory / PRICES_FILE).is_file():
+        table = table.over(_read(directory / PRICES_FILE))
+    named = environ.get(PRICES_ENV)
+    if named:
+        if not Path(named).is_file():
+            raise PricesError(f"{PRICES_ENV} names {named}, which is not a file")
+        table = table.over(_read(Path(named)))
+    return table
+
+
+def estimate_cost(table: PriceTable, model: str, tokens: TokenEstimate) -> CostEstimate | None:
+    """The cost range of sending a batch; None when the model has no price."""
+    price = table.lookup(model)
+    if price is None:
+        return None
+    notes = []
+    long = price.long_context is not None and tokens.largest_request > LONG_PROMPT_TOKENS
+    if long:
+        notes.append(f"a request is over {LONG_PROMPT_TOKENS:,} input tokens: the upper bound "
+                     "uses the long-context price for the whole batch")
+    if tokens.media_parts:
+        notes.append(f"{tokens.media_parts} media part(s) counted at a flat rate; "
+                     "--count-tokens counts them exactly")
+    high = None
+    if tokens.max_output_tokens is not None:
+        high = price.batch(tokens.input_tokens, tokens.max_output_tokens, long=long)
+    return CostEstimate(model, tokens.requests, tokens.input_tokens, tokens.max_output_tokens,
+                        price.batch(tokens.input_tokens, 0), high, table.currency, price.as_of,
+                        tokens.counted, tuple(notes))
+
+
+def actual_cost(table: PriceTable, model: str, usage: Usage) -> float | None:
+    """What recorded usage cost at the batch price; None when the model has no price."""
+    price = table.lookup(model)
+    if price is None:
+        return None
+    return (price.batch(usage.input_tokens - usage.long_input_tokens,
+                        usage.output_tokens - usage.long_output_tokens)
+            + price.batch(usage.long_input_tokens, usage.long_output_tokens, long=True))
+
+
+def spent(table: PriceTable, model: str, usage: Usage) -> Spent:
+    """The record of a finished batch: its usage, priced now."""
+    price = table.lookup(model)
+    return Spent(usage, actual_cost(table, model, usage), table.currency,
+                 price.as_of if price is not None else "")
+
+
+def budget_refusals(costs: Mapping[str, CostEstimate | None], budgets: Mapping[str, float],
+                    max_cost: float | None) -> list[str]:
+    """Why `apply` must not send, one line per reason, naming the batch; empty when it may.
+
+    `costs` holds the batches about to be submitted. A budget is a promise not to spend more,
+    so it is checked against the upper bound; a batch without one (no maxOutputTokens) or
+    without a price cannot be checked and is refused with what to do about it."""
+    out = []
+    for name, budget in sorted(budgets.items()):
+        if name not in costs:
+            continue
+        cost = costs[name]
+        if cost is None:
+            out.append(f"{name}: its model has no price in the price table, so spec.budget "
+                       f"cannot be checked; add the model to {PRICES_FILE}")
+        elif cost.high is None:
+            out.append(f"{name}: spec.budget is {money(budget, cost.currency)} but the cost has "
+                       "no upper bound; set generationConfig.maxOutputTokens")
+        elif cost.high > budget:
+            out.append(f"{name}: may cost up to {money(cost.high, cost.currency)}, over its "
+                       f"spec.budget of {money(budget, cost.currency)}")
+    if max_cost is not None and costs:
+        unpriced = sorted(n for n, c in costs.items() if c is None)
+        unbounded = sorted(n for n, c in costs.items() if c is not None and c.high is None)
+        if unpriced or unbounded:
+            out.extend(f"{n}: --max-cost cannot be checked: its model has no price" for n in
+                       unpriced)
+            out.extend(f"{n}: --max-cost cannot be checked: no upper bound; set "
+                       "generationConfig.maxOutputTokens" for n in unbounded)
+        else:
+            highs = {n: c.high for n, c in costs.items() if c is not None and c.high is not None}
+            currency = next(c.currency for c in costs.values() if c is not None)
+            total = sum(highs.values())
+            if total > max_cost:
+                each = ", ".join(f"{n} {money(h, currency)}" for n, h in
+                                 sorted(highs.items(), key=lambda kv: -kv[1]))
+                out.append(f"the batches to submit may cost up to {money(total, currency)} "
+                           f"({each}), over --max-cost {money(max_cost, currency)}")
+    return out
+
+
+def money(amount: float, currency: str = "USD") -> str:
+    """An amount for people: cents from a unit up, four decimals below, `<$0.0001` for dust."""
+    number = "0.0001" if 0 < amount < 0.00005 else f"{amount:,.{2 if amount >= 1 else 4}f}"
+    dust = "<" if 0 < amount < 0.00005 else ""
+    return f"{dust}${number}" if currency == "USD" else f"{dust}{number} {currency}"
+
+
+def _count(metadata: Mapping[str, Any], camel: str) -> int:
+    """A token count from usageMetadata, under its JSON name or its snake_case twin."""
+    snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
+    value = metadata.get(camel, metadata.get(snake))
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
