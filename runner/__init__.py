@@ -3,9 +3,10 @@
 The public surface is what this module exports (`__all__`); see runner.api for the functions.
 """
 
-from .api import adopt, apply, cancel, connect, forget, plan, status, validate
+from .api import (adopt, apply, cancel, connect, costs, forget, plan, spending, status,
+                  validate)
 from .apply import Options, Outcome
-from .errors import (DataError, LockfileError, ManifestError, OutputError, ProviderError,
+from .errors import (BudgetError, DataError, LockfileError, ManifestError, OutputError, ProviderError,
                      RunnerError, TemplateError)
 from .plan import Action, Kind, Plan
 from .status import BatchStatus, Health, Sync
@@ -13,8 +14,8 @@ from .status import BatchStatus, Health, Sync
 __version__ = "0.1.0"
 
 __all__ = [
-    "Action", "BatchStatus", "DataError", "Health", "Kind", "LockfileError", "ManifestError",
-    "Options", "Outcome", "OutputError", "Plan", "ProviderError", "RunnerError", "Sync",
-    "TemplateError", "__version__", "adopt", "apply", "cancel", "connect", "forget", "plan",
-    "status", "validate",
+    "Action", "BatchStatus", "BudgetError", "DataError", "Health", "Kind", "LockfileError",
+    "ManifestError", "Options", "Outcome", "OutputError", "Plan", "ProviderError", "RunnerError",
+    "Sync", "TemplateError", "__version__", "adopt", "apply", "cancel", "connect", "costs",
+    "forget", "plan", "spending", "status", "validate",
 ]

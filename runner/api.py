@@ -17,7 +17,10 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .apply import Options, Outcome, Report, apply_directory, now, prepare
+from .apply import Options, Outcome, apply_directory, now, prepare
+from .costs import Costs, plan_costs
+from .pricing import Spent
+from .progress import Progress
 from .desired import render_into
 from .errors import LockfileError, RunnerError
 from .lockfile import STATE_DIR, LockEntry, held
@@ -97,15 +100,34 @@ def plan(directory: PathLike, *, provider: Provider | None = None, emulator: boo
 
 
 def apply(directory: PathLike, *, provider: Provider | None = None, emulator: bool = False,
-          options: Options | None = None, report: Report = lambda line: None,
+          options: Options | None = None, progress: Progress | None = None,
           lock_timeout: float = 0.0, show_plan: Callable[[Plan], None] | None = None
           ) -> Outcome:
     """Carries out the plan: submit, wait (unless options.wait is False), write outputs.
-    `report` receives a line per event; `show_plan` the plan before anything is done."""
+    `progress` is told each event (silent by default); `show_plan` gets the plan before
+    anything is done. Raises BudgetError, naming the batch, before sending anything over
+    budget."""
     prepared = prepare(Path(directory))     # bad input fails before anything starts
     with _provider(directory, provider, emulator) as p:
-        return apply_directory(Path(directory), p, options, report, lock_timeout=lock_timeout,
+        return apply_directory(Path(directory), p, options, progress, lock_timeout=lock_timeout,
                                show_plan=show_plan, prepared=prepared)
+
+
+def costs(directory: PathLike, plan: Plan, *, provider: Provider | None = None,
+          count_tokens: bool = False, emulator: bool = False) -> Costs:
+    """The estimated cost range of each batch the plan submits, at the batch price. With
+    count_tokens, input tokens come from the provider's countTokens, one call per request."""
+    ws = Workspace.open(Path(directory))
+    if not count_tokens:
+        return plan_costs(ws, plan)
+    with _provider(directory, provider, emulator) as p:
+        return plan_costs(ws, plan, lambda model: lambda request: p.count_tokens(model, request))
+
+
+def spending(directory: PathLike) -> dict[str, Spent]:
+    """What each finished batch used and cost, as the lockfile recorded it."""
+    ws = Workspace.open(Path(directory))
+    return {name: Spent.from_dict(e.spent) for name, e in ws.lock.batches.items() if e.spent}
 
 
 def status(directory: PathLike, *, provider: Provider | None = None,

@@ -10,6 +10,7 @@ a blind retry.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Callable
 
 import orjson
 
+from .costs import check_budgets
 from .desired import input_path, outputs_hash, render_into, spec_hash, spec_inputs
 from .errors import ProviderError, RunnerError
 from .failpoints import hit
@@ -28,11 +30,10 @@ from .outputs import write_outputs
 from .plan import Action, Desired, Kind, Plan, display_name, retry_name
 from .providers.base import AmbiguousCreate, JobState, Provider, RemoteJob
 from .plan import plan as make_plan
+from .pricing import load_prices, spent
+from .progress import Progress
 from .retry import Backoff, Sleep, real_sleep
 from .workspace import LIST_THRESHOLD, Workspace, observe
-
-Report = Callable[[str], None]
-
 
 @dataclass
 class Options:
@@ -40,6 +41,7 @@ class Options:
     timeout: float | None = None
     prune: bool = False
     prune_outputs: bool = False
+    max_cost: float | None = None
     max_attempts: int = 3
     resubmit: frozenset[str] = frozenset()
     poll_base: float = 2.0
@@ -65,11 +67,12 @@ def now() -> str:
 
 
 class Applier:
-    def __init__(self, ws: Workspace, provider: Provider, options: Options, report: Report):
+    def __init__(self, ws: Workspace, provider: Provider, options: Options, progress: Progress):
         self.ws = ws
         self.provider = provider
         self.options = options
-        self.report = report
+        self.progress = progress
+        self.report = progress.message
         self.outcome = Outcome()
 
     # -- journal ---------------------------------------------------------------------------
@@ -127,8 +130,10 @@ class Applier:
         size = path.stat().st_size
         inline = size + 64 * record.requests < self.provider.inline_limit
         if not inline:
-            record.input_file = (self.provider.find_file(record.display_name)
-                                 or self.provider.upload_file(path, record.display_name))
+            record.input_file = self.provider.find_file(record.display_name) or \
+                self.provider.upload_file(path, record.display_name, on_progress=lambda sent,
+                                          total: self.progress.transfer(m.name, "upload", sent,
+                                                                        total))
             self.ws.save_lock()
         for attempt in range(3):
             try:
@@ -198,7 +203,7 @@ class Applier:
             retry.input_file = job.input_file
         self.ws.save_lock()
 
-    def _results(self, record: LockEntry | Retry, job: RemoteJob | None) -> Path:
+    def _results(self, name: str, record: LockEntry | Retry, job: RemoteJob | None) -> Path:
         """The record's results on disk, downloaded again if this machine has not got them."""
         assert record.job is not None
         path = self.ws.state_dir / "results" / f"{record.job.rsplit('/', 1)[-1]}.jsonl"
@@ -210,7 +215,8 @@ class Applier:
             raise ProviderError(f"the results of {record.job} are no longer on the provider")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".part")
-        self.provider.download_results(job, tmp)
+        self.provider.download_results(job, tmp, on_progress=lambda got, total:
+                                       self.progress.transfer(name, "download", got, total))
         os.replace(tmp, path)
         return path
 
@@ -227,10 +233,11 @@ class Applier:
             entry.finished_at = job.end_time or entry.finished_at or now()
         records: list[LockEntry | Retry] = [entry]
         records += [r for r in entry.retries if r.state == JobState.SUCCEEDED.value]
-        paths = [self._results(r, job) for r in records]
+        paths = [self._results(m.name, r, job) for r in records]
         written = write_outputs(m, paths, paths[0].parent)
         hit("after-outputs")
         entry.counts = {"succeeded": written.succeeded, "failed": written.failed}
+        entry.spent = spent(load_prices(self.ws.directory), m.model, written.usage).to_dict()
         entry.outputs = written.outputs
         entry.outputs_hash = outputs_hash(m)
         inputs = spec_inputs(m, entry.inputs.get("templates", {}))
@@ -275,7 +282,7 @@ class Applier:
             return
         if action.kind == Kind.FAILED:
             self.outcome.failed.append(name)
-            self.report(f"{name}: {action.reason}")
+            self.progress.error(f"{name}: {action.reason}")
             if action.job is not None and self.ws.lock.batches[name].state != action.job.state:
                 self.record_terminal(name, action.job)
             return
@@ -375,7 +382,6 @@ class Applier:
         """Polls until every in-flight job is terminal (or the timeout), collecting as it goes."""
         backoff = Backoff(self.options.poll_base, self.options.poll_cap)
         start = self.options.clock()
-        seen: dict[str, tuple[str, int]] = {}
         while inflight:
             self._refresh(inflight)
             for name in sorted(inflight):
@@ -389,13 +395,8 @@ class Applier:
                 retry = entry.open_retry
                 if retry is not None and retry.job != job.name:
                     retry = None
-                progress = (job.state.value, job.succeeded + job.failed)
-                if seen.get(name) != progress:
-                    seen[name] = progress
-                    done = f" {job.succeeded + job.failed}/{job.total or entry.requests}" \
-                        if job.total else ""
-                    elapsed = int(self.options.clock() - start)
-                    self.report(f"{name}: {job.state.value.lower()}{done} ({elapsed}s)")
+                self.progress.state(name, job.state.value, job.succeeded + job.failed
+                                    if job.total else None, job.total or None)
                 record: LockEntry | Retry = retry if retry is not None else entry
                 if record.state != job.state.value and not job.state.terminal:
                     record.state = job.state.value
@@ -418,7 +419,7 @@ class Applier:
                 else:
                     self.record_terminal(name, job)
                     self.outcome.failed.append(name)
-                    self.report(f"{name}: job {job.state.value.lower()}"
+                    self.progress.error(f"{name}: job {job.state.value.lower()}"
                                 + (f": {job.error}" if job.error else ""))
             if not inflight:
                 break
@@ -431,7 +432,7 @@ class Applier:
 
 
 def apply_directory(directory: Path, provider: Provider, options: Options | None = None,
-                    report: Report = lambda line: None, *, lock_timeout: float = 0.0,
+                    progress: Progress | None = None, *, lock_timeout: float = 0.0,
                     show_plan: Callable[[Plan], None] | None = None,
                     prepared: tuple[Workspace, list[Desired]] | None = None) -> Outcome:
     """Plans and applies a manifest directory under its run lock: the whole of `runner apply`.
@@ -449,7 +450,9 @@ def apply_directory(directory: Path, provider: Provider, options: Options | None
                          max_attempts=options.max_attempts, resubmit=options.resubmit)
         if show_plan is not None:
             show_plan(plan)
-        return Applier(ws, provider, options, report).run(plan)
+        check_budgets(ws, plan, options.max_cost)
+        progress = progress or Progress(io.StringIO(), tty=False, quiet=True)
+        return Applier(ws, provider, options, progress).run(plan)
 
 
 def prepare(directory: Path) -> tuple[Workspace, list[Desired]]:

@@ -17,7 +17,8 @@ from typing import Sequence
 
 from . import __version__, api
 from .apply import Options
-from .display import plan_json, plan_text, status_text
+from .display import plan_json, plan_markdown, plan_text, status_text
+from .progress import Progress
 from .errors import RunnerError
 from .plan import Plan
 from .render import Renderer
@@ -49,9 +50,18 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    plan = api.plan(args.directory, emulator=args.emulator, max_attempts=args.max_attempts,
-                    resubmit=args.resubmit)
-    _out(plan_json(plan) if args.json else plan_text(plan, args.directory))
+    fmt = "json" if args.json else args.format
+    with api.connect(args.directory, emulator=args.emulator) as provider:
+        plan = api.plan(args.directory, provider=provider, max_attempts=args.max_attempts,
+                        resubmit=args.resubmit)
+        costs = api.costs(args.directory, plan, provider=provider,
+                          count_tokens=args.count_tokens)
+    if fmt == "json":
+        _out(plan_json(plan, costs))
+    elif fmt == "markdown":
+        _out(plan_markdown(plan, args.directory, costs))
+    else:
+        _out(plan_text(plan, args.directory, costs))
     if args.detailed_exitcode and plan.changes:
         return 2
     return 0
@@ -61,27 +71,36 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if args.prune_outputs and not args.prune:
         raise RunnerError("--prune-outputs goes with --prune")
     options = Options(wait=not args.no_wait, timeout=args.timeout, prune=args.prune,
-                      prune_outputs=args.prune_outputs,
+                      prune_outputs=args.prune_outputs, max_cost=args.max_cost,
                       max_attempts=args.max_attempts, resubmit=frozenset(args.resubmit),
                       poll_base=float(os.environ.get("RUNNER_POLL_SECONDS", "2")))
+    progress = Progress.for_stream(sys.stdout, quiet=args.quiet)
 
     def show(plan: Plan) -> None:
         if not args.quiet:
             _out(plan_text(plan, args.directory) + "\n")
 
-    outcome = api.apply(args.directory, emulator=args.emulator, options=options, report=_out,
-                        lock_timeout=args.lock_timeout, show_plan=show)
+    try:
+        outcome = api.apply(args.directory, emulator=args.emulator, options=options,
+                            progress=progress, lock_timeout=args.lock_timeout, show_plan=show)
+    finally:
+        progress.close()
     if outcome.pending:
-        _out(f"{len(outcome.pending)} batch(es) still running: {', '.join(outcome.pending)}; "
-             "run apply again to collect them.")
+        progress.message(f"{len(outcome.pending)} batch(es) still running: "
+                         f"{', '.join(outcome.pending)}; run apply again to collect them.")
     elif not outcome.failed:
-        _out("Apply complete: every declared output is up to date.")
+        progress.message("Apply complete: every declared output is up to date.")
     return outcome.exit_code
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     rows = api.status(args.directory, emulator=args.emulator)
-    _out(json.dumps([r.to_dict() for r in rows], indent=2) if args.json else status_text(rows))
+    spent = api.spending(args.directory)
+    if args.json:
+        _out(json.dumps([dict(r.to_dict(), spent=spent[r.name].to_dict() if r.name in spent
+                              else None) for r in rows], indent=2))
+    else:
+        _out(status_text(rows, spent))
     return 0
 
 
@@ -150,7 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--name", required=True, help="the batch's metadata.name")
     r.add_argument("--limit", type=int, help="at most this many lines")
     pl = command("plan", "show what apply would do, and why", cmd_plan, remote=True)
-    pl.add_argument("--json", action="store_true", help="machine-readable plan")
+    pl.add_argument("--format", choices=["text", "json", "markdown"], default="text",
+                    help="markdown: a review-ready summary for a pull request")
+    pl.add_argument("--json", action="store_true", help="the same as --format json")
+    pl.add_argument("--count-tokens", action="store_true",
+                    help="count input tokens with the provider's countTokens (one call per "
+                    "request) instead of the offline estimate")
     pl.add_argument("--detailed-exitcode", action="store_true",
                     help="exit 0 when nothing would change, 2 when something would")
     a = command("apply", "submit, wait, download and write outputs", cmd_apply, remote=True)
@@ -163,7 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --prune, delete their recorded outputs too")
     a.add_argument("--lock-timeout", type=float, default=0.0,
                    help="wait up to SECONDS for another run to release the directory")
-    a.add_argument("--quiet", action="store_true", help="do not print the plan first")
+    a.add_argument("--quiet", action="store_true",
+                   help="print only errors (no plan, no progress)")
+    a.add_argument("--max-cost", type=float, metavar="AMOUNT",
+                   help="refuse, before sending anything, if the batches to submit may cost "
+                   "more than AMOUNT (price table currency, USD by default)")
     for sp in (pl, a):
         sp.add_argument("--max-attempts", type=int, default=3,
                         help="submissions per batch before an expiring job is given up on")

@@ -47,3 +47,7 @@ class ProviderError(RunnerError):
 
 class OutputError(RunnerError):
     """An output cannot be written where it was declared."""
+
+
+class BudgetError(RunnerError):
+    """A batch would cost more than its spec.budget or apply --max-cost allows."""

@@ -69,6 +69,7 @@ class LockEntry:
     error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    spent: dict[str, Any] | None = None
     retries: list[Retry] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

@@ -64,6 +64,7 @@ class Manifest:
     errors: Output
     vars: dict[str, Any] = field(default_factory=dict)
     retry_failed: int = 0
+    budget: float | None = None
     rows: Path | None = None
     items: tuple[Any, ...] | None = None
     document_hash: str = ""   # canonical JSON of the manifest document
@@ -249,7 +250,7 @@ def _build(doc: Document, source: Path, project: Path) -> Manifest:
         project=project, provider=spec["provider"], model=model,
         key=spec.get("key", "{{ index }}"), request=spec["request"],
         outputs=tuple(outputs), errors=errors, vars=spec.get("vars", {}),
-        retry_failed=spec.get("retry_failed", 0), rows=rows,
+        retry_failed=spec.get("retry_failed", 0), budget=spec.get("budget"), rows=rows,
         items=tuple(spec["items"]) if "items" in spec else None,
         document_hash=digest(canonical(data).encode()), document=doc,
     )

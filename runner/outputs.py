@@ -23,6 +23,7 @@ from .errors import OutputError, ProviderError
 from .fsutil import atomic_writer
 from .hashing import file_digest, request_hash
 from .manifest import Manifest
+from .pricing import Usage
 from .render import Renderer
 
 
@@ -32,6 +33,7 @@ class Written:
     succeeded: int
     failed: int
     unmatched: int              # results whose key no request has
+    usage: Usage                # the successful responses' usageMetadata, summed
 
 
 class ResultIndex:
@@ -164,6 +166,7 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path) ->
     """Every output of the manifest from its results files (see ResultIndex for the order)."""
     renderer = Renderer(manifest)
     matched = succeeded = failed = 0
+    usage = Usage()
     with contextlib.ExitStack() as stack:
         index = stack.enter_context(ResultIndex(results, workdir))
         try:
@@ -196,6 +199,7 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path) ->
                 continue
             succeeded += 1
             assert isinstance(response, dict)
+            usage += Usage.of(response.get("usageMetadata") or {})
             record = {"key": req.key, "text": text, "finish_reason": finish,
                       "usage": response.get("usageMetadata", {}), "request_hash": rhash,
                       "response": response}
@@ -209,7 +213,7 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path) ->
                     w.writerow([renderer.render_column(c, ctx, req) for c in cols])
         unmatched = index.unmatched(matched)
     digests = {o.rel: file_digest(o.path) for o in manifest.declared_paths()}
-    return Written(digests, succeeded, failed, unmatched)
+    return Written(digests, succeeded, failed, unmatched, usage)
 
 
 def _error_of(result: dict[str, Any] | None) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Iterator
@@ -13,6 +14,7 @@ from conftest import MINIMAL, write_manifest
 from runner import lockfile
 from runner.cli import main
 from runner.emulator import Emulator
+from runner.progress import Progress
 from runner.providers.gemini import GeminiProvider
 
 
@@ -42,10 +44,10 @@ def remote_jobs(emu: Emulator) -> dict[str, str]:
 
 def test_public_surface_is_exactly_what_init_exports() -> None:
     assert sorted(runner.__all__) == sorted(
-        ["Action", "BatchStatus", "DataError", "Health", "Kind", "LockfileError",
+        ["Action", "BatchStatus", "BudgetError", "DataError", "Health", "Kind", "LockfileError",
          "ManifestError", "Options", "Outcome", "OutputError", "Plan", "ProviderError",
          "RunnerError", "Sync", "TemplateError", "__version__", "adopt", "apply", "cancel",
-         "connect", "forget", "plan", "status", "validate"])
+         "connect", "costs", "forget", "plan", "spending", "status", "validate"])
     for name in runner.__all__:
         assert getattr(runner, name) is not None
 
@@ -54,10 +56,12 @@ def test_library_plan_apply_status(proj: Path, emu: Emulator) -> None:
     assert runner.validate(proj) == {"tiny": 2}
     p = runner.plan(proj)
     assert [(a.name, a.kind) for a in p.actions] == [("tiny", runner.Kind.CREATE)]
-    lines: list[str] = []
-    outcome = runner.apply(proj, options=runner.Options(poll_base=0.05), report=lines.append)
+    stream = io.StringIO()
+    progress = Progress(stream, tty=False)
+    outcome = runner.apply(proj, options=runner.Options(poll_base=0.05), progress=progress)
     assert outcome.exit_code == 0 and outcome.completed == ["tiny"]
-    assert any("wrote out/tiny.jsonl" in line for line in lines)
+    assert "tiny: wrote out/tiny.jsonl: 2 succeeded" in stream.getvalue()
+    assert "tiny: succeeded 2/2" in stream.getvalue()
     [st] = runner.status(proj)
     assert (st.sync, st.health, st.succeeded) == (runner.Sync.SYNCED, runner.Health.HEALTHY, 2)
     with pytest.raises(runner.ManifestError):

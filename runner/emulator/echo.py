@@ -33,6 +33,10 @@ from runner.emulator.wire import JSON, canonical, rpc_status
 MARKER = "EMULATOR_FAIL"
 
 
+def prompt_tokens_of(prompt: str) -> int:
+    return max(1, math.ceil(len(prompt) / 4))
+
+
 def prompt_of(request: Mapping[str, Any]) -> str:
     texts: list[str] = []
     contents = request.get("contents")
@@ -47,7 +51,7 @@ def prompt_of(request: Mapping[str, Any]) -> str:
 def answer(request: Mapping[str, Any], prompt: str, model: str) -> JSON:
     """The response to `request`, whose `prompt_of` the caller has already computed."""
     text = "echo: " + prompt
-    prompt_tokens = max(1, math.ceil(len(prompt) / 4))
+    prompt_tokens = prompt_tokens_of(prompt)
     answer_tokens = math.ceil(len(text) / 4)
     digest = hashlib.sha256(canonical(request).encode()).digest()
     return {

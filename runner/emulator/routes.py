@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable
 
-from runner.emulator import paging, views
+from runner.emulator import echo, paging, views
 from runner.emulator.admin import Admin, Stats
 from runner.emulator.batches import Batches, Observation, Phase
 from runner.emulator.clock import Clock
@@ -60,6 +60,9 @@ class GeminiApp:
         self._api = [
             self._route(
                 "POST", rf"/{_VERSION}/models/(?P<model>[^/:]+):batchGenerateContent", self._create
+            ),
+            self._route(
+                "POST", rf"/{_VERSION}/models/(?P<model>[^/:]+):countTokens", self._count_tokens
             ),
             self._route("GET", rf"/{_VERSION}/batches", self._list_batches),
             self._route("GET", rf"/{_VERSION}/batches/{_ID}", self._get_batch),
@@ -145,6 +148,14 @@ class GeminiApp:
         # The create answer is the job as submitted, even with zero latency.
         submitted = Observation(record, Phase(PENDING, record.create_time))
         return Reply.json(views.operation(submitted))
+
+    @staticmethod
+    def _count_tokens(request: Request, params: dict[str, str]) -> Reply:
+        """countTokens, by the same rule as the echo's promptTokenCount, so that an exact count
+        and the usage the job later reports agree."""
+        body = request.json()
+        inner = body.get("generateContentRequest") or body.get("generate_content_request") or body
+        return Reply.json({"totalTokens": echo.prompt_tokens_of(echo.prompt_of(inner))})
 
     def _get_batch(self, request: Request, params: dict[str, str]) -> Reply:
         return Reply.json(views.operation(self._batches.get(params["id"])))

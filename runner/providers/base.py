@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 
 class JobState(str, enum.Enum):
@@ -45,6 +45,10 @@ class RemoteJob:
     inline_results: list[Any] | None = field(default=None, repr=False, compare=False)
 
 
+# Called with (bytes so far, total bytes or 0 when unknown) during uploads and downloads.
+OnProgress = Callable[[int, int], None]
+
+
 class Provider(Protocol):
     """A batch API. Create is the one call that is not idempotent: callers resolve its
     ambiguity by looking for the job by display name, never by retrying it blindly."""
@@ -61,13 +65,17 @@ class Provider(Protocol):
 
     def cancel_job(self, name: str) -> None: ...
 
+    def count_tokens(self, model: str, request: Mapping[str, Any]) -> int: ...
+
     def delete_job(self, name: str) -> None: ...
 
     def find_file(self, display_name: str) -> str | None: ...
 
-    def upload_file(self, path: Path, display_name: str) -> str: ...
+    def upload_file(self, path: Path, display_name: str, *,
+                    on_progress: OnProgress | None = None) -> str: ...
 
-    def download_results(self, job: RemoteJob, dest: Path) -> None: ...
+    def download_results(self, job: RemoteJob, dest: Path, *,
+                         on_progress: OnProgress | None = None) -> None: ...
 
     def close(self) -> None: ...
 

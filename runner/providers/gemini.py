@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator, Mapping
 
 import httpx
 
 from ..errors import ProviderError
 from ..failpoints import hit
 from ..retry import Backoff, Sleep, real_sleep, retry_after
-from .base import AmbiguousCreate, JobState, RemoteJob
+from .base import AmbiguousCreate, JobState, OnProgress, RemoteJob
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 INLINE_LIMIT = 20_000_000          # bytes of an inline create body, with margin under 20 MB
@@ -183,6 +183,12 @@ class GeminiProvider:
             raise ProviderError(f"model {model!r} not found by the provider") from None
         return parse_operation(op)
 
+    def count_tokens(self, model: str, request: Mapping[str, Any]) -> int:
+        """Input tokens of one request, by the provider's countTokens (free, rate-limited)."""
+        body = {"generateContentRequest": {"model": f"models/{model}", **request}}
+        answer = self._json("POST", f"models/{model}:countTokens", what="count tokens", json=body)
+        return int(answer.get("totalTokens", 0))
+
     def cancel_job(self, name: str) -> None:
         try:
             self._json("POST", f"{name}:cancel", what=f"cancel {name}")
@@ -209,7 +215,8 @@ class GeminiProvider:
             if not token:
                 return None
 
-    def upload_file(self, path: Path, display_name: str) -> str:
+    def upload_file(self, path: Path, display_name: str, *,
+                    on_progress: OnProgress | None = None) -> str:
         """Resumable upload in chunks read from disk; a failed chunk resumes from the offset
         the server reports (`query`), not from the start."""
         size = path.stat().st_size
@@ -243,9 +250,13 @@ class GeminiProvider:
                     if last or status == "final":
                         if status != "final":
                             raise ProviderError("upload: the provider did not finalize the file")
+                        if on_progress is not None:
+                            on_progress(size, size)
                         return str(resp.json()["file"]["name"])
                     offset += length
                     backoff.reset()
+                    if on_progress is not None:
+                        on_progress(offset, size)
                     hit("during-upload")
                     continue
                 failures += 1
@@ -264,10 +275,11 @@ class GeminiProvider:
             return int(received)
         return fallback
 
-    def download_results(self, job: RemoteJob, dest: Path) -> None:
+    def download_results(self, job: RemoteJob, dest: Path, *,
+                         on_progress: OnProgress | None = None) -> None:
         """Writes the job's results to `dest` as JSONL lines `{"key", "response"|"error"}`."""
         if job.results_file:
-            self.download_file(job.results_file, dest)
+            self.download_file(job.results_file, dest, on_progress=on_progress)
             return
         if job.inline_results is None:
             raise ProviderError(f"{job.name} succeeded but reports no results")
@@ -280,7 +292,8 @@ class GeminiProvider:
                     line["response"] = item.get("response", {})
                 out.write(json.dumps(line, ensure_ascii=False) + "\n")
 
-    def download_file(self, file_name: str, dest: Path) -> None:
+    def download_file(self, file_name: str, dest: Path, *,
+                      on_progress: OnProgress | None = None) -> None:
         """Streams a file to disk; an interrupted transfer resumes with a Range request."""
         url = self._url(f"{file_name}:download")
         backoff = Backoff(self._backoff.base, self._backoff.cap, rng=self._backoff.rng)
@@ -300,10 +313,13 @@ class GeminiProvider:
                             resp.read()
                             raise ProviderError(f"download {file_name} failed: HTTP "
                                                 f"{resp.status_code}: {_message(resp)}")
+                        total = have + int(resp.headers.get("content-length", 0) or 0)
                         for chunk in resp.iter_bytes(1 << 20):
                             out.write(chunk)
                             out.flush()
                             hit("during-download")
+                            if on_progress is not None:
+                                on_progress(out.tell(), total)
                     return
                 except (httpx.TransportError, _Retry):
                     if attempt == self._max_attempts:

@@ -1,0 +1,45 @@
+"""What the planned submissions will cost, and whether a budget allows them."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .errors import BudgetError
+from .plan import SUBMITS, Kind, Plan
+from .pricing import CostEstimate, budget_refusals, estimate_cost, load_prices
+from .tokens import TokenCounter, estimate_manifest
+from .workspace import Workspace
+
+Costs = dict[str, "CostEstimate | None"]
+
+
+def plan_costs(ws: Workspace, plan: Plan,
+               counter_for: Callable[[str], TokenCounter] | None = None) -> Costs:
+    """The cost range of each batch the plan submits (None: its model has no price). A
+    follow-up batch of failures is priced at its share of the whole batch's requests.
+    `counter_for(model)` counts a request's input tokens exactly (the provider's countTokens)
+    instead of the offline estimate."""
+    table = load_prices(ws.directory)
+    costs: Costs = {}
+    for action in plan.actions:
+        if action.kind not in SUBMITS:
+            continue
+        m = ws.manifest(action.name)
+        count = counter_for(m.model) if counter_for is not None else None
+        estimate = estimate_cost(table, m.model, estimate_manifest(m, count))
+        if estimate is not None and action.kind == Kind.RETRY:
+            estimate = estimate.share(action.requests)
+        costs[action.name] = estimate
+    return costs
+
+
+def check_budgets(ws: Workspace, plan: Plan, max_cost: float | None) -> Costs:
+    """Refuses, naming the batch, before anything is sent; estimates only when a budget is set."""
+    budgets = {m.name: m.budget for m in ws.manifests if m.budget is not None}
+    if not budgets and max_cost is None:
+        return {}
+    costs = plan_costs(ws, plan)
+    refusals = budget_refusals(costs, budgets, max_cost)
+    if refusals:
+        raise BudgetError("; ".join(refusals) + "; nothing was sent")
+    return costs
