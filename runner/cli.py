@@ -51,11 +51,10 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     fmt = "json" if args.json else args.format
-    with api.connect(args.directory, emulator=args.emulator) as provider:
-        plan = api.plan(args.directory, provider=provider, max_attempts=args.max_attempts,
-                        resubmit=args.resubmit)
-        costs = api.costs(args.directory, plan, provider=provider,
-                          count_tokens=args.count_tokens)
+    plan = api.plan(args.directory, emulator=args.emulator, max_attempts=args.max_attempts,
+                    resubmit=args.resubmit)
+    costs = api.costs(args.directory, plan, emulator=args.emulator,
+                      count_tokens=args.count_tokens)
     if fmt == "json":
         _out(plan_json(plan, costs))
     elif fmt == "markdown":
