@@ -8,6 +8,8 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import httpx
+
 from conftest import write_manifest
 from runner import lockfile
 from runner.apply import Options, apply_directory
@@ -81,3 +83,23 @@ def test_apply_converges_under_every_fault_at_once(tmp_path: Path) -> None:
         assert entry.counts == {"succeeded": len(ok), "failed": len(failed)}
     total_failed = sum(lock.batches[n].counts["failed"] for n in sizes)
     assert 0 < total_failed < 0.25 * sum(sizes.values())
+
+
+def test_upload_resumes_from_the_server_offset_and_download_retries(tmp_path: Path) -> None:
+    """Chunks lost to resets and 503s are re-sent from the offset the server reports (one
+    upload session, never restarted); an interrupted download resumes to identical bytes."""
+    data = tmp_path / "input.jsonl"
+    data.write_bytes(b"".join(json.dumps({"key": f"k{i}", "request": {"n": i}}).encode() + b"\n"
+                             for i in range(6000)))
+    with Emulator(tmp_path / "emu", latency=0.1) as emu:
+        provider = fast_provider(emu, chunk_size=16384)
+        emu.faults = Faults(rate_reset=0.25, rate_503=0.2, seed=11)
+        name = provider.upload_file(data, "resumed")
+        back = tmp_path / "back.jsonl"
+        provider.download_file(name, back)
+        emu.faults = Faults()
+        stats = httpx.get(f"{emu.base_url}/_emulator/stats").json()
+        provider.close()
+    assert back.read_bytes() == data.read_bytes()
+    assert stats["uploads_started"] == 1
+    assert stats["faults_reset"] + stats["faults_503"] > 5
