@@ -25,7 +25,7 @@ from .desired import render_into
 from .errors import LockfileError, RunnerError
 from .lockfile import STATE_DIR, LockEntry, held
 from .manifest import Manifest
-from .plan import CANCELLED_BY_USER, Plan, display_name
+from .plan import CANCELLED_BY_USER, SUBMITS, Plan, display_name
 from .plan import plan as make_plan
 from .providers.base import JobState, Provider, RemoteJob
 from .providers.gemini import GeminiProvider, api_key_from_env
@@ -117,6 +117,8 @@ def costs(directory: PathLike, plan: Plan, *, provider: Provider | None = None,
           count_tokens: bool = False, emulator: bool = False) -> Costs:
     """The estimated cost range of each batch the plan submits, at the batch price. With
     count_tokens, input tokens come from the provider's countTokens, one call per request."""
+    if not any(a.kind in SUBMITS for a in plan.actions):
+        return {}                           # nothing to price: spare reading the manifests
     ws = Workspace.open(Path(directory))
     if not count_tokens:
         return plan_costs(ws, plan)

@@ -443,7 +443,7 @@ def apply_directory(directory: Path, provider: Provider, options: Options | None
     options = options or Options()
     first, desired = prepared or prepare(directory)
     with held(first.directory, lock_timeout):
-        ws = Workspace.open(directory)      # read again under the lock: another run may have saved
+        ws = first.reloaded()               # the lockfile again: another run may have saved
         if ws.lock != first.lock:
             desired = ws.desired()
         plan = make_plan(desired, ws.lock, observe(provider, ws.lock, desired),

@@ -194,8 +194,17 @@ def _schema_message(error: jsonschema.ValidationError, path: list[str | int]) ->
     return error.message
 
 
+@lru_cache(maxsize=None)
+def _validator() -> jsonschema.protocols.Validator:
+    schema = load_schema("manifest.schema.json")
+    validator: jsonschema.protocols.Validator = jsonschema.Draft202012Validator(schema)
+    return validator
+
+
 def _schema_error(doc: Document, source: Path) -> ManifestError | None:
-    validator = jsonschema.Draft202012Validator(load_schema("manifest.schema.json"))
+    validator = _validator()
+    if validator.is_valid(doc.data):    # the common case, without collecting every error
+        return None
     errors = list(validator.iter_errors(doc.data))
     error = jsonschema.exceptions.best_match(errors)
     if error is None:
@@ -281,7 +290,7 @@ def load_file(source: Path, project: Path) -> list[Manifest]:
     try:
         docs = load_documents(text, source)
     except yaml.YAMLError as e:
-        line, msg = describe_yaml_error(e)
+        line, msg = describe_yaml_error(e, text)
         raise ManifestError(msg, path=source, where=str(line) if line else None) from None
     return [_build(doc, source, project) for doc in docs]
 

@@ -29,6 +29,10 @@ class Workspace:
         manifests = load_directory(directory)
         return cls(directory, manifests, lockfile.load(lockfile.lock_path(directory)))
 
+    def reloaded(self) -> Workspace:
+        """The same manifests with the lockfile read again (under the run lock)."""
+        return Workspace(self.directory, self.manifests, lockfile.load(self.lock_path))
+
     @property
     def lock_path(self) -> Path:
         return lockfile.lock_path(self.directory)

@@ -23,7 +23,12 @@ _KEY_KINDS = {"bool": "true or false", "int": "a number", "float": "a number", "
 _NOT_FINITE = re.compile(r"^[-+]?\.(inf|nan)$", re.IGNORECASE)
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it (ten times faster: it decides how long a plan over a
+# thousand manifests takes); the pure-Python one otherwise.
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
     """SafeLoader without implicit timestamps: `2024-05-01` is text, as it would be in JSON."""
 
 
@@ -155,8 +160,9 @@ def load_documents(text: str, source: Path) -> list[Document]:
     return docs
 
 
-def describe_yaml_error(exc: yaml.YAMLError) -> tuple[int | None, str]:
-    """(line, message) for a YAML syntax error, in a single line."""
+def describe_yaml_error(exc: yaml.YAMLError, text: str) -> tuple[int | None, str]:
+    """(line, message) for a YAML syntax error in `text`, in a single line. A problem found
+    at the end of a file that lacks a final newline is reported on its last line."""
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
@@ -168,4 +174,6 @@ def describe_yaml_error(exc: yaml.YAMLError) -> tuple[int | None, str]:
         context += f" started on line {context_mark.line + 1}"
     msg = ("" if isinstance(exc, UnsupportedYAMLError) else "invalid YAML: ") + problem \
         + (f" ({context})" if context else "")
-    return (mark.line + 1 if mark is not None else None), " ".join(msg.split())
+    last = text.count("\n") + (0 if text.endswith("\n") else 1)
+    line = min(mark.line + 1, max(last, 1)) if mark is not None else None
+    return line, " ".join(msg.split())
