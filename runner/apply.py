@@ -94,7 +94,8 @@ class Applier:
     # -- steps -----------------------------------------------------------------------------
 
     def submit(self, m: Manifest, action: Action) -> None:
-        """Render, record the intent, then adopt the tagged job or create it."""
+        """Render, record the intent, then create; a crash after the intent is resolved by
+        the next plan, which looks for the tag."""
         if action.old_job:
             self.provider.cancel_job(action.old_job)
             self.report(f"{m.name}: cancelled superseded job {action.old_job}")
@@ -110,7 +111,9 @@ class Applier:
                                 rendered.templates)
         self._record(m.name, entry)
         hit("after-intent")
-        job = self._find(entry.display_name) or self._create(m, entry, path)
+        # No look for the tag here: the plan listed the provider's jobs under this same run
+        # lock and found none, and only a run holding the lock creates.
+        job = self._create(m, entry, path)
         self._bind(m.name, entry, job)
         hit("after-job-recorded")
         self.outcome.submitted.append(m.name)
@@ -188,7 +191,7 @@ class Applier:
                           JobState.CREATING.value)
             entry.retries.append(retry)
             self._record(m.name, entry)
-        job = self._find(retry.display_name) or self._create(m, retry, path)
+        job = self._create(m, retry, path)
         self._bind_retry(m.name, retry, job)
         self.outcome.submitted.append(m.name)
         self.report(f"{m.name}: resubmitted {rendered.requests} failed requests as {job.name} "
