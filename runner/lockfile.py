@@ -28,7 +28,7 @@ import yaml
 from . import hashing
 from .errors import LockfileError
 from .fsutil import write_text
-from .manifest import load_schema
+from .manifest import validator
 from .yamlsrc import Document, MergeConflictError, describe_yaml_error, load_documents
 
 LOCKFILE_NAME = "batches.lock"
@@ -219,8 +219,9 @@ def _parse(path: Path, lockdoc: Document) -> Lock:
         raise LockfileError(f"lockfile uses hash recipe {recipe} from a newer batch-runner; "
                             "upgrade batch-runner", path=path,
                             where=str(lockdoc.line_of(["hashing", "recipe"])))
-    validator = jsonschema.Draft202012Validator(load_schema("lockfile.schema.json"))
-    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    check = validator("lockfile.schema.json")
+    error = None if check.is_valid(doc) else jsonschema.exceptions.best_match(
+        check.iter_errors(doc))
     if error is not None:
         at = list(error.absolute_path)
         line = lockdoc.line_of(at)

@@ -195,17 +195,17 @@ def _schema_message(error: jsonschema.ValidationError, path: list[str | int]) ->
 
 
 @lru_cache(maxsize=None)
-def _validator() -> jsonschema.protocols.Validator:
-    schema = load_schema("manifest.schema.json")
-    validator: jsonschema.protocols.Validator = jsonschema.Draft202012Validator(schema)
-    return validator
+def validator(name: str) -> jsonschema.protocols.Validator:
+    """The validator of one of our schemas, built once."""
+    built: jsonschema.protocols.Validator = jsonschema.Draft202012Validator(load_schema(name))
+    return built
 
 
 def _schema_error(doc: Document, source: Path) -> ManifestError | None:
-    validator = _validator()
-    if validator.is_valid(doc.data):    # the common case, without collecting every error
+    check = validator("manifest.schema.json")
+    if check.is_valid(doc.data):        # the common case, without collecting every error
         return None
-    errors = list(validator.iter_errors(doc.data))
+    errors = list(check.iter_errors(doc.data))
     error = jsonschema.exceptions.best_match(errors)
     if error is None:
         return None
