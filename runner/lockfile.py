@@ -29,7 +29,7 @@ from . import hashing
 from .errors import LockfileError
 from .fsutil import write_text
 from .manifest import validator
-from .yamlsrc import Document, MergeConflictError, describe_yaml_error, load_documents
+from .yamlsrc import Document, read_documents
 
 LOCKFILE_NAME = "batches.lock"
 VERSION = 1
@@ -178,30 +178,17 @@ def lock_path(directory: Path) -> Path:
 
 def load(path: Path) -> Lock:
     """The lockfile at `path`, or an empty one if there is none. Never resets a bad one."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists():
         return Lock()
-    except OSError as e:
-        raise LockfileError(f"cannot read lockfile: {e.strerror}", path=path) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise LockfileError(f"lockfile is not valid UTF-8 (byte {raw[e.start]:#04x}); {RESTORE}",
-                            path=path, where=str(raw.count(b"\n", 0, e.start) + 1)) from None
-    try:
-        docs = load_documents(text, path)
-    except yaml.YAMLError as e:
-        line, msg = describe_yaml_error(e, text)
-        hint = "" if isinstance(e, MergeConflictError) else f"; {RESTORE}"
-        raise LockfileError(msg + hint, path=path, where=str(line) if line else None) from None
+    docs = read_documents(path, LockfileError, utf8_advice=RESTORE, yaml_advice=RESTORE)
     if len(docs) != 1 or not isinstance(docs[0].data, dict):
         where = str(docs[1].line_of([]) if len(docs) > 1 else docs[0].line_of([]) if docs else 1)
         raise LockfileError(f"lockfile must be one YAML mapping; {RESTORE}", path=path,
                             where=where)
-    missing = [k for k in ("batches", "hashing", "version") if k not in docs[0].data]
-    if missing:     # written last, in this order: a file that ends early lacks them
-        last = text.count("\n") + (0 if text.endswith("\n") else 1)
+    missing = [k for k in ("version", "hashing", "batches") if k not in docs[0].data]
+    if missing:     # a file that ends early lacks what comes after the cut
+        end = docs[0].node.end_mark
+        last = end.line + (1 if end.column else 0)
         raise LockfileError(f"lockfile ends without {' and '.join(map(repr, missing))} "
                             f"(truncated?); {RESTORE}", path=path, where=str(last))
     return _parse(path, docs[0])

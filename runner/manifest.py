@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import jsonschema
-import yaml
 
 from . import sources
 from .errors import DataError, ManifestError
 from .hashing import canonical, digest
-from .yamlsrc import Document, describe_yaml_error, load_documents
+from .yamlsrc import Document, read_documents
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 INLINE_LIMIT_NOTE = "inline requests are sent when the batch is under 20 MB"
@@ -278,20 +277,7 @@ def manifest_files(directory: Path) -> list[Path]:
 
 
 def load_file(source: Path, project: Path) -> list[Manifest]:
-    try:
-        raw = source.read_bytes()
-    except OSError as e:
-        raise ManifestError(f"cannot read: {e.strerror}", path=source) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ManifestError(f"not valid UTF-8 (byte {raw[e.start]:#04x}); save the file as UTF-8",
-                            path=source, where=str(raw.count(b"\n", 0, e.start) + 1)) from None
-    try:
-        docs = load_documents(text, source)
-    except yaml.YAMLError as e:
-        line, msg = describe_yaml_error(e, text)
-        raise ManifestError(msg, path=source, where=str(line) if line else None) from None
+    docs = read_documents(source, ManifestError, utf8_advice="save the file as UTF-8")
     return [_build(doc, source, project) for doc in docs]
 
 

@@ -16,6 +16,8 @@ from typing import Any, Sequence
 
 import yaml
 
+from .errors import RunnerError
+
 _CONFLICT = re.compile(r"^(<{7}|>{7})(\s|$)", re.MULTILINE)
 _TAG = "tag:yaml.org,2002:"
 _JSON_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "seq", "map")}
@@ -177,3 +179,26 @@ def describe_yaml_error(exc: yaml.YAMLError, text: str) -> tuple[int | None, str
     last = text.count("\n") + (0 if text.endswith("\n") else 1)
     line = min(mark.line + 1, max(last, 1)) if mark is not None else None
     return line, " ".join(msg.split())
+
+
+def read_documents(path: Path, error: type[RunnerError], *, utf8_advice: str,
+                   yaml_advice: str = "") -> list[Document]:
+    """Reads, decodes (a BOM is fine) and parses a YAML file; every failure is `error`, in one
+    line naming the file and the line, with the advice given (none for a merge conflict,
+    whose message says what to do)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise error(f"cannot read: {e.strerror}", path=path) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise error(f"not valid UTF-8 (byte {raw[e.start]:#04x}); {utf8_advice}", path=path,
+                    where=str(raw.count(b"\n", 0, e.start) + 1)) from None
+    try:
+        return load_documents(text, path)
+    except yaml.YAMLError as e:
+        line, msg = describe_yaml_error(e, text)
+        hint = f"; {yaml_advice}" if yaml_advice and not isinstance(e, MergeConflictError) \
+            else ""
+        raise error(msg + hint, path=path, where=str(line) if line else None) from None

@@ -2,8 +2,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import pytest
+
+from runner.emulator import Emulator
+from runner.providers.base import RemoteJob
+from runner.providers.gemini import GeminiProvider
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "batches.d"
@@ -41,3 +46,30 @@ spec:
   outputs:
     - path: out/tiny.jsonl
 """
+
+
+@pytest.fixture
+def emu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """An emulator that the runner reaches through the documented environment."""
+    with Emulator(tmp_path / "emu", latency=0.3) as e:
+        monkeypatch.setenv("GEMINI_API_KEY", "k")
+        monkeypatch.setenv("GEMINI_BASE_URL", e.base_url)
+        monkeypatch.setenv("RUNNER_POLL_SECONDS", "0.05")
+        yield e
+
+
+@pytest.fixture
+def proj(tmp_path: Path) -> Path:
+    """A manifest directory holding MINIMAL."""
+    d = tmp_path / "proj"
+    write_manifest(d, MINIMAL)
+    return d
+
+
+def remote_jobs(emu: Emulator) -> list[RemoteJob]:
+    """Every job on the emulator, as the provider lists them."""
+    p = GeminiProvider("k", emu.base_url)
+    try:
+        return list(p.list_jobs())
+    finally:
+        p.close()

@@ -5,41 +5,19 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 import runner
-from conftest import MINIMAL, write_manifest
+from conftest import MINIMAL, remote_jobs, write_manifest
 from runner import lockfile
 from runner.cli import main
 from runner.emulator import Emulator
 from runner.progress import Progress
-from runner.providers.gemini import GeminiProvider
 
 
-@pytest.fixture
-def emu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    with Emulator(tmp_path / "emu", latency=0.3) as e:
-        monkeypatch.setenv("GEMINI_API_KEY", "k")
-        monkeypatch.setenv("GEMINI_BASE_URL", e.base_url)
-        monkeypatch.setenv("RUNNER_POLL_SECONDS", "0.05")
-        yield e
-
-
-@pytest.fixture
-def proj(tmp_path: Path) -> Path:
-    d = tmp_path / "proj"
-    write_manifest(d, MINIMAL)
-    return d
-
-
-def remote_jobs(emu: Emulator) -> dict[str, str]:
-    p = GeminiProvider("k", emu.base_url)
-    try:
-        return {j.name: j.state.value for j in p.list_jobs()}
-    finally:
-        p.close()
+def job_states(emu: Emulator) -> dict[str, str]:
+    return {j.name: j.state.value for j in remote_jobs(emu)}
 
 
 def test_public_surface_is_exactly_what_init_exports() -> None:
@@ -89,14 +67,14 @@ def test_cancel_then_resubmit(proj: Path, emu: Emulator,
     job = lockfile.load(proj / "batches.lock").batches["tiny"].job
     assert main(["cancel", str(proj), "tiny"]) == 0
     assert f"cancelled {job}" in capsys.readouterr().out
-    assert remote_jobs(emu)[job] == "CANCELLED"
+    assert job_states(emu)[job] == "CANCELLED"
     entry = lockfile.load(proj / "batches.lock").batches["tiny"]
     assert entry.state == "CANCELLED"
     assert main(["plan", str(proj), "--json"]) == 0
     [action] = json.loads(capsys.readouterr().out)["actions"]
     assert action["action"] == "failed" and "runner cancel" in action["reason"]
     assert main(["apply", str(proj), "--resubmit", "tiny"]) == 0
-    assert len(remote_jobs(emu)) == 2
+    assert len(job_states(emu)) == 2
 
 
 def test_forget_then_adopt_rebinds_without_submitting(proj: Path, emu: Emulator,
@@ -105,10 +83,10 @@ def test_forget_then_adopt_rebinds_without_submitting(proj: Path, emu: Emulator,
     job = lockfile.load(proj / "batches.lock").batches["tiny"].job
     assert main(["forget", str(proj), "tiny"]) == 0
     assert "tiny" not in lockfile.load(proj / "batches.lock").batches
-    assert job in remote_jobs(emu)
+    assert job in job_states(emu)
     assert main(["adopt", str(proj), "tiny", job]) == 0
     assert main(["apply", str(proj)]) == 0
-    assert len(remote_jobs(emu)) == 1
+    assert len(job_states(emu)) == 1
     assert lockfile.load(proj / "batches.lock").batches["tiny"].state == "SUCCEEDED"
 
 
@@ -135,4 +113,4 @@ def test_prune_cancels_and_deletes_jobs_of_removed_manifests(
     assert "tiny" in lockfile.load(proj / "batches.lock").batches   # kept without --prune
     assert main(["apply", str(proj), "--prune"]) == 0
     assert "tiny" not in lockfile.load(proj / "batches.lock").batches
-    assert job not in remote_jobs(emu)
+    assert job not in job_states(emu)

@@ -12,7 +12,7 @@ import pytest
 
 from runner import lockfile
 from runner.cli import main
-from runner.emulator import Emulator, Faults
+from runner.emulator import Emulator
 from runner.providers.gemini import GeminiProvider
 
 

@@ -9,41 +9,27 @@ import select
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from conftest import MINIMAL, write_manifest
+from conftest import MINIMAL, remote_jobs, write_manifest
 from runner import lockfile
 from runner.cli import main
 from runner.emulator import Emulator
-from runner.providers.gemini import GeminiProvider
 
 BOUNDED = MINIMAL.replace("contents: [", "generationConfig: {maxOutputTokens: 100}\n    contents: [")
 
 
 @pytest.fixture
-def emu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    with Emulator(tmp_path / "emu", latency=0.3) as e:
-        monkeypatch.setenv("GEMINI_API_KEY", "k")
-        monkeypatch.setenv("GEMINI_BASE_URL", e.base_url)
-        monkeypatch.setenv("RUNNER_POLL_SECONDS", "0.05")
-        yield e
-
-
-@pytest.fixture
 def proj(tmp_path: Path) -> Path:
+    """MINIMAL with maxOutputTokens, so that its cost has an upper bound."""
     d = tmp_path / "proj"
     write_manifest(d, BOUNDED)
     return d
 
 
 def jobs(emu: Emulator) -> int:
-    p = GeminiProvider("k", emu.base_url)
-    try:
-        return sum(1 for _ in p.list_jobs())
-    finally:
-        p.close()
+    return len(remote_jobs(emu))
 
 
 def test_plan_shows_cost_range_and_markdown(proj: Path, emu: Emulator,

@@ -6,39 +6,18 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from conftest import MINIMAL, write_manifest
+from conftest import remote_jobs, write_manifest
 from runner import lockfile
 from runner.cli import main
 from runner.emulator import Emulator, Faults
 from runner.providers.gemini import GeminiProvider
 
 
-@pytest.fixture
-def emu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    with Emulator(tmp_path / "emu", latency=0.2) as e:
-        monkeypatch.setenv("GEMINI_API_KEY", "k")
-        monkeypatch.setenv("GEMINI_BASE_URL", e.base_url)
-        monkeypatch.setenv("RUNNER_POLL_SECONDS", "0.05")
-        yield e
-
-
-@pytest.fixture
-def proj(tmp_path: Path) -> Path:
-    d = tmp_path / "proj"
-    write_manifest(d, MINIMAL)
-    return d
-
-
 def tags(emu: Emulator) -> Counter[str]:
-    p = GeminiProvider("k", emu.base_url)
-    try:
-        return Counter(j.display_name for j in p.list_jobs())
-    finally:
-        p.close()
+    return Counter(j.display_name for j in remote_jobs(emu))
 
 
 def plan_actions(d: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, dict]:
