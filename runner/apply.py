@@ -15,19 +15,19 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import orjson
 
 from .costs import check_budgets
 from .desired import input_path, outputs_hash, render_into, spec_hash, spec_inputs
-from .errors import ProviderError, RunnerError
+from .errors import OutputError, ProviderError, RunnerError
 from .failpoints import hit
 from .fsutil import atomic_writer
 from .lockfile import LockEntry, Retry, held
 from .manifest import Manifest
 from .outputs import write_outputs
-from .plan import Action, Desired, Kind, Plan, display_name, retry_name
+from .plan import Action, Desired, Kind, Observed, Plan, best, display_name, retry_name
 from .providers.base import AmbiguousCreate, JobState, Provider, RemoteJob
 from .plan import plan as make_plan
 from .pricing import load_prices, spent
@@ -67,13 +67,19 @@ def now() -> str:
 
 
 class Applier:
-    def __init__(self, ws: Workspace, provider: Provider, options: Options, progress: Progress):
+    def __init__(self, ws: Workspace, provider: Provider, options: Options, progress: Progress,
+                 desired: list[Desired], observed: Observed | None = None):
         self.ws = ws
         self.provider = provider
         self.options = options
         self.progress = progress
         self.report = progress.message
         self.outcome = Outcome()
+        # every job on the provider, listed once per run (or by the plan) and kept up to date
+        # with what this run creates: a tag is looked up before every create
+        self._listing: dict[str, RemoteJob] | None = \
+            dict(observed.jobs) if observed is not None and observed.complete else None
+        self.desired = {d.name: d for d in desired}
 
     # -- journal ---------------------------------------------------------------------------
 
@@ -82,8 +88,9 @@ class Applier:
         self.ws.save_lock()
 
     def _entry_for(self, m: Manifest, action: Action, rendered_hash: str, requests: int,
-                   templates: dict[str, str]) -> LockEntry:
-        inputs = spec_inputs(m, templates)
+                   inputs: dict[str, Any]) -> LockEntry:
+        """A new record, with the inputs digested before rendering: an edit made while the
+        job runs is then seen by the next plan, not recorded as if it had been sent."""
         return LockEntry(
             manifest=m.rel_source, spec_hash=spec_hash(inputs), inputs=inputs,
             content_hash=rendered_hash, provider=m.provider, model=m.model, requests=requests,
@@ -93,27 +100,29 @@ class Applier:
 
     # -- steps -----------------------------------------------------------------------------
 
+    def _cancel_superseded(self, m: Manifest, action: Action) -> None:
+        for job in action.old_jobs:
+            self.provider.cancel_job(job)
+            self.report(f"{m.name}: cancelled superseded job {job}")
+
     def submit(self, m: Manifest, action: Action) -> None:
-        """Render, record the intent, then create; a crash after the intent is resolved by
-        the next plan, which looks for the tag."""
-        if action.old_job:
-            self.provider.cancel_job(action.old_job)
-            self.report(f"{m.name}: cancelled superseded job {action.old_job}")
+        """Render, record the intent, look for the tag (a job an earlier run created and
+        then lost), and only then create."""
+        self._cancel_superseded(m, action)
         path = input_path(self.ws.state_dir, action.content_hash or "sha256:pending")
         path.parent.mkdir(parents=True, exist_ok=True)
+        rows = spec_inputs(m, {})
         with atomic_writer(path, "wb") as sink:
             rendered = render_into(m, sink)
         if rendered.content_hash != action.content_hash:
             final = input_path(self.ws.state_dir, rendered.content_hash)
             os.replace(path, final)
             path = final
-        entry = self._entry_for(m, action, rendered.content_hash, rendered.requests,
-                                rendered.templates)
+        inputs = dict(rows, **({"templates": rendered.templates} if rendered.templates else {}))
+        entry = self._entry_for(m, action, rendered.content_hash, rendered.requests, inputs)
         self._record(m.name, entry)
         hit("after-intent")
-        # No look for the tag here: the plan listed the provider's jobs under this same run
-        # lock and found none, and only a run holding the lock creates.
-        job = self._create(m, entry, path)
+        job = self._find(entry.display_name) or self._create(m, entry, path)
         self._bind(m.name, entry, job)
         hit("after-job-recorded")
         self.outcome.submitted.append(m.name)
@@ -122,10 +131,11 @@ class Applier:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
 
-    def _find(self, tag: str) -> RemoteJob | None:
-        found = [j for j in self.provider.list_jobs() if j.display_name == tag]
-        found.sort(key=lambda j: j.state != JobState.SUCCEEDED)
-        return found[0] if found else None
+    def _find(self, tag: str, *, fresh: bool = False) -> RemoteJob | None:
+        """The best job carrying `tag`, from the run's listing (`fresh`: listed again now)."""
+        if self._listing is None or fresh:
+            self._listing = {j.name: j for j in self.provider.list_jobs()}
+        return best([j for j in self._listing.values() if j.display_name == tag])
 
     def _create(self, m: Manifest, record: LockEntry | Retry, path: Path) -> RemoteJob:
         """Upload if too big to send inline, then create; `record` (the batch or a follow-up)
@@ -138,22 +148,25 @@ class Applier:
                                           total: self.progress.transfer(m.name, "upload", sent,
                                                                         total))
             self.ws.save_lock()
-        for attempt in range(3):
-            try:
-                if inline:
-                    return self.provider.create_job(m.model, record.display_name,
-                                                    inline_lines=path)
-                return self.provider.create_job(m.model, record.display_name,
-                                                input_file=record.input_file)
-            except AmbiguousCreate as e:
-                self.report(f"{m.name}: create was interrupted ({e}); looking for the job")
-                for delay in (0.5, 2.0, 5.0):
-                    self.options.sleep(delay * (attempt + 1))
-                    job = self._find(record.display_name)
-                    if job is not None:
-                        return job
-        raise ProviderError(f"{m.name}: could not confirm the create after 3 attempts; the "
-                            "intent is recorded, and the next apply finds or creates the job")
+        try:
+            if inline:
+                job = self.provider.create_job(m.model, record.display_name, inline_lines=path)
+            else:
+                job = self.provider.create_job(m.model, record.display_name,
+                                               input_file=record.input_file)
+        except AmbiguousCreate as e:
+            self.report(f"{m.name}: the answer to create was lost ({e}); looking for the job")
+            for delay in (0.5, 2.0, 5.0):
+                self.options.sleep(delay)
+                found = self._find(record.display_name, fresh=True)
+                if found is not None:
+                    return found
+            raise ProviderError(f"{m.name}: create may or may not have reached the provider; "
+                                "the intent is recorded, and the next apply looks for the job "
+                                "again before creating it") from None
+        if self._listing is not None:
+            self._listing[job.name] = job
+        return job
 
     def _bind(self, name: str, entry: LockEntry, job: RemoteJob) -> None:
         entry.job = job.name
@@ -165,12 +178,16 @@ class Applier:
 
     def adopt(self, m: Manifest, action: Action) -> None:
         assert action.job is not None and action.content_hash is not None
+        self._cancel_superseded(m, action)
         entry = self.ws.lock.batches.get(m.name)
         if entry is None or entry.content_hash != action.content_hash:
+            rows = spec_inputs(m, {})
             rendered = render_into(m)
-            entry = self._entry_for(m, action, rendered.content_hash, rendered.requests,
-                                    rendered.templates)
+            inputs = dict(rows, **({"templates": rendered.templates} if rendered.templates
+                                   else {}))
+            entry = self._entry_for(m, action, rendered.content_hash, rendered.requests, inputs)
         entry.display_name = action.job.display_name
+        entry.attempts = max(entry.attempts, action.attempt)
         self._bind(m.name, entry, action.job)
         self.report(f"{m.name}: adopted {action.job.name} ({action.reason})")
 
@@ -183,7 +200,11 @@ class Applier:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_writer(path, "wb") as sink:
             rendered = render_into(m, sink, only=failed)
-        if rendered.requests == 0:
+        if rendered.requests == 0:          # nothing left to retry: close an interrupted one
+            if retry is not None and retry.job is None:
+                entry.retries.remove(retry)
+                self.ws.save_lock()
+            path.unlink(missing_ok=True)
             return
         if retry is None:
             assert action.display_name is not None
@@ -191,7 +212,7 @@ class Applier:
                           JobState.CREATING.value)
             entry.retries.append(retry)
             self._record(m.name, entry)
-        job = self._create(m, retry, path)
+        job = self._find(retry.display_name) or self._create(m, retry, path)
         self._bind_retry(m.name, retry, job)
         self.outcome.submitted.append(m.name)
         self.report(f"{m.name}: resubmitted {rendered.requests} failed requests as {job.name} "
@@ -243,8 +264,6 @@ class Applier:
         entry.spent = spent(load_prices(self.ws.directory), m.model, written.usage).to_dict()
         entry.outputs = written.outputs
         entry.outputs_hash = outputs_hash(m)
-        inputs = spec_inputs(m, entry.inputs.get("templates", {}))
-        entry.inputs, entry.spec_hash = inputs, spec_hash(inputs)
         entry.error = None
         self._record(m.name, entry)
         if not (written.failed and len(entry.retries) < m.retry_failed):
@@ -319,8 +338,8 @@ class Applier:
             self._close_retry(name, entry.open_retry, action.job)
         elif action.kind == Kind.RECORD:
             assert entry is not None
-            inputs = spec_inputs(m, entry.inputs.get("templates", {}))
-            entry.inputs, entry.spec_hash = inputs, spec_hash(inputs)
+            want = self.desired[name]
+            entry.inputs, entry.spec_hash = dict(want.inputs), want.spec_hash
             self._record(name, entry)
 
     def _prune(self, name: str) -> None:
@@ -449,13 +468,14 @@ def apply_directory(directory: Path, provider: Provider, options: Options | None
         ws = first.reloaded()               # the lockfile again: another run may have saved
         if ws.lock != first.lock:
             desired = ws.desired()
-        plan = make_plan(desired, ws.lock, observe(provider, ws.lock, desired),
-                         max_attempts=options.max_attempts, resubmit=options.resubmit)
+        observed = observe(provider, ws.lock, desired)
+        plan = make_plan(desired, ws.lock, observed, max_attempts=options.max_attempts,
+                         resubmit=options.resubmit)
         if show_plan is not None:
             show_plan(plan)
         check_budgets(ws, plan, options.max_cost)
         progress = progress or Progress(io.StringIO(), tty=False, quiet=True)
-        return Applier(ws, provider, options, progress).run(plan)
+        return Applier(ws, provider, options, progress, desired, observed).run(plan)
 
 
 def prepare(directory: Path) -> tuple[Workspace, list[Desired]]:
@@ -466,8 +486,13 @@ def prepare(directory: Path) -> tuple[Workspace, list[Desired]]:
 def _failed_keys(m: Manifest) -> set[str]:
     """Keys in the errors output: the requests a follow-up batch sends again."""
     keys = set()
-    with open(m.errors.path, "rb") as f:
-        for line in f:
-            if line.strip():
-                keys.add(orjson.loads(line)["key"])
+    try:
+        with open(m.errors.path, "rb") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    keys.add(str(orjson.loads(line)["key"]))
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        raise OutputError(f"cannot read the failed requests from {m.errors.rel}; delete it and "
+                          "run apply again, which writes it anew from the results",
+                          path=m.source) from None
     return keys

@@ -61,16 +61,43 @@ class Desired:
 
 @dataclass(frozen=True)
 class Observed:
-    """The provider's jobs, by job name; `complete` is False when only some were looked up."""
+    """The provider's jobs, by job name; `complete` when every job was listed, not only the
+    ones the lockfile names."""
 
     jobs: Mapping[str, RemoteJob]
+    complete: bool = False
 
     def tagged(self, display_name: str) -> RemoteJob | None:
-        """The most useful job carrying `display_name`: succeeded, then live, then newest."""
-        found = [j for j in self.jobs.values() if j.display_name == display_name]
-        rank = {JobState.SUCCEEDED: 0, JobState.PENDING: 1, JobState.RUNNING: 1}
-        found.sort(key=lambda j: (rank.get(j.state, 2), _neg(j.create_time)))
-        return found[0] if found else None
+        """The most useful job carrying `display_name`."""
+        return best([j for j in self.jobs.values() if j.display_name == display_name])
+
+    def attempts(self, name: str, content_hash: str) -> list[tuple[int, RemoteJob]]:
+        """Every job submitted for these requests, with its attempt number (follow-up
+        batches of failures excluded)."""
+        found = []
+        for job in self.jobs.values():
+            n = attempt_of(name, content_hash, job.display_name)
+            if n is not None:
+                found.append((n, job))
+        return found
+
+
+_RANK = {JobState.SUCCEEDED: 0, JobState.PENDING: 1, JobState.RUNNING: 1}
+
+
+def best(jobs: list[RemoteJob]) -> RemoteJob | None:
+    """The most useful of several jobs for the same requests: succeeded, then live, newest."""
+    return min(jobs, key=lambda j: (_RANK.get(j.state, 2), _neg(j.create_time)), default=None)
+
+
+def attempt_of(name: str, content_hash: str, tag: str) -> int | None:
+    """The attempt a displayName tags for this batch's requests: 1 for `<name>-<hash>`, N for
+    `<name>-<hash>-N`; None for anything else."""
+    base = display_name(name, content_hash)
+    if tag == base:
+        return 1
+    rest = tag[len(base) + 1:] if tag.startswith(base + "-") else ""
+    return int(rest) if rest.isdigit() else None
 
 
 def _neg(t: str | None) -> tuple[int, ...]:
@@ -86,7 +113,7 @@ class Action:
     content_hash: str | None = None
     display_name: str | None = None
     job: RemoteJob | None = None        # the remote job to adopt, wait for or download
-    old_job: str | None = None          # for replace: the job that is superseded
+    old_jobs: tuple[str, ...] = ()      # live jobs of superseded requests, to cancel
     attempt: int = 1
     retry: bool = False                 # the action concerns the open follow-up batch
 
@@ -257,6 +284,31 @@ def _for_job(want: Desired, entry: LockEntry, observed: Observed, attempt: int,
                   job=job, **base)
 
 
+def _for_new_content(want: Desired, entry: LockEntry | None, observed: Observed) -> Action:
+    """Requests the lockfile does not record: adopt a job already submitted for them (one
+    that succeeded or still runs), else submit them under the next unused attempt tag."""
+    found = observed.attempts(want.name, want.content_hash)
+    usable = best([j for _, j in found if j.state in _RANK])
+    live = tuple(job for job in ((entry.job, entry.current_job) if entry else ())
+                 if job and (j := observed.jobs.get(job)) is not None and not j.state.terminal)
+    live = tuple(dict.fromkeys(live))
+    cancels = "; the old job is still running and will be cancelled" if live else ""
+    if usable is not None:
+        attempt = attempt_of(want.name, want.content_hash, usable.display_name) or 1
+        return Action(Kind.ADOPT, want.name, f"a job tagged {usable.display_name} already "
+                      f"exists on the provider{cancels}", want.requests, want.content_hash,
+                      usable.display_name, job=usable, old_jobs=live, attempt=attempt)
+    attempt = max((n for n, _ in found), default=0) + 1
+    tag = display_name(want.name, want.content_hash, attempt)
+    if entry is None:
+        reason = "new batch" if attempt == 1 else f"new batch (attempt {attempt}: earlier " \
+            "jobs for the same requests ended without results)"
+        return Action(Kind.CREATE, want.name, reason, want.requests, want.content_hash, tag,
+                      attempt=attempt)
+    return Action(Kind.REPLACE, want.name, change_reason(entry, want) + cancels, want.requests,
+                  want.content_hash, tag, old_jobs=live, attempt=attempt)
+
+
 def plan(desired: list[Desired], lock: Lock, observed: Observed, *,
          max_attempts: int = 3, resubmit: frozenset[str] = frozenset()) -> Plan:
     """One action per manifest (and per orphaned lockfile entry). `resubmit` names batches
@@ -265,24 +317,8 @@ def plan(desired: list[Desired], lock: Lock, observed: Observed, *,
     warnings: list[str] = []
     for want in desired:
         entry = lock.batches.get(want.name)
-        first = display_name(want.name, want.content_hash)
         if entry is None or entry.content_hash != want.content_hash:
-            tagged = observed.tagged(first)
-            if tagged is not None:
-                actions.append(Action(Kind.ADOPT, want.name, f"a job tagged {first} already "
-                                      "exists on the provider", want.requests, want.content_hash,
-                                      first, job=tagged))
-            elif entry is None:
-                actions.append(Action(Kind.CREATE, want.name, "new batch", want.requests,
-                                      want.content_hash, first))
-            else:
-                old = observed.jobs.get(entry.job or "")
-                live = old is not None and not old.state.terminal
-                reason = change_reason(entry, want) + ("; the old job is still running and will "
-                                                       "be cancelled" if live else "")
-                actions.append(Action(Kind.REPLACE, want.name, reason, want.requests,
-                                      want.content_hash, first,
-                                      old_job=entry.job if live else None))
+            actions.append(_for_new_content(want, entry, observed))
             continue
         attempt = max(entry.attempts, 1)
         if entry.state == JobState.CREATING.value or entry.job is None:

@@ -66,10 +66,11 @@ def observe(provider: Provider, lock: lockfile.Lock, desired: list[Desired]) -> 
     entries = [(lock.batches.get(w.name), w) for w in desired]
     wanted = {job for e, w in entries if e is not None and needs_remote(e, w)
               for job in (e.job, e.current_job) if job}
-    if any(needs_tag_search(e, w) for e, w in entries) or len(wanted) > LIST_THRESHOLD:
+    complete = any(needs_tag_search(e, w) for e, w in entries) or len(wanted) > LIST_THRESHOLD
+    if complete:
         jobs.update((j.name, j) for j in provider.list_jobs())
     for name in sorted(wanted - set(jobs)):
         job = provider.get_job(name)
         if job is not None:
             jobs[name] = job
-    return Observed(jobs)
+    return Observed(jobs, complete)

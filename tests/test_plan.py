@@ -67,13 +67,13 @@ def test_changed_rows_replace_with_reason_and_cancel_running_old_job() -> None:
     changed = want(H2, inputs={"manifest": "sha256:" + "6" * 64, "rows": "sha256:" + "9" * 64})
     a = one([changed], lock, [job(JobState.RUNNING)])
     assert a.kind == Kind.REPLACE and a.symbol == "-/+"
-    assert a.reason.startswith("row data changed") and a.old_job == "batches/j1"
+    assert a.reason.startswith("row data changed") and a.old_jobs == ("batches/j1",)
 
 
 def test_changed_model_is_named() -> None:
     lock = Lock({"b": entry()})
     a = one([want(H2, model="m2")], lock, [job(JobState.SUCCEEDED)])
-    assert a.kind == Kind.REPLACE and "model changed (m -> m2)" in a.reason and a.old_job is None
+    assert a.kind == Kind.REPLACE and "model changed (m -> m2)" in a.reason and a.old_jobs == ()
 
 
 def test_running_job_is_waited_for() -> None:
@@ -142,3 +142,26 @@ def test_tagged_lookup_prefers_succeeded_job() -> None:
     obs = Observed({j.name: j for j in jobs})
     found = obs.tagged(display_name("b", H1))
     assert found is not None and found.name == "batches/y"
+
+
+def test_lost_lockfile_adopts_the_attempt_that_succeeded() -> None:
+    jobs = [job(JobState.EXPIRED, name="batches/a1"),
+            job(JobState.SUCCEEDED, name="batches/a2", attempt=2)]
+    a = one([want()], Lock(), jobs)
+    assert (a.kind, a.job.name, a.attempt) == (Kind.ADOPT, "batches/a2", 2)
+
+
+def test_jobs_that_ended_without_results_are_not_adopted() -> None:
+    """Reverting to requests whose job was cancelled submits them under the next tag."""
+    jobs = [job(JobState.CANCELLED, name="batches/a1"), job(JobState.RUNNING, name="batches/b",
+                                                            content=H2)]
+    lock = Lock({"b": entry("RUNNING", content=H2, job="batches/b")})
+    a = one([want()], lock, jobs)
+    assert (a.kind, a.attempt, a.display_name) == (Kind.REPLACE, 2, display_name("b", H1, 2))
+    assert a.old_jobs == ("batches/b",)
+
+
+def test_follow_up_tags_are_not_main_jobs() -> None:
+    retry = RemoteJob(name="batches/r", display_name=display_name("b", H1) + "-retry1",
+                      state=JobState.SUCCEEDED)
+    assert one([want()], Lock(), [retry]).kind == Kind.CREATE

@@ -91,15 +91,20 @@ def test_killed_holder_leaves_no_stale_lock(proj: Path, emu: Emulator) -> None:
 def test_api_key_never_written_printed_or_on_the_command_line(proj: Path, emu: Emulator) -> None:
     """A full apply, with faults that make the runner retry and report, searched for the key."""
     emu.faults = Faults(rate_429=0.2, retry_after=0.01, rate_503=0.2, seed=3)
-    run = start(proj, emu, "--verbose")
     seen_cmdlines = []
-    while run.poll() is None:
-        try:
-            seen_cmdlines.append(Path(f"/proc/{run.pid}/cmdline").read_bytes())
-        except OSError:
+    printed = []
+    for _ in range(4):      # a create whose answer was a 503 is left for the next run
+        run = start(proj, emu, "--verbose")
+        while run.poll() is None:
+            try:
+                seen_cmdlines.append(Path(f"/proc/{run.pid}/cmdline").read_bytes())
+            except OSError:
+                break
+            time.sleep(0.05)
+        out, err = run.communicate(timeout=60)
+        printed += [out, err]
+        if run.returncode == 0:
             break
-        time.sleep(0.05)
-    out, err = run.communicate(timeout=60)
     assert run.returncode == 0, err
     emu.faults = Faults(fail=True)
     (proj / "m.yaml").write_text(MINIMAL.replace("2+2", "3+3"))
@@ -107,7 +112,7 @@ def test_api_key_never_written_printed_or_on_the_command_line(proj: Path, emu: E
     out2, err2 = failed.communicate(timeout=60)
     assert failed.returncode == 1
     assert seen_cmdlines and not any(SECRET.encode() in c for c in seen_cmdlines)
-    for text in (out, err, out2, err2):
+    for text in (*printed, out2, err2):
         assert SECRET not in text
     written = [p for p in proj.rglob("*") if p.is_file()]
     assert any(p.name == "batches.lock" for p in written)
