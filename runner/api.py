@@ -25,7 +25,7 @@ from .desired import render_into
 from .errors import LockfileError, RunnerError
 from .lockfile import STATE_DIR, LockEntry, held
 from .manifest import Manifest
-from .plan import CANCELLED_BY_USER, SUBMITS, Plan, display_name
+from .plan import CANCELLED_BY_USER, SUBMITS, Plan, attempt_of, display_name
 from .plan import plan as make_plan
 from .providers.base import JobState, Provider, RemoteJob
 from .providers.gemini import GeminiProvider, api_key_from_env
@@ -56,9 +56,12 @@ def connect(directory: PathLike, *, emulator: bool = False) -> Iterator[Provider
     if emulator:
         from .emulator import Emulator
 
-        latency = float(os.environ.get("RUNNER_EMULATOR_LATENCY", "2"))
+        latency = os.environ.get("RUNNER_EMULATOR_LATENCY", "2")
+        if not latency.replace(".", "", 1).isdigit():
+            raise RunnerError(f"RUNNER_EMULATOR_LATENCY must be a number of seconds "
+                              f"(got {latency!r})")
         state = Path(directory).absolute() / STATE_DIR / "emulator"
-        with Emulator(state, latency=latency) as emu:
+        with Emulator(state, latency=float(latency)) as emu:
             provider = GeminiProvider(EMULATOR_KEY, emu.base_url, **_tuning())
             try:
                 yield provider
@@ -197,7 +200,8 @@ def adopt(directory: PathLike, name: str, job: str, *, force: bool = False,
         if remote is None:
             raise RunnerError(f"job {job!r} not found on the provider")
         problems = []
-        if not remote.display_name.startswith(tag):
+        attempt = attempt_of(name, rendered.content_hash, remote.display_name)
+        if attempt is None:
             problems.append(f"its displayName {remote.display_name!r} does not carry the "
                             f"manifest's tag {tag!r} (the requests differ)")
         if remote.total and remote.total != rendered.requests:
@@ -213,7 +217,7 @@ def adopt(directory: PathLike, name: str, job: str, *, force: bool = False,
             content_hash=rendered.content_hash, provider=m.provider, model=m.model,
             requests=rendered.requests, display_name=remote.display_name,
             state=remote.state.value, outputs_hash=desired.outputs_hash, job=remote.name,
-            submitted_at=remote.create_time or now(), attempts=1,
+            submitted_at=remote.create_time or now(), attempts=attempt or 1,
             input_file=remote.input_file)
         ws.lock.batches[name] = entry
         ws.save_lock()

@@ -28,6 +28,19 @@ def _out(text: str) -> None:
     print(text, flush=True)
 
 
+def _seconds(env: str, default: float) -> float:
+    value = os.environ.get(env)
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise RunnerError(f"{env} must be a number of seconds (got {value!r})")
+    return seconds
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     counts = api.validate(args.directory)
     for name, count in counts.items():
@@ -72,7 +85,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     options = Options(wait=not args.no_wait, timeout=args.timeout, prune=args.prune,
                       prune_outputs=args.prune_outputs, max_cost=args.max_cost,
                       max_attempts=args.max_attempts, resubmit=frozenset(args.resubmit),
-                      poll_base=float(os.environ.get("RUNNER_POLL_SECONDS", "2")))
+                      poll_base=_seconds("RUNNER_POLL_SECONDS", 2.0))
     progress = Progress.for_stream(sys.stdout, quiet=args.quiet)
 
     def show(plan: Plan) -> None:
@@ -233,6 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        return 1
+    except OSError as e:    # the disk or the system refused: full, read-only, no permission
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
         return 1
     except Exception as e:  # a bug: one line, and the traceback only when asked for
         if args.verbose:

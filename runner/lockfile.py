@@ -149,7 +149,9 @@ def _block(key: str, value: Any, depth: int) -> str:
     return f"{pad}{_scalar(key)}: {_scalar(value)}\n"
 
 
-_PLAIN = re.compile(r"[A-Za-z_/.][A-Za-z0-9_/.:@+-]*")
+_PLAIN = re.compile(r"[A-Za-z_/.][A-Za-z0-9_/.:@+-]*(?<!:)")
+# characters YAML does not read back as written inside a double-quoted scalar
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
 
 
 def _scalar(value: Any) -> str:
@@ -157,12 +159,21 @@ def _scalar(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text = repr(value)
+        # YAML 1.1 reads 1e-05 as a string: its floats need a dot and a signed exponent
+        mantissa, e, exponent = text.partition("e")
+        if e and "." not in mantissa:
+            text = f"{mantissa}.0e{exponent}"
+        return text
     text = str(value)
     if _PLAIN.fullmatch(text) and _resolves_to_str(text):
         return text
-    return json.dumps(text, ensure_ascii=False)    # a double-quoted YAML scalar
+    # a double-quoted YAML scalar; escapes (\uXXXX) wherever a raw character would not
+    # survive the round trip
+    return json.dumps(text, ensure_ascii=bool(_UNSAFE.search(text)))
 
 
 @lru_cache(maxsize=4096)

@@ -1,4 +1,4 @@
-"""File digests remembered by (size, mtime, inode), as git's index and DVC's state do.
+"""File digests remembered by (size, mtime, ctime, inode), as git's index and DVC's state do.
 
 An unchanged plan over a million-row data file and its outputs would otherwise read gigabytes
 to learn that nothing changed. The cache lives under `.runner/` (local, never committed); a
@@ -35,12 +35,13 @@ class DigestCache:
     def digest(self, path: Path) -> str:
         st = path.stat()
         key = str(path.resolve())
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         cached = self._entries.get(key)
-        if cached is not None and cached[:3] == stamp and isinstance(cached[3], str):
-            return cached[3]
+        if isinstance(cached, list) and len(cached) == 5 and cached[:4] == stamp \
+                and isinstance(cached[4], str):
+            return cached[4]
         value = file_digest(path)
-        if time.time_ns() - st.st_mtime_ns > _TRUST_AFTER_NS:
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _TRUST_AFTER_NS:
             self._entries[key] = [*stamp, value]
             self._dirty = True
         return value

@@ -84,13 +84,21 @@ class GeminiProvider:
                  timeout: float = 60.0, max_attempts: int = 8, sleep: Sleep = real_sleep,
                  backoff: Backoff | None = None, inline_limit: int = INLINE_LIMIT,
                  chunk_size: int = CHUNK):
+        api_key = api_key.strip()
         if not api_key:
             raise ProviderError("no Gemini API key: set GEMINI_API_KEY (or GOOGLE_API_KEY), or "
                                 "pass --emulator to use the local emulator")
+        if not (api_key.isascii() and api_key.isprintable()):
+            raise ProviderError("the Gemini API key holds characters an API key cannot have "
+                                "(check GEMINI_API_KEY for a stray character)")
         self._base = (base_url or os.environ.get("GEMINI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-        if not self._base.startswith(("http://", "https://")):
-            raise ProviderError(f"GEMINI_BASE_URL must start with http:// or https:// "
-                                f"(got {self._base!r})")
+        url = httpx.URL(self._base)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ProviderError(f"GEMINI_BASE_URL must be an http(s) URL (got {self._base!r})")
+        if url.scheme == "http" and url.host not in ("localhost", "127.0.0.1", "::1") \
+                and not url.host.startswith("127."):
+            raise ProviderError("GEMINI_BASE_URL may use plain http:// only for a server on this "
+                                "machine (the key would cross the network in clear); use https://")
         self._version = api_version
         self.inline_limit = inline_limit
         self._chunk = chunk_size
