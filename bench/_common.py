@@ -9,6 +9,7 @@ import random
 import resource
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 MANIFEST = """\
@@ -50,6 +51,54 @@ def make_dataset(directory: Path, name: str, rows: int, seed: int = 0) -> Path:
 def peak_rss_mb() -> float:
     """Peak resident set size of this process, in MB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class TreeRss:
+    """Samples the RSS of this process plus every process under it (worker processes, the fork
+    server) and keeps the peak of the sum. Shared pages count once per process, so the figure
+    overstates the memory used; a peak between two samples is missed. Linux only."""
+
+    def __init__(self, every: float = 0.25):
+        self.peak_mb = 0.0
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self.peak_mb = max(self.peak_mb, _tree_rss_mb(os.getpid()))
+            if self._stop.wait(self._every):
+                return
+
+
+def _tree_rss_mb(root: int) -> float:
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:     # the process ended meanwhile
+            continue
+        pid = int(entry)
+        children.setdefault(int(fields[1]), []).append(pid)
+        rss[pid] = int(fields[21])     # resident pages
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def in_fresh_process(module: str, *args: str) -> dict[str, float]:

@@ -16,6 +16,7 @@ from .hashing import ContentHasher, canonical, combine, digest
 from .statcache import NO_CACHE, DigestCache, digest_or_none
 from .lockfile import LockEntry
 from .manifest import Manifest
+from .parallel import PARALLEL, Parallel, render_jsonl
 from .plan import Desired
 from .render import Renderer
 
@@ -28,20 +29,27 @@ class Rendered:
 
 
 def render_into(manifest: Manifest, sink: IO[bytes] | None = None,
-                only: Collection[str] | None = None) -> Rendered:
+                only: Collection[str] | None = None, parallel: Parallel = PARALLEL) -> Rendered:
     """Renders every row; writes the provider's JSONL input lines to `sink` if given. With
-    `only`, just the requests with those keys (a follow-up batch of failures)."""
+    `only`, just the requests with those keys (a follow-up batch of failures). A large JSONL
+    rows file is rendered across cores (see runner.parallel), to the same bytes."""
     renderer = Renderer(manifest)
     hasher = ContentHasher(manifest.provider, manifest.model)
-    count = 0
-    for req in renderer.requests():
-        if only is not None and req.key not in only:
-            continue
-        line = req.line_bytes() + b"\n"
-        hasher.add(line)
+
+    def emit(lines: bytes) -> None:
+        hasher.add(lines)
         if sink is not None:
-            sink.write(line)
-        count += 1
+            sink.write(lines)
+
+    rows = manifest.rows
+    if rows is not None and rows.suffix.lower() == ".jsonl" and rows.is_file():
+        count = render_jsonl(renderer, rows, emit, only, parallel)
+    else:   # other formats, inline items, and a rows file that is missing (said at spec.rows)
+        count = 0
+        for req in renderer.requests():
+            if only is None or req.key in only:
+                emit(req.line_bytes() + b"\n")
+                count += 1
     return Rendered(hasher.hexdigest(), count, renderer.template_files())
 
 

@@ -64,9 +64,9 @@ class ContentHasher:
         self._h.update(canonical({"recipe": RECIPE, "provider": provider, "model": model})
                        .encode() + b"\n")
 
-    def add(self, line: bytes) -> None:
-        """One request line, newline included."""
-        self._h.update(line)
+    def add(self, lines: bytes) -> None:
+        """Request lines, each with its newline: one or many at a time, the hash is the same."""
+        self._h.update(lines)
 
     def hexdigest(self) -> str:
         return f"{ALGORITHM}:{self._h.hexdigest()}"

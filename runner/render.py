@@ -14,7 +14,7 @@ from array import array
 from collections import Counter
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Collection, Iterable, Iterator, NamedTuple
 
 import jinja2
 import orjson
@@ -25,7 +25,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from .errors import DataError, TemplateError
 from .hashing import canonical_bytes, file_digest
 from .manifest import Manifest
-from .sources import Row
+from .sources import Row, not_an_object, refused_line
 
 Compiled = Callable[[dict[str, Any]], Any]
 
@@ -89,7 +89,10 @@ class Request(NamedTuple):
 
     def line_bytes(self) -> bytes:
         """The JSONL input line for the provider: `{"key":…,"request":…}`, canonical."""
-        return b'{"key":' + canonical_bytes(self.key) + b',"request":' + self.request_bytes + b"}"
+        return _INPUT_LINE % (canonical_bytes(self.key), self.request_bytes)
+
+
+_INPUT_LINE = b'{"key":%s,"request":%s}'
 
 
 class _Splice:
@@ -98,15 +101,14 @@ class _Splice:
     dict with sorted keys, because the keys (and so the order) never depend on the row."""
 
     def __init__(self, segments: list[bytes], holes: list[Compiled]):
-        self.segments = segments
-        self.holes = holes
+        # bytes %-formatting (PEP 461) fills every hole in one C call; a literal % is doubled
+        self._format = b"%s".join(segment.replace(b"%", b"%%") for segment in segments)
+        self._holes = holes
 
     def __call__(self, ctx: dict[str, Any]) -> bytes:
-        out = [self.segments[0]]
-        for hole, segment in zip(self.holes, self.segments[1:]):
-            out.append(orjson.dumps(hole(ctx)))
-            out.append(segment)
-        return b"".join(out)
+        if len(self._holes) == 1:   # the common case, without building a tuple
+            return self._format % orjson.dumps(self._holes[0](ctx))
+        return self._format % tuple([orjson.dumps(hole(ctx)) for hole in self._holes])
 
 
 class Renderer:
@@ -212,27 +214,73 @@ class Renderer:
                                    f": {detail}", at)
         return None
 
+    def _render(self, ctx: dict[str, Any]) -> tuple[str, bytes]:
+        """One row's key and request bytes; `ctx` gains the key. Raises _RowFailure."""
+        key = self._key(ctx)
+        if not isinstance(key, str) or not key.strip():
+            raise _RowFailure(f"key renders empty (spec.key is {self.manifest.key!r})",
+                              ("spec", "key"))
+        ctx["key"] = key
+        request: bytes = self._request(ctx)
+        return key, request
+
+    def _row_error(self, row: Row, e: _RowFailure) -> TemplateError:
+        return TemplateError(f"{self.manifest.rows_where(row)}: {e}", path=self.manifest.source,
+                             where=str(self.manifest.line_of(e.at)))
+
     def render_row(self, row: Row) -> Request:
-        ctx: dict[str, Any] = {"row": row.data, "index": row.index, "vars": self.manifest.vars}
         try:
-            key = self._key(ctx)
-            if not isinstance(key, str) or not key.strip():
-                raise _RowFailure(f"key renders empty (spec.key is {self.manifest.key!r})",
-                                  ("spec", "key"))
-            ctx["key"] = key
-            request: bytes = self._request(ctx)
+            key, request = self._render(
+                {"row": row.data, "index": row.index, "vars": self.manifest.vars})
         except _RowFailure as e:
-            raise TemplateError(f"{self.manifest.rows_where(row)}: {e}", path=self.manifest.source,
-                                where=str(self.manifest.line_of(e.at))) from None
+            raise self._row_error(row, e) from None
         return Request(row.index, key, request, row)
 
     def requests(self) -> Iterator[Request]:
         """Every request in input order; a repeated key is an error naming both rows."""
-        keys = _KeySet()
+        keys = KeySet()
         for row in self.manifest.iter_rows():
             req = self.render_row(row)
             keys.add(req.key)
             yield req
+        self.check_keys(keys)
+
+    def render_jsonl(self, lines: Iterable[bytes], index: int, line: int,
+                     write: Callable[[bytes], object], add_key: Callable[[str], object],
+                     only: Collection[str] | None = None) -> tuple[int, int, int]:
+        """Renders lines of the JSONL rows file, the first being line `line` and holding row
+        `index`: passes each provider input line (newline included) to `write`, or only those
+        whose key is in `only`, and every key to `add_key`. Returns the rows, the lines and the
+        input lines. The hot path of render_into: the same bytes and errors as requests(),
+        without a Row, a Request or a generator per row."""
+        path = self.manifest.rows
+        assert path is not None
+        variables = self.manifest.vars
+        render, loads, line_format = self._render, orjson.loads, _INPUT_LINE + b"\n"
+        first, n, written = index, line - 1, 0
+        for n, raw in enumerate(lines, line):
+            try:
+                value = loads(raw)
+            except orjson.JSONDecodeError:
+                value = refused_line(raw, path, n)
+                if value is None:
+                    continue
+            if type(value) is not dict:
+                raise not_an_object(value, path, n)
+            try:
+                key, request = render({"row": value, "index": index, "vars": variables})
+            except _RowFailure as e:
+                raise self._row_error(Row(index, value, f"line {n}"), e) from None
+            add_key(key)
+            if only is None or key in only:
+                write(line_format % (canonical_bytes(key), request))
+                written += 1
+            index += 1
+        return index - first, n - line + 1, written
+
+    def check_keys(self, keys: KeySet) -> None:
+        """Raises for a key that repeats, naming both rows: only then are the rows rendered
+        again, to find them."""
         repeated = keys.repeated()
         if repeated:
             self._find_duplicate(repeated)
@@ -252,6 +300,15 @@ class Renderer:
                                 where=str(self.manifest.line_of(["spec", "key"])))
             first[key] = self.manifest.rows_where(row)
 
+    @property
+    def used_templates(self) -> frozenset[str]:
+        """Names of the included template files seen so far."""
+        return frozenset(self._loader.used)
+
+    def add_used_templates(self, names: Iterable[str]) -> None:
+        """Templates that were included while rendering elsewhere (in a worker process)."""
+        self._loader.used.update(names)
+
     def template_files(self) -> dict[str, str]:
         """Included template files seen so far, with their digests (for the spec hash)."""
         return {name: file_digest(self.manifest.project / name)
@@ -262,9 +319,7 @@ class Renderer:
         try:
             value = column(ctx)
         except _RowFailure as e:
-            raise TemplateError(f"{self.manifest.rows_where(req.row)}: {e}",
-                                path=self.manifest.source,
-                                where=str(self.manifest.line_of(e.at))) from None
+            raise self._row_error(req.row, e) from None
         return value if isinstance(value, str) else str(value)
 
 
@@ -277,34 +332,35 @@ class _RowFailure(Exception):
         self.at = at
 
 
-class _KeySet:
+class KeySet:
     """Tells whether a key repeats, in 8 bytes per key instead of the ~100 a set of strings
-    costs: a fixed 16 MiB bitmap of key hashes flags possible repeats as they come, and the
-    hashes in order (8 bytes each) settle the few flagged ones at the end."""
+    costs: each key's hash is appended to one of 64 arrays (by its low bits), and at the end
+    each array is checked with a set, one at a time, so that the check needs a 64th of the
+    memory one set of every hash would. hash() differs between processes: keys rendered in
+    worker processes are added here, in one process."""
 
-    BITS = 1 << 27
+    PARTS = 64
 
     def __init__(self) -> None:
-        self._bits = bytearray(self.BITS // 8)
-        self._order = array("q")
-        self._flagged: set[int] = set()
+        self._parts = [array("q") for _ in range(self.PARTS)]
 
     def add(self, key: str) -> None:
         h = hash(key)
-        self._order.append(h)
-        slot = h & (self.BITS - 1)
-        byte, bit = slot >> 3, 1 << (slot & 7)
-        if self._bits[byte] & bit:
-            self._flagged.add(h)
-        else:
-            self._bits[byte] |= bit
+        self._parts[h % self.PARTS].append(h)
+
+    def update(self, keys: Iterable[str]) -> None:
+        parts = self._parts
+        for key in keys:
+            h = hash(key)
+            parts[h % self.PARTS].append(h)
 
     def repeated(self) -> set[int]:
-        """Hashes seen more than once: the flagged ones that are not mere bitmap collisions."""
-        if not self._flagged:
-            return set()
-        counts = Counter(h for h in self._order if h in self._flagged)
-        return {h for h, n in counts.items() if n > 1}
+        """Hashes seen more than once (nearly always a key seen more than once)."""
+        found: set[int] = set()
+        for part in self._parts:
+            if len(set(part)) != len(part):
+                found.update(h for h, n in Counter(part).items() if n > 1)
+        return found
 
 
 def _substitutions(tree: nodes.Template) -> list[Any] | None:

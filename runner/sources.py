@@ -7,9 +7,10 @@ row is reported with its file and line, never skipped.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Generator, Iterator, NamedTuple
 
 import orjson
 import yaml
@@ -84,30 +85,91 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             yield n, text
 
 
+def open_jsonl(path: Path) -> io.BufferedReader:
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise DataError(f"cannot read rows file: {e.strerror}", path=path) from None
+
+
 def _jsonl(path: Path) -> Iterator[Row]:
     """The hot path at a million rows: orjson parses each line straight from bytes, and only a
     line that fails is looked at again to say why. A JSON object naming a key twice keeps the
-    last value, as JSON parsers do (RFC 8259 allows it)."""
-    try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise DataError(f"cannot read rows file: {e.strerror}", path=path) from None
+    last value, as JSON parsers do (RFC 8259 allows it). The renderer's block path
+    (Renderer.render_jsonl) reads lines the same way, with the same helpers."""
     index = 0
-    with f:
+    with open_jsonl(path) as f:
         for n, raw in enumerate(f, 1):
             try:
                 value = orjson.loads(raw)
             except orjson.JSONDecodeError:
-                if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                    raw = raw[3:]
-                if not raw.strip():
+                value = refused_line(raw, path, n)
+                if value is None:
                     continue
-                value = _explain_jsonl(raw, path, n)
             if type(value) is not dict:
-                raise DataError(f"each line must be a JSON object, not {_kind(value)}",
-                                path=path, where=f"{n}")
+                raise not_an_object(value, path, n)
             yield Row(index, value, f"line {n}")
             index += 1
+
+
+def refused_line(raw: bytes, path: Path, n: int) -> Any:
+    """A JSONL line orjson refused: None if it is blank (skipped, not a row), its value if it
+    parses after all (a BOM on line 1), or a DataError saying why not."""
+    if _blank(raw, n):
+        return None
+    return _explain_jsonl(raw[3:] if n == 1 and raw.startswith(_BOM) else raw, path, n)
+
+
+def not_an_object(value: Any, path: Path, n: int) -> DataError:
+    return DataError(f"each line must be a JSON object, not {_kind(value)}", path=path,
+                     where=f"{n}")
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _blank(raw: bytes, n: int) -> bool:
+    """Whitespace only (a BOM included, on line 1): such a line is skipped and is no row."""
+    return not (raw[3:] if n == 1 and raw.startswith(_BOM) else raw).strip()
+
+
+class Block(NamedTuple):
+    """A run of whole lines of a JSONL file, with what a worker needs to render it on its own:
+    where it starts, and the row index and line number it starts at."""
+
+    start: int          # byte offset of its first line
+    lines: int          # lines in it, blank ones included
+    rows: int           # lines that are rows (not blank)
+    first_row: int      # row index of its first row
+    first_line: int     # 1-based line number of its first line
+
+
+def jsonl_blocks(path: Path, size: int) -> Generator[Block, None, None]:
+    """Cuts a JSONL file into blocks of about `size` bytes at line ends, counting lines and
+    rows as it goes (in C: a block where every line starts with `{` has no blank line). From a
+    line longer than `size` on, blocks are as big as needed to hold it."""
+    buf = bytearray(size)
+    start = index = 0
+    line = 1
+    with open_jsonl(path) as f:
+        while True:
+            f.seek(start)
+            got = f.readinto(buf)
+            if not got:
+                return
+            end = buf.rfind(b"\n", 0, got) + 1 if got == len(buf) else got
+            if end == 0:        # no line end in a full buffer: one long line, read it whole
+                buf = bytearray(2 * len(buf))
+                continue
+            lines = buf.count(b"\n", 0, end) + (buf[end - 1] != 0x0A)
+            rows = lines
+            if (buf[0] == 0x7B) + buf.count(b"\n{", 0, end) != lines:
+                pieces = bytes(buf[:end]).split(b"\n")[:lines]
+                rows = sum(not _blank(raw, n) for n, raw in enumerate(pieces, line))
+            yield Block(start, lines, rows, index, line)
+            start += end
+            index += rows
+            line += lines
 
 
 def _explain_jsonl(raw: bytes, path: Path, n: int) -> Any:
@@ -192,7 +254,7 @@ def _whole(path: Path) -> Iterator[Row]:
         raise DataError(f"invalid JSON at column {e.colno}: {e.msg}", path=path,
                         where=f"{e.lineno}") from None
     except yaml.YAMLError as e:
-        line, msg = describe_yaml_error(e)
+        line, msg = describe_yaml_error(e, text)
         raise DataError(msg, path=path, where=str(line) if line else None) from None
     if not isinstance(value, list):
         raise DataError(f"must hold a list of rows, not {_kind(value)}", path=path,
@@ -219,4 +281,4 @@ def read_rows(path: Path) -> Iterator[Row]:
     reader = _READERS.get(path.suffix.lower())
     if reader is None:
         raise DataError("unsupported rows file type (use .jsonl, .csv, .json or .yaml)", path=path)
-    yield from reader(path)
+    return reader(path)

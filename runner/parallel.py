@@ -1,0 +1,223 @@
+"""A JSONL rows file rendered in blocks: in this process, or across cores when it is large.
+
+This is render_into's hot path. A large file is cut into blocks of whole lines, each knowing the
+row index and line number it starts at (sources.jsonl_blocks), so that a worker process renders
+it on its own. Blocks come back in order and this process writes and hashes them: the bytes and
+the content hash are the ones a single process gives. Workers send their keys back, and the
+check for a repeated key runs here, over the whole file.
+
+A worker never reports an error itself. When a block fails in a worker (a bad row, a template
+error, a lost worker), this process renders on from that block, and so raises exactly what a
+single process raises, with the file and line; a repeated key is named the same way.
+
+Workers come from a fork server, which imports the main module in each of them as
+multiprocessing does: a script that renders through runner.api must guard its entry point with
+`if __name__ == "__main__":`, as any script using multiprocessing must.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+from collections import deque
+from collections.abc import Callable, Collection, Generator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import closing
+from io import BufferedReader
+from itertools import islice
+from pathlib import Path
+from typing import NamedTuple
+
+from .manifest import Manifest
+from .render import KeySet, Renderer
+from .sources import Block, jsonl_blocks, open_jsonl
+
+Emit = Callable[[bytes], None]
+
+
+class Parallel(NamedTuple):
+    """When to render across cores, and in what pieces."""
+
+    min_bytes: int = 32 << 20   # below this, starting workers (~0.5 s) costs more than it saves
+    block_bytes: int = 1 << 20  # a block in flight costs about three times this in memory
+    workers: int = 0            # 0: one per available CPU; 1: never across cores
+
+
+PARALLEL = Parallel()
+_CHUNK_LINES = 4096    # in this process: lines rendered between two writes
+
+
+def render_jsonl(renderer: Renderer, path: Path, emit: Emit,
+                 only: Collection[str] | None = None, parallel: Parallel = PARALLEL) -> int:
+    """Renders the rows file `path` (JSONL) and passes its input lines to `emit` in order, many
+    at a time. Returns the number of input lines (those with a key in `only`, if given)."""
+    # in a worker process (ours or a caller's), no pool inside the pool
+    workers = 1 if multiprocessing.parent_process() else parallel.workers or _cpus()
+    keys = KeySet()
+    if workers > 1 and path.stat().st_size > parallel.min_bytes:
+        rows, written = _across_cores(renderer, path, emit, keys, only, parallel.block_bytes,
+                                      workers)
+    else:
+        rows, written = _in_process(renderer, path, emit, keys, only)
+    if rows == 0:   # the row reader reports an empty file, at spec.rows
+        for _ in renderer.requests():
+            pass
+    renderer.check_keys(keys)
+    return written
+
+
+def _in_process(renderer: Renderer, path: Path, emit: Emit, keys: KeySet,
+                only: Collection[str] | None, start: int = 0, index: int = 0, line: int = 1
+                ) -> tuple[int, int]:
+    """Renders from byte `start` (line `line`, row `index`) to the end of the file. Returns the
+    rows and the input lines."""
+    rows = written = 0
+    with open_jsonl(path) as f:
+        f.seek(start)
+        while True:
+            out: list[bytes] = []
+            chunk_keys: list[str] = []
+            r, n, w = renderer.render_jsonl(islice(f, _CHUNK_LINES), index, line, out.append,
+                                            chunk_keys.append, only)
+            if n == 0:
+                return rows, written
+            if out:
+                emit(b"".join(out))
+            keys.update(chunk_keys)
+            index, line, rows, written = index + r, line + n, rows + r, written + w
+
+
+class _Done(NamedTuple):
+    """A block, rendered."""
+
+    data: bytes                 # its input lines
+    rows: int
+    written: int
+    keys: list[str]             # every row's key
+    templates: frozenset[str]   # included templates seen so far by the one that rendered it
+
+
+def _render_block(renderer: Renderer, f: BufferedReader, block: Block,
+                  only: Collection[str] | None) -> _Done:
+    f.seek(block.start)
+    out: list[bytes] = []
+    keys: list[str] = []
+    rows, _, written = renderer.render_jsonl(islice(f, block.lines), block.first_row,
+                                             block.first_line, out.append, keys.append, only)
+    return _Done(b"".join(out), rows, written, keys, renderer.used_templates)
+
+
+def _across_cores(renderer: Renderer, path: Path, emit: Emit, keys: KeySet,
+                  only: Collection[str] | None, block_bytes: int, workers: int
+                  ) -> tuple[int, int]:
+    """Renders the file block by block with `workers` processes, writing blocks in order as
+    they come back. Returns the rows and the input lines."""
+    rows = written = 0
+    failed: Block | None = None
+    pool = ProcessPoolExecutor(workers, _context(), initializer=_start,
+                               initargs=(renderer.manifest, only))
+    started = threading.Event()
+    threading.Thread(target=_warm_up, args=(pool, workers, started), daemon=True).start()
+    with pool, open_jsonl(path) as f:
+        def render_here(block: Block) -> _Done:
+            return _render_block(renderer, f, block, only)
+
+        blocks = jsonl_blocks(path, block_bytes)
+        with closing(_rendered(pool, blocks, render_here, started, 2 * workers)) as done:
+            for block, result in done:
+                # a worker failed, or read other rows than were counted (the file changed)
+                if result is None or result.rows != block.rows:
+                    failed = block
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    break
+                emit(result.data)
+                keys.update(result.keys)
+                renderer.add_used_templates(result.templates)
+                rows, written = rows + result.rows, written + result.written
+    if failed is not None:
+        more, more_written = _in_process(renderer, path, emit, keys, only, failed.start,
+                                         failed.first_row, failed.first_line)
+        rows, written = rows + more, written + more_written
+    return rows, written
+
+
+def _warm_up(pool: ProcessPoolExecutor, workers: int, started: threading.Event) -> None:
+    """Starts the workers. The first one waits for the fork server to import the renderer
+    (about half a second), and this process renders blocks itself in the meantime."""
+    if hasattr(signal, "pthread_sigmask"):  # started from here, the fork server inherits this
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})   # Ctrl-C is the parent's
+    try:
+        for future in [pool.submit(os.getpid) for _ in range(workers)]:
+            future.result()
+    except Exception:   # noqa: BLE001 - no workers, then: every block is rendered here
+        return
+    started.set()
+
+
+def _rendered(pool: ProcessPoolExecutor, blocks: Generator[Block, None, None],
+              render_here: Callable[[Block], _Done], started: threading.Event, window: int
+              ) -> Generator[tuple[Block, _Done | None], None, None]:
+    """Each block, rendered, in file order: here until the workers have started, then by them;
+    None where a worker failed. At most `window` blocks are in flight, so that memory stays
+    bounded whatever the size of the file."""
+    pending: deque[tuple[Block, Future[_Done] | None]] = deque()
+    with closing(blocks):
+        for block in blocks:
+            if not pending and not started.is_set():
+                yield block, render_here(block)
+                continue
+            try:
+                pending.append((block, pool.submit(_work, block)))
+            except Exception:   # noqa: BLE001 - the pool broke: this block is rendered here
+                pending.append((block, None))
+            if len(pending) >= window:
+                yield _result(*pending.popleft())
+    while pending:
+        yield _result(*pending.popleft())
+
+
+def _result(block: Block, future: Future[_Done] | None) -> tuple[Block, _Done | None]:
+    if future is None:
+        return block, None
+    try:
+        return block, future.result()
+    except Exception:   # noqa: BLE001 - rendered again here, to raise it with its place
+        return block, None
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """forkserver, not fork: the caller may have threads (the emulator serves from one), and a
+    forked copy of a process with threads can hang on a lock one of them held."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])   # workers start with the renderer imported
+    return context
+
+
+def _cpus() -> int:
+    """CPUs this process may use, up to 8: each worker costs ~50 MB, and this process, which
+    writes and hashes every line, would not keep up with many more."""
+    if hasattr(os, "sched_getaffinity"):
+        return min(len(os.sched_getaffinity(0)), 8)
+    return min(os.cpu_count() or 1, 8)
+
+
+# -- in a worker process ----------------------------------------------------------------------
+
+_worker: tuple[Renderer, BufferedReader, Collection[str] | None] | None = None
+
+
+def _start(manifest: Manifest, only: Collection[str] | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is for the parent to handle
+    global _worker
+    assert manifest.rows is not None
+    _worker = (Renderer(manifest), open_jsonl(manifest.rows), only)
+
+
+def _work(block: Block) -> _Done:
+    assert _worker is not None
+    renderer, f, only = _worker
+    return _render_block(renderer, f, block, only)
