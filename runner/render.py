@@ -25,7 +25,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from .errors import DataError, TemplateError
 from .hashing import canonical_bytes, file_digest
 from .manifest import Manifest
-from .sources import Row, not_an_object, refused_line
+from .sources import Row, parse_row
 
 Compiled = Callable[[dict[str, Any]], Any]
 
@@ -256,17 +256,12 @@ class Renderer:
         path = self.manifest.rows
         assert path is not None
         variables = self.manifest.vars
-        render, loads, line_format = self._render, orjson.loads, _INPUT_LINE + b"\n"
+        render, line_format = self._render, _INPUT_LINE + b"\n"
         first, n, written = index, line - 1, 0
         for n, raw in enumerate(lines, line):
-            try:
-                value = loads(raw)
-            except orjson.JSONDecodeError:
-                value = refused_line(raw, path, n)
-                if value is None:
-                    continue
-            if type(value) is not dict:
-                raise not_an_object(value, path, n)
+            value = parse_row(raw, path, n)
+            if value is None:
+                continue
             try:
                 key, request = render({"row": value, "index": index, "vars": variables})
             except _RowFailure as e:

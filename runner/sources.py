@@ -100,16 +100,24 @@ def _jsonl(path: Path) -> Iterator[Row]:
     index = 0
     with open_jsonl(path) as f:
         for n, raw in enumerate(f, 1):
-            try:
-                value = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                value = refused_line(raw, path, n)
-                if value is None:
-                    continue
-            if type(value) is not dict:
-                raise not_an_object(value, path, n)
-            yield Row(index, value, f"line {n}")
-            index += 1
+            value = parse_row(raw, path, n)
+            if value is not None:
+                yield Row(index, value, f"line {n}")
+                index += 1
+
+
+def parse_row(raw: bytes, path: Path, n: int) -> dict[str, Any] | None:
+    """Line `n` of a JSONL rows file as a row; None for a blank line; a DataError naming the
+    line for anything else."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = refused_line(raw, path, n)
+        if value is None:
+            return None
+    if type(value) is not dict:
+        raise not_an_object(value, path, n)
+    return value
 
 
 def refused_line(raw: bytes, path: Path, n: int) -> Any:
