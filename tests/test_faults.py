@@ -103,3 +103,26 @@ def test_upload_resumes_from_the_server_offset_and_download_retries(tmp_path: Pa
     assert back.read_bytes() == data.read_bytes()
     assert stats["uploads_started"] == 1
     assert stats["faults_reset"] + stats["faults_503"] > 5
+
+
+def test_retries_honour_retry_after_and_back_off_with_a_cap(tmp_path: Path) -> None:
+    with Emulator(tmp_path / "emu", latency=0.1) as emu:
+        slept: list[float] = []
+
+        def sleep(seconds: float) -> None:      # recorded, not slept; the fault ends after 4
+            slept.append(seconds)
+            if len(slept) == 4:
+                emu.faults = Faults()
+
+        emu.faults = Faults(rate_429=1.0, retry_after=7)
+        provider = GeminiProvider("k", emu.base_url, sleep=sleep,
+                                  backoff=Backoff(0.5, 4.0, rng=random.Random(2)))
+        assert list(provider.list_jobs()) == []
+        assert len(slept) == 4 and all(s >= 7 for s in slept)     # Retry-After wins
+        slept.clear()
+        emu.faults = Faults(rate_503=1.0)
+        assert list(provider.list_jobs()) == []
+        provider.close()
+    # capped exponential with jitter: within [ceiling/2, ceiling], ceiling 0.5, 1, 2, 4, 4...
+    ceilings = [0.5, 1.0, 2.0, 4.0]
+    assert all(c / 2 <= s <= c for s, c in zip(slept, ceilings))
