@@ -348,6 +348,9 @@ class Applier:
         entry = self.ws.lock.batches[name]
         records: list[LockEntry | Retry] = [entry, *entry.retries]
         for record in records:
+            if record.job is None and record.state == JobState.CREATING.value:
+                found = self._find(record.display_name)     # created just before a crash?
+                record.job = found.name if found is not None else None
             if record.job is None:
                 continue
             if record.state in ("CREATING", "PENDING", "RUNNING"):

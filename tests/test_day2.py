@@ -114,3 +114,15 @@ def test_prune_cancels_and_deletes_jobs_of_removed_manifests(
     assert main(["apply", str(proj), "--prune"]) == 0
     assert "tiny" not in lockfile.load(proj / "batches.lock").batches
     assert job not in job_states(emu)
+
+
+def test_prune_finds_a_job_created_just_before_a_crash(proj: Path, emu: Emulator) -> None:
+    assert main(["apply", str(proj), "--no-wait"]) == 0
+    path = proj / "batches.lock"
+    lock = lockfile.load(path)
+    job = lock.batches["tiny"].job
+    lock.batches["tiny"].job, lock.batches["tiny"].state = None, "CREATING"   # answer lost
+    lockfile.save(path, lock)
+    (proj / "m.yaml").unlink()
+    assert main(["apply", str(proj), "--prune"]) == 0
+    assert job not in job_states(emu) and "tiny" not in lockfile.load(path).batches
