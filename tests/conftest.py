@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -46,6 +47,31 @@ spec:
   outputs:
     - path: out/tiny.jsonl
 """
+
+ROWS_MANIFEST = """\
+apiVersion: batch-runner/v1
+kind: Batch
+metadata: {name: big}
+spec:
+  provider: gemini
+  model: gemini-2.5-flash
+  rows: data/rows.jsonl
+  key: "r{{ row.n }}"
+  request:
+    contents: [{role: user, parts: [{text: "Item {{ row.n }}: {{ row.body }}"}]}]
+  outputs:
+    - path: out/big.jsonl
+    - path: out/big.csv
+      columns: {n: "{{ row.n }}", answer: "{{ text }}"}
+"""
+
+
+def write_rows(directory: Path, rows: int, body: str) -> None:
+    """ROWS_MANIFEST's data file: `rows` rows {"n", "body"}."""
+    (directory / "data").mkdir(parents=True, exist_ok=True)
+    with open(directory / "data/rows.jsonl", "w") as f:
+        for n in range(rows):
+            f.write(json.dumps({"n": n, "body": body}) + "\n")
 
 
 @pytest.fixture

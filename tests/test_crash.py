@@ -7,7 +7,6 @@ small enough to go inline, one sent through a resumable file upload in several c
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -19,38 +18,19 @@ from typing import Iterator
 
 import pytest
 
-from conftest import MINIMAL, write_manifest
+from conftest import MINIMAL, ROWS_MANIFEST, write_manifest, write_rows
 from runner import lockfile
 from runner.emulator import Emulator
 from runner.failpoints import POINTS
 from runner.providers.gemini import GeminiProvider
 
-BIG = """\
-apiVersion: batch-runner/v1
-kind: Batch
-metadata: {name: big}
-spec:
-  provider: gemini
-  model: gemini-2.5-flash
-  rows: data/big.jsonl
-  key: "r{{ row.n }}"
-  request:
-    contents: [{role: user, parts: [{text: "Item {{ row.n }}: {{ row.body }}"}]}]
-  outputs:
-    - path: out/big.jsonl
-    - path: out/big.csv
-      columns: {n: "{{ row.n }}", answer: "{{ text }}"}
-"""
 
 
 def make_project(root: Path) -> Path:
     d = root / "proj"
     write_manifest(d, MINIMAL, "tiny.yaml")
-    write_manifest(d, BIG, "big.yaml")
-    (d / "data").mkdir()
-    with open(d / "data/big.jsonl", "w") as f:
-        for n in range(400):
-            f.write(json.dumps({"n": n, "body": f"row {n} " + "lorem ipsum " * 40}) + "\n")
+    write_manifest(d, ROWS_MANIFEST, "big.yaml")
+    write_rows(d, 400, "lorem ipsum " * 40)
     return d
 
 

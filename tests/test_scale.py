@@ -12,24 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from conftest import write_manifest
+from conftest import ROWS_MANIFEST, write_manifest, write_rows
 
-MANIFEST = """\
-apiVersion: batch-runner/v1
-kind: Batch
-metadata: {name: big}
-spec:
-  provider: gemini
-  model: gemini-2.5-flash
-  rows: data/rows.jsonl
-  key: "t{{ row.n }}"
-  request:
-    contents: [{role: user, parts: [{text: "Ticket {{ row.n }}: {{ row.body }}"}]}]
-  outputs:
-    - path: out/big.jsonl
-    - path: out/big.csv
-      columns: {n: "{{ row.n }}", answer: "{{ text }}"}
-"""
 
 SCRIPT = textwrap.dedent("""
     import json, random, resource, sys
@@ -46,7 +30,7 @@ SCRIPT = textwrap.dedent("""
     random.Random(1).shuffle(order)
     with open(d / "results.jsonl", "w") as f:
         for i in order:
-            f.write(json.dumps({"key": f"t{i}", "response": {"candidates": [{"content": {
+            f.write(json.dumps({"key": f"r{i}", "response": {"candidates": [{"content": {
                 "parts": [{"text": f"answer {i}"}]}, "finishReason": "STOP"}]}}) + "\\n")
     written = write_outputs(m, [d / "results.jsonl"], d / ".work")
     print(json.dumps({"requests": rendered.requests, "succeeded": written.succeeded,
@@ -56,11 +40,8 @@ SCRIPT = textwrap.dedent("""
 
 def peak(tmp_path: Path, rows: int) -> dict[str, float]:
     d = tmp_path / f"p{rows}"
-    write_manifest(d, MANIFEST)
-    (d / "data").mkdir()
-    with open(d / "data/rows.jsonl", "w") as f:
-        for i in range(rows):
-            f.write(json.dumps({"n": i, "body": "lorem ipsum dolor sit amet " * 12}) + "\n")
+    write_manifest(d, ROWS_MANIFEST)
+    write_rows(d, rows, "lorem ipsum dolor sit amet " * 12)
     out = subprocess.run([sys.executable, "-c", SCRIPT, str(d), str(rows)], check=True,
                          capture_output=True, text=True).stdout
     figures: dict[str, float] = json.loads(out)
