@@ -21,9 +21,9 @@ from .apply import Options, Outcome, apply_directory, now, prepare
 from .costs import Costs, plan_costs
 from .pricing import Spent
 from .progress import Progress
-from .desired import render_into
+from .desired import render_shards
 from .errors import LockfileError, RunnerError
-from .lockfile import STATE_DIR, LockEntry, held
+from .lockfile import LIVE, STATE_DIR, LockEntry, held
 from .manifest import Manifest
 from .plan import CANCELLED_BY_USER, SUBMITS, Plan, attempt_of, display_name
 from .plan import plan as make_plan
@@ -144,8 +144,8 @@ def status(directory: PathLike, *, provider: Provider | None = None,
         observed = observe(p, ws.lock, desired)
         remote: dict[str, RemoteJob | None] = dict(observed.jobs)
         for entry in ws.lock.batches.values():
-            for job in {entry.job, entry.current_job} - {None} - set(remote):
-                assert job is not None
+            jobs = {p.job for p in entry.parts()} | {entry.current_job}
+            for job in sorted(j for j in jobs - set(remote) if j):
                 remote[job] = p.get_job(job)
     return statuses(make_plan(desired, ws.lock, observed), ws.lock, remote)
 
@@ -159,7 +159,8 @@ def _entry(ws: Workspace, name: str) -> LockEntry:
 
 def cancel(directory: PathLike, names: Iterable[str], *, provider: Provider | None = None,
            emulator: bool = False, lock_timeout: float = 0.0) -> list[str]:
-    """Cancels the running job of each named batch and records it; returns the jobs cancelled.
+    """Cancels the running jobs of each named batch (every shard's, when it is split) and
+    records them; returns the jobs cancelled.
     The batch then stays as it is until `apply --resubmit NAME`."""
     path = Path(directory)
     ws = Workspace.open(path)
@@ -171,14 +172,15 @@ def cancel(directory: PathLike, names: Iterable[str], *, provider: Provider | No
         for name in names:
             entry = _entry(ws, name)
             retry = entry.open_retry
-            record = retry if retry is not None else entry
-            if record.job is None or record.state not in ("CREATING", "PENDING", "RUNNING"):
-                continue
-            p.cancel_job(record.job)
-            record.state, record.finished_at = JobState.CANCELLED.value, now()
-            record.error = CANCELLED_BY_USER
-            cancelled.append(record.job)
-            ws.save_lock()
+            records = [retry] if retry is not None else entry.parts()
+            for record in records:
+                if record.job is None or record.state not in LIVE:
+                    continue
+                p.cancel_job(record.job)
+                record.state, record.finished_at = JobState.CANCELLED.value, now()
+                record.error = CANCELLED_BY_USER
+                cancelled.append(record.job)
+                ws.save_lock()
     return cancelled
 
 
@@ -193,7 +195,11 @@ def adopt(directory: PathLike, name: str, job: str, *, force: bool = False,
         m: Manifest = ws.manifest(name)
     except KeyError:
         raise RunnerError(f"no manifest declares a batch named {name!r}", path=path) from None
-    rendered = render_into(m)
+    rendered = render_shards(m)
+    if len(rendered.shards) > 1:
+        raise RunnerError(f"batch {name!r} is split into {len(rendered.shards)} shards, each its "
+                          "own job; apply finds an existing job of each shard by its "
+                          "displayName tag by itself")
     tag = display_name(name, rendered.content_hash)
     with held(ws.directory, lock_timeout), _provider(directory, provider, emulator) as p:
         remote = p.get_job(job)

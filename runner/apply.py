@@ -20,11 +20,12 @@ from typing import Any, Callable
 import orjson
 
 from .costs import check_budgets
-from .desired import input_path, outputs_hash, render_into, spec_hash, spec_inputs
+from .desired import (Rendered, input_path, outputs_hash, render_into, render_shards,
+                      spec_hash, spec_inputs)
 from .errors import OutputError, ProviderError, RunnerError
 from .failpoints import hit
 from .fsutil import atomic_writer
-from .lockfile import LockEntry, Retry, held
+from .lockfile import LIVE, LockEntry, Part, Retry, Shard, held
 from .manifest import Manifest
 from .outputs import write_outputs
 from .plan import Action, Desired, Kind, Observed, Plan, best, display_name, retry_name
@@ -33,6 +34,7 @@ from .plan import plan as make_plan
 from .pricing import load_prices, spent
 from .progress import Progress
 from .retry import Backoff, Sleep, real_sleep
+from .shards import ShardHash
 from .workspace import LIST_THRESHOLD, Workspace, observe
 
 @dataclass
@@ -80,6 +82,7 @@ class Applier:
         self._listing: dict[str, RemoteJob] | None = \
             dict(observed.jobs) if observed is not None and observed.complete else None
         self.desired = {d.name: d for d in desired}
+        self._rendered: dict[str, tuple[dict[str, Any], Rendered]] = {}
 
     # -- journal ---------------------------------------------------------------------------
 
@@ -87,16 +90,46 @@ class Applier:
         self.ws.lock.batches[name] = entry
         self.ws.save_lock()
 
-    def _entry_for(self, m: Manifest, action: Action, rendered_hash: str, requests: int,
-                   inputs: dict[str, Any]) -> LockEntry:
-        """A new record, with the inputs digested before rendering: an edit made while the
-        job runs is then seen by the next plan, not recorded as if it had been sent."""
-        return LockEntry(
-            manifest=m.rel_source, spec_hash=spec_hash(inputs), inputs=inputs,
-            content_hash=rendered_hash, provider=m.provider, model=m.model, requests=requests,
-            display_name=display_name(m.name, rendered_hash, action.attempt),
-            state=JobState.CREATING.value, outputs_hash=outputs_hash(m),
-            attempts=action.attempt)
+    def _render(self, m: Manifest, files: bool) -> tuple[dict[str, Any], Rendered]:
+        """The batch rendered once a run (with its shards' input files when `files`), and the
+        inputs digested before rendering: an edit made while the job runs is then seen by the
+        next plan, not recorded as if it had been sent. The same requests are cut as the
+        lockfile records them, so a shard resubmitted keeps its hash."""
+        cached = self._rendered.get(m.name)
+        if cached is not None and (not files or all(p.is_file() for p in cached[1].paths)
+                                   and cached[1].paths):
+            return cached
+        entry = self.ws.lock.batches.get(m.name)
+        cuts = [p.requests for p in entry.parts()] if entry is not None and \
+            entry.content_hash == self.desired[m.name].content_hash else []
+        inputs = spec_inputs(m, {})
+        rendered = render_shards(m, self.ws.state_dir / "inputs" if files else None, cuts=cuts)
+        if rendered.templates:
+            inputs["templates"] = rendered.templates
+        self._rendered[m.name] = (inputs, rendered)
+        return inputs, rendered
+
+    def _part(self, m: Manifest, content_hash: str | None, files: bool
+              ) -> tuple[LockEntry, Part]:
+        """The batch's record laid out as the manifest renders now (the parts whose requests
+        are unchanged keep their jobs), and the part holding `content_hash`."""
+        entry = self.ws.lock.batches.get(m.name)
+        part = _find_part(entry, content_hash) if entry is not None else None
+        if entry is not None and part is not None and not files and \
+                entry.content_hash == self.desired[m.name].content_hash:
+            return entry, part
+        entry = self._relay(m, files)
+        part = _find_part(entry, content_hash)
+        if part is None:
+            raise RunnerError(f"{m.name}: its requests changed while apply ran (a rows file or "
+                              "template was edited); run apply again", path=m.source)
+        return entry, part
+
+    def _relay(self, m: Manifest, files: bool = False) -> LockEntry:
+        inputs, rendered = self._render(m, files)
+        entry = _laid_out(m, rendered, inputs, self.ws.lock.batches.get(m.name))
+        self.ws.lock.batches[m.name] = entry
+        return entry
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -105,31 +138,33 @@ class Applier:
             self.provider.cancel_job(job)
             self.report(f"{m.name}: cancelled superseded job {job}")
 
-    def submit(self, m: Manifest, action: Action) -> None:
+    def submit(self, m: Manifest, action: Action) -> str:
         """Render, record the intent, look for the tag (a job an earlier run created and
-        then lost), and only then create."""
-        self._cancel_superseded(m, action)
-        path = input_path(self.ws.state_dir, action.content_hash or "sha256:pending")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rows = spec_inputs(m, {})
-        with atomic_writer(path, "wb") as sink:
-            rendered = render_into(m, sink)
-        if rendered.content_hash != action.content_hash:
-            final = input_path(self.ws.state_dir, rendered.content_hash)
-            os.replace(path, final)
-            path = final
-        inputs = dict(rows, **({"templates": rendered.templates} if rendered.templates else {}))
-        entry = self._entry_for(m, action, rendered.content_hash, rendered.requests, inputs)
+        then lost), and only then create. Returns the job's name."""
+        entry, part = self._part(m, action.content_hash, files=True)
+        part.display_name = display_name(m.name, part.content_hash, action.attempt)
+        part.state, part.attempts = JobState.CREATING.value, action.attempt
+        part.job = part.input_file = part.submitted_at = part.finished_at = part.error = None
         self._record(m.name, entry)
         hit("after-intent")
-        job = self._find(entry.display_name) or self._create(m, entry, path)
-        self._bind(m.name, entry, job)
+        path = input_path(self.ws.state_dir, part.content_hash)
+        job = self._find(part.display_name) or self._create(m, part, path)
+        self._bind(m.name, part, job)
         hit("after-job-recorded")
-        self.outcome.submitted.append(m.name)
-        self.report(f"{m.name}: submitted {rendered.requests} requests as {job.name} "
-                    f"({entry.display_name})")
+        _note(self.outcome.submitted, m.name)
+        self.report(f"{self._label(m.name, part)}: submitted {part.requests} requests as "
+                    f"{job.name} ({part.display_name})")
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+        return job.name
+
+    def _label(self, name: str, record: Part | Retry) -> str:
+        """How progress names a job: the batch, and which shard of it when it is split."""
+        parts = self.ws.lock.batches[name].parts()
+        for i, part in enumerate(parts):
+            if part is record and len(parts) > 1:
+                return f"{name} [shard {i + 1}/{len(parts)}]"
+        return name
 
     def _find(self, tag: str, *, fresh: bool = False) -> RemoteJob | None:
         """The best job carrying `tag`, from the run's listing (`fresh`: listed again now)."""
@@ -137,7 +172,7 @@ class Applier:
             self._listing = {j.name: j for j in self.provider.list_jobs()}
         return best([j for j in self._listing.values() if j.display_name == tag])
 
-    def _create(self, m: Manifest, record: LockEntry | Retry, path: Path) -> RemoteJob:
+    def _create(self, m: Manifest, record: Part | Retry, path: Path) -> RemoteJob:
         """Upload if too big to send inline, then create; `record` (the batch or a follow-up)
         is already saved with its tag, and gets the uploaded file's name before the create."""
         size = path.stat().st_size
@@ -168,28 +203,22 @@ class Applier:
             self._listing[job.name] = job
         return job
 
-    def _bind(self, name: str, entry: LockEntry, job: RemoteJob) -> None:
-        entry.job = job.name
-        entry.state = job.state.value
-        entry.submitted_at = entry.submitted_at or job.create_time or now()
+    def _bind(self, name: str, part: Part | Retry, job: RemoteJob) -> None:
+        part.job = job.name
+        part.state = job.state.value
+        part.submitted_at = part.submitted_at or job.create_time or now()
         if job.input_file:
-            entry.input_file = job.input_file
-        self._record(name, entry)
+            part.input_file = job.input_file
+        self.ws.save_lock()
 
     def adopt(self, m: Manifest, action: Action) -> None:
-        assert action.job is not None and action.content_hash is not None
-        self._cancel_superseded(m, action)
-        entry = self.ws.lock.batches.get(m.name)
-        if entry is None or entry.content_hash != action.content_hash:
-            rows = spec_inputs(m, {})
-            rendered = render_into(m)
-            inputs = dict(rows, **({"templates": rendered.templates} if rendered.templates
-                                   else {}))
-            entry = self._entry_for(m, action, rendered.content_hash, rendered.requests, inputs)
-        entry.display_name = action.job.display_name
-        entry.attempts = max(entry.attempts, action.attempt)
-        self._bind(m.name, entry, action.job)
-        self.report(f"{m.name}: adopted {action.job.name} ({action.reason})")
+        assert action.job is not None
+        entry, part = self._part(m, action.content_hash, files=False)
+        part.display_name = action.job.display_name
+        part.attempts = max(part.attempts, action.attempt)
+        self.ws.lock.batches[m.name] = entry
+        self._bind(m.name, part, action.job)
+        self.report(f"{self._label(m.name, part)}: adopted {action.job.name} ({action.reason})")
 
     def submit_retry(self, m: Manifest, action: Action) -> None:
         """A follow-up batch of only the requests that failed: intent first, as for any batch."""
@@ -213,21 +242,14 @@ class Applier:
             entry.retries.append(retry)
             self._record(m.name, entry)
         job = self._find(retry.display_name) or self._create(m, retry, path)
-        self._bind_retry(m.name, retry, job)
+        self._bind(m.name, retry, job)
         self.outcome.submitted.append(m.name)
         self.report(f"{m.name}: resubmitted {rendered.requests} failed requests as {job.name} "
                     f"({retry.display_name})")
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
 
-    def _bind_retry(self, name: str, retry: Retry, job: RemoteJob) -> None:
-        retry.job, retry.state = job.name, job.state.value
-        retry.submitted_at = retry.submitted_at or job.create_time or now()
-        if job.input_file:
-            retry.input_file = job.input_file
-        self.ws.save_lock()
-
-    def _results(self, name: str, record: LockEntry | Retry, job: RemoteJob | None) -> Path:
+    def _results(self, name: str, record: Part | Retry, job: RemoteJob | None) -> Path:
         """The record's results on disk, downloaded again if this machine has not got them."""
         assert record.job is not None
         path = self.ws.state_dir / "results" / f"{record.job.rsplit('/', 1)[-1]}.jsonl"
@@ -244,18 +266,28 @@ class Applier:
         os.replace(tmp, path)
         return path
 
-    def collect(self, m: Manifest, job: RemoteJob) -> None:
-        """Download results and write the outputs, merging the results of every follow-up
-        batch over the main job's; the lockfile records them last."""
+    def collect(self, m: Manifest, job: RemoteJob | None) -> bool:
+        """Marks the job's record succeeded and, once every part of the batch is in, writes
+        the outputs from all their results, merging every follow-up batch's over them; the
+        lockfile records them last. A shard that finishes before the others has its results
+        fetched now, and waits. Returns whether the outputs were written."""
         entry = self.ws.lock.batches[m.name]
-        retry = entry.open_retry
-        if retry is not None and retry.job == job.name:
-            retry.state, retry.finished_at = JobState.SUCCEEDED.value, job.end_time or now()
-        else:
-            retry = None
-            entry.state = JobState.SUCCEEDED.value
-            entry.finished_at = job.end_time or entry.finished_at or now()
-        records: list[LockEntry | Retry] = [entry]
+        record = _find_job(entry, job.name) if job is not None else None
+        if job is not None and record is not None:
+            record.state = JobState.SUCCEEDED.value
+            record.finished_at = job.end_time or record.finished_at or now()
+        if not entry.settled:
+            if job is None or record is None:
+                raise RunnerError(f"{m.name}: its requests changed while apply ran (a rows "
+                                  "file or template was edited); run apply again",
+                                  path=m.source)
+            self._results(m.name, record, job)
+            self.ws.save_lock()
+            waiting = sum(1 for p in entry.parts() if p.state != JobState.SUCCEEDED.value)
+            self.report(f"{self._label(m.name, record)}: succeeded; results fetched, waiting "
+                        f"for {waiting} more shard(s)")
+            return False
+        records: list[Part | Retry] = [*entry.parts()]
         records += [r for r in entry.retries if r.state == JobState.SUCCEEDED.value]
         paths = [self._results(m.name, r, job) for r in records]
         written = write_outputs(m, paths, paths[0].parent)
@@ -269,70 +301,90 @@ class Applier:
         if not (written.failed and len(entry.retries) < m.retry_failed):
             for path in paths:      # no follow-up will need them again
                 path.unlink(missing_ok=True)
-        self.outcome.completed.append(m.name)
+        _note(self.outcome.completed, m.name)
         extra = f", {written.failed} failed (see {m.errors.rel})" if written.failed else ""
         if written.unmatched:
             extra += (f"; {written.unmatched} result(s) carried keys no request has, and were "
                       "left out")
-        merged = f" (with retry {len(entry.retries)})" if retry is not None else ""
-        self.report(f"{m.name}: wrote {', '.join(o.rel for o in m.outputs)}{merged}: "
+        merged = f" (with retry {len(entry.retries)})" if isinstance(record, Retry) else ""
+        shards = f" from {len(entry.shards)} shards" if entry.shards else ""
+        self.report(f"{m.name}: wrote {', '.join(o.rel for o in m.outputs)}{shards}{merged}: "
                     f"{written.succeeded} succeeded{extra}")
+        return True
 
     def record_terminal(self, name: str, job: RemoteJob) -> None:
-        entry = self.ws.lock.batches[name]
-        entry.state = job.state.value
-        entry.finished_at = job.end_time or now()
-        entry.error = job.error
-        self._record(name, entry)
+        record = _find_job(self.ws.lock.batches[name], job.name)
+        if record is None:
+            return
+        record.state = job.state.value
+        record.finished_at = job.end_time or now()
+        record.error = job.error
+        self.ws.save_lock()
 
     # -- the whole run ---------------------------------------------------------------------
 
     def run(self, plan: Plan) -> Outcome:
-        inflight: dict[str, RemoteJob | None] = {}
-        for action in plan.actions:
-            self._act(action, inflight)
-        if inflight and self.options.wait:
-            self._wait(inflight)
-        self.outcome.pending = sorted(inflight)
+        inflight: Inflight = {}
+        try:
+            for action in plan.actions:
+                self._act(action, inflight)
+            if inflight and self.options.wait:
+                self._wait(inflight)
+        finally:
+            for _, rendered in self._rendered.values():     # shards never submitted
+                for path in rendered.paths:
+                    path.unlink(missing_ok=True)
+        self.outcome.pending = sorted({name for name, _ in inflight.values()})
         return self.outcome
 
-    def _act(self, action: Action, inflight: dict[str, RemoteJob | None]) -> None:
+    def _act(self, action: Action, inflight: Inflight) -> None:
         name = action.name
+        for part in action.parts:       # a split batch: each shard in turn
+            self._act(part, inflight)
+        if action.parts:
+            return
         if action.kind == Kind.ORPHAN:
             if self.options.prune:
                 self._prune(name)
             return
         if action.kind == Kind.FAILED:
-            self.outcome.failed.append(name)
+            _note(self.outcome.failed, name)
             self.progress.error(f"{name}: {action.reason}")
-            if action.job is not None and self.ws.lock.batches[name].state != action.job.state:
+            entry = self.ws.lock.batches[name]
+            record = _find_job(entry, action.job.name) if action.job is not None else None
+            if action.job is not None and record is not None and \
+                    record.state != action.job.state.value:
                 self.record_terminal(name, action.job)
             return
         if action.kind == Kind.NOTHING:
             return
         m = self.ws.manifest(name)
+        self._cancel_superseded(m, action)
         entry = self.ws.lock.batches.get(name)
         if action.kind in (Kind.CREATE, Kind.REPLACE, Kind.RESUBMIT):
-            self.submit(m, action)
-            inflight[name] = None
+            inflight[self.submit(m, action)] = (name, None)
         elif action.kind == Kind.RETRY:
             self.submit_retry(m, action)
-            if self.ws.lock.batches[name].open_retry is not None:
-                inflight[name] = None
+            self._track_retry(name, inflight)
         elif action.kind == Kind.ADOPT and action.retry:
             assert entry is not None and entry.open_retry is not None and action.job is not None
-            self._bind_retry(name, entry.open_retry, action.job)
+            self._bind(name, entry.open_retry, action.job)
             self.report(f"{name}: adopted {action.job.name} ({action.reason})")
-            inflight[name] = action.job
+            inflight[action.job.name] = (name, action.job)
         elif action.kind == Kind.ADOPT:
-            self.adopt(m, action)
-            inflight[name] = action.job
-        elif action.kind == Kind.WAIT:
-            inflight[name] = action.job
-        elif action.kind == Kind.DOWNLOAD:
             assert action.job is not None
-            self.collect(m, action.job)
-            self._next_retry(m, inflight)
+            self.adopt(m, action)
+            inflight[action.job.name] = (name, action.job)
+        elif action.kind == Kind.WAIT:
+            assert action.job is not None
+            inflight[action.job.name] = (name, action.job)
+        elif action.kind == Kind.DOWNLOAD:
+            assert entry is not None
+            if entry.content_hash != self.desired[name].content_hash:
+                # shards dropped (rows removed from the end): the rest are still good
+                self._relay(m)
+            if self.collect(m, action.job):
+                self._next_retry(m, inflight)
         elif action.kind == Kind.RECORD and action.retry:
             assert entry is not None and entry.open_retry is not None
             self._close_retry(name, entry.open_retry, action.job)
@@ -342,18 +394,23 @@ class Applier:
             entry.inputs, entry.spec_hash = dict(want.inputs), want.spec_hash
             self._record(name, entry)
 
+    def _track_retry(self, name: str, inflight: Inflight) -> None:
+        retry = self.ws.lock.batches[name].open_retry
+        if retry is not None and retry.job is not None:
+            inflight[retry.job] = (name, None)
+
     def _prune(self, name: str) -> None:
         """Cancels and deletes the remote jobs the lockfile records for a removed manifest;
         its outputs stay unless asked. Acts on the lockfile's own records only."""
         entry = self.ws.lock.batches[name]
-        records: list[LockEntry | Retry] = [entry, *entry.retries]
+        records: list[Part | Retry] = [*entry.parts(), *entry.retries]
         for record in records:
             if record.job is None and record.state == JobState.CREATING.value:
                 found = self._find(record.display_name)     # created just before a crash?
                 record.job = found.name if found is not None else None
             if record.job is None:
                 continue
-            if record.state in ("CREATING", "PENDING", "RUNNING"):
+            if record.state in LIVE:
                 self.provider.cancel_job(record.job)
             self.provider.delete_job(record.job)
         if self.options.prune_outputs:
@@ -367,7 +424,7 @@ class Applier:
         self.report(f"{name}: pruned: deleted {sum(1 for r in records if r.job)} remote job(s), "
                     f"{kept}")
 
-    def _next_retry(self, m: Manifest, inflight: dict[str, RemoteJob | None]) -> None:
+    def _next_retry(self, m: Manifest, inflight: Inflight) -> None:
         """After results are written: a follow-up batch of the failures, if the policy allows."""
         entry = self.ws.lock.batches[m.name]
         failed = entry.counts.get("failed", 0)
@@ -378,8 +435,7 @@ class Applier:
         self.submit_retry(m, Action(Kind.RETRY, m.name, "failed requests", failed,
                                     entry.content_hash, retry_name(m.name, entry.content_hash, n),
                                     retry=True))
-        if entry.open_retry is not None:
-            inflight[m.name] = None
+        self._track_retry(m.name, inflight)
 
     def _close_retry(self, name: str, retry: Retry, job: RemoteJob | None) -> None:
         """A follow-up that ended without results: its requests stay in the errors output."""
@@ -390,69 +446,70 @@ class Applier:
         self.report(f"{name}: retry {retry.job} ended {retry.state.lower()}; its requests stay "
                     "in the errors output")
 
-    def _refresh(self, inflight: dict[str, RemoteJob | None]) -> None:
+    def _refresh(self, inflight: Inflight) -> None:
         """Fresh state for every in-flight job not already known to be finished: one paged
         list when there are several, a get each otherwise."""
-        stale = {name: self.ws.lock.batches[name].current_job for name, job in inflight.items()
-                 if job is None or not job.state.terminal}
+        stale = {job: name for job, (name, seen) in inflight.items()
+                 if seen is None or not seen.state.terminal}
         if len(stale) > LIST_THRESHOLD:
             listed = {j.name: j for j in self.provider.list_jobs()}
-            fresh = {name: listed.get(job or "") for name, job in stale.items()}
+            fresh = {job: listed.get(job) for job in stale}
         else:
-            fresh = {name: self.provider.get_job(job) if job else None
-                     for name, job in stale.items()}
-        inflight.update(fresh)
+            fresh = {job: self.provider.get_job(job) for job in stale}
+        inflight.update((job, (stale[job], seen)) for job, seen in fresh.items())
 
-    def _wait(self, inflight: dict[str, RemoteJob | None]) -> None:
+    def _wait(self, inflight: Inflight) -> None:
         """Polls until every in-flight job is terminal (or the timeout), collecting as it goes."""
         backoff = Backoff(self.options.poll_base, self.options.poll_cap)
         start = self.options.clock()
         while inflight:
             self._refresh(inflight)
-            for name in sorted(inflight):
+            for job_name in list(inflight):     # in the order submitted
+                name, job = inflight.pop(job_name)
                 entry = self.ws.lock.batches[name]
-                job = inflight[name]
-                inflight[name] = None
+                record = _find_job(entry, job_name)
                 hit("while-polling")
-                if job is None:
-                    raise ProviderError(f"{name}: job {entry.current_job} disappeared from the "
-                                        "provider while waiting; run apply again to resubmit")
-                retry = entry.open_retry
-                if retry is not None and retry.job != job.name:
-                    retry = None
-                self.progress.state(name, job.state.value, job.succeeded + job.failed
-                                    if job.total else None, job.total or None)
-                record: LockEntry | Retry = retry if retry is not None else entry
-                if record.state != job.state.value and not job.state.terminal:
-                    record.state = job.state.value
-                    self.ws.save_lock()
-                if not job.state.terminal:
+                if record is None:      # superseded meanwhile
                     continue
-                del inflight[name]
+                if job is None:
+                    raise ProviderError(f"{name}: job {job_name} disappeared from the "
+                                        "provider while waiting; run apply again to resubmit")
+                self.progress.state(self._label(name, record), job.state.value,
+                                    job.succeeded + job.failed if job.total else None,
+                                    job.total or None)
+                if not job.state.terminal:
+                    if record.state != job.state.value:
+                        record.state = job.state.value
+                        self.ws.save_lock()
+                    inflight[job_name] = (name, None)
+                    continue
+                m = self.ws.manifest(name)
                 if job.state == JobState.SUCCEEDED:
-                    self.collect(self.ws.manifest(name), job)
-                    self._next_retry(self.ws.manifest(name), inflight)
-                elif retry is not None:
-                    self._close_retry(name, retry, job)
-                elif job.state == JobState.EXPIRED and entry.attempts < self.options.max_attempts:
+                    if self.collect(m, job):
+                        self._next_retry(m, inflight)
+                elif isinstance(record, Retry):
+                    self._close_retry(name, record, job)
+                elif job.state == JobState.EXPIRED and record.attempts < self.options.max_attempts:
                     self.record_terminal(name, job)
-                    action = Action(Kind.RESUBMIT, name, "job expired", entry.requests,
-                                    entry.content_hash, attempt=entry.attempts + 1)
-                    self.report(f"{name}: job expired; resubmitting (attempt {action.attempt})")
-                    self.submit(self.ws.manifest(name), action)
-                    inflight[name] = None
+                    action = Action(Kind.RESUBMIT, name, "job expired", record.requests,
+                                    record.content_hash, attempt=record.attempts + 1)
+                    self.report(f"{self._label(name, record)}: job expired; resubmitting "
+                                f"(attempt {action.attempt})")
+                    inflight[self.submit(m, action)] = (name, None)
                 else:
                     self.record_terminal(name, job)
-                    self.outcome.failed.append(name)
-                    self.progress.error(f"{name}: job {job.state.value.lower()}"
-                                + (f": {job.error}" if job.error else ""))
+                    _note(self.outcome.failed, name)
+                    self.progress.error(f"{self._label(name, record)}: job "
+                                        f"{job.state.value.lower()}"
+                                        + (f": {job.error}" if job.error else ""))
             if not inflight:
                 break
             if self.options.timeout is not None and \
                     self.options.clock() - start >= self.options.timeout:
+                names = sorted({name for name, _ in inflight.values()})
                 raise RunnerError(f"timed out after {self.options.timeout:g}s with "
-                                  f"{len(inflight)} batch(es) still running "
-                                  f"({', '.join(sorted(inflight))}); run apply again to resume")
+                                  f"{len(names)} batch(es) still running "
+                                  f"({', '.join(names)}); run apply again to resume")
             self.options.sleep(backoff.next_delay())
 
 
@@ -479,6 +536,50 @@ def apply_directory(directory: Path, provider: Provider, options: Options | None
         check_budgets(ws, plan, options.max_cost)
         progress = progress or Progress(io.StringIO(), tty=False, quiet=True)
         return Applier(ws, provider, options, progress, desired, observed).run(plan)
+
+
+Inflight = dict[str, "tuple[str, RemoteJob | None]"]   # job -> (its batch, as last seen)
+_JOB_FIELDS = ("display_name", "state", "input_file", "job", "submitted_at", "finished_at",
+               "attempts", "error")
+
+
+def _laid_out(m: Manifest, rendered: Rendered, inputs: dict[str, Any],
+              old: LockEntry | None) -> LockEntry:
+    """A new record of the batch as rendered: a part whose requests the old record holds
+    keeps its job; the others are to be submitted."""
+    recorded = {p.content_hash: p for p in old.parts()} if old is not None else {}
+
+    def job_fields(shard: ShardHash) -> dict[str, Any]:
+        part = recorded.get(shard.content_hash)
+        if part is None:
+            return dict(display_name=display_name(m.name, shard.content_hash),
+                        state=JobState.CREATING.value)
+        return {f: getattr(part, f) for f in _JOB_FIELDS}
+
+    split = len(rendered.shards) > 1
+    own = dict(display_name=display_name(m.name, rendered.content_hash),
+               state=JobState.CREATING.value) if split else job_fields(rendered.shards[0])
+    entry = LockEntry(manifest=m.rel_source, spec_hash=spec_hash(inputs), inputs=inputs,
+                      content_hash=rendered.content_hash, provider=m.provider, model=m.model,
+                      requests=rendered.requests, outputs_hash=outputs_hash(m), **own)
+    if split:
+        entry.shards = [Shard(s.content_hash, s.requests, **job_fields(s))
+                        for s in rendered.shards]
+    return entry
+
+
+def _find_part(entry: LockEntry, content_hash: str | None) -> Part | None:
+    return next((p for p in entry.parts() if p.content_hash == content_hash), None)
+
+
+def _find_job(entry: LockEntry, job: str) -> Part | Retry | None:
+    """The record (a part or a follow-up) of `job`."""
+    return next((r for r in [*entry.parts(), *entry.retries] if r.job == job), None)
+
+
+def _note(names: list[str], name: str) -> None:
+    if name not in names:
+        names.append(name)
 
 
 def prepare(directory: Path) -> tuple[Workspace, list[Desired]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .errors import BudgetError
-from .plan import SUBMITS, Kind, Plan
+from .plan import SUBMITS, Plan
 from .pricing import CostEstimate, budget_refusals, estimate_cost, load_prices
 from .tokens import TokenCounter, estimate_manifest
 from .workspace import Workspace
@@ -16,7 +16,8 @@ Costs = dict[str, "CostEstimate | None"]
 def plan_costs(ws: Workspace, plan: Plan,
                counter_for: Callable[[str], TokenCounter] | None = None) -> Costs:
     """The cost range of each batch the plan submits (None: its model has no price). A
-    follow-up batch of failures is priced at its share of the whole batch's requests.
+    follow-up batch of failures, or the shards of a split batch to be submitted, are priced at
+    their share of the whole batch's requests.
     `counter_for(model)` counts a request's input tokens exactly (the provider's countTokens)
     instead of the offline estimate."""
     table = load_prices(ws.directory)
@@ -27,7 +28,7 @@ def plan_costs(ws: Workspace, plan: Plan,
         m = ws.manifest(action.name)
         count = counter_for(m.model) if counter_for is not None else None
         estimate = estimate_cost(table, m.model, estimate_manifest(m, count))
-        if estimate is not None and action.kind == Kind.RETRY:
+        if estimate is not None:    # a follow-up of failures, or some shards of a batch
             estimate = estimate.share(action.requests)
         costs[action.name] = estimate
     return costs

@@ -1,24 +1,26 @@
 """Desired state: each manifest hashed, rendered only when its inputs changed.
 
 The spec hash covers what the user edits (the manifest document, the rows file, included
-templates). When it equals the locked one, the locked content hash still holds and rendering
-is skipped, which keeps `plan` fast on big data. Otherwise the rows are rendered as a stream
-and hashed line by line.
+templates). When it equals the locked one, the locked content hashes (of the batch and of each
+shard) still hold and rendering is skipped, which keeps `plan` fast on big data. Otherwise the
+rows are rendered as a stream, cut into shards that fit a job, and hashed line by line.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Collection
+from typing import IO, Any, Callable, Collection, Sequence
 
 from .hashing import ContentHasher, canonical, combine, digest
+from .limits import limits_for
 from .statcache import NO_CACHE, DigestCache, digest_or_none
 from .lockfile import LockEntry
 from .manifest import Manifest
 from .parallel import PARALLEL, Parallel, render_jsonl
 from .plan import Desired
 from .render import Renderer
+from .shards import ShardHash, Splitter
 
 
 @dataclass(frozen=True)
@@ -26,21 +28,15 @@ class Rendered:
     content_hash: str
     requests: int
     templates: dict[str, str]
+    shards: tuple[ShardHash, ...]       # one, the whole batch, when it fits a single job
+    paths: tuple[Path, ...] = ()        # the shards' input files, when written
 
 
-def render_into(manifest: Manifest, sink: IO[bytes] | None = None,
-                only: Collection[str] | None = None, parallel: Parallel = PARALLEL) -> Rendered:
-    """Renders every row; writes the provider's JSONL input lines to `sink` if given. With
-    `only`, just the requests with those keys (a follow-up batch of failures). A large JSONL
-    rows file is rendered across cores (see runner.parallel), to the same bytes."""
+def _render(manifest: Manifest, emit: Callable[[bytes], None], only: Collection[str] | None,
+            parallel: Parallel) -> tuple[int, dict[str, str]]:
+    """Passes every request line (with `only`, those with these keys) to `emit`, in order.
+    A large JSONL rows file is rendered across cores (see runner.parallel), to the same bytes."""
     renderer = Renderer(manifest)
-    hasher = ContentHasher(manifest.provider, manifest.model)
-
-    def emit(lines: bytes) -> None:
-        hasher.add(lines)
-        if sink is not None:
-            sink.write(lines)
-
     rows = manifest.rows
     if rows is not None and rows.suffix.lower() == ".jsonl" and rows.is_file():
         count = render_jsonl(renderer, rows, emit, only, parallel)
@@ -50,7 +46,41 @@ def render_into(manifest: Manifest, sink: IO[bytes] | None = None,
             if only is None or req.key in only:
                 emit(req.line_bytes() + b"\n")
                 count += 1
-    return Rendered(hasher.hexdigest(), count, renderer.template_files())
+    return count, renderer.template_files()
+
+
+def render_into(manifest: Manifest, sink: IO[bytes] | None = None,
+                only: Collection[str] | None = None, parallel: Parallel = PARALLEL) -> Rendered:
+    """The requests as one stream, written to `sink` if given: with `only`, just those with
+    these keys (a follow-up batch of failures, never split)."""
+    hasher = ContentHasher(manifest.provider, manifest.model)
+
+    def emit(lines: bytes) -> None:
+        hasher.add(lines)
+        if sink is not None:
+            sink.write(lines)
+
+    count, templates = _render(manifest, emit, only, parallel)
+    whole = hasher.hexdigest()
+    return Rendered(whole, count, templates, (ShardHash(whole, count),))
+
+
+def render_shards(manifest: Manifest, directory: Path | None = None,
+                  parallel: Parallel = PARALLEL, cuts: Sequence[int] = ()) -> Rendered:
+    """The batch cut into shards within its provider's limits (see runner.shards), or with
+    `cuts`, as many requests a shard as an earlier render gave; with a `directory`, each
+    shard's input file is written there as `<hash>.jsonl`."""
+    limits = limits_for(manifest.provider, manifest.max_requests)
+    splitter = Splitter(manifest.provider, manifest.model, limits, directory, manifest.source,
+                        cuts)
+    try:
+        count, templates = _render(manifest, splitter.add, None, parallel)
+        shards = splitter.finish()
+    except BaseException:
+        splitter.abort()
+        raise
+    return Rendered(splitter.content_hash, count, templates, tuple(shards),
+                    tuple(splitter.paths))
 
 
 def spec_inputs(manifest: Manifest, templates: dict[str, str],
@@ -98,15 +128,17 @@ def desire(manifest: Manifest, entry: LockEntry | None, cache: DigestCache = NO_
         if templates is not None:
             inputs = spec_inputs(manifest, templates, cache)
             if spec_hash(inputs) == entry.spec_hash:
-                rendered = Rendered(entry.content_hash, entry.requests, templates)
+                shards = tuple(ShardHash(p.content_hash, p.requests) for p in entry.parts())
+                rendered = Rendered(entry.content_hash, entry.requests, templates, shards)
     if rendered is None:
-        rendered = render_into(manifest)
+        rendered = render_shards(manifest)
         inputs = spec_inputs(manifest, rendered.templates, cache)
     return Desired(
         name=manifest.name, manifest=manifest.rel_source, spec_hash=spec_hash(inputs),
         inputs=inputs, content_hash=rendered.content_hash, provider=manifest.provider,
         model=manifest.model, requests=rendered.requests, outputs_hash=outputs_hash(manifest),
-        outputs=output_digests(manifest, cache), retry_failed=manifest.retry_failed)
+        outputs=output_digests(manifest, cache), retry_failed=manifest.retry_failed,
+        shards=rendered.shards)
 
 
 def input_path(state_dir: Path, content_hash: str) -> Path:

@@ -138,6 +138,11 @@ def plan_json(plan: Plan, costs: Costs | None = None) -> str:
             "display_name": a.display_name, "job": a.job.name if a.job else None,
             "change": a.kind in CHANGES,
         }
+        if a.parts:     # a split batch: what each shard to act on needs
+            item["shards"] = [{"shard": (p.part or 0) + 1, "action": p.kind.value,
+                               "reason": p.reason, "requests": p.requests,
+                               "content_hash": p.content_hash, "display_name": p.display_name,
+                               "job": p.job.name if p.job else None} for p in a.parts]
         if costs is not None:
             cost = costs.get(a.name) if a.kind in SUBMITS else None
             item["estimated_cost"] = cost.to_dict() if cost is not None else None

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Union
 
 import jsonschema
 import orjson
@@ -53,6 +53,27 @@ class Retry:
 
 
 @dataclass
+class Shard:
+    """One job's worth of a batch too big for one job (see runner.shards), in input order."""
+
+    content_hash: str
+    requests: int
+    display_name: str
+    state: str
+    input_file: str | None = None
+    job: str | None = None
+    submitted_at: str | None = None
+    finished_at: str | None = None
+    attempts: int = 0
+    error: str | None = None
+
+
+# The record of one remote job: a batch's own (when it is not split), a shard, or a follow-up.
+Part = Union["LockEntry", Shard]
+LIVE = ("CREATING", "PENDING", "RUNNING")
+
+
+@dataclass
 class LockEntry:
     manifest: str
     spec_hash: str
@@ -74,21 +95,46 @@ class LockEntry:
     outputs: dict[str, str] = field(default_factory=dict)
     spent: dict[str, Any] | None = None
     retries: list[Retry] = field(default_factory=list)
+    shards: list[Shard] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A deep copy as plain data, empty fields left out (orjson copies a dataclass about
         thirty times faster than dataclasses.asdict)."""
         data: dict[str, Any] = orjson.loads(orjson.dumps(self))
         out = {k: v for k, v in data.items() if v not in (None, {}, [])}
-        if "retries" in out:
-            out["retries"] = [{k: v for k, v in r.items() if v is not None}
-                              for r in out["retries"]]
+        if self.shards:     # a split batch's jobs are its shards'
+            out.pop("attempts", None)
+        for records in ("retries", "shards"):
+            if records in out:
+                out[records] = [{k: v for k, v in r.items() if v is not None}
+                                for r in out[records]]
         return out
+
+    def roll_up(self) -> None:
+        """A split batch's own state, from its shards': the least advanced one, a failure
+        first (it needs the user), SUCCEEDED only when every shard is in."""
+        if self.shards:
+            states = {s.state for s in self.shards}
+            self.state = next((s for s in ("FAILED", "CANCELLED", "EXPIRED", "CREATING",
+                                           "PENDING", "RUNNING") if s in states), "SUCCEEDED")
+
+    def parts(self) -> list[LockEntry | Shard]:
+        """The records of the batch's jobs: its shards, or itself when it is not split."""
+        return list(self.shards) if self.shards else [self]
+
+    @property
+    def settled(self) -> bool:
+        """Every part's job succeeded and its results were collected."""
+        return all(p.job is not None and p.state == "SUCCEEDED" for p in self.parts())
+
+    def jobs(self) -> list[str]:
+        """Every job the batch records: its parts' and its follow-ups'."""
+        return [r.job for r in [*self.parts(), *self.retries] if r.job]
 
     @property
     def open_retry(self) -> Retry | None:
         """The follow-up batch still to be collected, if any."""
-        if self.retries and self.retries[-1].state in ("CREATING", "PENDING", "RUNNING"):
+        if self.retries and self.retries[-1].state in LIVE:
             return self.retries[-1]
         return None
 
@@ -112,6 +158,7 @@ class Lock:
                 "hashing": {"algorithm": hashing.ALGORITHM, "recipe": hashing.RECIPE}}
         parts = []
         for name in sorted(self.batches):
+            self.batches[name].roll_up()
             data = self.batches[name].to_dict()
             cached = self._rendered.get(name)
             if cached is None or cached[0] != data:
@@ -237,8 +284,10 @@ def _parse(path: Path, lockdoc: Document) -> Lock:
 
 def _entry(data: dict[str, Any]) -> LockEntry:
     fields = {f.name for f in dataclasses.fields(LockEntry)}
-    entry = LockEntry(**{k: v for k, v in data.items() if k in fields and k != "retries"})
+    entry = LockEntry(**{k: v for k, v in data.items()
+                         if k in fields and k not in ("retries", "shards")})
     entry.retries = [Retry(**r) for r in data.get("retries", [])]
+    entry.shards = [Shard(**r) for r in data.get("shards", [])]
     return entry
 
 

@@ -64,6 +64,7 @@ class Manifest:
     vars: dict[str, Any] = field(default_factory=dict)
     retry_failed: int = 0
     budget: float | None = None
+    max_requests: int | None = None     # requests per job; more are split into shards
     rows: Path | None = None
     items: tuple[Any, ...] | None = None
     document_hash: str = ""   # canonical JSON of the manifest document
@@ -258,7 +259,8 @@ def _build(doc: Document, source: Path, project: Path) -> Manifest:
         project=project, provider=spec["provider"], model=model,
         key=spec.get("key", "{{ index }}"), request=spec["request"],
         outputs=tuple(outputs), errors=errors, vars=spec.get("vars", {}),
-        retry_failed=spec.get("retry_failed", 0), budget=spec.get("budget"), rows=rows,
+        retry_failed=spec.get("retry_failed", 0), budget=spec.get("budget"),
+        max_requests=spec.get("max_requests"), rows=rows,
         items=tuple(spec["items"]) if "items" in spec else None,
         document_hash=digest(canonical(data).encode()), document=doc,
     )

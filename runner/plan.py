@@ -6,13 +6,15 @@ provider reports. It does no I/O, so every row of the reconcile table is a plain
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .hashing import short
-from .lockfile import Lock, LockEntry
+from .lockfile import Lock, LockEntry, Part
 from .providers.base import JobState, RemoteJob
+from .shards import ShardHash
 
 
 class Kind(str, enum.Enum):
@@ -57,6 +59,11 @@ class Desired:
     outputs_hash: str
     outputs: Mapping[str, str | None]   # output path -> digest of the file on disk, None if missing
     retry_failed: int = 0               # follow-up batches allowed for failed requests
+    shards: tuple[ShardHash, ...] = ()  # the jobs it takes (see runner.shards); () for one
+
+    @property
+    def parts(self) -> tuple[ShardHash, ...]:
+        return self.shards or (ShardHash(self.content_hash, self.requests),)
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,8 @@ class Action:
     old_jobs: tuple[str, ...] = ()      # live jobs of superseded requests, to cancel
     attempt: int = 1
     retry: bool = False                 # the action concerns the open follow-up batch
+    part: int | None = None             # the shard it concerns (0-based), in a split batch
+    parts: tuple[Action, ...] = ()      # a split batch's action: one per shard to act on
 
     @property
     def symbol(self) -> str:
@@ -166,6 +175,8 @@ def change_reason(entry: LockEntry, want: Desired) -> str:
 
 
 def _outputs_reason(entry: LockEntry, want: Desired) -> str | None:
+    if entry.content_hash != want.content_hash:     # shards dropped: their rows are gone
+        return change_reason(entry, want)
     for path, actual in want.outputs.items():
         if actual is None:
             return f"output missing: {path}"
@@ -182,16 +193,15 @@ def _outputs_reason(entry: LockEntry, want: Desired) -> str | None:
 def needs_remote(entry: LockEntry | None, want: Desired) -> bool:
     """Whether planning this batch needs the provider's view: not when it succeeded with
     unchanged content and intact outputs, so an unchanged plan makes no call at all."""
-    return not (entry is not None and entry.content_hash == want.content_hash
-                and entry.job is not None and entry.state == JobState.SUCCEEDED.value
+    return not (entry is not None and entry.content_hash == want.content_hash and entry.settled
                 and entry.open_retry is None and _outputs_reason(entry, want) is None)
 
 
 def needs_tag_search(entry: LockEntry | None, want: Desired) -> bool:
     """Whether the batch may need creating or adopting, i.e. finding a job by its tag."""
     retry = entry.open_retry if entry is not None else None
-    return (entry is None or entry.content_hash != want.content_hash or entry.job is None
-            or entry.state == JobState.CREATING.value
+    return (entry is None or entry.content_hash != want.content_hash
+            or any(p.job is None or p.state == JobState.CREATING.value for p in entry.parts())
             or (retry is not None and retry.state == JobState.CREATING.value))
 
 
@@ -235,33 +245,29 @@ def _for_retry(want: Desired, entry: LockEntry, observed: Observed) -> Action | 
     return None
 
 
-def _for_job(want: Desired, entry: LockEntry, observed: Observed, attempt: int,
-             max_attempts: int, resubmit_asked: bool) -> Action:
-    """The action for a recorded job with the wanted content."""
-    base = dict(name=want.name, requests=want.requests, content_hash=want.content_hash,
+def _for_part(name: str, part: Part, observed: Observed, max_attempts: int,
+              resubmit_asked: bool) -> Action | None:
+    """The action for a recorded job with the wanted content; None once its results are in."""
+    attempt = max(part.attempts, 1)
+    base = dict(name=name, requests=part.requests, content_hash=part.content_hash,
                 attempt=attempt)
+    if part.state == JobState.CREATING.value or part.job is None:
+        tag = display_name(name, part.content_hash, attempt)
+        tagged = observed.tagged(tag)
+        if tagged is not None:
+            return Action(Kind.ADOPT, reason="an interrupted run created it", display_name=tag,
+                          job=tagged, **base)
+        return Action(Kind.CREATE, reason="an interrupted run did not submit it",
+                      display_name=tag, **base)
+    if part.state == JobState.SUCCEEDED.value:
+        return None
     resubmit = dict(base, attempt=attempt + 1,
-                    display_name=display_name(want.name, want.content_hash, attempt + 1))
-    job = observed.jobs.get(entry.job or "")
-    state = job.state if job is not None else None
-    if entry.state == JobState.SUCCEEDED.value:
-        why = _outputs_reason(entry, want)
-        if why is None or entry.open_retry is not None:
-            follow_up = _for_retry(want, entry, observed)
-            if follow_up is not None:
-                return follow_up
-        if why is None:
-            if entry.spec_hash != want.spec_hash:
-                return Action(Kind.RECORD, reason="manifest edited, requests unchanged", job=job,
-                              **base)
-            return Action(Kind.NOTHING, reason="up to date", job=job, **base)
-        if job is None or state != JobState.SUCCEEDED:
-            return Action(Kind.RESUBMIT, reason=f"{why}, and the job's results are gone from "
-                          "the provider", **resubmit)
-        return Action(Kind.DOWNLOAD, reason=why, job=job, **base)
+                    display_name=display_name(name, part.content_hash, attempt + 1))
+    job = observed.jobs.get(part.job)
     if job is None:
         return Action(Kind.RESUBMIT, reason="job deleted on the provider before its results "
                       "were saved", **resubmit)
+    state = job.state
     if state in (JobState.PENDING, JobState.RUNNING):
         return Action(Kind.WAIT, reason=f"job {state.value.lower()}", job=job, **base)
     if state == JobState.SUCCEEDED:
@@ -272,7 +278,7 @@ def _for_job(want: Desired, entry: LockEntry, observed: Observed, attempt: int,
             return Action(Kind.FAILED, reason=f"job expired {attempt} times; giving up "
                           "(raise --max-attempts to try again)", job=job, **base)
         return Action(Kind.RESUBMIT, reason="job expired (48 h without finishing)", **resubmit)
-    if state == JobState.CANCELLED and entry.error == CANCELLED_BY_USER:
+    if state == JobState.CANCELLED and part.error == CANCELLED_BY_USER:
         why = CANCELLED_BY_USER
     elif state == JobState.CANCELLED:
         why = "job was cancelled outside the runner (drift)"
@@ -280,33 +286,137 @@ def _for_job(want: Desired, entry: LockEntry, observed: Observed, attempt: int,
         why = f"job failed: {job.error or 'no error given'}"
     if resubmit_asked:
         return Action(Kind.RESUBMIT, reason=f"{why}; resubmitting as asked", **resubmit)
-    return Action(Kind.FAILED, reason=f"{why}; apply --resubmit {want.name} submits it again",
+    return Action(Kind.FAILED, reason=f"{why}; apply --resubmit {name} submits it again",
                   job=job, **base)
 
 
-def _for_new_content(want: Desired, entry: LockEntry | None, observed: Observed) -> Action:
+def _for_settled(want: Desired, entry: LockEntry, observed: Observed) -> list[Action]:
+    """Every job's results are in: the outputs, follow-ups of failures, or nothing to do.
+    Rewriting outputs needs every part's results; a part whose results are gone from the
+    provider is submitted again."""
+    parts = entry.parts()
+    job = observed.jobs.get(parts[0].job or "") if len(parts) == 1 else None
+    base = dict(name=want.name, requests=want.requests, content_hash=want.content_hash)
+    why = _outputs_reason(entry, want)
+    same = entry.content_hash == want.content_hash
+    if same and (why is None or entry.open_retry is not None):
+        follow_up = _for_retry(want, entry, observed)
+        if follow_up is not None:
+            return [follow_up]
+    if why is None:
+        if entry.spec_hash != want.spec_hash:
+            return [Action(Kind.RECORD, reason="manifest edited, requests unchanged", job=job,
+                           **base)]
+        return [Action(Kind.NOTHING, reason="up to date", job=job, **base)]
+    gone = [p for p in parts if (j := observed.jobs.get(p.job or "")) is None
+            or j.state != JobState.SUCCEEDED]
+    if gone:
+        return [Action(Kind.RESUBMIT, want.name, f"{why}, and the job's results are gone from "
+                       "the provider", p.requests, p.content_hash,
+                       display_name(want.name, p.content_hash, max(p.attempts, 1) + 1),
+                       attempt=max(p.attempts, 1) + 1) for p in gone]
+    return [Action(Kind.DOWNLOAD, reason=why, job=job, old_jobs=_superseded(entry, want,
+                                                                           observed), **base)]
+
+
+def _superseded(entry: LockEntry, want: Desired, observed: Observed) -> tuple[str, ...]:
+    """Live jobs the lockfile records for requests no longer wanted, to cancel."""
+    if entry.content_hash == want.content_hash:
+        return ()
+    wanted = {s.content_hash for s in want.parts}
+    records = [p for p in entry.parts() if p.content_hash not in wanted]
+    if entry.open_retry is not None:
+        records.append(entry.open_retry)
+    live = [r.job for r in records if r.job and (j := observed.jobs.get(r.job)) is not None
+            and not j.state.terminal]
+    return tuple(dict.fromkeys(live))
+
+
+def _for_new_part(want: Desired, shard: ShardHash, entry: LockEntry | None, observed: Observed,
+                  old_jobs: tuple[str, ...]) -> Action:
     """Requests the lockfile does not record: adopt a job already submitted for them (one
     that succeeded or still runs), else submit them under the next unused attempt tag."""
-    found = observed.attempts(want.name, want.content_hash)
+    found = observed.attempts(want.name, shard.content_hash)
     usable = best([j for _, j in found if j.state in _RANK])
-    live = tuple(job for job in ((entry.job, entry.current_job) if entry else ())
-                 if job and (j := observed.jobs.get(job)) is not None and not j.state.terminal)
-    live = tuple(dict.fromkeys(live))
-    cancels = "; the old job is still running and will be cancelled" if live else ""
+    cancels = "; the old job is still running and will be cancelled" if old_jobs else ""
+    base = dict(name=want.name, requests=shard.requests, content_hash=shard.content_hash,
+                old_jobs=old_jobs)
     if usable is not None:
-        attempt = attempt_of(want.name, want.content_hash, usable.display_name) or 1
-        return Action(Kind.ADOPT, want.name, f"a job tagged {usable.display_name} already "
-                      f"exists on the provider{cancels}", want.requests, want.content_hash,
-                      usable.display_name, job=usable, old_jobs=live, attempt=attempt)
+        attempt = attempt_of(want.name, shard.content_hash, usable.display_name) or 1
+        return Action(Kind.ADOPT, reason=f"a job tagged {usable.display_name} already exists "
+                      f"on the provider{cancels}", display_name=usable.display_name,
+                      job=usable, attempt=attempt, **base)
     attempt = max((n for n, _ in found), default=0) + 1
-    tag = display_name(want.name, want.content_hash, attempt)
+    tag = display_name(want.name, shard.content_hash, attempt)
     if entry is None:
         reason = "new batch" if attempt == 1 else f"new batch (attempt {attempt}: earlier " \
             "jobs for the same requests ended without results)"
-        return Action(Kind.CREATE, want.name, reason, want.requests, want.content_hash, tag,
-                      attempt=attempt)
-    return Action(Kind.REPLACE, want.name, change_reason(entry, want) + cancels, want.requests,
-                  want.content_hash, tag, old_jobs=live, attempt=attempt)
+        return Action(Kind.CREATE, reason=reason, display_name=tag, attempt=attempt, **base)
+    return Action(Kind.REPLACE, reason=change_reason(entry, want) + cancels, display_name=tag,
+                  attempt=attempt, **base)
+
+
+def _for_batch(want: Desired, entry: LockEntry | None, observed: Observed, max_attempts: int,
+               resubmit_asked: bool) -> Action:
+    """One action for the batch; for a split batch, one per shard to act on, gathered."""
+    if entry is not None and entry.content_hash == want.content_hash:
+        # the same requests: the recorded shards stand, even if the limits have moved since
+        wanted = [ShardHash(p.content_hash, p.requests) for p in entry.parts()]
+    else:
+        wanted = list(want.parts)
+    recorded = {p.content_hash: p for p in entry.parts()} if entry is not None else {}
+    old_jobs = _superseded(entry, want, observed) if entry is not None else ()
+    actions: list[Action] = []
+    for i, shard in enumerate(wanted):
+        part = recorded.get(shard.content_hash)
+        if part is None:
+            action: Action | None = _for_new_part(want, shard, entry, observed, old_jobs)
+            old_jobs = ()
+        else:
+            action = _for_part(want.name, part, observed, max_attempts, resubmit_asked)
+        if action is not None:
+            actions.append(dataclasses.replace(action, part=i))
+    if not actions:
+        assert entry is not None
+        actions = [dataclasses.replace(a, part=None) for a in _for_settled(want, entry,
+                                                                           observed)]
+        if len(wanted) > 1 and actions[0].kind == Kind.RESUBMIT:
+            index = {s.content_hash: i for i, s in enumerate(wanted)}
+            actions = [dataclasses.replace(a, part=index[a.content_hash or ""])
+                       for a in actions]
+    split = len(wanted) > 1 or bool(entry is not None and entry.shards)
+    if not split or actions[0].part is None:
+        return dataclasses.replace(actions[0], part=None)
+    return _gather(want, actions, len(wanted))
+
+
+# The kind a split batch shows, from its shards': submissions first (they cost money).
+_PRECEDENCE = (Kind.REPLACE, Kind.RESUBMIT, Kind.CREATE, Kind.FAILED, Kind.ADOPT,
+               Kind.DOWNLOAD, Kind.WAIT)
+
+
+def _gather(want: Desired, parts: list[Action], total: int) -> Action:
+    """A split batch's action: the shards' actions, summed up for the reader."""
+    kinds = {a.kind for a in parts}
+    kind = next(k for k in _PRECEDENCE if k in kinds)
+    submits = [a for a in parts if a.kind in SUBMITS]
+    requests = sum(a.requests for a in submits) if kind in SUBMITS else want.requests
+    groups: dict[tuple[Kind, str], list[int]] = {}
+    for a in parts:
+        groups.setdefault((a.kind, a.reason), []).append((a.part or 0) + 1)
+    reason = "; ".join(f"{_shards(numbers, total)}: {why}" for (_, why), numbers in groups.items())
+    return Action(kind, want.name, reason, requests, want.content_hash, parts=tuple(parts))
+
+
+def _shards(numbers: list[int], total: int) -> str:
+    """`shard 3 of 8`, `shards 2, 5 of 8`, `all 8 shards`."""
+    if len(numbers) == total and total > 1:
+        return f"all {total} shards"
+    if len(numbers) == 1:
+        return f"shard {numbers[0]} of {total}"
+    if len(numbers) > 6:
+        return f"{len(numbers)} of {total} shards"
+    return f"shards {', '.join(map(str, numbers))} of {total}"
 
 
 def plan(desired: list[Desired], lock: Lock, observed: Observed, *,
@@ -316,25 +426,8 @@ def plan(desired: list[Desired], lock: Lock, observed: Observed, *,
     actions: list[Action] = []
     warnings: list[str] = []
     for want in desired:
-        entry = lock.batches.get(want.name)
-        if entry is None or entry.content_hash != want.content_hash:
-            actions.append(_for_new_content(want, entry, observed))
-            continue
-        attempt = max(entry.attempts, 1)
-        if entry.state == JobState.CREATING.value or entry.job is None:
-            tag = display_name(want.name, want.content_hash, attempt)
-            tagged = observed.tagged(tag)
-            if tagged is not None:
-                actions.append(Action(Kind.ADOPT, want.name, "an interrupted run created it",
-                                      want.requests, want.content_hash, tag, job=tagged,
-                                      attempt=attempt))
-            else:
-                actions.append(Action(Kind.CREATE, want.name, "an interrupted run did not "
-                                      "submit it", want.requests, want.content_hash, tag,
-                                      attempt=attempt))
-            continue
-        actions.append(_for_job(want, entry, observed, attempt, max_attempts,
-                                want.name in resubmit))
+        actions.append(_for_batch(want, lock.batches.get(want.name), observed, max_attempts,
+                                  want.name in resubmit))
     names = {d.name for d in desired}
     warnings.extend(f"--resubmit {n}: no such batch" for n in sorted(resubmit - names))
     for name in sorted(set(lock.batches) - names):

@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass
 from typing import Mapping
 
-from .lockfile import Lock
+from .lockfile import Lock, Part
 from .plan import Kind, Plan
 from .providers.base import JobState, RemoteJob
 
@@ -49,42 +49,70 @@ _OUT_OF_SYNC = {Kind.CREATE, Kind.ADOPT, Kind.REPLACE, Kind.RESUBMIT, Kind.RETRY
                 Kind.RECORD}
 
 
+def _health(part: Part, remote: Mapping[str, RemoteJob | None]) -> Health:
+    """One job's health, from its record and what the provider says of it."""
+    job = remote.get(part.job) if part.job else None
+    state = job.state if job is not None else None
+    gone = part.job is not None and part.job in remote and job is None
+    if part.job is None or (gone and part.state != JobState.SUCCEEDED.value):
+        return Health.MISSING
+    if state in (JobState.PENDING, JobState.RUNNING):
+        return Health.PROGRESSING
+    if part.state == JobState.SUCCEEDED.value:
+        return Health.HEALTHY
+    if part.state in (JobState.PENDING.value, JobState.RUNNING.value,
+                      JobState.CREATING.value) and state is None:
+        return Health.MISSING
+    if state == JobState.SUCCEEDED:
+        return Health.PROGRESSING      # finished remotely, results not yet collected
+    return Health.DEGRADED
+
+
+# A split batch is as healthy as its least healthy shard.
+_WORST = (Health.DEGRADED, Health.MISSING, Health.PROGRESSING, Health.HEALTHY)
+
+
+def _remote_state(job: str | None, remote: Mapping[str, RemoteJob | None]) -> str | None:
+    if not job:
+        return None
+    seen = remote.get(job)
+    return seen.state.value if seen is not None else ("gone" if job in remote else None)
+
+
 def statuses(plan: Plan, lock: Lock, remote: Mapping[str, RemoteJob | None]) -> list[BatchStatus]:
     """One status per planned batch: the plan says what is out of sync and why; the recorded
     and remote job states say how healthy it is."""
     out = []
     for action in plan.actions:
         entry = lock.batches.get(action.name)
-        job_name = entry.current_job if entry is not None else None
-        job = remote.get(job_name) if job_name else None
         if action.kind == Kind.ORPHAN:
             sync = Sync.ORPHANED
         elif action.kind in _OUT_OF_SYNC:
             sync = Sync.OUT_OF_SYNC
         else:
             sync = Sync.SYNCED
-        state = job.state if job is not None else None
-        if entry is None or entry.job is None or (job_name and job_name in remote and job is None
-                                                  and entry.state != JobState.SUCCEEDED.value):
+        job_name: str | None = None
+        remote_state: str | None = None
+        if entry is None:
             health = Health.MISSING
-        elif state in (JobState.PENDING, JobState.RUNNING) or entry.open_retry is not None:
+        elif entry.open_retry is not None:
             health = Health.PROGRESSING
-        elif entry.state == JobState.SUCCEEDED.value:
-            health = Health.HEALTHY
-        elif entry.state in (JobState.PENDING.value, JobState.RUNNING.value,
-                             JobState.CREATING.value) and state is None:
-            health = Health.MISSING
-        elif state == JobState.SUCCEEDED:
-            health = Health.PROGRESSING      # finished remotely, results not yet collected
+            job_name = entry.open_retry.job
         else:
-            health = Health.DEGRADED
+            found = {_health(p, remote) for p in entry.parts()}
+            health = next(h for h in _WORST if h in found)
+        if entry is not None and entry.shards and job_name is None:
+            job_name = f"{len(entry.shards)} shards"
+            states = [_remote_state(p.job, remote) or "-" for p in entry.shards]
+            remote_state = ", ".join(f"{s} {states.count(s)}" for s in dict.fromkeys(states))
+        elif entry is not None:
+            job_name = job_name or entry.job
+            remote_state = _remote_state(job_name, remote)
         counts = entry.counts if entry is not None else {}
         out.append(BatchStatus(
             name=action.name, sync=sync, health=health,
             reason="up to date" if action.kind == Kind.NOTHING else action.reason,
-            recorded=entry.state if entry is not None else None,
-            remote=(state.value if state is not None else ("gone" if job_name in remote else None)
-                    ) if job_name else None,
+            recorded=entry.state if entry is not None else None, remote=remote_state,
             job=job_name, requests=action.requests or (entry.requests if entry else 0),
             succeeded=counts.get("succeeded"), failed=counts.get("failed")))
     return out

@@ -65,7 +65,7 @@ def observe(provider: Provider, lock: lockfile.Lock, desired: list[Desired]) -> 
     jobs: dict[str, RemoteJob] = {}
     entries = [(lock.batches.get(w.name), w) for w in desired]
     wanted = {job for e, w in entries if e is not None and needs_remote(e, w)
-              for job in (e.job, e.current_job) if job}
+              for job in (*(p.job for p in e.parts()), e.current_job) if job}
     complete = any(needs_tag_search(e, w) for e, w in entries) or len(wanted) > LIST_THRESHOLD
     if complete:
         jobs.update((j.name, j) for j in provider.list_jobs())

@@ -1,8 +1,9 @@
 """Kill-point matrix: `runner apply` is SIGKILLed at every step boundary, then run again.
 
 For every kill point: exactly one job per content hash on the provider, every output
-byte-identical to an uninterrupted run, and a valid lockfile. Two manifests run at once: one
-small enough to go inline, one sent through a resumable file upload in several chunks.
+byte-identical to an uninterrupted run, and a valid lockfile. Three manifests run at once: one
+small enough to go inline, one sent through a resumable file upload in several chunks, and the
+same rows split into three jobs (shards).
 """
 
 from __future__ import annotations
@@ -26,10 +27,18 @@ from runner.providers.gemini import GeminiProvider
 
 
 
+# the same rows again, split into three jobs of at most 150 requests
+SPLIT = ROWS_MANIFEST.replace("{name: big}", "{name: split}").replace(
+    "out/big", "out/split").replace("  rows: data/rows.jsonl",
+                                    "  rows: data/rows.jsonl\n  max_requests: 150")
+JOBS = 2 + 3
+
+
 def make_project(root: Path) -> Path:
     d = root / "proj"
     write_manifest(d, MINIMAL, "tiny.yaml")
     write_manifest(d, ROWS_MANIFEST, "big.yaml")
+    write_manifest(d, SPLIT, "split.yaml")
     write_rows(d, 400, "lorem ipsum " * 40)
     return d
 
@@ -84,11 +93,12 @@ def test_kill_at_every_step_then_converge(point: str, tmp_path: Path, emu: Emula
     again = run(d, emu)
     assert again.returncode == 0, again.stdout + again.stderr
     tags = job_tags(emu)
-    assert len(tags) == 2 and set(tags.values()) == {1}, tags
+    assert len(tags) == JOBS and set(tags.values()) == {1}, tags
     assert outputs(d) == reference
     lock = lockfile.load(d / "batches.lock")
     assert {e.state for e in lock.batches.values()} == {"SUCCEEDED"}
-    assert set(lock.batches) == {"tiny", "big"}
+    assert set(lock.batches) == {"tiny", "big", "split"}
+    assert [s.state for s in lock.batches["split"].shards] == ["SUCCEEDED"] * 3
     assert not list(d.glob("out/.*.tmp")), "a temp file was left behind"
 
 
@@ -100,6 +110,27 @@ def test_repeated_kills_never_duplicate(tmp_path: Path, emu: Emulator,
         run(d, emu, point)
     assert run(d, emu).returncode == 0
     tags = job_tags(emu)
-    assert len(tags) == 2 and set(tags.values()) == {1}, tags
+    assert len(tags) == JOBS and set(tags.values()) == {1}, tags
     assert outputs(d) == reference
     shutil.rmtree(d / ".runner", ignore_errors=True)
+
+
+# its shards are small enough to go inline, so no upload or download kill point is reached
+SPLIT_POINTS = ("after-intent", "after-job-recorded", "while-polling", "after-outputs")
+
+
+@pytest.mark.parametrize("point", SPLIT_POINTS)
+def test_kill_a_split_batch_then_converge(point: str, tmp_path: Path, emu: Emulator,
+                                          reference: dict[str, bytes]) -> None:
+    """The split batch alone, so that the kill lands inside it: between its shards' creates,
+    after some shards' results are in, while its outputs are written."""
+    d = tmp_path / "proj"
+    write_manifest(d, SPLIT, "split.yaml")
+    write_rows(d, 400, "lorem ipsum " * 40)
+    killed = run(d, emu, point)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    again = run(d, emu)
+    assert again.returncode == 0, again.stdout + again.stderr
+    tags = job_tags(emu)
+    assert len(tags) == 3 and set(tags.values()) == {1}, tags
+    assert outputs(d) == {k: v for k, v in reference.items() if k.startswith("out/split")}

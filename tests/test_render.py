@@ -145,7 +145,7 @@ def test_fast_paths_match_jinja_exactly(tmp_path: Path) -> None:
                         '["{{ row.id }}", end]}\n    contents: [')
     with pytest.raises(TemplateError, match="item 2"):   # row.t[1] is out of range in row 2
         [m] = manifests(tmp_path, text)
-        reqs = list(Renderer(m).requests())
+        list(Renderer(m).requests())
     [m] = manifests(tmp_path, text.replace("t: [z]", "t: [z, w]"))
     env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)
     source = m.request["contents"][0]["parts"][0]["text"]

@@ -21,12 +21,12 @@ import httpx
 
 from ..errors import ProviderError
 from ..failpoints import hit
+from ..limits import PROVIDERS
 from ..retry import Backoff, Sleep, real_sleep, retry_after
 from .base import AmbiguousCreate, JobState, OnProgress, RemoteJob
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
-INLINE_LIMIT = 20_000_000          # bytes of an inline create body, with margin under 20 MB
-FILE_LIMIT = 2_000_000_000         # bytes of an input file
+INLINE_LIMIT = PROVIDERS["gemini"].inline_bytes
 CHUNK = 8 * 1024 * 1024            # upload chunk: the server's granularity
 RETRIABLE = {408, 429, 500, 502, 503, 504}
 
@@ -78,7 +78,6 @@ def api_key_from_env() -> str | None:
 class GeminiProvider:
     name = "gemini"
     inline_limit = INLINE_LIMIT
-    file_limit = FILE_LIMIT
 
     def __init__(self, api_key: str, base_url: str | None = None, *, api_version: str = "v1beta",
                  timeout: float = 60.0, max_attempts: int = 8, sleep: Sleep = real_sleep,

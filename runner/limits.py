@@ -1,0 +1,33 @@
+"""What one job of each provider accepts: the single place the runner learns its limits.
+
+A batch over a job's limits is cut into shards (runner.shards); one under the inline limit is
+sent in the create call, a bigger one is uploaded as a file first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Limits:
+    inline_bytes: int           # body of a create call that carries its requests inline
+    file_bytes: int             # one uploaded input file
+    requests: int | None = None  # requests in one job, if the provider caps them
+
+    def capped(self, max_requests: int | None) -> Limits:
+        """These limits with a manifest's own, smaller, cap on requests per job."""
+        if max_requests is None or (self.requests is not None and self.requests <= max_requests):
+            return self
+        return replace(self, requests=max_requests)
+
+
+# Gemini Batch Mode: inline requests up to 20 MB (kept under it, for the envelope), an input
+# file up to 2 GB; no documented cap on requests per job.
+PROVIDERS = {
+    "gemini": Limits(inline_bytes=20_000_000, file_bytes=2_000_000_000),
+}
+
+
+def limits_for(provider: str, max_requests: int | None = None) -> Limits:
+    return PROVIDERS[provider].capped(max_requests)

@@ -1,0 +1,219 @@
+"""Splitting: a batch over a job's limits runs as shards, each its own job, hash and record,
+and still writes one output in input order."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import ROWS_MANIFEST, remote_jobs, write_manifest, write_rows
+from runner import api, lockfile
+from runner.cli import main
+from runner.desired import render_into, render_shards
+from runner.emulator import Emulator
+from runner.errors import DataError
+from runner.hashing import ContentHasher
+from runner.limits import Limits, limits_for
+from runner.manifest import load_directory
+from runner.plan import Kind
+from runner.shards import Splitter
+
+
+def lines_of(n: int, width: int = 10) -> list[bytes]:
+    return [json.dumps({"key": f"k{i}", "body": "x" * width}).encode() + b"\n"
+            for i in range(n)]
+
+
+def split(lines: list[bytes], limits: Limits, feed: int) -> Splitter:
+    """The lines through a Splitter, `feed` lines at a time."""
+    s = Splitter("gemini", "m", limits)
+    for i in range(0, len(lines), feed):
+        s.add(b"".join(lines[i:i + feed]))
+    s.finish()
+    return s
+
+
+def test_cuts_at_the_request_cap_whatever_the_feeding() -> None:
+    lines = lines_of(10)
+    results = [split(lines, Limits(1 << 20, 1 << 30, requests=4), feed)
+               for feed in (1, 3, 4, 10)]
+    assert [s.requests for s in results[0].shards] == [4, 4, 2]
+    assert all(r.shards == results[0].shards for r in results)
+    h = ContentHasher("gemini", "m")
+    h.add(b"".join(lines[4:8]))
+    assert results[0].shards[1].content_hash == h.hexdigest()
+
+
+def test_cuts_at_the_file_size_limit() -> None:
+    lines = lines_of(10)
+    size = len(lines[0])
+    s = split(lines, Limits(1 << 20, file_bytes=3 * size + 5), feed=7)
+    assert [x.requests for x in s.shards] == [3, 3, 3, 1]
+    assert split(lines, Limits(1 << 20, file_bytes=3 * size), feed=10).shards == s.shards
+
+
+def test_one_shard_is_the_whole_batch() -> None:
+    s = split(lines_of(5), Limits(1 << 20, 1 << 30), feed=2)
+    assert len(s.shards) == 1 and s.shards[0].content_hash == s.content_hash
+    assert s.shards[0].requests == 5
+
+
+def test_a_request_bigger_than_a_file_is_refused() -> None:
+    with pytest.raises(DataError, match="more than one job's input file may hold"):
+        split(lines_of(3, width=100), Limits(1 << 20, file_bytes=50), feed=1)
+
+
+def test_gemini_limits_live_in_one_place() -> None:
+    gemini = limits_for("gemini")
+    assert gemini.file_bytes == 2_000_000_000 and gemini.requests is None
+    assert limits_for("gemini", 500).requests == 500
+
+
+SPLIT = ROWS_MANIFEST.replace("metadata: {name: big}", "metadata: {name: split}").replace(
+    "out/big", "out/split").replace("  rows: data/rows.jsonl",
+                                    "  rows: data/rows.jsonl\n  max_requests: 4")
+WHOLE = ROWS_MANIFEST.replace("metadata: {name: big}", "metadata: {name: whole}").replace(
+    "out/big", "out/whole")
+
+
+def project(root: Path, rows: int = 10) -> Path:
+    d = root / "proj"
+    write_manifest(d, SPLIT, "split.yaml")
+    write_manifest(d, WHOLE, "whole.yaml")
+    write_rows(d, rows, "lorem")
+    return d
+
+
+def test_render_shards_writes_each_shard_and_can_cut_as_recorded(tmp_path: Path) -> None:
+    d = project(tmp_path)
+    m = next(m for m in load_directory(d) if m.name == "split")
+    r = render_shards(m, tmp_path / "inputs")
+    assert [s.requests for s in r.shards] == [4, 4, 2]
+    assert b"".join(p.read_bytes() for p in r.paths) == _whole_input(m, tmp_path)
+    assert r.content_hash == render_into(m).content_hash
+    again = render_shards(m, cuts=[5, 5])
+    assert [s.requests for s in again.shards] == [5, 5]
+
+
+def _whole_input(m, tmp_path: Path) -> bytes:  # type: ignore[no-untyped-def]
+    path = tmp_path / "whole.jsonl"
+    with open(path, "wb") as f:
+        render_into(m, f)
+    return path.read_bytes()
+
+
+def test_split_batch_writes_the_same_outputs_as_an_unsplit_one(tmp_path: Path,
+                                                               emu: Emulator) -> None:
+    d = project(tmp_path)
+    outcome = api.apply(d)
+    assert outcome.exit_code == 0 and sorted(outcome.completed) == ["split", "whole"]
+    for ext in ("jsonl", "csv", "errors.jsonl"):
+        split_out = (d / f"out/split.{ext}").read_bytes()
+        assert split_out == (d / f"out/whole.{ext}").read_bytes(), ext
+    keys = [json.loads(x)["key"] for x in (d / "out/split.jsonl").read_text().splitlines()]
+    assert keys == [f"r{n}" for n in range(10)]
+    tags = Counter(j.display_name.rsplit("-", 1)[0] for j in remote_jobs(emu))
+    assert tags == {"split": 3, "whole": 1}
+    entry = lockfile.load(d / "batches.lock").batches["split"]
+    assert [s.requests for s in entry.shards] == [4, 4, 2]
+    assert all(s.state == "SUCCEEDED" and s.job for s in entry.shards)
+    assert entry.state == "SUCCEEDED" and entry.job is None
+    assert entry.counts == {"succeeded": 10, "failed": 0}
+    # a second apply plans nothing and submits nothing
+    assert {a.kind for a in api.plan(d).actions} == {Kind.NOTHING}
+    assert api.apply(d).submitted == []
+    assert len(remote_jobs(emu)) == 4
+
+
+def test_changed_row_resubmits_its_shard_alone(tmp_path: Path, emu: Emulator,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    d = project(tmp_path)
+    assert api.apply(d).exit_code == 0
+    before = lockfile.load(d / "batches.lock").batches["split"].shards
+    rows = (d / "data/rows.jsonl").read_text().splitlines()
+    rows[5] = json.dumps({"n": 5, "body": "changed"})
+    (d / "data/rows.jsonl").write_text("\n".join(rows) + "\n")
+
+    plan = api.plan(d)
+    [split_action] = [a for a in plan.actions if a.name == "split"]
+    assert split_action.kind == Kind.REPLACE and split_action.requests == 4
+    costs = api.costs(d, plan)      # priced for the shard submitted, not the whole batch
+    assert costs["split"] is not None and costs["split"].requests == 4
+    assert costs["whole"] is not None and costs["whole"].requests == 10
+    assert [(p.part, p.kind) for p in split_action.parts] == [(1, Kind.REPLACE)]
+    assert "shard 2 of 3: row data changed" in split_action.reason
+    assert main(["plan", str(d), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    [shards] = [a["shards"] for a in doc["actions"] if a["name"] == "split"]
+    assert [(s["shard"], s["action"]) for s in shards] == [(2, "replace")]
+
+    jobs_before = len(remote_jobs(emu))
+    assert api.apply(d).exit_code == 0
+    assert len(remote_jobs(emu)) == jobs_before + 2     # shard 2 of split, and whole
+    after = lockfile.load(d / "batches.lock").batches["split"].shards
+    assert [after[0], after[2]] == [before[0], before[2]]
+    assert after[1].job != before[1].job
+    assert (d / "out/split.jsonl").read_bytes() == (d / "out/whole.jsonl").read_bytes()
+    assert "changed" in (d / "out/split.jsonl").read_text()
+
+
+def test_rows_removed_from_the_end_drop_a_shard_without_submitting(tmp_path: Path,
+                                                                   emu: Emulator) -> None:
+    d = project(tmp_path)
+    assert api.apply(d).exit_code == 0
+    jobs = len(remote_jobs(emu))
+    write_rows(d, 8, "lorem")       # 10 -> 8 rows: shards [4, 4, 2] -> [4, 4]
+    [action] = [a for a in api.plan(d).actions if a.name == "split"]
+    assert action.kind == Kind.DOWNLOAD and not action.parts
+    outcome = api.apply(d)
+    assert outcome.exit_code == 0
+    assert len(remote_jobs(emu)) == jobs + 1            # whole only
+    entry = lockfile.load(d / "batches.lock").batches["split"]
+    assert [s.requests for s in entry.shards] == [4, 4] and entry.requests == 8
+    assert (d / "out/split.csv").read_bytes() == (d / "out/whole.csv").read_bytes()
+    assert {a.kind for a in api.plan(d).actions} == {Kind.NOTHING}
+
+
+def test_a_new_cap_does_not_resubmit_finished_work(tmp_path: Path, emu: Emulator) -> None:
+    d = project(tmp_path)
+    assert api.apply(d).exit_code == 0
+    (d / "split.yaml").write_text(SPLIT.replace("max_requests: 4", "max_requests: 3"))
+    assert {a.kind for a in api.plan(d).actions} == {Kind.RECORD, Kind.NOTHING}
+    jobs = len(remote_jobs(emu))
+    assert api.apply(d).submitted == []
+    assert len(remote_jobs(emu)) == jobs
+
+
+def test_a_failed_shard_fails_the_batch_and_is_resubmitted_alone(
+        tmp_path: Path, emu: Emulator) -> None:
+    d = project(tmp_path)
+    assert api.apply(d, options=api.Options(wait=False)).exit_code == 0
+    entry = lockfile.load(d / "batches.lock").batches["split"]
+    cancelled = api.cancel(d, ["split"])
+    assert sorted(cancelled) == sorted(s.job for s in entry.shards)
+    plan = api.plan(d)
+    [action] = [a for a in plan.actions if a.name == "split"]
+    assert action.kind == Kind.FAILED and len(action.parts) == 3
+    assert api.apply(d).exit_code == 1
+    jobs = len(remote_jobs(emu))
+    outcome = api.apply(d, options=api.Options(resubmit=frozenset({"split"})))
+    assert outcome.exit_code == 0
+    assert len(remote_jobs(emu)) == jobs + 3
+    assert (d / "out/split.jsonl").read_bytes() == (d / "out/whole.jsonl").read_bytes()
+
+
+def test_status_shows_a_split_batch_as_one_line(tmp_path: Path, emu: Emulator) -> None:
+    d = project(tmp_path)
+    assert api.apply(d).exit_code == 0
+    [row] = [s for s in api.status(d) if s.name == "split"]
+    assert row.health.value == "Healthy" and row.job == "3 shards"
+    assert row.remote == "SUCCEEDED 3" and row.succeeded == 10
+
+
+def test_adopt_refuses_a_split_batch(tmp_path: Path, emu: Emulator) -> None:
+    d = project(tmp_path)
+    with pytest.raises(api.RunnerError, match="split into 3 shards"):
+        api.adopt(d, "split", "batches/whatever")
