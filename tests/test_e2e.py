@@ -56,7 +56,7 @@ def lines(path: Path) -> list[dict]:
 def test_apply_examples_end_to_end_then_nothing_to_do(examples: Path, remote: GeminiProvider,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["apply", str(examples)]) == 0
-    assert len(jobs(remote)) == 3
+    assert len(jobs(remote)) == 4       # review-sentiment runs as 2 shards (max_requests: 2)
     summaries = lines(examples / "results/product-summaries.jsonl")
     assert [s["key"] for s in summaries] == ["KB-101", "KB-102", "KB-103", "KB-104", "KB-105"]
     first = summaries[0]
@@ -83,7 +83,7 @@ def test_apply_examples_end_to_end_then_nothing_to_do(examples: Path, remote: Ge
     assert main(["plan", str(examples), "--detailed-exitcode"]) == 0
     assert "No changes" in capsys.readouterr().out
     assert main(["apply", str(examples)]) == 0
-    assert len(jobs(remote)) == 3
+    assert len(jobs(remote)) == 4
     assert (examples / "batches.lock").read_bytes() == before
 
 
@@ -100,7 +100,7 @@ def test_changed_row_replaces_one_batch_only(examples: Path, remote: GeminiProvi
     assert "-/+" in changed[0] and "product-summaries" in changed[0]
     assert "row data changed" in changed[0]
     assert main(["apply", str(examples)]) == 0
-    assert len(jobs(remote)) == 4
+    assert len(jobs(remote)) == 5
     summaries = lines(examples / "results/product-summaries.jsonl")
     assert summaries[2]["text"].startswith("echo: Summarise Steel pen")
 
@@ -122,19 +122,20 @@ def test_deleted_output_is_restored_by_download_not_resubmission(
     assert actions["review-sentiment"]["action"] == "nothing"
     assert main(["apply", str(examples)]) == 0
     assert out.read_bytes() == original
-    assert len(jobs(remote)) == 3
+    assert len(jobs(remote)) == 4
 
 
 def test_no_wait_then_resume(examples: Path, remote: GeminiProvider) -> None:
     assert main(["apply", str(examples), "--no-wait"]) == 0
     lock = lockfile.load(examples / "batches.lock")
     assert {e.state for e in lock.batches.values()} <= {"PENDING", "RUNNING"}
-    assert all(e.job and e.job.startswith("batches/") for e in lock.batches.values())
+    assert all(p.job and p.job.startswith("batches/")
+               for e in lock.batches.values() for p in e.parts())
     assert not (examples / "results").exists()
     assert main(["apply", str(examples)]) == 0
     lock = lockfile.load(examples / "batches.lock")
     assert {e.state for e in lock.batches.values()} == {"SUCCEEDED"}
-    assert len(jobs(remote)) == 3
+    assert len(jobs(remote)) == 4
 
 
 def test_per_request_errors_land_in_errors_file(examples: Path, remote: GeminiProvider) -> None:
@@ -154,9 +155,9 @@ def test_dropped_create_is_adopted_not_duplicated(examples: Path, remote: Gemini
     emu.faults = replace(emu.faults, drop_after_create=1.0)
     assert main(["apply", str(examples), "--no-wait"]) == 0
     emu.faults = replace(emu.faults, drop_after_create=0.0)
-    assert len(jobs(remote)) == 3
+    assert len(jobs(remote)) == 4
     assert main(["apply", str(examples)]) == 0
-    assert len(jobs(remote)) == 3
+    assert len(jobs(remote)) == 4
 
 
 def test_interrupted_intent_is_resolved_by_the_tag(examples: Path, remote: GeminiProvider) -> None:
@@ -165,10 +166,11 @@ def test_interrupted_intent_is_resolved_by_the_tag(examples: Path, remote: Gemin
     path = examples / "batches.lock"
     lock = lockfile.load(path)
     for e in lock.batches.values():
-        e.job, e.state = None, "CREATING"
+        for part in e.parts():      # every job, a split batch's shards too
+            part.job, part.state = None, "CREATING"
     lockfile.save(path, lock)
     assert main(["apply", str(examples)]) == 0
-    assert len(jobs(remote)) == 3
+    assert len(jobs(remote)) == 4
 
 
 def test_embedded_emulator_flag(examples: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -217,3 +217,43 @@ def test_adopt_refuses_a_split_batch(tmp_path: Path, emu: Emulator) -> None:
     d = project(tmp_path)
     with pytest.raises(api.RunnerError, match="split into 3 shards"):
         api.adopt(d, "split", "batches/whatever")
+
+
+def test_failures_of_every_shard_are_retried_together_and_merged(tmp_path: Path,
+                                                                 emu: Emulator) -> None:
+    from test_terminal import RETRYING
+
+    from runner.emulator.faults import Faults
+    d = tmp_path / "flaky"
+    write_manifest(d, RETRYING.replace("retry_failed: 2", "retry_failed: 2\n  max_requests: 15"))
+    (d / "data").mkdir()
+    (d / "data/rows.jsonl").write_text("".join(f'{{"n": {i}}}\n' for i in range(40)))
+    emu.faults = Faults(request_error_rate=0.3, seed=5)
+    assert api.apply(d, options=api.Options(wait=False)).exit_code == 0
+    emu.faults = Faults()   # the shards keep the fault they were created with; the retry not
+    assert api.apply(d).exit_code == 0
+    entry = lockfile.load(d / "batches.lock").batches["flaky"]
+    assert [s.requests for s in entry.shards] == [15, 15, 10]
+    assert entry.counts == {"succeeded": 40, "failed": 0}
+    assert [r.state for r in entry.retries] == ["SUCCEEDED"]
+    assert 0 < entry.retries[0].requests < 40
+    keys = [json.loads(x)["key"] for x in (d / "out/flaky.jsonl").read_text().splitlines()]
+    assert keys == [f"r{i}" for i in range(40)]
+    tags = [j.display_name for j in remote_jobs(emu)]
+    assert len(tags) == 4 and sum(t.endswith("-retry1") for t in tags) == 1
+    assert {a.kind for a in api.plan(d).actions} == {Kind.NOTHING}
+
+
+def test_expired_shards_are_resubmitted_under_their_next_attempt(tmp_path: Path,
+                                                                 emu: Emulator) -> None:
+    from runner.emulator.faults import Faults
+    d = project(tmp_path)
+    emu.faults = Faults(expire=True)
+    assert api.apply(d, options=api.Options(wait=False)).exit_code == 0
+    emu.faults = Faults()
+    assert api.apply(d).exit_code == 0
+    entry = lockfile.load(d / "batches.lock").batches["split"]
+    assert [(s.attempts, s.state) for s in entry.shards] == [(2, "SUCCEEDED")] * 3
+    assert all(s.display_name.endswith("-2") for s in entry.shards)
+    assert (d / "out/split.jsonl").read_bytes() == (d / "out/whole.jsonl").read_bytes()
+    assert len(remote_jobs(emu)) == 8       # 3 + 1 expired, 3 + 1 resubmitted
