@@ -1,6 +1,6 @@
-"""Render + hash + write the provider input for 10k, 100k and 1M requests: as render_into does
-it (across cores for a large rows file), in one process, and against a naive baseline that
-builds every request in a list before writing.
+"""Render + hash + write the provider input for 10k, 100k and 1M requests: as apply does it
+(render_shards: across cores for a large rows file, cut into shards that fit a job), in one
+process, and against a naive baseline that builds every request in a list before writing.
 
     python -m bench.render            # all sizes
     python -m bench.render 10000      # one size
@@ -23,7 +23,7 @@ SIZES = (10_000, 100_000, 1_000_000)
 
 
 def _one(mode: str, rows: int) -> None:
-    from runner.desired import render_into
+    from runner.desired import render_shards
     from runner.hashing import ContentHasher
     from runner.manifest import load_directory
     from runner.parallel import PARALLEL, Parallel
@@ -38,8 +38,8 @@ def _one(mode: str, rows: int) -> None:
             start = time.perf_counter()
             if mode in ("stream", "single"):
                 parallel = PARALLEL if mode == "stream" else Parallel(workers=1)
-                with open(out, "wb", buffering=1 << 20) as sink:
-                    result = render_into(m, sink, parallel=parallel)
+                result = render_shards(m, d / "inputs", parallel=parallel)
+                [out] = result.paths
                 count = result.requests
             else:  # naive: everything in memory first, as most scripts do
                 requests = [r.line_bytes() + b"\n" for r in Renderer(m).requests()]

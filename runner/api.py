@@ -21,7 +21,7 @@ from .apply import Options, Outcome, apply_directory, now, prepare
 from .costs import Costs, plan_costs
 from .pricing import Spent
 from .progress import Progress
-from .desired import render_shards
+from .desired import record_for, render_recorded
 from .errors import LockfileError, RunnerError
 from .lockfile import LIVE, STATE_DIR, LockEntry, held
 from .manifest import Manifest
@@ -195,7 +195,7 @@ def adopt(directory: PathLike, name: str, job: str, *, force: bool = False,
         m: Manifest = ws.manifest(name)
     except KeyError:
         raise RunnerError(f"no manifest declares a batch named {name!r}", path=path) from None
-    rendered = render_shards(m)
+    inputs, rendered = render_recorded(m)
     if len(rendered.shards) > 1:
         raise RunnerError(f"batch {name!r} is split into {len(rendered.shards)} shards, each its "
                           "own job; apply finds an existing job of each shard by its "
@@ -217,14 +217,11 @@ def adopt(directory: PathLike, name: str, job: str, *, force: bool = False,
             raise RunnerError(f"refusing to adopt {job} for {name}: {'; '.join(problems)}; "
                               "pass --force to bind it anyway")
         ws = Workspace.open(path)
-        desired = {d.name: d for d in ws.desired()}[name]
-        entry = LockEntry(
-            manifest=m.rel_source, spec_hash=desired.spec_hash, inputs=dict(desired.inputs),
-            content_hash=rendered.content_hash, provider=m.provider, model=m.model,
-            requests=rendered.requests, display_name=remote.display_name,
-            state=remote.state.value, outputs_hash=desired.outputs_hash, job=remote.name,
-            submitted_at=remote.create_time or now(), attempts=attempt or 1,
-            input_file=remote.input_file)
+        entry = record_for(m, rendered, inputs, None)
+        entry.display_name, entry.state, entry.job = remote.display_name, remote.state.value, \
+            remote.name
+        entry.submitted_at, entry.attempts = remote.create_time or now(), attempt or 1
+        entry.input_file = remote.input_file
         ws.lock.batches[name] = entry
         ws.save_lock()
     return entry

@@ -20,12 +20,14 @@ from typing import Any, Callable
 import orjson
 
 from .costs import check_budgets
-from .desired import (Rendered, input_path, outputs_hash, render_into, render_shards,
-                      spec_hash, spec_inputs)
+from .desired import (Rendered, input_path, outputs_hash, record_for, render_into,
+                      render_recorded)
 from .errors import OutputError, ProviderError, RunnerError
 from .failpoints import hit
 from .fsutil import atomic_writer
-from .lockfile import LIVE, LockEntry, Part, Retry, Shard, held
+from .hashing import file_digest
+from .lockfile import LIVE, LockEntry, Part, Retry, held
+from .lockfile import lock_path as lockfile_path
 from .manifest import Manifest
 from .outputs import write_outputs
 from .plan import Action, Desired, Kind, Observed, Plan, best, display_name, retry_name
@@ -34,7 +36,6 @@ from .plan import plan as make_plan
 from .pricing import load_prices, spent
 from .progress import Progress
 from .retry import Backoff, Sleep, real_sleep
-from .shards import ShardHash
 from .workspace import LIST_THRESHOLD, Workspace, observe
 
 @dataclass
@@ -91,10 +92,9 @@ class Applier:
         self.ws.save_lock()
 
     def _render(self, m: Manifest, files: bool) -> tuple[dict[str, Any], Rendered]:
-        """The batch rendered once a run (with its shards' input files when `files`), and the
-        inputs digested before rendering: an edit made while the job runs is then seen by the
-        next plan, not recorded as if it had been sent. The same requests are cut as the
-        lockfile records them, so a shard resubmitted keeps its hash."""
+        """The batch rendered once a run (with its shards' input files when `files`), with
+        its inputs. The same requests are cut as the lockfile records them, so a shard
+        resubmitted keeps its hash."""
         cached = self._rendered.get(m.name)
         if cached is not None and (not files or all(p.is_file() for p in cached[1].paths)
                                    and cached[1].paths):
@@ -102,10 +102,8 @@ class Applier:
         entry = self.ws.lock.batches.get(m.name)
         cuts = [p.requests for p in entry.parts()] if entry is not None and \
             entry.content_hash == self.desired[m.name].content_hash else []
-        inputs = spec_inputs(m, {})
-        rendered = render_shards(m, self.ws.state_dir / "inputs" if files else None, cuts=cuts)
-        if rendered.templates:
-            inputs["templates"] = rendered.templates
+        inputs, rendered = render_recorded(m, self.ws.state_dir / "inputs" if files else None,
+                                           cuts)
         self._rendered[m.name] = (inputs, rendered)
         return inputs, rendered
 
@@ -127,7 +125,7 @@ class Applier:
 
     def _relay(self, m: Manifest, files: bool = False) -> LockEntry:
         inputs, rendered = self._render(m, files)
-        entry = _laid_out(m, rendered, inputs, self.ws.lock.batches.get(m.name))
+        entry = record_for(m, rendered, inputs, self.ws.lock.batches.get(m.name))
         self.ws.lock.batches[m.name] = entry
         return entry
 
@@ -413,16 +411,42 @@ class Applier:
             if record.state in LIVE:
                 self.provider.cancel_job(record.job)
             self.provider.delete_job(record.job)
+        kept = "kept its outputs"
         if self.options.prune_outputs:
-            for rel in entry.outputs:
-                path = self.ws.directory / rel
-                if path.resolve().is_relative_to(self.ws.directory.resolve()):
-                    path.unlink(missing_ok=True)
+            deleted, left = self._prune_outputs(entry)
+            kept = f"deleted {deleted} output(s)" + (
+                f"; left {', '.join(left)}: changed since written, or not the runner's to "
+                "delete" if left else "")
         del self.ws.lock.batches[name]
         self.ws.save_lock()
-        kept = "deleted its outputs" if self.options.prune_outputs else "kept its outputs"
         self.report(f"{name}: pruned: deleted {sum(1 for r in records if r.job)} remote job(s), "
                     f"{kept}")
+
+    def _prune_outputs(self, entry: LockEntry) -> tuple[int, list[str]]:
+        """Deletes the outputs the runner wrote for a removed batch: only files inside the
+        directory, that no manifest reads or writes, whose bytes are still the ones recorded.
+        The lockfile is committed text, so its paths are not trusted further than that."""
+        root = self.ws.directory.resolve()
+        taken = {lockfile_path(root)}
+        for m in self.ws.manifests:
+            taken.add(m.source.resolve())
+            taken.update(o.path.resolve() for o in m.declared_paths())
+            if m.rows is not None:
+                taken.add(m.rows.resolve())
+        deleted, left = 0, []
+        for rel, digest in sorted(entry.outputs.items()):
+            path = (self.ws.directory / rel)
+            real = path.resolve()
+            if not path.is_file():
+                continue
+            if (not real.is_relative_to(root) or real in taken or path.is_symlink()
+                    or real.is_relative_to(self.ws.state_dir.resolve())
+                    or file_digest(real) != digest):
+                left.append(rel)
+                continue
+            path.unlink()
+            deleted += 1
+        return deleted, left
 
     def _next_retry(self, m: Manifest, inflight: Inflight) -> None:
         """After results are written: a follow-up batch of the failures, if the policy allows."""
@@ -539,35 +563,6 @@ def apply_directory(directory: Path, provider: Provider, options: Options | None
 
 
 Inflight = dict[str, "tuple[str, RemoteJob | None]"]   # job -> (its batch, as last seen)
-_JOB_FIELDS = ("display_name", "state", "input_file", "job", "submitted_at", "finished_at",
-               "attempts", "error")
-
-
-def _laid_out(m: Manifest, rendered: Rendered, inputs: dict[str, Any],
-              old: LockEntry | None) -> LockEntry:
-    """A new record of the batch as rendered: a part whose requests the old record holds
-    keeps its job; the others are to be submitted."""
-    recorded = {p.content_hash: p for p in old.parts()} if old is not None else {}
-
-    def job_fields(shard: ShardHash) -> dict[str, Any]:
-        part = recorded.get(shard.content_hash)
-        if part is None:
-            return dict(display_name=display_name(m.name, shard.content_hash),
-                        state=JobState.CREATING.value)
-        return {f: getattr(part, f) for f in _JOB_FIELDS}
-
-    split = len(rendered.shards) > 1
-    own = dict(display_name=display_name(m.name, rendered.content_hash),
-               state=JobState.CREATING.value) if split else job_fields(rendered.shards[0])
-    entry = LockEntry(manifest=m.rel_source, spec_hash=spec_hash(inputs), inputs=inputs,
-                      content_hash=rendered.content_hash, provider=m.provider, model=m.model,
-                      requests=rendered.requests, outputs_hash=outputs_hash(m), **own)
-    if split:
-        entry.shards = [Shard(s.content_hash, s.requests, **job_fields(s))
-                        for s in rendered.shards]
-    return entry
-
-
 def _find_part(entry: LockEntry, content_hash: str | None) -> Part | None:
     return next((p for p in entry.parts() if p.content_hash == content_hash), None)
 

@@ -15,10 +15,11 @@ from typing import IO, Any, Callable, Collection, Sequence
 from .hashing import ContentHasher, canonical, combine, digest
 from .limits import limits_for
 from .statcache import NO_CACHE, DigestCache, digest_or_none
-from .lockfile import LockEntry
+from .lockfile import LockEntry, Shard
 from .manifest import Manifest
 from .parallel import PARALLEL, Parallel, render_jsonl
-from .plan import Desired
+from .plan import Desired, display_name
+from .providers.base import JobState
 from .render import Renderer
 from .shards import ShardHash, Splitter
 
@@ -83,6 +84,17 @@ def render_shards(manifest: Manifest, directory: Path | None = None,
                     tuple(splitter.paths))
 
 
+def render_recorded(manifest: Manifest, directory: Path | None = None, cuts: Sequence[int] = ()
+                    ) -> tuple[dict[str, Any], Rendered]:
+    """render_shards, with the spec inputs to record: digested before rendering, so that an
+    edit made while the job runs is seen by the next plan, not recorded as if it was sent."""
+    inputs = spec_inputs(manifest, {})
+    rendered = render_shards(manifest, directory, cuts=cuts)
+    if rendered.templates:
+        inputs["templates"] = rendered.templates
+    return inputs, rendered
+
+
 def spec_inputs(manifest: Manifest, templates: dict[str, str],
                 cache: DigestCache = NO_CACHE) -> dict[str, Any]:
     inputs: dict[str, Any] = {"manifest": manifest.document_hash}
@@ -139,6 +151,35 @@ def desire(manifest: Manifest, entry: LockEntry | None, cache: DigestCache = NO_
         model=manifest.model, requests=rendered.requests, outputs_hash=outputs_hash(manifest),
         outputs=output_digests(manifest, cache), retry_failed=manifest.retry_failed,
         shards=rendered.shards)
+
+
+_JOB_FIELDS = ("display_name", "state", "input_file", "job", "submitted_at", "finished_at",
+               "attempts", "error")
+
+
+def record_for(m: Manifest, rendered: Rendered, inputs: dict[str, Any],
+              old: LockEntry | None) -> LockEntry:
+    """A new record of the batch as rendered: a part whose requests the old record holds
+    keeps its job; the others are to be submitted."""
+    recorded = {p.content_hash: p for p in old.parts()} if old is not None else {}
+
+    def job_fields(shard: ShardHash) -> dict[str, Any]:
+        part = recorded.get(shard.content_hash)
+        if part is None:
+            return dict(display_name=display_name(m.name, shard.content_hash),
+                        state=JobState.CREATING.value)
+        return {f: getattr(part, f) for f in _JOB_FIELDS}
+
+    split = len(rendered.shards) > 1
+    own = dict(display_name=display_name(m.name, rendered.content_hash),
+               state=JobState.CREATING.value) if split else job_fields(rendered.shards[0])
+    entry = LockEntry(manifest=m.rel_source, spec_hash=spec_hash(inputs), inputs=inputs,
+                      content_hash=rendered.content_hash, provider=m.provider, model=m.model,
+                      requests=rendered.requests, outputs_hash=outputs_hash(m), **own)
+    if split:
+        entry.shards = [Shard(s.content_hash, s.requests, **job_fields(s))
+                        for s in rendered.shards]
+    return entry
 
 
 def input_path(state_dir: Path, content_hash: str) -> Path:

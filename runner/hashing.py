@@ -71,6 +71,13 @@ class ContentHasher:
     def hexdigest(self) -> str:
         return f"{ALGORITHM}:{self._h.hexdigest()}"
 
+    def copy(self) -> ContentHasher:
+        """The hash so far, to go on from separately (the first shard of a batch is the
+        batch's own stream up to its cut)."""
+        twin = object.__new__(ContentHasher)
+        twin._h = self._h.copy()
+        return twin
+
 
 def combine(parts: Iterable[str]) -> str:
     """One hash over several named hashes, order-sensitive."""

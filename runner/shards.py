@@ -50,7 +50,6 @@ class Splitter:
         return self._whole.hexdigest()
 
     def add(self, lines: bytes) -> None:
-        self._whole.add(lines)
         while lines:
             if self._hasher is None:
                 self._open()
@@ -86,7 +85,11 @@ class Splitter:
         return min(end, by_size)
 
     def _open(self) -> None:
-        self._hasher = ContentHasher(self._provider, self._model)
+        # the first shard is the batch's stream up to its cut: it is hashed once, by the
+        # whole's hasher, which is copied at the cut (a batch that fits one job, the usual
+        # case, is hashed once, not twice)
+        self._hasher = self._whole if not self.shards else \
+            ContentHasher(self._provider, self._model)
         self._count = self._size = 0
         if self._dir is not None:
             self._dir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +97,9 @@ class Splitter:
 
     def _take(self, lines: bytes, n: int) -> None:
         assert self._hasher is not None
-        self._hasher.add(lines)
+        self._whole.add(lines)
+        if self._hasher is not self._whole:
+            self._hasher.add(lines)
         self._count += n
         self._size += len(lines)
         if self._sink is not None:
@@ -102,7 +107,8 @@ class Splitter:
 
     def _close(self) -> None:
         assert self._hasher is not None
-        shard = ShardHash(self._hasher.hexdigest(), self._count)
+        hasher = self._hasher.copy() if self._hasher is self._whole else self._hasher
+        shard = ShardHash(hasher.hexdigest(), self._count)
         self.shards.append(shard)
         if self._sink is not None and self._dir is not None:
             self._sink.close()

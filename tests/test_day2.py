@@ -126,3 +126,27 @@ def test_prune_finds_a_job_created_just_before_a_crash(proj: Path, emu: Emulator
     (proj / "m.yaml").unlink()
     assert main(["apply", str(proj), "--prune"]) == 0
     assert job not in job_states(emu) and "tiny" not in lockfile.load(path).batches
+
+
+def test_prune_outputs_deletes_only_what_the_runner_wrote(
+        proj: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["apply", str(proj)]) == 0
+    path = proj / "batches.lock"
+    lock = lockfile.load(path)
+    outputs = dict(lock.batches["tiny"].outputs)
+    assert (proj / "out/tiny.jsonl").is_file()
+    # a lockfile edited (or merged) to name files the runner never wrote: a manifest of
+    # another batch, and one of its own outputs whose bytes changed since
+    (proj / "out/tiny.errors.jsonl").write_text("a note of mine\n")
+    write_manifest(proj, MINIMAL.replace("name: tiny", "name: other")
+                   .replace("out/tiny", "out/other"), "other.yaml")
+    lock.batches["tiny"].outputs["other.yaml"] = outputs["out/tiny.jsonl"]
+    lockfile.save(path, lock)
+    (proj / "m.yaml").unlink()
+    capsys.readouterr()
+    assert main(["apply", str(proj), "--prune", "--prune-outputs"]) == 0
+    out = capsys.readouterr().out
+    assert not (proj / "out/tiny.jsonl").exists()
+    assert (proj / "out/tiny.errors.jsonl").read_text() == "a note of mine\n"
+    assert (proj / "other.yaml").is_file()
+    assert "deleted 1 output(s); left other.yaml, out/tiny.errors.jsonl" in out

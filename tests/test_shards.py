@@ -188,7 +188,21 @@ def test_a_new_cap_does_not_resubmit_finished_work(tmp_path: Path, emu: Emulator
 
 
 def test_a_failed_shard_fails_the_batch_and_is_resubmitted_alone(
-        tmp_path: Path, emu: Emulator) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # jobs that run for a minute of emulator time: still running when they are cancelled
+    slow = Emulator(tmp_path / "slow", latency=60.0)
+    emu = slow.__enter__()
+    monkeypatch.setenv("GEMINI_API_KEY", "k")
+    monkeypatch.setenv("GEMINI_BASE_URL", emu.base_url)
+    monkeypatch.setenv("RUNNER_POLL_SECONDS", "0.05")
+    try:
+        _cancel_then_resubmit(tmp_path, emu)
+    finally:
+        slow.__exit__(None, None, None)
+
+
+def _cancel_then_resubmit(tmp_path: Path, emu: Emulator) -> None:
+    import httpx
     d = project(tmp_path)
     assert api.apply(d, options=api.Options(wait=False)).exit_code == 0
     entry = lockfile.load(d / "batches.lock").batches["split"]
@@ -197,9 +211,14 @@ def test_a_failed_shard_fails_the_batch_and_is_resubmitted_alone(
     plan = api.plan(d)
     [action] = [a for a in plan.actions if a.name == "split"]
     assert action.kind == Kind.FAILED and len(action.parts) == 3
-    assert api.apply(d).exit_code == 1
+    advance = {"advance": 120}      # past every job's latency
+    httpx.post(f"{emu.base_url}/_emulator/clock", json=advance).raise_for_status()
+    assert api.apply(d).exit_code == 1     # whole is collected, split fails
     jobs = len(remote_jobs(emu))
-    outcome = api.apply(d, options=api.Options(resubmit=frozenset({"split"})))
+    outcome = api.apply(d, options=api.Options(resubmit=frozenset({"split"}), wait=False))
+    assert outcome.exit_code == 0
+    httpx.post(f"{emu.base_url}/_emulator/clock", json=advance).raise_for_status()
+    outcome = api.apply(d)
     assert outcome.exit_code == 0
     assert len(remote_jobs(emu)) == jobs + 3
     assert (d / "out/split.jsonl").read_bytes() == (d / "out/whole.jsonl").read_bytes()
