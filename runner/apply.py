@@ -26,11 +26,13 @@ from .errors import OutputError, ProviderError, RunnerError
 from .failpoints import hit
 from .fsutil import atomic_writer
 from .hashing import file_digest
+from .limits import limits_for
 from .lockfile import LIVE, LockEntry, Part, Retry, held
 from .lockfile import lock_path as lockfile_path
 from .manifest import Manifest
 from .outputs import write_outputs
-from .plan import Action, Desired, Kind, Observed, Plan, best, display_name, retry_name
+from .plan import (SUBMITS, Action, Desired, Kind, Observed, Plan, best, display_name,
+                   retry_name)
 from .providers.base import AmbiguousCreate, JobState, Provider, RemoteJob
 from .plan import plan as make_plan
 from .pricing import load_prices, spent
@@ -47,6 +49,7 @@ class Options:
     max_cost: float | None = None
     max_attempts: int = 3
     resubmit: frozenset[str] = frozenset()
+    max_jobs: int | None = None     # jobs in flight at once; None: the provider's limit
     poll_base: float = 2.0
     poll_cap: float = 60.0
     sleep: Sleep = field(default=real_sleep)
@@ -84,6 +87,8 @@ class Applier:
             dict(observed.jobs) if observed is not None and observed.complete else None
         self.desired = {d.name: d for d in desired}
         self._rendered: dict[str, tuple[dict[str, Any], Rendered]] = {}
+        self._queued: list[Action] = []     # submissions waiting for a job slot
+        self._max_jobs = options.max_jobs or limits_for(provider.name).concurrent_jobs
 
     # -- journal ---------------------------------------------------------------------------
 
@@ -332,7 +337,8 @@ class Applier:
             for _, rendered in self._rendered.values():     # shards never submitted
                 for path in rendered.paths:
                     path.unlink(missing_ok=True)
-        self.outcome.pending = sorted({name for name, _ in inflight.values()})
+        self.outcome.pending = sorted({name for name, _ in inflight.values()}
+                                      | {a.name for a in self._queued})
         return self.outcome
 
     def _act(self, action: Action, inflight: Inflight) -> None:
@@ -340,6 +346,12 @@ class Applier:
         for part in action.parts:       # a split batch: each shard in turn
             self._act(part, inflight)
         if action.parts:
+            return
+        if action.kind in SUBMITS and not self._slot_free(inflight):
+            if not self._queued:
+                self.report(f"{self._max_jobs} jobs in flight, the most at once; the next "
+                            "submissions wait for one to finish")
+            self._queued.append(action)
             return
         if action.kind == Kind.ORPHAN:
             if self.options.prune:
@@ -391,6 +403,18 @@ class Applier:
             want = self.desired[name]
             entry.inputs, entry.spec_hash = dict(want.inputs), want.spec_hash
             self._record(name, entry)
+
+    def _slot_free(self, inflight: Inflight) -> bool:
+        """Whether one more job may be submitted: providers cap the jobs a project runs at
+        once (a split batch can have many), and a create over the cap is refused."""
+        if self._max_jobs is None:
+            return True
+        live = sum(1 for _, seen in inflight.values() if seen is None or not seen.state.terminal)
+        return live < self._max_jobs
+
+    def _submit_queued(self, inflight: Inflight) -> None:
+        while self._queued and self._slot_free(inflight):
+            self._act(self._queued.pop(0), inflight)
 
     def _track_retry(self, name: str, inflight: Inflight) -> None:
         retry = self.ws.lock.batches[name].open_retry
@@ -486,7 +510,8 @@ class Applier:
         """Polls until every in-flight job is terminal (or the timeout), collecting as it goes."""
         backoff = Backoff(self.options.poll_base, self.options.poll_cap)
         start = self.options.clock()
-        while inflight:
+        while inflight or self._queued:
+            self._submit_queued(inflight)
             self._refresh(inflight)
             for job_name in list(inflight):     # in the order submitted
                 name, job = inflight.pop(job_name)
@@ -526,7 +551,7 @@ class Applier:
                     self.progress.error(f"{self._label(name, record)}: job "
                                         f"{job.state.value.lower()}"
                                         + (f": {job.error}" if job.error else ""))
-            if not inflight:
+            if not inflight and not self._queued:
                 break
             if self.options.timeout is not None and \
                     self.options.clock() - start >= self.options.timeout:

@@ -84,6 +84,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         raise RunnerError("--prune-outputs goes with --prune")
     options = Options(wait=not args.no_wait, timeout=args.timeout, prune=args.prune,
                       prune_outputs=args.prune_outputs, max_cost=args.max_cost,
+                      max_jobs=args.max_jobs,
                       max_attempts=args.max_attempts, resubmit=frozenset(args.resubmit),
                       poll_base=_seconds("RUNNER_POLL_SECONDS", 2.0))
     progress = Progress.for_stream(sys.stdout, quiet=args.quiet)
@@ -201,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait up to SECONDS for another run to release the directory")
     a.add_argument("--quiet", action="store_true",
                    help="print only errors (no plan, no progress)")
+    a.add_argument("--max-jobs", type=int, metavar="N",
+                   help="submit at most N jobs to be in flight at once, the rest as they "
+                   "finish (default: the provider's limit, 100 for Gemini)")
     a.add_argument("--max-cost", type=float, metavar="AMOUNT",
                    help="refuse, before sending anything, if the batches to submit may cost "
                    "more than AMOUNT (price table currency, USD by default)")

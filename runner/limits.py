@@ -14,6 +14,7 @@ class Limits:
     inline_bytes: int           # body of a create call that carries its requests inline
     file_bytes: int             # one uploaded input file
     requests: int | None = None  # requests in one job, if the provider caps them
+    concurrent_jobs: int | None = None  # jobs a project may have in flight at once
 
     def capped(self, max_requests: int | None) -> Limits:
         """These limits with a manifest's own, smaller, cap on requests per job."""
@@ -23,9 +24,9 @@ class Limits:
 
 
 # Gemini Batch Mode: inline requests up to 20 MB (kept under it, for the envelope), an input
-# file up to 2 GB; no documented cap on requests per job.
+# file up to 2 GB, 100 batch jobs in flight per project; no documented cap on requests a job.
 PROVIDERS = {
-    "gemini": Limits(inline_bytes=20_000_000, file_bytes=2_000_000_000),
+    "gemini": Limits(inline_bytes=20_000_000, file_bytes=2_000_000_000, concurrent_jobs=100),
 }
 
 

@@ -276,3 +276,34 @@ def test_expired_shards_are_resubmitted_under_their_next_attempt(tmp_path: Path,
     assert all(s.display_name.endswith("-2") for s in entry.shards)
     assert (d / "out/split.jsonl").read_bytes() == (d / "out/whole.jsonl").read_bytes()
     assert len(remote_jobs(emu)) == 8       # 3 + 1 expired, 3 + 1 resubmitted
+
+
+def test_at_most_max_jobs_in_flight_the_rest_as_they_finish(tmp_path: Path, emu: Emulator,
+                                                           capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, SPLIT, "split.yaml")
+    write_rows(d, 10, "lorem")
+    assert main(["apply", str(d), "--max-jobs", "2"]) == 0
+    assert "2 jobs in flight, the most at once" in capsys.readouterr().out
+    jobs = remote_jobs(emu)
+    assert len(jobs) == 3
+    # no moment when more than two ran: the third was created after one had ended
+    spans = sorted((j.create_time or "", j.end_time or "") for j in jobs)
+    assert spans[2][0] >= min(spans[0][1], spans[1][1])
+    entry = lockfile.load(d / "batches.lock").batches["split"]
+    assert entry.state == "SUCCEEDED" and entry.counts == {"succeeded": 10, "failed": 0}
+
+
+def test_no_wait_leaves_the_queued_shards_to_the_next_apply(tmp_path: Path,
+                                                            emu: Emulator) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, SPLIT, "split.yaml")
+    write_rows(d, 10, "lorem")
+    outcome = api.apply(d, options=api.Options(wait=False, max_jobs=1))
+    assert outcome.pending == ["split"] and len(remote_jobs(emu)) == 1
+    [action] = api.plan(d).actions
+    kinds = [p.kind for p in action.parts]
+    assert kinds.count(Kind.CREATE) == 2 and len(kinds) == 3    # the third waits or is done
+    assert api.apply(d).exit_code == 0
+    assert len(remote_jobs(emu)) == 3
