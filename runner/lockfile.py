@@ -38,8 +38,8 @@ RESTORE = "fix it or restore it from git"   # the advice for a damaged lockfile
 
 
 @dataclass
-class Retry:
-    """A follow-up batch of the requests that failed in the job before it."""
+class Job:
+    """The record of one remote job: the requests it holds, its tag, and what became of it."""
 
     content_hash: str
     requests: int
@@ -53,19 +53,15 @@ class Retry:
 
 
 @dataclass
-class Shard:
+class Retry(Job):
+    """A follow-up batch of the requests that failed in the jobs before it."""
+
+
+@dataclass
+class Shard(Job):
     """One job's worth of a batch too big for one job (see runner.shards), in input order."""
 
-    content_hash: str
-    requests: int
-    display_name: str
-    state: str
-    input_file: str | None = None
-    job: str | None = None
-    submitted_at: str | None = None
-    finished_at: str | None = None
     attempts: int = 0
-    error: str | None = None
 
 
 # The record of one remote job: a batch's own (when it is not split), a shard, or a follow-up.
