@@ -146,8 +146,10 @@ class Usage:
     @classmethod
     def of(cls, metadata: Mapping[str, Any]) -> Usage:
         """The usage of one response from its usageMetadata (camelCase or snake_case)."""
-        prompt = _count(metadata, "promptTokenCount") + _count(metadata, "toolUsePromptTokenCount")
-        output = _count(metadata, "candidatesTokenCount") + _count(metadata, "thoughtsTokenCount")
+        prompt = (_count(metadata, "promptTokenCount", "prompt_token_count")
+                  + _count(metadata, "toolUsePromptTokenCount", "tool_use_prompt_token_count"))
+        output = (_count(metadata, "candidatesTokenCount", "candidates_token_count")
+                  + _count(metadata, "thoughtsTokenCount", "thoughts_token_count"))
         if prompt > LONG_PROMPT_TOKENS:
             return cls(prompt, output, prompt, output)
         return cls(prompt, output)
@@ -369,9 +371,9 @@ def money(amount: float, currency: str = "USD") -> str:
     return f"{dust}${number}" if currency == "USD" else f"{dust}{number} {currency}"
 
 
-def _count(metadata: Mapping[str, Any], camel: str) -> int:
-    """A token count from usageMetadata, under its JSON name or its snake_case twin."""
-    snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
+def _count(metadata: Mapping[str, Any], camel: str, snake: str) -> int:
+    """A token count from usageMetadata, under its JSON name or its snake_case twin. Both are
+    spelled out: deriving one from the other cost more than the rest of a response's join."""
     value = metadata.get(camel, metadata.get(snake))
     if isinstance(value, str) and value.isdigit():
         return int(value)
