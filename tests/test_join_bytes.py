@@ -307,7 +307,7 @@ def expected_outputs(directory: Path, results: list[Path]) -> dict[str, bytes]:
                "request_hash": rhash, "response": response}
         for o, columns in zip(m.outputs, renderer.columns):
             if o.format == "csv":
-                writers[o.rel].writerow([renderer.render_column(c, ctx, req) for c in columns])
+                writers[o.rel].writerow([renderer.render_column(c, ctx, req.row) for c in columns])
             else:
                 texts[o.rel].write(orjson.dumps(record).decode() + "\n")
     return {rel: text.getvalue().encode() for rel, text in texts.items()}
