@@ -24,10 +24,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any
 
 import orjson
 
@@ -56,15 +56,11 @@ class Written:
     usage: Usage                # the successful responses' usageMetadata, summed
 
 
-class Joined(NamedTuple):
-    """One request, in input order, with its result line (None when the provider sent none).
-    Keys are kept as their JSON, which holds neither a tab nor a newline, so that records in
-    the temp files are tab-separated lines."""
-
-    index: int
-    key_json: bytes
-    request_hash: str
-    line: bytes | None
+# One request, in input order: its index, its key's JSON, its request hash and its result line
+# (None when the provider sent none). A plain tuple, as a million are made per batch. Keys stay
+# JSON, which holds neither a tab nor a newline, so that the temp files' records are lines of
+# tab-separated fields, a result line always the last of them.
+Joined = tuple[int, bytes, str, "bytes | None"]
 
 
 class Join:
@@ -99,8 +95,7 @@ class Join:
             start = number * self._per_range
             for record in in_order(path, start, min(self._per_range, self.requests - start)):
                 index, key_json, rhash, line = record.split(b"\t", 3)
-                yield Joined(int(index), key_json, rhash.decode(),
-                             None if line == b"\n" else line)
+                yield int(index), key_json, rhash.decode(), None if line == b"\n" else line
             path.unlink()
 
 
@@ -122,48 +117,43 @@ def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write]) 
     provider, model, n = manifest.provider, manifest.model, len(writes)
     count = 0
 
-    def add(key_json: bytes, request: bytes) -> None:
+    def add(pairs: Iterable[tuple[bytes, bytes]]) -> None:
         nonlocal count
-        rhash = request_hash(provider, model, request).encode()
-        writes[hash(key_json) % n](b"%d\t%s\t%s\n" % (count, key_json, rhash))
-        count += 1
-
-    def emit(lines: bytes) -> None:
-        for line in lines.split(b"\n")[:-1]:
-            add(*split_input_line(line))
+        index = count
+        for key_json, request in pairs:
+            rhash = request_hash(provider, model, request).encode()
+            writes[hash(key_json) % n](b"%d\t%s\t%s\n" % (index, key_json, rhash))
+            index += 1
+        count = index
 
     rows = manifest.rows
     if rows is not None and rows.suffix.lower() == ".jsonl" and rows.is_file():
-        render_jsonl(renderer, rows, emit)
+        render_jsonl(renderer, rows, lambda lines: add(
+            map(split_input_line, lines.split(b"\n")[:-1])))
     else:   # other formats, inline items, and a missing rows file (said at spec.rows)
-        for req in renderer.requests():
-            add(canonical_bytes(req.key), req.request_bytes)
+        add((canonical_bytes(req.key), req.request_bytes) for req in renderer.requests())
     return count
 
 
 def spill_results(results: Sequence[Path], writes: list[Write]) -> None:
     """Every result line with a string key into the buckets as `key\\tline`, in file order."""
-    n = len(writes)
+    n, loads = len(writes), orjson.loads
     for path in results:
         with open(path, "rb", buffering=_READ) as f:
             for number, line in enumerate(f, 1):
-                if line.isspace():
-                    continue
-                key = _key(line, number)
-                if key is None:
+                try:
+                    key = loads(line).get("key")
+                except (orjson.JSONDecodeError, AttributeError):
+                    if line.isspace():
+                        continue
+                    raise ProviderError(f"results file line {number} is not a JSON object"
+                                        ) from None
+                if type(key) is not str:
                     continue
                 key_json = canonical_bytes(key)
-                if not line.endswith(b"\n"):
+                if line[-1] != 0x0A:        # the last line of a file may have no newline
                     line += b"\n"
                 writes[hash(key_json) % n](key_json + b"\t" + line)
-
-
-def _key(line: bytes, n: int) -> str | None:
-    try:
-        key = orjson.loads(line).get("key")
-    except (orjson.JSONDecodeError, AttributeError):
-        raise ProviderError(f"results file line {n} is not a JSON object") from None
-    return key if isinstance(key, str) else None
 
 
 def join_bucket(results: Path, requests: Path, writes: list[Write], per_range: int) -> int:
@@ -198,7 +188,7 @@ def response_text(response: dict[str, Any]) -> tuple[str | None, str | None]:
         return None, None
     first = candidates[0]
     parts = (first.get("content") or {}).get("parts") or []
-    text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
+    text = "".join([p.get("text", "") for p in parts if not p.get("thought")])
     return text, first.get("finishReason")
 
 
@@ -231,11 +221,12 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path) ->
                                                                     dir=workdir)))
         join = Join(manifest, renderer, results, temp)
         rows = manifest.iter_rows() if tables else None
+        loads = orjson.loads
         for index, key_json, rhash, line in join:
             row = next(rows) if rows is not None else None
-            result = None if line is None else orjson.loads(line)
-            key = orjson.loads(key_json)
-            response = (result or {}).get("response")
+            result = None if line is None else loads(line)
+            key = loads(key_json)
+            response = None if result is None else result.get("response")
             text, finish = response_text(response) if isinstance(response, dict) else (None, None)
             if result is None or "error" in result or text is None:
                 failed += 1
