@@ -60,7 +60,7 @@ class Written:
 # (None when the provider sent none). A plain tuple, as a million are made per batch. Keys stay
 # JSON, which holds neither a tab nor a newline, so that the temp files' records are lines of
 # tab-separated fields, a result line always the last of them.
-Joined = tuple[int, bytes, str, "bytes | None"]
+Joined = tuple[int, bytes, str, bytes | None]
 
 
 class Join:
@@ -69,7 +69,6 @@ class Join:
 
     def __init__(self, manifest: Manifest, renderer: Renderer, results: Sequence[Path],
                  directory: Path):
-        self._dir = directory
         size = sum(path.stat().st_size for path in results)
         n = _files_for(size)
         requests = [directory / f"requests-{i}" for i in range(n)]
@@ -200,7 +199,7 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path) ->
     usage = Usage()
     with contextlib.ExitStack() as stack:
         try:
-            files = {o.rel: stack.enter_context(atomic_writer(
+            files: dict[str, IO[Any]] = {o.rel: stack.enter_context(atomic_writer(
                 o.path, "w" if o.format == "csv" else "wb"))
                 for o in manifest.declared_paths()}
         except OSError as e:
