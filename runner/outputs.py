@@ -1,30 +1,50 @@
 """Results -> declared outputs, in input order, written atomically.
 
-The provider does not promise result order, so results are joined back to the requests by key
-through an index of byte offsets into the downloaded results file: only the offsets are held in
-memory, never the responses. Every request ends in exactly one place: a success in the outputs,
-a failure (or a result the provider never returned) in the errors file.
+The provider does not promise result order, and a large batch's results do not fit in memory,
+so results are joined back to the requests by key on disk, in temp files (a partitioned hash
+join, then a partitioned sort back into input order):
+
+1. each request, rendered in input order, goes to one of `n` bucket files chosen by the hash of
+   its key, as (index, key, request hash); each result line goes to the bucket of the same
+   number in a second set, as (key, line), the results files read in the order given;
+2. bucket by bucket, the results are held in a dict, where a later line for a key replaces an
+   earlier one (a follow-up batch's line wins over the job's), and each request of the bucket
+   takes its line out; the pair goes to one of `m` range files chosen by the request's index.
+   What is left in the dict are results no request asked for;
+3. range by range, the pairs are put back in input order and the outputs written.
+
+Memory holds one bucket's results or one range's pairs, never the batch: `n` and `m` grow with
+the size of the results so that each holds about BUCKET_BYTES. Every request ends in exactly
+one place: a success in the outputs, a failure (or a result the provider never returned) in the
+errors file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import os
-import sqlite3
 import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator, Sequence
+from typing import IO, Any
 
 import orjson
 
 from .errors import OutputError, ProviderError
 from .fsutil import atomic_writer
-from .hashing import file_digest, request_hash
+from .hashing import canonical_bytes, file_digest, request_hash
 from .manifest import Manifest
+from .parallel import render_jsonl
 from .pricing import Usage
-from .render import Renderer
+from .render import Renderer, split_input_line
+
+BUCKET_BYTES = 8 << 20      # results (or pairs) held in memory at once, about
+MAX_FILES = 256             # temp files open at once, at most: past that, buckets grow
+_BUFFER = 1 << 16           # per temp file being written
+_READ = 1 << 20
+
+Write = Callable[[bytes], object]
 
 
 @dataclass(frozen=True)
@@ -36,119 +56,128 @@ class Written:
     usage: Usage                # the successful responses' usageMetadata, summed
 
 
-class ResultIndex:
-    """Finds each key's result line, holding a bounded amount in memory whatever the batch size.
+# One request, in input order: its index, its key's JSON, its request hash and its result line
+# (None when the provider sent none). A plain tuple, as a million are made per batch. Keys stay
+# JSON, which holds neither a tab nor a newline, so that the temp files' records are lines of
+# tab-separated fields, a result line always the last of them.
+Joined = tuple[int, bytes, str, bytes | None]
 
-    Results usually come back in (or near) input order, so a single results file is first read
-    as a stream, with lines that arrive early kept (raw) in a small window. Once results prove
-    too shuffled for the window, or when there are several files (a job, then follow-ups of its
-    failures: a later file's line for a key wins), the lines are indexed by key in an on-disk
-    SQLite table and read back by offset."""
 
-    WINDOW = 10_000
+class Join:
+    """Joins results files to a manifest's requests in temp files under `directory` (see the
+    module docstring); iterate for the requests in input order, then read `unmatched`."""
 
-    def __init__(self, results: Sequence[Path], workdir: Path):
-        self._results = list(results)
-        self._workdir = workdir
-        self._files = [open(path, "rb") for path in results]
-        self._early: dict[str, bytes] | None = {} if len(results) == 1 else None
-        self._line = 0
-        self._db: sqlite3.Connection | None = None
-        self._db_path: Path | None = None
-        self.size = 0       # keys indexed, once indexing was needed
-        if self._early is None:
-            self._index()
+    def __init__(self, manifest: Manifest, renderer: Renderer, results: Sequence[Path],
+                 directory: Path):
+        size = sum(path.stat().st_size for path in results)
+        n = _files_for(size)
+        requests = [directory / f"requests-{i}" for i in range(n)]
+        lines = [directory / f"results-{i}" for i in range(n)]
+        with _writers(requests) as writes:
+            self.requests = spill_requests(manifest, renderer, writes)
+        with _writers(lines) as writes:
+            spill_results(results, writes)
+        pairs = size + sum(path.stat().st_size for path in requests)
+        self._per_range = max(1, -(-self.requests // _files_for(pairs)))
+        ranges = [directory / f"range-{i}"
+                  for i in range(-(-self.requests // self._per_range))]
+        self.unmatched = 0
+        with _writers(ranges) as writes:
+            for req, res in zip(requests, lines):
+                self.unmatched += join_bucket(res, req, writes, self._per_range)
+                req.unlink()
+                res.unlink()
+        self._ranges = ranges
 
-    def _index(self) -> None:
-        self._workdir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="join-", suffix=".sqlite", dir=self._workdir)
-        os.close(fd)
-        self._db_path = Path(name)
-        self._db = sqlite3.connect(name)
-        self._db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
-                               "CREATE TABLE r (key TEXT PRIMARY KEY, file INTEGER, off INTEGER)"
-                               " WITHOUT ROWID;")
-        with self._db:
-            for number, path in enumerate(self._results):
-                self._db.executemany("INSERT OR REPLACE INTO r VALUES (?, ?, ?)",
-                                     self._scan(path, number))
-        self.size = self._db.execute("SELECT count(*) FROM r").fetchone()[0]
-        self._early = None
+    def __iter__(self) -> Iterator[Joined]:
+        for number, path in enumerate(self._ranges):
+            start = number * self._per_range
+            for record in in_order(path, start, min(self._per_range, self.requests - start)):
+                index, key_json, rhash, line = record.split(b"\t", 3)
+                yield int(index), key_json, rhash.decode(), None if line == b"\n" else line
+            path.unlink()
 
-    @staticmethod
-    def _key(raw: bytes, n: int) -> str | None:
-        try:
-            key = orjson.loads(raw).get("key")
-        except (orjson.JSONDecodeError, AttributeError):
-            raise ProviderError(f"results file line {n} is not a JSON object") from None
-        return key if isinstance(key, str) else None
 
-    def _scan(self, path: Path, number: int) -> Iterator[tuple[str, int, int]]:
-        with open(path, "rb") as f:
-            offset = 0
-            for n, raw in enumerate(f, 1):
-                if raw.strip():
-                    key = self._key(raw, n)
-                    if key is not None:
-                        yield key, number, offset
-                offset += len(raw)
+def _files_for(size: int) -> int:
+    return min(MAX_FILES, max(1, -(-size // BUCKET_BYTES)))
 
-    def lookup(self, key: str) -> dict[str, Any] | None:
-        if self._early is not None:
-            raw = self._early.pop(key, None)
-            if raw is None:
-                raw = self._stream_to(key)
-            if self._early is not None:
-                return None if raw is None else orjson.loads(raw)
-        assert self._db is not None
-        row = self._db.execute("SELECT file, off FROM r WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
-        f = self._files[row[0]]
-        f.seek(row[1])
-        value: dict[str, Any] = orjson.loads(f.readline())
-        return value
 
-    def _stream_to(self, key: str) -> bytes | None:
-        """Reads on until `key`'s line, keeping the others; switches to the index when the
-        window fills up."""
-        assert self._early is not None
-        f = self._files[0]
-        for raw in f:
-            self._line += 1
-            if not raw.strip():
-                continue
-            found = self._key(raw, self._line)
-            if found == key:
-                return raw
-            if found is not None:
-                self._early[found] = raw
-            if len(self._early) > self.WINDOW:
-                self._index()
-                return None
-        return None
+@contextlib.contextmanager
+def _writers(paths: list[Path]) -> Iterator[list[Write]]:
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(open(path, "wb", buffering=_BUFFER)).write
+               for path in paths]
 
-    def unmatched(self, matched: int) -> int:
-        """Results no request asked for, once every request has been looked up."""
-        if self._early is not None:
-            rest = sum(1 for n, raw in enumerate(self._files[0], self._line + 1)
-                       if raw.strip() and self._key(raw, n) is not None)
-            return len(self._early) + rest
-        return self.size - matched
 
-    def __enter__(self) -> ResultIndex:
-        return self
+def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write]) -> int:
+    """Renders the requests in input order into the buckets as `index\\tkey\\thash\\n`; returns
+    how many. A JSONL rows file renders by the same fast path as the provider's input (across
+    cores when it is large); the request hash comes from the rendered bytes."""
+    provider, model, n = manifest.provider, manifest.model, len(writes)
+    count = 0
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def add(pairs: Iterable[tuple[bytes, bytes]]) -> None:
+        nonlocal count
+        index = count
+        for key_json, request in pairs:
+            rhash = request_hash(provider, model, request).encode()
+            writes[hash(key_json) % n](b"%d\t%s\t%s\n" % (index, key_json, rhash))
+            index += 1
+        count = index
 
-    def close(self) -> None:
-        for f in self._files:
-            f.close()
-        if self._db is not None:
-            self._db.close()
-        if self._db_path is not None:
-            self._db_path.unlink(missing_ok=True)
+    rows = manifest.rows
+    if rows is not None and rows.suffix.lower() == ".jsonl" and rows.is_file():
+        render_jsonl(renderer, rows, lambda lines: add(
+            map(split_input_line, lines.split(b"\n")[:-1])))
+    else:   # other formats, inline items, and a missing rows file (said at spec.rows)
+        add((canonical_bytes(req.key), req.request_bytes) for req in renderer.requests())
+    return count
+
+
+def spill_results(results: Sequence[Path], writes: list[Write]) -> None:
+    """Every result line with a string key into the buckets as `key\\tline`, in file order."""
+    n, loads = len(writes), orjson.loads
+    for path in results:
+        with open(path, "rb", buffering=_READ) as f:
+            for number, line in enumerate(f, 1):
+                try:
+                    key = loads(line).get("key")
+                except (orjson.JSONDecodeError, AttributeError):
+                    if line.isspace():
+                        continue
+                    raise ProviderError(f"results file line {number} is not a JSON object"
+                                        ) from None
+                if type(key) is not str:
+                    continue
+                key_json = canonical_bytes(key)
+                if line[-1] != 0x0A:        # the last line of a file may have no newline
+                    line += b"\n"
+                writes[hash(key_json) % n](key_json + b"\t" + line)
+
+
+def join_bucket(results: Path, requests: Path, writes: list[Write], per_range: int) -> int:
+    """Pairs each request of a bucket with its result line (a later line for a key wins) into
+    the range files as `index\\tkey\\thash\\tline`, an empty line for none; returns how many
+    results no request took."""
+    lines: dict[bytes, bytes] = {}
+    with open(results, "rb", buffering=_READ) as f:
+        for record in f:
+            key_json, _, line = record.partition(b"\t")
+            lines[key_json] = line
+    with open(requests, "rb", buffering=_READ) as f:
+        for record in f:
+            index, key_json, _ = record.split(b"\t", 2)
+            writes[int(index) // per_range](record[:-1] + b"\t" + lines.pop(key_json, b"\n"))
+    return len(lines)
+
+
+def in_order(path: Path, start: int, count: int) -> list[bytes]:
+    """A range file's records, placed by their index (from `start`)."""
+    slots = [b""] * count
+    with open(path, "rb", buffering=_READ) as f:
+        for record in f:
+            slots[int(record[:record.index(b"\t")]) - start] = record
+    return slots
 
 
 def response_text(response: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -158,62 +187,69 @@ def response_text(response: dict[str, Any]) -> tuple[str | None, str | None]:
         return None, None
     first = candidates[0]
     parts = (first.get("content") or {}).get("parts") or []
-    text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
+    text = "".join([p.get("text", "") for p in parts if not p.get("thought")])
     return text, first.get("finishReason")
 
 
 def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path) -> Written:
-    """Every output of the manifest from its results files (see ResultIndex for the order)."""
+    """Every output of the manifest from its results files, in input order; a later results
+    file's line for a key wins over an earlier one's (see Join)."""
     renderer = Renderer(manifest)
-    matched = succeeded = failed = 0
+    succeeded = failed = 0
     usage = Usage()
     with contextlib.ExitStack() as stack:
-        index = stack.enter_context(ResultIndex(results, workdir))
         try:
-            files = {o.rel: stack.enter_context(atomic_writer(o.path))
-                     for o in manifest.declared_paths()}
+            files: dict[str, IO[Any]] = {o.rel: stack.enter_context(atomic_writer(
+                o.path, "w" if o.format == "csv" else "wb"))
+                for o in manifest.declared_paths()}
         except OSError as e:
             raise OutputError(f"cannot write output: {e.strerror}: {e.filename}",
                               path=manifest.source) from None
-        writers: list[tuple[IO[str], Any, list[Any]]] = []
+        jsonl: list[IO[bytes]] = []
+        tables: list[tuple[Any, list[Any]]] = []
         for out, columns in zip(manifest.outputs, renderer.columns):
-            f = files[out.rel]
             if out.format == "csv":
-                w = csv.writer(f, lineterminator="\n")
+                w = csv.writer(files[out.rel], lineterminator="\n")
                 w.writerow([name for name, _ in out.columns])
-                writers.append((f, w, columns))
+                tables.append((w, columns))
             else:
-                writers.append((f, None, []))
+                jsonl.append(files[out.rel])
         errors = files[manifest.errors.rel]
-        for req in renderer.requests():
-            result = index.lookup(req.key)
-            rhash = request_hash(manifest.provider, manifest.model, req.request_bytes)
-            if result is not None:
-                matched += 1
-            response = (result or {}).get("response")
+        workdir.mkdir(parents=True, exist_ok=True)
+        temp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="join-",
+                                                                    dir=workdir)))
+        join = Join(manifest, renderer, results, temp)
+        rows = manifest.iter_rows() if tables else None
+        loads = orjson.loads
+        for index, key_json, rhash, line in join:
+            row = next(rows) if rows is not None else None
+            result = None if line is None else loads(line)
+            key = loads(key_json)
+            response = None if result is None else result.get("response")
             text, finish = response_text(response) if isinstance(response, dict) else (None, None)
             if result is None or "error" in result or text is None:
                 failed += 1
-                errors.write(_line({"key": req.key, "request_hash": rhash,
-                                    "error": _error_of(result)}))
+                errors.write(orjson.dumps({"key": key, "request_hash": rhash,
+                                           "error": _error_of(result)}) + b"\n")
                 continue
             succeeded += 1
             assert isinstance(response, dict)
             usage += Usage.of(response.get("usageMetadata") or {})
-            record = {"key": req.key, "text": text, "finish_reason": finish,
+            record = {"key": key, "text": text, "finish_reason": finish,
                       "usage": response.get("usageMetadata", {}), "request_hash": rhash,
                       "response": response}
-            ctx = {"key": req.key, "index": req.index, "row": req.row.data,
-                   "vars": manifest.vars, "text": text, "finish_reason": finish,
-                   "usage": record["usage"], "request_hash": rhash, "response": response}
-            for f, w, cols in writers:
-                if w is None:
-                    f.write(_line(record))
-                else:
-                    w.writerow([renderer.render_column(c, ctx, req) for c in cols])
-        unmatched = index.unmatched(matched)
+            if jsonl:
+                data = orjson.dumps(record) + b"\n"
+                for f in jsonl:
+                    f.write(data)
+            if row is not None:
+                ctx = {"key": key, "index": index, "row": row.data,
+                       "vars": manifest.vars, "text": text, "finish_reason": finish,
+                       "usage": record["usage"], "request_hash": rhash, "response": response}
+                for w, columns in tables:
+                    w.writerow([renderer.render_column(c, ctx, row) for c in columns])
     digests = {o.rel: file_digest(o.path) for o in manifest.declared_paths()}
-    return Written(digests, succeeded, failed, unmatched, usage)
+    return Written(digests, succeeded, failed, join.unmatched, usage)
 
 
 def _error_of(result: dict[str, Any] | None) -> dict[str, Any]:
@@ -226,7 +262,3 @@ def _error_of(result: dict[str, Any] | None) -> dict[str, Any]:
     block = (response.get("promptFeedback") or {}).get("blockReason")
     return {"message": f"response has no candidates (blockReason: {block or 'none given'})",
             "response": response}
-
-
-def _line(value: dict[str, Any]) -> str:
-    return orjson.dumps(value).decode() + "\n"

@@ -93,6 +93,15 @@ class Request(NamedTuple):
 
 
 _INPUT_LINE = b'{"key":%s,"request":%s}'
+_REQUEST_AT = b',"request":'
+
+
+def split_input_line(line: bytes) -> tuple[bytes, bytes]:
+    """An input line (without its newline) back into its key's JSON and its request's bytes,
+    without parsing the request. The first `,"request":` ends the key: inside a JSON string a
+    quote is always escaped."""
+    cut = line.index(_REQUEST_AT, 7)
+    return line[7:cut], line[cut + len(_REQUEST_AT):-1]
 
 
 class _Splice:
@@ -309,12 +318,12 @@ class Renderer:
         return {name: file_digest(self.manifest.project / name)
                 for name in sorted(self._loader.used)}
 
-    def render_column(self, column: Compiled, ctx: dict[str, Any], req: Request) -> str:
+    def render_column(self, column: Compiled, ctx: dict[str, Any], row: Row) -> str:
         """Renders a csv column for one result, naming the row if the template fails."""
         try:
             value = column(ctx)
         except _RowFailure as e:
-            raise self._row_error(req.row, e) from None
+            raise self._row_error(row, e) from None
         return value if isinstance(value, str) else str(value)
 
 

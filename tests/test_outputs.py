@@ -1,4 +1,5 @@
-"""Joining results back to requests: every mode of ResultIndex gives the same answers."""
+"""Joining results back to requests: the same answers whatever the order of the results and
+however many temp files the join spreads them over."""
 
 from __future__ import annotations
 
@@ -7,22 +8,39 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import ROWS_MANIFEST, write_manifest, write_rows
 
+from runner import outputs
 from runner.errors import ProviderError
-from runner.outputs import ResultIndex, response_text
+from runner.manifest import load_directory
+from runner.outputs import response_text, write_outputs
 
 
 def results_file(path: Path, keys: list[str], tag: str = "") -> Path:
-    path.write_text("".join(json.dumps({"key": k, "response": {"v": k + tag}}) + "\n"
-                            for k in keys))
+    path.write_text("".join(json.dumps({"key": k, "response": {"candidates": [
+        {"content": {"parts": [{"text": k + tag}]}, "finishReason": "STOP"}]}}) + "\n"
+        for k in keys))
     return path
 
 
+def texts(path: Path) -> list[str]:
+    return [json.loads(line)["text"] for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    d = tmp_path / "p"
+    write_manifest(d, ROWS_MANIFEST)
+    write_rows(d, 1000, "x")
+    return d
+
+
+@pytest.mark.parametrize("bucket_bytes", [500, 1 << 20])
 @pytest.mark.parametrize("order", ["in-order", "windowed", "shuffled"])
-def test_every_key_found_whatever_the_order(tmp_path: Path, order: str,
+def test_every_key_found_whatever_the_order(project: Path, order: str, bucket_bytes: int,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ResultIndex, "WINDOW", 50)      # small, so shuffling forces the index
-    keys = [f"k{i}" for i in range(1000)]
+    monkeypatch.setattr(outputs, "BUCKET_BYTES", bucket_bytes)  # 500: ~150 buckets and ranges
+    keys = [f"r{i}" for i in range(1000)]
     arrived = list(keys)
     rng = random.Random(3)
     if order == "windowed":
@@ -32,32 +50,37 @@ def test_every_key_found_whatever_the_order(tmp_path: Path, order: str,
             arrived[start:start + 20] = window
     elif order == "shuffled":
         rng.shuffle(arrived)
-    arrived.remove("k999")                      # the provider lost one
-    path = results_file(tmp_path / "r.jsonl", arrived + ["stray"])
-    with ResultIndex([path], tmp_path / "work") as index:
-        found = {k: index.lookup(k) for k in keys}
-        assert found["k999"] is None
-        assert all(found[k] == {"key": k, "response": {"v": k}} for k in keys if k != "k999")
-        assert index.unmatched(999) == 1            # "stray"
-        assert (index._db is None) == (order != "shuffled")
-    assert list(tmp_path.glob("work/*")) == []      # the on-disk index is removed
+    arrived.remove("r999")                      # the provider lost one
+    path = results_file(project / "r.jsonl", arrived + ["stray"])
+    [m] = load_directory(project)
+    written = write_outputs(m, [path], project / "work")
+    assert texts(project / "out/big.jsonl") == keys[:-1]
+    errors = [json.loads(line) for line in (project / "out/big.errors.jsonl").read_text()
+              .splitlines()]
+    assert [e["key"] for e in errors] == ["r999"]
+    assert (written.succeeded, written.failed, written.unmatched) == (999, 1, 1)   # "stray"
+    assert list((project / "work").iterdir()) == []     # the temp files are removed
 
 
-def test_later_files_win_per_key(tmp_path: Path) -> None:
-    first = results_file(tmp_path / "a.jsonl", ["a", "b", "c"])
-    second = results_file(tmp_path / "b.jsonl", ["b"], tag="-retry")
-    with ResultIndex([first, second], tmp_path) as index:
-        assert [index.lookup(k)["response"]["v"] for k in "abc"] == ["a", "b-retry", "c"]
-        assert index.unmatched(3) == 0
+def test_later_files_win_per_key(project: Path) -> None:
+    keys = [f"r{i}" for i in range(1000)]
+    first = results_file(project / "a.jsonl", keys)
+    second = results_file(project / "b.jsonl", ["r1", "r500", "stray"], tag="-retry")
+    third = results_file(project / "c.jsonl", ["r500", "stray"], tag="-again")
+    [m] = load_directory(project)
+    written = write_outputs(m, [first, second, third], project / "work")
+    got = texts(project / "out/big.jsonl")
+    assert got[:3] == ["r0", "r1-retry", "r2"] and got[500] == "r500-again"
+    assert written.unmatched == 1               # one key, however many lines
 
 
-def test_bad_results_line_is_a_provider_error(tmp_path: Path) -> None:
-    path = tmp_path / "r.jsonl"
-    path.write_text('{"key": "a", "response": {}}\nnot json\n')
-    with ResultIndex([path], tmp_path) as index:
-        assert index.lookup("a") == {"key": "a", "response": {}}
-        with pytest.raises(ProviderError, match="results file line 2"):
-            index.lookup("b")
+def test_bad_results_line_is_a_provider_error(project: Path) -> None:
+    path = project / "r.jsonl"
+    path.write_text('{"key": "r0", "response": {}}\nnot json\n')
+    [m] = load_directory(project)
+    with pytest.raises(ProviderError, match="results file line 2"):
+        write_outputs(m, [path], project / "work")
+    assert list((project / "out").iterdir()) == []      # nothing written
 
 
 def test_response_text_skips_thoughts_and_handles_no_candidates() -> None:
