@@ -19,6 +19,18 @@ from .hashing import file_digest
 _TRUST_AFTER_NS = 2_000_000_000
 
 
+def stamp(st: os.stat_result) -> list[int]:
+    """What identifies a version of a file without reading it. The ctime and inode catch an
+    edit that kept the size and had its mtime put back (touch -r, some editors and tools)."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def settled(st: os.stat_result) -> bool:
+    """Whether a file is old enough for its stamp to be trusted: one rewritten within the
+    same timestamp tick with the same size would otherwise keep its stamp."""
+    return time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _TRUST_AFTER_NS
+
+
 class DigestCache:
     def __init__(self, path: Path | None):
         self._path = path
@@ -35,14 +47,14 @@ class DigestCache:
     def digest(self, path: Path) -> str:
         st = path.stat()
         key = str(path.resolve())
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        now = stamp(st)
         cached = self._entries.get(key)
-        if isinstance(cached, list) and len(cached) == 5 and cached[:4] == stamp \
+        if isinstance(cached, list) and len(cached) == 5 and cached[:4] == now \
                 and isinstance(cached[4], str):
             return cached[4]
         value = file_digest(path)
-        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _TRUST_AFTER_NS:
-            self._entries[key] = [*stamp, value]
+        if settled(st):
+            self._entries[key] = [*now, value]
             self._dirty = True
         return value
 
