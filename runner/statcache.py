@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat as stat_mode
 import time
 from pathlib import Path
 
@@ -44,9 +45,13 @@ class DigestCache:
             except (OSError, ValueError):
                 pass
 
-    def digest(self, path: Path) -> str:
-        st = path.stat()
-        key = str(path.resolve())
+    def digest(self, path: Path, st: os.stat_result | None = None) -> str:
+        """The file's sha256; `st` is its stat if the caller has it. Keyed by the absolute
+        path as given: the stamp says which file it leads to, so resolving symlinks (a system
+        call per part of the path, for every output of every batch) would add nothing."""
+        if st is None:
+            st = path.stat()
+        key = os.path.abspath(path)
         now = stamp(st)
         cached = self._entries.get(key)
         if isinstance(cached, list) and len(cached) == 5 and cached[:4] == now \
@@ -75,4 +80,9 @@ NO_CACHE = DigestCache(None)
 
 
 def digest_or_none(cache: DigestCache, path: Path) -> str | None:
-    return cache.digest(path) if os.path.isfile(path) else None
+    """The digest of a regular file (followed through symlinks), None for anything else."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):      # as os.path.isfile
+        return None
+    return cache.digest(path, st) if stat_mode.S_ISREG(st.st_mode) else None
