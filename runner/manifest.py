@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -20,6 +21,7 @@ import jsonschema
 from . import sources
 from .errors import DataError, ManifestError
 from .hashing import canonical, digest
+from .resolve import Resolver, folders_down_to, is_dir, within
 from .yamlsrc import Document, read_documents
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -118,26 +120,29 @@ def _rel(path: Path, base: Path) -> str:
         return str(path)
 
 
-def _inside(project: Path, rel: str, source: Path, line: int, what: str) -> Path:
+def _inside(project: Path, rel: str, source: Path, line: int, what: str,
+            resolve: Resolver) -> Path:
     """Resolve an output path and refuse one that leaves the project (.., absolute, symlinks)
     or that cannot be a file (a directory, or under something that is not a directory)."""
     def refuse(problem: str) -> ManifestError:
         return ManifestError(f"{what} {rel!r} {problem}", path=source, where=str(line))
 
-    if Path(rel).is_absolute() or rel.startswith("~"):
+    if os.path.isabs(rel) or rel.startswith("~"):
         raise refuse(f"must be a relative path inside {project.name}/")
-    root = project.resolve()
-    resolved = (project / rel).resolve()
-    if not resolved.is_relative_to(root):
+    path = project / rel
+    root = resolve(project)
+    resolved = resolve(path)
+    if not within(resolved, root):
         link = _first_symlink(project, rel)
         raise refuse(f"leaves the project directory through the symlink {link!r}" if link
                      else "leaves the project directory")
-    if rel.endswith("/") or resolved == root or resolved.is_dir():
+    if rel.endswith("/") or resolved == root or is_dir(resolved):
         raise refuse("is a directory; name a file")
-    for parent in reversed(resolved.parents):
-        if parent.is_relative_to(root) and parent.exists() and not parent.is_dir():
-            raise refuse(f"cannot be written: {_rel(parent, root)} is a file, not a directory")
-    return project / Path(rel)
+    for parent in folders_down_to(resolved, root):
+        if not resolve.can_hold_files(parent):
+            raise refuse(f"cannot be written: {_rel(Path(parent), Path(root))} is a file, "
+                         "not a directory")
+    return path
 
 
 def _first_symlink(project: Path, rel: str) -> str | None:
@@ -229,7 +234,7 @@ def _schema_error(doc: Document, source: Path) -> ManifestError | None:
     return ManifestError(f"{where}: {msg}" if where else msg, path=source, where=str(line))
 
 
-def _build(doc: Document, source: Path, project: Path) -> Manifest:
+def _build(doc: Document, source: Path, project: Path, resolve: Resolver) -> Manifest:
     err = _schema_error(doc, source)
     if err is not None:
         raise err
@@ -243,12 +248,13 @@ def _build(doc: Document, source: Path, project: Path) -> Manifest:
             raise ManifestError("a csv output needs columns", path=source, where=str(line))
         if fmt == "jsonl" and out.get("columns"):
             raise ManifestError("columns apply to csv outputs only", path=source, where=str(line))
-        outputs.append(Output(out["path"], _inside(project, out["path"], source, line, "output"),
+        outputs.append(Output(out["path"], _inside(project, out["path"], source, line, "output",
+                                                   resolve),
                               fmt, tuple(out.get("columns", {}).items()), line))
     errors_rel = spec.get("errors") or _default_errors(spec["outputs"][0]["path"])
     errors_line = doc.line_of(["spec", "errors"] if "errors" in spec else ["spec", "outputs"])
-    errors = Output(errors_rel, _inside(project, errors_rel, source, errors_line, "errors path"),
-                    "jsonl", line=errors_line)
+    errors = Output(errors_rel, _inside(project, errors_rel, source, errors_line, "errors path",
+                                        resolve), "jsonl", line=errors_line)
     rows = None
     if "rows" in spec:
         rows = project / spec["rows"]
@@ -276,18 +282,20 @@ def manifest_files(directory: Path) -> list[Path]:
                   if p.suffix in MANIFEST_SUFFIXES and p.is_file() and not p.name.startswith("."))
 
 
-def load_file(source: Path, project: Path) -> list[Manifest]:
+def load_file(source: Path, project: Path, resolve: Resolver | None = None) -> list[Manifest]:
+    resolve = resolve or Resolver()
     docs = read_documents(source, ManifestError, utf8_advice="save the file as UTF-8")
-    return [_build(doc, source, project) for doc in docs]
+    return [_build(doc, source, project, resolve) for doc in docs]
 
 
 def load_directory(directory: Path) -> list[Manifest]:
     """Every manifest in `directory`, checked for clashes between them. Raises ManifestError."""
     project = directory.absolute()
     files = manifest_files(project)
+    resolve = Resolver()
     manifests: list[Manifest] = []
     for source in files:
-        manifests.extend(load_file(source, project))
+        manifests.extend(load_file(source, project, resolve))
     names: dict[str, Manifest] = {}
     for m in manifests:
         if m.name in names:
@@ -296,27 +304,29 @@ def load_directory(directory: Path) -> list[Manifest]:
                                 f"{first.rel_source}:{first.line_of(['metadata', 'name'])}",
                                 path=m.source, where=str(m.line_of(["metadata", "name"])))
         names[m.name] = m
-    _check_output_clashes(project, files, manifests)
+    _check_output_clashes(project, files, manifests, resolve)
     return manifests
 
 
-def _check_output_clashes(project: Path, files: list[Path], manifests: list[Manifest]) -> None:
+def _check_output_clashes(project: Path, files: list[Path], manifests: list[Manifest],
+                          resolve: Resolver) -> None:
     """No two outputs may be one file, and no output may overwrite an input or the runner's own
     files (the lockfile, its state directory, a manifest, a rows file)."""
     from .lockfile import LOCKFILE_NAME, STATE_DIR  # lockfile imports this module
 
-    root = project.resolve()
-    inputs = {p.resolve(): f"the manifest {_rel(p, project)}" for p in files}
-    inputs.update({m.rows.resolve(): f"the rows file of batch {m.name!r}"
+    root = resolve(project)
+    inputs = {resolve(p): f"the manifest {_rel(p, project)}" for p in files}
+    inputs.update({resolve(m.rows): f"the rows file of batch {m.name!r}"
                    for m in manifests if m.rows is not None})
-    inputs[root / LOCKFILE_NAME] = "the lockfile"
-    paths: dict[Path, tuple[Manifest, Output]] = {}
+    inputs[os.path.join(root, LOCKFILE_NAME)] = "the lockfile"
+    state = os.path.join(root, STATE_DIR)
+    paths: dict[str, tuple[Manifest, Output]] = {}
     for m in manifests:
         for out in m.declared_paths():
-            key = out.path.resolve()
+            key = resolve(out.path)
             if key in inputs:
                 raise _clash(m, out, f"would overwrite {inputs[key]}")
-            if key.is_relative_to(root / STATE_DIR):
+            if within(key, state):
                 raise _clash(m, out, f"is inside {STATE_DIR}/, which belongs to the runner")
             if key in paths:
                 other, first = paths[key]
