@@ -22,7 +22,7 @@ from . import sources
 from .errors import DataError, ManifestError
 from .hashing import canonical, digest
 from .resolve import Resolver, folders_down_to, is_dir, within
-from .yamlsrc import Document, read_documents
+from .yamlsrc import Document, Located, read_documents
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 INLINE_LIMIT_NOTE = "inline requests are sent when the batch is under 20 MB"
@@ -69,7 +69,7 @@ class Manifest:
     rows: Path | None = None
     items: tuple[Any, ...] | None = None
     document_hash: str = ""   # canonical JSON of the manifest document
-    document: Document | None = field(default=None, compare=False, repr=False)
+    document: Located | None = field(default=None, compare=False, repr=False)
 
     @property
     def rel_source(self) -> str:
@@ -234,10 +234,9 @@ def _schema_error(doc: Document, source: Path) -> ManifestError | None:
     return ManifestError(f"{where}: {msg}" if where else msg, path=source, where=str(line))
 
 
-def _build(doc: Document, source: Path, project: Path, resolve: Resolver) -> Manifest:
-    err = _schema_error(doc, source)
-    if err is not None:
-        raise err
+def _build(doc: Located, source: Path, project: Path, resolve: Resolver) -> Manifest:
+    """A Manifest from a document that conforms to the schema; checks what the schema cannot
+    (csv columns, output paths: those depend on the file system and run every time)."""
     data = doc.data
     spec = data["spec"]
     outputs = []
@@ -260,7 +259,7 @@ def _build(doc: Document, source: Path, project: Path, resolve: Resolver) -> Man
         rows = project / spec["rows"]
     model = spec["model"].removeprefix("models/")
     return Manifest(
-        name=data["metadata"]["name"], source=source, line=doc.node.start_mark.line + 1,
+        name=data["metadata"]["name"], source=source, line=doc.line_of([]),
         project=project, provider=spec["provider"], model=model,
         key=spec.get("key", "{{ index }}"), request=spec["request"],
         outputs=tuple(outputs), errors=errors, vars=spec.get("vars", {}),
@@ -284,8 +283,13 @@ def manifest_files(directory: Path) -> list[Path]:
 
 def load_file(source: Path, project: Path, resolve: Resolver | None = None) -> list[Manifest]:
     resolve = resolve or Resolver()
-    docs = read_documents(source, ManifestError, utf8_advice="save the file as UTF-8")
-    return [_build(doc, source, project, resolve) for doc in docs]
+    manifests = []
+    for doc in read_documents(source, ManifestError, utf8_advice="save the file as UTF-8"):
+        err = _schema_error(doc, source)
+        if err is not None:
+            raise err
+        manifests.append(_build(doc.located(), source, project, resolve))
+    return manifests
 
 
 def load_directory(directory: Path) -> list[Manifest]:
