@@ -21,6 +21,7 @@ import jsonschema
 from . import sources
 from .errors import DataError, ManifestError
 from .hashing import canonical, digest
+from .parsecache import NO_CACHE, ParseCache, salt
 from .resolve import Resolver, folders_down_to, is_dir, within
 from .yamlsrc import Document, Located, read_documents
 
@@ -281,25 +282,47 @@ def manifest_files(directory: Path) -> list[Path]:
                   if p.suffix in MANIFEST_SUFFIXES and p.is_file() and not p.name.startswith("."))
 
 
-def load_file(source: Path, project: Path, resolve: Resolver | None = None) -> list[Manifest]:
+def parse_cache(state_dir: Path) -> ParseCache:
+    """The cache of parsed, schema-valid manifest documents in the state directory; a new
+    schema (another field, another rule) makes every manifest be parsed and validated again."""
+    return ParseCache(state_dir / "manifests.cache", salt(load_schema("manifest.schema.json")))
+
+
+def load_file(source: Path, project: Path, cache: ParseCache = NO_CACHE,
+              resolve: Resolver | None = None) -> list[Manifest]:
+    """The manifests of one file. YAML parsing and schema validation are skipped when `cache`
+    holds the file's documents for its current stamp; the rest of the checks always run."""
     resolve = resolve or Resolver()
+    try:
+        st: os.stat_result | None = os.stat(source)
+    except OSError:
+        st = None                       # reading it says what is wrong
+    cached = cache.get(source.name, st) if st is not None else None
+    if cached is not None:
+        return [_build(Located(data, lines), source, project, resolve)
+                for data, lines in cached]
+    docs: list[Located] = []
     manifests = []
     for doc in read_documents(source, ManifestError, utf8_advice="save the file as UTF-8"):
         err = _schema_error(doc, source)
         if err is not None:
             raise err
-        manifests.append(_build(doc.located(), source, project, resolve))
+        docs.append(doc.located())
+        manifests.append(_build(docs[-1], source, project, resolve))
+    if st is not None:
+        cache.put(source.name, st, [[d.data, d.lines] for d in docs])
     return manifests
 
 
-def load_directory(directory: Path) -> list[Manifest]:
-    """Every manifest in `directory`, checked for clashes between them. Raises ManifestError."""
+def load_directory(directory: Path, cache: ParseCache = NO_CACHE) -> list[Manifest]:
+    """Every manifest in `directory`, checked for clashes between them. Raises ManifestError.
+    `cache` may spare parsing unchanged files; the caller saves it once all is well."""
     project = directory.absolute()
     files = manifest_files(project)
     resolve = Resolver()
     manifests: list[Manifest] = []
     for source in files:
-        manifests.extend(load_file(source, project, resolve))
+        manifests.extend(load_file(source, project, cache, resolve))
     names: dict[str, Manifest] = {}
     for m in manifests:
         if m.name in names:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import lockfile
 from .desired import desire
-from .manifest import Manifest, load_directory
+from .manifest import Manifest, load_directory, parse_cache
+from .parsecache import ParseCache
 from .plan import Desired, Observed, needs_remote, needs_tag_search
-from .statcache import cache_for
 from .providers.base import Provider, RemoteJob
-
+from .statcache import cache_for
 
 # Above this many jobs to look at, one paged list costs less than a get per job.
 LIST_THRESHOLD = 5
@@ -22,16 +22,21 @@ class Workspace:
     directory: Path
     manifests: list[Manifest]
     lock: lockfile.Lock
+    # what was parsed and validated, to save once the whole workspace proved valid
+    parsed: tuple[ParseCache, ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
     def open(cls, directory: Path) -> Workspace:
         directory = directory.absolute()
-        manifests = load_directory(directory)
-        return cls(directory, manifests, lockfile.load(lockfile.lock_path(directory)))
+        manifests_cache = parse_cache(directory / lockfile.STATE_DIR)
+        manifests = load_directory(directory, manifests_cache)
+        lock = lockfile.load(lockfile.lock_path(directory))
+        return cls(directory, manifests, lock, (manifests_cache,))
 
     def reloaded(self) -> Workspace:
         """The same manifests with the lockfile read again (under the run lock)."""
-        return Workspace(self.directory, self.manifests, lockfile.load(self.lock_path))
+        return Workspace(self.directory, self.manifests, lockfile.load(self.lock_path),
+                         self.parsed)
 
     @property
     def lock_path(self) -> Path:
@@ -54,6 +59,8 @@ class Workspace:
         cache = cache_for(self.state_dir)
         desired = [desire(m, self.lock.batches.get(m.name), cache) for m in self.manifests]
         cache.save()    # only once every manifest rendered: bad input leaves nothing behind
+        for parsed in self.parsed:
+            parsed.save()
         return desired
 
 
