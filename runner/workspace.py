@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import lockfile
+from . import hashing, lockfile
 from .desired import desire
-from .manifest import Manifest, load_directory, parse_cache
-from .parsecache import ParseCache
+from .manifest import Manifest, load_directory, load_schema, parse_cache
+from .parsecache import ParseCache, salt
 from .plan import Desired, Observed, needs_remote, needs_tag_search
 from .providers.base import Provider, RemoteJob
 from .statcache import cache_for
@@ -28,13 +29,15 @@ class Workspace:
     @classmethod
     def open(cls, directory: Path) -> Workspace:
         directory = directory.absolute()
-        manifests_cache = parse_cache(directory / lockfile.STATE_DIR)
+        state = directory / lockfile.STATE_DIR
+        manifests_cache, lock_cache = parse_cache(state), _lock_cache(state)
         manifests = load_directory(directory, manifests_cache)
-        lock = lockfile.load(lockfile.lock_path(directory))
-        return cls(directory, manifests, lock, (manifests_cache,))
+        lock = _load_lock(lockfile.lock_path(directory), lock_cache)
+        return cls(directory, manifests, lock, (manifests_cache, lock_cache))
 
     def reloaded(self) -> Workspace:
-        """The same manifests with the lockfile read again (under the run lock)."""
+        """The same manifests with the lockfile read again (under the run lock, from the file
+        itself: another run may have just replaced it)."""
         return Workspace(self.directory, self.manifests, lockfile.load(self.lock_path),
                          self.parsed)
 
@@ -62,6 +65,29 @@ class Workspace:
         for parsed in self.parsed:
             parsed.save()
         return desired
+
+
+def _lock_cache(state_dir: Path) -> ParseCache:
+    """The cache of the loaded lockfile; another lockfile schema, version or hash recipe
+    makes it be read and validated again."""
+    return ParseCache(state_dir / "lockfile.cache", salt(
+        load_schema("lockfile.schema.json"), lockfile.VERSION, hashing.RECIPE))
+
+
+def _load_lock(path: Path, cache: ParseCache) -> lockfile.Lock:
+    """The lockfile; from `cache` when the file is unchanged since it was last loaded, which
+    spares parsing and validating a record of every batch (seconds for a thousand)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return lockfile.load(path)      # missing: an empty lock; otherwise it says why
+    cached = cache.get(path.name, st)
+    if cached is not None:
+        # the loader's own constructor, so that a hit gives what loading the file gives
+        return lockfile.Lock({name: lockfile._entry(data) for name, data in cached.items()})
+    lock = lockfile.load(path)
+    cache.put(path.name, st, {name: entry.to_dict() for name, entry in lock.batches.items()})
+    return lock
 
 
 def observe(provider: Provider, lock: lockfile.Lock, desired: list[Desired]) -> Observed:

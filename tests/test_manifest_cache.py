@@ -1,5 +1,5 @@
-"""The parse cache under .runner/: an unchanged manifest is neither parsed nor validated
-again, and the cache never hides an edit or an error.
+"""The parse cache under .runner/: an unchanged manifest or lockfile is neither parsed nor
+validated again, and the cache never hides an edit or an error.
 
 Files younger than two seconds are not remembered (an edit within one timestamp tick could
 keep the stamp); the `settled` fixture lifts that wait for the tests that are not about it.
@@ -17,10 +17,12 @@ import pytest
 
 import runner
 from conftest import MINIMAL, write_manifest
-from runner import manifest, parsecache, statcache
+from runner import lockfile, manifest, parsecache, statcache
+from runner.emulator import Emulator
 from runner.errors import ManifestError
 from runner.manifest import load_directory
 from runner.parsecache import ParseCache, salt
+from runner.providers.gemini import GeminiProvider
 from runner.workspace import Workspace
 
 SECOND = MINIMAL.replace("name: tiny", "name: second").replace("out/tiny", "out/second")
@@ -94,9 +96,10 @@ class Calls:
 
 @pytest.fixture
 def parsed(monkeypatch: pytest.MonkeyPatch) -> dict[str, Calls]:
-    """Spies on YAML parsing and schema validation of manifests."""
+    """Spies on YAML parsing and schema validation of manifests, and on lockfile loading."""
     return {"yaml": Calls(monkeypatch, manifest, "read_documents"),
-            "schema": Calls(monkeypatch, manifest, "_schema_error")}
+            "schema": Calls(monkeypatch, manifest, "_schema_error"),
+            "lockfile": Calls(monkeypatch, lockfile, "load")}
 
 
 def project(tmp_path: Path) -> Path:
@@ -303,6 +306,39 @@ def test_nothing_is_cached_when_a_later_step_fails(tmp_path: Path, settled: None
     with pytest.raises(runner.TemplateError):
         plan_once(d)
     assert not (d / ".runner").exists()
+
+
+def test_a_cached_lockfile_loads_as_the_file_does(
+        tmp_path: Path, settled: None, parsed: dict[str, Calls]) -> None:
+    d = project(tmp_path)
+    with Emulator(tmp_path / "emu", latency=0) as emu:
+        provider = GeminiProvider("k", emu.base_url)
+        try:
+            runner.apply(d, provider=provider, options=runner.Options(poll_base=0.05))
+        finally:
+            provider.close()
+    lock_path = d / "batches.lock"
+    assert set(lockfile.load(lock_path).batches) == {"tiny", "first-of-two", "second-of-two",
+                                                      "second"}
+    loads = len(parsed["lockfile"])
+    plan_once(d)
+    assert len(parsed["lockfile"]) == loads + 1
+    cached = plan_once(d)
+    assert len(parsed["lockfile"]) == loads + 1                  # from the cache
+    assert cached.lock == lockfile.load(lock_path)
+
+    same_size_edit(lock_path, "attempts: 1", "attempts: 2")      # valid: read anew
+    edited = Workspace.open(d)
+    assert edited.lock == lockfile.load(lock_path) != cached.lock
+    assert sorted(e.attempts for e in edited.lock.batches.values()) == [1, 1, 1, 2]
+
+    same_size_edit(lock_path, "state: SUCCEEDED", "state: SUCCEEDEX")
+    with pytest.raises(runner.LockfileError) as from_workspace:
+        Workspace.open(d)
+    with pytest.raises(runner.LockfileError) as from_file:
+        lockfile.load(lock_path)
+    assert "lockfile is invalid" in str(from_workspace.value)
+    assert str(from_workspace.value) == str(from_file.value)
 
 
 def test_a_rows_file_removed_behind_a_cached_manifest_is_reported(
