@@ -342,7 +342,7 @@ def _check_output_clashes(project: Path, files: list[Path], manifests: list[Mani
     from .lockfile import LOCKFILE_NAME, STATE_DIR  # lockfile imports this module
 
     root = resolve(project)
-    inputs = {resolve(p): f"the manifest {_rel(p, project)}" for p in files}
+    inputs = {resolve(p): f"the manifest {p.name}" for p in files}    # files of the project
     inputs.update({resolve(m.rows): f"the rows file of batch {m.name!r}"
                    for m in manifests if m.rows is not None})
     inputs[os.path.join(root, LOCKFILE_NAME)] = "the lockfile"
