@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,10 +84,12 @@ def _load_lock(path: Path, cache: ParseCache) -> lockfile.Lock:
         return lockfile.load(path)      # missing: an empty lock; otherwise it says why
     cached = cache.get(path.name, st)
     if cached is not None:
-        # the loader's own constructor, so that a hit gives what loading the file gives
+        # the loader's own constructor over every field of what it built: a hit gives what
+        # loading the file gives (to_dict would drop what the writer leaves out)
         return lockfile.Lock({name: lockfile._entry(data) for name, data in cached.items()})
     lock = lockfile.load(path)
-    cache.put(path.name, st, {name: entry.to_dict() for name, entry in lock.batches.items()})
+    cache.put(path.name, st, {name: dataclasses.asdict(entry)
+                              for name, entry in lock.batches.items()})
     return lock
 
 
