@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -20,7 +21,9 @@ import jsonschema
 from . import sources
 from .errors import DataError, ManifestError
 from .hashing import canonical, digest
-from .yamlsrc import Document, read_documents
+from .parsecache import NO_CACHE, ParseCache, salt
+from .resolve import Resolver, folders_down_to, is_dir, within
+from .yamlsrc import Document, Located, read_documents
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 INLINE_LIMIT_NOTE = "inline requests are sent when the batch is under 20 MB"
@@ -68,7 +71,7 @@ class Manifest:
     rows: Path | None = None
     items: tuple[Any, ...] | None = None
     document_hash: str = ""   # canonical JSON of the manifest document
-    document: Document | None = field(default=None, compare=False, repr=False)
+    document: Located | None = field(default=None, compare=False, repr=False)
 
     @property
     def rel_source(self) -> str:
@@ -119,26 +122,29 @@ def _rel(path: Path, base: Path) -> str:
         return str(path)
 
 
-def _inside(project: Path, rel: str, source: Path, line: int, what: str) -> Path:
+def _inside(project: Path, rel: str, source: Path, line: int, what: str,
+            resolve: Resolver) -> Path:
     """Resolve an output path and refuse one that leaves the project (.., absolute, symlinks)
     or that cannot be a file (a directory, or under something that is not a directory)."""
     def refuse(problem: str) -> ManifestError:
         return ManifestError(f"{what} {rel!r} {problem}", path=source, where=str(line))
 
-    if Path(rel).is_absolute() or rel.startswith("~"):
+    if os.path.isabs(rel) or rel.startswith("~"):
         raise refuse(f"must be a relative path inside {project.name}/")
-    root = project.resolve()
-    resolved = (project / rel).resolve()
-    if not resolved.is_relative_to(root):
+    path = project / rel
+    root = resolve(project)
+    resolved = resolve(path)
+    if not within(resolved, root):
         link = _first_symlink(project, rel)
         raise refuse(f"leaves the project directory through the symlink {link!r}" if link
                      else "leaves the project directory")
-    if rel.endswith("/") or resolved == root or resolved.is_dir():
+    if rel.endswith("/") or resolved == root or is_dir(resolved):
         raise refuse("is a directory; name a file")
-    for parent in reversed(resolved.parents):
-        if parent.is_relative_to(root) and parent.exists() and not parent.is_dir():
-            raise refuse(f"cannot be written: {_rel(parent, root)} is a file, not a directory")
-    return project / Path(rel)
+    for parent in folders_down_to(resolved, root):
+        if not resolve.can_hold_files(parent):
+            raise refuse(f"cannot be written: {_rel(Path(parent), Path(root))} is a file, "
+                         "not a directory")
+    return path
 
 
 def _first_symlink(project: Path, rel: str) -> str | None:
@@ -230,10 +236,9 @@ def _schema_error(doc: Document, source: Path) -> ManifestError | None:
     return ManifestError(f"{where}: {msg}" if where else msg, path=source, where=str(line))
 
 
-def _build(doc: Document, source: Path, project: Path) -> Manifest:
-    err = _schema_error(doc, source)
-    if err is not None:
-        raise err
+def _build(doc: Located, source: Path, project: Path, resolve: Resolver) -> Manifest:
+    """A Manifest from a document that conforms to the schema; checks what the schema cannot
+    (csv columns, output paths: those depend on the file system and run every time)."""
     data = doc.data
     spec = data["spec"]
     outputs = []
@@ -244,18 +249,19 @@ def _build(doc: Document, source: Path, project: Path) -> Manifest:
             raise ManifestError("a csv output needs columns", path=source, where=str(line))
         if fmt == "jsonl" and out.get("columns"):
             raise ManifestError("columns apply to csv outputs only", path=source, where=str(line))
-        outputs.append(Output(out["path"], _inside(project, out["path"], source, line, "output"),
+        outputs.append(Output(out["path"], _inside(project, out["path"], source, line, "output",
+                                                   resolve),
                               fmt, tuple(out.get("columns", {}).items()), line))
     errors_rel = spec.get("errors") or _default_errors(spec["outputs"][0]["path"])
     errors_line = doc.line_of(["spec", "errors"] if "errors" in spec else ["spec", "outputs"])
-    errors = Output(errors_rel, _inside(project, errors_rel, source, errors_line, "errors path"),
-                    "jsonl", line=errors_line)
+    errors = Output(errors_rel, _inside(project, errors_rel, source, errors_line, "errors path",
+                                        resolve), "jsonl", line=errors_line)
     rows = None
     if "rows" in spec:
         rows = project / spec["rows"]
     model = spec["model"].removeprefix("models/")
     return Manifest(
-        name=data["metadata"]["name"], source=source, line=doc.node.start_mark.line + 1,
+        name=data["metadata"]["name"], source=source, line=doc.line_of([]),
         project=project, provider=spec["provider"], model=model,
         key=spec.get("key", "{{ index }}"), request=spec["request"],
         outputs=tuple(outputs), errors=errors, vars=spec.get("vars", {}),
@@ -278,18 +284,47 @@ def manifest_files(directory: Path) -> list[Path]:
                   if p.suffix in MANIFEST_SUFFIXES and p.is_file() and not p.name.startswith("."))
 
 
-def load_file(source: Path, project: Path) -> list[Manifest]:
-    docs = read_documents(source, ManifestError, utf8_advice="save the file as UTF-8")
-    return [_build(doc, source, project) for doc in docs]
+def parse_cache(state_dir: Path) -> ParseCache:
+    """The cache of parsed, schema-valid manifest documents in the state directory; a new
+    schema (another field, another rule) makes every manifest be parsed and validated again."""
+    return ParseCache(state_dir / "manifests.cache", salt(load_schema("manifest.schema.json")))
 
 
-def load_directory(directory: Path) -> list[Manifest]:
-    """Every manifest in `directory`, checked for clashes between them. Raises ManifestError."""
+def load_file(source: Path, project: Path, cache: ParseCache = NO_CACHE,
+              resolve: Resolver | None = None) -> list[Manifest]:
+    """The manifests of one file. YAML parsing and schema validation are skipped when `cache`
+    holds the file's documents for its current stamp; the rest of the checks always run."""
+    resolve = resolve or Resolver()
+    try:
+        st: os.stat_result | None = os.stat(source)
+    except OSError:
+        st = None                       # reading it says what is wrong
+    cached = cache.get(source.name, st) if st is not None else None
+    if cached is not None:
+        return [_build(Located(data, lines), source, project, resolve)
+                for data, lines in cached]
+    docs: list[Located] = []
+    manifests = []
+    for doc in read_documents(source, ManifestError, utf8_advice="save the file as UTF-8"):
+        err = _schema_error(doc, source)
+        if err is not None:
+            raise err
+        docs.append(doc.located())
+        manifests.append(_build(docs[-1], source, project, resolve))
+    if st is not None:
+        cache.put(source.name, st, [[d.data, d.lines] for d in docs])
+    return manifests
+
+
+def load_directory(directory: Path, cache: ParseCache = NO_CACHE) -> list[Manifest]:
+    """Every manifest in `directory`, checked for clashes between them. Raises ManifestError.
+    `cache` may spare parsing unchanged files; the caller saves it once all is well."""
     project = directory.absolute()
     files = manifest_files(project)
+    resolve = Resolver()
     manifests: list[Manifest] = []
     for source in files:
-        manifests.extend(load_file(source, project))
+        manifests.extend(load_file(source, project, cache, resolve))
     names: dict[str, Manifest] = {}
     for m in manifests:
         if m.name in names:
@@ -298,27 +333,29 @@ def load_directory(directory: Path) -> list[Manifest]:
                                 f"{first.rel_source}:{first.line_of(['metadata', 'name'])}",
                                 path=m.source, where=str(m.line_of(["metadata", "name"])))
         names[m.name] = m
-    _check_output_clashes(project, files, manifests)
+    _check_output_clashes(project, files, manifests, resolve)
     return manifests
 
 
-def _check_output_clashes(project: Path, files: list[Path], manifests: list[Manifest]) -> None:
+def _check_output_clashes(project: Path, files: list[Path], manifests: list[Manifest],
+                          resolve: Resolver) -> None:
     """No two outputs may be one file, and no output may overwrite an input or the runner's own
     files (the lockfile, its state directory, a manifest, a rows file)."""
     from .lockfile import LOCKFILE_NAME, STATE_DIR  # lockfile imports this module
 
-    root = project.resolve()
-    inputs = {p.resolve(): f"the manifest {_rel(p, project)}" for p in files}
-    inputs.update({m.rows.resolve(): f"the rows file of batch {m.name!r}"
+    root = resolve(project)
+    inputs = {resolve(p): f"the manifest {p.name}" for p in files}    # files of the project
+    inputs.update({resolve(m.rows): f"the rows file of batch {m.name!r}"
                    for m in manifests if m.rows is not None})
-    inputs[root / LOCKFILE_NAME] = "the lockfile"
-    paths: dict[Path, tuple[Manifest, Output]] = {}
+    inputs[os.path.join(root, LOCKFILE_NAME)] = "the lockfile"
+    state = os.path.join(root, STATE_DIR)
+    paths: dict[str, tuple[Manifest, Output]] = {}
     for m in manifests:
         for out in m.declared_paths():
-            key = out.path.resolve()
+            key = resolve(out.path)
             if key in inputs:
                 raise _clash(m, out, f"would overwrite {inputs[key]}")
-            if key.is_relative_to(root / STATE_DIR):
+            if within(key, state):
                 raise _clash(m, out, f"is inside {STATE_DIR}/, which belongs to the runner")
             if key in paths:
                 other, first = paths[key]

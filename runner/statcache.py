@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat as stat_mode
 import time
 from pathlib import Path
 
@@ -17,6 +18,18 @@ from .fsutil import write_text
 from .hashing import file_digest
 
 _TRUST_AFTER_NS = 2_000_000_000
+
+
+def stamp(st: os.stat_result) -> list[int]:
+    """What identifies a version of a file without reading it. The ctime and inode catch an
+    edit that kept the size and had its mtime put back (touch -r, some editors and tools)."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def settled(st: os.stat_result) -> bool:
+    """Whether a file is old enough for its stamp to be trusted: one rewritten within the
+    same timestamp tick with the same size would otherwise keep its stamp."""
+    return time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _TRUST_AFTER_NS
 
 
 class DigestCache:
@@ -32,17 +45,21 @@ class DigestCache:
             except (OSError, ValueError):
                 pass
 
-    def digest(self, path: Path) -> str:
-        st = path.stat()
-        key = str(path.resolve())
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    def digest(self, path: Path, st: os.stat_result | None = None) -> str:
+        """The file's sha256; `st` is its stat if the caller has it. Keyed by the absolute
+        path as given: the stamp says which file it leads to, so resolving symlinks (a system
+        call per part of the path, for every output of every batch) would add nothing."""
+        if st is None:
+            st = path.stat()
+        key = os.path.abspath(path)
+        now = stamp(st)
         cached = self._entries.get(key)
-        if isinstance(cached, list) and len(cached) == 5 and cached[:4] == stamp \
+        if isinstance(cached, list) and len(cached) == 5 and cached[:4] == now \
                 and isinstance(cached[4], str):
             return cached[4]
         value = file_digest(path)
-        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _TRUST_AFTER_NS:
-            self._entries[key] = [*stamp, value]
+        if settled(st):
+            self._entries[key] = [*now, value]
             self._dirty = True
         return value
 
@@ -63,4 +80,9 @@ NO_CACHE = DigestCache(None)
 
 
 def digest_or_none(cache: DigestCache, path: Path) -> str | None:
-    return cache.digest(path) if os.path.isfile(path) else None
+    """The digest of a regular file (followed through symlinks), None for anything else."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):      # as os.path.isfile
+        return None
+    return cache.digest(path, st) if stat_mode.S_ISREG(st.st_mode) else None

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import lockfile
+from . import hashing, lockfile
 from .desired import desire
-from .manifest import Manifest, load_directory
+from .manifest import Manifest, load_directory, load_schema, parse_cache
+from .parsecache import ParseCache, salt
 from .plan import Desired, Observed, needs_remote, needs_tag_search
-from .statcache import cache_for
 from .providers.base import Provider, RemoteJob
-
+from .statcache import cache_for
 
 # Above this many jobs to look at, one paged list costs less than a get per job.
 LIST_THRESHOLD = 5
@@ -22,16 +24,23 @@ class Workspace:
     directory: Path
     manifests: list[Manifest]
     lock: lockfile.Lock
+    # what was parsed and validated, to save once the whole workspace proved valid
+    parsed: tuple[ParseCache, ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
     def open(cls, directory: Path) -> Workspace:
         directory = directory.absolute()
-        manifests = load_directory(directory)
-        return cls(directory, manifests, lockfile.load(lockfile.lock_path(directory)))
+        state = directory / lockfile.STATE_DIR
+        manifests_cache, lock_cache = parse_cache(state), _lock_cache(state)
+        manifests = load_directory(directory, manifests_cache)
+        lock = _load_lock(lockfile.lock_path(directory), lock_cache)
+        return cls(directory, manifests, lock, (manifests_cache, lock_cache))
 
     def reloaded(self) -> Workspace:
-        """The same manifests with the lockfile read again (under the run lock)."""
-        return Workspace(self.directory, self.manifests, lockfile.load(self.lock_path))
+        """The same manifests with the lockfile read again (under the run lock, from the file
+        itself: another run may have just replaced it)."""
+        return Workspace(self.directory, self.manifests, lockfile.load(self.lock_path),
+                         self.parsed)
 
     @property
     def lock_path(self) -> Path:
@@ -54,7 +63,34 @@ class Workspace:
         cache = cache_for(self.state_dir)
         desired = [desire(m, self.lock.batches.get(m.name), cache) for m in self.manifests]
         cache.save()    # only once every manifest rendered: bad input leaves nothing behind
+        for parsed in self.parsed:
+            parsed.save()
         return desired
+
+
+def _lock_cache(state_dir: Path) -> ParseCache:
+    """The cache of the loaded lockfile; another lockfile schema, version or hash recipe
+    makes it be read and validated again."""
+    return ParseCache(state_dir / "lockfile.cache", salt(
+        load_schema("lockfile.schema.json"), lockfile.VERSION, hashing.RECIPE))
+
+
+def _load_lock(path: Path, cache: ParseCache) -> lockfile.Lock:
+    """The lockfile; from `cache` when the file is unchanged since it was last loaded, which
+    spares parsing and validating a record of every batch (seconds for a thousand)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return lockfile.load(path)      # missing: an empty lock; otherwise it says why
+    cached = cache.get(path.name, st)
+    if cached is not None:
+        # the loader's own constructor over every field of what it built: a hit gives what
+        # loading the file gives (to_dict would drop what the writer leaves out)
+        return lockfile.Lock({name: lockfile._entry(data) for name, data in cached.items()})
+    lock = lockfile.load(path)
+    cache.put(path.name, st, {name: dataclasses.asdict(entry)
+                              for name, entry in lock.batches.items()})
+    return lock
 
 
 def observe(provider: Provider, lock: lockfile.Lock, desired: list[Desired]) -> Observed:
