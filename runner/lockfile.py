@@ -275,10 +275,11 @@ def _parse(path: Path, lockdoc: Document) -> Lock:
         where = ".".join(str(p) for p in at) or "top level"
         raise LockfileError(f"lockfile is invalid at {where}: {message[:160]}; {RESTORE}",
                             path=path, where=str(line))
-    return Lock({name: _entry(entry) for name, entry in doc["batches"].items()})
+    return Lock({name: entry_from(entry) for name, entry in doc["batches"].items()})
 
 
-def _entry(data: dict[str, Any]) -> LockEntry:
+def entry_from(data: dict[str, Any]) -> LockEntry:
+    """A batch's record from its validated lockfile data."""
     fields = {f.name for f in dataclasses.fields(LockEntry)}
     entry = LockEntry(**{k: v for k, v in data.items()
                          if k in fields and k not in ("retries", "shards")})

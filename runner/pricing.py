@@ -374,7 +374,10 @@ def money(amount: float, currency: str = "USD") -> str:
 def _count(metadata: Mapping[str, Any], camel: str, snake: str) -> int:
     """A token count from usageMetadata, under its JSON name or its snake_case twin. Both are
     spelled out: deriving one from the other cost more than the rest of a response's join."""
-    value = metadata.get(camel, metadata.get(snake))
+    value = metadata.get(camel)
+    if type(value) is int:      # the usual case, on the join's hot path
+        return value
+    value = metadata.get(snake) if value is None else value
     if isinstance(value, str) and value.isdigit():
         return int(value)
     return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -86,7 +86,7 @@ def _load_lock(path: Path, cache: ParseCache) -> lockfile.Lock:
     if cached is not None:
         # the loader's own constructor over every field of what it built: a hit gives what
         # loading the file gives (to_dict would drop what the writer leaves out)
-        return lockfile.Lock({name: lockfile._entry(data) for name, data in cached.items()})
+        return lockfile.Lock({name: lockfile.entry_from(data) for name, data in cached.items()})
     lock = lockfile.load(path)
     cache.put(path.name, st, {name: dataclasses.asdict(entry)
                               for name, entry in lock.batches.items()})
