@@ -96,13 +96,15 @@ class Applier:
         self.ws.lock.batches[name] = entry
         self.ws.save_lock()
 
-    def _render(self, m: Manifest, files: bool) -> tuple[dict[str, Any], Rendered]:
+    def _render(self, m: Manifest, files: bool, need: str | None = None
+                ) -> tuple[dict[str, Any], Rendered]:
         """The batch rendered once a run (with its shards' input files when `files`), with
         its inputs. The same requests are cut as the lockfile records them, so a shard
-        resubmitted keeps its hash."""
+        resubmitted keeps its hash. With `files`, rendered again only if the input file of
+        the shard `need` is gone (submitted already, and now resubmitted)."""
         cached = self._rendered.get(m.name)
-        if cached is not None and (not files or all(p.is_file() for p in cached[1].paths)
-                                   and cached[1].paths):
+        if cached is not None and (not files or cached[1].paths and (
+                need is None or input_path(self.ws.state_dir, need).is_file())):
             return cached
         entry = self.ws.lock.batches.get(m.name)
         cuts = [p.requests for p in entry.parts()] if entry is not None and \
@@ -121,15 +123,15 @@ class Applier:
         if entry is not None and part is not None and not files and \
                 entry.content_hash == self.desired[m.name].content_hash:
             return entry, part
-        entry = self._relay(m, files)
+        entry = self._relay(m, files, content_hash)
         part = _find_part(entry, content_hash)
         if part is None:
             raise RunnerError(f"{m.name}: its requests changed while apply ran (a rows file or "
                               "template was edited); run apply again", path=m.source)
         return entry, part
 
-    def _relay(self, m: Manifest, files: bool = False) -> LockEntry:
-        inputs, rendered = self._render(m, files)
+    def _relay(self, m: Manifest, files: bool = False, need: str | None = None) -> LockEntry:
+        inputs, rendered = self._render(m, files, need)
         entry = record_for(m, rendered, inputs, self.ws.lock.batches.get(m.name))
         self.ws.lock.batches[m.name] = entry
         return entry
