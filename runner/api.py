@@ -174,7 +174,15 @@ def cancel(directory: PathLike, names: Iterable[str], *, provider: Provider | No
             retry = entry.open_retry
             records = [retry] if retry is not None else entry.parts()
             for record in records:
-                if record.job is None or record.state not in LIVE:
+                if record.state not in LIVE:
+                    continue
+                if record.job is None:      # queued, or created just before a crash
+                    found = [j for j in p.list_jobs() if j.display_name == record.display_name]
+                    live = [j for j in found if not j.state.terminal]
+                    record.job = live[0].name if live else None
+                if record.job is None:      # never submitted: it stays unsubmitted
+                    record.state, record.error = JobState.CANCELLED.value, CANCELLED_BY_USER
+                    ws.save_lock()
                     continue
                 p.cancel_job(record.job)
                 record.state, record.finished_at = JobState.CANCELLED.value, now()

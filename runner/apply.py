@@ -281,6 +281,9 @@ class Applier:
         if job is not None and record is not None:
             record.state = JobState.SUCCEEDED.value
             record.finished_at = job.end_time or record.finished_at or now()
+            if entry.shards:    # recorded before the other shards' results are fetched
+                self._results(m.name, record, job)
+                self.ws.save_lock()
         if not entry.settled:
             if job is None or record is None:
                 raise RunnerError(f"{m.name}: its requests changed while apply ran (a rows "
@@ -329,7 +332,10 @@ class Applier:
     # -- the whole run ---------------------------------------------------------------------
 
     def run(self, plan: Plan) -> Outcome:
-        inflight: Inflight = {}
+        # the jobs already running count against the cap on jobs in flight from the start
+        inflight: Inflight = {a.job.name: (a.name, a.job) for batch in plan.actions
+                              for a in (batch.parts or (batch,))
+                              if a.kind in (Kind.WAIT, Kind.ADOPT) and a.job is not None}
         try:
             for action in plan.actions:
                 self._act(action, inflight)
@@ -345,9 +351,10 @@ class Applier:
 
     def _act(self, action: Action, inflight: Inflight) -> None:
         name = action.name
-        for part in action.parts:       # a split batch: each shard in turn
-            self._act(part, inflight)
-        if action.parts:
+        if action.parts:                # a split batch: each shard in turn
+            self._lay_out(action)
+            for part in action.parts:
+                self._act(part, inflight)
             return
         if action.kind in SUBMITS and not self._slot_free(inflight):
             if not self._queued:
@@ -405,6 +412,18 @@ class Applier:
             want = self.desired[name]
             entry.inputs, entry.spec_hash = dict(want.inputs), want.spec_hash
             self._record(name, entry)
+
+    def _lay_out(self, action: Action) -> None:
+        """Before a split batch's shards are acted on: cancel the jobs of requests no longer
+        wanted, and record the batch as it renders now when its requests changed, so that
+        no shard waits for one that was dropped (rows removed from the end)."""
+        m = self.ws.manifest(action.name)
+        self._cancel_superseded(m, action)
+        entry = self.ws.lock.batches.get(action.name)
+        if entry is not None and entry.content_hash != self.desired[action.name].content_hash:
+            files = any(p.kind in SUBMITS for p in action.parts)
+            self._relay(m, files)
+            self.ws.save_lock()
 
     def _slot_free(self, inflight: Inflight) -> bool:
         """Whether one more job may be submitted: providers cap the jobs a project runs at

@@ -246,11 +246,20 @@ def _for_retry(want: Desired, entry: LockEntry, observed: Observed) -> Action | 
 
 
 def _for_part(name: str, part: Part, observed: Observed, max_attempts: int,
-              resubmit_asked: bool) -> Action | None:
-    """The action for a recorded job with the wanted content; None once its results are in."""
+              resubmit_asked: bool, settled: bool) -> Action | None:
+    """The action for a recorded job with the wanted content; None once its results are in.
+    Until the batch is `settled` (every part's results in), a part whose results are in
+    still needs its job: the outputs are written from every part's results."""
     attempt = max(part.attempts, 1)
     base = dict(name=name, requests=part.requests, content_hash=part.content_hash,
                 attempt=attempt)
+    if part.job is None and part.error == CANCELLED_BY_USER:    # cancelled while queued
+        if resubmit_asked:
+            return Action(Kind.CREATE, reason=f"{CANCELLED_BY_USER} before it was submitted; "
+                          "submitting as asked", display_name=display_name(
+                              name, part.content_hash, attempt), **base)
+        return Action(Kind.FAILED, reason=f"{CANCELLED_BY_USER} before it was submitted; "
+                      f"apply --resubmit {name} submits it", **base)
     if part.state == JobState.CREATING.value or part.job is None:
         tag = display_name(name, part.content_hash, attempt)
         tagged = observed.tagged(tag)
@@ -259,10 +268,13 @@ def _for_part(name: str, part: Part, observed: Observed, max_attempts: int,
                           job=tagged, **base)
         return Action(Kind.CREATE, reason="an interrupted run did not submit it",
                       display_name=tag, **base)
-    if part.state == JobState.SUCCEEDED.value:
-        return None
     resubmit = dict(base, attempt=attempt + 1,
                     display_name=display_name(name, part.content_hash, attempt + 1))
+    if part.state == JobState.SUCCEEDED.value:
+        if settled or part.job in observed.jobs:
+            return None
+        return Action(Kind.RESUBMIT, reason="job deleted on the provider, and its results are "
+                      "needed for the outputs", **resubmit)
     job = observed.jobs.get(part.job)
     if job is None:
         return Action(Kind.RESUBMIT, reason="job deleted on the provider before its results "
@@ -308,15 +320,15 @@ def _for_settled(want: Desired, entry: LockEntry, observed: Observed) -> list[Ac
             return [Action(Kind.RECORD, reason="manifest edited, requests unchanged", job=job,
                            **base)]
         return [Action(Kind.NOTHING, reason="up to date", job=job, **base)]
-    gone = [p for p in parts if (j := observed.jobs.get(p.job or "")) is None
-            or j.state != JobState.SUCCEEDED]
+    wanted = {s.content_hash for s in want.parts}
+    gone = [p for p in parts if p.content_hash in wanted and (
+        (j := observed.jobs.get(p.job or "")) is None or j.state != JobState.SUCCEEDED)]
     if gone:
         return [Action(Kind.RESUBMIT, want.name, f"{why}, and the job's results are gone from "
                        "the provider", p.requests, p.content_hash,
                        display_name(want.name, p.content_hash, max(p.attempts, 1) + 1),
                        attempt=max(p.attempts, 1) + 1) for p in gone]
-    return [Action(Kind.DOWNLOAD, reason=why, job=job, old_jobs=_superseded(entry, want,
-                                                                           observed), **base)]
+    return [Action(Kind.DOWNLOAD, reason=why, job=job, **base)]
 
 
 def _superseded(entry: LockEntry, want: Desired, observed: Observed) -> tuple[str, ...]:
@@ -333,18 +345,18 @@ def _superseded(entry: LockEntry, want: Desired, observed: Observed) -> tuple[st
 
 
 def _for_new_part(want: Desired, shard: ShardHash, entry: LockEntry | None, observed: Observed,
-                  old_jobs: tuple[str, ...]) -> Action:
+                  cancels: bool) -> Action:
     """Requests the lockfile does not record: adopt a job already submitted for them (one
     that succeeded or still runs), else submit them under the next unused attempt tag."""
     found = observed.attempts(want.name, shard.content_hash)
     usable = best([j for _, j in found if j.state in _RANK])
-    cancels = "; the old job is still running and will be cancelled" if old_jobs else ""
-    base = dict(name=want.name, requests=shard.requests, content_hash=shard.content_hash,
-                old_jobs=old_jobs)
+    # the batch's action carries the jobs to cancel; its shards' reasons say so
+    cancels_text = "; the old job is still running and will be cancelled" if cancels else ""
+    base = dict(name=want.name, requests=shard.requests, content_hash=shard.content_hash)
     if usable is not None:
         attempt = attempt_of(want.name, shard.content_hash, usable.display_name) or 1
         return Action(Kind.ADOPT, reason=f"a job tagged {usable.display_name} already exists "
-                      f"on the provider{cancels}", display_name=usable.display_name,
+                      f"on the provider{cancels_text}", display_name=usable.display_name,
                       job=usable, attempt=attempt, **base)
     attempt = max((n for n, _ in found), default=0) + 1
     tag = display_name(want.name, shard.content_hash, attempt)
@@ -352,8 +364,8 @@ def _for_new_part(want: Desired, shard: ShardHash, entry: LockEntry | None, obse
         reason = "new batch" if attempt == 1 else f"new batch (attempt {attempt}: earlier " \
             "jobs for the same requests ended without results)"
         return Action(Kind.CREATE, reason=reason, display_name=tag, attempt=attempt, **base)
-    return Action(Kind.REPLACE, reason=change_reason(entry, want) + cancels, display_name=tag,
-                  attempt=attempt, **base)
+    return Action(Kind.REPLACE, reason=change_reason(entry, want) + cancels_text,
+                  display_name=tag, attempt=attempt, **base)
 
 
 def _for_batch(want: Desired, entry: LockEntry | None, observed: Observed, max_attempts: int,
@@ -366,14 +378,17 @@ def _for_batch(want: Desired, entry: LockEntry | None, observed: Observed, max_a
         wanted = list(want.parts)
     recorded = {p.content_hash: p for p in entry.parts()} if entry is not None else {}
     old_jobs = _superseded(entry, want, observed) if entry is not None else ()
+    settled = all((p := recorded.get(s.content_hash)) is not None and p.job is not None
+                  and p.state == JobState.SUCCEEDED.value for s in wanted)
     actions: list[Action] = []
     for i, shard in enumerate(wanted):
         part = recorded.get(shard.content_hash)
         if part is None:
-            action: Action | None = _for_new_part(want, shard, entry, observed, old_jobs)
-            old_jobs = ()
+            action: Action | None = _for_new_part(want, shard, entry, observed,
+                                                  bool(old_jobs))
         else:
-            action = _for_part(want.name, part, observed, max_attempts, resubmit_asked)
+            action = _for_part(want.name, part, observed, max_attempts, resubmit_asked,
+                               settled)
         if action is not None:
             actions.append(dataclasses.replace(action, part=i))
     if not actions:
@@ -386,8 +401,11 @@ def _for_batch(want: Desired, entry: LockEntry | None, observed: Observed, max_a
                        for a in actions]
     split = len(wanted) > 1 or bool(entry is not None and entry.shards)
     if not split or actions[0].part is None:
-        return dataclasses.replace(actions[0], part=None)
-    return _gather(want, actions, len(wanted))
+        action = dataclasses.replace(actions[0], part=None)
+    else:
+        action = _gather(want, actions, len(wanted))
+    # the batch's action cancels the jobs of requests no longer wanted, before anything else
+    return dataclasses.replace(action, old_jobs=old_jobs) if old_jobs else action
 
 
 # The kind a split batch shows, from its shards': submissions first (they cost money).

@@ -325,3 +325,106 @@ def test_a_split_batch_is_rendered_once_per_apply(tmp_path: Path, emu: Emulator,
     assert api.apply(d).exit_code == 0
     assert sorted(calls) == ["split", "whole"]      # three shards submitted from one render
     assert not list((d / ".runner/inputs").glob("*")), "input files left behind"
+
+
+# -- found in review: each of these went wrong once --------------------------------------
+
+
+@pytest.fixture
+def slow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """An emulator whose jobs run for a minute of its clock (advanced by `finish_all`)."""
+    with Emulator(tmp_path / "slow", latency=60.0) as e:
+        monkeypatch.setenv("GEMINI_API_KEY", "k")
+        monkeypatch.setenv("GEMINI_BASE_URL", e.base_url)
+        monkeypatch.setenv("RUNNER_POLL_SECONDS", "0.05")
+        yield e
+
+
+def finish_all(emu: Emulator) -> None:
+    import httpx
+    httpx.post(f"{emu.base_url}/_emulator/clock", json={"advance": 120}).raise_for_status()
+
+
+def _delete(d: Path, job: str | None) -> None:
+    assert job is not None
+    with api.connect(d) as p:
+        p.delete_job(job)
+
+
+def test_rows_dropped_from_a_shard_whose_job_is_gone(tmp_path: Path, emu: Emulator) -> None:
+    d = project(tmp_path)
+    assert api.apply(d).exit_code == 0
+    _delete(d, lockfile.load(d / "batches.lock").batches["split"].shards[-1].job)
+    for rows, shards in ((8, [4, 4]), (4, [])):     # still split, then one job (flat)
+        write_rows(d, rows, "lorem")
+        [action] = [a for a in api.plan(d).actions if a.name == "split"]
+        assert action.kind == Kind.DOWNLOAD
+        jobs = len(remote_jobs(emu))
+        assert api.apply(d).exit_code == 0
+        assert len(remote_jobs(emu)) == jobs + 1    # whole only
+        entry = lockfile.load(d / "batches.lock").batches["split"]
+        assert [s.requests for s in entry.shards] == shards and entry.requests == rows
+        assert (d / "out/split.jsonl").read_bytes() == (d / "out/whole.jsonl").read_bytes()
+
+
+def test_an_unchanged_shard_whose_job_is_gone_is_resubmitted(tmp_path: Path,
+                                                             emu: Emulator) -> None:
+    d = project(tmp_path)
+    assert api.apply(d).exit_code == 0
+    _delete(d, lockfile.load(d / "batches.lock").batches["split"].shards[0].job)
+    rows = (d / "data/rows.jsonl").read_text().splitlines()
+    rows[5] = json.dumps({"n": 5, "body": "changed"})
+    (d / "data/rows.jsonl").write_text("\n".join(rows) + "\n")
+    [action] = [a for a in api.plan(d).actions if a.name == "split"]
+    assert sorted((p.part, p.kind) for p in action.parts) == [(0, Kind.RESUBMIT),
+                                                              (1, Kind.REPLACE)]
+    assert api.apply(d).exit_code == 0
+    assert (d / "out/split.jsonl").read_bytes() == (d / "out/whole.jsonl").read_bytes()
+    assert {a.kind for a in api.plan(d).actions} == {Kind.NOTHING}
+
+
+def test_cancel_stops_shards_still_waiting_for_a_slot(tmp_path: Path, slow: Emulator) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, SPLIT, "split.yaml")
+    write_rows(d, 10, "lorem")
+    api.apply(d, options=api.Options(wait=False, max_jobs=1))
+    assert len(api.cancel(d, ["split"])) == 1
+    [action] = api.plan(d).actions
+    assert action.kind == Kind.FAILED
+    assert api.apply(d, options=api.Options(wait=False)).exit_code == 1
+    assert len(remote_jobs(slow)) == 1
+    assert api.apply(d, options=api.Options(wait=False, resubmit=frozenset({"split"}))
+                     ).exit_code == 0
+    finish_all(slow)
+    assert api.apply(d).exit_code == 0
+    assert len(remote_jobs(slow)) == 4          # the cancelled one, and all three again
+    assert lockfile.load(d / "batches.lock").batches["split"].counts["succeeded"] == 10
+
+
+def test_rows_dropped_while_the_shards_run(tmp_path: Path, slow: Emulator) -> None:
+    d = project(tmp_path)
+    assert api.apply(d, options=api.Options(wait=False)).exit_code == 0
+    dropped = lockfile.load(d / "batches.lock").batches["split"].shards[-1].job
+    write_rows(d, 8, "lorem")
+    [action] = [a for a in api.plan(d).actions if a.name == "split"]
+    assert action.old_jobs == (dropped,)
+    assert api.apply(d, options=api.Options(wait=False)).exit_code == 0
+    states = {j.name: j.state.value for j in remote_jobs(slow)}
+    assert states[dropped] == "CANCELLED"
+    finish_all(slow)
+    outcome = api.apply(d)
+    assert outcome.exit_code == 0 and "split" in outcome.completed
+    assert (d / "out/split.jsonl").read_bytes() == (d / "out/whole.jsonl").read_bytes()
+
+
+def test_max_jobs_counts_jobs_still_running_from_an_earlier_run(tmp_path: Path,
+                                                                slow: Emulator) -> None:
+    d = tmp_path / "proj"
+    five = WHOLE.replace("{name: whole}", "{name: bbb}").replace("out/whole", "out/bbb") \
+        .replace("  rows: data/rows.jsonl", "  rows: data/rows.jsonl\n  max_requests: 5")
+    write_manifest(d, five, "b.yaml")
+    write_rows(d, 10, "lorem")
+    api.apply(d, options=api.Options(wait=False, max_jobs=3))
+    write_manifest(d, SPLIT, "a.yaml")          # planned before the running bbb
+    api.apply(d, options=api.Options(wait=False, max_jobs=3))
+    assert sum(not j.state.terminal for j in remote_jobs(slow)) == 3
