@@ -297,6 +297,9 @@ class Applier:
             return False
         records: list[Part | Retry] = [*entry.parts()]
         records += [r for r in entry.retries if r.state == JobState.SUCCEEDED.value]
+        # a later results file wins for a key: oldest first, so each key gets its newest
+        # result (a follow-up's over its job's, a shard resubmitted since over a follow-up's)
+        records.sort(key=lambda r: r.submitted_at or "")
         paths = [self._results(m.name, r, job) for r in records]
         written = write_outputs(m, paths, paths[0].parent)
         hit("after-outputs")

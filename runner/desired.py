@@ -179,6 +179,10 @@ def record_for(m: Manifest, rendered: Rendered, inputs: dict[str, Any],
     if split:
         entry.shards = [Shard(s.content_hash, s.requests, **job_fields(s))
                         for s in rendered.shards]
+        if old is not None and any(p.content_hash in recorded for p in entry.shards):
+            # follow-ups that fixed failures of shards kept still hold good results: the
+            # outputs take each key's newest result, so a shard resubmitted since wins
+            entry.retries = [r for r in old.retries if r.state == JobState.SUCCEEDED.value]
     return entry
 
 

@@ -428,3 +428,76 @@ def test_max_jobs_counts_jobs_still_running_from_an_earlier_run(tmp_path: Path,
     write_manifest(d, SPLIT, "a.yaml")          # planned before the running bbb
     api.apply(d, options=api.Options(wait=False, max_jobs=3))
     assert sum(not j.state.terminal for j in remote_jobs(slow)) == 3
+
+
+def test_an_edit_keeps_what_a_follow_up_fixed_in_the_other_shards(tmp_path: Path,
+                                                                 emu: Emulator) -> None:
+    from test_terminal import RETRYING
+
+    from runner.emulator.faults import Faults
+    d = tmp_path / "flaky"
+    write_manifest(d, RETRYING.replace("retry_failed: 2", "retry_failed: 1\n  max_requests: 15"))
+    (d / "data").mkdir()
+    rows = [{"n": i} for i in range(40)]
+    (d / "data/rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    emu.faults = Faults(request_error_rate=0.3, seed=5)
+    assert api.apply(d, options=api.Options(wait=False)).exit_code == 0
+    emu.faults = Faults()
+    assert api.apply(d).exit_code == 0
+    assert lockfile.load(d / "batches.lock").batches["flaky"].retries[0].state == "SUCCEEDED"
+    rows[39] = {"n": 139}                   # in the last shard only
+    (d / "data/rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before = {j.name for j in remote_jobs(emu)}
+    assert api.apply(d).exit_code == 0
+    new = [j for j in remote_jobs(emu) if j.name not in before]
+    assert len(new) == 1 and new[0].total == 10     # the edited shard; no failure sent again
+    entry = lockfile.load(d / "batches.lock").batches["flaky"]
+    assert entry.counts == {"succeeded": 40, "failed": 0} and len(entry.retries) == 1
+    keys = [json.loads(x)["key"] for x in (d / "out/flaky.jsonl").read_text().splitlines()]
+    assert keys == [f"r{i}" for i in range(39)] + ["r139"]
+    assert (d / "out/flaky.errors.jsonl").read_text() == ""
+
+
+def test_a_shard_resubmitted_after_a_follow_up_wins_over_it(tmp_path: Path,
+                                                            emu: Emulator) -> None:
+    from test_terminal import RETRYING
+
+    from runner.emulator.faults import Faults
+    d = tmp_path / "flaky"
+    write_manifest(d, RETRYING.replace("retry_failed: 2", "retry_failed: 1\n  max_requests: 15")
+                   .replace("question {{ row.n }}", "question {{ row.n }}{{ row.x }}"))
+    (d / "data").mkdir()
+    rows = [{"n": i, "x": ""} for i in range(40)]
+    (d / "data/rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    emu.faults = Faults(request_error_rate=0.3, seed=5)
+    assert api.apply(d, options=api.Options(wait=False)).exit_code == 0
+    emu.faults = Faults()
+    assert api.apply(d).exit_code == 0
+    fixed = [json.loads(x) for x in (d / "out/flaky.jsonl").read_text().splitlines()]
+    # a request of the last shard that failed at first, so that the follow-up answered it
+    entry = lockfile.load(d / "batches.lock").batches["flaky"]
+    assert entry.retries[0].state == "SUCCEEDED"
+    n = next(int(r["key"][1:]) for r in fixed if int(r["key"][1:]) >= 30
+             and r["text"] != "" and _answered_by_retry(emu, entry.retries[0].job, r["key"]))
+    rows[n] = {"n": n, "x": "!"}            # same key, new request
+    (d / "data/rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert api.apply(d).exit_code == 0
+    out = {json.loads(x)["key"]: json.loads(x)["text"]
+           for x in (d / "out/flaky.jsonl").read_text().splitlines()}
+    assert f"question {n}!" in out[f"r{n}"]
+
+
+def _answered_by_retry(emu: Emulator, job: str | None, key: str) -> bool:
+    import tempfile
+
+    from runner.providers.gemini import GeminiProvider
+    p = GeminiProvider("k", emu.base_url)
+    try:
+        remote = p.get_job(job or "")
+        assert remote is not None
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "r.jsonl"
+            p.download_results(remote, out)
+            return any(json.loads(line)["key"] == key for line in out.read_text().splitlines())
+    finally:
+        p.close()
