@@ -123,10 +123,6 @@ class LockEntry:
         """Every part's job succeeded and its results were collected."""
         return all(p.job is not None and p.state == "SUCCEEDED" for p in self.parts())
 
-    def jobs(self) -> list[str]:
-        """Every job the batch records: its parts' and its follow-ups'."""
-        return [r.job for r in [*self.parts(), *self.retries] if r.job]
-
     @property
     def open_retry(self) -> Retry | None:
         """The follow-up batch still to be collected, if any."""
