@@ -131,7 +131,13 @@ class Applier:
         return entry, part
 
     def _relay(self, m: Manifest, files: bool = False, need: str | None = None) -> LockEntry:
+        """The batch recorded anew as it renders now, which must be what the plan saw: rows
+        edited while apply runs would otherwise be sent, and the running jobs of the
+        requests they replace dropped from the record, without anyone having seen a plan."""
         inputs, rendered = self._render(m, files, need)
+        if rendered.content_hash != self.desired[m.name].content_hash:
+            raise RunnerError(f"{m.name}: its requests changed while apply ran (a rows file or "
+                              "template was edited); run apply again", path=m.source)
         entry = record_for(m, rendered, inputs, self.ws.lock.batches.get(m.name))
         self.ws.lock.batches[m.name] = entry
         return entry

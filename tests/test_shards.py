@@ -501,3 +501,27 @@ def _answered_by_retry(emu: Emulator, job: str | None, key: str) -> bool:
             return any(json.loads(line)["key"] == key for line in out.read_text().splitlines())
     finally:
         p.close()
+
+
+def test_rows_edited_while_apply_runs_are_not_sent(tmp_path: Path, emu: Emulator) -> None:
+    from runner.apply import apply_directory, prepare
+    from runner.emulator.faults import Faults
+    d = project(tmp_path)
+    emu.faults = Faults(expire=True)
+    assert api.apply(d, options=api.Options(wait=False)).exit_code == 0
+    emu.faults = Faults()
+    prepared = prepare(d)                   # the plan: resubmit the three expired shards
+    rows = (d / "data/rows.jsonl").read_text().splitlines()
+    rows[5] = json.dumps({"n": 5, "body": "edited while apply ran"})
+    (d / "data/rows.jsonl").write_text("\n".join(rows) + "\n")
+    recorded = [s.job for s in lockfile.load(d / "batches.lock").batches["split"].shards]
+    jobs = len(remote_jobs(emu))
+    with api.connect(d) as provider, pytest.raises(api.RunnerError,
+                                                   match="changed while apply ran"):
+        apply_directory(d, provider, prepared=prepared)
+    # nothing sent, and every shard still names its job (none dropped from the record)
+    assert len(remote_jobs(emu)) == jobs
+    entry = lockfile.load(d / "batches.lock").batches["split"]
+    assert [s.job for s in entry.shards] == recorded
+    assert api.apply(d).exit_code == 0     # planned anew, the edit included
+    assert "edited while apply ran" in (d / "out/split.jsonl").read_text()
