@@ -167,6 +167,7 @@ def cancel(directory: PathLike, names: Iterable[str], *, provider: Provider | No
     for name in names:
         _entry(ws, name)
     cancelled = []
+    listed: list[RemoteJob] | None = None
     with held(ws.directory, lock_timeout), _provider(directory, provider, emulator) as p:
         ws = Workspace.open(path)
         for name in names:
@@ -177,8 +178,9 @@ def cancel(directory: PathLike, names: Iterable[str], *, provider: Provider | No
                 if record.state not in LIVE:
                     continue
                 if record.job is None:      # queued, or created just before a crash
-                    found = [j for j in p.list_jobs() if j.display_name == record.display_name]
-                    live = [j for j in found if not j.state.terminal]
+                    if listed is None:      # one listing for every such record
+                        listed = [j for j in p.list_jobs() if not j.state.terminal]
+                    live = [j for j in listed if j.display_name == record.display_name]
                     record.job = live[0].name if live else None
                 if record.job is None:      # never submitted: it stays unsubmitted
                     record.state, record.error = JobState.CANCELLED.value, CANCELLED_BY_USER

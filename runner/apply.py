@@ -126,8 +126,7 @@ class Applier:
         entry = self._relay(m, files, content_hash)
         part = _find_part(entry, content_hash)
         if part is None:
-            raise RunnerError(f"{m.name}: its requests changed while apply ran (a rows file or "
-                              "template was edited); run apply again", path=m.source)
+            raise _changed_while_running(m)
         return entry, part
 
     def _relay(self, m: Manifest, files: bool = False, need: str | None = None) -> LockEntry:
@@ -136,8 +135,7 @@ class Applier:
         requests they replace dropped from the record, without anyone having seen a plan."""
         inputs, rendered = self._render(m, files, need)
         if rendered.content_hash != self.desired[m.name].content_hash:
-            raise RunnerError(f"{m.name}: its requests changed while apply ran (a rows file or "
-                              "template was edited); run apply again", path=m.source)
+            raise _changed_while_running(m)
         entry = record_for(m, rendered, inputs, self.ws.lock.batches.get(m.name))
         self.ws.lock.batches[m.name] = entry
         return entry
@@ -292,11 +290,7 @@ class Applier:
                 self.ws.save_lock()
         if not entry.settled:
             if job is None or record is None:
-                raise RunnerError(f"{m.name}: its requests changed while apply ran (a rows "
-                                  "file or template was edited); run apply again",
-                                  path=m.source)
-            self._results(m.name, record, job)
-            self.ws.save_lock()
+                raise _changed_while_running(m)
             waiting = sum(1 for p in entry.parts() if p.state != JobState.SUCCEEDED.value)
             self.report(f"{self._label(m.name, record)}: succeeded; results fetched, waiting "
                         f"for {waiting} more shard(s)")
@@ -618,6 +612,11 @@ def apply_directory(directory: Path, provider: Provider, options: Options | None
 
 
 Inflight = dict[str, "tuple[str, RemoteJob | None]"]   # job -> (its batch, as last seen)
+def _changed_while_running(m: Manifest) -> RunnerError:
+    return RunnerError(f"{m.name}: its requests changed while apply ran (a rows file or "
+                       "template was edited); run apply again", path=m.source)
+
+
 def _find_part(entry: LockEntry, content_hash: str | None) -> Part | None:
     return next((p for p in entry.parts() if p.content_hash == content_hash), None)
 
