@@ -22,7 +22,7 @@ import orjson
 from .costs import check_budgets
 from .desired import (Rendered, input_path, outputs_hash, record_for, render_into,
                       render_recorded)
-from .errors import OutputError, ProviderError, RunnerError
+from .errors import InputsChanged, OutputError, ProviderError, RunnerError
 from .failpoints import hit
 from .fsutil import atomic_writer
 from .hashing import file_digest
@@ -126,7 +126,7 @@ class Applier:
         entry = self._relay(m, files, content_hash)
         part = _find_part(entry, content_hash)
         if part is None:
-            raise _changed_while_running(m)
+            raise InputsChanged(m.name, m.source)
         return entry, part
 
     def _relay(self, m: Manifest, files: bool = False, need: str | None = None) -> LockEntry:
@@ -135,7 +135,7 @@ class Applier:
         requests they replace dropped from the record, without anyone having seen a plan."""
         inputs, rendered = self._render(m, files, need)
         if rendered.content_hash != self.desired[m.name].content_hash:
-            raise _changed_while_running(m)
+            raise InputsChanged(m.name, m.source)
         entry = record_for(m, rendered, inputs, self.ws.lock.batches.get(m.name))
         self.ws.lock.batches[m.name] = entry
         return entry
@@ -237,7 +237,7 @@ class Applier:
         path = input_path(self.ws.state_dir, f"sha256:retry-{m.name}")
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_writer(path, "wb") as sink:
-            rendered = render_into(m, sink, only=failed)
+            rendered = render_into(m, sink, only=failed, sent=entry.content_hash)
         if rendered.requests == 0:          # nothing left to retry: close an interrupted one
             if retry is not None and retry.job is None:
                 entry.retries.remove(retry)
@@ -290,7 +290,7 @@ class Applier:
                 self.ws.save_lock()
         if not entry.settled:
             if job is None or record is None:
-                raise _changed_while_running(m)
+                raise InputsChanged(m.name, m.source)
             waiting = sum(1 for p in entry.parts() if p.state != JobState.SUCCEEDED.value)
             self.report(f"{self._label(m.name, record)}: succeeded; results fetched, waiting "
                         f"for {waiting} more shard(s)")
@@ -301,7 +301,7 @@ class Applier:
         # result (a follow-up's over its job's, a shard resubmitted since over a follow-up's)
         records.sort(key=lambda r: r.submitted_at or "")
         paths = [self._results(m.name, r, job) for r in records]
-        written = write_outputs(m, paths, paths[0].parent)
+        written = write_outputs(m, paths, paths[0].parent, sent=entry.content_hash)
         hit("after-outputs")
         entry.counts = {"succeeded": written.succeeded, "failed": written.failed}
         entry.spent = spent(load_prices(self.ws.directory), m.model, written.usage).to_dict()
@@ -612,11 +612,6 @@ def apply_directory(directory: Path, provider: Provider, options: Options | None
 
 
 Inflight = dict[str, "tuple[str, RemoteJob | None]"]   # job -> (its batch, as last seen)
-def _changed_while_running(m: Manifest) -> RunnerError:
-    return RunnerError(f"{m.name}: its requests changed while apply ran (a rows file or "
-                       "template was edited); run apply again", path=m.source)
-
-
 def _find_part(entry: LockEntry, content_hash: str | None) -> Part | None:
     return next((p for p in entry.parts() if p.content_hash == content_hash), None)
 

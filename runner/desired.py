@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Collection, Sequence
 
+import orjson
+
+from .errors import InputsChanged
 from .hashing import ContentHasher, canonical, combine, digest
 from .limits import limits_for
 from .statcache import NO_CACHE, DigestCache, digest_or_none
@@ -20,7 +23,7 @@ from .manifest import Manifest
 from .parallel import PARALLEL, Parallel, render_jsonl
 from .plan import Desired, display_name
 from .providers.base import JobState
-from .render import Renderer
+from .render import Renderer, split_input_line
 from .shards import ShardHash, Splitter
 
 
@@ -33,37 +36,49 @@ class Rendered:
     paths: tuple[Path, ...] = ()        # the shards' input files, when written
 
 
-def _render(manifest: Manifest, emit: Callable[[bytes], None], only: Collection[str] | None,
-            parallel: Parallel) -> tuple[int, dict[str, str]]:
-    """Passes every request line (with `only`, those with these keys) to `emit`, in order.
+def _render(manifest: Manifest, emit: Callable[[bytes], None], parallel: Parallel
+            ) -> tuple[int, dict[str, str]]:
+    """Passes every request line to `emit`, in order.
     A large JSONL rows file is rendered across cores (see runner.parallel), to the same bytes."""
     renderer = Renderer(manifest)
     rows = manifest.rows
     if rows is not None and rows.suffix.lower() == ".jsonl" and rows.is_file():
-        count = render_jsonl(renderer, rows, emit, only, parallel)
+        count = render_jsonl(renderer, rows, emit, None, parallel)
     else:   # other formats, inline items, and a rows file that is missing (said at spec.rows)
         count = 0
         for req in renderer.requests():
-            if only is None or req.key in only:
-                emit(req.line_bytes() + b"\n")
-                count += 1
+            emit(req.line_bytes() + b"\n")
+            count += 1
     return count, renderer.template_files()
 
 
 def render_into(manifest: Manifest, sink: IO[bytes] | None = None,
-                only: Collection[str] | None = None, parallel: Parallel = PARALLEL) -> Rendered:
+                only: Collection[str] | None = None, parallel: Parallel = PARALLEL,
+                sent: str | None = None) -> Rendered:
     """The requests as one stream, written to `sink` if given: with `only`, just those with
-    these keys (a follow-up batch of failures, never split)."""
+    these keys (a follow-up batch of failures, never split). With `sent`, the content hash of
+    the batch as it was submitted: a follow-up resends the requests that were sent, so when
+    the files render a different batch now, nothing is kept."""
     hasher = ContentHasher(manifest.provider, manifest.model)
+    whole = ContentHasher(manifest.provider, manifest.model)
+    kept = 0
 
     def emit(lines: bytes) -> None:
+        nonlocal kept
+        whole.add(lines)
+        if only is not None:
+            lines = b"".join(line + b"\n" for line in lines.split(b"\n")[:-1]
+                             if orjson.loads(split_input_line(line)[0]) in only)
+        kept += lines.count(b"\n")
         hasher.add(lines)
         if sink is not None:
             sink.write(lines)
 
-    count, templates = _render(manifest, emit, only, parallel)
-    whole = hasher.hexdigest()
-    return Rendered(whole, count, templates, (ShardHash(whole, count),))
+    _, templates = _render(manifest, emit, parallel)
+    if sent is not None and whole.hexdigest() != sent:
+        raise InputsChanged(manifest.name, manifest.source)
+    content_hash = hasher.hexdigest()
+    return Rendered(content_hash, kept, templates, (ShardHash(content_hash, kept),))
 
 
 def render_shards(manifest: Manifest, directory: Path | None = None,
@@ -75,7 +90,7 @@ def render_shards(manifest: Manifest, directory: Path | None = None,
     splitter = Splitter(manifest.provider, manifest.model, limits, directory, manifest.source,
                         cuts)
     try:
-        count, templates = _render(manifest, splitter.add, None, parallel)
+        count, templates = _render(manifest, splitter.add, parallel)
         shards = splitter.finish()
     except BaseException:
         splitter.abort()

@@ -49,5 +49,14 @@ class OutputError(RunnerError):
     """An output cannot be written where it was declared."""
 
 
+class InputsChanged(RunnerError):
+    """A rows file or template was edited while apply ran: what was sent is no longer what the
+    files say, so nothing is built from them until a plan has shown the change."""
+
+    def __init__(self, name: str, source: object):
+        super().__init__(f"{name}: its requests changed while apply ran (a rows file or "
+                         "template was edited); run apply again", path=source)
+
+
 class BudgetError(RunnerError):
     """A batch would cost more than its spec.budget or apply --max-cost allows."""

@@ -31,9 +31,9 @@ from typing import IO, Any
 
 import orjson
 
-from .errors import OutputError, ProviderError
+from .errors import InputsChanged, OutputError, ProviderError
 from .fsutil import atomic_writer
-from .hashing import canonical_bytes, file_digest, request_hash
+from .hashing import ContentHasher, canonical_bytes, file_digest, request_hash
 from .manifest import Manifest
 from .parallel import render_jsonl
 from .pricing import Usage
@@ -73,8 +73,11 @@ class Join:
         n = _files_for(size)
         requests = [directory / f"requests-{i}" for i in range(n)]
         lines = [directory / f"results-{i}" for i in range(n)]
+        hasher = ContentHasher(manifest.provider, manifest.model)
         with _writers(requests) as writes:
-            self.requests = spill_requests(manifest, renderer, writes)
+            self.requests = spill_requests(manifest, renderer, writes, hasher.add)
+        # the requests as the files render them now: the caller compares them with what was sent
+        self.content_hash = hasher.hexdigest()
         with _writers(lines) as writes:
             spill_results(results, writes)
         pairs = size + sum(path.stat().st_size for path in requests)
@@ -109,10 +112,12 @@ def _writers(paths: list[Path]) -> Iterator[list[Write]]:
                for path in paths]
 
 
-def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write]) -> int:
-    """Renders the requests in input order into the buckets as `index\\tkey\\thash\\n`; returns
-    how many. A JSONL rows file renders by the same fast path as the provider's input (across
-    cores when it is large); the request hash comes from the rendered bytes."""
+def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write],
+                   lines: Callable[[bytes], None]) -> int:
+    """Renders the requests in input order into the buckets as `index\\tkey\\thash\\n`, passing
+    each input line to `lines` as well; returns how many. A JSONL rows file renders by the same
+    fast path as the provider's input (across cores when it is large); the request hash comes
+    from the rendered bytes."""
     provider, model, n = manifest.provider, manifest.model, len(writes)
     count = 0
 
@@ -127,10 +132,18 @@ def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write]) 
 
     rows = manifest.rows
     if rows is not None and rows.suffix.lower() == ".jsonl" and rows.is_file():
-        render_jsonl(renderer, rows, lambda lines: add(
-            map(split_input_line, lines.split(b"\n")[:-1])))
+        def block(data: bytes) -> None:
+            lines(data)
+            add(map(split_input_line, data.split(b"\n")[:-1]))
+
+        render_jsonl(renderer, rows, block)
     else:   # other formats, inline items, and a missing rows file (said at spec.rows)
-        add((canonical_bytes(req.key), req.request_bytes) for req in renderer.requests())
+        def each() -> Iterator[tuple[bytes, bytes]]:
+            for req in renderer.requests():
+                lines(req.line_bytes() + b"\n")
+                yield canonical_bytes(req.key), req.request_bytes
+
+        add(each())
     return count
 
 
@@ -191,9 +204,12 @@ def response_text(response: dict[str, Any]) -> tuple[str | None, str | None]:
     return text, first.get("finishReason")
 
 
-def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path) -> Written:
+def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
+                  sent: str | None = None) -> Written:
     """Every output of the manifest from its results files, in input order; a later results
-    file's line for a key wins over an earlier one's (see Join)."""
+    file's line for a key wins over an earlier one's (see Join). `sent` is the content hash of
+    the requests that were submitted: outputs are built from those only, so when the files
+    render other requests now (edited while apply waited) nothing is written."""
     renderer = Renderer(manifest)
     succeeded = failed = 0
     usage = Usage()
@@ -218,7 +234,10 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path) ->
         workdir.mkdir(parents=True, exist_ok=True)
         temp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="join-",
                                                                     dir=workdir)))
+        rows_stamp = _stamp(manifest.rows)
         join = Join(manifest, renderer, results, temp)
+        if sent is not None and join.content_hash != sent:
+            raise InputsChanged(manifest.name, manifest.source)
         rows = manifest.iter_rows() if tables else None
         loads = orjson.loads
         for index, key_json, rhash, line in join:
@@ -248,8 +267,22 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path) ->
                        "usage": record["usage"], "request_hash": rhash, "response": response}
                 for w, columns in tables:
                     w.writerow([renderer.render_column(c, ctx, row) for c in columns])
+        if rows is not None and _stamp(manifest.rows) != rows_stamp:
+            # the columns read the rows a second time: they must be the rows just joined
+            raise InputsChanged(manifest.name, manifest.source)
     digests = {o.rel: file_digest(o.path) for o in manifest.declared_paths()}
     return Written(digests, succeeded, failed, join.unmatched, usage)
+
+
+def _stamp(path: Path | None) -> tuple[int, int, int] | None:
+    """What changes when a file is written to: its size, mtime and inode."""
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def _error_of(result: dict[str, Any] | None) -> dict[str, Any]:
