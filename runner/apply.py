@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,8 @@ import orjson
 from .costs import check_budgets
 from .desired import (Rendered, input_path, outputs_hash, record_for, render_into,
                       render_recorded)
-from .errors import InputsChanged, OutputError, ProviderError, RunnerError
+from .downloads import cached, discard, keep, results_path
+from .errors import InputsChanged, OutputError, ProviderError, ResultsError, RunnerError
 from .failpoints import hit
 from .fsutil import atomic_writer
 from .hashing import file_digest
@@ -32,7 +32,7 @@ from .lockfile import lock_path as lockfile_path
 from .manifest import Manifest
 from .outputs import write_outputs
 from .plan import (SUBMITS, Action, Desired, Kind, Observed, Plan, best, display_name,
-                   retry_name)
+                   foreign, retry_name)
 from .providers.base import AmbiguousCreate, JobState, Provider, RemoteJob
 from .plan import plan as make_plan
 from .pricing import load_prices, spent
@@ -208,6 +208,19 @@ class Applier:
             raise ProviderError(f"{m.name}: create may or may not have reached the provider; "
                                 "the intent is recorded, and the next apply looks for the job "
                                 "again before creating it") from None
+        entry = self.ws.lock.batches[m.name]
+        why = foreign(m.name, entry.model, record, job)
+        if why is not None:
+            # an answer about another job: this create's job, if it exists, carries the tag
+            self.report(f"{m.name}: the provider answered the create with job {job.name}, "
+                        f"which is not this batch's ({why}); looking for it by its tag")
+            found = self._find(record.display_name, fresh=True)
+            if found is None:
+                raise ProviderError(f"{m.name}: the provider answered the create with job "
+                                    f"{job.name}, which is not this batch's ({why}); the "
+                                    "intent is recorded, and the next apply looks for the "
+                                    "job by its tag before creating it")
+            return found
         if self._listing is not None:
             self._listing[job.name] = job
         return job
@@ -259,21 +272,50 @@ class Applier:
             path.unlink()
 
     def _results(self, name: str, record: Part | Retry, job: RemoteJob | None) -> Path:
-        """The record's results on disk, downloaded again if this machine has not got them."""
+        """The record's results on disk, downloaded again if this machine has not got them or
+        its copy is damaged (see `cached`). The job is checked to be the record's own first:
+        the lockfile is text that people edit and merge."""
         assert record.job is not None
-        path = self.ws.state_dir / "results" / f"{record.job.rsplit('/', 1)[-1]}.jsonl"
-        if path.is_file():
+        path = results_path(self.ws.state_dir, record.job)
+        if cached(path):
             return path
         job = job if job is not None and job.name == record.job else \
             self.provider.get_job(record.job)
+        entry = self.ws.lock.batches[name]
+        why = foreign(name, entry.model, record, job) \
+            if job is not None else None
+        if job is not None and why is not None:
+            self.report(f"{name}: the lockfile names job {record.job}, which is not this "
+                        f"batch's ({why}); looking for it by its tag")
+            job = self._own_job(name, record)
+            record.job = job.name
+            self.ws.save_lock()
+            path = results_path(self.ws.state_dir, job.name)
+            if cached(path):
+                return path
         if job is None or job.state != JobState.SUCCEEDED:
             raise ProviderError(f"the results of {record.job} are no longer on the provider")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".part")
         self.provider.download_results(job, tmp, on_progress=lambda got, total:
                                        self.progress.transfer(name, "download", got, total))
-        os.replace(tmp, path)
+        keep(tmp, path)
         return path
+
+    def _own_job(self, name: str, record: Part | Retry) -> RemoteJob:
+        """The succeeded job that carries the record's tag, for a record whose job was not
+        its own; none found is an error: the results cannot be told apart."""
+        entry = self.ws.lock.batches[name]
+        self._find("", fresh=True)
+        assert self._listing is not None
+        mine = [j for j in self._listing.values() if j.state == JobState.SUCCEEDED
+                and foreign(name, entry.model, record, j) is None]
+        found = best(mine)
+        if found is None:
+            raise ProviderError(f"{name}: no succeeded job on the provider carries the tag of "
+                                f"{record.display_name}; run plan to see what apply would "
+                                "submit", path=self.ws.lock_path)
+        return found
 
     def collect(self, m: Manifest, job: RemoteJob | None) -> bool:
         """Marks the job's record succeeded and, once every part of the batch is in, writes
@@ -301,7 +343,17 @@ class Applier:
         # result (a follow-up's over its job's, a shard resubmitted since over a follow-up's)
         records.sort(key=lambda r: r.submitted_at or "")
         paths = [self._results(m.name, r, job) for r in records]
-        written = write_outputs(m, paths, paths[0].parent, sent=entry.content_hash)
+        try:
+            written = write_outputs(m, paths, paths[0].parent, sent=entry.content_hash)
+        except ResultsError as e:
+            bad = next((r for r, p in zip(records, paths) if str(p) == e.path), None)
+            if bad is None:
+                raise
+            discard(Path(e.path or ""))
+            raise ProviderError(f"{m.name}: the results of job {bad.job} do not parse "
+                                f"({Path(e.path or '').name} line {e.where}: {e.args[0]}); "
+                                "the copy was removed, and the next apply downloads them "
+                                "again", path=m.source) from None
         hit("after-outputs")
         entry.counts = {"succeeded": written.succeeded, "failed": written.failed}
         entry.spent = spent(load_prices(self.ws.directory), m.model, written.usage).to_dict()
@@ -311,12 +363,15 @@ class Applier:
         self._record(m.name, entry)
         if not (written.failed and len(entry.retries) < m.retry_failed):
             for path in paths:      # no follow-up will need them again
-                path.unlink(missing_ok=True)
+                discard(path)
         _note(self.outcome.completed, m.name)
         extra = f", {written.failed} failed (see {m.errors.rel})" if written.failed else ""
         if written.unmatched:
             extra += (f"; {written.unmatched} result(s) carried keys no request has, and were "
                       "left out")
+        if written.repeated:
+            extra += (f"; {written.repeated} result(s) repeated a key within one results "
+                      "file, and the last of each was kept")
         merged = f" (with retry {len(entry.retries)})" if isinstance(record, Retry) else ""
         shards = f" from {len(entry.shards)} shards" if entry.shards else ""
         self.report(f"{m.name}: wrote {', '.join(o.rel for o in m.outputs)}{shards}{merged}: "

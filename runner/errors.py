@@ -45,6 +45,11 @@ class ProviderError(RunnerError):
     """The provider refused a call or kept failing after retries."""
 
 
+class ResultsError(ProviderError):
+    """A results file the provider served does not parse (`path` and `where` name the copy
+    and its line)."""
+
+
 class OutputError(RunnerError):
     """An output cannot be written where it was declared."""
 

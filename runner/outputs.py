@@ -31,7 +31,7 @@ from typing import IO, Any
 
 import orjson
 
-from .errors import InputsChanged, OutputError, ProviderError
+from .errors import InputsChanged, OutputError, ResultsError
 from .fsutil import atomic_writer
 from .hashing import ContentHasher, canonical_bytes, file_digest, request_hash
 from .manifest import Manifest
@@ -53,6 +53,7 @@ class Written:
     succeeded: int
     failed: int
     unmatched: int              # results whose key no request has
+    repeated: int               # results whose key came again in the same results file
     usage: Usage                # the successful responses' usageMetadata, summed
 
 
@@ -84,10 +85,12 @@ class Join:
         self._per_range = max(1, -(-self.requests // _files_for(pairs)))
         ranges = [directory / f"range-{i}"
                   for i in range(-(-self.requests // self._per_range))]
-        self.unmatched = 0
+        self.unmatched = self.repeated = 0
         with _writers(ranges) as writes:
             for req, res in zip(requests, lines):
-                self.unmatched += join_bucket(res, req, writes, self._per_range)
+                unmatched, repeated = join_bucket(res, req, writes, self._per_range)
+                self.unmatched += unmatched
+                self.repeated += repeated
                 req.unlink()
                 res.unlink()
         self._ranges = ranges
@@ -148,9 +151,12 @@ def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write],
 
 
 def spill_results(results: Sequence[Path], writes: list[Write]) -> None:
-    """Every result line with a string key into the buckets as `key\\tline`, in file order."""
+    """Every result line with a string key into the buckets as `key\\tfile\\tline`, in file
+    order (`file` numbers the results file, to tell a key repeated within one file from a
+    follow-up's answer)."""
     n, loads = len(writes), orjson.loads
-    for path in results:
+    for number_of_file, path in enumerate(results):
+        tag = b"\t%d\t" % number_of_file
         with open(path, "rb", buffering=_READ) as f:
             for number, line in enumerate(f, 1):
                 try:
@@ -158,30 +164,36 @@ def spill_results(results: Sequence[Path], writes: list[Write]) -> None:
                 except (orjson.JSONDecodeError, AttributeError):
                     if line.isspace():
                         continue
-                    raise ProviderError(f"results file line {number} is not a JSON object"
-                                        ) from None
+                    raise ResultsError("a results line is not a JSON object", path=path,
+                                       where=str(number)) from None
                 if type(key) is not str:
                     continue
                 key_json = canonical_bytes(key)
                 if line[-1] != 0x0A:        # the last line of a file may have no newline
                     line += b"\n"
-                writes[hash(key_json) % n](key_json + b"\t" + line)
+                writes[hash(key_json) % n](key_json + tag + line)
 
 
-def join_bucket(results: Path, requests: Path, writes: list[Write], per_range: int) -> int:
+def join_bucket(results: Path, requests: Path, writes: list[Write], per_range: int
+                ) -> tuple[int, int]:
     """Pairs each request of a bucket with its result line (a later line for a key wins) into
     the range files as `index\\tkey\\thash\\tline`, an empty line for none; returns how many
-    results no request took."""
+    results no request took, and how many repeated a key within their own results file."""
     lines: dict[bytes, bytes] = {}
+    files: dict[bytes, bytes] = {}
+    repeated = 0
     with open(results, "rb", buffering=_READ) as f:
         for record in f:
-            key_json, _, line = record.partition(b"\t")
+            key_json, number, line = record.split(b"\t", 2)
+            if files.get(key_json) == number:
+                repeated += 1
+            files[key_json] = number
             lines[key_json] = line
     with open(requests, "rb", buffering=_READ) as f:
         for record in f:
             index, key_json, _ = record.split(b"\t", 2)
             writes[int(index) // per_range](record[:-1] + b"\t" + lines.pop(key_json, b"\n"))
-    return len(lines)
+    return len(lines), repeated
 
 
 def in_order(path: Path, start: int, count: int) -> list[bytes]:
@@ -271,7 +283,7 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
             # the columns read the rows a second time: they must be the rows just joined
             raise InputsChanged(manifest.name, manifest.source)
     digests = {o.rel: file_digest(o.path) for o in manifest.declared_paths()}
-    return Written(digests, succeeded, failed, join.unmatched, usage)
+    return Written(digests, succeeded, failed, join.unmatched, join.repeated, usage)
 
 
 def _stamp(path: Path | None) -> tuple[int, int, int] | None:

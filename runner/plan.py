@@ -6,13 +6,15 @@ provider reports. It does no I/O, so every row of the reconcile table is a plain
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .hashing import short
-from .lockfile import Lock, LockEntry, Part
+from .lockfile import Lock, LockEntry, Part, Retry
 from .providers.base import JobState, RemoteJob
 from .shards import ShardHash
 
@@ -95,6 +97,59 @@ _RANK = {JobState.SUCCEEDED: 0, JobState.PENDING: 1, JobState.RUNNING: 1}
 def best(jobs: list[RemoteJob]) -> RemoteJob | None:
     """The most useful of several jobs for the same requests: succeeded, then live, newest."""
     return min(jobs, key=lambda j: (_RANK.get(j.state, 2), _neg(j.create_time)), default=None)
+
+
+def foreign(name: str, model: str, record: Part | Retry, job: RemoteJob) -> str | None:
+    """Why `job`, which the lockfile names for `record`, is not that record's job, or None
+    when it is. A lockfile is edited by hand and merged by git: a record naming another
+    batch's job would download that job's results into this batch's outputs, or cancel it.
+    The job must carry the record's tag (a follow-up's: this batch's follow-up tag), run the
+    batch's model and hold as many requests as the record, where the provider says."""
+    if isinstance(record, Retry):   # follow-ups kept across an edit carry an older hash
+        mine = job.display_name == record.display_name and \
+            re.fullmatch(re.escape(name) + r"-[0-9a-f]{12}-retry[0-9]+", job.display_name) \
+            is not None
+    else:
+        mine = attempt_of(name, record.content_hash, job.display_name) is not None
+    if not mine:
+        return f"it is tagged {job.display_name!r}, not with this batch's hash"
+    if job.model and model and job.model.removeprefix("models/") != model.removeprefix("models/"):
+        return f"it runs {job.model}, not {model}"
+    if job.total and job.total != record.requests:
+        return f"it holds {job.total} requests, not {record.requests}"
+    return None
+
+
+def disown(want: Desired, entry: LockEntry, observed: Observed) -> tuple[LockEntry, str]:
+    """The record with every job that is not its own (see `foreign`) taken out, as if the
+    lockfile had lost it, so that the job is looked for by its tag; and what was found, for
+    the reason shown. The entry is returned as it is when every job is its own. Follow-ups
+    that ended are checked when their results are read (runner.apply)."""
+    records = _checked(entry)
+    bad = [i for i, record in enumerate(records)
+           if (job := observed.jobs.get(record.job or "")) is not None
+           and foreign(want.name, entry.model, record, job) is not None]
+    if not bad:
+        return entry, ""
+    notes = []
+    for i in bad:
+        record = records[i]
+        why = foreign(want.name, entry.model, record, observed.jobs[record.job or ""])
+        notes.append(f"the lockfile names job {record.job}, which is not this batch's ({why})")
+    entry = copy.deepcopy(entry)
+    copies = _checked(entry)
+    for i in bad:
+        copies[i].job, copies[i].state = None, JobState.CREATING.value
+        if isinstance(copies[i], Retry):    # its tag, as this batch's follow-up names it
+            copies[i].display_name = retry_name(want.name, entry.content_hash,
+                                                len(entry.retries))
+    return entry, "; ".join(notes) + "; looking for it by its tag"
+
+
+def _checked(entry: LockEntry) -> list[Part | Retry]:
+    """The records whose jobs a plan acts on: the batch's parts and its open follow-up."""
+    retry = entry.open_retry
+    return [*entry.parts(), *([retry] if retry is not None else [])]
 
 
 def attempt_of(name: str, content_hash: str, tag: str) -> int | None:
@@ -371,6 +426,17 @@ def _for_new_part(want: Desired, shard: ShardHash, entry: LockEntry | None, obse
 def _for_batch(want: Desired, entry: LockEntry | None, observed: Observed, max_attempts: int,
                resubmit_asked: bool) -> Action:
     """One action for the batch; for a split batch, one per shard to act on, gathered."""
+    disowned = ""
+    if entry is not None:
+        entry, disowned = disown(want, entry, observed)
+    action = _for_records(want, entry, observed, max_attempts, resubmit_asked)
+    if disowned:
+        action = dataclasses.replace(action, reason=f"{disowned}: {action.reason}")
+    return action
+
+
+def _for_records(want: Desired, entry: LockEntry | None, observed: Observed, max_attempts: int,
+                 resubmit_asked: bool) -> Action:
     if entry is not None and entry.content_hash == want.content_hash:
         # the same requests: the recorded shards stand, even if the limits have moved since
         wanted = [ShardHash(p.content_hash, p.requests) for p in entry.parts()]

@@ -11,7 +11,7 @@ from . import hashing, lockfile
 from .desired import desire
 from .manifest import Manifest, load_directory, load_schema, parse_cache
 from .parsecache import ParseCache, salt
-from .plan import Desired, Observed, needs_remote, needs_tag_search
+from .plan import Desired, Observed, disown, needs_remote, needs_tag_search
 from .providers.base import Provider, RemoteJob
 from .statcache import cache_for
 
@@ -109,4 +109,8 @@ def observe(provider: Provider, lock: lockfile.Lock, desired: list[Desired]) -> 
         job = provider.get_job(name)
         if job is not None:
             jobs[name] = job
+    if not complete and any(disown(w, e, Observed(jobs))[1] for e, w in entries if e is not None):
+        # a recorded job that is not the batch's own: its own is looked for by its tag
+        jobs.update((j.name, j) for j in provider.list_jobs())
+        complete = True
     return Observed(jobs, complete)

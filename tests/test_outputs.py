@@ -78,9 +78,20 @@ def test_bad_results_line_is_a_provider_error(project: Path) -> None:
     path = project / "r.jsonl"
     path.write_text('{"key": "r0", "response": {}}\nnot json\n')
     [m] = load_directory(project)
-    with pytest.raises(ProviderError, match="results file line 2"):
+    with pytest.raises(ProviderError, match="r.jsonl:2: a results line is not a JSON object"):
         write_outputs(m, [path], project / "work")
     assert list((project / "out").iterdir()) == []      # nothing written
+
+
+def test_a_key_repeated_within_one_results_file_is_counted(project: Path) -> None:
+    first, second = project / "a.jsonl", project / "b.jsonl"
+    ok = {"candidates": [{"content": {"parts": [{"text": "x"}]}}]}
+    first.write_text("".join(json.dumps({"key": k, "response": ok}) + "\n"
+                             for k in ("r0", "r1", "r0")))
+    second.write_text(json.dumps({"key": "r1", "response": ok}) + "\n")
+    [m] = load_directory(project)
+    written = write_outputs(m, [first, second], project / "work")
+    assert written.repeated == 1        # r0 twice in one file; r1 again in a follow-up is not
 
 
 def test_response_text_skips_thoughts_and_handles_no_candidates() -> None:

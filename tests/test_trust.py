@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conftest import ROWS_MANIFEST, remote_jobs, write_manifest, write_rows
+from conftest import MINIMAL, ROWS_MANIFEST, remote_jobs, write_manifest, write_rows
 from runner import api, lockfile
 from runner.apply import apply_directory, prepare
+from runner.cli import main
 from runner.emulator import Emulator
+from runner.errors import ProviderError
+from runner.providers.base import Provider, RemoteJob
 
 
 def rows_project(tmp_path: Path, rows: int = 5, extra: str = "") -> Path:
@@ -71,3 +75,151 @@ def test_follow_up_resends_what_was_sent(tmp_path: Path, emu: Emulator) -> None:
                                                    match="changed while apply ran"):
         apply_directory(d, provider, prepared=prepared)
     assert len(remote_jobs(emu)) == jobs
+
+
+# -- a recorded job must be the batch's job --------------------------------------------------
+
+OTHER = MINIMAL.replace("name: tiny", "name: other").replace("out/tiny", "out/other") \
+    .replace("What is", "Name")
+
+
+def two_batches(tmp_path: Path) -> Path:
+    d = tmp_path / "proj"
+    write_manifest(d, MINIMAL)
+    write_manifest(d, OTHER, "other.yaml")
+    assert api.apply(d).exit_code == 0
+    return d
+
+
+def point_job(d: Path, name: str, job: str) -> None:
+    """A hand edit (or a bad merge) of the lockfile: `name` records `job`."""
+    lock = lockfile.load(d / "batches.lock")
+    lock.batches[name].job = job
+    lockfile.save(d / "batches.lock", lock)
+
+
+def test_a_lockfile_naming_another_batchs_job_is_not_trusted(tmp_path: Path,
+                                                             emu: Emulator) -> None:
+    d = two_batches(tmp_path)
+    lock = lockfile.load(d / "batches.lock")
+    mine, theirs = lock.batches["tiny"].job, lock.batches["other"].job
+    good = (d / "out/tiny.jsonl").read_bytes()
+    point_job(d, "tiny", theirs)
+    (d / "out/tiny.jsonl").unlink()
+    [action] = [a for a in api.plan(d).actions if a.name == "tiny"]
+    assert action.kind.value == "adopt" and action.job is not None and action.job.name == mine
+    assert f"names job {theirs}, which is not this batch's" in action.reason
+    [row] = [s for s in api.status(d) if s.name == "tiny"]
+    assert row.sync.value == "OutOfSync"
+    jobs = len(remote_jobs(emu))
+    assert api.apply(d).exit_code == 0
+    assert (d / "out/tiny.jsonl").read_bytes() == good      # its own answers, not other's
+    assert lockfile.load(d / "batches.lock").batches["tiny"].job == mine
+    assert len(remote_jobs(emu)) == jobs
+
+
+def test_a_follow_ups_recorded_job_is_checked_when_its_results_are_read(
+        tmp_path: Path, emu: Emulator) -> None:
+    """A follow-up that ended is not planned again, so its job is checked where its results
+    are read for the outputs."""
+    d = tmp_path / "proj"
+    write_manifest(d, OTHER, "other.yaml")
+    write_manifest(d, MINIMAL.replace("What is 2+2?", "EMULATOR_FAIL 2+2")
+                   + "  retry_failed: 1\n")
+    assert api.apply(d).exit_code == 0
+    lock = lockfile.load(d / "batches.lock")
+    [retry] = lock.batches["tiny"].retries
+    good = (d / "out/tiny.errors.jsonl").read_bytes()
+    theirs = lock.batches["other"].job
+    retry.job = theirs
+    lockfile.save(d / "batches.lock", lock)
+    (d / "out/tiny.errors.jsonl").unlink()
+    assert main(["apply", str(d)]) == 0
+    assert (d / "out/tiny.errors.jsonl").read_bytes() == good
+    [retry] = lockfile.load(d / "batches.lock").batches["tiny"].retries
+    assert retry.job != theirs
+
+
+class _Misanswering:
+    """A provider (or something in between) that answers a create with another job."""
+
+    def __init__(self, real: Provider, other: str):
+        self._real, self._other = real, other
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def create_job(self, *args: Any, **kwargs: Any) -> RemoteJob:
+        self._real.create_job(*args, **kwargs)
+        job = self._real.get_job(self._other)
+        assert job is not None
+        return job
+
+
+def test_a_create_answered_with_another_job_binds_the_tagged_one(tmp_path: Path,
+                                                                emu: Emulator) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, OTHER, "other.yaml")
+    assert api.apply(d).exit_code == 0
+    theirs = lockfile.load(d / "batches.lock").batches["other"].job
+    assert theirs is not None
+    write_manifest(d, MINIMAL)
+    with api.connect(d) as real:
+        assert api.apply(d, provider=_Misanswering(real, theirs)).exit_code == 0
+    entry = lockfile.load(d / "batches.lock").batches["tiny"]
+    assert entry.job != theirs
+    assert "What is 1+1" in (d / "out/tiny.jsonl").read_text()
+    assert [j.display_name for j in remote_jobs(emu)].count(entry.display_name) == 1
+
+
+# -- a results file that does not parse is fetched again ---------------------------------------
+
+class _GarbledOnce:
+    """A provider (or a proxy) that serves a damaged results file once."""
+
+    def __init__(self, real: Provider):
+        self._real, self.garbled = real, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def download_results(self, job: RemoteJob, dest: Path, **kwargs: Any) -> None:
+        self._real.download_results(job, dest, **kwargs)
+        if not self.garbled:
+            self.garbled += 1
+            with open(dest, "ab") as f:
+                f.write(b'{"key": "a", "resp')
+
+
+def test_a_results_file_that_does_not_parse_is_fetched_again(tmp_path: Path,
+                                                             emu: Emulator) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, MINIMAL)
+    assert api.apply(d, options=api.Options(wait=False)).exit_code == 0
+    job = lockfile.load(d / "batches.lock").batches["tiny"].job
+    with api.connect(d) as real:
+        with pytest.raises(ProviderError) as e:
+            api.apply(d, provider=_GarbledOnce(real))
+    assert f"tiny: the results of job {job} do not parse" in str(e.value)
+    assert "line 3" in str(e.value) and "next apply downloads them again" in str(e.value)
+    assert not (d / "out").exists() or not any((d / "out").iterdir())
+    assert main(["apply", str(d)]) == 0       # the provider's good file this time
+    assert "What is 2+2" in (d / "out/tiny.jsonl").read_text()
+
+
+def test_a_damaged_copy_of_results_is_not_used(tmp_path: Path) -> None:
+    from runner.downloads import cached, discard, keep
+    got = tmp_path / "dl.part"
+    got.write_bytes(b'{"key": "a"}\n')
+    path = tmp_path / "job.jsonl"
+    keep(got, path)
+    assert cached(path)
+    with open(path, "ab") as f:         # cut short, edited or damaged on disk after
+        f.write(b"x")
+    assert not cached(path)
+    path.write_bytes(b'{"key": "a"}\n')
+    assert cached(path)
+    discard(path)
+    assert not path.exists() and not cached(path)
+    path.write_bytes(b'{"key": "a"}\n')     # no digest beside it: from before, or a crash
+    assert not cached(path)
