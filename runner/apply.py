@@ -31,8 +31,8 @@ from .lockfile import LIVE, LockEntry, Part, Retry, held
 from .lockfile import lock_path as lockfile_path
 from .manifest import Manifest
 from .outputs import write_outputs
-from .plan import (SUBMITS, Action, Desired, Kind, Observed, Plan, best, display_name,
-                   foreign, retry_name)
+from .plan import (CANCELLED_BY_USER, SUBMITS, Action, Desired, Kind, Observed, Plan, best, display_name,
+                   foreign, retry_name, twins)
 from .providers.base import AmbiguousCreate, JobState, Provider, RemoteJob
 from .plan import plan as make_plan
 from .pricing import load_prices, spent
@@ -88,6 +88,7 @@ class Applier:
         self.desired = {d.name: d for d in desired}
         self._rendered: dict[str, tuple[dict[str, Any], Rendered]] = {}
         self._queued: list[Action] = []     # submissions waiting for a job slot
+        self._created: list[tuple[str, Part | Retry]] = []     # jobs created, to check twice
         self._max_jobs = options.max_jobs or limits_for(provider.name).concurrent_jobs
 
     # -- journal ---------------------------------------------------------------------------
@@ -223,7 +224,30 @@ class Applier:
             return found
         if self._listing is not None:
             self._listing[job.name] = job
+        self._created.append((m.name, record))
         return job
+
+    def _heal(self, inflight: Inflight) -> None:
+        """Another machine may have created the same job at the same time (the tag search
+        before a create cannot see a create under way elsewhere). After creating, list again:
+        of two jobs with one tag, every run keeps the same one (see plan.twins), cancels the
+        other and records the one kept."""
+        if not self._created:
+            return
+        created, self._created = self._created, []
+        self._find("", fresh=True)
+        assert self._listing is not None
+        for name, record in created:
+            keep, others = twins(self._listing.values(), record.display_name)
+            for job in others:
+                self.provider.cancel_job(job.name)
+                self.report(f"{self._label(name, record)}: another run created the same job "
+                            f"at the same time; cancelled {job.name}, keeping "
+                            f"{keep.name if keep else record.job}")
+            if keep is not None and record.job is not None and keep.name != record.job:
+                inflight.pop(record.job, None)
+                inflight[keep.name] = (name, keep)
+                self._bind(name, record, keep)
 
     def _bind(self, name: str, part: Part | Retry, job: RemoteJob) -> None:
         part.job = job.name
@@ -397,6 +421,7 @@ class Applier:
         try:
             for action in plan.actions:
                 self._act(action, inflight)
+            self._heal(inflight)
             if inflight and self.options.wait:
                 self._wait(inflight)
         finally:
@@ -573,6 +598,21 @@ class Applier:
         self.report(f"{name}: retry {retry.job} ended {retry.state.lower()}; its requests stay "
                     "in the errors output")
 
+    def _twin(self, name: str, record: Part | Retry, job: RemoteJob) -> RemoteJob | None:
+        """For a job cancelled outside this run: the job of the same tag that another run
+        kept (see `_heal`), now recorded instead; None when there is none."""
+        if job.state != JobState.CANCELLED or record.error == CANCELLED_BY_USER:
+            return None
+        self._find("", fresh=True)
+        assert self._listing is not None
+        keep, _ = twins(self._listing.values(), record.display_name)
+        if keep is None or keep.name == job.name:
+            return None
+        self.report(f"{self._label(name, record)}: {job.name} was cancelled by another run "
+                    f"that created the same job; recording {keep.name}")
+        self._bind(name, record, keep)
+        return keep
+
     def _refresh(self, inflight: Inflight) -> None:
         """Fresh state for every in-flight job not already known to be finished: one paged
         list when there are several, a get each otherwise."""
@@ -591,6 +631,7 @@ class Applier:
         start = self.options.clock()
         while inflight or self._queued:
             self._submit_queued(inflight)
+            self._heal(inflight)
             self._refresh(inflight)
             for job_name in list(inflight):     # in the order submitted
                 name, job = inflight.pop(job_name)
@@ -624,6 +665,8 @@ class Applier:
                     self.report(f"{self._label(name, record)}: job expired; resubmitting "
                                 f"(attempt {action.attempt})")
                     inflight[self.submit(m, action)] = (name, None)
+                elif (twin := self._twin(name, record, job)) is not None:
+                    inflight[twin.name] = (name, twin)
                 else:
                     self.record_terminal(name, job)
                     _note(self.outcome.failed, name)

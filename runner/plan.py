@@ -11,7 +11,7 @@ import dataclasses
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from .hashing import short
 from .lockfile import Lock, LockEntry, Part, Retry
@@ -95,8 +95,29 @@ _RANK = {JobState.SUCCEEDED: 0, JobState.PENDING: 1, JobState.RUNNING: 1}
 
 
 def best(jobs: list[RemoteJob]) -> RemoteJob | None:
-    """The most useful of several jobs for the same requests: succeeded, then live, newest."""
-    return min(jobs, key=lambda j: (_RANK.get(j.state, 2), _neg(j.create_time)), default=None)
+    """The most useful of several jobs for the same requests: succeeded, then live, the first
+    created (then by name). Every run picks the same one, so that two machines that created
+    the same batch at once both keep it and cancel the other (see runner.apply)."""
+    return min(jobs, key=lambda j: (_RANK.get(j.state, 2), moment(j.create_time), j.name),
+               default=None)
+
+
+def twins(jobs: Iterable[RemoteJob], tag: str) -> tuple[RemoteJob | None, list[RemoteJob]]:
+    """Of the jobs carrying `tag` that are running or succeeded, the one to keep (`best`) and
+    the live others to cancel: two machines that applied the same change at once each
+    created one, and each run that sees both makes the same choice."""
+    found = [j for j in jobs if j.display_name == tag and j.state in _RANK]
+    keep = best(found)
+    return keep, [j for j in found if j is not keep and not j.state.terminal]
+
+
+def moment(t: str | None) -> str:
+    """An RFC 3339 UTC time that sorts as time does, whatever its fraction's digits (the API
+    writes 0 to 9 of them); no time sorts last."""
+    if not t:
+        return "~"
+    head, dot, rest = t.rstrip("Z").partition(".")
+    return f"{head}.{rest[:9].ljust(9, '0')}" if dot else f"{head}.000000000"
 
 
 def foreign(name: str, model: str, record: Part | Retry, job: RemoteJob) -> str | None:
@@ -160,10 +181,6 @@ def attempt_of(name: str, content_hash: str, tag: str) -> int | None:
         return 1
     rest = tag[len(base) + 1:] if tag.startswith(base + "-") else ""
     return int(rest) if rest.isdigit() else None
-
-
-def _neg(t: str | None) -> tuple[int, ...]:
-    return tuple(-ord(c) for c in (t or ""))
 
 
 @dataclass(frozen=True)

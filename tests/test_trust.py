@@ -5,6 +5,9 @@ two machines applying at once. Each ends in one clear line, never wrong data or 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -223,3 +226,35 @@ def test_a_damaged_copy_of_results_is_not_used(tmp_path: Path) -> None:
     assert not path.exists() and not cached(path)
     path.write_bytes(b'{"key": "a"}\n')     # no digest beside it: from before, or a crash
     assert not cached(path)
+
+
+# -- two machines apply the same change at once ------------------------------------------------
+
+def test_two_clones_applying_at_once_keep_one_job_per_hash(tmp_path: Path, emu: Emulator) -> None:
+    """10 rounds: two `runner apply` processes on two clones of one project, started together
+    against one provider. Both may create (neither can see the other's create under way); each
+    run lists again after creating, and of two jobs with one tag every run keeps the first
+    created and cancels the other. Printed: how often both created, and what was left."""
+    clones = [tmp_path / "laptop", tmp_path / "ci"]
+    env = {**os.environ, "GEMINI_API_KEY": "k", "GEMINI_BASE_URL": emu.base_url,
+           "RUNNER_POLL_SECONDS": "0.05"}
+    both_created = 0
+    for n in range(10):
+        for d in clones:
+            write_manifest(d, MINIMAL.replace("What is 1+1?", f"Round {n}: what is 1+1?"))
+        runs = [subprocess.Popen([sys.executable, "-m", "runner.cli", "apply", str(d),
+                                  "--quiet"], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True) for d in clones]
+        outs = [r.communicate(timeout=60)[0] for r in runs]
+        assert [r.returncode for r in runs] == [0, 0], outs
+        tag = lockfile.load(clones[0] / "batches.lock").batches["tiny"].display_name
+        jobs = [j for j in remote_jobs(emu) if j.display_name == tag]
+        kept = [j for j in jobs if j.state.value != "CANCELLED"]
+        both_created += len(jobs) > 1
+        assert len(kept) == 1, jobs                     # one job left per hash
+        recorded = {lockfile.load(d / "batches.lock").batches["tiny"].job for d in clones}
+        assert recorded == {kept[0].name}               # both lockfiles converge on it
+        outputs = {(d / "out/tiny.jsonl").read_bytes() for d in clones}
+        assert len(outputs) == 1
+    print(f"\n10 rounds of two applies at once: both created a job in {both_created}; "
+          "jobs left per hash: 1 in every round")
