@@ -458,6 +458,10 @@ class Applier:
                     record.state != action.job.state.value:
                 self.record_terminal(name, action.job)
             return
+        if action.kind == Kind.LOST:
+            _note(self.outcome.failed, name)
+            self.progress.error(f"{name}: {action.reason}")
+            return
         if action.kind == Kind.NOTHING:
             return
         m = self.ws.manifest(name)

@@ -29,6 +29,7 @@ class Kind(str, enum.Enum):
     DOWNLOAD = "download"
     RECORD = "record"        # only the lockfile changes (e.g. a comment edited in a manifest)
     FAILED = "failed"        # terminal, nothing done without being asked
+    LOST = "lost"            # results received once, gone now: paid again only when asked
     ORPHAN = "orphan"
     NOTHING = "nothing"
 
@@ -36,7 +37,7 @@ class Kind(str, enum.Enum):
 SYMBOLS = {Kind.CREATE: "+", Kind.ADOPT: "<=", Kind.REPLACE: "-/+", Kind.RESUBMIT: "-/+",
            Kind.RETRY: "+",
            Kind.WAIT: "~", Kind.DOWNLOAD: "~", Kind.RECORD: "~", Kind.FAILED: "!",
-           Kind.ORPHAN: "-", Kind.NOTHING: " "}
+           Kind.LOST: "!", Kind.ORPHAN: "-", Kind.NOTHING: " "}
 
 # Kinds that `apply` acts on; `--detailed-exitcode` reports 2 when any is planned.
 CHANGES = {Kind.CREATE, Kind.ADOPT, Kind.REPLACE, Kind.RESUBMIT, Kind.RETRY, Kind.WAIT,
@@ -220,6 +221,7 @@ class Plan:
                 f"replacing), {count[Kind.ADOPT]} to adopt, {count[Kind.WAIT]} in flight, "
                 f"{count[Kind.DOWNLOAD]} to download, {count[Kind.NOTHING]} unchanged"
                 + (f", {count[Kind.FAILED]} failed" if count[Kind.FAILED] else "")
+                + (f", {count[Kind.LOST]} lost" if count[Kind.LOST] else "")
                 + (f", {count[Kind.ORPHAN]} orphaned" if count[Kind.ORPHAN] else "") + ".")
 
 
@@ -345,8 +347,8 @@ def _for_part(name: str, part: Part, observed: Observed, max_attempts: int,
     if part.state == JobState.SUCCEEDED.value:
         if settled or part.job in observed.jobs:
             return None
-        return Action(Kind.RESUBMIT, reason="job deleted on the provider, and its results are "
-                      "needed for the outputs", **resubmit)
+        return _lost(name, "its job succeeded, then was deleted on the provider, and its "
+                     "results are needed for the outputs", resubmit_asked, resubmit)
     job = observed.jobs.get(part.job)
     if job is None:
         return Action(Kind.RESUBMIT, reason="job deleted on the provider before its results "
@@ -374,7 +376,17 @@ def _for_part(name: str, part: Part, observed: Observed, max_attempts: int,
                   job=job, **base)
 
 
-def _for_settled(want: Desired, entry: LockEntry, observed: Observed) -> list[Action]:
+def _lost(name: str, why: str, resubmit_asked: bool, resubmit: dict[str, Any]) -> Action:
+    """Results that were received once and are gone: they were paid for, so they are paid
+    for again only when asked."""
+    if resubmit_asked:
+        return Action(Kind.RESUBMIT, reason=f"{why}; resubmitting as asked", **resubmit)
+    return Action(Kind.LOST, reason=f"{why}; apply --resubmit {name} pays for it again",
+                  **{k: v for k, v in resubmit.items() if k != "display_name"})
+
+
+def _for_settled(want: Desired, entry: LockEntry, observed: Observed,
+                 resubmit_asked: bool) -> list[Action]:
     """Every job's results are in: the outputs, follow-ups of failures, or nothing to do.
     Rewriting outputs needs every part's results; a part whose results are gone from the
     provider is submitted again."""
@@ -396,10 +408,13 @@ def _for_settled(want: Desired, entry: LockEntry, observed: Observed) -> list[Ac
     gone = [p for p in parts if p.content_hash in wanted and (
         (j := observed.jobs.get(p.job or "")) is None or j.state != JobState.SUCCEEDED)]
     if gone:
-        return [Action(Kind.RESUBMIT, want.name, f"{why}, and the job's results are gone from "
-                       "the provider", p.requests, p.content_hash,
-                       display_name(want.name, p.content_hash, max(p.attempts, 1) + 1),
-                       attempt=max(p.attempts, 1) + 1) for p in gone]
+        return [_lost(want.name, f"{why}, and the job's results are gone from the provider",
+                      resubmit_asked, dict(name=want.name, requests=p.requests,
+                                           content_hash=p.content_hash,
+                                           attempt=max(p.attempts, 1) + 1,
+                                           display_name=display_name(
+                                               want.name, p.content_hash,
+                                               max(p.attempts, 1) + 1))) for p in gone]
     return [Action(Kind.DOWNLOAD, reason=why, job=job, **base)]
 
 
@@ -476,9 +491,9 @@ def _for_records(want: Desired, entry: LockEntry | None, observed: Observed, max
             actions.append(dataclasses.replace(action, part=i))
     if not actions:
         assert entry is not None
-        actions = [dataclasses.replace(a, part=None) for a in _for_settled(want, entry,
-                                                                           observed)]
-        if len(wanted) > 1 and actions[0].kind == Kind.RESUBMIT:
+        actions = [dataclasses.replace(a, part=None)
+                   for a in _for_settled(want, entry, observed, resubmit_asked)]
+        if len(wanted) > 1 and actions[0].kind in (Kind.RESUBMIT, Kind.LOST):
             index = {s.content_hash: i for i, s in enumerate(wanted)}
             actions = [dataclasses.replace(a, part=index[a.content_hash or ""])
                        for a in actions]
@@ -492,7 +507,7 @@ def _for_records(want: Desired, entry: LockEntry | None, observed: Observed, max
 
 
 # The kind a split batch shows, from its shards': submissions first (they cost money).
-_PRECEDENCE = (Kind.REPLACE, Kind.RESUBMIT, Kind.CREATE, Kind.FAILED, Kind.ADOPT,
+_PRECEDENCE = (Kind.REPLACE, Kind.RESUBMIT, Kind.CREATE, Kind.FAILED, Kind.LOST, Kind.ADOPT,
                Kind.DOWNLOAD, Kind.WAIT)
 
 

@@ -46,7 +46,7 @@ class BatchStatus:
 
 
 _OUT_OF_SYNC = {Kind.CREATE, Kind.ADOPT, Kind.REPLACE, Kind.RESUBMIT, Kind.RETRY, Kind.DOWNLOAD,
-                Kind.RECORD}
+                Kind.RECORD, Kind.LOST}
 
 
 def _health(part: Part, remote: Mapping[str, RemoteJob | None]) -> Health:
@@ -93,7 +93,7 @@ def statuses(plan: Plan, lock: Lock, remote: Mapping[str, RemoteJob | None]) -> 
             sync = Sync.SYNCED
         job_name: str | None = None
         remote_state: str | None = None
-        if entry is None:
+        if entry is None or action.kind == Kind.LOST:
             health = Health.MISSING
         elif entry.open_retry is not None:
             health = Health.PROGRESSING

@@ -98,9 +98,12 @@ def test_missing_or_edited_output_is_downloaded_not_resubmitted() -> None:
     assert (a.kind, a.reason) == (Kind.DOWNLOAD, "output modified: out.jsonl")
 
 
-def test_output_missing_and_results_gone_resubmits() -> None:
+def test_output_missing_and_results_gone_is_lost_until_asked() -> None:
     a = one([want(outputs={"out.jsonl": None})], Lock({"b": entry()}), [])
-    assert a.kind == Kind.RESUBMIT and "gone" in a.reason
+    assert a.kind == Kind.LOST and "gone" in a.reason and "--resubmit b" in a.reason
+    a = one([want(outputs={"out.jsonl": None})], Lock({"b": entry()}), [],
+            resubmit=frozenset({"b"}))
+    assert a.kind == Kind.RESUBMIT and "as asked" in a.reason
 
 
 def test_expired_job_is_resubmitted_until_the_limit() -> None:

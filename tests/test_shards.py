@@ -367,8 +367,8 @@ def test_rows_dropped_from_a_shard_whose_job_is_gone(tmp_path: Path, emu: Emulat
         assert (d / "out/split.jsonl").read_bytes() == (d / "out/whole.jsonl").read_bytes()
 
 
-def test_an_unchanged_shard_whose_job_is_gone_is_resubmitted(tmp_path: Path,
-                                                             emu: Emulator) -> None:
+def test_an_unchanged_shard_whose_job_is_gone_is_resubmitted_when_asked(
+        tmp_path: Path, emu: Emulator) -> None:
     d = project(tmp_path)
     assert api.apply(d).exit_code == 0
     _delete(d, lockfile.load(d / "batches.lock").batches["split"].shards[0].job)
@@ -376,9 +376,13 @@ def test_an_unchanged_shard_whose_job_is_gone_is_resubmitted(tmp_path: Path,
     rows[5] = json.dumps({"n": 5, "body": "changed"})
     (d / "data/rows.jsonl").write_text("\n".join(rows) + "\n")
     [action] = [a for a in api.plan(d).actions if a.name == "split"]
+    assert sorted((p.part, p.kind) for p in action.parts) == [(0, Kind.LOST),
+                                                              (1, Kind.REPLACE)]
+    again = frozenset({"split"})            # its results were paid for once: only if asked
+    [action] = [a for a in api.plan(d, resubmit=again).actions if a.name == "split"]
     assert sorted((p.part, p.kind) for p in action.parts) == [(0, Kind.RESUBMIT),
                                                               (1, Kind.REPLACE)]
-    assert api.apply(d).exit_code == 0
+    assert api.apply(d, options=api.Options(resubmit=again)).exit_code == 0
     assert (d / "out/split.jsonl").read_bytes() == (d / "out/whole.jsonl").read_bytes()
     assert {a.kind for a in api.plan(d).actions} == {Kind.NOTHING}
 

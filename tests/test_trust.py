@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -258,3 +259,36 @@ def test_two_clones_applying_at_once_keep_one_job_per_hash(tmp_path: Path, emu: 
         assert len(outputs) == 1
     print(f"\n10 rounds of two applies at once: both created a job in {both_created}; "
           "jobs left per hash: 1 in every round")
+
+
+# -- results received once are not paid for again silently -------------------------------------
+
+def fresh_clone(d: Path, dest: Path) -> Path:
+    """What a CI checkout holds: the committed files, without .runner/ or the outputs."""
+    shutil.copytree(d, dest, ignore=shutil.ignore_patterns(".runner", "out"))
+    return dest
+
+
+def test_results_lost_on_the_provider_are_not_paid_for_again(tmp_path: Path, emu: Emulator,
+                                                             capsys: Any) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, MINIMAL)
+    assert api.apply(d).exit_code == 0
+    job = lockfile.load(d / "batches.lock").batches["tiny"].job
+    with api.connect(d) as p:
+        p.delete_job(job)
+    clone = fresh_clone(d, tmp_path / "clone")
+    [action] = api.plan(clone).actions
+    assert action.kind.value == "lost" and action.symbol == "!"
+    assert "apply --resubmit tiny pays for it again" in action.reason
+    [row] = api.status(clone)
+    assert (row.sync.value, row.health.value) == ("OutOfSync", "Missing")
+    capsys.readouterr()
+    assert main(["apply", str(clone), "--quiet"]) == 1
+    said = capsys.readouterr()
+    lines = (said.out + said.err).strip().splitlines()
+    assert len(lines) == 1 and "results are gone from the provider" in lines[0], lines
+    assert remote_jobs(emu) == []                      # nothing submitted
+    assert main(["apply", str(clone), "--resubmit", "tiny"]) == 0
+    assert len(remote_jobs(emu)) == 1
+    assert (clone / "out/tiny.jsonl").read_bytes() == (d / "out/tiny.jsonl").read_bytes()
