@@ -23,6 +23,7 @@ from .pricing import Spent
 from .progress import Progress
 from .desired import record_for, render_recorded
 from .errors import LockfileError, RunnerError
+from .identity import establish
 from .lockfile import LIVE, STATE_DIR, LockEntry, held
 from .manifest import Manifest
 from .plan import CANCELLED_BY_USER, SUBMITS, Plan, attempt_of, display_name
@@ -158,10 +159,12 @@ def _entry(ws: Workspace, name: str) -> LockEntry:
 
 
 def cancel(directory: PathLike, names: Iterable[str], *, provider: Provider | None = None,
-           emulator: bool = False, lock_timeout: float = 0.0) -> list[str]:
+           emulator: bool = False, lock_timeout: float = 0.0,
+           take_over: PathLike | None = None) -> list[str]:
     """Cancels the running jobs of each named batch (every shard's, when it is split) and
     records them; returns the jobs cancelled.
-    The batch then stays as it is until `apply --resubmit NAME`."""
+    The batch then stays as it is until `apply --resubmit NAME`. In a copied directory, the
+    jobs the original recorded are refused unless `take_over` names the original."""
     path = Path(directory)
     ws = Workspace.open(path)
     for name in names:
@@ -170,6 +173,14 @@ def cancel(directory: PathLike, names: Iterable[str], *, provider: Provider | No
     listed: list[RemoteJob] | None = None
     with held(ws.directory, lock_timeout), _provider(directory, provider, emulator) as p:
         ws = Workspace.open(path)
+        identity = establish(ws.directory, ws.lock,
+                             Path(take_over) if take_over is not None else None)
+        for name in names:
+            entry = _entry(ws, name)
+            for record in [*entry.parts(), *entry.retries]:
+                if record.state in LIVE and identity.guards(record.job):
+                    raise RunnerError(f"{name}: {identity.refusal(record.job or '')}",
+                                      path=ws.lock_path)
         for name in names:
             entry = _entry(ws, name)
             retry = entry.open_retry

@@ -24,6 +24,7 @@ from .desired import (Rendered, input_path, outputs_hash, record_for, render_int
 from .downloads import cached, discard, keep, results_path
 from .errors import InputsChanged, OutputError, ProviderError, ResultsError, RunnerError
 from .failpoints import hit
+from .identity import Identity, establish
 from .fsutil import atomic_writer
 from .hashing import file_digest
 from .limits import limits_for
@@ -50,6 +51,7 @@ class Options:
     max_attempts: int = 3
     resubmit: frozenset[str] = frozenset()
     max_jobs: int | None = None     # jobs in flight at once; None: the provider's limit
+    take_over: Path | None = None   # the original of a copied directory, whose jobs it may end
     poll_base: float = 2.0
     poll_cap: float = 60.0
     sleep: Sleep = field(default=real_sleep)
@@ -74,8 +76,10 @@ def now() -> str:
 
 class Applier:
     def __init__(self, ws: Workspace, provider: Provider, options: Options, progress: Progress,
-                 desired: list[Desired], observed: Observed | None = None):
+                 desired: list[Desired], observed: Observed | None = None,
+                 identity: Identity = Identity()):
         self.ws = ws
+        self.identity = identity
         self.provider = provider
         self.options = options
         self.progress = progress
@@ -145,6 +149,9 @@ class Applier:
 
     def _cancel_superseded(self, m: Manifest, action: Action) -> None:
         for job in action.old_jobs:
+            if self.identity.guards(job):
+                self.report(f"{m.name}: superseded {self.identity.refusal(job)}")
+                continue
             self.provider.cancel_job(job)
             self.report(f"{m.name}: cancelled superseded job {job}")
 
@@ -540,6 +547,10 @@ class Applier:
                 record.job = found.name if found is not None else None
             if record.job is None:
                 continue
+            if self.identity.guards(record.job):
+                self.report(f"{name}: not pruned remotely: {self.identity.refusal(record.job)}")
+                record.job = None
+                continue
             if record.state in LIVE:
                 self.provider.cancel_job(record.job)
             self.provider.delete_job(record.job)
@@ -703,6 +714,7 @@ def apply_directory(directory: Path, provider: Provider, options: Options | None
         ws = first.reloaded()               # the lockfile again: another run may have saved
         if ws.lock != first.lock:
             desired = ws.desired()
+        identity = establish(ws.directory, ws.lock, options.take_over)
         observed = observe(provider, ws.lock, desired)
         plan = make_plan(desired, ws.lock, observed, max_attempts=options.max_attempts,
                          resubmit=options.resubmit)
@@ -710,7 +722,7 @@ def apply_directory(directory: Path, provider: Provider, options: Options | None
             show_plan(plan)
         check_budgets(ws, plan, options.max_cost)
         progress = progress or Progress(io.StringIO(), tty=False, quiet=True)
-        return Applier(ws, provider, options, progress, desired, observed).run(plan)
+        return Applier(ws, provider, options, progress, desired, observed, identity).run(plan)
 
 
 Inflight = dict[str, "tuple[str, RemoteJob | None]"]   # job -> (its batch, as last seen)

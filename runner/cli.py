@@ -13,7 +13,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from . import __version__, api
 from .apply import Options
@@ -26,6 +26,30 @@ from .workspace import Workspace
 
 def _out(text: str) -> None:
     print(text, flush=True)
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `low` (a negative count means nothing)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    return parse
+
+
+def _non_negative(text: str) -> float:
+    """An argparse type: an amount or a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text}")
+    return value
 
 
 def _seconds(env: str, default: float) -> float:
@@ -84,7 +108,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         raise RunnerError("--prune-outputs goes with --prune")
     options = Options(wait=not args.no_wait, timeout=args.timeout, prune=args.prune,
                       prune_outputs=args.prune_outputs, max_cost=args.max_cost,
-                      max_jobs=args.max_jobs,
+                      max_jobs=args.max_jobs, take_over=args.take_over,
                       max_attempts=args.max_attempts, resubmit=frozenset(args.resubmit),
                       poll_base=_seconds("RUNNER_POLL_SECONDS", 2.0))
     progress = Progress.for_stream(sys.stdout, quiet=args.quiet)
@@ -119,7 +143,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     jobs = api.cancel(args.directory, args.names, emulator=args.emulator,
-                      lock_timeout=args.lock_timeout)
+                      lock_timeout=args.lock_timeout, take_over=args.take_over)
     for job in jobs:
         _out(f"cancelled {job}")
     if not jobs:
@@ -180,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("validate", "check manifests, data and templates offline", cmd_validate)
     r = command("render", "print one batch's request lines (JSONL)", cmd_render)
     r.add_argument("--name", required=True, help="the batch's metadata.name")
-    r.add_argument("--limit", type=int, help="at most this many lines")
+    r.add_argument("--limit", type=_at_least(0), help="at most this many lines")
     pl = command("plan", "show what apply would do, and why", cmd_plan, remote=True)
     pl.add_argument("--format", choices=["text", "json", "markdown"], default="text",
                     help="markdown: a review-ready summary for a pull request")
@@ -192,24 +216,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="exit 0 when nothing would change, 2 when something would")
     a = command("apply", "submit, wait, download and write outputs", cmd_apply, remote=True)
     a.add_argument("--no-wait", action="store_true", help="submit and record, then return")
-    a.add_argument("--timeout", type=float, help="stop waiting after SECONDS (exit 1)")
+    a.add_argument("--timeout", type=_non_negative,
+                   help="stop waiting after SECONDS (exit 1)")
     a.add_argument("--prune", action="store_true",
                    help="for manifests that were deleted: cancel and delete their remote jobs "
                    "and drop them from the lockfile")
     a.add_argument("--prune-outputs", action="store_true",
                    help="with --prune, delete their recorded outputs too")
-    a.add_argument("--lock-timeout", type=float, default=0.0,
+    a.add_argument("--lock-timeout", type=_non_negative, default=0.0,
                    help="wait up to SECONDS for another run to release the directory")
     a.add_argument("--quiet", action="store_true",
                    help="print only errors (no plan, no progress)")
-    a.add_argument("--max-jobs", type=int, metavar="N",
+    a.add_argument("--max-jobs", type=_at_least(1), metavar="N",
                    help="submit at most N jobs to be in flight at once, the rest as they "
                    "finish (default: the provider's limit, 100 for Gemini)")
-    a.add_argument("--max-cost", type=float, metavar="AMOUNT",
+    a.add_argument("--max-cost", type=_non_negative, metavar="AMOUNT",
                    help="refuse, before sending anything, if the batches to submit may cost "
                    "more than AMOUNT (price table currency, USD by default)")
     for sp in (pl, a):
-        sp.add_argument("--max-attempts", type=int, default=3,
+        sp.add_argument("--max-attempts", type=_at_least(1), default=3,
                         help="submissions per batch before an expiring job is given up on")
         sp.add_argument("--resubmit", action="append", default=[], metavar="NAME",
                         help="submit a failed or cancelled batch again (repeatable)")
@@ -218,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     c = command("cancel", "cancel the running job of batches", cmd_cancel, remote=True)
     c.add_argument("names", nargs="+", metavar="NAME")
+    for sp in (a, c):
+        sp.add_argument("--take-over", type=Path, metavar="ORIGINAL",
+                        help="in a copied project directory: cancel or delete jobs that the "
+                        "directory it was copied from recorded (left alone otherwise)")
     ad = command("adopt", "bind an existing remote job to a batch (after a lost lockfile)",
                  cmd_adopt, remote=True)
     ad.add_argument("name", metavar="NAME")
@@ -228,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                 cmd_forget)
     f.add_argument("names", nargs="+", metavar="NAME")
     for sp in (c, ad, f):
-        sp.add_argument("--lock-timeout", type=float, default=0.0,
+        sp.add_argument("--lock-timeout", type=_non_negative, default=0.0,
                         help="wait up to SECONDS for another run to release the directory")
     e = command("emulator", "serve the local Gemini emulator", cmd_emulator)
     e.add_argument("--host", default="127.0.0.1")

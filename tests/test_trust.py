@@ -10,11 +10,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
 from conftest import MINIMAL, ROWS_MANIFEST, remote_jobs, write_manifest, write_rows
+from test_shards import finish_all
 from runner import api, lockfile
 from runner.apply import apply_directory, prepare
 from runner.cli import main
@@ -292,3 +293,71 @@ def test_results_lost_on_the_provider_are_not_paid_for_again(tmp_path: Path, emu
     assert main(["apply", str(clone), "--resubmit", "tiny"]) == 0
     assert len(remote_jobs(emu)) == 1
     assert (clone / "out/tiny.jsonl").read_bytes() == (d / "out/tiny.jsonl").read_bytes()
+
+
+# -- a copy is not the original --------------------------------------------------------------
+
+@pytest.fixture
+def slow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """An emulator whose jobs run for a minute of its clock (advanced by `finish_all`)."""
+    with Emulator(tmp_path / "slow", latency=60.0) as e:
+        monkeypatch.setenv("GEMINI_API_KEY", "k")
+        monkeypatch.setenv("GEMINI_BASE_URL", e.base_url)
+        monkeypatch.setenv("RUNNER_POLL_SECONDS", "0.05")
+        yield e
+
+
+def test_a_copied_project_leaves_the_originals_jobs_alone(tmp_path: Path, slow: Emulator,
+                                                          capsys: Any) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, MINIMAL)
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    job = lockfile.load(d / "batches.lock").batches["tiny"].job
+    copies = [tmp_path / f"copy{i}" for i in range(3)]
+    for c in copies:
+        shutil.copytree(d, c)                               # cp -r, .runner/ included
+    (copies[0] / "m.yaml").unlink()                         # pruned in the copy
+    assert main(["apply", str(copies[0]), "--prune", "--no-wait"]) == 0
+    assert f"pass --take-over {d}" in capsys.readouterr().out
+    assert "tiny" not in lockfile.load(copies[0] / "batches.lock").batches
+    write_manifest(copies[1], MINIMAL.replace("1+1", "3+3"))   # replaced in the copy
+    assert main(["apply", str(copies[1]), "--no-wait", "--quiet"]) == 0
+    assert main(["cancel", str(copies[2]), "tiny"]) == 1      # cancelled in the copy
+    assert f"copy; it is left alone (pass --take-over {d}" in capsys.readouterr().err
+    assert main(["cancel", str(copies[2]), "tiny", "--take-over", str(copies[1])]) == 1
+    assert "is not a copy of it" in capsys.readouterr().err
+    states = {j.name: j.state.value for j in remote_jobs(slow)}
+    assert states[job] in ("PENDING", "RUNNING") and len(states) == 2
+    finish_all(slow)
+    assert main(["apply", str(d), "--quiet"]) == 0           # the original is not paid again
+    assert len(remote_jobs(slow)) == 2
+    (copies[2] / "m.yaml").unlink()                         # asked by naming the original
+    assert main(["apply", str(copies[2]), "--prune", "--take-over", str(d), "--quiet"]) == 0
+    assert job not in {j.name for j in remote_jobs(slow)}
+
+
+def test_a_moved_project_is_still_itself(tmp_path: Path) -> None:
+    from runner.identity import establish
+    d = tmp_path / "proj"
+    write_manifest(d, MINIMAL)
+    lock = lockfile.Lock({})
+    assert establish(d, lock).original is None
+    moved = d.rename(tmp_path / "moved")
+    assert establish(moved, lock).original is None
+    copy = tmp_path / "copy"
+    shutil.copytree(moved, copy)
+    assert establish(copy, lock).original == str(moved.resolve())
+    assert establish(copy, lock).original == str(moved.resolve())   # stays a copy
+    assert establish(copy, lock, take_over=moved).original is None
+    assert establish(copy, lock).original is None                   # taken over for good
+
+
+@pytest.mark.parametrize("flag", ["--max-jobs=-1", "--max-jobs=0", "--max-cost=-1",
+                                  "--timeout=-5", "--max-attempts=0", "--lock-timeout=-1",
+                                  "--max-cost=nan"])
+def test_meaningless_numbers_are_refused(proj: Path, flag: str, capsys: Any) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["apply", str(proj), flag])
+    assert e.value.code == 2
+    assert flag.split("=")[0] in capsys.readouterr().err
+    assert not (proj / ".runner").exists()
