@@ -33,7 +33,7 @@ from .lockfile import lock_path as lockfile_path
 from .manifest import Manifest
 from .outputs import write_outputs
 from .plan import (CANCELLED_BY_USER, SUBMITS, Action, Desired, Kind, Observed, Plan, best, display_name,
-                   foreign, retry_name, twins)
+                   foreign, retry_name, too_many_failures, twins)
 from .providers.base import AmbiguousCreate, JobState, Provider, RemoteJob
 from .plan import plan as make_plan
 from .pricing import load_prices, spent
@@ -597,6 +597,10 @@ class Applier:
         failed = entry.counts.get("failed", 0)
         gave_up = bool(entry.retries) and entry.retries[-1].state != JobState.SUCCEEDED.value
         if not failed or gave_up or len(entry.retries) >= m.retry_failed:
+            why = too_many_failures(self.desired[m.name], failed)
+            if why is not None:
+                _note(self.outcome.failed, m.name)
+                self.progress.error(f"{m.name}: {why}")
             return
         n = len(entry.retries) + 1
         self.submit_retry(m, Action(Kind.RETRY, m.name, "failed requests", failed,

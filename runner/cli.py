@@ -98,6 +98,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _out(plan_markdown(plan, args.directory, costs))
     else:
         _out(plan_text(plan, args.directory, costs))
+    if args.detailed_exitcode and plan.failing:
+        return 1        # what apply would exit: a batch needs someone to act
     if args.detailed_exitcode and plan.changes:
         return 2
     return 0
@@ -213,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="count input tokens with the provider's countTokens (one call per "
                     "request) instead of the offline estimate")
     pl.add_argument("--detailed-exitcode", action="store_true",
-                    help="exit 0 when nothing would change, 2 when something would")
+                    help="exit 0 when nothing would change, 2 when something would, 1 when "
+                    "a batch failed (as apply would)")
     a = command("apply", "submit, wait, download and write outputs", cmd_apply, remote=True)
     a.add_argument("--no-wait", action="store_true", help="submit and record, then return")
     a.add_argument("--timeout", type=_non_negative,

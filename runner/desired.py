@@ -21,7 +21,7 @@ from .statcache import NO_CACHE, DigestCache, digest_or_none
 from .lockfile import LockEntry, Shard
 from .manifest import Manifest
 from .parallel import PARALLEL, Parallel, render_jsonl
-from .plan import Desired, display_name
+from .plan import Desired, allowance, display_name
 from .providers.base import JobState
 from .render import Renderer, split_input_line
 from .shards import ShardHash, Splitter
@@ -165,6 +165,8 @@ def desire(manifest: Manifest, entry: LockEntry | None, cache: DigestCache = NO_
         inputs=inputs, content_hash=rendered.content_hash, provider=manifest.provider,
         model=manifest.model, requests=rendered.requests, outputs_hash=outputs_hash(manifest),
         outputs=output_digests(manifest, cache), retry_failed=manifest.retry_failed,
+        allowed_failures=allowance(manifest.allowed_failures, rendered.requests),
+        errors_output=manifest.errors.rel,
         shards=rendered.shards)
 
 

@@ -66,6 +66,7 @@ class Manifest:
     errors: Output
     vars: dict[str, Any] = field(default_factory=dict)
     retry_failed: int = 0
+    allowed_failures: int | str = 0     # a count, or a share of the batch ("0.5%")
     budget: float | None = None
     max_requests: int | None = None     # requests per job; more are split into shards
     rows: Path | None = None
@@ -266,6 +267,7 @@ def _build(doc: Located, source: Path, project: Path, resolve: Resolver) -> Mani
         key=spec.get("key", "{{ index }}"), request=spec["request"],
         outputs=tuple(outputs), errors=errors, vars=spec.get("vars", {}),
         retry_failed=spec.get("retry_failed", 0), budget=spec.get("budget"),
+        allowed_failures=spec.get("allowed_failures", 0),
         max_requests=spec.get("max_requests"), rows=rows,
         items=tuple(spec["items"]) if "items" in spec else None,
         document_hash=digest(canonical(data).encode()), document=doc,

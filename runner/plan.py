@@ -62,6 +62,8 @@ class Desired:
     outputs_hash: str
     outputs: Mapping[str, str | None]   # output path -> digest of the file on disk, None if missing
     retry_failed: int = 0               # follow-up batches allowed for failed requests
+    allowed_failures: int = 0           # failed requests the batch may end with, healthy
+    errors_output: str = ""             # where they are written
     shards: tuple[ShardHash, ...] = ()  # the jobs it takes (see runner.shards); () for one
 
     @property
@@ -212,6 +214,12 @@ class Plan:
     @property
     def changes(self) -> list[Action]:
         return [a for a in self.actions if a.kind in CHANGES]
+
+    @property
+    def failing(self) -> list[Action]:
+        """Batches that keep `apply` at exit 1 until someone acts: a failed or cancelled job,
+        lost results, more failed requests than allowed."""
+        return [a for a in self.actions if a.kind in (Kind.FAILED, Kind.LOST)]
 
     def summary(self) -> str:
         count = {k: sum(1 for a in self.actions if a.kind == k) for k in Kind}
@@ -376,6 +384,21 @@ def _for_part(name: str, part: Part, observed: Observed, max_attempts: int,
                   job=job, **base)
 
 
+def allowance(allowed: int | str, requests: int) -> int:
+    """How many of `requests` may fail: a count, or a share ("0.5%", rounded down)."""
+    if isinstance(allowed, str):
+        return int(float(allowed.rstrip("%")) * requests / 100)
+    return allowed
+
+
+def too_many_failures(want: Desired, failed: int) -> str | None:
+    """Why the batch is not healthy when `failed` of its requests failed for good, or None."""
+    if failed <= want.allowed_failures:
+        return None
+    return (f"{failed} of {want.requests} requests failed, more than the "
+            f"{want.allowed_failures} allowed (spec.allowed_failures): see {want.errors_output}")
+
+
 def _lost(name: str, why: str, resubmit_asked: bool, resubmit: dict[str, Any]) -> Action:
     """Results that were received once and are gone: they were paid for, so they are paid
     for again only when asked."""
@@ -400,6 +423,10 @@ def _for_settled(want: Desired, entry: LockEntry, observed: Observed,
         if follow_up is not None:
             return [follow_up]
     if why is None:
+        failures = too_many_failures(want, entry.counts.get("failed", 0)) \
+            if entry.open_retry is None else None
+        if failures is not None:
+            return [Action(Kind.FAILED, reason=failures, job=job, **base)]
         if entry.spec_hash != want.spec_hash:
             return [Action(Kind.RECORD, reason="manifest edited, requests unchanged", job=job,
                            **base)]

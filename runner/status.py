@@ -95,6 +95,8 @@ def statuses(plan: Plan, lock: Lock, remote: Mapping[str, RemoteJob | None]) -> 
         remote_state: str | None = None
         if entry is None or action.kind == Kind.LOST:
             health = Health.MISSING
+        elif action.kind == Kind.FAILED:
+            health = Health.DEGRADED
         elif entry.open_retry is not None:
             health = Health.PROGRESSING
             job_name = entry.open_retry.job

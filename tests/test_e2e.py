@@ -141,7 +141,7 @@ def test_no_wait_then_resume(examples: Path, remote: GeminiProvider) -> None:
 def test_per_request_errors_land_in_errors_file(examples: Path, remote: GeminiProvider) -> None:
     data = examples / "data/products.jsonl"
     data.write_text(data.read_text().replace("Cable tidy set", "Cable EMULATOR_FAIL set"))
-    assert main(["apply", str(examples)]) == 0
+    assert main(["apply", str(examples)]) == 1      # one failed request, none allowed
     ok = lines(examples / "results/product-summaries.jsonl")
     errors = lines(examples / "results/product-summaries.errors.jsonl")
     assert [e["key"] for e in errors] == ["KB-104"] and errors[0]["error"]["message"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import remote_jobs, write_manifest
-from runner import lockfile
+from runner import api, lockfile
 from runner.cli import main
 from runner.emulator import Emulator, Faults
 from runner.providers.gemini import GeminiProvider
@@ -140,11 +140,32 @@ def test_retry_stops_at_the_policy_limit(emu: Emulator, tmp_path: Path) -> None:
     (d / "data/rows.jsonl").write_text("".join(f'{{"n": {i}}}\n' for i in range(30)))
     (d / "data/rows.jsonl").write_text((d / "data/rows.jsonl").read_text()
                                        + '{"n": "EMULATOR_FAIL"}\n')
-    assert main(["apply", str(d)]) == 0
+    assert main(["apply", str(d)]) == 1      # one failure, and none allowed
     entry = lockfile.load(d / "batches.lock").batches["flaky"]
     assert entry.counts == {"succeeded": 30, "failed": 1}
     assert len(entry.retries) == 1 and entry.retries[0].requests == 1
     errors = [json.loads(x) for x in (d / "out/flaky.errors.jsonl").read_text().splitlines()]
     assert [e["key"] for e in errors] == ["rEMULATOR_FAIL"]
-    assert main(["apply", str(d)]) == 0
+    assert main(["apply", str(d)]) == 1
     assert len(tags(emu)) == 2
+
+
+@pytest.mark.parametrize("allowed, code", [(0, 1), (1, 0), ('"5%"', 0), ('"3%"', 1)])
+def test_failed_requests_over_the_allowance_keep_the_batch_degraded(
+        emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str], allowed: object,
+        code: int) -> None:
+    """1 of 31 requests fails for good: 5 % allows 1, 3 % allows 0."""
+    d = tmp_path / "flaky"
+    write_manifest(d, RETRYING.replace("retry_failed: 2", f"allowed_failures: {allowed}"))
+    (d / "data").mkdir()
+    (d / "data/rows.jsonl").write_text("".join(f'{{"n": {i}}}\n' for i in range(30))
+                                       + '{"n": "EMULATOR_FAIL"}\n')
+    assert main(["apply", str(d), "--quiet"]) == code
+    said = capsys.readouterr().out
+    assert ("1 of 31 requests failed, more than the 0 allowed (spec.allowed_failures): see "
+            "out/flaky.errors.jsonl" in said) == bool(code)
+    assert main(["plan", str(d), "--detailed-exitcode"]) == code     # as apply would exit
+    [row] = api.status(d)
+    assert row.health.value == ("Degraded" if code else "Healthy")
+    assert main(["apply", str(d), "--quiet"]) == code
+    assert len(tags(emu)) == 1

@@ -67,12 +67,12 @@ def test_rows_changed_while_waiting_write_no_outputs(tmp_path: Path, emu: Emulat
 
 def test_follow_up_resends_what_was_sent(tmp_path: Path, emu: Emulator) -> None:
     d = tmp_path / "proj"
-    write_manifest(d, ROWS_MANIFEST)
+    write_manifest(d, ROWS_MANIFEST + "  allowed_failures: 1\n")
     write_rows(d, 4, "body")
     edit_row(d, 1, "EMULATOR_FAIL please")
     assert api.apply(d).exit_code == 0
     jobs = len(remote_jobs(emu))
-    (d / "m.yaml").write_text(ROWS_MANIFEST + "  retry_failed: 1\n")
+    (d / "m.yaml").write_text(ROWS_MANIFEST + "  retry_failed: 1\n  allowed_failures: 1\n")
     prepared = prepare(d)                   # the plan: a follow-up of the failed request
     assert [a.kind.value for a in api.plan(d).actions] == ["retry"]
     edit_row(d, 1, "EMULATOR_FAIL edited meanwhile")
@@ -130,7 +130,7 @@ def test_a_follow_ups_recorded_job_is_checked_when_its_results_are_read(
     d = tmp_path / "proj"
     write_manifest(d, OTHER, "other.yaml")
     write_manifest(d, MINIMAL.replace("What is 2+2?", "EMULATOR_FAIL 2+2")
-                   + "  retry_failed: 1\n")
+                   + "  retry_failed: 1\n  allowed_failures: 1\n")
     assert api.apply(d).exit_code == 0
     lock = lockfile.load(d / "batches.lock")
     [retry] = lock.batches["tiny"].retries
