@@ -24,6 +24,7 @@ from .desired import (Rendered, input_path, outputs_hash, record_for, render_int
 from .downloads import cached, discard, keep, results_path
 from .errors import InputsChanged, OutputError, ProviderError, ResultsError, RunnerError
 from .failpoints import hit
+from .sweep import sweep
 from .identity import Identity, establish
 from .fsutil import atomic_writer
 from .hashing import file_digest
@@ -93,6 +94,7 @@ class Applier:
         self._rendered: dict[str, tuple[dict[str, Any], Rendered]] = {}
         self._queued: list[Action] = []     # submissions waiting for a job slot
         self._created: list[tuple[str, Part | Retry]] = []     # jobs created, to check twice
+        self._written: dict[str, tuple[str | None, ...]] = {}  # batch -> jobs its outputs hold
         self._max_jobs = options.max_jobs or limits_for(provider.name).concurrent_jobs
 
     # -- journal ---------------------------------------------------------------------------
@@ -373,6 +375,9 @@ class Applier:
         # a later results file wins for a key: oldest first, so each key gets its newest
         # result (a follow-up's over its job's, a shard resubmitted since over a follow-up's)
         records.sort(key=lambda r: r.submitted_at or "")
+        jobs = tuple(r.job for r in records)
+        if self._written.get(m.name) == jobs:
+            return False    # written this run from these very results (shards re-adopted)
         paths = [self._results(m.name, r, job) for r in records]
         try:
             written = write_outputs(m, paths, paths[0].parent, sent=entry.content_hash)
@@ -392,6 +397,7 @@ class Applier:
         entry.outputs_hash = outputs_hash(m)
         entry.error = None
         self._record(m.name, entry)
+        self._written[m.name] = jobs
         if not (written.failed and len(entry.retries) < m.retry_failed):
             for path in paths:      # no follow-up will need them again
                 discard(path)
@@ -719,6 +725,8 @@ def apply_directory(directory: Path, provider: Provider, options: Options | None
         if ws.lock != first.lock:
             desired = ws.desired()
         identity = establish(ws.directory, ws.lock, options.take_over)
+        sweep(ws.state_dir, ws.lock, [ws.lock_path, *(o.path for m in ws.manifests
+                                                       for o in m.declared_paths())])
         observed = observe(provider, ws.lock, desired)
         plan = make_plan(desired, ws.lock, observed, max_attempts=options.max_attempts,
                          resubmit=options.resubmit)

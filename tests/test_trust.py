@@ -4,6 +4,7 @@ two machines applying at once. Each ends in one clear line, never wrong data or 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -361,3 +362,47 @@ def test_meaningless_numbers_are_refused(proj: Path, flag: str, capsys: Any) -> 
     assert e.value.code == 2
     assert flag.split("=")[0] in capsys.readouterr().err
     assert not (proj / ".runner").exists()
+
+
+def test_re_adopting_a_split_batch_writes_its_outputs_once(tmp_path: Path, emu: Emulator) -> None:
+    from test_shards import SPLIT
+
+    from runner.progress import Progress
+    d = tmp_path / "proj"
+    write_manifest(d, SPLIT, "split.yaml")
+    write_rows(d, 36, "lorem")                     # 9 shards of 4
+    assert api.apply(d).exit_code == 0
+    good = (d / "out/split.csv").read_bytes()
+    (d / "batches.lock").unlink()                  # a lost lockfile: every shard re-adopted
+    said = io.StringIO()
+    assert api.apply(d, progress=Progress(said, tty=False)).exit_code == 0
+    assert said.getvalue().count("adopted") == 9
+    assert said.getvalue().count("wrote out/split.jsonl") == 1, said.getvalue()
+    assert (d / "out/split.csv").read_bytes() == good
+
+
+def test_leftovers_of_killed_runs_are_swept(tmp_path: Path, emu: Emulator) -> None:
+    """An input file rendered by a run killed before its create, a partial download, a
+    join's temp files, results no record names, a half-written output: the next apply
+    removes them."""
+    d = tmp_path / "proj"
+    write_manifest(d, MINIMAL)
+    env = {**os.environ, "GEMINI_API_KEY": "k", "GEMINI_BASE_URL": emu.base_url,
+           "RUNNER_POLL_SECONDS": "0.05", "RUNNER_FAILPOINT": "after-intent"}
+    killed = subprocess.run([sys.executable, "-m", "runner.cli", "apply", str(d), "--quiet"],
+                            env=env, capture_output=True, timeout=60)
+    assert killed.returncode == -9
+    state = d / ".runner"
+    assert any((state / "inputs").iterdir())            # the input rendered for the create
+    (state / "results").mkdir(exist_ok=True)
+    leftovers = [state / "results/x1.part", state / "results/gone.jsonl",
+                 state / "results/gone.jsonl.sha256", d / "out/.tiny.jsonl.k3j.tmp"]
+    (state / "results/join-abc").mkdir()
+    (state / "results/join-abc/requests-0").write_text("x")
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    assert main(["apply", str(d), "--quiet"]) == 0
+    assert not any(p.exists() for p in leftovers)
+    assert not (state / "results/join-abc").exists()
+    assert list((state / "inputs").iterdir()) == []
