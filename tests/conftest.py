@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
+import httpx
 import pytest
 
 from runner.emulator import Emulator
@@ -74,14 +75,31 @@ def write_rows(directory: Path, rows: int, body: str) -> None:
             f.write(json.dumps({"n": n, "body": body}) + "\n")
 
 
-@pytest.fixture
-def emu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+def _serve(directory: Path, monkeypatch: pytest.MonkeyPatch, latency: float
+           ) -> Iterator[Emulator]:
     """An emulator that the runner reaches through the documented environment."""
-    with Emulator(tmp_path / "emu", latency=0.3) as e:
+    with Emulator(directory, latency=latency) as e:
         monkeypatch.setenv("GEMINI_API_KEY", "k")
         monkeypatch.setenv("GEMINI_BASE_URL", e.base_url)
         monkeypatch.setenv("RUNNER_POLL_SECONDS", "0.05")
         yield e
+
+
+@pytest.fixture
+def emu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """An emulator whose jobs take 0.3 s."""
+    yield from _serve(tmp_path / "emu", monkeypatch, 0.3)
+
+
+@pytest.fixture
+def slow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """An emulator whose jobs run for a minute of its clock (advanced by `finish_all`)."""
+    yield from _serve(tmp_path / "slow", monkeypatch, 60.0)
+
+
+def finish_all(emu: Emulator) -> None:
+    """Moves the emulator's clock past every job's latency."""
+    httpx.post(f"{emu.base_url}/_emulator/clock", json={"advance": 120}).raise_for_status()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROWS_MANIFEST, remote_jobs, write_manifest, write_rows
+from conftest import ROWS_MANIFEST, finish_all, remote_jobs, write_manifest, write_rows
 from runner import api, lockfile
 from runner.cli import main
 from runner.desired import render_into, render_shards
@@ -328,21 +328,6 @@ def test_a_split_batch_is_rendered_once_per_apply(tmp_path: Path, emu: Emulator,
 
 
 # -- found in review: each of these went wrong once --------------------------------------
-
-
-@pytest.fixture
-def slow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    """An emulator whose jobs run for a minute of its clock (advanced by `finish_all`)."""
-    with Emulator(tmp_path / "slow", latency=60.0) as e:
-        monkeypatch.setenv("GEMINI_API_KEY", "k")
-        monkeypatch.setenv("GEMINI_BASE_URL", e.base_url)
-        monkeypatch.setenv("RUNNER_POLL_SECONDS", "0.05")
-        yield e
-
-
-def finish_all(emu: Emulator) -> None:
-    import httpx
-    httpx.post(f"{emu.base_url}/_emulator/clock", json={"advance": 120}).raise_for_status()
 
 
 def _delete(d: Path, job: str | None) -> None:

@@ -15,8 +15,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import MINIMAL, ROWS_MANIFEST, remote_jobs, write_manifest, write_rows
-from test_shards import finish_all
+from conftest import (MINIMAL, ROWS_MANIFEST, finish_all, remote_jobs, write_manifest,
+                      write_rows)
 from runner import api, lockfile
 from runner.apply import apply_directory, prepare
 from runner.cli import main
@@ -297,16 +297,6 @@ def test_results_lost_on_the_provider_are_not_paid_for_again(tmp_path: Path, emu
 
 
 # -- a copy is not the original --------------------------------------------------------------
-
-@pytest.fixture
-def slow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    """An emulator whose jobs run for a minute of its clock (advanced by `finish_all`)."""
-    with Emulator(tmp_path / "slow", latency=60.0) as e:
-        monkeypatch.setenv("GEMINI_API_KEY", "k")
-        monkeypatch.setenv("GEMINI_BASE_URL", e.base_url)
-        monkeypatch.setenv("RUNNER_POLL_SECONDS", "0.05")
-        yield e
-
 
 def test_a_copied_project_leaves_the_originals_jobs_alone(tmp_path: Path, slow: Emulator,
                                                           capsys: Any) -> None:
