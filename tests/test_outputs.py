@@ -78,7 +78,7 @@ def test_bad_results_line_is_a_provider_error(project: Path) -> None:
     path = project / "r.jsonl"
     path.write_text('{"key": "r0", "response": {}}\nnot json\n')
     [m] = load_directory(project)
-    with pytest.raises(ProviderError, match="results file line 2"):
+    with pytest.raises(ProviderError, match="results file r.jsonl line 2 is not a JSON object"):
         write_outputs(m, [path], project / "work")
     assert list((project / "out").iterdir()) == []      # nothing written
 
