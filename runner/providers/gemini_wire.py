@@ -21,7 +21,7 @@ _STATES = {
     "FAILED": JobState.FAILED, "CANCELLED": JobState.CANCELLED, "EXPIRED": JobState.EXPIRED,
     "UNSPECIFIED": JobState.PENDING,
 }
-_NAME = {kind: re.compile(rf"{kind}/[A-Za-z0-9._~-]+") for kind in ("batches", "files")}
+_NAME = {kind: re.compile(rf"{kind}/[A-Za-z0-9][A-Za-z0-9._~-]*") for kind in ("batches", "files")}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -95,9 +95,8 @@ class Reader:
         return text
 
 
-def parse_state(wire: object, reader: Reader | None = None) -> JobState:
+def parse_state(wire: object, reader: Reader) -> JobState:
     """`BATCH_STATE_X` (the wire) or `JOB_STATE_X` (the SDK's names) to a JobState."""
-    reader = reader or Reader("the provider's answer")
     text = reader.string(wire, "metadata.state")
     for prefix in ("BATCH_STATE_", "JOB_STATE_"):
         if text is not None and text.startswith(prefix):
