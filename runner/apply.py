@@ -33,9 +33,9 @@ from .lockfile import LIVE, LockEntry, Part, Retry, held
 from .lockfile import lock_path as lockfile_path
 from .manifest import Manifest
 from .outputs import write_outputs
-from .plan import (CANCELLED_BY_USER, SUBMITS, Action, Desired, Kind, Observed, Plan, best, display_name,
-                   foreign, retry_name, too_many_failures, twins)
-from .providers.base import AmbiguousCreate, JobState, Provider, RemoteJob
+from .plan import (CANCELLED_BY_USER, SUBMITS, Action, Desired, Kind, Observed, Plan, best,
+                   display_name, foreign, retry_name, too_many_failures, twins)
+from .providers.base import AmbiguousCreate, JobState, Provider, RemoteJob, time_limit
 from .plan import plan as make_plan
 from .pricing import load_prices, spent
 from .progress import Progress
@@ -720,7 +720,7 @@ def apply_directory(directory: Path, provider: Provider, options: Options | None
     work when the caller has already done it."""
     options = options or Options()
     first, desired = prepared or prepare(directory)
-    with held(first.directory, lock_timeout):
+    with held(first.directory, lock_timeout), time_limit(provider, options.timeout):
         ws = first.reloaded()               # the lockfile again: another run may have saved
         if ws.lock != first.lock:
             desired = ws.desired()

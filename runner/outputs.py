@@ -37,6 +37,7 @@ from .hashing import ContentHasher, canonical_bytes, file_digest, request_hash
 from .manifest import Manifest
 from .parallel import render_jsonl
 from .pricing import Usage
+from .providers.gemini_wire import kind
 from .render import Renderer, split_input_line
 
 BUCKET_BYTES = 8 << 20      # results (or pairs) held in memory at once, about
@@ -205,15 +206,69 @@ def in_order(path: Path, start: int, count: int) -> list[bytes]:
     return slots
 
 
+class Malformed(ValueError):
+    """A result whose response is not shaped as the API says: its request fails, saying which
+    field, rather than the whole batch (or a wrong value slipping into the outputs)."""
+
+    def __init__(self, field: str, value: object, expected: str):
+        super().__init__(f"{field} is {kind(value)}, expected {expected}")
+
+
 def response_text(response: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(text, finish_reason) of the first candidate; thought parts are not part of the answer."""
-    candidates = response.get("candidates") or []
-    if not candidates:
+    """(text, finish_reason) of the first candidate; thought parts are not part of the answer.
+    Raises Malformed, naming the field, for a response not shaped as the API says."""
+    candidates = response.get("candidates")
+    if candidates is None or candidates == []:
         return None, None
+    if type(candidates) is not list:
+        raise Malformed("candidates", candidates, "an array")
     first = candidates[0]
-    parts = (first.get("content") or {}).get("parts") or []
-    text = "".join([p.get("text", "") for p in parts if not p.get("thought")])
-    return text, first.get("finishReason")
+    if type(first) is not dict:
+        raise Malformed("candidates[0]", first, "an object")
+    content = first.get("content")
+    if content is not None and type(content) is not dict:
+        raise Malformed("candidates[0].content", content, "an object")
+    parts = [] if content is None else content.get("parts")
+    if parts is not None and type(parts) is not list:
+        raise Malformed("candidates[0].content.parts", parts, "an array")
+    texts = []
+    for i, part in enumerate(parts or ()):
+        if type(part) is not dict:
+            raise Malformed(f"candidates[0].content.parts[{i}]", part, "an object")
+        text, thought = part.get("text"), part.get("thought")
+        if not (text is None or type(text) is str):
+            raise Malformed(f"candidates[0].content.parts[{i}].text", text, "a string")
+        if not (thought is None or type(thought) is bool):
+            raise Malformed(f"candidates[0].content.parts[{i}].thought", thought, "a boolean")
+        if text is not None and not thought:
+            texts.append(text)
+    finish = first.get("finishReason")
+    if not (finish is None or type(finish) is str):
+        raise Malformed("candidates[0].finishReason", finish, "a string")
+    return "".join(texts), finish
+
+
+def read_result(result: dict[str, Any] | None
+                ) -> tuple[str, str | None, Usage] | dict[str, Any]:
+    """A result line's (text, finish reason, usage) when it is a success; otherwise the error
+    to record for its request: the provider's, no result at all, no candidates (a blocked
+    prompt), or a result not shaped as the API says, naming the field."""
+    if result is None or "error" in result:
+        return _error_of(result)
+    try:
+        response = result.get("response")
+        if not (response is None or type(response) is dict):
+            raise Malformed("response", response, "an object")
+        text, finish = response_text(response) if response else (None, None)
+        if text is None:
+            return _error_of(result)
+        assert response is not None
+        usage = response.get("usageMetadata")
+        if not (usage is None or type(usage) is dict):
+            raise Malformed("usageMetadata", usage, "an object")
+        return text, finish, Usage.of(usage or {})
+    except ValueError as e:     # Malformed, or a count in usageMetadata that is not one
+        return {"message": f"the provider's result is malformed: {e}"}
 
 
 def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
@@ -256,16 +311,17 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
             row = next(rows) if rows is not None else None
             result = None if line is None else loads(line)
             key = loads(key_json)
-            response = None if result is None else result.get("response")
-            text, finish = response_text(response) if isinstance(response, dict) else (None, None)
-            if result is None or "error" in result or text is None:
+            read = read_result(result)
+            if isinstance(read, dict):
                 failed += 1
                 errors.write(orjson.dumps({"key": key, "request_hash": rhash,
-                                           "error": _error_of(result)}) + b"\n")
+                                           "error": read}) + b"\n")
                 continue
+            text, finish, used = read
             succeeded += 1
-            assert isinstance(response, dict)
-            usage += Usage.of(response.get("usageMetadata") or {})
+            usage += used
+            assert result is not None
+            response = result["response"]
             record = {"key": key, "text": text, "finish_reason": finish,
                       "usage": response.get("usageMetadata", {}), "request_hash": rhash,
                       "response": response}
@@ -304,6 +360,11 @@ def _error_of(result: dict[str, Any] | None) -> dict[str, Any]:
         err = result["error"]
         return err if isinstance(err, dict) else {"message": str(err)}
     response = result.get("response") or {}
-    block = (response.get("promptFeedback") or {}).get("blockReason")
+    feedback = response.get("promptFeedback")
+    if not (feedback is None or type(feedback) is dict):
+        raise Malformed("promptFeedback", feedback, "an object")
+    block = (feedback or {}).get("blockReason")
+    if not (block is None or type(block) is str):
+        raise Malformed("promptFeedback.blockReason", block, "a string")
     return {"message": f"response has no candidates (blockReason: {block or 'none given'})",
             "response": response}

@@ -145,7 +145,8 @@ class Usage:
 
     @classmethod
     def of(cls, metadata: Mapping[str, Any]) -> Usage:
-        """The usage of one response from its usageMetadata (camelCase or snake_case)."""
+        """The usage of one response from its usageMetadata (camelCase or snake_case); raises
+        ValueError, naming the field, for a count that is not one."""
         prompt = (_count(metadata, "promptTokenCount", "prompt_token_count")
                   + _count(metadata, "toolUsePromptTokenCount", "tool_use_prompt_token_count"))
         output = (_count(metadata, "candidatesTokenCount", "candidates_token_count")
@@ -375,9 +376,13 @@ def _count(metadata: Mapping[str, Any], camel: str, snake: str) -> int:
     """A token count from usageMetadata, under its JSON name or its snake_case twin. Both are
     spelled out: deriving one from the other cost more than the rest of a response's join."""
     value = metadata.get(camel)
-    if type(value) is int:      # the usual case, on the join's hot path
+    if type(value) is int and value >= 0:       # the usual case, on the join's hot path
         return value
     value = metadata.get(snake) if value is None else value
-    if isinstance(value, str) and value.isdigit():
+    if value is None:
+        return 0
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    if type(value) is not int or value < 0:     # a provider's answer of the wrong shape
+        raise ValueError(f"usageMetadata.{camel} is not a count of tokens")
+    return value

@@ -15,8 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 
 _RATES = ("rate_429", "rate_503", "rate_reset", "drop_after_create", "request_error_rate")
-_SECONDS = ("retry_after", "slow")
-_FLAGS = ("expire", "fail", "shuffle_results")
+_SECONDS = ("retry_after", "slow", "trickle")
+_FLAGS = ("expire", "fail", "shuffle_results", "repeat_page_token", "endless_pages", "echo_key")
+# The fields `wrong_types` can give the wrong JSON type (see runner.emulator.hostile).
+WRONG_TYPES = ("state", "request-count", "response", "page", "operation", "candidates",
+               "parts", "file")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +29,13 @@ class Faults:
     Rates are probabilities in [0, 1]. `expire` and `fail` decide how batches created while
     they are set end; `request_error_rate` and `shuffle_results` shape the results of batches
     created while they are set. `seed` seeds both the per-request dice and result choices.
+
+    The rest make a hostile or broken server (runner.emulator.hostile): `trickle` sends each
+    answer's body one byte every so many seconds; `repeat_page_token` ends every list page
+    with the same next-page token, `endless_pages` with a new one, for ever; `echo_key` quotes
+    the request's API key in every error message; `wrong_types` gives one field of every
+    answer the wrong JSON type (one of WRONG_TYPES); `upload_url` (`scheme://host:port`)
+    points the upload URL of a new upload at another server.
     """
 
     rate_429: float = 0.0
@@ -39,6 +49,12 @@ class Faults:
     request_error_rate: float = 0.0
     shuffle_results: bool = False
     seed: int = 0
+    trickle: float = 0.0
+    repeat_page_token: bool = False
+    endless_pages: bool = False
+    echo_key: bool = False
+    wrong_types: str = ""
+    upload_url: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -61,6 +77,13 @@ class Faults:
             elif name == "seed":
                 if isinstance(value, bool) or not isinstance(value, int):
                     raise ValueError("seed must be an integer")
+            elif name == "wrong_types":
+                if value not in ("", *WRONG_TYPES):
+                    raise ValueError(f"wrong_types must be one of {', '.join(WRONG_TYPES)}")
+            elif name == "upload_url":
+                if not isinstance(value, str) or value and not value.startswith(
+                        ("http://", "https://")):
+                    raise ValueError("upload_url must be an http(s) URL, or empty")
             else:
                 raise ValueError(f"unknown fault {name!r}")
             fields[name] = value

@@ -2,9 +2,10 @@
 
 Every API route is served under both `/v1beta` and `/v1` (google-genai >= 3.0 defaults to
 `v1`). Order of checks on an API route: the API key, then the fault dice (a 429, 503 or reset
-is decided before any state changes), then the route itself, then the `slow` delay. Upload
-chunk URLs carry no key (the SDK strips it; the upload id is the credential). Admin routes
-skip keys and faults so tests can always steer the emulator.
+is decided before any state changes), then the route itself, then the `slow` delay, then the
+hostile faults, which distort the reply (runner.emulator.hostile). Upload chunk URLs carry no
+key (the SDK strips it; the upload id is the credential). Admin routes skip keys and faults so
+tests can always steer the emulator.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 import time
 from collections.abc import Callable
 
-from runner.emulator import echo, paging, views
+from runner.emulator import echo, hostile, paging, views
 from runner.emulator.admin import Admin, Stats
 from runner.emulator.batches import Batches, Observation, Phase
 from runner.emulator.clock import Clock
@@ -118,6 +119,7 @@ class GeminiApp:
         self._stats.count("requests_served")
         if route.needs_key:
             _require_key(request)
+        faults = self._dice.faults
         fault = self._dice.roll()
         if fault is Fault.RESET:
             self._stats.count("faults_reset")
@@ -125,16 +127,16 @@ class GeminiApp:
         try:
             if fault is Fault.RATE_LIMITED:
                 self._stats.count("faults_429")
-                raise _rate_limited(self._dice.faults.retry_after)
+                raise _rate_limited(faults.retry_after)
             if fault is Fault.UNAVAILABLE:
                 self._stats.count("faults_503")
                 raise ApiError("UNAVAILABLE", "The service is currently unavailable.")
-            reply = route.handler(request, params)
+            reply = route.handler(hostile.first_page(request, faults), params)
         except ApiError as error:
             reply = Reply.error(error)
-        if (delay := self._dice.faults.slow) and not reply.drop:
+        if (delay := faults.slow) and not reply.drop:
             time.sleep(delay)
-        return reply
+        return reply if reply.drop else hostile.distort(request, reply, faults)
 
     # Batches.
 

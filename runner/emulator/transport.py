@@ -16,6 +16,7 @@ import logging
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -149,7 +150,8 @@ class Request:
 @dataclasses.dataclass(frozen=True)
 class Reply:
     """What to answer. `stream` is sent as the body after `body` (length `stream_length`);
-    `drop` closes the connection without answering at all."""
+    `drop` closes the connection without answering at all; `trickle` sends the body one byte
+    every so many seconds."""
 
     status: int = 200
     body: bytes = b""
@@ -158,6 +160,7 @@ class Reply:
     stream: IO[bytes] | None = None
     stream_length: int = 0
     drop: bool = False
+    trickle: float = 0.0
 
     @classmethod
     def json(cls, data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Reply:
@@ -248,6 +251,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
+        if reply.trickle:
+            self._trickle(reply)
+            return
         self.wfile.write(reply.body)
         left = reply.stream_length
         while left and reply.stream is not None:
@@ -256,6 +262,16 @@ class _Handler(BaseHTTPRequestHandler):
                 raise OSError("file shrank while it was being sent")
             self.wfile.write(data)
             left -= len(data)
+
+    def _trickle(self, reply: Reply) -> None:
+        """The body a byte at a time: a server that never quite stalls, so that no read of
+        the client's ever times out. A client that hangs up ends it (the write fails)."""
+        body = reply.body
+        if reply.stream is not None:
+            body += reply.stream.read(reply.stream_length)
+        for byte in body:
+            time.sleep(reply.trickle)
+            self.wfile.write(bytes((byte,)))
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         logger.info("%s %s -> %s", self.command, redact(self.path), code)

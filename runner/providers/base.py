@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol
@@ -55,6 +57,9 @@ class Provider(Protocol):
 
     name: str
     inline_limit: int
+    # a time.monotonic() value by which every call must end (None: none); apply sets it from
+    # its timeout, so that a stalled or slow provider cannot hold a run past it
+    deadline: float | None
 
     def list_jobs(self) -> Iterator[RemoteJob]: ...
 
@@ -82,3 +87,18 @@ class Provider(Protocol):
 
 class AmbiguousCreate(Exception):
     """The create call may or may not have reached the provider (timeout, dropped connection)."""
+
+
+@contextlib.contextmanager
+def time_limit(provider: Provider, seconds: float | None) -> Iterator[None]:
+    """While the block runs, every call of `provider` ends within `seconds` from now (or by
+    an earlier deadline already set): a run's timeout then bounds its provider calls too, not
+    only its waits between them."""
+    before = provider.deadline
+    if seconds is not None:
+        until = time.monotonic() + seconds
+        provider.deadline = until if before is None else min(before, until)
+    try:
+        yield
+    finally:
+        provider.deadline = before

@@ -1,0 +1,182 @@
+"""One provider's calls: sent, retried and bounded, their failures in words free of the key.
+
+Every call ends, whatever the server does: a JSON call within `call_timeout`, a transfer
+while it moves at least `min_rate` bytes a second, a list walk at a page token that comes
+back or after `max_pages`, a wait for a retry at MAX_RETRY_AFTER, and all of it by `deadline`
+when the caller sets one (apply does, from --timeout). Only idempotent calls are retried; a
+call that may have created something raises AmbiguousCreate instead.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable, Iterator, TypeVar
+
+import httpx
+
+from ..errors import ProviderError
+from ..retry import Backoff, Sleep, retry_after
+from .base import AmbiguousCreate
+from .gemini_wire import error_message, parse_page
+from .transport import Late, Redactor, client_for, receive
+
+RETRIABLE = {408, 429, 500, 502, 503, 504}
+CALL_TIMEOUT = 120.0               # seconds a JSON call may take, its answer read whole
+MIN_RATE = 64 * 1024               # bytes a second a transfer must keep up, on average
+MAX_PAGES = 1000                   # pages of a list walk: 100,000 jobs or files
+MAX_RETRY_AFTER = 300.0            # the longest wait a Retry-After gets
+
+T = TypeVar("T")
+
+
+class NotFound(ProviderError):
+    """HTTP 404: callers that expect it (get, cancel, delete) catch it; elsewhere it is the
+    provider's error like any other."""
+
+    def __init__(self, what: str):
+        super().__init__(f"{what} failed: HTTP 404 (not found)")
+
+
+class Calls:
+    def __init__(self, base_url: httpx.URL, api_key: str, *, read: float, call_timeout: float,
+                 min_rate: float, max_pages: int, max_attempts: int, sleep: Sleep,
+                 backoff: Backoff):
+        self.http = client_for(base_url, api_key, read)
+        self.redact = Redactor(api_key)
+        self.read = read
+        self.call_timeout = call_timeout
+        self.min_rate = min_rate
+        self.max_attempts = max_attempts
+        self._max_pages = max_pages
+        self._sleep = sleep
+        self._backoff = backoff
+        # time.monotonic() by which every call must end, or None
+        self.deadline: float | None = None
+
+    # -- bounds and words ------------------------------------------------------------------
+
+    def fail(self, message: str) -> ProviderError:
+        return ProviderError(self.redact(message))
+
+    def parse(self, parse: Callable[..., T], *args: Any) -> T:
+        """A gemini_wire parser's result; its complaints quote provider text, so redacted."""
+        try:
+            return parse(*args)
+        except ProviderError as e:
+            raise self.fail(str(e)) from None
+
+    def until(self, what: str, size: int = 0) -> float:
+        """The deadline of a call moving `size` bytes; raises if the run's has passed."""
+        now = time.monotonic()
+        if self.deadline is not None and now >= self.deadline:
+            raise timed_out(what)
+        until = now + self.call_timeout + size / self.min_rate
+        return until if self.deadline is None else min(until, self.deadline)
+
+    def late(self, what: str) -> ProviderError:
+        """A call cut at its deadline: the run's, or its own."""
+        if self.deadline is not None and time.monotonic() >= self.deadline - 0.01:
+            return timed_out(what)
+        return self.fail(f"{what}: no complete answer in time (the provider is too slow or "
+                         "stalled); try again later")
+
+    def pause(self, seconds: float, what: str) -> None:
+        """A wait before a retry, unless it would end past the run's deadline."""
+        if self.deadline is not None and time.monotonic() + seconds >= self.deadline:
+            raise timed_out(what)
+        self._sleep(seconds)
+
+    def backoff(self) -> Backoff:
+        return Backoff(self._backoff.base, self._backoff.cap, rng=self._backoff.rng)
+
+    # -- calls -----------------------------------------------------------------------------
+
+    def send(self, method: str, url: str, *, what: str, idempotent: bool = True, size: int = 0,
+             **kwargs: Any) -> httpx.Response:
+        """One call with retries. Non-idempotent calls are retried only on a 429, which the
+        server answers before doing anything; other failures raise AmbiguousCreate."""
+        backoff = self.backoff()
+        for attempt in range(1, self.max_attempts + 1):
+            until = self.until(what, size)
+            try:
+                resp = receive(self.http, method, url, deadline=until, read=self.read, **kwargs)
+            except Late:
+                if not idempotent:
+                    raise AmbiguousCreate(f"{what}: no complete answer in time") from None
+                raise self.late(what) from None
+            except httpx.TransportError as e:
+                if not idempotent:
+                    raise AmbiguousCreate(f"{what}: {type(e).__name__}") from None
+                if attempt == self.max_attempts:
+                    raise ProviderError(f"{what} failed: {type(e).__name__} after "
+                                        f"{attempt} attempts") from None
+                self.pause(backoff.next_delay(), what)
+                continue
+            if resp.status_code == 200 or resp.status_code == 206:
+                return resp
+            if resp.status_code in RETRIABLE and attempt < self.max_attempts:
+                if not idempotent and resp.status_code != 429:
+                    raise AmbiguousCreate(f"{what}: HTTP {resp.status_code}")
+                delay = backoff.next_delay()
+                if resp.status_code == 429:
+                    delay = max(delay, min(MAX_RETRY_AFTER,
+                                           retry_after(resp.headers.get("retry-after"), delay)))
+                self.pause(delay, what)
+                continue
+            if resp.status_code == 404:
+                raise NotFound(what)
+            raise self.fail(f"{what} failed: HTTP {resp.status_code}: "
+                            f"{error_message(resp.content, resp.text)}")
+        raise AssertionError("unreachable")
+
+    def attempt(self, method: str, url: str, *, what: str, size: int = 0,
+                **kwargs: Any) -> httpx.Response | None:
+        """One bounded try, not retried (the caller knows how to resume): None when the
+        connection failed."""
+        try:
+            return receive(self.http, method, url, deadline=self.until(what, size),
+                           read=self.read, **kwargs)
+        except Late:
+            raise self.late(what) from None
+        except httpx.TransportError:
+            return None
+
+    def json(self, method: str, url: str, *, what: str, **kwargs: Any) -> Any:
+        return decode(self.send(method, url, what=what, **kwargs), what)
+
+    def pages(self, url: str, items: str, what: str) -> Iterator[tuple[str, Any]]:
+        """Every item of a paged list, with words naming it. Stops, with an error, at a page
+        token seen before (the walk would go round for ever) and after max_pages pages."""
+        token, seen = "", set()
+        for number in range(1, self._max_pages + 1):
+            params = {"pageSize": 100, **({"pageToken": token} if token else {})}
+            page = self.json("GET", url, what=f"{what} (page {number})", params=params)
+            found, token = self.parse(parse_page, page, items, f"{what} page {number}")
+            for i, item in enumerate(found, 1):
+                yield f"{what} page {number}, item {i}", item
+            if not token:
+                return
+            if token in seen:
+                raise self.fail(f"{what}: the provider sent the same page token again on page "
+                                f"{number}; stopping (its paging would never end)")
+            seen.add(token)
+        raise self.fail(f"{what}: still more after {self._max_pages} pages; stopping (the "
+                        "provider's paging does not end)")
+
+
+def decode(resp: httpx.Response, what: str) -> Any:
+    """A JSON answer. NaN and Infinity, which Python's parser lets through, are refused: no
+    JSON writer downstream would take them back."""
+    try:
+        return json.loads(resp.content, parse_constant=_refuse) if resp.content else {}
+    except ValueError:
+        raise ProviderError(f"{what}: the provider answered with invalid JSON") from None
+
+
+def _refuse(constant: str) -> Any:
+    raise ValueError(constant)
+
+
+def timed_out(what: str) -> ProviderError:
+    return ProviderError(f"{what}: timed out at the run's time limit; run apply again to resume")
