@@ -700,13 +700,19 @@ class Applier:
                                         + (f": {job.error}" if job.error else ""))
             if not inflight and not self._queued:
                 break
-            if self.options.timeout is not None and \
-                    self.options.clock() - start >= self.options.timeout:
-                names = sorted({name for name, _ in inflight.values()})
-                raise RunnerError(f"timed out after {self.options.timeout:g}s with "
-                                  f"{len(names)} batch(es) still running "
-                                  f"({', '.join(names)}); run apply again to resume")
-            self.options.sleep(backoff.next_delay())
+            delay = backoff.next_delay()
+            if self.options.timeout is not None:
+                left = self.options.timeout - (self.options.clock() - start)
+                if left > 0:        # never sleep past the time limit
+                    self.options.sleep(min(delay, left))
+                if self.options.clock() - start >= self.options.timeout:
+                    names = sorted({name for name, _ in inflight.values()}
+                                   | {a.name for a in self._queued})
+                    raise RunnerError(f"timed out after {self.options.timeout:g}s with "
+                                      f"{len(names)} batch(es) still running "
+                                      f"({', '.join(names)}); run apply again to resume")
+            else:
+                self.options.sleep(delay)
 
 
 def apply_directory(directory: Path, provider: Provider, options: Options | None = None,

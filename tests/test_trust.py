@@ -396,3 +396,14 @@ def test_leftovers_of_killed_runs_are_swept(tmp_path: Path, emu: Emulator) -> No
     assert not any(p.exists() for p in leftovers)
     assert not (state / "results/join-abc").exists()
     assert list((state / "inputs").iterdir()) == []
+
+
+def test_timeout_is_honoured_between_polls(proj: Path, slow: Emulator, monkeypatch: Any,
+                                           capsys: Any) -> None:
+    """A poll interval longer than the time limit does not outlast it."""
+    import time
+    monkeypatch.setenv("RUNNER_POLL_SECONDS", "30")
+    start = time.monotonic()
+    assert main(["apply", str(proj), "--timeout", "1", "--quiet"]) == 1
+    assert time.monotonic() - start < 5
+    assert "timed out after 1s with 1 batch(es) still running (tiny)" in capsys.readouterr().err
