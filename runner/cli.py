@@ -1,7 +1,4 @@
-"""The `runner` command: argument parsing, output and exit codes; the work is elsewhere.
-
-Exit codes: 0 success; 1 a user-fixable error (one line on stderr) or a batch that failed;
-2 `plan --detailed-exitcode` with changes; 3 a bug in batch-runner; 130 interrupted.
+"""The `runner` command: argument parsing and dispatch; the exit code is runner.report's.
 """
 
 from __future__ import annotations
@@ -11,7 +8,6 @@ import json
 import os
 import sys
 import threading
-import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,6 +15,7 @@ from . import __version__, api
 from .apply import Options
 from .display import plan_json, plan_markdown, plan_text, status_text
 from .progress import Progress
+from .report import Report
 from .errors import RunnerError
 from .plan import Plan
 from .render import Renderer
@@ -65,15 +62,14 @@ def _seconds(env: str, default: float) -> float:
     return seconds
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def cmd_validate(args: argparse.Namespace, report: Report) -> None:
     counts = api.validate(args.directory)
     for name, count in counts.items():
         _out(f"ok  {name}  ({count} requests)")
     _out(f"{len(counts)} manifest(s) valid, {sum(counts.values())} requests.")
-    return 0
 
 
-def cmd_render(args: argparse.Namespace) -> int:
+def cmd_render(args: argparse.Namespace, report: Report) -> None:
     ws = Workspace.open(Path(args.directory))
     try:
         m = ws.manifest(args.name)
@@ -83,10 +79,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         if args.limit is not None and i >= args.limit:
             break
         sys.stdout.write(req.line() + "\n")
-    return 0
 
 
-def cmd_plan(args: argparse.Namespace) -> int:
+def cmd_plan(args: argparse.Namespace, report: Report) -> None:
     fmt = "json" if args.json else args.format
     plan = api.plan(args.directory, emulator=args.emulator, max_attempts=args.max_attempts,
                     resubmit=args.resubmit)
@@ -98,14 +93,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _out(plan_markdown(plan, args.directory, costs))
     else:
         _out(plan_text(plan, args.directory, costs))
-    if args.detailed_exitcode and plan.failing:
-        return 1        # what apply would exit: a batch needs someone to act
-    if args.detailed_exitcode and plan.changes:
-        return 2
-    return 0
+    report.planned(changes=bool(plan.changes), failing=[a.name for a in plan.failing],
+                   detailed_exitcode=args.detailed_exitcode)
 
 
-def cmd_apply(args: argparse.Namespace) -> int:
+def cmd_apply(args: argparse.Namespace, report: Report) -> None:
     if args.prune_outputs and not args.prune:
         raise RunnerError("--prune-outputs goes with --prune")
     options = Options(wait=not args.no_wait, timeout=args.timeout, prune=args.prune,
@@ -129,10 +121,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
                          f"{', '.join(outcome.pending)}; run apply again to collect them.")
     elif not outcome.failed:
         progress.message("Apply complete: every declared output is up to date.")
-    return outcome.exit_code
+    report.batches_failed(outcome.failed)
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: argparse.Namespace, report: Report) -> None:
     rows = api.status(args.directory, emulator=args.emulator)
     spent = api.spending(args.directory)
     if args.json:
@@ -140,34 +132,30 @@ def cmd_status(args: argparse.Namespace) -> int:
                               else None) for r in rows], indent=2))
     else:
         _out(status_text(rows, spent))
-    return 0
 
 
-def cmd_cancel(args: argparse.Namespace) -> int:
+def cmd_cancel(args: argparse.Namespace, report: Report) -> None:
     jobs = api.cancel(args.directory, args.names, emulator=args.emulator,
                       lock_timeout=args.lock_timeout, take_over=args.take_over)
     for job in jobs:
         _out(f"cancelled {job}")
     if not jobs:
         _out("nothing to cancel: no named batch has a running job")
-    return 0
 
 
-def cmd_adopt(args: argparse.Namespace) -> int:
+def cmd_adopt(args: argparse.Namespace, report: Report) -> None:
     entry = api.adopt(args.directory, args.name, args.job, force=args.force,
                       emulator=args.emulator, lock_timeout=args.lock_timeout)
     _out(f"{args.name}: bound to {entry.job} ({entry.state.lower()}); apply collects it")
-    return 0
 
 
-def cmd_forget(args: argparse.Namespace) -> int:
+def cmd_forget(args: argparse.Namespace, report: Report) -> None:
     api.forget(args.directory, args.names, lock_timeout=args.lock_timeout)
     _out(f"forgot {', '.join(args.names)}: removed from the lockfile; remote jobs and outputs "
          "are untouched")
-    return 0
 
 
-def cmd_emulator(args: argparse.Namespace) -> int:
+def cmd_emulator(args: argparse.Namespace, report: Report) -> None:
     from .emulator import Emulator
 
     emu = Emulator(Path(args.state_dir), host=args.host, port=args.port, latency=args.latency)
@@ -180,7 +168,6 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         pass
     finally:
         emu.stop()
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,27 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        code: int = args.func(args)
-        return code
-    except RunnerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 1
-    except OSError as e:    # the disk or the system refused: full, read-only, no permission
-        where = f": {e.filename}" if e.filename else ""
-        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
-        return 1
-    except Exception as e:  # a bug: one line, and the traceback only when asked for
-        if args.verbose:
-            traceback.print_exc()
-        print(f"internal error (a bug in batch-runner): {type(e).__name__}: {e}; rerun with "
-              "--verbose for the traceback", file=sys.stderr)
-        return 3
+    report = Report()
+    with report.guard(sys.stderr, verbose=args.verbose):
+        args.func(args, report)
+    return report.code
 
 
 if __name__ == "__main__":
