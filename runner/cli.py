@@ -24,8 +24,9 @@ from .errors import RunnerError
 from .report import Report
 
 
-def _at_least(low: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least `low` (a negative count means nothing)."""
+def _whole(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high` (a negative count means nothing,
+    and neither does a port past 65535)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -33,6 +34,8 @@ def _at_least(low: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
         return value
     return parse
 
@@ -82,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("validate", "check manifests, data and templates offline")
     r = command("render", "print one batch's request lines (JSONL)")
     r.add_argument("--name", required=True, help="the batch's metadata.name")
-    r.add_argument("--limit", type=_at_least(0), help="at most this many lines")
+    r.add_argument("--limit", type=_whole(0), help="at most this many lines")
     pl = command("plan", "show what apply would do, and why", remote=True)
     pl.add_argument("--format", choices=["text", "json", "markdown"], default="text",
                     help="markdown: a review-ready summary for a pull request")
@@ -106,14 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait up to SECONDS for another run to release the directory")
     a.add_argument("--quiet", action="store_true",
                    help="print only errors (no plan, no progress)")
-    a.add_argument("--max-jobs", type=_at_least(1), metavar="N",
+    a.add_argument("--max-jobs", type=_whole(1), metavar="N",
                    help="submit at most N jobs to be in flight at once, the rest as they "
                    "finish (default: the provider's limit, 100 for Gemini)")
     a.add_argument("--max-cost", type=_non_negative, metavar="AMOUNT",
                    help="refuse, before sending anything, if the batches to submit may cost "
                    "more than AMOUNT (price table currency, USD by default)")
     for sp in (pl, a):
-        sp.add_argument("--max-attempts", type=_at_least(1), default=3,
+        sp.add_argument("--max-attempts", type=_whole(1), default=3,
                         help="submissions per batch before an expiring job is given up on")
         sp.add_argument("--resubmit", action="append", default=[], metavar="NAME",
                         help="submit a failed or cancelled batch again (repeatable)")
@@ -138,9 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="wait up to SECONDS for another run to release the directory")
     e = command("emulator", "serve the local Gemini emulator")
     e.add_argument("--host", default="127.0.0.1")
-    e.add_argument("--port", type=int, default=8089)
+    e.add_argument("--port", type=_whole(0, 65535), default=8089,
+                   help="0: any free port (the first line names it)")
     e.add_argument("--state-dir", default=".runner/emulator")
-    e.add_argument("--latency", type=float, default=2.0, help="seconds a job takes")
+    e.add_argument("--latency", type=_non_negative, default=2.0, help="seconds a job takes")
     return p
 
 

@@ -14,6 +14,7 @@ import pytest
 from conftest import MINIMAL, remote_jobs, write_manifest
 from runner import lockfile
 from runner.apply import Options
+from runner.cli import main
 from runner.commands.adopt import adopt
 from runner.commands.apply import apply
 from runner.commands.cancel import cancel
@@ -206,3 +207,12 @@ def test_emulator_serves_until_told_and_names_its_url(tmp_path: Path) -> None:
     line = out.getvalue()
     assert line.startswith("Gemini emulator on http://127.0.0.1:")
     assert f"(state in {tmp_path / 'emu'})" in line and line.endswith("Ctrl-C stops it\n")
+
+
+@pytest.mark.parametrize("flag", ["--port=70000", "--port=-1", "--latency=-5", "--latency=nan"])
+def test_emulator_refuses_meaningless_numbers_before_starting(flag: str, tmp_path: Path,
+                                                              capsys: Any) -> None:
+    with pytest.raises(SystemExit) as e:    # before: a port past 65535 was "a bug" (exit 3)
+        main(["emulator", flag, "--state-dir", str(tmp_path / "emu")])
+    assert e.value.code == 2 and flag.split("=")[0] in capsys.readouterr().err
+    assert not (tmp_path / "emu").exists()
