@@ -162,6 +162,8 @@ def run(args: argparse.Namespace, report: Report) -> None:
                  format="json" if args.json else args.format,
                  detailed_exitcode=args.detailed_exitcode, out=out, report=report)
         case "apply":
+            if args.prune_outputs and not args.prune:
+                raise RunnerError("--prune-outputs goes with --prune")
             options = Options(wait=not args.no_wait, timeout=args.timeout, prune=args.prune,
                               prune_outputs=args.prune_outputs, max_cost=args.max_cost,
                               max_jobs=args.max_jobs, take_over=args.take_over,

@@ -1,7 +1,8 @@
 """What a command found and what went wrong, and the one exit code that follows from it.
 
-Every command records its events here and `code` alone turns them into the exit code, so
-that the documented codes hold for every command at once:
+A run's events are recorded here, its findings by the command (`plan`, `apply`) and what
+escapes the command by `Report.guard`, and `code` alone turns them into the exit code, so that
+the documented codes hold for every command at once:
 
 - 0: success;
 - 1: an error the user can fix (one line on stderr), or a batch that failed, lost its results

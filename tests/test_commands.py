@@ -127,9 +127,9 @@ def test_apply_without_waiting_names_what_a_later_apply_collects(proj: Path,
     assert out.endswith("1 batch(es) still running: tiny; run apply again to collect them.\n")
 
 
-def test_prune_outputs_needs_prune(proj: Path) -> None:
-    with pytest.raises(RunnerError, match="--prune-outputs goes with --prune"):
-        run_apply(proj, Options(prune_outputs=True))
+def test_prune_outputs_needs_prune(proj: Path, capsys: Any) -> None:
+    assert main(["apply", str(proj), "--prune-outputs"]) == 1
+    assert capsys.readouterr().err == "error: --prune-outputs goes with --prune\n"
     assert not (proj / ".runner").exists()
 
 

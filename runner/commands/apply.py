@@ -8,7 +8,6 @@ from typing import TextIO
 from .. import api
 from ..apply import Options
 from ..display import plan_text
-from ..errors import RunnerError
 from ..plan import Plan
 from ..progress import Progress
 from ..report import Report
@@ -19,8 +18,6 @@ def apply(directory: api.PathLike, options: Options, *, emulator: bool, lock_tim
     """Applies with the plan printed before anything is done and progress on `out` (both
     silenced by `quiet`, errors aside); the batches left failed go to `report`. The last line
     says whether everything is up to date or which batches a later apply must collect."""
-    if options.prune_outputs and not options.prune:
-        raise RunnerError("--prune-outputs goes with --prune")
     progress = Progress.for_stream(out, quiet=quiet)
 
     def show(plan: Plan) -> None:
