@@ -30,7 +30,7 @@ from .errors import LockfileError, RunnerError
 from .identity import establish
 from .lockfile import LIVE, STATE_DIR, Lock, LockEntry, held
 from .manifest import Manifest
-from .plan import CANCELLED_BY_USER, SUBMITS, Plan, attempt_of, display_name
+from .plan import CANCELLED_BY_USER, SUBMITS, Desired, Plan, attempt_of, display_name
 from .plan import plan as make_plan
 from .providers.base import JobState, Provider, RemoteJob
 from .providers.gemini import GeminiProvider, api_key_from_env
@@ -110,14 +110,14 @@ def plan(directory: PathLike, *, provider: Provider | None = None, emulator: boo
          max_attempts: int = 3, resubmit: Iterable[str] = ()) -> Plan:
     """What apply would do, and why. Reads the provider; changes nothing."""
     ws = Workspace.open(Path(directory))
+    desired = ws.desired()                  # bad input fails before the provider is reached
     with _provider(directory, provider, emulator) as p:
-        return plan_of(ws, p, max_attempts=max_attempts, resubmit=resubmit)
+        return plan_of(ws, desired, p, max_attempts=max_attempts, resubmit=resubmit)
 
 
-def plan_of(ws: Workspace, provider: Provider, *, max_attempts: int = 3,
-            resubmit: Iterable[str] = ()) -> Plan:
-    """`plan` of an open workspace."""
-    desired = ws.desired()
+def plan_of(ws: Workspace, desired: list[Desired], provider: Provider, *,
+            max_attempts: int = 3, resubmit: Iterable[str] = ()) -> Plan:
+    """`plan` of an open workspace and what it desires (`ws.desired()`)."""
     observed = observe(provider, ws.lock, desired)
     return make_plan(desired, ws.lock, observed, max_attempts=max_attempts,
                      resubmit=frozenset(resubmit))
@@ -178,13 +178,13 @@ def status(directory: PathLike, *, provider: Provider | None = None,
            emulator: bool = False) -> list[BatchStatus]:
     """Each batch's sync (lockfile and outputs against the manifest) and health (the job)."""
     ws = Workspace.open(Path(directory))
+    desired = ws.desired()                  # bad input fails before the provider is reached
     with _provider(directory, provider, emulator) as p:
-        return status_of(ws, p)
+        return status_of(ws, desired, p)
 
 
-def status_of(ws: Workspace, provider: Provider) -> list[BatchStatus]:
-    """`status` of an open workspace."""
-    desired = ws.desired()
+def status_of(ws: Workspace, desired: list[Desired], provider: Provider) -> list[BatchStatus]:
+    """`status` of an open workspace and what it desires (`ws.desired()`)."""
     observed = observe(provider, ws.lock, desired)
     remote: dict[str, RemoteJob | None] = dict(observed.jobs)
     for entry in ws.lock.batches.values():

@@ -216,3 +216,13 @@ def test_emulator_refuses_meaningless_numbers_before_starting(flag: str, tmp_pat
         main(["emulator", flag, "--state-dir", str(tmp_path / "emu")])
     assert e.value.code == 2 and flag.split("=")[0] in capsys.readouterr().err
     assert not (tmp_path / "emu").exists()
+
+
+def test_plan_and_status_fail_on_bad_input_before_the_emulator_starts(proj: Path) -> None:
+    (proj / "m.yaml").write_text(MINIMAL.replace("{{ row.q }}", "{{ row.missing }}"))
+    with pytest.raises(RunnerError, match="missing"):
+        plan(proj, emulator=True, max_attempts=3, resubmit=(), count_tokens=False,
+             format="text", detailed_exitcode=False, out=io.StringIO(), report=Report())
+    with pytest.raises(RunnerError, match="missing"):
+        status(proj, emulator=True, as_json=False, out=io.StringIO())
+    assert not (proj / ".runner").exists()

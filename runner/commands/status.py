@@ -15,8 +15,9 @@ def status(directory: api.PathLike, *, emulator: bool, as_json: bool, out: TextI
     """Prints a table, or with `as_json` a list of objects each with its `spent` (null until
     the batch finished), from one reading of the workspace."""
     ws = Workspace.open(Path(directory))
+    desired = ws.desired()          # bad input fails before the provider is reached
     with api.connect(directory, emulator=emulator) as provider:
-        rows = api.status_of(ws, provider)
+        rows = api.status_of(ws, desired, provider)
     spent = api.spending_of(ws.lock)
     if as_json:
         text = json.dumps([dict(r.to_dict(), spent=spent[r.name].to_dict()
