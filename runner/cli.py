@@ -1,5 +1,5 @@
-"""The `runner` command: argument parsing and dispatch; the exit code is runner.report's.
-"""
+"""The `runner` command line: it parses the arguments and calls the function of
+runner.commands they name with their values; runner.report decides the exit code."""
 
 from __future__ import annotations
 
