@@ -24,6 +24,7 @@ from .progress import Progress
 from .desired import record_for, render_recorded
 from .errors import LockfileError, RunnerError
 from .lockfile import LIVE, STATE_DIR, LockEntry, held
+from .clashes import check_templates
 from .manifest import Manifest
 from .plan import CANCELLED_BY_USER, SUBMITS, Plan, attempt_of, display_name
 from .plan import plan as make_plan
@@ -88,7 +89,13 @@ def _provider(directory: PathLike, provider: Provider | None, emulator: bool
 def validate(directory: PathLike) -> dict[str, int]:
     """Loads and renders every manifest offline; returns each batch's request count."""
     ws = Workspace.open(Path(directory))
-    return {m.name: sum(1 for _ in Renderer(m).requests()) for m in ws.manifests}
+    counts, templates = {}, {}
+    for m in ws.manifests:
+        renderer = Renderer(m)
+        counts[m.name] = sum(1 for _ in renderer.requests())
+        templates[m.name] = renderer.used_templates
+    check_templates(ws.manifests, templates)
+    return counts
 
 
 def plan(directory: PathLike, *, provider: Provider | None = None, emulator: bool = False,

@@ -22,26 +22,42 @@ from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import DataError, TemplateError
+from .errors import DataError, TemplateError, clipped, excerpt
 from .hashing import canonical_bytes, file_digest
 from .manifest import Manifest
+from .resolve import Resolver, leaves
 from .sources import Row, parse_row
 
 Compiled = Callable[[dict[str, Any]], Any]
 
 
+class _Outside(Exception):
+    """Internal: an included template's name leads out of the project directory."""
+
+    def __init__(self, name: str, problem: str):
+        super().__init__(problem)
+        self.name = name
+
+
 class _TrackingLoader(jinja2.FileSystemLoader):
     """Loads included templates from the project directory and remembers which, for the spec
-    hash, and under which file name, so that an error inside one can name its file and line."""
+    hash, and under which file name, so that an error inside one can name its file and line.
+    A name that leads out of the project (absolute, `..`, a symlink) is refused before the
+    file is opened: a template that includes /proc/self/environ would otherwise quote it in
+    the error its syntax causes. Jinja loads each file once, so this runs once per file."""
 
     def __init__(self, root: Path):
         super().__init__(str(root))
         self.root = root
         self.used: set[str] = set()
         self.files: dict[str, str] = {}    # file name as Jinja reports it -> template name
+        self._resolve = Resolver()
 
     def get_source(self, environment: jinja2.Environment, template: str
                    ) -> tuple[str, str, Callable[[], bool]]:
+        problem = leaves(self.root, template, self._resolve)
+        if problem is not None:
+            raise _Outside(template, problem)
         try:
             result = super().get_source(environment, template)
         except UnicodeDecodeError as e:     # e.object holds the whole file's bytes
@@ -143,7 +159,7 @@ class Renderer:
             try:
                 template = self._env.from_string(value)
             except jinja2.TemplateSyntaxError as e:
-                raise TemplateError(f"template syntax error in {_where(path)}: {e.message}",
+                raise TemplateError(f"template syntax error in {_where(path)}: {clipped(e.message or '')}",
                                     path=self.manifest.source,
                                     where=str(self.manifest.line_of(path))) from None
             pieces = _substitutions(self._env.parse(value))
@@ -154,9 +170,12 @@ class Renderer:
                     return t.render(ctx)
                 except jinja2.TemplateSyntaxError as e:   # only an included file gets here
                     file = self.manifest.project / e.name if e.name else self.manifest.source
-                    raise TemplateError(f"template syntax error: {e.message} (included from "
+                    raise TemplateError(f"template syntax error: {clipped(e.message or '')} (included from "
                                         f"{_where(at)})", path=file, where=str(e.lineno)
                                         ) from None
+                except _Outside as e:
+                    raise _RowFailure(f"included template {excerpt(e.name)} {e} (in "
+                                      f"{_where(at)})", at) from None
                 except jinja2.TemplateNotFound as e:
                     raise _RowFailure(f"included template {e.name!r} not found (in "
                                       f"{_where(at)}; include paths are relative to the "
@@ -218,16 +237,16 @@ class Renderer:
         ]
         for kind, what in kinds:
             if isinstance(e, kind):
-                detail = e.message if isinstance(e, jinja2.TemplateError) and e.message else e
+                detail = e.message if isinstance(e, jinja2.TemplateError) and e.message else str(e)
                 return _RowFailure(f"{what} in {_where(at)}{self._loader.place(e.__traceback__)}"
-                                   f": {detail}", at)
+                                   f": {clipped(detail)}", at)
         return None
 
     def _render(self, ctx: dict[str, Any]) -> tuple[str, bytes]:
         """One row's key and request bytes; `ctx` gains the key. Raises _RowFailure."""
         key = self._key(ctx)
         if not isinstance(key, str) or not key.strip():
-            raise _RowFailure(f"key renders empty (spec.key is {self.manifest.key!r})",
+            raise _RowFailure(f"key renders empty (spec.key is {excerpt(self.manifest.key)})",
                               ("spec", "key"))
         ctx["key"] = key
         request: bytes = self._request(ctx)
@@ -298,7 +317,7 @@ class Renderer:
             if hash(key) not in suspects:
                 continue
             if key in first:
-                raise DataError(f"duplicate key {key!r} at {self.manifest.rows_where(row)} "
+                raise DataError(f"duplicate key {excerpt(key)} at {self.manifest.rows_where(row)} "
                                 f"(first at {first[key]}); spec.key must be unique per row",
                                 path=self.manifest.source,
                                 where=str(self.manifest.line_of(["spec", "key"])))

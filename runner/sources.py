@@ -15,7 +15,7 @@ from typing import Any, Generator, Iterator, NamedTuple
 import orjson
 import yaml
 
-from .errors import DataError
+from .errors import DataError, excerpt
 from .yamlsrc import describe_yaml_error, load_documents
 
 
@@ -222,7 +222,7 @@ def _csv(path: Path) -> Iterator[Row]:
         if not name.strip():
             raise DataError(f"CSV header: column {i + 1} has no name", path=path, where="1")
         if name in header[:i]:
-            raise DataError(f"CSV header: column {name!r} appears twice", path=path, where="1")
+            raise DataError(f"CSV header: column {excerpt(name)} appears twice", path=path, where="1")
     index = 0
     while (fields := record()) is not None:
         if not fields:
@@ -276,7 +276,7 @@ def inline(items: list[Any], path: Path, prefix: str = "item") -> Iterator[Row]:
             raise DataError(f"{prefix} {i + 1} must be a mapping, not {_kind(value)}", path=path)
         repeated = _repeated_key(value)
         if repeated is not None:
-            raise DataError(f"{prefix} {i + 1}: key {repeated!r} appears twice in one object",
+            raise DataError(f"{prefix} {i + 1}: key {excerpt(repeated)} appears twice in one object",
                             path=path)
         yield Row(i, value, f"{prefix} {i + 1}")
 

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from .errors import RunnerError
+from .errors import RunnerError, excerpt
 
 _CONFLICT = re.compile(r"^(<{7}|>{7})(\s|$)", re.MULTILINE)
 _TAG = "tag:yaml.org,2002:"
@@ -182,12 +182,12 @@ def _check_nodes(root: yaml.Node) -> None:
                                   "starts with '{{' or '{%'", k)
                 if k.tag != _TAG + "str":
                     kind = k.tag.removeprefix(_TAG)
-                    raise _refuse(f"key {k.value!r} is read as "
+                    raise _refuse(f"key {excerpt(k.value)} is read as "
                                   f"{_KEY_KINDS.get(kind, f'a {kind} value')}, not text; quote it",
                                   k)
                 earlier = first.setdefault(k.value, k)
                 if earlier is not k:
-                    raise _refuse(f"duplicate key {k.value!r} (first on line "
+                    raise _refuse(f"duplicate key {excerpt(k.value)} (first on line "
                                   f"{earlier.start_mark.line + 1})", k)
                 stack.append(v)
         elif isinstance(node, yaml.SequenceNode):
