@@ -191,6 +191,11 @@ def _explain_jsonl(raw: bytes, path: Path, n: int) -> Any:
     except json.JSONDecodeError as e:
         raise DataError(f"invalid JSON at column {e.colno}: {e.msg}", path=path,
                         where=f"{n}") from None
+    except RecursionError:      # orjson stopped at 1,024 levels, json near Python's limit
+        raise DataError(TOO_DEEP, path=path, where=f"{n}") from None
+
+
+TOO_DEEP = "nested too deeply to read (keep rows under 1,000 levels of nesting)"
 
 
 def _csv(path: Path) -> Iterator[Row]:
@@ -261,6 +266,8 @@ def _whole(path: Path) -> Iterator[Row]:
     except json.JSONDecodeError as e:
         raise DataError(f"invalid JSON at column {e.colno}: {e.msg}", path=path,
                         where=f"{e.lineno}") from None
+    except RecursionError:
+        raise DataError(TOO_DEEP, path=path, where=_too_deep_line(raw)) from None
     except yaml.YAMLError as e:
         line, msg = describe_yaml_error(e, text)
         raise DataError(msg, path=path, where=str(line) if line else None) from None
@@ -268,6 +275,16 @@ def _whole(path: Path) -> Iterator[Row]:
         raise DataError(f"must hold a list of rows, not {_kind(value)}", path=path,
                         where=str(first_line))
     yield from inline(value, path)
+
+
+def _too_deep_line(raw: bytes) -> str | None:
+    """The line where a JSON file passes orjson's 1,024 levels (None if it does not: the json
+    module, which read it, stops near Python's recursion limit, a little lower)."""
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        return str(e.lineno)
+    return None
 
 
 def inline(items: list[Any], path: Path, prefix: str = "item") -> Iterator[Row]:
