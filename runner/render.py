@@ -20,12 +20,13 @@ import jinja2
 import orjson
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import DataError, TemplateError, clipped, excerpt
 from .hashing import canonical_bytes, file_digest
 from .manifest import Manifest
 from .resolve import Resolver, leaves
+from .bounds import MAX_REQUEST
+from .sandbox import BoundedSandbox, TemplateLimit
 from .sources import Row, parse_row
 
 Compiled = Callable[[dict[str, Any]], Any]
@@ -142,10 +143,11 @@ class Renderer:
     def __init__(self, manifest: Manifest):
         self.manifest = manifest
         self._loader = _TrackingLoader(manifest.project)
-        self._env = ImmutableSandboxedEnvironment(
+        self._env = BoundedSandbox(
             undefined=jinja2.StrictUndefined, loader=self._loader, autoescape=False,
             keep_trailing_newline=True)
         self._key = self._compile(manifest.key, ("spec", "key"))
+        self._fields: list[tuple[tuple[str | int, ...], Compiled]] = []  # templated strings
         self._request = self._splice(manifest.request, ("spec", "request"))
         # csv columns compile here too, so that validate and plan report their mistakes
         self.columns = [[self._compile(template, ("spec", "outputs", i, "columns", name))
@@ -204,6 +206,7 @@ class Renderer:
         def walk(v: Any, at: tuple[str | int, ...]) -> Any:
             if isinstance(v, str) and _is_template(v):
                 holes.append(self._compile(v, at))
+                self._fields.append((at, holes[-1]))
                 return f"\x00hole{len(holes) - 1}\x00"
             if isinstance(v, dict):
                 return {k: walk(x, (*at, k)) for k, x in v.items()}
@@ -232,8 +235,11 @@ class Renderer:
         kinds: list[tuple[type[Exception] | tuple[type[Exception], ...], str]] = [
             (jinja2.UndefinedError, "undefined variable"),
             (SecurityError, "template not allowed"),
+            (TemplateLimit, "template over a limit"),
             (jinja2.TemplateError, "template error"),
             ((TypeError, ValueError, ArithmeticError, LookupError), "template failed"),
+            (RecursionError, "template nested too deeply (one that includes or calls itself?)"),
+            (MemoryError, "template ran out of memory"),
         ]
         for kind, what in kinds:
             if isinstance(e, kind):
@@ -250,7 +256,16 @@ class Renderer:
                               ("spec", "key"))
         ctx["key"] = key
         request: bytes = self._request(ctx)
+        if len(request) + len(key) > MAX_REQUEST:
+            raise self._too_big(ctx, len(request) + len(key))
         return key, request
+
+    def _too_big(self, ctx: dict[str, Any], size: int) -> _RowFailure:
+        """A request over MAX_REQUEST, named by its largest templated field."""
+        fields = [(len(orjson.dumps(f(ctx))), at) for at, f in self._fields]
+        biggest, at = max(fields, key=lambda f: f[0], default=(0, ("spec", "request")))
+        return _RowFailure(f"the request renders to {size:,} bytes, more than {MAX_REQUEST:,}; "
+                           f"its largest field is {_where(at)} ({biggest:,} bytes)", at)
 
     def _row_error(self, row: Row, e: _RowFailure) -> TemplateError:
         return TemplateError(f"{self.manifest.rows_where(row)}: {e}", path=self.manifest.source,
