@@ -66,7 +66,9 @@ class ProviderError(RunnerError):
 
 
 class OutputError(RunnerError):
-    """An output cannot be written where it was declared."""
+    """A file the runner writes (an output, the lockfile, its state under .runner/) cannot be
+    written where it belongs: the path is taken, leads out of the project, or the disk
+    refused."""
 
 
 class BudgetError(RunnerError):
