@@ -11,7 +11,7 @@ sort, a slice) make at most a few times what they are given, which was itself bo
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, MappingView
+from collections.abc import ItemsView, KeysView, Mapping, ValuesView
 from typing import Any, Callable
 
 import jinja2
@@ -56,10 +56,10 @@ def printed(value: Any, indent: int = 0) -> int:
             total += len(v) + 2
         elif isinstance(v, Mapping):
             stack.extend((x, depth + 1) for pair in v.items() for x in pair)
-        elif isinstance(v, (list, tuple, MappingView)):
+        elif isinstance(v, (list, tuple, KeysView, ValuesView, ItemsView)):
             stack.extend((x, depth + 1) for x in v)
         elif isinstance(v, Namespace):
-            stack.append((v._Namespace__attrs, depth + 1))    # type: ignore[attr-defined]
+            stack.append((v._Namespace__attrs, depth + 1))
         else:
             total += 24
     return total

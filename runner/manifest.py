@@ -24,7 +24,7 @@ from .clashes import check_outputs
 from .errors import DataError, ManifestError, excerpt
 from .hashing import canonical, digest
 from .parsecache import NO_CACHE, ParseCache, salt
-from .resolve import Resolver, folders_down_to, is_dir, leaves, within
+from .resolve import Resolver, folders_down_to, is_dir, leaves
 from .yamlsrc import Document, Located, read_documents
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")

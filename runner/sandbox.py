@@ -121,7 +121,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             need(printed(value), "printing a value")
         return value
 
-    def concat(self, pieces: Iterable[str]) -> str:     # type: ignore[override]
+    def concat(self, pieces: Iterable[str]) -> str:
         """The output of a template, macro or block, joined as it is bounded."""
         out: list[str] = []
         append, size = out.append, 0
@@ -179,14 +179,14 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         owner = value.__self__
         formatter = _EscapeFormatter(self, escape=owner.escape) if isinstance(owner, Markup) \
             else _Formatter(self)
-        kind = type(owner)
+        kind: type[str] = type(owner)
 
         def wrapper(*args: Any, **kwargs: Any) -> str:
-            if value.__name__ == "format_map":
-                if kwargs or len(args) != 1:
-                    raise TypeError("format_map() takes exactly one argument")
-                args, kwargs = (), args[0]
-            return kind(formatter.vformat(owner, args, kwargs))
+            if value.__name__ != "format_map":
+                return kind(formatter.vformat(owner, args, kwargs))
+            if kwargs or len(args) != 1:
+                raise TypeError("format_map() takes exactly one argument")
+            return kind(formatter.vformat(owner, (), args[0]))
         return functools.update_wrapper(wrapper, value)
 
 
