@@ -186,7 +186,7 @@ KEEPS_VALUES = frozenset({
 
 
 def _filter_join(env: jinja2.Environment, value: Any, d: Any = "", attribute: Any = None
-                 ) -> tuple[Any, ...]:
+                 ) -> tuple[Any, ...] | None:
     """Draws the items once (they are made already, and counted) and measures them."""
     drawn = value if type(value) is list else list(value)
     size = len(str(d)) * len(drawn)
@@ -197,7 +197,7 @@ def _filter_join(env: jinja2.Environment, value: Any, d: Any = "", attribute: An
         for item in drawn if get is None else map(get, drawn):
             size += len(item) if type(item) is str else printed(item)
     need(size, "the filter 'join'")
-    return (drawn,)
+    return None if drawn is value else (drawn,)
 
 
 def _filter_sum(env: jinja2.Environment, iterable: Any, attribute: Any = None, start: Any = 0

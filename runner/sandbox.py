@@ -210,33 +210,47 @@ class _EscapeFormatter(_Bounded, SandboxedEscapeFormatter):
 def _guarded(env: BoundedSandbox, name: str, f: Callable[..., Any]) -> Callable[..., Any]:
     """A filter that counts as a step, is checked before it runs, and is charged for what it
     makes. Filters that take the context or the environment first keep it first. On the
-    render path of every templated row: the counting is inlined."""
+    render path of every templated row, so the counting is inlined, and a filter without a
+    check does not pay for one."""
     skip = 1 if getattr(f, "jinja_pass_arg", None) is not None else 0
     check = FILTERS.get(name)
     prints = name not in KEEPS_VALUES
     what = f"the filter {name!r}"
     sized = (str, bytes, list, tuple, dict)
 
-    @functools.wraps(f)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
+    def counted(result: Any) -> Any:
         env._steps += 1
         if env._steps > MAX_STEPS:
             env.step(0)
-        if prints:
-            for arg in args[skip:]:     # not the context a filter may take first
-                if not isinstance(arg, PLAIN):
-                    need(printed(arg), what)
-            for arg in kwargs.values():
-                if not isinstance(arg, PLAIN):
-                    need(printed(arg), what)
-        if check is not None:
-            first = check(env, *args[skip:], **kwargs)
-            if first is not None:
-                args = (*args[:skip], *first, *args[skip + 1:])
-        result = f(*args, **kwargs)
         if isinstance(result, sized):
             env._made += len(result)
             if env._made > MAX_MADE:
                 env.charge(())
         return result
-    return guarded
+
+    def printable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        for arg in args[skip:] if skip else args:   # not the context a filter may take first
+            if not isinstance(arg, PLAIN):
+                need(printed(arg), what)
+        for arg in kwargs.values():
+            if not isinstance(arg, PLAIN):
+                need(printed(arg), what)
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        if prints:
+            printable(args, kwargs)
+        assert check is not None
+        first = check(env, *args[skip:], **kwargs)
+        if first is not None:
+            args = (*args[:skip], *first, *args[skip + 1:])
+        return counted(f(*args, **kwargs))
+
+    def printing(*args: Any, **kwargs: Any) -> Any:
+        printable(args, kwargs)
+        return counted(f(*args, **kwargs))
+
+    def keeping(*args: Any, **kwargs: Any) -> Any:
+        return counted(f(*args, **kwargs))
+
+    guarded = checked if check is not None else printing if prints else keeping
+    return functools.wraps(f)(guarded)
