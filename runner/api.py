@@ -21,10 +21,10 @@ from .apply import Options, Outcome, apply_directory, now, prepare
 from .costs import Costs, plan_costs
 from .pricing import Spent
 from .progress import Progress
+from .clashes import check_templates
 from .desired import record_for, render_recorded
 from .errors import LockfileError, RunnerError
 from .lockfile import LIVE, STATE_DIR, LockEntry, held
-from .clashes import check_templates
 from .manifest import Manifest
 from .plan import CANCELLED_BY_USER, SUBMITS, Plan, attempt_of, display_name
 from .plan import plan as make_plan

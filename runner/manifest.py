@@ -130,7 +130,8 @@ def _inside(project: Path, rel: str, source: Path, line: int, what: str,
     """Resolve an output path and refuse one that leaves the project (.., absolute, symlinks)
     or that cannot be a file (a directory, or under something that is not a directory)."""
     def refuse(problem: str) -> ManifestError:
-        return ManifestError(f"{what} {excerpt(rel, PATH_EXCERPT)} {problem}", path=source, where=str(line))
+        return ManifestError(f"{what} {excerpt(rel, PATH_EXCERPT)} {problem}", path=source,
+                             where=str(line))
 
     problem = leaves(project, rel, resolve)
     if problem is not None:

@@ -218,8 +218,8 @@ def parse_prices(text: str, origin: str) -> PriceTable:
         raise PricesError("a price table is a JSON object with a 'models' object", path=origin)
     unknown = sorted(set(doc) - _TOP_KEYS)
     if unknown:
-        raise PricesError(f"unknown key {excerpt(unknown[0])} (allowed: {', '.join(sorted(_TOP_KEYS))})",
-                          path=origin)
+        raise PricesError(f"unknown key {excerpt(unknown[0])} (allowed: "
+                          f"{', '.join(sorted(_TOP_KEYS))})", path=origin)
     currency, as_of = doc.get("currency", "USD"), doc.get("as_of", "")
     if not isinstance(currency, str) or not currency or not isinstance(as_of, str):
         raise PricesError("'currency' and 'as_of' must be strings", path=origin)

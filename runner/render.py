@@ -161,7 +161,8 @@ class Renderer:
             try:
                 template = self._env.from_string(value)
             except jinja2.TemplateSyntaxError as e:
-                raise TemplateError(f"template syntax error in {_where(path)}: {clipped(e.message or '')}",
+                raise TemplateError(f"template syntax error in {_where(path)}: "
+                                    f"{clipped(e.message or '')}",
                                     path=self.manifest.source,
                                     where=str(self.manifest.line_of(path))) from None
             pieces = _substitutions(self._env.parse(value))
@@ -172,9 +173,9 @@ class Renderer:
                     return t.render(ctx)
                 except jinja2.TemplateSyntaxError as e:   # only an included file gets here
                     file = self.manifest.project / e.name if e.name else self.manifest.source
-                    raise TemplateError(f"template syntax error: {clipped(e.message or '')} (included from "
-                                        f"{_where(at)})", path=file, where=str(e.lineno)
-                                        ) from None
+                    raise TemplateError(f"template syntax error: {clipped(e.message or '')} "
+                                        f"(included from {_where(at)})", path=file,
+                                        where=str(e.lineno)) from None
                 except _Outside as e:
                     raise _RowFailure(f"included template {excerpt(e.name)} {e} (in "
                                       f"{_where(at)})", at) from None

@@ -227,7 +227,8 @@ def _csv(path: Path) -> Iterator[Row]:
         if not name.strip():
             raise DataError(f"CSV header: column {i + 1} has no name", path=path, where="1")
         if name in header[:i]:
-            raise DataError(f"CSV header: column {excerpt(name)} appears twice", path=path, where="1")
+            raise DataError(f"CSV header: column {excerpt(name)} appears twice", path=path,
+                            where="1")
     index = 0
     while (fields := record()) is not None:
         if not fields:
@@ -293,8 +294,8 @@ def inline(items: list[Any], path: Path, prefix: str = "item") -> Iterator[Row]:
             raise DataError(f"{prefix} {i + 1} must be a mapping, not {_kind(value)}", path=path)
         repeated = _repeated_key(value)
         if repeated is not None:
-            raise DataError(f"{prefix} {i + 1}: key {excerpt(repeated)} appears twice in one object",
-                            path=path)
+            raise DataError(f"{prefix} {i + 1}: key {excerpt(repeated)} appears twice in one "
+                            "object", path=path)
         yield Row(i, value, f"{prefix} {i + 1}")
 
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import hashing, lockfile
+from .clashes import check_templates
 from .desired import desire
 from .errors import LockfileError, OutputError
-from .clashes import check_templates
 from .manifest import Manifest, load_directory, load_schema, parse_cache
 from .parsecache import ParseCache, salt
 from .plan import Desired, Observed, needs_remote, needs_tag_search

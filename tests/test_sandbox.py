@@ -95,7 +95,8 @@ def test_a_template_that_would_make_too_much_fails_at_once(template: str, tmp_pa
 ORDINARY = [
     "{% for x in items %}{{ loop.index }}:{{ x }}{{ loop.cycle(',', ';') }}{% else %}-{% endfor %}",
     "{% for n in tree recursive %}{{ n.name }}({{ loop(n.children) }}){% endfor %}",
-    "{% macro m(a, b=2) %}[{{ a }}{{ b }}{{ caller() }}]{% endmacro %}{% call m(3) %}in{% endcall %}",
+    "{% macro m(a, b=2) %}[{{ a }}{{ b }}{{ caller() }}]{% endmacro %}"
+    "{% call m(3) %}in{% endcall %}",
     "{% set x %}block {{ items|length }}{% endset %}{{ x|upper }}",
     "{{ items|map('upper')|join('-') }} {{ items|select('ne', 'b')|list }} {{ d|dictsort }}",
     "{{ people|groupby('city')|map(attribute='grouper')|join(',') }} "
