@@ -25,6 +25,7 @@ from .apply import Options, Outcome, apply_directory, now, prepare
 from .costs import Costs, plan_costs
 from .pricing import Spent
 from .progress import Progress
+from .clashes import check_templates
 from .desired import record_for, render_recorded
 from .errors import LockfileError, RunnerError
 from .identity import establish
@@ -93,7 +94,13 @@ def _provider(directory: PathLike, provider: Provider | None, emulator: bool
 def validate(directory: PathLike) -> dict[str, int]:
     """Loads and renders every manifest offline; returns each batch's request count."""
     ws = Workspace.open(Path(directory))
-    return {m.name: sum(1 for _ in Renderer(m).requests()) for m in ws.manifests}
+    counts, templates = {}, {}
+    for m in ws.manifests:
+        renderer = Renderer(m)
+        counts[m.name] = sum(1 for _ in renderer.requests())
+        templates[m.name] = renderer.used_templates
+    check_templates(ws.manifests, templates)
+    return counts
 
 
 def render(directory: PathLike, name: str) -> Iterator[str]:

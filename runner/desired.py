@@ -24,6 +24,7 @@ from .parallel import PARALLEL, Parallel, render_jsonl
 from .plan import Desired, allowance, display_name
 from .providers.base import JobState
 from .render import Renderer, split_input_line
+from .resolve import Resolver, leaves
 from .shards import ShardHash, Splitter
 
 
@@ -136,9 +137,13 @@ def output_digests(manifest: Manifest, cache: DigestCache = NO_CACHE
 
 def _recorded_templates(manifest: Manifest, entry: LockEntry, cache: DigestCache
                         ) -> dict[str, str] | None:
-    """Current digests of the templates the last render included; None if one has gone."""
+    """Current digests of the templates the last render included; None if one has gone, or
+    if the lockfile names one outside the project (rendering then says what is wrong)."""
     out = {}
+    resolve = Resolver()
     for name in entry.inputs.get("templates", {}):
+        if leaves(manifest.project, name, resolve) is not None:
+            return None
         found = digest_or_none(cache, manifest.project / name)
         if found is None:
             return None

@@ -2,10 +2,30 @@
 
 Every `RunnerError` is reported by the CLI as one line (`error: <message>`) and exit code 1.
 Anything else that escapes is a bug and is reported as such. Messages name the file and, where
-known, the place in it (line, row, key) so that a user can go straight to the spot.
+known, the place in it (line, row, key) so that a user can go straight to the spot. They quote
+what they read only in short excerpts (`excerpt`, `clipped`): a message is printed, logged and,
+by the shipped pull-request workflow, posted as a comment, so it must never carry a file whole.
 """
 
 from __future__ import annotations
+
+
+EXCERPT = 60     # characters of a value read from a file that a message may quote
+DETAIL = 160     # characters of an explanation (an exception's text) that a message may carry
+
+
+def excerpt(value: object, limit: int = EXCERPT) -> str:
+    """A value read from a file, quoted as repr() does, cut to `limit` characters: enough to
+    find the spot, never the whole of a file that holds something else (a key, a password)."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
+
+
+def clipped(text: str, limit: int = DETAIL) -> str:
+    """An explanation that may quote what it is about (a library's error text), cut short."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class RunnerError(Exception):
@@ -51,7 +71,9 @@ class ResultsError(ProviderError):
 
 
 class OutputError(RunnerError):
-    """An output cannot be written where it was declared."""
+    """A file the runner writes (an output, the lockfile, its state under .runner/) cannot be
+    written where it belongs: the path is taken, leads out of the project, or the disk
+    refused."""
 
 
 class InputsChanged(RunnerError):

@@ -2,7 +2,8 @@
 
 Path rule: every relative path in a manifest (rows, outputs, errors, included templates)
 resolves against the manifest directory (the DIR given on the command line), whatever the
-working directory. Outputs must stay inside that directory.
+working directory, and must stay inside it (runner.resolve.leaves), as must the manifests.
+No output may be a file the project reads (runner.clashes).
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ from typing import Any, Iterator, Sequence
 import jsonschema
 
 from . import sources
-from .errors import DataError, ManifestError
+from .clashes import check_outputs
+from .errors import DataError, ManifestError, excerpt
 from .hashing import canonical, digest
 from .parsecache import NO_CACHE, ParseCache, salt
-from .resolve import Resolver, folders_down_to, is_dir, within
+from .resolve import Resolver, folders_down_to, is_dir, leaves
 from .yamlsrc import Document, Located, read_documents
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 INLINE_LIMIT_NOTE = "inline requests are sent when the batch is under 20 MB"
+PATH_EXCERPT = 120      # a path from a manifest is quoted whole up to this length
 
 
 @lru_cache(maxsize=None)
@@ -128,17 +131,15 @@ def _inside(project: Path, rel: str, source: Path, line: int, what: str,
     """Resolve an output path and refuse one that leaves the project (.., absolute, symlinks)
     or that cannot be a file (a directory, or under something that is not a directory)."""
     def refuse(problem: str) -> ManifestError:
-        return ManifestError(f"{what} {rel!r} {problem}", path=source, where=str(line))
+        return ManifestError(f"{what} {excerpt(rel, PATH_EXCERPT)} {problem}", path=source,
+                             where=str(line))
 
-    if os.path.isabs(rel) or rel.startswith("~"):
-        raise refuse(f"must be a relative path inside {project.name}/")
+    problem = leaves(project, rel, resolve)
+    if problem is not None:
+        raise refuse(problem)
     path = project / rel
     root = resolve(project)
     resolved = resolve(path)
-    if not within(resolved, root):
-        link = _first_symlink(project, rel)
-        raise refuse(f"leaves the project directory through the symlink {link!r}" if link
-                     else "leaves the project directory")
     if rel.endswith("/") or resolved == root or is_dir(resolved):
         raise refuse("is a directory; name a file")
     for parent in folders_down_to(resolved, root):
@@ -146,16 +147,6 @@ def _inside(project: Path, rel: str, source: Path, line: int, what: str,
             raise refuse(f"cannot be written: {_rel(Path(parent), Path(root))} is a file, "
                          "not a directory")
     return path
-
-
-def _first_symlink(project: Path, rel: str) -> str | None:
-    """The first component of `rel` that is a symlink, as written (None if there is none)."""
-    current = project
-    for part in Path(rel).parts:
-        current = current / part
-        if current.is_symlink():
-            return _rel(current, project)
-    return None
 
 
 _TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string",
@@ -192,9 +183,9 @@ def _schema_message(error: jsonschema.ValidationError, path: list[str | int]) ->
                    f"not {_type_name(error.instance)}"
         return f"must be {wanted}, not {_type_name(error.instance)}"
     if kind == "pattern" and path and str(path[-1]) in _PATTERN_HINTS:
-        return f"{error.instance!r} is not valid: {_PATTERN_HINTS[str(path[-1])]}"
+        return f"{excerpt(error.instance)} is not valid: {_PATTERN_HINTS[str(path[-1])]}"
     if kind == "enum" and isinstance(schema, dict):
-        return f"{error.instance!r} is not supported; use one of: " \
+        return f"{excerpt(error.instance)} is not supported; use one of: " \
                f"{', '.join(map(str, schema['enum']))}"
     if kind in ("minItems", "minLength", "minProperties"):
         return "must not be empty"
@@ -227,7 +218,7 @@ def _schema_error(doc: Document, source: Path) -> ManifestError | None:
             else []
         key = str(next(k for k in error.instance if k not in allowed))
         close = difflib.get_close_matches(key, allowed, n=1)
-        msg = f"unknown key {key!r} " + (f"(did you mean {close[0]!r}?)" if close
+        msg = f"unknown key {excerpt(key)} " + (f"(did you mean {close[0]!r}?)" if close
                                          else f"(allowed: {', '.join(allowed)})")
         line = doc.key_line(path, key)
     else:
@@ -259,6 +250,10 @@ def _build(doc: Located, source: Path, project: Path, resolve: Resolver) -> Mani
                                         resolve), "jsonl", line=errors_line)
     rows = None
     if "rows" in spec:
+        problem = leaves(project, spec["rows"], resolve)
+        if problem is not None:
+            raise ManifestError(f"spec.rows: rows file {excerpt(spec['rows'], PATH_EXCERPT)} "
+                                f"{problem}", path=source, where=str(doc.line_of(["spec", "rows"])))
         rows = project / spec["rows"]
     model = spec["model"].removeprefix("models/")
     return Manifest(
@@ -326,6 +321,10 @@ def load_directory(directory: Path, cache: ParseCache = NO_CACHE) -> list[Manife
     resolve = Resolver()
     manifests: list[Manifest] = []
     for source in files:
+        problem = leaves(project, source.name, resolve)
+        if problem is not None:
+            raise ManifestError(f"this manifest {problem}; keep manifests in the directory",
+                                path=source)
         manifests.extend(load_file(source, project, cache, resolve))
     names: dict[str, Manifest] = {}
     for m in manifests:
@@ -335,44 +334,5 @@ def load_directory(directory: Path, cache: ParseCache = NO_CACHE) -> list[Manife
                                 f"{first.rel_source}:{first.line_of(['metadata', 'name'])}",
                                 path=m.source, where=str(m.line_of(["metadata", "name"])))
         names[m.name] = m
-    _check_output_clashes(project, files, manifests, resolve)
+    check_outputs(project, files, manifests, resolve)
     return manifests
-
-
-def _check_output_clashes(project: Path, files: list[Path], manifests: list[Manifest],
-                          resolve: Resolver) -> None:
-    """No two outputs may be one file, and no output may overwrite an input or the runner's own
-    files (the lockfile, its state directory, a manifest, a rows file)."""
-    from .lockfile import LOCKFILE_NAME, STATE_DIR  # lockfile imports this module
-
-    root = resolve(project)
-    inputs = {resolve(p): f"the manifest {p.name}" for p in files}    # files of the project
-    inputs.update({resolve(m.rows): f"the rows file of batch {m.name!r}"
-                   for m in manifests if m.rows is not None})
-    inputs[os.path.join(root, LOCKFILE_NAME)] = "the lockfile"
-    state = os.path.join(root, STATE_DIR)
-    paths: dict[str, tuple[Manifest, Output]] = {}
-    for m in manifests:
-        for out in m.declared_paths():
-            key = resolve(out.path)
-            if key in inputs:
-                raise _clash(m, out, f"would overwrite {inputs[key]}")
-            if within(key, state):
-                raise _clash(m, out, f"is inside {STATE_DIR}/, which belongs to the runner")
-            if key in paths:
-                other, first = paths[key]
-                if other is not m:
-                    raise _clash(m, out, f"is already written by batch {other.name!r} "
-                                 f"({other.rel_source}:{first.line or other.line})")
-                default = out is m.errors and m.document is not None \
-                    and "errors" not in m.document.data["spec"]
-                raise _clash(m, out, "is declared twice in this batch" + (
-                    " (it is the default errors path: set spec.errors to another file)"
-                    if default else ""))
-            paths[key] = (m, out)
-
-
-def _clash(m: Manifest, out: Output, problem: str) -> ManifestError:
-    what = "errors path" if out is m.errors else "output path"
-    return ManifestError(f"{what} {out.rel!r} {problem}", path=m.source,
-                         where=str(out.line or m.line))

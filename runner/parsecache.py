@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .errors import OutputError
 from .fsutil import write_text
 from .statcache import settled, stamp
 
@@ -75,7 +76,7 @@ class ParseCache:
         head = {"format": FORMAT, "salt": self._salt, "sha256": _sha256(body)}
         try:
             write_text(self._path, json.dumps(head) + "\n" + body)
-        except OSError:
+        except (OSError, OutputError):     # a read-only checkout still plans
             return
         self._stored = dict(self._kept)
         self._changed = False

@@ -7,9 +7,11 @@ below (an entry may add a model the runner does not know yet):
 
 1. `prices.json` in the manifest directory: committed beside the manifests, so a price change
    is reviewed in the pull request whose plan it changes. Manifests are only `*.yaml`/`*.yml`
-   files, so it is never read as one.
+   files, so it is never read as one. Like every file of the project, it may not be a
+   symlink that leads out of the directory.
 2. the file named by the environment variable `RUNNER_PRICES`: negotiated prices kept out of
-   the repository, or a one-off run.
+   the repository, or a one-off run. It may be anywhere (whoever sets the environment
+   chooses it); as for any file, errors quote no more of it than a short excerpt.
 
 Every cost is at the batch price: the interactive price times (1 - `batch_discount`), 0.5 for
 Gemini's Batch Mode. A request whose prompt is over `LONG_PROMPT_TOKENS` is billed at the
@@ -31,7 +33,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import RunnerError
+from .errors import EXCERPT, RunnerError, clipped, excerpt
+from .resolve import Resolver, leaves
 from .tokens import TokenEstimate
 
 PRICES_ENV = "RUNNER_PRICES"
@@ -216,8 +219,8 @@ def parse_prices(text: str, origin: str) -> PriceTable:
         raise PricesError("a price table is a JSON object with a 'models' object", path=origin)
     unknown = sorted(set(doc) - _TOP_KEYS)
     if unknown:
-        raise PricesError(f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_TOP_KEYS))})",
-                          path=origin)
+        raise PricesError(f"unknown key {excerpt(unknown[0])} (allowed: "
+                          f"{', '.join(sorted(_TOP_KEYS))})", path=origin)
     currency, as_of = doc.get("currency", "USD"), doc.get("as_of", "")
     if not isinstance(currency, str) or not currency or not isinstance(as_of, str):
         raise PricesError("'currency' and 'as_of' must be strings", path=origin)
@@ -227,12 +230,12 @@ def parse_prices(text: str, origin: str) -> PriceTable:
 
 
 def _price(entry: Any, name: str, origin: str, as_of: str) -> Price:
-    where = f"models.{name}"
+    where = f"models.{clipped(name, EXCERPT)}"
     if not isinstance(entry, dict):
         raise PricesError(f"{where}: must be an object", path=origin)
     unknown = sorted(set(entry) - _ENTRY_KEYS)
     if unknown:
-        raise PricesError(f"{where}: unknown key {unknown[0]!r} (allowed: "
+        raise PricesError(f"{where}: unknown key {excerpt(unknown[0])} (allowed: "
                           f"{', '.join(sorted(_ENTRY_KEYS))})", path=origin)
     discount = entry.get("batch_discount", 0.5)
     if not _amount(discount) or discount >= 1:
@@ -277,6 +280,10 @@ def load_prices(directory: Path | None = None,
     """The packaged table, under `DIR/prices.json` if there is one, under `$RUNNER_PRICES`."""
     table = packaged()
     if directory is not None and (directory / PRICES_FILE).is_file():
+        problem = leaves(directory, PRICES_FILE, Resolver())
+        if problem is not None:
+            raise PricesError(f"{problem}; keep the price table in the directory",
+                              path=directory / PRICES_FILE)
         table = table.over(_read(directory / PRICES_FILE))
     named = environ.get(PRICES_ENV)
     if named:

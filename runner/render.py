@@ -20,28 +20,45 @@ import jinja2
 import orjson
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import DataError, TemplateError
+from .errors import DataError, TemplateError, clipped, excerpt
 from .hashing import canonical_bytes, file_digest
 from .manifest import Manifest
+from .resolve import Resolver, leaves
+from .bounds import MAX_REQUEST
+from .sandbox import BoundedSandbox, TemplateLimit
 from .sources import Row, parse_row
 
 Compiled = Callable[[dict[str, Any]], Any]
 
 
+class _Outside(Exception):
+    """Internal: an included template's name leads out of the project directory."""
+
+    def __init__(self, name: str, problem: str):
+        super().__init__(problem)
+        self.name = name
+
+
 class _TrackingLoader(jinja2.FileSystemLoader):
     """Loads included templates from the project directory and remembers which, for the spec
-    hash, and under which file name, so that an error inside one can name its file and line."""
+    hash, and under which file name, so that an error inside one can name its file and line.
+    A name that leads out of the project (absolute, `..`, a symlink) is refused before the
+    file is opened: a template that includes /proc/self/environ would otherwise quote it in
+    the error its syntax causes. Jinja loads each file once, so this runs once per file."""
 
     def __init__(self, root: Path):
         super().__init__(str(root))
         self.root = root
         self.used: set[str] = set()
         self.files: dict[str, str] = {}    # file name as Jinja reports it -> template name
+        self._resolve = Resolver()
 
     def get_source(self, environment: jinja2.Environment, template: str
                    ) -> tuple[str, str, Callable[[], bool]]:
+        problem = leaves(self.root, template, self._resolve)
+        if problem is not None:
+            raise _Outside(template, problem)
         try:
             result = super().get_source(environment, template)
         except UnicodeDecodeError as e:     # e.object holds the whole file's bytes
@@ -126,10 +143,11 @@ class Renderer:
     def __init__(self, manifest: Manifest):
         self.manifest = manifest
         self._loader = _TrackingLoader(manifest.project)
-        self._env = ImmutableSandboxedEnvironment(
+        self._env = BoundedSandbox(
             undefined=jinja2.StrictUndefined, loader=self._loader, autoescape=False,
             keep_trailing_newline=True)
         self._key = self._compile(manifest.key, ("spec", "key"))
+        self._fields: list[tuple[tuple[str | int, ...], Compiled]] = []  # templated strings
         self._request = self._splice(manifest.request, ("spec", "request"))
         # csv columns compile here too, so that validate and plan report their mistakes
         self.columns = [[self._compile(template, ("spec", "outputs", i, "columns", name))
@@ -143,7 +161,8 @@ class Renderer:
             try:
                 template = self._env.from_string(value)
             except jinja2.TemplateSyntaxError as e:
-                raise TemplateError(f"template syntax error in {_where(path)}: {e.message}",
+                raise TemplateError(f"template syntax error in {_where(path)}: "
+                                    f"{clipped(e.message or '')}",
                                     path=self.manifest.source,
                                     where=str(self.manifest.line_of(path))) from None
             pieces = _substitutions(self._env.parse(value))
@@ -154,9 +173,12 @@ class Renderer:
                     return t.render(ctx)
                 except jinja2.TemplateSyntaxError as e:   # only an included file gets here
                     file = self.manifest.project / e.name if e.name else self.manifest.source
-                    raise TemplateError(f"template syntax error: {e.message} (included from "
-                                        f"{_where(at)})", path=file, where=str(e.lineno)
-                                        ) from None
+                    raise TemplateError(f"template syntax error: {clipped(e.message or '')} "
+                                        f"(included from {_where(at)})", path=file,
+                                        where=str(e.lineno)) from None
+                except _Outside as e:
+                    raise _RowFailure(f"included template {excerpt(e.name)} {e} (in "
+                                      f"{_where(at)})", at) from None
                 except jinja2.TemplateNotFound as e:
                     raise _RowFailure(f"included template {e.name!r} not found (in "
                                       f"{_where(at)}; include paths are relative to the "
@@ -185,6 +207,7 @@ class Renderer:
         def walk(v: Any, at: tuple[str | int, ...]) -> Any:
             if isinstance(v, str) and _is_template(v):
                 holes.append(self._compile(v, at))
+                self._fields.append((at, holes[-1]))
                 return f"\x00hole{len(holes) - 1}\x00"
             if isinstance(v, dict):
                 return {k: walk(x, (*at, k)) for k, x in v.items()}
@@ -213,25 +236,37 @@ class Renderer:
         kinds: list[tuple[type[Exception] | tuple[type[Exception], ...], str]] = [
             (jinja2.UndefinedError, "undefined variable"),
             (SecurityError, "template not allowed"),
+            (TemplateLimit, "template over a limit"),
             (jinja2.TemplateError, "template error"),
             ((TypeError, ValueError, ArithmeticError, LookupError), "template failed"),
+            (RecursionError, "template nested too deeply (one that includes or calls itself?)"),
+            (MemoryError, "template ran out of memory"),
         ]
         for kind, what in kinds:
             if isinstance(e, kind):
-                detail = e.message if isinstance(e, jinja2.TemplateError) and e.message else e
+                detail = e.message if isinstance(e, jinja2.TemplateError) and e.message else str(e)
                 return _RowFailure(f"{what} in {_where(at)}{self._loader.place(e.__traceback__)}"
-                                   f": {detail}", at)
+                                   f": {clipped(detail)}", at)
         return None
 
     def _render(self, ctx: dict[str, Any]) -> tuple[str, bytes]:
         """One row's key and request bytes; `ctx` gains the key. Raises _RowFailure."""
         key = self._key(ctx)
         if not isinstance(key, str) or not key.strip():
-            raise _RowFailure(f"key renders empty (spec.key is {self.manifest.key!r})",
+            raise _RowFailure(f"key renders empty (spec.key is {excerpt(self.manifest.key)})",
                               ("spec", "key"))
         ctx["key"] = key
         request: bytes = self._request(ctx)
+        if len(request) + len(key) > MAX_REQUEST:
+            raise self._too_big(ctx, len(request) + len(key))
         return key, request
+
+    def _too_big(self, ctx: dict[str, Any], size: int) -> _RowFailure:
+        """A request over MAX_REQUEST, named by its largest templated field."""
+        fields = [(len(orjson.dumps(f(ctx))), at) for at, f in self._fields]
+        biggest, at = max(fields, key=lambda f: f[0], default=(0, ("spec", "request")))
+        return _RowFailure(f"the request renders to {size:,} bytes, more than {MAX_REQUEST:,}; "
+                           f"its largest field is {_where(at)} ({biggest:,} bytes)", at)
 
     def _row_error(self, row: Row, e: _RowFailure) -> TemplateError:
         return TemplateError(f"{self.manifest.rows_where(row)}: {e}", path=self.manifest.source,
@@ -298,7 +333,7 @@ class Renderer:
             if hash(key) not in suspects:
                 continue
             if key in first:
-                raise DataError(f"duplicate key {key!r} at {self.manifest.rows_where(row)} "
+                raise DataError(f"duplicate key {excerpt(key)} at {self.manifest.rows_where(row)} "
                                 f"(first at {first[key]}); spec.key must be unique per row",
                                 path=self.manifest.source,
                                 where=str(self.manifest.line_of(["spec", "key"])))

@@ -8,6 +8,12 @@ last part is not a symlink resolves to its resolved parent joined with that part
 what os.path.realpath finds too; a symlink, `..` or the root goes through Path.resolve().
 Answers are strings, compared as such. A Resolver lives for one load: the file system may
 change between runs.
+
+It also holds the project's one rule for paths (`leaves`): every file the runner reads or
+writes for a project (manifests, rows files, included templates, prices.json, the lockfile,
+outputs) is inside the project directory. A path may not be absolute, go up out of it with
+`..`, or pass through a symlink that leads out, so that a manifest under review cannot make
+the runner read /proc/self/environ into an error message or write over a file elsewhere.
 """
 
 from __future__ import annotations
@@ -53,6 +59,32 @@ class Resolver:
                 return False
             self._folders.add(folder)
         return True
+
+
+def leaves(project: Path, rel: str, resolve: Resolver) -> str | None:
+    """Why `rel` (as written in a manifest, relative to `project`) is not a path inside the
+    project, in words that follow the path's name; None when it is inside."""
+    if os.path.isabs(rel) or rel.startswith("~"):
+        return f"must be a relative path inside {project.name}/"
+    try:
+        inside = within(resolve(project / rel), resolve(project))
+    except (OSError, RuntimeError):     # a symlink loop (RuntimeError before Python 3.13)
+        return "cannot be followed: its symlinks form a loop"
+    if inside:
+        return None
+    link = first_symlink(project, rel)
+    return f"leaves the project directory through the symlink {link!r}" if link \
+        else "leaves the project directory"
+
+
+def first_symlink(project: Path, rel: str) -> str | None:
+    """The first component of `rel` that is a symlink, as written (None if there is none)."""
+    current = project
+    for part in Path(rel).parts:
+        current = current / part
+        if current.is_symlink():
+            return current.relative_to(project).as_posix()
+    return None
 
 
 def is_dir(path: str) -> bool:

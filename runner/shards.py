@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, NamedTuple, Sequence
 
 from .errors import DataError
+from .fsutil import cannot_write
 from .hashing import ContentHasher
 from .limits import Limits
 
@@ -41,6 +42,7 @@ class Splitter:
         self._whole = ContentHasher(provider, model)
         self._hasher: ContentHasher | None = None
         self._sink: IO[bytes] | None = None
+        self._part = Path()             # the file _sink writes, until it is put in place
         self._count = self._size = 0
         self.shards: list[ShardHash] = []
         self.paths: list[Path] = []
@@ -92,8 +94,13 @@ class Splitter:
             ContentHasher(self._provider, self._model)
         self._count = self._size = 0
         if self._dir is not None:
-            self._dir.mkdir(parents=True, exist_ok=True)
-            self._sink = open(self._dir / f".shard-{len(self.shards)}.part", "wb")
+            self._part = self._dir / f".shard-{len(self.shards)}.part"
+            try:
+                self._dir.mkdir(parents=True, exist_ok=True)
+                self._sink = open(self._part, "wb")
+            except OSError as e:
+                raise cannot_write(self._part, "creating it, for the requests of a job",
+                                   e) from None
 
     def _take(self, lines: bytes, n: int) -> None:
         assert self._hasher is not None
@@ -103,7 +110,10 @@ class Splitter:
         self._count += n
         self._size += len(lines)
         if self._sink is not None:
-            self._sink.write(lines)
+            try:
+                self._sink.write(lines)
+            except OSError as e:
+                raise cannot_write(self._part, "writing the requests of a job", e) from None
 
     def _close(self) -> None:
         assert self._hasher is not None
@@ -111,9 +121,15 @@ class Splitter:
         shard = ShardHash(hasher.hexdigest(), self._count)
         self.shards.append(shard)
         if self._sink is not None and self._dir is not None:
-            self._sink.close()
             path = self._dir / f"{shard.content_hash.split(':', 1)[1]}.jsonl"
-            os.replace(self._sink.name, path)
+            try:
+                self._sink.close()
+            except OSError as e:
+                raise cannot_write(self._part, "writing the requests of a job", e) from None
+            try:
+                os.replace(self._part, path)
+            except OSError as e:
+                raise cannot_write(path, "putting the requests of a job in place", e) from None
             self.paths.append(path)
             self._sink = None
         self._hasher = None
@@ -129,8 +145,9 @@ class Splitter:
     def abort(self) -> None:
         """Removes whatever was written: a render that fails leaves no shard files behind."""
         if self._sink is not None:
-            self._sink.close()
+            with contextlib.suppress(OSError):     # a full disk fails the flush again
+                self._sink.close()
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._sink.name)
+                os.unlink(self._part)
         for path in self.paths:
             path.unlink(missing_ok=True)

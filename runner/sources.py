@@ -15,7 +15,7 @@ from typing import Any, Generator, Iterator, NamedTuple
 import orjson
 import yaml
 
-from .errors import DataError
+from .errors import DataError, excerpt
 from .yamlsrc import describe_yaml_error, load_documents
 
 
@@ -191,6 +191,11 @@ def _explain_jsonl(raw: bytes, path: Path, n: int) -> Any:
     except json.JSONDecodeError as e:
         raise DataError(f"invalid JSON at column {e.colno}: {e.msg}", path=path,
                         where=f"{n}") from None
+    except RecursionError:      # orjson stopped at 1,024 levels, json near Python's limit
+        raise DataError(TOO_DEEP, path=path, where=f"{n}") from None
+
+
+TOO_DEEP = "nested too deeply to read (keep rows under 1,000 levels of nesting)"
 
 
 def _csv(path: Path) -> Iterator[Row]:
@@ -222,7 +227,8 @@ def _csv(path: Path) -> Iterator[Row]:
         if not name.strip():
             raise DataError(f"CSV header: column {i + 1} has no name", path=path, where="1")
         if name in header[:i]:
-            raise DataError(f"CSV header: column {name!r} appears twice", path=path, where="1")
+            raise DataError(f"CSV header: column {excerpt(name)} appears twice", path=path,
+                            where="1")
     index = 0
     while (fields := record()) is not None:
         if not fields:
@@ -261,6 +267,8 @@ def _whole(path: Path) -> Iterator[Row]:
     except json.JSONDecodeError as e:
         raise DataError(f"invalid JSON at column {e.colno}: {e.msg}", path=path,
                         where=f"{e.lineno}") from None
+    except RecursionError:
+        raise DataError(TOO_DEEP, path=path, where=_too_deep_line(raw)) from None
     except yaml.YAMLError as e:
         line, msg = describe_yaml_error(e, text)
         raise DataError(msg, path=path, where=str(line) if line else None) from None
@@ -270,14 +278,24 @@ def _whole(path: Path) -> Iterator[Row]:
     yield from inline(value, path)
 
 
+def _too_deep_line(raw: bytes) -> str | None:
+    """The line where a JSON file passes orjson's 1,024 levels (None if it does not: the json
+    module, which read it, stops near Python's recursion limit, a little lower)."""
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        return str(e.lineno)
+    return None
+
+
 def inline(items: list[Any], path: Path, prefix: str = "item") -> Iterator[Row]:
     for i, value in enumerate(items):
         if not isinstance(value, dict):
             raise DataError(f"{prefix} {i + 1} must be a mapping, not {_kind(value)}", path=path)
         repeated = _repeated_key(value)
         if repeated is not None:
-            raise DataError(f"{prefix} {i + 1}: key {repeated!r} appears twice in one object",
-                            path=path)
+            raise DataError(f"{prefix} {i + 1}: key {excerpt(repeated)} appears twice in one "
+                            "object", path=path)
         yield Row(i, value, f"{prefix} {i + 1}")
 
 

@@ -14,6 +14,7 @@ import stat as stat_mode
 import time
 from pathlib import Path
 
+from .errors import OutputError
 from .fsutil import write_text
 from .hashing import file_digest
 
@@ -67,7 +68,7 @@ class DigestCache:
         if self._path is not None and self._dirty:
             try:
                 write_text(self._path, json.dumps(self._entries))
-            except OSError:
+            except (OSError, OutputError):
                 return  # a cache is an optimisation: a read-only checkout still plans
             self._dirty = False
 

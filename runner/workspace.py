@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import hashing, lockfile
+from .clashes import check_templates
 from .desired import desire
+from .errors import LockfileError, OutputError
 from .manifest import Manifest, load_directory, load_schema, parse_cache
 from .parsecache import ParseCache, salt
 from .plan import Desired, Observed, disown, needs_remote, needs_tag_search
 from .providers.base import Provider, RemoteJob
+from .resolve import Resolver, leaves
 from .statcache import cache_for
 
 # Above this many jobs to look at, one paged list costs less than a get per job.
@@ -30,6 +34,7 @@ class Workspace:
     @classmethod
     def open(cls, directory: Path) -> Workspace:
         directory = directory.absolute()
+        _check_own_files(directory)     # before a cache under .runner/ is read
         state = directory / lockfile.STATE_DIR
         manifests_cache, lock_cache = parse_cache(state), _lock_cache(state)
         manifests = load_directory(directory, manifests_cache)
@@ -62,10 +67,29 @@ class Workspace:
     def desired(self) -> list[Desired]:
         cache = cache_for(self.state_dir)
         desired = [desire(m, self.lock.batches.get(m.name), cache) for m in self.manifests]
+        check_templates(self.manifests, {d.name: d.inputs.get("templates", {})
+                                                for d in desired})
         cache.save()    # only once every manifest rendered: bad input leaves nothing behind
         for parsed in self.parsed:
             parsed.save()
         return desired
+
+
+def _check_own_files(directory: Path) -> None:
+    """The lockfile and the state directory follow the rule of every file of the project
+    (runner.resolve.leaves): neither may lead out of it, and the lockfile, when there is one,
+    is a regular file (reading a pipe would wait forever)."""
+    resolve = Resolver()
+    lock = lockfile.lock_path(directory)
+    problem = leaves(directory, lockfile.LOCKFILE_NAME, resolve)
+    if problem is None and os.path.exists(lock) and not stat.S_ISREG(os.stat(lock).st_mode):
+        problem = "is not a regular file"
+    if problem is not None:
+        raise LockfileError(f"{problem}; the lockfile must be a file in the directory", path=lock)
+    problem = leaves(directory, lockfile.STATE_DIR, resolve)
+    if problem is not None:
+        raise OutputError(f"{problem}; the runner keeps its state inside the directory",
+                          path=directory / lockfile.STATE_DIR)
 
 
 def _lock_cache(state_dir: Path) -> ParseCache:
