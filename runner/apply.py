@@ -162,7 +162,7 @@ class Applier:
         then lost), and only then create. Returns the job's name."""
         entry, part = self._part(m, action.content_hash, files=True)
         part.display_name = display_name(m.name, part.content_hash, action.attempt)
-        part.state, part.attempts = JobState.CREATING.value, action.attempt
+        part.state, part.attempts = JobState.CREATING, action.attempt
         part.job = part.input_file = part.submitted_at = part.finished_at = part.error = None
         self._record(m.name, entry)
         hit("after-intent")
@@ -260,7 +260,7 @@ class Applier:
 
     def _bind(self, name: str, part: Part | Retry, job: RemoteJob) -> None:
         part.job = job.name
-        part.state = job.state.value
+        part.state = job.state
         part.submitted_at = part.submitted_at or job.create_time or now()
         if job.input_file:
             part.input_file = job.input_file
@@ -293,7 +293,7 @@ class Applier:
         if retry is None:
             assert action.display_name is not None
             retry = Retry(rendered.content_hash, rendered.requests, action.display_name,
-                          JobState.CREATING.value)
+                          JobState.CREATING)
             entry.retries.append(retry)
             self._record(m.name, entry)
         job = self._find(retry.display_name) or self._create(m, retry, path)
@@ -358,7 +358,7 @@ class Applier:
         entry = self.ws.lock.batches[m.name]
         record = _find_job(entry, job.name) if job is not None else None
         if job is not None and record is not None:
-            record.state = JobState.SUCCEEDED.value
+            record.state = JobState.SUCCEEDED
             record.finished_at = job.end_time or record.finished_at or now()
             if entry.shards:    # recorded before the other shards' results are fetched
                 self._results(m.name, record, job)
@@ -366,12 +366,12 @@ class Applier:
         if not entry.settled:
             if job is None or record is None:
                 raise InputsChanged(m.name, m.source)
-            waiting = sum(1 for p in entry.parts() if p.state != JobState.SUCCEEDED.value)
+            waiting = sum(1 for p in entry.parts() if p.state != JobState.SUCCEEDED)
             self.report(f"{self._label(m.name, record)}: succeeded; results fetched, waiting "
                         f"for {waiting} more shard(s)")
             return False
         records: list[Part | Retry] = [*entry.parts()]
-        records += [r for r in entry.retries if r.state == JobState.SUCCEEDED.value]
+        records += [r for r in entry.retries if r.state == JobState.SUCCEEDED]
         # a later results file wins for a key: oldest first, so each key gets its newest
         # result (a follow-up's over its job's, a shard resubmitted since over a follow-up's)
         records.sort(key=lambda r: r.submitted_at or "")
@@ -419,7 +419,7 @@ class Applier:
         record = _find_job(self.ws.lock.batches[name], job.name)
         if record is None:
             return
-        record.state = job.state.value
+        record.state = job.state
         record.finished_at = job.end_time or now()
         record.error = job.error
         self.ws.save_lock()
@@ -468,7 +468,7 @@ class Applier:
             entry = self.ws.lock.batches[name]
             record = _find_job(entry, action.job.name) if action.job is not None else None
             if action.job is not None and record is not None and \
-                    record.state != action.job.state.value:
+                    record.state != action.job.state:
                 self.record_terminal(name, action.job)
             return
         if action.kind == Kind.LOST:
@@ -548,7 +548,7 @@ class Applier:
         entry = self.ws.lock.batches[name]
         records: list[Part | Retry] = [*entry.parts(), *entry.retries]
         for record in records:
-            if record.job is None and record.state == JobState.CREATING.value:
+            if record.job is None and record.state == JobState.CREATING:
                 found = self._find(record.display_name)     # created just before a crash?
                 record.job = found.name if found is not None else None
             if record.job is None:
@@ -601,7 +601,7 @@ class Applier:
         """After results are written: a follow-up batch of the failures, if the policy allows."""
         entry = self.ws.lock.batches[m.name]
         failed = entry.counts.get("failed", 0)
-        gave_up = bool(entry.retries) and entry.retries[-1].state != JobState.SUCCEEDED.value
+        gave_up = bool(entry.retries) and entry.retries[-1].state != JobState.SUCCEEDED
         if not failed or gave_up or len(entry.retries) >= m.retry_failed:
             why = too_many_failures(self.desired[m.name], failed)
             if why is not None:
@@ -616,7 +616,7 @@ class Applier:
 
     def _close_retry(self, name: str, retry: Retry, job: RemoteJob | None) -> None:
         """A follow-up that ended without results: its requests stay in the errors output."""
-        retry.state = job.state.value if job is not None else JobState.CANCELLED.value
+        retry.state = job.state if job is not None else JobState.CANCELLED
         retry.finished_at = (job.end_time if job is not None else None) or now()
         retry.error = job.error if job is not None else "job deleted on the provider"
         self.ws.save_lock()
@@ -672,8 +672,8 @@ class Applier:
                                     job.succeeded + job.failed if job.total else None,
                                     job.total or None)
                 if not job.state.terminal:
-                    if record.state != job.state.value:
-                        record.state = job.state.value
+                    if record.state != job.state:
+                        record.state = job.state
                         self.ws.save_lock()
                     inflight[job_name] = (name, None)
                     continue

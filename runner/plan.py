@@ -163,7 +163,7 @@ def disown(want: Desired, entry: LockEntry, observed: Observed) -> tuple[LockEnt
     entry = copy.deepcopy(entry)
     copies = _checked(entry)
     for i in bad:
-        copies[i].job, copies[i].state = None, JobState.CREATING.value
+        copies[i].job, copies[i].state = None, JobState.CREATING
         if isinstance(copies[i], Retry):    # its tag, as this batch's follow-up names it
             copies[i].display_name = retry_name(want.name, entry.content_hash,
                                                 len(entry.retries))
@@ -283,8 +283,8 @@ def needs_tag_search(entry: LockEntry | None, want: Desired) -> bool:
     """Whether the batch may need creating or adopting, i.e. finding a job by its tag."""
     retry = entry.open_retry if entry is not None else None
     return (entry is None or entry.content_hash != want.content_hash
-            or any(p.job is None or p.state == JobState.CREATING.value for p in entry.parts())
-            or (retry is not None and retry.state == JobState.CREATING.value))
+            or any(p.job is None or p.state == JobState.CREATING for p in entry.parts())
+            or (retry is not None and retry.state == JobState.CREATING))
 
 
 def retry_name(name: str, content_hash: str, number: int) -> str:
@@ -298,7 +298,7 @@ def _for_retry(want: Desired, entry: LockEntry, observed: Observed) -> Action | 
     retry = entry.open_retry
     if retry is not None:
         n = len(entry.retries)
-        if retry.state == JobState.CREATING.value or retry.job is None:
+        if retry.state == JobState.CREATING or retry.job is None:
             tagged = observed.tagged(retry.display_name)
             if tagged is not None:
                 return Action(Kind.ADOPT, reason=f"retry {n}: an interrupted run created it",
@@ -318,7 +318,7 @@ def _for_retry(want: Desired, entry: LockEntry, observed: Observed) -> Action | 
         return Action(Kind.RECORD, reason=f"retry {n} {job.state.value.lower()}; its requests "
                       "stay in the errors output", job=job, **base)
     failed = entry.counts.get("failed", 0)
-    gave_up = bool(entry.retries) and entry.retries[-1].state != JobState.SUCCEEDED.value
+    gave_up = bool(entry.retries) and entry.retries[-1].state != JobState.SUCCEEDED
     if failed and len(entry.retries) < want.retry_failed and not gave_up:
         n = len(entry.retries) + 1
         return Action(Kind.RETRY, reason=f"resubmit {failed} failed requests (retry {n} of "
@@ -342,7 +342,7 @@ def _for_part(name: str, part: Part, observed: Observed, max_attempts: int,
                               name, part.content_hash, attempt), **base)
         return Action(Kind.FAILED, reason=f"{CANCELLED_BY_USER} before it was submitted; "
                       f"apply --resubmit {name} submits it", **base)
-    if part.state == JobState.CREATING.value or part.job is None:
+    if part.state == JobState.CREATING or part.job is None:
         tag = display_name(name, part.content_hash, attempt)
         tagged = observed.tagged(tag)
         if tagged is not None:
@@ -352,7 +352,7 @@ def _for_part(name: str, part: Part, observed: Observed, max_attempts: int,
                       display_name=tag, **base)
     resubmit = dict(base, attempt=attempt + 1,
                     display_name=display_name(name, part.content_hash, attempt + 1))
-    if part.state == JobState.SUCCEEDED.value:
+    if part.state == JobState.SUCCEEDED:
         if settled or part.job in observed.jobs:
             return None
         return _lost(name, "its job succeeded, then was deleted on the provider, and its "
@@ -504,7 +504,7 @@ def _for_records(want: Desired, entry: LockEntry | None, observed: Observed, max
     recorded = {p.content_hash: p for p in entry.parts()} if entry is not None else {}
     old_jobs = _superseded(entry, want, observed) if entry is not None else ()
     settled = all((p := recorded.get(s.content_hash)) is not None and p.job is not None
-                  and p.state == JobState.SUCCEEDED.value for s in wanted)
+                  and p.state == JobState.SUCCEEDED for s in wanted)
     actions: list[Action] = []
     for i, shard in enumerate(wanted):
         part = recorded.get(shard.content_hash)
