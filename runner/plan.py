@@ -100,7 +100,7 @@ _RANK = {JobState.SUCCEEDED: 0, JobState.PENDING: 1, JobState.RUNNING: 1}
 def best(jobs: list[RemoteJob]) -> RemoteJob | None:
     """The most useful of several jobs for the same requests: succeeded, then live, the first
     created (then by name). Every run picks the same one, so that two machines that created
-    the same batch at once both keep it and cancel the other (see runner.apply)."""
+    the same batch at once both keep it and cancel the other (see runner.apply.submit)."""
     return min(jobs, key=lambda j: (_RANK.get(j.state, 2), moment(j.create_time), j.name),
                default=None)
 
@@ -148,7 +148,7 @@ def disown(want: Desired, entry: LockEntry, observed: Observed) -> tuple[LockEnt
     """The record with every job that is not its own (see `foreign`) taken out, as if the
     lockfile had lost it, so that the job is looked for by its tag; and what was found, for
     the reason shown. The entry is returned as it is when every job is its own. Follow-ups
-    that ended are checked when their results are read (runner.apply)."""
+    that ended are checked when their results are read (runner.apply.collect)."""
     records = _checked(entry)
     bad = [i for i, record in enumerate(records)
            if (job := observed.jobs.get(record.job or "")) is not None
