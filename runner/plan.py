@@ -372,6 +372,14 @@ def _for_part(name: str, part: Part, observed: Observed, max_attempts: int,
             return Action(Kind.FAILED, reason=f"job expired {attempt} times; giving up "
                           "(raise --max-attempts to try again)", job=job, **base)
         return Action(Kind.RESUBMIT, reason="job expired (48 h without finishing)", **resubmit)
+    if state == JobState.CANCELLED and part.error != CANCELLED_BY_USER:
+        # two runs that created the same job at once each keep the same one and cancel the
+        # other (see `twins`): the run whose job was cancelled takes the one kept
+        keep, _ = twins(observed.jobs.values(), part.display_name)
+        if keep is not None:
+            return Action(Kind.ADOPT, reason=f"{job.name} was cancelled by another run that "
+                          f"created the same job, which kept {keep.name}",
+                          display_name=keep.display_name, job=keep, **base)
     if state == JobState.CANCELLED and part.error == CANCELLED_BY_USER:
         why = CANCELLED_BY_USER
     elif state == JobState.CANCELLED:
@@ -578,3 +586,20 @@ def plan(desired: list[Desired], lock: Lock, observed: Observed, *,
         actions.append(Action(Kind.ORPHAN, name, f"manifest removed ({entry.manifest}); kept in "
                               "the lockfile until apply --prune", entry.requests))
     return Plan(tuple(actions), tuple(warnings))
+
+
+def replan(want: Desired, entry: LockEntry, observed: Observed, *, max_attempts: int = 3,
+           record: Part | Retry | None = None) -> Action:
+    """A batch planned again while apply runs, over its record as the run keeps it and what
+    the provider just said (`observed` need hold no more than that). With `record`, the
+    action for that job alone: its shard's, or the follow-up's. Nothing is resubmitted
+    unasked: `--resubmit` asks for the jobs that had failed before the run."""
+    action = plan([want], Lock({want.name: entry}), observed,
+                  max_attempts=max_attempts).actions[0]
+    if record is None:
+        return action
+    retry = isinstance(record, Retry)
+    for each in action.parts or (action,):
+        if each.retry == retry and (retry or each.content_hash == record.content_hash):
+            return each
+    raise ValueError(f"{want.name}: the plan has no action for job {record.job}")
