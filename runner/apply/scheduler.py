@@ -1,18 +1,22 @@
 """The run: the plan's actions carried out in order within the provider's cap on jobs at once,
 then every job polled, with backoff and within the time limit, until it ends.
 
+The decisions are the planner's. When a job ends while the run waits (expired, failed,
+cancelled by another run that kept its twin, succeeded with failed requests), the run plans
+that batch again (runner.plan.replan: plan() over its record as the run keeps it and what the
+provider just said) and acts on the action it gets.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from ..errors import ProviderError
 from ..failpoints import hit
 from ..identity import Identity
 from ..limits import limits_for
 from ..lockfile import Part, Retry
-from ..manifest import Manifest
-from ..plan import (CANCELLED_BY_USER, SUBMITS, Action, Desired, Kind, Observed, Plan,
-                    retry_name, too_many_failures, twins)
+from ..plan import SUBMITS, Action, Desired, Kind, Observed, Plan, replan
 from ..progress import Progress
 from ..providers.base import JobState, Provider, RemoteJob
 from ..retry import Backoff
@@ -128,7 +132,7 @@ class Scheduler:
                 # shards dropped (rows removed from the end): the rest are still good
                 self.submitter.relay(m)
             if self.collector.collect(m, action.job):
-                self._next_retry(m, inflight)
+                self._after_outputs(name, inflight)
         elif action.kind == Kind.RECORD and action.retry:
             assert entry is not None and entry.open_retry is not None
             self.collector.close_retry(name, entry.open_retry, action.job)
@@ -146,60 +150,53 @@ class Scheduler:
             self.submitter.relay(m, files=any(p.kind in SUBMITS for p in action.parts))
             self.journal.save()
 
-    def _next_retry(self, m: Manifest, inflight: Inflight) -> None:
-        """After results are written: a follow-up batch of the failures, if the policy allows."""
-        entry = self.journal.entry(m.name)
-        failed = entry.counts.get("failed", 0)
-        gave_up = bool(entry.retries) and entry.retries[-1].state != JobState.SUCCEEDED
-        if not failed or gave_up or len(entry.retries) >= m.retry_failed:
-            why = too_many_failures(self.desired[m.name], failed)
-            if why is not None:
-                note(self.outcome.failed, m.name)
-                self.progress.error(f"{m.name}: {why}")
-            return
-        n = len(entry.retries) + 1
-        self.submitter.submit_retry(m, Action(Kind.RETRY, m.name, "failed requests", failed,
-                                              entry.content_hash,
-                                              retry_name(m.name, entry.content_hash, n),
-                                              retry=True))
-        self._track_retry(m.name, inflight)
+    def _replan(self, want: Desired, observed: Observed,
+                record: Part | Retry | None = None) -> Action:
+        return replan(want, self.journal.entry(want.name), observed,
+                      max_attempts=self.options.max_attempts, record=record)
 
-    def _twin(self, name: str, record: Part | Retry, job: RemoteJob) -> RemoteJob | None:
-        """For a job cancelled outside this run: the job of the same tag that another run
-        kept (see Submitter.heal), now recorded instead; None when there is none."""
-        if job.state != JobState.CANCELLED or record.error == CANCELLED_BY_USER:
-            return None
-        keep, _ = twins(self.listing.jobs(fresh=True), record.display_name)
-        if keep is None or keep.name == job.name:
-            return None
-        self.report(f"{self.journal.label(name, record)}: {job.name} was cancelled by another "
-                    f"run that created the same job; recording {keep.name}")
-        self.journal.bind(record, keep)
-        return keep
+    def _after_outputs(self, name: str, inflight: Inflight) -> None:
+        """Once a batch's outputs are written (as the lockfile now records them), the planner
+        says what its failed requests call for: a follow-up batch, or the batch failed (more
+        than allowed). Any other change it sees is left to the next plan, which shows it."""
+        want = dataclasses.replace(self.desired[name],
+                                   outputs=dict(self.journal.entry(name).outputs))
+        action = self._replan(want, Observed({}))
+        if action.kind in (Kind.RETRY, Kind.FAILED):
+            self._do(action, inflight)
 
     def _ended(self, name: str, record: Part | Retry, job: RemoteJob,
                inflight: Inflight) -> None:
-        """A job that ended while the run waited."""
+        """A job that ended while the run waited: its results collected, or what the planner
+        makes of it. Progress says what the provider said (the job's state and error)."""
         m = self.ws.manifest(name)
         if job.state == JobState.SUCCEEDED:
             if self.collector.collect(m, job):
-                self._next_retry(m, inflight)
-        elif isinstance(record, Retry):
-            self.collector.close_retry(name, record, job)
-        elif job.state == JobState.EXPIRED and record.attempts < self.options.max_attempts:
+                self._after_outputs(name, inflight)
+            return
+        jobs = {job.name: job}
+        if job.state == JobState.CANCELLED and not isinstance(record, Retry):
+            # perhaps by another run that created the same job and kept its own (see
+            # Submitter.heal): listed, the planner takes that one
+            jobs = {**{j.name: j for j in self.listing.jobs(fresh=True)}, **jobs}
+        action = self._replan(self.desired[name], Observed(jobs), record)
+        label = self.journal.label(name, record)
+        if action.retry:
+            self._do(action, inflight)
+        elif action.kind == Kind.ADOPT and action.job is not None:
+            self.report(f"{label}: {job.name} was cancelled by another run that created the "
+                        f"same job; recording {action.job.name}")
+            self.journal.bind(record, action.job)
+            inflight[action.job.name] = (name, action.job)
+        elif action.kind in SUBMITS:
             self.journal.terminal(name, job)
-            action = Action(Kind.RESUBMIT, name, "job expired", record.requests,
-                            record.content_hash, attempt=record.attempts + 1)
-            self.report(f"{self.journal.label(name, record)}: job expired; resubmitting "
-                        f"(attempt {action.attempt})")
-            inflight[self.submitter.submit(m, action)] = (name, None)
-        elif (twin := self._twin(name, record, job)) is not None:
-            inflight[twin.name] = (name, twin)
+            self.report(f"{label}: job {job.state.value.lower()}; resubmitting (attempt "
+                        f"{action.attempt})")
+            self._do(action, inflight)
         else:
             self.journal.terminal(name, job)
             note(self.outcome.failed, name)
-            self.progress.error(f"{self.journal.label(name, record)}: job "
-                                f"{job.state.value.lower()}"
+            self.progress.error(f"{label}: job {job.state.value.lower()}"
                                 + (f": {job.error}" if job.error else ""))
 
     # -- job slots and polling ----------------------------------------------------------------
