@@ -4,8 +4,8 @@ are in, with its follow-ups' merged over them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..desired import outputs_hash
 from ..downloads import cached, discard, keep, results_path
@@ -16,23 +16,15 @@ from ..manifest import Manifest
 from ..outputs import Written, write_outputs
 from ..plan import best, foreign
 from ..pricing import load_prices, spent
-from ..progress import Progress
-from ..providers.base import JobState, Provider, RemoteJob
-from .journal import Journal
-from .listing import Listing
-from .options import Outcome, note
+from ..providers.base import JobState, RemoteJob
+from .options import note
+from .worker import Worker
 
 
-class Collector:
-    def __init__(self, journal: Journal, listing: Listing, provider: Provider,
-                 progress: Progress, outcome: Outcome):
-        self.journal = journal
-        self.listing = listing
-        self.provider = provider
-        self.progress = progress
-        self.report: Callable[[str], None] = progress.message
-        self.outcome = outcome
-        self._written: dict[str, tuple[str | None, ...]] = {}  # batch -> jobs its outputs hold
+@dataclass
+class Collector(Worker):
+    # batch -> the jobs whose results its outputs were written from, this run
+    _written: dict[str, tuple[str | None, ...]] = field(default_factory=dict, init=False)
 
     def collect(self, m: Manifest, job: RemoteJob | None) -> bool:
         """Marks the job's record succeeded and, once every part of the batch is in, writes

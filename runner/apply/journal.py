@@ -27,6 +27,8 @@ def now() -> str:
 
 
 class Journal:
+    """The run's lockfile records; `desired` holds the batches as the plan saw them."""
+
     def __init__(self, ws: Workspace, desired: Mapping[str, Desired]):
         self.ws = ws
         self.desired = desired
@@ -62,10 +64,6 @@ class Journal:
         self.ws.lock.batches[m.name] = entry
         return entry
 
-    def record(self, name: str, entry: LockEntry) -> None:
-        self.ws.lock.batches[name] = entry
-        self.save()
-
     def spec(self, name: str) -> None:
         """A manifest edited without changing its requests: its inputs recorded anew."""
         entry, want = self.entry(name), self.desired[name]
@@ -78,12 +76,12 @@ class Journal:
 
     # -- a job's life -------------------------------------------------------------------------
 
-    def intent(self, name: str, entry: LockEntry, part: Part, tag: str, attempt: int) -> None:
+    def intent(self, part: Part, tag: str, attempt: int) -> None:
         """Before the create call: the tag to find the job by, should the answer be lost."""
         part.display_name = tag
         part.state, part.attempts = JobState.CREATING, attempt
         part.job = part.input_file = part.submitted_at = part.finished_at = part.error = None
-        self.record(name, entry)
+        self.save()
 
     def retry_intent(self, entry: LockEntry, retry: Retry) -> None:
         entry.retries.append(retry)
@@ -154,7 +152,7 @@ class Journal:
         entry.outputs = written.outputs
         entry.outputs_hash = outputs_hash
         entry.error = None
-        self.record(name, entry)
+        self.save()
 
     # -- finding records ----------------------------------------------------------------------
 

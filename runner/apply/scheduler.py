@@ -89,6 +89,8 @@ class Scheduler:
         self._do(action, inflight)
 
     def _do(self, action: Action, inflight: Inflight) -> None:
+        """Carries out an action now. What the planner answers for a job that just ended
+        comes here directly, not through the queue: it takes the slot of the job it follows."""
         name = action.name
         if action.kind == Kind.ORPHAN:
             if self.options.prune:

@@ -9,8 +9,9 @@ tag, never by a blind retry; a create answered with another batch's job is not r
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, cast
+from typing import IO, Any, cast
 
 import orjson
 
@@ -22,31 +23,28 @@ from ..identity import Identity
 from ..lockfile import LockEntry, Part, Retry
 from ..manifest import Manifest
 from ..plan import Action, display_name, foreign, twins
-from ..progress import Progress
-from ..providers.base import AmbiguousCreate, JobState, Provider, RemoteJob
+from ..providers.base import AmbiguousCreate, JobState, RemoteJob
 from ..retry import Sleep
-from .journal import Journal, part_of
-from .listing import Listing
-from .options import Outcome, note
+from .journal import part_of
+from .options import note
+from .worker import Worker
 
 # (batch, the job its record named, the job it names now) for a record healed of a twin
 Moved = tuple[str, str, RemoteJob]
 
 
-class Submitter:
-    def __init__(self, journal: Journal, listing: Listing, provider: Provider,
-                 progress: Progress, outcome: Outcome, identity: Identity, sleep: Sleep):
-        self.journal = journal
-        self.listing = listing
-        self.provider = provider
-        self.progress = progress
-        self.report: Callable[[str], None] = progress.message
-        self.outcome = outcome
-        self.identity = identity
-        self.sleep = sleep
-        self.state_dir = journal.ws.state_dir
-        self._rendered: dict[str, tuple[dict[str, Any], Rendered]] = {}
-        self._created: list[tuple[str, Part | Retry]] = []     # jobs created, to check twice
+@dataclass
+class Submitter(Worker):
+    identity: Identity
+    sleep: Sleep
+    # each batch as rendered this run, with its inputs
+    _rendered: dict[str, tuple[dict[str, Any], Rendered]] = field(default_factory=dict, init=False)
+    # the jobs this run created, to check for twins (see heal)
+    _created: list[tuple[str, Part | Retry]] = field(default_factory=list, init=False)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.journal.ws.state_dir
 
     # -- the batch as it renders now ----------------------------------------------------------
 
@@ -107,9 +105,9 @@ class Submitter:
     def submit(self, m: Manifest, action: Action) -> str:
         """Render, record the intent, look for the tag (a job an earlier run created and
         then lost), and only then create. Returns the job's name."""
-        entry, part = self.layout(m, action.content_hash, files=True)
+        _, part = self.layout(m, action.content_hash, files=True)
         tag = display_name(m.name, part.content_hash, action.attempt)
-        self.journal.intent(m.name, entry, part, tag, action.attempt)
+        self.journal.intent(part, tag, action.attempt)
         hit("after-intent")
         path = input_path(self.state_dir, part.content_hash)
         job = self.listing.find(tag) or self._create(m, part, path)
