@@ -377,9 +377,9 @@ def _for_part(name: str, part: Part, observed: Observed, max_attempts: int,
         # other (see `twins`): the run whose job was cancelled takes the one kept
         keep, _ = twins(observed.jobs.values(), part.display_name)
         if keep is not None:
-            return Action(Kind.ADOPT, reason=f"{job.name} was cancelled by another run that "
-                          f"created the same job, which kept {keep.name}",
-                          display_name=keep.display_name, job=keep, **base)
+            return Action(Kind.ADOPT, name, f"{job.name} was cancelled by another run that "
+                          f"created the same job, which kept {keep.name}", part.requests,
+                          part.content_hash, keep.display_name, keep, attempt=attempt)
     if state == JobState.CANCELLED and part.error == CANCELLED_BY_USER:
         why = CANCELLED_BY_USER
     elif state == JobState.CANCELLED:
