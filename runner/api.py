@@ -8,6 +8,10 @@ Each function takes the manifest directory and either a `provider` (anything imp
 `runner.providers.base.Provider`) or `emulator=True`; with neither, the Gemini API is used
 with the key from GEMINI_API_KEY / GOOGLE_API_KEY. Errors a user can fix raise a subclass of
 `RunnerError`.
+
+A command that does more than one thing with a directory (`runner plan` prices the plan it
+makes; `runner status` shows spending beside it) opens the Workspace once and calls the `*_of`
+functions, which the functions here are made of, on it.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from .progress import Progress
 from .desired import record_for, render_recorded
 from .errors import LockfileError, RunnerError
 from .identity import establish
-from .lockfile import LIVE, STATE_DIR, LockEntry, held
+from .lockfile import LIVE, STATE_DIR, Lock, LockEntry, held
 from .manifest import Manifest
-from .plan import CANCELLED_BY_USER, SUBMITS, Plan, attempt_of, display_name
+from .plan import CANCELLED_BY_USER, SUBMITS, Desired, Plan, attempt_of, display_name
 from .plan import plan as make_plan
 from .providers.base import JobState, Provider, RemoteJob
 from .providers.gemini import GeminiProvider, api_key_from_env
@@ -92,13 +96,29 @@ def validate(directory: PathLike) -> dict[str, int]:
     return {m.name: sum(1 for _ in Renderer(m).requests()) for m in ws.manifests}
 
 
+def render(directory: PathLike, name: str) -> Iterator[str]:
+    """One batch's request lines (JSONL, without newlines), rendered as they are read."""
+    ws = Workspace.open(Path(directory))
+    try:
+        m = ws.manifest(name)
+    except KeyError:
+        raise RunnerError(f"no batch named {name!r}", path=directory) from None
+    return (request.line() for request in Renderer(m).requests())
+
+
 def plan(directory: PathLike, *, provider: Provider | None = None, emulator: bool = False,
          max_attempts: int = 3, resubmit: Iterable[str] = ()) -> Plan:
     """What apply would do, and why. Reads the provider; changes nothing."""
     ws = Workspace.open(Path(directory))
-    desired = ws.desired()
+    desired = ws.desired()                  # bad input fails before the provider is reached
     with _provider(directory, provider, emulator) as p:
-        observed = observe(p, ws.lock, desired)
+        return plan_of(ws, desired, p, max_attempts=max_attempts, resubmit=resubmit)
+
+
+def plan_of(ws: Workspace, desired: list[Desired], provider: Provider, *,
+            max_attempts: int = 3, resubmit: Iterable[str] = ()) -> Plan:
+    """`plan` of an open workspace and what it desires (`ws.desired()`)."""
+    observed = observe(provider, ws.lock, desired)
     return make_plan(desired, ws.lock, observed, max_attempts=max_attempts,
                      resubmit=frozenset(resubmit))
 
@@ -121,33 +141,56 @@ def costs(directory: PathLike, plan: Plan, *, provider: Provider | None = None,
           count_tokens: bool = False, emulator: bool = False) -> Costs:
     """The estimated cost range of each batch the plan submits, at the batch price. With
     count_tokens, input tokens come from the provider's countTokens, one call per request."""
-    if not any(a.kind in SUBMITS for a in plan.actions):
+    if not _submits(plan):
         return {}                           # nothing to price: spare reading the manifests
     ws = Workspace.open(Path(directory))
     if not count_tokens:
-        return plan_costs(ws, plan)
+        return costs_of(ws, plan)
     with _provider(directory, provider, emulator) as p:
-        return plan_costs(ws, plan, lambda model: lambda request: p.count_tokens(model, request))
+        return costs_of(ws, plan, counter=p)
+
+
+def costs_of(ws: Workspace, plan: Plan, *, counter: Provider | None = None) -> Costs:
+    """`costs` in an open workspace; with a `counter`, input tokens come from its
+    countTokens."""
+    if not _submits(plan):
+        return {}                           # nothing to price: not even the price table
+    if counter is None:
+        return plan_costs(ws, plan)
+    return plan_costs(ws, plan, lambda model: lambda request: counter.count_tokens(model, request))
+
+
+def _submits(plan: Plan) -> bool:
+    return any(a.kind in SUBMITS for a in plan.actions)
 
 
 def spending(directory: PathLike) -> dict[str, Spent]:
     """What each finished batch used and cost, as the lockfile recorded it."""
-    ws = Workspace.open(Path(directory))
-    return {name: Spent.from_dict(e.spent) for name, e in ws.lock.batches.items() if e.spent}
+    return spending_of(Workspace.open(Path(directory)).lock)
+
+
+def spending_of(lock: Lock) -> dict[str, Spent]:
+    """`spending` as a loaded lockfile records it."""
+    return {name: Spent.from_dict(e.spent) for name, e in lock.batches.items() if e.spent}
 
 
 def status(directory: PathLike, *, provider: Provider | None = None,
            emulator: bool = False) -> list[BatchStatus]:
     """Each batch's sync (lockfile and outputs against the manifest) and health (the job)."""
     ws = Workspace.open(Path(directory))
-    desired = ws.desired()
+    desired = ws.desired()                  # bad input fails before the provider is reached
     with _provider(directory, provider, emulator) as p:
-        observed = observe(p, ws.lock, desired)
-        remote: dict[str, RemoteJob | None] = dict(observed.jobs)
-        for entry in ws.lock.batches.values():
-            jobs = {p.job for p in entry.parts()} | {entry.current_job}
-            for job in sorted(j for j in jobs - set(remote) if j):
-                remote[job] = p.get_job(job)
+        return status_of(ws, desired, p)
+
+
+def status_of(ws: Workspace, desired: list[Desired], provider: Provider) -> list[BatchStatus]:
+    """`status` of an open workspace and what it desires (`ws.desired()`)."""
+    observed = observe(provider, ws.lock, desired)
+    remote: dict[str, RemoteJob | None] = dict(observed.jobs)
+    for entry in ws.lock.batches.values():
+        jobs = {p.job for p in entry.parts()} | {entry.current_job}
+        for job in sorted(j for j in jobs - set(remote) if j):
+            remote[job] = provider.get_job(job)
     return statuses(make_plan(desired, ws.lock, observed), ws.lock, remote)
 
 
@@ -165,43 +208,40 @@ def cancel(directory: PathLike, names: Iterable[str], *, provider: Provider | No
     records them; returns the jobs cancelled.
     The batch then stays as it is until `apply --resubmit NAME`. In a copied directory, the
     jobs the original recorded are refused unless `take_over` names the original."""
-    path = Path(directory)
-    ws = Workspace.open(path)
-    for name in names:
-        _entry(ws, name)
+    first = Workspace.open(Path(directory))     # bad input fails before the run lock is taken
     cancelled = []
     listed: list[RemoteJob] | None = None
-    with held(ws.directory, lock_timeout), _provider(directory, provider, emulator) as p:
-        ws = Workspace.open(path)
+    with held(first.directory, lock_timeout):
+        ws = first.reloaded()                   # the lockfile as the last run left it
+        entries = {name: _entry(ws, name) for name in names}
         identity = establish(ws.directory, ws.lock,
                              Path(take_over) if take_over is not None else None)
-        for name in names:
-            entry = _entry(ws, name)
+        for name, entry in entries.items():
             for record in [*entry.parts(), *entry.retries]:
                 if record.state in LIVE and identity.guards(record.job):
                     raise RunnerError(f"{name}: {identity.refusal(record.job or '')}",
                                       path=ws.lock_path)
-        for name in names:
-            entry = _entry(ws, name)
-            retry = entry.open_retry
-            records = [retry] if retry is not None else entry.parts()
-            for record in records:
-                if record.state not in LIVE:
-                    continue
-                if record.job is None:      # queued, or created just before a crash
-                    if listed is None:      # one listing for every such record
-                        listed = [j for j in p.list_jobs() if not j.state.terminal]
-                    live = [j for j in listed if j.display_name == record.display_name]
-                    record.job = live[0].name if live else None
-                if record.job is None:      # never submitted: it stays unsubmitted
-                    record.state, record.error = JobState.CANCELLED.value, CANCELLED_BY_USER
+        with _provider(directory, provider, emulator) as p:
+            for entry in entries.values():
+                retry = entry.open_retry
+                records = [retry] if retry is not None else entry.parts()
+                for record in records:
+                    if record.state not in LIVE:
+                        continue
+                    if record.job is None:      # queued, or created just before a crash
+                        if listed is None:      # one listing for every such record
+                            listed = [j for j in p.list_jobs() if not j.state.terminal]
+                        live = [j for j in listed if j.display_name == record.display_name]
+                        record.job = live[0].name if live else None
+                    if record.job is None:      # never submitted: it stays unsubmitted
+                        record.state, record.error = JobState.CANCELLED.value, CANCELLED_BY_USER
+                        ws.save_lock()
+                        continue
+                    p.cancel_job(record.job)
+                    record.state, record.finished_at = JobState.CANCELLED.value, now()
+                    record.error = CANCELLED_BY_USER
+                    cancelled.append(record.job)
                     ws.save_lock()
-                    continue
-                p.cancel_job(record.job)
-                record.state, record.finished_at = JobState.CANCELLED.value, now()
-                record.error = CANCELLED_BY_USER
-                cancelled.append(record.job)
-                ws.save_lock()
     return cancelled
 
 
@@ -211,9 +251,9 @@ def adopt(directory: PathLike, name: str, job: str, *, force: bool = False,
     """Binds an existing remote job to a batch (after a lost lockfile). Refuses a job whose
     displayName tag or request count does not match the manifest's, unless forced."""
     path = Path(directory)
-    ws = Workspace.open(path)
+    first = Workspace.open(path)                # bad input fails before the run lock is taken
     try:
-        m: Manifest = ws.manifest(name)
+        m: Manifest = first.manifest(name)
     except KeyError:
         raise RunnerError(f"no manifest declares a batch named {name!r}", path=path) from None
     inputs, rendered = render_recorded(m)
@@ -222,7 +262,7 @@ def adopt(directory: PathLike, name: str, job: str, *, force: bool = False,
                           "own job; apply finds an existing job of each shard by its "
                           "displayName tag by itself")
     tag = display_name(name, rendered.content_hash)
-    with held(ws.directory, lock_timeout), _provider(directory, provider, emulator) as p:
+    with held(first.directory, lock_timeout), _provider(directory, provider, emulator) as p:
         remote = p.get_job(job)
         if remote is None:
             raise RunnerError(f"job {job!r} not found on the provider")
@@ -237,7 +277,7 @@ def adopt(directory: PathLike, name: str, job: str, *, force: bool = False,
         if problems and not force:
             raise RunnerError(f"refusing to adopt {job} for {name}: {'; '.join(problems)}; "
                               "pass --force to bind it anyway")
-        ws = Workspace.open(path)
+        ws = first.reloaded()                   # the lockfile as the last run left it
         entry = record_for(m, rendered, inputs, None)
         entry.display_name, entry.state, entry.job = remote.display_name, remote.state.value, \
             remote.name
@@ -250,10 +290,9 @@ def adopt(directory: PathLike, name: str, job: str, *, force: bool = False,
 
 def forget(directory: PathLike, names: Iterable[str], *, lock_timeout: float = 0.0) -> None:
     """Drops batches from the lockfile, leaving their remote jobs and outputs alone."""
-    path = Path(directory)
-    ws = Workspace.open(path)
-    with held(ws.directory, lock_timeout):
-        ws = Workspace.open(path)
+    first = Workspace.open(Path(directory))     # bad input fails before the run lock is taken
+    with held(first.directory, lock_timeout):
+        ws = first.reloaded()                   # the lockfile as the last run left it
         for name in names:
             _entry(ws, name)
             del ws.lock.batches[name]

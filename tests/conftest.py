@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -14,6 +15,29 @@ from runner.providers.gemini import GeminiProvider
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "batches.d"
+
+
+# What a developer's shell may hold that would reach a test: real keys and endpoints, proxies,
+# the runner's own knobs. Every test starts without them (a test sets what it needs).
+OUTSIDE = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_BASE_URL", "OPENAI_API_KEY",
+            "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "RUNNER_PRICES",
+            "RUNNER_FAILPOINT", "RUNNER_STORE", "RUNNER_POLL_SECONDS", "RUNNER_EMULATOR_LATENCY",
+            "RUNNER_INLINE_LIMIT", "RUNNER_UPLOAD_CHUNK", "HTTP_PROXY", "HTTPS_PROXY",
+            "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "NO_PROXY", "no_proxy",
+            "SSL_CERT_FILE", "SSL_CERT_DIR", "NO_COLOR")
+
+
+@pytest.fixture(autouse=True)
+def _no_outside(tmp_path_factory: pytest.TempPathFactory,
+                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keeps the real environment's keys, endpoints and home directory out of every test: a
+    test never reaches a real provider with someone's key, nor reads or writes their home."""
+    for name in OUTSIDE:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
 
 
 @pytest.fixture

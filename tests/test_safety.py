@@ -118,3 +118,10 @@ def test_api_key_never_written_printed_or_on_the_command_line(proj: Path, emu: E
     assert any(p.name == "batches.lock" for p in written)
     for p in written:
         assert SECRET.encode() not in p.read_bytes(), p
+
+
+def test_no_test_sees_the_real_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The autouse guard in conftest: keys, endpoints and proxies gone, home a temp folder."""
+    from conftest import OUTSIDE
+    assert all(name not in os.environ for name in OUTSIDE)
+    assert Path.home().is_relative_to(tmp_path_factory.getbasetemp())
