@@ -241,11 +241,11 @@ def cancel(directory: PathLike, names: Iterable[str], *, provider: Provider | No
                         live = [j for j in listed if j.display_name == record.display_name]
                         record.job = live[0].name if live else None
                     if record.job is None:      # never submitted: it stays unsubmitted
-                        record.state, record.error = JobState.CANCELLED.value, CANCELLED_BY_USER
+                        record.state, record.error = JobState.CANCELLED, CANCELLED_BY_USER
                         ws.save_lock()
                         continue
                     p.cancel_job(record.job)
-                    record.state, record.finished_at = JobState.CANCELLED.value, now()
+                    record.state, record.finished_at = JobState.CANCELLED, now()
                     record.error = CANCELLED_BY_USER
                     cancelled.append(record.job)
                     ws.save_lock()
@@ -286,7 +286,7 @@ def adopt(directory: PathLike, name: str, job: str, *, force: bool = False,
                               "pass --force to bind it anyway")
         ws = first.reloaded()                   # the lockfile as the last run left it
         entry = record_for(m, rendered, inputs, None)
-        entry.display_name, entry.state, entry.job = remote.display_name, remote.state.value, \
+        entry.display_name, entry.state, entry.job = remote.display_name, remote.state, \
             remote.name
         entry.submitted_at, entry.attempts = remote.create_time or now(), attempt or 1
         entry.input_file = remote.input_file

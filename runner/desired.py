@@ -189,12 +189,12 @@ def record_for(m: Manifest, rendered: Rendered, inputs: dict[str, Any],
         part = recorded.get(shard.content_hash)
         if part is None:
             return dict(display_name=display_name(m.name, shard.content_hash),
-                        state=JobState.CREATING.value)
+                        state=JobState.CREATING)
         return {f: getattr(part, f) for f in _JOB_FIELDS}
 
     split = len(rendered.shards) > 1
     own = dict(display_name=display_name(m.name, rendered.content_hash),
-               state=JobState.CREATING.value) if split else job_fields(rendered.shards[0])
+               state=JobState.CREATING) if split else job_fields(rendered.shards[0])
     entry = LockEntry(manifest=m.rel_source, spec_hash=spec_hash(inputs), inputs=inputs,
                       content_hash=rendered.content_hash, provider=m.provider, model=m.model,
                       requests=rendered.requests, outputs_hash=outputs_hash(m), **own)
@@ -204,7 +204,7 @@ def record_for(m: Manifest, rendered: Rendered, inputs: dict[str, Any],
         if old is not None and any(p.content_hash in recorded for p in entry.shards):
             # follow-ups that fixed failures of shards kept still hold good results: the
             # outputs take each key's newest result, so a shard resubmitted since wins
-            entry.retries = [r for r in old.retries if r.state == JobState.SUCCEEDED.value]
+            entry.retries = [r for r in old.retries if r.state == JobState.SUCCEEDED]
     return entry
 
 

@@ -29,6 +29,7 @@ from . import hashing
 from .errors import LockfileError
 from .fsutil import write_text
 from .manifest import validator
+from .providers.base import JobState
 from .yamlsrc import Document, read_documents
 
 LOCKFILE_NAME = "batches.lock"
@@ -44,7 +45,7 @@ class Job:
     content_hash: str
     requests: int
     display_name: str
-    state: str
+    state: JobState
     input_file: str | None = None
     job: str | None = None
     submitted_at: str | None = None
@@ -66,7 +67,10 @@ class Shard(Job):
 
 # The record of one remote job: a batch's own (when it is not split), a shard, or a follow-up.
 Part = Union["LockEntry", Shard]
-LIVE = ("CREATING", "PENDING", "RUNNING")
+LIVE = frozenset({JobState.CREATING, JobState.PENDING, JobState.RUNNING})
+# A split batch's own state, from its shards': the first of these that one of them is in.
+_ROLL_UP = (JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED, JobState.CREATING,
+            JobState.PENDING, JobState.RUNNING)
 
 
 @dataclass
@@ -78,7 +82,7 @@ class LockEntry:
     model: str
     requests: int
     display_name: str
-    state: str
+    state: JobState
     inputs: dict[str, Any] = field(default_factory=dict)
     outputs_hash: str | None = None
     input_file: str | None = None
@@ -111,8 +115,7 @@ class LockEntry:
         first (it needs the user), SUCCEEDED only when every shard is in."""
         if self.shards:
             states = {s.state for s in self.shards}
-            self.state = next((s for s in ("FAILED", "CANCELLED", "EXPIRED", "CREATING",
-                                           "PENDING", "RUNNING") if s in states), "SUCCEEDED")
+            self.state = next((s for s in _ROLL_UP if s in states), JobState.SUCCEEDED)
 
     def parts(self) -> list[LockEntry | Shard]:
         """The records of the batch's jobs: its shards, or itself when it is not split."""
@@ -121,7 +124,7 @@ class LockEntry:
     @property
     def settled(self) -> bool:
         """Every part's job succeeded and its results were collected."""
-        return all(p.job is not None and p.state == "SUCCEEDED" for p in self.parts())
+        return all(p.job is not None and p.state == JobState.SUCCEEDED for p in self.parts())
 
     @property
     def open_retry(self) -> Retry | None:
@@ -275,13 +278,17 @@ def _parse(path: Path, lockdoc: Document) -> Lock:
 
 
 def entry_from(data: dict[str, Any]) -> LockEntry:
-    """A batch's record from its validated lockfile data."""
+    """A batch's record from its validated lockfile data: states read as JobState, once."""
     fields = {f.name for f in dataclasses.fields(LockEntry)}
-    entry = LockEntry(**{k: v for k, v in data.items()
-                         if k in fields and k not in ("retries", "shards")})
-    entry.retries = [Retry(**r) for r in data.get("retries", [])]
-    entry.shards = [Shard(**r) for r in data.get("shards", [])]
+    entry = LockEntry(**_typed({k: v for k, v in data.items()
+                                if k in fields and k not in ("retries", "shards")}))
+    entry.retries = [Retry(**_typed(r)) for r in data.get("retries", [])]
+    entry.shards = [Shard(**_typed(r)) for r in data.get("shards", [])]
     return entry
+
+
+def _typed(record: dict[str, Any]) -> dict[str, Any]:
+    return {**record, "state": JobState(record["state"])}
 
 
 def save(path: Path, lock: Lock) -> None:

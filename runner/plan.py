@@ -100,7 +100,7 @@ _RANK = {JobState.SUCCEEDED: 0, JobState.PENDING: 1, JobState.RUNNING: 1}
 def best(jobs: list[RemoteJob]) -> RemoteJob | None:
     """The most useful of several jobs for the same requests: succeeded, then live, the first
     created (then by name). Every run picks the same one, so that two machines that created
-    the same batch at once both keep it and cancel the other (see runner.apply)."""
+    the same batch at once both keep it and cancel the other (see runner.apply.submit)."""
     return min(jobs, key=lambda j: (_RANK.get(j.state, 2), moment(j.create_time), j.name),
                default=None)
 
@@ -148,7 +148,7 @@ def disown(want: Desired, entry: LockEntry, observed: Observed) -> tuple[LockEnt
     """The record with every job that is not its own (see `foreign`) taken out, as if the
     lockfile had lost it, so that the job is looked for by its tag; and what was found, for
     the reason shown. The entry is returned as it is when every job is its own. Follow-ups
-    that ended are checked when their results are read (runner.apply)."""
+    that ended are checked when their results are read (runner.apply.collect)."""
     records = _checked(entry)
     bad = [i for i, record in enumerate(records)
            if (job := observed.jobs.get(record.job or "")) is not None
@@ -163,7 +163,7 @@ def disown(want: Desired, entry: LockEntry, observed: Observed) -> tuple[LockEnt
     entry = copy.deepcopy(entry)
     copies = _checked(entry)
     for i in bad:
-        copies[i].job, copies[i].state = None, JobState.CREATING.value
+        copies[i].job, copies[i].state = None, JobState.CREATING
         if isinstance(copies[i], Retry):    # its tag, as this batch's follow-up names it
             copies[i].display_name = retry_name(want.name, entry.content_hash,
                                                 len(entry.retries))
@@ -283,8 +283,8 @@ def needs_tag_search(entry: LockEntry | None, want: Desired) -> bool:
     """Whether the batch may need creating or adopting, i.e. finding a job by its tag."""
     retry = entry.open_retry if entry is not None else None
     return (entry is None or entry.content_hash != want.content_hash
-            or any(p.job is None or p.state == JobState.CREATING.value for p in entry.parts())
-            or (retry is not None and retry.state == JobState.CREATING.value))
+            or any(p.job is None or p.state == JobState.CREATING for p in entry.parts())
+            or (retry is not None and retry.state == JobState.CREATING))
 
 
 def retry_name(name: str, content_hash: str, number: int) -> str:
@@ -298,7 +298,7 @@ def _for_retry(want: Desired, entry: LockEntry, observed: Observed) -> Action | 
     retry = entry.open_retry
     if retry is not None:
         n = len(entry.retries)
-        if retry.state == JobState.CREATING.value or retry.job is None:
+        if retry.state == JobState.CREATING or retry.job is None:
             tagged = observed.tagged(retry.display_name)
             if tagged is not None:
                 return Action(Kind.ADOPT, reason=f"retry {n}: an interrupted run created it",
@@ -318,7 +318,7 @@ def _for_retry(want: Desired, entry: LockEntry, observed: Observed) -> Action | 
         return Action(Kind.RECORD, reason=f"retry {n} {job.state.value.lower()}; its requests "
                       "stay in the errors output", job=job, **base)
     failed = entry.counts.get("failed", 0)
-    gave_up = bool(entry.retries) and entry.retries[-1].state != JobState.SUCCEEDED.value
+    gave_up = bool(entry.retries) and entry.retries[-1].state != JobState.SUCCEEDED
     if failed and len(entry.retries) < want.retry_failed and not gave_up:
         n = len(entry.retries) + 1
         return Action(Kind.RETRY, reason=f"resubmit {failed} failed requests (retry {n} of "
@@ -342,7 +342,7 @@ def _for_part(name: str, part: Part, observed: Observed, max_attempts: int,
                               name, part.content_hash, attempt), **base)
         return Action(Kind.FAILED, reason=f"{CANCELLED_BY_USER} before it was submitted; "
                       f"apply --resubmit {name} submits it", **base)
-    if part.state == JobState.CREATING.value or part.job is None:
+    if part.state == JobState.CREATING or part.job is None:
         tag = display_name(name, part.content_hash, attempt)
         tagged = observed.tagged(tag)
         if tagged is not None:
@@ -352,7 +352,7 @@ def _for_part(name: str, part: Part, observed: Observed, max_attempts: int,
                       display_name=tag, **base)
     resubmit = dict(base, attempt=attempt + 1,
                     display_name=display_name(name, part.content_hash, attempt + 1))
-    if part.state == JobState.SUCCEEDED.value:
+    if part.state == JobState.SUCCEEDED:
         if settled or part.job in observed.jobs:
             return None
         return _lost(name, "its job succeeded, then was deleted on the provider, and its "
@@ -372,6 +372,14 @@ def _for_part(name: str, part: Part, observed: Observed, max_attempts: int,
             return Action(Kind.FAILED, reason=f"job expired {attempt} times; giving up "
                           "(raise --max-attempts to try again)", job=job, **base)
         return Action(Kind.RESUBMIT, reason="job expired (48 h without finishing)", **resubmit)
+    if state == JobState.CANCELLED and part.error != CANCELLED_BY_USER:
+        # two runs that created the same job at once each keep the same one and cancel the
+        # other (see `twins`): the run whose job was cancelled takes the one kept
+        keep, _ = twins(observed.jobs.values(), part.display_name)
+        if keep is not None:
+            return Action(Kind.ADOPT, name, f"{job.name} was cancelled by another run that "
+                          f"created the same job, which kept {keep.name}", part.requests,
+                          part.content_hash, keep.display_name, keep, attempt=attempt)
     if state == JobState.CANCELLED and part.error == CANCELLED_BY_USER:
         why = CANCELLED_BY_USER
     elif state == JobState.CANCELLED:
@@ -504,7 +512,7 @@ def _for_records(want: Desired, entry: LockEntry | None, observed: Observed, max
     recorded = {p.content_hash: p for p in entry.parts()} if entry is not None else {}
     old_jobs = _superseded(entry, want, observed) if entry is not None else ()
     settled = all((p := recorded.get(s.content_hash)) is not None and p.job is not None
-                  and p.state == JobState.SUCCEEDED.value for s in wanted)
+                  and p.state == JobState.SUCCEEDED for s in wanted)
     actions: list[Action] = []
     for i, shard in enumerate(wanted):
         part = recorded.get(shard.content_hash)
@@ -578,3 +586,20 @@ def plan(desired: list[Desired], lock: Lock, observed: Observed, *,
         actions.append(Action(Kind.ORPHAN, name, f"manifest removed ({entry.manifest}); kept in "
                               "the lockfile until apply --prune", entry.requests))
     return Plan(tuple(actions), tuple(warnings))
+
+
+def replan(want: Desired, entry: LockEntry, observed: Observed, *, max_attempts: int = 3,
+           record: Part | Retry | None = None) -> Action:
+    """A batch planned again while apply runs, over its record as the run keeps it and what
+    the provider just said (`observed` need hold no more than that). With `record`, the
+    action for that job alone: its shard's, or the follow-up's. Nothing is resubmitted
+    unasked: `--resubmit` asks for the jobs that had failed before the run."""
+    action = plan([want], Lock({want.name: entry}), observed,
+                  max_attempts=max_attempts).actions[0]
+    if record is None:
+        return action
+    retry = isinstance(record, Retry)
+    for each in action.parts or (action,):
+        if each.retry == retry and (retry or each.content_hash == record.content_hash):
+            return each
+    raise ValueError(f"{want.name}: the plan has no action for job {record.job}")

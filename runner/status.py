@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass
 from typing import Mapping
 
-from .lockfile import Lock, Part
+from .lockfile import LIVE, Lock, Part
 from .plan import Kind, Plan
 from .providers.base import JobState, RemoteJob
 
@@ -54,14 +54,13 @@ def _health(part: Part, remote: Mapping[str, RemoteJob | None]) -> Health:
     job = remote.get(part.job) if part.job else None
     state = job.state if job is not None else None
     gone = part.job is not None and part.job in remote and job is None
-    if part.job is None or (gone and part.state != JobState.SUCCEEDED.value):
+    if part.job is None or (gone and part.state != JobState.SUCCEEDED):
         return Health.MISSING
     if state in (JobState.PENDING, JobState.RUNNING):
         return Health.PROGRESSING
-    if part.state == JobState.SUCCEEDED.value:
+    if part.state == JobState.SUCCEEDED:
         return Health.HEALTHY
-    if part.state in (JobState.PENDING.value, JobState.RUNNING.value,
-                      JobState.CREATING.value) and state is None:
+    if part.state in LIVE and state is None:
         return Health.MISSING
     if state == JobState.SUCCEEDED:
         return Health.PROGRESSING      # finished remotely, results not yet collected
@@ -114,7 +113,7 @@ def statuses(plan: Plan, lock: Lock, remote: Mapping[str, RemoteJob | None]) -> 
         out.append(BatchStatus(
             name=action.name, sync=sync, health=health,
             reason="up to date" if action.kind == Kind.NOTHING else action.reason,
-            recorded=entry.state if entry is not None else None, remote=remote_state,
+            recorded=entry.state.value if entry is not None else None, remote=remote_state,
             job=job_name, requests=action.requests or (entry.requests if entry else 0),
             succeeded=counts.get("succeeded"), failed=counts.get("failed")))
     return out

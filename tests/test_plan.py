@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.lockfile import Lock, LockEntry
-from runner.plan import Desired, Kind, Observed, display_name, plan
+from runner.plan import CANCELLED_BY_USER, Desired, Kind, Observed, display_name, plan, replan
 from runner.providers.base import JobState, RemoteJob
 
 H1 = "sha256:" + "1" * 64
@@ -123,6 +123,24 @@ def test_failed_job_is_reported_not_resubmitted() -> None:
 def test_cancelled_outside_is_drift() -> None:
     a = one([want()], Lock({"b": entry("RUNNING")}), [job(JobState.CANCELLED)])
     assert a.kind == Kind.FAILED and "drift" in a.reason
+
+
+def test_a_job_cancelled_by_the_run_that_kept_its_twin_adopts_that_one() -> None:
+    """Two runs created the same job at once; the other kept its own and cancelled this one."""
+    kept = job(JobState.RUNNING, name="batches/j2")
+    a = one([want()], Lock({"b": entry("RUNNING")}), [job(JobState.CANCELLED), kept])
+    assert (a.kind, a.job) == (Kind.ADOPT, kept) and "another run" in a.reason
+    mine = entry("CANCELLED", error=CANCELLED_BY_USER)
+    assert one([want()], Lock({"b": mine}), [job(JobState.CANCELLED), kept]).kind == Kind.FAILED
+
+
+def test_a_job_that_ends_while_apply_waits_is_planned_again() -> None:
+    record = entry("RUNNING")
+    expired = Observed({"batches/j1": job(JobState.EXPIRED)})
+    a = replan(want(), record, expired, max_attempts=2, record=record)
+    assert (a.kind, a.attempt) == (Kind.RESUBMIT, 2)
+    record.attempts = 2
+    assert replan(want(), record, expired, max_attempts=2, record=record).kind == Kind.FAILED
 
 
 def test_job_deleted_before_results_saved_is_recreated() -> None:

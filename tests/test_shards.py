@@ -312,7 +312,7 @@ def test_no_wait_leaves_the_queued_shards_to_the_next_apply(tmp_path: Path,
 def test_a_split_batch_is_rendered_once_per_apply(tmp_path: Path, emu: Emulator,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
-    apply_module = importlib.import_module("runner.apply")  # runner.apply is also a function
+    apply_module = importlib.import_module("runner.apply.submit")  # runner.apply is also a function
     calls = []
     real = apply_module.render_recorded
 

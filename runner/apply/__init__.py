@@ -1,0 +1,68 @@
+"""Carries out a plan through a provider, journaling every step in the lockfile.
+
+The order that makes creation safe: the intent (state CREATING, with the content hash and the
+displayName tag) is saved before the create call, and the job name right after it. A run killed
+anywhere leaves either an entry that the next plan resolves by finding the tagged job, or
+nothing submitted. A create whose answer was lost is resolved by looking for the tag, never by
+a blind retry.
+
+The parts, each with one job: `scheduler` (the run: the plan's actions, the cap on jobs at
+once, and planning a batch again when one of its jobs ends), `polling` (fresh states, pauses
+within the time limit), `journal` (every change of a lockfile record, saved), `submit`
+(rendering, the intent, the tag search, creating, twins), `collect` (results into outputs),
+`prune` (removed manifests), `listing` (the provider's jobs), `worker` (what submit and collect
+share) and `options` (what a run is asked, and its outcome).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Callable
+
+from ..costs import check_budgets
+from ..identity import establish
+from ..lockfile import held
+from ..plan import Desired, Plan, plan
+from ..progress import Progress
+from ..providers.base import Provider, time_limit
+from ..sweep import sweep
+from ..workspace import Workspace, observe
+from .journal import now
+from .options import Options, Outcome
+from .scheduler import Scheduler
+
+__all__ = ["Options", "Outcome", "apply_directory", "now", "prepare"]
+
+
+def prepare(directory: Path) -> tuple[Workspace, list[Desired]]:
+    ws = Workspace.open(directory)
+    return ws, ws.desired()
+
+
+def apply_directory(directory: Path, provider: Provider, options: Options | None = None,
+                    progress: Progress | None = None, *, lock_timeout: float = 0.0,
+                    show_plan: Callable[[Plan], None] | None = None,
+                    prepared: tuple[Workspace, list[Desired]] | None = None) -> Outcome:
+    """Plans and applies a manifest directory under its run lock: the whole of `runner apply`.
+
+    Manifests, data and templates are read and rendered before anything is written (the run
+    lock included), so bad input fails with nothing left behind. `prepared` passes in that
+    work when the caller has already done it."""
+    options = options or Options()
+    first, desired = prepared or prepare(directory)
+    with held(first.directory, lock_timeout), time_limit(provider, options.timeout):
+        ws = first.reloaded()               # the lockfile again: another run may have saved
+        if ws.lock != first.lock:
+            desired = ws.desired()
+        identity = establish(ws.directory, ws.lock, options.take_over)
+        sweep(ws.state_dir, ws.lock, [ws.lock_path, *(o.path for m in ws.manifests
+                                                       for o in m.declared_paths())])
+        observed = observe(provider, ws.lock, desired)
+        actions = plan(desired, ws.lock, observed, max_attempts=options.max_attempts,
+                       resubmit=options.resubmit)
+        if show_plan is not None:
+            show_plan(actions)
+        check_budgets(ws, actions, options.max_cost)
+        progress = progress or Progress(io.StringIO(), tty=False, quiet=True)
+        return Scheduler(ws, provider, options, progress, desired, observed, identity).run(actions)

@@ -1,0 +1,143 @@
+"""Results into outputs: each job's results fetched once and kept until the outputs are
+written from them (see runner.downloads), a batch's outputs written when every part's results
+are in, with its follow-ups' merged over them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..desired import outputs_hash
+from ..downloads import cached, discard, keep, results_path
+from ..errors import InputsChanged, ProviderError, ResultsError
+from ..failpoints import hit
+from ..lockfile import LockEntry, Part, Retry
+from ..manifest import Manifest
+from ..outputs import Written, write_outputs
+from ..plan import best, foreign
+from ..pricing import load_prices, spent
+from ..providers.base import JobState, RemoteJob
+from .options import note
+from .worker import Worker
+
+
+@dataclass
+class Collector(Worker):
+    # batch -> the jobs whose results its outputs were written from, this run
+    _written: dict[str, tuple[str | None, ...]] = field(default_factory=dict, init=False)
+
+    def collect(self, m: Manifest, job: RemoteJob | None) -> bool:
+        """Marks the job's record succeeded and, once every part of the batch is in, writes
+        the outputs from all their results, merging every follow-up batch's over them; the
+        lockfile records them last. A shard that finishes before the others has its results
+        fetched now, and waits. Returns whether the outputs were written."""
+        entry = self.journal.entry(m.name)
+        record = self.journal.record_of(m.name, job.name) if job is not None else None
+        if job is not None and record is not None:
+            self.journal.succeeded(record, job)
+            if entry.shards:    # recorded before the other shards' results are fetched
+                self._results(m.name, record, job)
+                self.journal.save()
+        if not entry.settled:
+            if job is None or record is None:
+                raise InputsChanged(m.name, m.source)
+            waiting = sum(1 for p in entry.parts() if p.state != JobState.SUCCEEDED)
+            self.report(f"{self.journal.label(m.name, record)}: succeeded; results fetched, "
+                        f"waiting for {waiting} more shard(s)")
+            return False
+        records: list[Part | Retry] = [*entry.parts()]
+        records += [r for r in entry.retries if r.state == JobState.SUCCEEDED]
+        # a later results file wins for a key: oldest first, so each key gets its newest
+        # result (a follow-up's over its job's, a shard resubmitted since over a follow-up's)
+        records.sort(key=lambda r: r.submitted_at or "")
+        jobs = tuple(r.job for r in records)
+        if self._written.get(m.name) == jobs:
+            return False    # written this run from these very results (shards re-adopted)
+        paths = [self._results(m.name, r, job) for r in records]
+        written = self._write(m, entry, records, paths)
+        hit("after-outputs")
+        self.journal.outputs(m.name, written, spent(load_prices(self.journal.ws.directory),
+                                                    m.model, written.usage).to_dict(),
+                             outputs_hash(m))
+        self._written[m.name] = jobs
+        if not (written.failed and len(entry.retries) < m.retry_failed):
+            for path in paths:      # no follow-up will need them again
+                discard(path)
+        note(self.outcome.completed, m.name)
+        self._report(m, entry, written, isinstance(record, Retry))
+        return True
+
+    def close_retry(self, name: str, retry: Retry, job: RemoteJob | None) -> None:
+        """A follow-up that ended without results: its requests stay in the errors output."""
+        self.journal.close_retry(retry, job)
+        self.report(f"{name}: retry {retry.job} ended {retry.state.value.lower()}; its "
+                    "requests stay in the errors output")
+
+    def _write(self, m: Manifest, entry: LockEntry, records: list[Part | Retry],
+               paths: list[Path]) -> Written:
+        try:
+            return write_outputs(m, paths, paths[0].parent, sent=entry.content_hash)
+        except ResultsError as e:
+            bad = next((r for r, p in zip(records, paths) if str(p) == e.path), None)
+            if bad is None:
+                raise
+            discard(Path(e.path or ""))
+            raise ProviderError(f"{m.name}: the results of job {bad.job} do not parse "
+                                f"({Path(e.path or '').name} line {e.where}: {e.args[0]}); "
+                                "the copy was removed, and the next apply downloads them "
+                                "again", path=m.source) from None
+
+    def _report(self, m: Manifest, entry: LockEntry, written: Written, retry: bool) -> None:
+        extra = f", {written.failed} failed (see {m.errors.rel})" if written.failed else ""
+        if written.unmatched:
+            extra += (f"; {written.unmatched} result(s) carried keys no request has, and were "
+                      "left out")
+        if written.repeated:
+            extra += (f"; {written.repeated} result(s) repeated a key within one results "
+                      "file, and the last of each was kept")
+        merged = f" (with retry {len(entry.retries)})" if retry else ""
+        shards = f" from {len(entry.shards)} shards" if entry.shards else ""
+        self.report(f"{m.name}: wrote {', '.join(o.rel for o in m.outputs)}{shards}{merged}: "
+                    f"{written.succeeded} succeeded{extra}")
+
+    def _results(self, name: str, record: Part | Retry, job: RemoteJob | None) -> Path:
+        """The record's results on disk, downloaded again if this machine has not got them or
+        its copy is damaged (see `cached`). The job is checked to be the record's own first:
+        the lockfile is text that people edit and merge."""
+        assert record.job is not None
+        state_dir = self.journal.ws.state_dir
+        path = results_path(state_dir, record.job)
+        if cached(path):
+            return path
+        job = job if job is not None and job.name == record.job else \
+            self.provider.get_job(record.job)
+        entry = self.journal.entry(name)
+        why = foreign(name, entry.model, record, job) if job is not None else None
+        if job is not None and why is not None:
+            self.report(f"{name}: the lockfile names job {record.job}, which is not this "
+                        f"batch's ({why}); looking for it by its tag")
+            job = self._own_job(name, record)
+            self.journal.rebind(record, job)
+            path = results_path(state_dir, job.name)
+            if cached(path):
+                return path
+        if job is None or job.state != JobState.SUCCEEDED:
+            raise ProviderError(f"the results of {record.job} are no longer on the provider")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        self.provider.download_results(job, tmp, on_progress=lambda got, total:
+                                       self.progress.transfer(name, "download", got, total))
+        keep(tmp, path)
+        return path
+
+    def _own_job(self, name: str, record: Part | Retry) -> RemoteJob:
+        """The succeeded job that carries the record's tag, for a record whose job was not
+        its own; none found is an error: the results cannot be told apart."""
+        entry = self.journal.entry(name)
+        found = best([j for j in self.listing.jobs(fresh=True) if j.state == JobState.SUCCEEDED
+                      and foreign(name, entry.model, record, j) is None])
+        if found is None:
+            raise ProviderError(f"{name}: no succeeded job on the provider carries the tag of "
+                                f"{record.display_name}; run plan to see what apply would "
+                                "submit", path=self.journal.ws.lock_path)
+        return found

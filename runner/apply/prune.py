@@ -1,0 +1,73 @@
+"""`apply --prune`: the remote jobs and, when asked, the outputs of a removed manifest.
+
+It acts on the lockfile's own records only, and the lockfile is committed text that people
+edit and merge: its paths are not trusted further than the checks below.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..hashing import file_digest
+from ..identity import Identity
+from ..lockfile import LIVE, LockEntry, Part, Retry
+from ..lockfile import lock_path as lockfile_path
+from ..providers.base import JobState, Provider
+from ..workspace import Workspace
+from .journal import Journal
+from .listing import Listing
+
+
+def prune(name: str, *, journal: Journal, listing: Listing, provider: Provider,
+          identity: Identity, outputs: bool, report: Callable[[str], None]) -> None:
+    """Cancels and deletes the remote jobs the lockfile records for a removed manifest, then
+    forgets it; its outputs stay unless `outputs`."""
+    entry = journal.entry(name)
+    records: list[Part | Retry] = [*entry.parts(), *entry.retries]
+    for record in records:
+        if record.job is None and record.state == JobState.CREATING:
+            found = listing.find(record.display_name)      # created just before a crash?
+            record.job = found.name if found is not None else None
+        if record.job is None:
+            continue
+        if identity.guards(record.job):
+            report(f"{name}: not pruned remotely: {identity.refusal(record.job)}")
+            record.job = None
+            continue
+        if record.state in LIVE:
+            provider.cancel_job(record.job)
+        provider.delete_job(record.job)
+    kept = "kept its outputs"
+    if outputs:
+        deleted, left = prune_outputs(journal.ws, entry)
+        kept = f"deleted {deleted} output(s)" + (
+            f"; left {', '.join(left)}: changed since written, or not the runner's to "
+            "delete" if left else "")
+    journal.forget(name)
+    report(f"{name}: pruned: deleted {sum(1 for r in records if r.job)} remote job(s), {kept}")
+
+
+def prune_outputs(ws: Workspace, entry: LockEntry) -> tuple[int, list[str]]:
+    """Deletes the outputs the runner wrote for a removed batch: only files inside the
+    directory, that no manifest reads or writes, whose bytes are still the ones recorded."""
+    root = ws.directory.resolve()
+    taken = {lockfile_path(root)}
+    for m in ws.manifests:
+        taken.add(m.source.resolve())
+        taken.update(o.path.resolve() for o in m.declared_paths())
+        if m.rows is not None:
+            taken.add(m.rows.resolve())
+    deleted, left = 0, []
+    for rel, digest in sorted(entry.outputs.items()):
+        path = ws.directory / rel
+        real = path.resolve()
+        if not path.is_file():
+            continue
+        if (not real.is_relative_to(root) or real in taken or path.is_symlink()
+                or real.is_relative_to(ws.state_dir.resolve())
+                or file_digest(real) != digest):
+            left.append(rel)
+            continue
+        path.unlink()
+        deleted += 1
+    return deleted, left

@@ -1,0 +1,255 @@
+"""The run: the plan's actions carried out in order within the provider's cap on jobs at once,
+then every job polled, with backoff and within the time limit, until it ends.
+
+The decisions are the planner's. When a job ends while the run waits (expired, failed,
+cancelled by another run that kept its twin, succeeded with failed requests), the run plans
+that batch again (runner.plan.replan: plan() over its record as the run keeps it and what the
+provider just said) and acts on the action it gets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..errors import ProviderError
+from ..failpoints import hit
+from ..identity import Identity
+from ..limits import limits_for
+from ..lockfile import Part, Retry
+from ..plan import SUBMITS, Action, Desired, Kind, Observed, Plan, replan
+from ..progress import Progress
+from ..providers.base import JobState, Provider, RemoteJob
+from ..retry import Backoff
+from ..workspace import Workspace
+from .collect import Collector
+from .journal import Journal
+from .listing import Listing
+from .options import Options, Outcome, note
+from .polling import Inflight, pause, refresh
+from .prune import prune
+from .submit import Submitter
+
+
+class Scheduler:
+    def __init__(self, ws: Workspace, provider: Provider, options: Options, progress: Progress,
+                 desired: list[Desired], observed: Observed | None = None,
+                 identity: Identity = Identity()):
+        self.ws = ws
+        self.provider = provider
+        self.options = options
+        self.progress = progress
+        self.report = progress.message
+        self.identity = identity
+        self.outcome = Outcome()
+        self.desired = {d.name: d for d in desired}
+        self.journal = Journal(ws, self.desired)
+        self.listing = Listing(provider, observed)
+        self.submitter = Submitter(self.journal, self.listing, provider, progress, self.outcome,
+                                   identity, options.sleep)
+        self.collector = Collector(self.journal, self.listing, provider, progress, self.outcome)
+        self._queued: list[Action] = []     # submissions waiting for a job slot
+        self._max_jobs = options.max_jobs or limits_for(provider.name).concurrent_jobs
+
+    def run(self, plan: Plan) -> Outcome:
+        # the jobs already running count against the cap on jobs in flight from the start
+        inflight: Inflight = {a.job.name: (a.name, a.job) for batch in plan.actions
+                              for a in (batch.parts or (batch,))
+                              if a.kind in (Kind.WAIT, Kind.ADOPT) and a.job is not None}
+        try:
+            for action in plan.actions:
+                self._act(action, inflight)
+            self._heal(inflight)
+            if inflight and self.options.wait:
+                self._wait(inflight)
+        finally:
+            self.submitter.discard_inputs()
+        self.outcome.pending = sorted(self._running(inflight))
+        return self.outcome
+
+    def _running(self, inflight: Inflight) -> set[str]:
+        """The batches with a job in flight or a submission waiting for a slot."""
+        return {name for name, _ in inflight.values()} | {a.name for a in self._queued}
+
+    # -- acting on actions ----------------------------------------------------------------------
+
+    def _act(self, action: Action, inflight: Inflight) -> None:
+        """A planned action; a split batch's, shard by shard. A submission waits for a job
+        slot: providers cap the jobs a project runs at once, and refuse a create over it."""
+        if action.parts:
+            self._lay_out(action)
+            for part in action.parts:
+                self._act(part, inflight)
+            return
+        if action.kind in SUBMITS and not self._slot_free(inflight):
+            if not self._queued:
+                self.report(f"{self._max_jobs} jobs in flight, the most at once; the next "
+                            "submissions wait for one to finish")
+            self._queued.append(action)
+            return
+        self._do(action, inflight)
+
+    def _do(self, action: Action, inflight: Inflight) -> None:
+        """Carries out an action now. What the planner answers for a job that just ended
+        comes here directly, not through the queue: it takes the slot of the job it follows."""
+        name = action.name
+        if action.kind == Kind.ORPHAN:
+            if self.options.prune:
+                prune(name, journal=self.journal, listing=self.listing, provider=self.provider,
+                      identity=self.identity, outputs=self.options.prune_outputs,
+                      report=self.report)
+            return
+        if action.kind in (Kind.FAILED, Kind.LOST):
+            note(self.outcome.failed, name)
+            self.progress.error(f"{name}: {action.reason}")
+            record = self.journal.record_of(name, action.job.name) if action.job else None
+            if action.job is not None and record is not None and \
+                    record.state != action.job.state:
+                self.journal.terminal(name, action.job)
+            return
+        if action.kind == Kind.NOTHING:
+            return
+        m = self.ws.manifest(name)
+        self.submitter.cancel_superseded(m, action)
+        entry = self.journal.get(name)
+        if action.kind in (Kind.CREATE, Kind.REPLACE, Kind.RESUBMIT):
+            inflight[self.submitter.submit(m, action)] = (name, None)
+        elif action.kind == Kind.RETRY:
+            self.submitter.submit_retry(m, action)
+            self._track_retry(name, inflight)
+        elif action.kind == Kind.ADOPT and action.retry:
+            assert entry is not None and entry.open_retry is not None and action.job is not None
+            self.journal.bind(entry.open_retry, action.job)
+            self.report(f"{name}: adopted {action.job.name} ({action.reason})")
+            inflight[action.job.name] = (name, action.job)
+        elif action.kind == Kind.ADOPT:
+            assert action.job is not None
+            self.submitter.adopt(m, action)
+            inflight[action.job.name] = (name, action.job)
+        elif action.kind == Kind.WAIT:
+            assert action.job is not None
+            inflight[action.job.name] = (name, action.job)
+        elif action.kind == Kind.DOWNLOAD:
+            assert entry is not None
+            if entry.content_hash != self.desired[name].content_hash:
+                # shards dropped (rows removed from the end): the rest are still good
+                self.submitter.relay(m)
+            if self.collector.collect(m, action.job):
+                self._after_outputs(name, inflight)
+        elif action.kind == Kind.RECORD and action.retry:
+            assert entry is not None and entry.open_retry is not None
+            self.collector.close_retry(name, entry.open_retry, action.job)
+        elif action.kind == Kind.RECORD:
+            self.journal.spec(name)
+
+    def _lay_out(self, action: Action) -> None:
+        """Before a split batch's shards are acted on: cancel the jobs of requests no longer
+        wanted, and record the batch as it renders now when its requests changed, so that
+        no shard waits for one that was dropped (rows removed from the end)."""
+        m = self.ws.manifest(action.name)
+        self.submitter.cancel_superseded(m, action)
+        entry = self.journal.get(action.name)
+        if entry is not None and entry.content_hash != self.desired[action.name].content_hash:
+            self.submitter.relay(m, files=any(p.kind in SUBMITS for p in action.parts))
+            self.journal.save()
+
+    def _replan(self, want: Desired, observed: Observed,
+                record: Part | Retry | None = None) -> Action:
+        return replan(want, self.journal.entry(want.name), observed,
+                      max_attempts=self.options.max_attempts, record=record)
+
+    def _after_outputs(self, name: str, inflight: Inflight) -> None:
+        """Once a batch's outputs are written (as the lockfile now records them), the planner
+        says what its failed requests call for: a follow-up batch, or the batch failed (more
+        than allowed). Any other change it sees is left to the next plan, which shows it."""
+        want = dataclasses.replace(self.desired[name],
+                                   outputs=dict(self.journal.entry(name).outputs))
+        action = self._replan(want, Observed({}))
+        if action.kind in (Kind.RETRY, Kind.FAILED):
+            self._do(action, inflight)
+
+    def _ended(self, name: str, record: Part | Retry, job: RemoteJob,
+               inflight: Inflight) -> None:
+        """A job that ended while the run waited: its results collected, or what the planner
+        makes of it. Progress says what the provider said (the job's state and error)."""
+        m = self.ws.manifest(name)
+        if job.state == JobState.SUCCEEDED:
+            if self.collector.collect(m, job):
+                self._after_outputs(name, inflight)
+            return
+        jobs = {job.name: job}
+        if job.state == JobState.CANCELLED and not isinstance(record, Retry):
+            # perhaps by another run that created the same job and kept its own (see
+            # Submitter.heal): listed, the planner takes that one
+            jobs = {**{j.name: j for j in self.listing.jobs(fresh=True)}, **jobs}
+        action = self._replan(self.desired[name], Observed(jobs), record)
+        label = self.journal.label(name, record)
+        if action.retry:
+            self._do(action, inflight)
+        elif action.kind == Kind.ADOPT and action.job is not None:
+            self.report(f"{label}: {job.name} was cancelled by another run that created the "
+                        f"same job; recording {action.job.name}")
+            self.journal.bind(record, action.job)
+            inflight[action.job.name] = (name, action.job)
+        elif action.kind in SUBMITS:
+            self.journal.terminal(name, job)
+            self.report(f"{label}: job {job.state.value.lower()}; resubmitting (attempt "
+                        f"{action.attempt})")
+            self._do(action, inflight)
+        else:
+            self.journal.terminal(name, job)
+            note(self.outcome.failed, name)
+            self.progress.error(f"{label}: job {job.state.value.lower()}"
+                                + (f": {job.error}" if job.error else ""))
+
+    # -- job slots and polling ----------------------------------------------------------------
+
+    def _slot_free(self, inflight: Inflight) -> bool:
+        """Whether one more job may be submitted (a split batch can have many)."""
+        if self._max_jobs is None:
+            return True
+        live = sum(1 for _, seen in inflight.values() if seen is None or not seen.state.terminal)
+        return live < self._max_jobs
+
+    def _submit_queued(self, inflight: Inflight) -> None:
+        while self._queued and self._slot_free(inflight):
+            self._act(self._queued.pop(0), inflight)
+
+    def _track_retry(self, name: str, inflight: Inflight) -> None:
+        retry = self.journal.entry(name).open_retry
+        if retry is not None and retry.job is not None:
+            inflight[retry.job] = (name, None)
+
+    def _heal(self, inflight: Inflight) -> None:
+        for name, old, keep in self.submitter.heal():
+            inflight.pop(old, None)
+            inflight[keep.name] = (name, keep)
+
+    def _wait(self, inflight: Inflight) -> None:
+        """Polls until every in-flight job has ended (or the time limit), acting as each
+        ends."""
+        backoff = Backoff(self.options.poll_base, self.options.poll_cap)
+        start = self.options.clock()
+        while inflight or self._queued:
+            self._submit_queued(inflight)
+            self._heal(inflight)
+            refresh(self.provider, inflight)
+            for job_name in list(inflight):     # in the order submitted
+                name, job = inflight.pop(job_name)
+                record = self.journal.record_of(name, job_name)
+                hit("while-polling")
+                if record is None:      # superseded meanwhile
+                    continue
+                if job is None:
+                    raise ProviderError(f"{name}: job {job_name} disappeared from the "
+                                        "provider while waiting; run apply again to resubmit")
+                self.progress.state(self.journal.label(name, record), job.state.value,
+                                    job.succeeded + job.failed if job.total else None,
+                                    job.total or None)
+                if job.state.terminal:
+                    self._ended(name, record, job, inflight)
+                else:
+                    self.journal.seen(record, job.state)
+                    inflight[job_name] = (name, None)
+            if inflight or self._queued:
+                pause(self.options, backoff.next_delay(), start, self._running(inflight))
+

@@ -1,0 +1,235 @@
+"""Putting jobs on the provider, never one twice.
+
+Each batch is rendered once a run. Before a create, the intent (state CREATING, with the
+displayName tag) is saved and the tag looked for: a job an earlier run created and then lost
+is adopted, not created again. A create whose answer was lost is resolved by looking for the
+tag, never by a blind retry; a create answered with another batch's job is not recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, cast
+
+import orjson
+
+from ..desired import Rendered, input_path, render_into, render_recorded
+from ..errors import InputsChanged, OutputError, ProviderError
+from ..failpoints import hit
+from ..fsutil import atomic_writer
+from ..identity import Identity
+from ..lockfile import LockEntry, Part, Retry
+from ..manifest import Manifest
+from ..plan import Action, display_name, foreign, twins
+from ..providers.base import AmbiguousCreate, JobState, RemoteJob
+from ..retry import Sleep
+from .journal import part_of
+from .options import note
+from .worker import Worker
+
+# (batch, the job its record named, the job it names now) for a record healed of a twin
+Moved = tuple[str, str, RemoteJob]
+
+
+@dataclass
+class Submitter(Worker):
+    identity: Identity
+    sleep: Sleep
+    # each batch as rendered this run, with its inputs
+    _rendered: dict[str, tuple[dict[str, Any], Rendered]] = field(default_factory=dict, init=False)
+    # the jobs this run created, to check for twins (see heal)
+    _created: list[tuple[str, Part | Retry]] = field(default_factory=list, init=False)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.journal.ws.state_dir
+
+    # -- the batch as it renders now ----------------------------------------------------------
+
+    def render(self, m: Manifest, files: bool, need: str | None = None
+               ) -> tuple[dict[str, Any], Rendered]:
+        """The batch rendered once a run (with its shards' input files when `files`), with
+        its inputs. The same requests are cut as the lockfile records them, so a shard
+        resubmitted keeps its hash. With `files`, rendered again only if the input file of
+        the shard `need` is gone (submitted already, and now resubmitted)."""
+        cached = self._rendered.get(m.name)
+        if cached is not None and (not files or cached[1].paths and (
+                need is None or input_path(self.state_dir, need).is_file())):
+            return cached
+        entry = self.journal.get(m.name)
+        cuts = [p.requests for p in entry.parts()] if entry is not None and \
+            entry.content_hash == self.journal.desired[m.name].content_hash else []
+        inputs, rendered = render_recorded(m, self.state_dir / "inputs" if files else None,
+                                           cuts)
+        self._rendered[m.name] = (inputs, rendered)
+        return inputs, rendered
+
+    def relay(self, m: Manifest, files: bool = False, need: str | None = None) -> LockEntry:
+        """The batch recorded anew as it renders now (see Journal.relay)."""
+        inputs, rendered = self.render(m, files, need)
+        return self.journal.relay(m, inputs, rendered)
+
+    def layout(self, m: Manifest, content_hash: str | None, files: bool
+               ) -> tuple[LockEntry, Part]:
+        """The batch's record laid out as the manifest renders now (the parts whose requests
+        are unchanged keep their jobs), and the part holding `content_hash`."""
+        entry = self.journal.get(m.name)
+        part = part_of(entry, content_hash) if entry is not None else None
+        if entry is not None and part is not None and not files and \
+                entry.content_hash == self.journal.desired[m.name].content_hash:
+            return entry, part
+        entry = self.relay(m, files, content_hash)
+        part = part_of(entry, content_hash)
+        if part is None:
+            raise InputsChanged(m.name, m.source)
+        return entry, part
+
+    def discard_inputs(self) -> None:
+        """The input files of shards rendered and never submitted."""
+        for _, rendered in self._rendered.values():
+            for path in rendered.paths:
+                path.unlink(missing_ok=True)
+
+    # -- submitting ---------------------------------------------------------------------------
+
+    def cancel_superseded(self, m: Manifest, action: Action) -> None:
+        for job in action.old_jobs:
+            if self.identity.guards(job):
+                self.report(f"{m.name}: superseded {self.identity.refusal(job)}")
+                continue
+            self.provider.cancel_job(job)
+            self.report(f"{m.name}: cancelled superseded job {job}")
+
+    def submit(self, m: Manifest, action: Action) -> str:
+        """Render, record the intent, look for the tag (a job an earlier run created and
+        then lost), and only then create. Returns the job's name."""
+        _, part = self.layout(m, action.content_hash, files=True)
+        tag = display_name(m.name, part.content_hash, action.attempt)
+        self.journal.intent(part, tag, action.attempt)
+        hit("after-intent")
+        path = input_path(self.state_dir, part.content_hash)
+        job = self.listing.find(tag) or self._create(m, part, path)
+        self.journal.bind(part, job)
+        hit("after-job-recorded")
+        note(self.outcome.submitted, m.name)
+        self.report(f"{self.journal.label(m.name, part)}: submitted {part.requests} requests "
+                    f"as {job.name} ({tag})")
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return job.name
+
+    def adopt(self, m: Manifest, action: Action) -> None:
+        assert action.job is not None
+        _, part = self.layout(m, action.content_hash, files=False)
+        self.journal.adopt(part, action.job, action.attempt)
+        self.report(f"{self.journal.label(m.name, part)}: adopted {action.job.name} "
+                    f"({action.reason})")
+
+    def submit_retry(self, m: Manifest, action: Action) -> None:
+        """A follow-up batch of only the requests that failed: intent first, as for any
+        batch."""
+        entry = self.journal.entry(m.name)
+        retry = entry.open_retry
+        failed = failed_keys(m)
+        path = input_path(self.state_dir, f"sha256:retry-{m.name}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_writer(path, "wb") as sink:     # binary, whatever its type says
+            rendered = render_into(m, cast(IO[bytes], sink), only=failed,
+                                   sent=entry.content_hash)
+        if rendered.requests == 0:          # nothing left to retry: close an interrupted one
+            if retry is not None and retry.job is None:
+                self.journal.drop_retry(entry, retry)
+            path.unlink(missing_ok=True)
+            return
+        if retry is None:
+            assert action.display_name is not None
+            retry = Retry(rendered.content_hash, rendered.requests, action.display_name,
+                          JobState.CREATING)
+            self.journal.retry_intent(entry, retry)
+        job = self.listing.find(retry.display_name) or self._create(m, retry, path)
+        self.journal.bind(retry, job)
+        self.outcome.submitted.append(m.name)
+        self.report(f"{m.name}: resubmitted {rendered.requests} failed requests as {job.name} "
+                    f"({retry.display_name})")
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    def _create(self, m: Manifest, record: Part | Retry, path: Path) -> RemoteJob:
+        """Upload if too big to send inline, then create; `record` (the batch or a follow-up)
+        is already saved with its tag, and gets the uploaded file's name before the create."""
+        inline = path.stat().st_size + 64 * record.requests < self.provider.inline_limit
+        if not inline:
+            file = self.provider.find_file(record.display_name) or self.provider.upload_file(
+                path, record.display_name, on_progress=lambda sent, total:
+                self.progress.transfer(m.name, "upload", sent, total))
+            self.journal.uploaded(record, file)
+        try:
+            if inline:
+                job = self.provider.create_job(m.model, record.display_name, inline_lines=path)
+            else:
+                job = self.provider.create_job(m.model, record.display_name,
+                                               input_file=record.input_file)
+        except AmbiguousCreate as e:
+            self.report(f"{m.name}: the answer to create was lost ({e}); looking for the job")
+            for delay in (0.5, 2.0, 5.0):
+                self.sleep(delay)
+                found = self.listing.find(record.display_name, fresh=True)
+                if found is not None:
+                    return found
+            raise ProviderError(f"{m.name}: create may or may not have reached the provider; "
+                                "the intent is recorded, and the next apply looks for the job "
+                                "again before creating it") from None
+        why = foreign(m.name, self.journal.entry(m.name).model, record, job)
+        if why is not None:
+            # an answer about another job: this create's job, if it exists, carries the tag
+            self.report(f"{m.name}: the provider answered the create with job {job.name}, "
+                        f"which is not this batch's ({why}); looking for it by its tag")
+            found = self.listing.find(record.display_name, fresh=True)
+            if found is None:
+                raise ProviderError(f"{m.name}: the provider answered the create with job "
+                                    f"{job.name}, which is not this batch's ({why}); the "
+                                    "intent is recorded, and the next apply looks for the "
+                                    "job by its tag before creating it")
+            return found
+        self.listing.add(job)
+        self._created.append((m.name, record))
+        return job
+
+    def heal(self) -> list[Moved]:
+        """Another machine may have created the same job at the same time (the tag search
+        before a create cannot see a create under way elsewhere). After creating, list again:
+        of two jobs with one tag, every run keeps the same one (see plan.twins), cancels the
+        other and records the one kept. Returns the records that now name another job."""
+        if not self._created:
+            return []
+        created, self._created = self._created, []
+        jobs = self.listing.jobs(fresh=True)
+        moved: list[Moved] = []
+        for name, record in created:
+            keep, others = twins(jobs, record.display_name)
+            for job in others:
+                self.provider.cancel_job(job.name)
+                self.report(f"{self.journal.label(name, record)}: another run created the same "
+                            f"job at the same time; cancelled {job.name}, keeping "
+                            f"{keep.name if keep else record.job}")
+            if keep is not None and record.job is not None and keep.name != record.job:
+                moved.append((name, record.job, keep))
+                self.journal.bind(record, keep)
+        return moved
+
+
+def failed_keys(m: Manifest) -> set[str]:
+    """Keys in the errors output: the requests a follow-up batch sends again."""
+    keys = set()
+    try:
+        with open(m.errors.path, "rb") as f:
+            for line in f:
+                if line.strip():
+                    keys.add(str(orjson.loads(line)["key"]))
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        raise OutputError(f"cannot read the failed requests from {m.errors.rel}; delete it and "
+                          "run apply again, which writes it anew from the results",
+                          path=m.source) from None
+    return keys
