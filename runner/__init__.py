@@ -3,11 +3,18 @@
 The public surface is what this module exports (`__all__`); see runner.api for the functions.
 """
 
-from .api import (adopt, apply, cancel, connect, costs, forget, plan, spending, status,
-                  validate)
+from .api import adopt, apply, cancel, connect, costs, forget, plan, spending, status, validate
 from .apply import Options, Outcome
-from .errors import (BudgetError, DataError, LockfileError, ManifestError, OutputError, ProviderError,
-                     RunnerError, TemplateError)
+from .errors import (
+                  BudgetError,
+                  DataError,
+                  LockfileError,
+                  ManifestError,
+                  OutputError,
+                  ProviderError,
+                  RunnerError,
+                  TemplateError,
+)
 from .plan import Action, Kind, Plan
 from .status import BatchStatus, Health, Sync
 

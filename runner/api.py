@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any
 
 from .apply import Options, Outcome, apply_directory, now, prepare
-from .costs import Costs, plan_costs
-from .pricing import Spent
-from .progress import Progress
 from .clashes import check_templates
+from .costs import Costs, plan_costs
 from .desired import record_for, render_recorded
 from .errors import LockfileError, RunnerError
 from .identity import establish
@@ -33,6 +32,8 @@ from .lockfile import LIVE, STATE_DIR, Lock, LockEntry, held
 from .manifest import Manifest
 from .plan import CANCELLED_BY_USER, SUBMITS, Desired, Plan, attempt_of, display_name
 from .plan import plan as make_plan
+from .pricing import Spent
+from .progress import Progress
 from .providers.base import JobState, Provider, RemoteJob
 from .providers.gemini import GeminiProvider, api_key_from_env
 from .render import Renderer
@@ -43,10 +44,11 @@ EMULATOR_KEY = "emulator-local-key"
 PathLike = str | os.PathLike[str]
 
 
-def _tuning() -> dict[str, int]:
+def _tuning() -> dict[str, Any]:
     """Size knobs, mostly for tests that need a file upload without 20 MB of data."""
-    out = {}
-    for env, arg in (("RUNNER_INLINE_LIMIT", "inline_limit"), ("RUNNER_UPLOAD_CHUNK", "chunk_size")):
+    out: dict[str, Any] = {}
+    for env, arg in (("RUNNER_INLINE_LIMIT", "inline_limit"),
+                     ("RUNNER_UPLOAD_CHUNK", "chunk_size")):
         value = os.environ.get(env)
         if value:
             if not value.isdigit() or int(value) <= 0:

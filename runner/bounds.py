@@ -11,8 +11,8 @@ sort, a slice) make at most a few times what they are given, which was itself bo
 from __future__ import annotations
 
 import re
-from collections.abc import ItemsView, KeysView, Mapping, ValuesView
-from typing import Any, Callable
+from collections.abc import Callable, ItemsView, KeysView, Mapping, ValuesView
+from typing import Any
 
 import jinja2
 from jinja2.filters import make_attrgetter

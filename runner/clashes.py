@@ -9,8 +9,9 @@ lockfile or under the state directory would corrupt the runner's own record.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from .errors import ManifestError
 from .resolve import Resolver, within

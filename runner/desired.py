@@ -8,16 +8,16 @@ rows are rendered as a stream, cut into shards that fit a job, and hashed line b
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Collection, Sequence
+from typing import IO, Any
 
 import orjson
 
 from .errors import InputsChanged
 from .hashing import ContentHasher, canonical, combine, digest
 from .limits import limits_for
-from .statcache import NO_CACHE, DigestCache, digest_or_none
 from .lockfile import LockEntry, Shard
 from .manifest import Manifest
 from .parallel import PARALLEL, Parallel, render_jsonl
@@ -26,6 +26,7 @@ from .providers.base import JobState
 from .render import Renderer, split_input_line
 from .resolve import Resolver, leaves
 from .shards import ShardHash, Splitter
+from .statcache import NO_CACHE, DigestCache, digest_or_none
 
 
 @dataclass(frozen=True)

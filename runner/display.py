@@ -167,7 +167,8 @@ def plan_markdown(plan: Plan, directory: str, costs: Costs | None = None) -> str
     """A review-ready summary for a pull request comment (GitHub-flavoured markdown): the
     changes with their reasons, request counts and estimated cost, the total, the warnings and
     how the estimate was made. Text from manifests and the provider is escaped."""
-    lines = [f"### batch-runner plan for `{_code(directory)}`", "", f"**{_md(plan.summary())}**", ""]
+    lines = [f"### batch-runner plan for `{_code(directory)}`", "",
+             f"**{_md(plan.summary())}**", ""]
     shown = [a for a in plan.actions if a.kind != Kind.NOTHING]
     unchanged = [a.name for a in plan.actions if a.kind == Kind.NOTHING]
     priced = costs is not None

@@ -9,7 +9,6 @@ by the shipped pull-request workflow, posted as a comment, so it must never carr
 
 from __future__ import annotations
 
-
 EXCERPT = 60     # characters of a value read from a file that a message may quote
 DETAIL = 160     # characters of an explanation (an exception's text) that a message may carry
 

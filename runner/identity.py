@@ -67,8 +67,10 @@ def establish(directory: Path, lock: Lock, take_over: Path | None = None) -> Ide
     here = str(directory.resolve())
     dev, ino = _stamp(directory)
     saved = _read(path) or {}
-    original = saved.get("original") if isinstance(saved.get("original"), str) else None
-    inherited = saved.get("inherited") if isinstance(saved.get("inherited"), list) else []
+    recorded = saved.get("original")
+    original = recorded if isinstance(recorded, str) else None
+    listed = saved.get("inherited")
+    inherited = [j for j in listed if isinstance(j, str)] if isinstance(listed, list) else []
     if (saved.get("device"), saved.get("inode")) != (dev, ino) and saved:
         there = saved.get("path")
         if isinstance(there, str) and there != here and _same_record(Path(there), saved):
@@ -81,12 +83,12 @@ def establish(directory: Path, lock: Lock, take_over: Path | None = None) -> Ide
                               + (f" (it is a copy of {original})" if original else ""),
                               path=directory)
         original, inherited = None, []
-    record = {"path": here, "device": dev, "inode": ino}
+    record: dict[str, object] = {"path": here, "device": dev, "inode": ino}
     if original is not None:
-        record.update(original=original, inherited=[j for j in inherited if isinstance(j, str)])
+        record.update(original=original, inherited=inherited)
     if record != saved:
         write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
-    return Identity(original, frozenset(record.get("inherited", [])))   # type: ignore[arg-type]
+    return Identity(original, frozenset(inherited if original is not None else ()))
 
 
 def _same_record(directory: Path, saved: dict[str, object]) -> bool:

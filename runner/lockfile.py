@@ -12,14 +12,15 @@ import dataclasses
 import errno
 import fcntl
 import json
-import re
 import os
+import re
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Union
 
 import jsonschema
 import orjson
@@ -221,7 +222,8 @@ def _scalar(value: Any) -> str:
 @lru_cache(maxsize=4096)
 def _resolves_to_str(text: str) -> bool:
     """Whether YAML reads `text` unquoted as the same string (not true, null, 1e3, ...)."""
-    tag: str = yaml.resolver.Resolver().resolve(yaml.ScalarNode, text, (True, False))
+    tag: str = yaml.resolver.Resolver().resolve(  # type: ignore[no-untyped-call]
+        yaml.ScalarNode, text, (True, False))
     return tag == "tag:yaml.org,2002:str"
 
 
@@ -254,7 +256,8 @@ def _parse(path: Path, lockdoc: Document) -> Lock:
         raise LockfileError(f"lockfile version {version} was written by a newer batch-runner "
                             f"(this one reads version {VERSION}); upgrade batch-runner", path=path,
                             where=str(lockdoc.line_of(["version"])))
-    recipe = (doc.get("hashing") or {}).get("recipe") if isinstance(doc.get("hashing"), dict) else None
+    hashing_doc = doc.get("hashing")
+    recipe = hashing_doc.get("recipe") if isinstance(hashing_doc, dict) else None
     if isinstance(recipe, int) and recipe > hashing.RECIPE:
         raise LockfileError(f"lockfile uses hash recipe {recipe} from a newer batch-runner; "
                             "upgrade batch-runner", path=path,

@@ -11,11 +11,12 @@ from __future__ import annotations
 import difflib
 import json
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import jsonschema
 
@@ -32,7 +33,7 @@ INLINE_LIMIT_NOTE = "inline requests are sent when the batch is under 20 MB"
 PATH_EXCERPT = 120      # a path from a manifest is quoted whole up to this length
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict[str, Any]:
     """A schema from the project's schemas/ folder: beside the package in a checkout (and an
     editable install), inside it as runner/schemas in a built wheel."""
@@ -189,10 +190,10 @@ def _schema_message(error: jsonschema.ValidationError, path: list[str | int]) ->
                f"{', '.join(map(str, schema['enum']))}"
     if kind in ("minItems", "minLength", "minProperties"):
         return "must not be empty"
-    return error.message
+    return str(error.message)
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(name: str) -> jsonschema.protocols.Validator:
     """The validator of one of our schemas, built once."""
     built: jsonschema.protocols.Validator = jsonschema.Draft202012Validator(load_schema(name))
@@ -270,7 +271,8 @@ def _build(doc: Located, source: Path, project: Path, resolve: Resolver) -> Mani
 
 
 def _default_errors(first_output: str) -> str:
-    stem = first_output.rsplit(".", 1)[0] if "." in first_output.rsplit("/", 1)[-1] else first_output
+    has_suffix = "." in first_output.rsplit("/", 1)[-1]
+    stem = first_output.rsplit(".", 1)[0] if has_suffix else first_output
     return stem + ".errors.jsonl"
 
 

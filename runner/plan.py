@@ -10,8 +10,9 @@ import copy
 import dataclasses
 import enum
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .hashing import short
 from .lockfile import Lock, LockEntry, Part, Retry
@@ -294,7 +295,7 @@ def retry_name(name: str, content_hash: str, number: int) -> str:
 
 def _for_retry(want: Desired, entry: LockEntry, observed: Observed) -> Action | None:
     """The action for the batch's follow-up batches, or None when there is nothing to do."""
-    base = dict(name=want.name, content_hash=want.content_hash, retry=True)
+    base: dict[str, Any] = dict(name=want.name, content_hash=want.content_hash, retry=True)
     retry = entry.open_retry
     if retry is not None:
         n = len(entry.retries)
@@ -333,7 +334,7 @@ def _for_part(name: str, part: Part, observed: Observed, max_attempts: int,
     Until the batch is `settled` (every part's results in), a part whose results are in
     still needs its job: the outputs are written from every part's results."""
     attempt = max(part.attempts, 1)
-    base = dict(name=name, requests=part.requests, content_hash=part.content_hash,
+    base: dict[str, Any] = dict(name=name, requests=part.requests, content_hash=part.content_hash,
                 attempt=attempt)
     if part.job is None and part.error == CANCELLED_BY_USER:    # cancelled while queued
         if resubmit_asked:
@@ -350,7 +351,7 @@ def _for_part(name: str, part: Part, observed: Observed, max_attempts: int,
                           job=tagged, **base)
         return Action(Kind.CREATE, reason="an interrupted run did not submit it",
                       display_name=tag, **base)
-    resubmit = dict(base, attempt=attempt + 1,
+    resubmit: dict[str, Any] = dict(base, attempt=attempt + 1,
                     display_name=display_name(name, part.content_hash, attempt + 1))
     if part.state == JobState.SUCCEEDED:
         if settled or part.job in observed.jobs:
@@ -423,7 +424,8 @@ def _for_settled(want: Desired, entry: LockEntry, observed: Observed,
     provider is submitted again."""
     parts = entry.parts()
     job = observed.jobs.get(parts[0].job or "") if len(parts) == 1 else None
-    base = dict(name=want.name, requests=want.requests, content_hash=want.content_hash)
+    base: dict[str, Any] = dict(name=want.name, requests=want.requests,
+                                content_hash=want.content_hash)
     why = _outputs_reason(entry, want)
     same = entry.content_hash == want.content_hash
     if same and (why is None or entry.open_retry is not None):
@@ -458,7 +460,7 @@ def _superseded(entry: LockEntry, want: Desired, observed: Observed) -> tuple[st
     if entry.content_hash == want.content_hash:
         return ()
     wanted = {s.content_hash for s in want.parts}
-    records = [p for p in entry.parts() if p.content_hash not in wanted]
+    records: list[Part | Retry] = [p for p in entry.parts() if p.content_hash not in wanted]
     if entry.open_retry is not None:
         records.append(entry.open_retry)
     live = [r.job for r in records if r.job and (j := observed.jobs.get(r.job)) is not None
@@ -474,7 +476,8 @@ def _for_new_part(want: Desired, shard: ShardHash, entry: LockEntry | None, obse
     usable = best([j for _, j in found if j.state in _RANK])
     # the batch's action carries the jobs to cancel; its shards' reasons say so
     cancels_text = "; the old job is still running and will be cancelled" if cancels else ""
-    base = dict(name=want.name, requests=shard.requests, content_hash=shard.content_hash)
+    base: dict[str, Any] = dict(name=want.name, requests=shard.requests,
+                                content_hash=shard.content_hash)
     if usable is not None:
         attempt = attempt_of(want.name, shard.content_hash, usable.display_name) or 1
         return Action(Kind.ADOPT, reason=f"a job tagged {usable.display_name} already exists "

@@ -12,20 +12,21 @@ from __future__ import annotations
 import re
 from array import array
 from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Collection, Iterable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import jinja2
 import orjson
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 
+from .bounds import MAX_REQUEST
 from .errors import DataError, TemplateError, clipped, excerpt
 from .hashing import canonical_bytes, file_digest
 from .manifest import Manifest
 from .resolve import Resolver, leaves
-from .bounds import MAX_REQUEST
 from .sandbox import BoundedSandbox, TemplateLimit
 from .sources import Row, parse_row
 
@@ -91,7 +92,7 @@ class Request(NamedTuple):
     """One rendered request. It is kept as its canonical JSON bytes, which is what is written,
     hashed and sent; the dict form is parsed only where something needs to look inside."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, which nothing calls
     key: str
     request_bytes: bytes
     row: Row

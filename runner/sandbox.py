@@ -24,18 +24,35 @@ whose order changes with the process's hash seed) gives a list in the left opera
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import jinja2
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
-from jinja2.sandbox import (ImmutableSandboxedEnvironment, SandboxedEscapeFormatter,
-                            SandboxedFormatter)
+from jinja2.sandbox import (
+    ImmutableSandboxedEnvironment,
+    SandboxedEscapeFormatter,
+    SandboxedFormatter,
+)
 from markupsafe import Markup
 
-from .bounds import (BINOPS, CALL_STEPS, FILTERS, KEEPS_VALUES, MAX_MADE, MAX_STEPS,
-                     MAX_TEXT, METHODS, PLAIN, TemplateLimit, need, printable, printed,
-                     spec_numbers)
+from .bounds import (
+    BINOPS,
+    CALL_STEPS,
+    FILTERS,
+    KEEPS_VALUES,
+    MAX_MADE,
+    MAX_STEPS,
+    MAX_TEXT,
+    METHODS,
+    PLAIN,
+    TemplateLimit,
+    need,
+    printable,
+    printed,
+    spec_numbers,
+)
 
 # what would make the same template render differently from one run to the next
 CHANCE_FILTERS = frozenset({"random"})

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, NamedTuple, Sequence
+from typing import IO, NamedTuple
 
 from .errors import DataError
 from .fsutil import cannot_write

@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any, Generator, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 import yaml
@@ -22,7 +23,7 @@ from .yamlsrc import describe_yaml_error, load_documents
 class Row(NamedTuple):
     """One row. A NamedTuple, not a dataclass: a million of them are made per render."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, which nothing calls
     data: Any
     where: str  # "line 3", "row 3", "items[2]": for messages
 

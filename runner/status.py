@@ -4,8 +4,8 @@ outputs match the lockfile) and health (what the remote job is doing)."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from .lockfile import LIVE, Lock, Part
 from .plan import Kind, Plan

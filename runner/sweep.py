@@ -9,8 +9,8 @@ download starts over, and a temp file is only renamed by the run that wrote it.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .lockfile import Lock
 

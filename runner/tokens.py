@@ -58,7 +58,7 @@ class TokenEstimate:
     requests: int
     input_tokens: int
     max_output_tokens: int | None    # sum of per-request bounds; None if any request has none
-    largest_request: int = 0         # input tokens of the biggest request: price tiers are per request
+    largest_request: int = 0         # input tokens of the biggest request (tiers are per request)
     media_parts: int = 0             # inlineData/fileData parts counted at MEDIA_TOKENS each
     counted: bool = False            # input tokens came from the provider, not the offline rule
 

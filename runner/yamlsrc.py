@@ -12,9 +12,10 @@ file's size (an alias bomb), and nesting deeper than MAX_DEPTH, are errors at th
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 

@@ -16,8 +16,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import pytest
 
@@ -181,7 +182,7 @@ def test_a_request_over_the_size_bound_names_its_largest_field(tmp_path: Path) -
     40 MB: refused naming the row and the field, in memory proportional to the row."""
     body = "y" * 41_000_000
     d = manifest(tmp_path / "project", "  rows: data/rows.jsonl\n" + REQUEST % json.dumps(
-        "{{ row.a }}"), {"data/rows.jsonl": '{"a": "short"}\n{"a": "%s"}\n' % body})
+        "{{ row.a }}"), {"data/rows.jsonl": '{"a": "short"}\n{"a": "' + body + '"}\n'})
 
     result = run_bounded(d)
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import io
 import json
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from conftest import MINIMAL, remote_jobs, write_manifest
+
 from runner import lockfile
 from runner.apply import Options
 from runner.cli import main

@@ -14,18 +14,16 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from conftest import MINIMAL, ROWS_MANIFEST, write_manifest, write_rows
+
 from runner import lockfile
 from runner.emulator import Emulator
 from runner.failpoints import POINTS
 from runner.providers.gemini import GeminiProvider
-
-
 
 # the same rows again, split into three jobs of at most 150 requests
 SPLIT = ROWS_MANIFEST.replace("{name: big}", "{name: split}").replace(

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import MINIMAL, remote_jobs, write_manifest
 
 import runner
-from conftest import MINIMAL, remote_jobs, write_manifest
 from runner import lockfile
 from runner.cli import main
 from runner.emulator import Emulator

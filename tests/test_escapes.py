@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import MINIMAL, ROWS_MANIFEST, write_manifest
 
 REPO = Path(__file__).resolve().parent.parent

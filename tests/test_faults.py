@@ -9,8 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-
 from conftest import write_manifest
+
 from runner import lockfile
 from runner.apply import Options, apply_directory
 from runner.emulator import Emulator, Faults

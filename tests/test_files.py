@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import remote_jobs
+
 from runner import fsutil, shards
 from runner.emulator import Emulator
 from runner.errors import OutputError

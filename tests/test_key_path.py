@@ -7,8 +7,8 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

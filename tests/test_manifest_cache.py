@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
+from conftest import MINIMAL, write_manifest
 
 import runner
-from conftest import MINIMAL, write_manifest
 from runner import lockfile, manifest, parsecache, statcache
 from runner.emulator import Emulator
 from runner.errors import ManifestError

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import MINIMAL, remote_jobs, write_manifest
+
 from runner import lockfile
 from runner.cli import main
 from runner.emulator import Emulator

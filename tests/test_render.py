@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import MINIMAL, write_manifest
+
 from runner.desired import render_into
 from runner.errors import DataError, ManifestError, TemplateError
 from runner.hashing import canonical

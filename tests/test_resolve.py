@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from runner.resolve import Resolver, folders_down_to, within
 
@@ -32,9 +33,9 @@ def test_resolver_agrees_with_pathlib(tmp_path: Path) -> None:
                 "missing/more/x", "rel/x", "rel/../x", "./out//x", "link-in", "loop-a/x",
                 "loop-a", ".."]:
         path = root / rel
-        expected = outcome(lambda: str(path.resolve()))
+        expected = outcome(lambda path=path: str(path.resolve()))
         for _ in range(2):      # the second time from what was remembered
-            assert outcome(lambda: resolve(path)) == expected, rel
+            assert outcome(lambda path=path: resolve(path)) == expected, rel
 
 
 def test_within_and_folders_down_to() -> None:

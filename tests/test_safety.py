@@ -8,12 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from conftest import MINIMAL, write_manifest
+
 from runner.emulator import Emulator, Faults
 
 SECRET = "AIzaSy-SECRET-d41d8cd98f00b204e9800998ecf8427e"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import jinja2
 import pytest
+from conftest import MINIMAL, write_manifest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from conftest import MINIMAL, write_manifest
 from runner.errors import TemplateError
 from runner.manifest import load_directory
 from runner.render import Renderer

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from conftest import ROWS_MANIFEST, write_manifest, write_rows
 
-
 SCRIPT = textwrap.dedent("""
     import json, random, resource, sys
     from pathlib import Path

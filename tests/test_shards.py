@@ -8,8 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from conftest import ROWS_MANIFEST, finish_all, remote_jobs, write_manifest, write_rows
+
 from runner import api, lockfile
 from runner.cli import main
 from runner.desired import render_into, render_shards

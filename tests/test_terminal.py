@@ -8,8 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from conftest import remote_jobs, write_manifest
+
 from runner import api, lockfile
 from runner.cli import main
 from runner.emulator import Emulator, Faults

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import MINIMAL, ROWS_MANIFEST, finish_all, remote_jobs, write_manifest, write_rows
 
-from conftest import (MINIMAL, ROWS_MANIFEST, finish_all, remote_jobs, write_manifest,
-                      write_rows)
 from runner import api, lockfile
 from runner.apply import apply_directory, prepare
 from runner.cli import main

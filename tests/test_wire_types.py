@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from conftest import MINIMAL, write_manifest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import MINIMAL, write_manifest
 from runner.cli import main
 from runner.emulator import Emulator, Faults
 from runner.emulator.faults import WRONG_TYPES
@@ -31,8 +31,13 @@ from runner.pricing import Usage
 from runner.providers.base import JobState, RemoteJob
 from runner.providers.calls import decode
 from runner.providers.gemini import GeminiProvider
-from runner.providers.gemini_wire import (parse_count, parse_file, parse_operation, parse_page,
-                                          parse_uploaded)
+from runner.providers.gemini_wire import (
+    parse_count,
+    parse_file,
+    parse_operation,
+    parse_page,
+    parse_uploaded,
+)
 
 JOB = r"batches/[a-z0-9]+"
 # fault -> (what the emulator must hold first, the one line the CLI must print)

@@ -10,8 +10,13 @@ from typing import Any
 
 import pytest
 
-from runner.yamlsrc import (ALIAS_GROWTH, Located, UnsupportedYAMLError, describe_yaml_error,
-                            load_documents)
+from runner.yamlsrc import (
+    ALIAS_GROWTH,
+    Located,
+    UnsupportedYAMLError,
+    describe_yaml_error,
+    load_documents,
+)
 
 # Anchors, a merge key that a later key overrides, flow and block style, a multi-line
 # string, an alias to a whole mapping, two documents.

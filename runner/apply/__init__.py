@@ -17,8 +17,8 @@ share) and `options` (what a run is asked, and its outcome).
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..costs import check_budgets
 from ..identity import establish

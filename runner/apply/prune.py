@@ -6,7 +6,7 @@ edit and merge: its paths are not trusted further than the checks below.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..hashing import file_digest
 from ..identity import Identity

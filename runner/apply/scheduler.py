@@ -33,13 +33,13 @@ from .submit import Submitter
 class Scheduler:
     def __init__(self, ws: Workspace, provider: Provider, options: Options, progress: Progress,
                  desired: list[Desired], observed: Observed | None = None,
-                 identity: Identity = Identity()):
+                 identity: Identity | None = None):
         self.ws = ws
         self.provider = provider
         self.options = options
         self.progress = progress
         self.report = progress.message
-        self.identity = identity
+        self.identity = identity = identity or Identity()
         self.outcome = Outcome()
         self.desired = {d.name: d for d in desired}
         self.journal = Journal(ws, self.desired)

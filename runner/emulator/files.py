@@ -119,7 +119,8 @@ class Files:
             return ChunkReply("active", received)
 
     def _after_final(self, session: UploadSession, commands: frozenset[str]) -> ChunkReply:
-        """A finalized session answers query and finalize again, for a client that lost the reply."""
+        """A finalized session answers query and finalize again, for a client that lost the
+        reply."""
         record = self._store.file(session.file_id)
         if record is not None and commands <= {"query", "finalize"}:
             return ChunkReply("final", record.size_bytes, record)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import enum
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from typing import Any, Protocol
 
 
 class JobState(str, enum.Enum):
