@@ -23,18 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from .apply import Options, Outcome, apply_directory, now, prepare
+from .cancel import cancel_batches
 from .clashes import check_templates
 from .costs import Costs, plan_costs
 from .desired import record_for, render_recorded
 from .errors import LockfileError, RunnerError
 from .identity import establish
-from .lockfile import LIVE, STATE_DIR, Lock, LockEntry, held
+from .lockfile import STATE_DIR, Lock, LockEntry, held
 from .manifest import Manifest
-from .plan import CANCELLED_BY_USER, SUBMITS, Desired, Plan, attempt_of, display_name
+from .plan import SUBMITS, Desired, Plan, attempt_of, display_name
 from .plan import plan as make_plan
 from .pricing import Spent
 from .progress import Progress
-from .providers.base import JobState, Provider, RemoteJob
+from .providers.base import Provider, RemoteJob
 from .providers.gemini import GeminiProvider, api_key_from_env
 from .render import Renderer
 from .status import BatchStatus, statuses
@@ -218,39 +219,13 @@ def cancel(directory: PathLike, names: Iterable[str], *, provider: Provider | No
     The batch then stays as it is until `apply --resubmit NAME`. In a copied directory, the
     jobs the original recorded are refused unless `take_over` names the original."""
     first = Workspace.open(Path(directory))     # bad input fails before the run lock is taken
-    cancelled = []
-    listed: list[RemoteJob] | None = None
     with held(first.directory, lock_timeout):
         ws = first.reloaded()                   # the lockfile as the last run left it
         entries = {name: _entry(ws, name) for name in names}
         identity = establish(ws.directory, ws.lock,
                              Path(take_over) if take_over is not None else None)
-        for name, entry in entries.items():
-            for record in [*entry.parts(), *entry.retries]:
-                if record.state in LIVE and identity.guards(record.job):
-                    raise RunnerError(f"{name}: {identity.refusal(record.job or '')}",
-                                      path=ws.lock_path)
         with _provider(directory, provider, emulator) as p:
-            for entry in entries.values():
-                retry = entry.open_retry
-                records = [retry] if retry is not None else entry.parts()
-                for record in records:
-                    if record.state not in LIVE:
-                        continue
-                    if record.job is None:      # queued, or created just before a crash
-                        if listed is None:      # one listing for every such record
-                            listed = [j for j in p.list_jobs() if not j.state.terminal]
-                        live = [j for j in listed if j.display_name == record.display_name]
-                        record.job = live[0].name if live else None
-                    if record.job is None:      # never submitted: it stays unsubmitted
-                        record.state, record.error = JobState.CANCELLED, CANCELLED_BY_USER
-                        ws.save_lock()
-                        continue
-                    p.cancel_job(record.job)
-                    record.state, record.finished_at = JobState.CANCELLED, now()
-                    record.error = CANCELLED_BY_USER
-                    cancelled.append(record.job)
-                    ws.save_lock()
+            cancelled = cancel_batches(ws, entries, p, identity)
     return cancelled
 
 

@@ -47,6 +47,10 @@ def check_outputs(project: Path, files: list[Path], manifests: list[Manifest],
                 raise _clash(m, out, f"would overwrite {inputs[key]}")
             if within(key, state):
                 raise _clash(m, out, f"is inside {STATE_DIR}/, which belongs to the runner")
+            if os.path.dirname(key) == root and key.lower().endswith((".yaml", ".yml")):
+                # every YAML file there is read as a manifest by the next run
+                raise _clash(m, out, "would be read as a manifest (a .yaml or .yml file in "
+                             "the manifest directory): put it in a sub-folder")
             if key in paths:
                 other, first = paths[key]
                 if other is not m:

@@ -3,7 +3,9 @@ written from them.
 
 A copy is used again only while its bytes are the ones received: each is kept with its sha256
 beside it (`<job>.jsonl.sha256`, written after the file), so a copy cut short by a crash, edited,
-or damaged on disk is fetched again rather than joined. A copy whose lines do not parse is
+or damaged on disk is fetched again rather than joined. The digest is kept with the job's tag,
+which was checked against the record it was downloaded for: a lockfile edited to name another
+batch's job does not get that batch's copy. A copy whose lines do not parse is
 thrown away by the caller (see `discard`), so the next run fetches it again instead of failing
 on the same bytes for ever.
 """
@@ -25,22 +27,24 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def keep(downloaded: Path, path: Path) -> None:
-    """Moves a finished download into place, then records its digest."""
+def keep(downloaded: Path, path: Path, tag: str) -> None:
+    """Moves a finished download of the job tagged `tag` into place, then records its digest
+    and tag."""
     os.replace(downloaded, path)
-    write_text(_sidecar(path), file_digest(path) + "\n")
+    write_text(_sidecar(path), f"{file_digest(path)} {tag}\n")
 
 
-def cached(path: Path) -> bool:
-    """Whether `path` holds the bytes that were downloaded."""
+def cached(path: Path) -> str | None:
+    """The tag of the job whose bytes `path` holds as downloaded, or None when it does not
+    hold them."""
     try:
-        recorded = _sidecar(path).read_text(encoding="ascii").strip()
+        digest, _, tag = _sidecar(path).read_text(encoding="utf-8").strip().partition(" ")
     except (OSError, UnicodeDecodeError):
-        return False
+        return None
     try:
-        return file_digest(path) == recorded
+        return tag if tag and file_digest(path) == digest else None
     except OSError:
-        return False
+        return None
 
 
 def discard(path: Path) -> None:

@@ -14,8 +14,8 @@ from .desired import desire
 from .errors import LockfileError, OutputError
 from .manifest import Manifest, load_directory, load_schema, parse_cache
 from .parsecache import ParseCache, salt
-from .plan import Desired, Observed, disown, needs_remote, needs_tag_search
-from .providers.base import Provider, RemoteJob
+from .plan import CANCELLED_BY_USER, Desired, Observed, disown, needs_remote, needs_tag_search
+from .providers.base import JobState, Provider, RemoteJob
 from .resolve import Resolver, leaves
 from .statcache import cache_for
 
@@ -133,8 +133,13 @@ def observe(provider: Provider, lock: lockfile.Lock, desired: list[Desired]) -> 
         job = provider.get_job(name)
         if job is not None:
             jobs[name] = job
-    if not complete and any(disown(w, e, Observed(jobs))[1] for e, w in entries if e is not None):
-        # a recorded job that is not the batch's own: its own is looked for by its tag
+    if not complete and (
+            any(disown(w, e, Observed(jobs))[1] for e, w in entries if e is not None)
+            or any(j.state == JobState.CANCELLED and r.error != CANCELLED_BY_USER
+                   for e, _ in entries if e is not None for r in e.parts()
+                   if (j := jobs.get(r.job or "")) is not None)):
+        # a recorded job that is not the batch's own, or one cancelled outside the runner
+        # (by another run that kept its twin): the batch's own is looked for by its tag
         jobs.update((j.name, j) for j in provider.list_jobs())
         complete = True
     return Observed(jobs, complete)

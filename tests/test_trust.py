@@ -217,17 +217,17 @@ def test_a_damaged_copy_of_results_is_not_used(tmp_path: Path) -> None:
     got = tmp_path / "dl.part"
     got.write_bytes(b'{"key": "a"}\n')
     path = tmp_path / "job.jsonl"
-    keep(got, path)
-    assert cached(path)
+    keep(got, path, "tiny-0123456789ab")
+    assert cached(path) == "tiny-0123456789ab"      # with the tag it was checked for
     with open(path, "ab") as f:         # cut short, edited or damaged on disk after
         f.write(b"x")
-    assert not cached(path)
+    assert cached(path) is None
     path.write_bytes(b'{"key": "a"}\n')
-    assert cached(path)
+    assert cached(path) == "tiny-0123456789ab"
     discard(path)
-    assert not path.exists() and not cached(path)
+    assert not path.exists() and cached(path) is None
     path.write_bytes(b'{"key": "a"}\n')     # no digest beside it: from before, or a crash
-    assert not cached(path)
+    assert cached(path) is None
 
 
 # -- two machines apply the same change at once ------------------------------------------------
@@ -406,3 +406,70 @@ def test_timeout_is_honoured_between_polls(proj: Path, slow: Emulator, monkeypat
     assert main(["apply", str(proj), "--timeout", "1", "--quiet"]) == 1
     assert time.monotonic() - start < 5
     assert "timed out after 1s with 1 batch(es) still running (tiny)" in capsys.readouterr().err
+
+
+# -- found by reading it as an attacker would ------------------------------------------------
+
+def test_cancel_refuses_a_job_that_is_not_the_batchs(tmp_path: Path, slow: Emulator,
+                                                     capsys: Any) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, MINIMAL)
+    write_manifest(d, OTHER, "other.yaml")
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    theirs = lockfile.load(d / "batches.lock").batches["other"].job
+    assert theirs is not None
+    point_job(d, "tiny", theirs)                    # a bad merge
+    assert main(["cancel", str(d), "tiny"]) == 1
+    assert f"names job {theirs}, which is not this batch's" in capsys.readouterr().err
+    assert {j.state.value for j in remote_jobs(slow)} <= {"PENDING", "RUNNING"}
+
+
+def test_prune_deletes_only_the_batchs_own_jobs(tmp_path: Path, slow: Emulator) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, MINIMAL)
+    write_manifest(d, OTHER, "other.yaml")
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    lock = lockfile.load(d / "batches.lock")
+    mine, theirs = lock.batches["tiny"].job, lock.batches["other"].job
+    assert mine is not None and theirs is not None
+    upload = tmp_path / "x.jsonl"
+    upload.write_text('{"key": "a"}\n')
+    with api.connect(d) as p:
+        file_name = p.upload_file(upload, "not-a-batch")
+    lock.batches["tiny"].job = theirs               # a bad merge, then the manifest removed
+    orphan = lockfile.entry_from({**lock.batches["tiny"].to_dict(), "job": file_name})
+    lock.batches["gone"] = orphan                   # a lockfile line naming another resource
+    lockfile.save(d / "batches.lock", lock)
+    (d / "m.yaml").unlink()
+    assert main(["apply", str(d), "--prune", "--no-wait", "--quiet"]) == 0
+    left = {j.name: j.state.value for j in remote_jobs(slow)}
+    assert left[theirs] in ("PENDING", "RUNNING")   # the other batch's job is untouched
+    with api.connect(d) as p:
+        assert p.find_file("not-a-batch") == file_name
+
+
+def test_a_job_cancelled_as_a_twin_is_followed_to_the_one_kept(tmp_path: Path,
+                                                               slow: Emulator) -> None:
+    """A run killed after recording its job, whose twin another run kept: the plan adopts
+    the job kept, whatever else the directory holds."""
+    d = tmp_path / "proj"
+    write_manifest(d, MINIMAL)
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    entry = lockfile.load(d / "batches.lock").batches["tiny"]
+    kept = entry.job
+    lines = tmp_path / "lines.jsonl"
+    lines.write_text('{"key": "a", "request": {"contents": [{"parts": [{"text": "x"}]}]}}\n')
+    with api.connect(d) as p:
+        twin = p.create_job("gemini-2.5-flash", entry.display_name, inline_lines=lines)
+        p.cancel_job(twin.name)
+    point_job(d, "tiny", twin.name)
+    [action] = api.plan(d).actions
+    assert action.kind.value == "adopt" and action.job is not None and action.job.name == kept
+
+
+def test_an_output_that_would_be_read_as_a_manifest_is_refused(tmp_path: Path,
+                                                                capsys: Any) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, MINIMAL.replace("out/tiny.jsonl", "tiny.yaml"))
+    assert main(["validate", str(d)]) == 1
+    assert "would be read as a manifest" in capsys.readouterr().err

@@ -107,11 +107,13 @@ class Collector(Worker):
         assert record.job is not None
         state_dir = self.journal.ws.state_dir
         path = results_path(state_dir, record.job)
-        if cached(path):
+        entry = self.journal.entry(name)
+        tag = cached(path)
+        if tag is not None and foreign(name, entry.model, record, RemoteJob(
+                record.job, tag, JobState.SUCCEEDED)) is None:
             return path
         job = job if job is not None and job.name == record.job else \
             self.provider.get_job(record.job)
-        entry = self.journal.entry(name)
         why = foreign(name, entry.model, record, job) if job is not None else None
         if job is not None and why is not None:
             self.report(f"{name}: the lockfile names job {record.job}, which is not this "
@@ -119,7 +121,7 @@ class Collector(Worker):
             job = self._own_job(name, record)
             self.journal.rebind(record, job)
             path = results_path(state_dir, job.name)
-            if cached(path):
+            if cached(path) == job.display_name:
                 return path
         if job is None or job.state != JobState.SUCCEEDED:
             raise ProviderError(f"the results of {record.job} are no longer on the provider")
@@ -127,7 +129,7 @@ class Collector(Worker):
         tmp = path.with_suffix(".part")
         self.provider.download_results(job, tmp, on_progress=lambda got, total:
                                        self.progress.transfer(name, "download", got, total))
-        keep(tmp, path)
+        keep(tmp, path, job.display_name)
         return path
 
     def _own_job(self, name: str, record: Part | Retry) -> RemoteJob:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..errors import ProviderError
 from ..hashing import file_digest
 from ..identity import Identity
-from ..lockfile import LIVE, LockEntry, Part, Retry
+from ..lockfile import LockEntry, Part, Retry
 from ..lockfile import lock_path as lockfile_path
+from ..plan import foreign
 from ..providers.base import JobState, Provider
 from ..workspace import Workspace
 from .journal import Journal
@@ -21,20 +23,34 @@ from .listing import Listing
 def prune(name: str, *, journal: Journal, listing: Listing, provider: Provider,
           identity: Identity, outputs: bool, report: Callable[[str], None]) -> None:
     """Cancels and deletes the remote jobs the lockfile records for a removed manifest, then
-    forgets it; its outputs stay unless `outputs`."""
+    forgets it; its outputs stay unless `outputs`. Only a job that the provider shows to be
+    the record's own (see plan.foreign) is cancelled or deleted: a lockfile line naming
+    another batch's job, or any other resource, must not delete it."""
     entry = journal.entry(name)
     records: list[Part | Retry] = [*entry.parts(), *entry.retries]
     for record in records:
-        if record.job is None and record.state == JobState.CREATING:
-            found = listing.find(record.display_name)      # created just before a crash?
-            record.job = found.name if found is not None else None
+        found = record.job is None and record.state == JobState.CREATING
+        if found:
+            job = listing.find(record.display_name)      # created just before a crash?
+            record.job = job.name if job is not None else None
         if record.job is None:
             continue
-        if identity.guards(record.job):
+        if identity.guards(record.job) or (found and identity.original is not None):
             report(f"{name}: not pruned remotely: {identity.refusal(record.job)}")
             record.job = None
             continue
-        if record.state in LIVE:
+        try:
+            job = provider.get_job(record.job)
+            why = foreign(name, entry.model, record, job) if job is not None else None
+        except ProviderError as e:      # not even a batch
+            job, why = None, str(e)
+        if job is None or why is not None:
+            if why is not None:
+                report(f"{name}: not pruned remotely: the lockfile names {record.job}, which "
+                       f"is not this batch's ({why}); left alone")
+            record.job = None
+            continue
+        if not job.state.terminal:
             provider.cancel_job(record.job)
         provider.delete_job(record.job)
     kept = "kept its outputs"
