@@ -5,6 +5,24 @@ Anything else that escapes is a bug and is reported as such. Messages name the f
 known, the place in it (line, row, key) so that a user can go straight to the spot. They quote
 what they read only in short excerpts (`excerpt`, `clipped`): a message is printed, logged and,
 by the shipped pull-request workflow, posted as a comment, so it must never carry a file whole.
+
+The tree (runner.report turns each into one line and exit 1):
+
+    RunnerError
+    ├── ManifestError        a manifest: YAML, schema, paths, clashes with another manifest
+    ├── DataError            a rows file: missing, unreadable, malformed; bad or repeated keys
+    ├── TemplateError        a template: does not compile, fails or passes a bound for a row
+    ├── LockfileError        the lockfile: unreadable, invalid, newer; the run lock held
+    ├── ProviderError        the provider refused, kept failing, timed out or answered wrongly
+    │   └── ResultsError     a results file it served does not parse (file and line)
+    ├── OutputError          an output cannot be written where it was declared
+    ├── InputsChanged        rows or templates edited while apply ran
+    ├── PricesError          a price table is unreadable or malformed
+    └── BudgetError          a batch would cost more than its budget allows
+
+Control flow between the runner's own parts (an ambiguous create, a call past its deadline, a
+malformed result that fails one request) uses private exceptions next to where they are raised;
+they never reach the user as such.
 """
 
 from __future__ import annotations
@@ -82,6 +100,10 @@ class InputsChanged(RunnerError):
     def __init__(self, name: str, source: object):
         super().__init__(f"{name}: its requests changed while apply ran (a rows file or "
                          "template was edited); run apply again", path=source)
+
+
+class PricesError(RunnerError):
+    """A price table is unreadable or malformed."""
 
 
 class BudgetError(RunnerError):

@@ -33,7 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import EXCERPT, RunnerError, clipped, excerpt
+from .errors import EXCERPT, PricesError, clipped, excerpt
 from .resolve import Resolver, leaves
 from .tokens import TokenEstimate
 
@@ -44,10 +44,6 @@ LONG_PROMPT_TOKENS = 200_000
 
 _ENTRY_KEYS = {"input_per_million", "output_per_million", "batch_discount", "long_context", "note"}
 _TOP_KEYS = {"as_of", "currency", "source", "notes", "models"}
-
-
-class PricesError(RunnerError):
-    """A price table is unreadable or malformed."""
 
 
 @dataclass(frozen=True)
