@@ -29,7 +29,8 @@ from .costs import Costs, plan_costs
 from .desired import record_for, render_recorded
 from .errors import LockfileError, RunnerError
 from .identity import establish
-from .lockfile import STATE_DIR, Lock, LockEntry, held
+from .layout import STATE_DIR
+from .lockfile import Lock, LockEntry, held
 from .manifest import Manifest
 from .plan import SUBMITS, Desired, Plan, attempt_of, display_name
 from .plan import plan as make_plan

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ManifestError
+from .layout import LOCKFILE_NAME, PRICES_ENV, PRICES_FILE, STATE_DIR
 from .resolve import Resolver, within
 
 if TYPE_CHECKING:
@@ -25,10 +26,6 @@ def check_outputs(project: Path, files: list[Path], manifests: list[Manifest],
     """No two outputs may be one file, and no output may overwrite an input or the runner's own
     files (the lockfile, its state directory, a manifest, a rows file, a price table).
     Included templates are known once rendered: see check_templates."""
-    # imported here: both import runner.manifest, which imports this module
-    from .lockfile import LOCKFILE_NAME, STATE_DIR
-    from .pricing import PRICES_ENV, PRICES_FILE
-
     root = resolve(project)
     inputs = {resolve(p): f"the manifest {p.name}" for p in files}    # files of the project
     inputs.update({resolve(m.rows): f"the rows file of batch {m.name!r}"

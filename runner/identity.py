@@ -22,7 +22,8 @@ from pathlib import Path
 
 from .errors import RunnerError
 from .fsutil import write_text
-from .lockfile import STATE_DIR, Lock
+from .layout import STATE_DIR
+from .lockfile import Lock
 
 NAME = "workspace.json"
 

@@ -29,13 +29,12 @@ import yaml
 from . import hashing
 from .errors import LockfileError
 from .fsutil import write_text
+from .layout import LOCKFILE_NAME, STATE_DIR
 from .manifest import validator
 from .providers.base import JobState
 from .yamlsrc import Document, read_documents
 
-LOCKFILE_NAME = "batches.lock"
 VERSION = 1
-STATE_DIR = ".runner"
 RESTORE = "fix it or restore it from git"   # the advice for a damaged lockfile
 
 

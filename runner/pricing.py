@@ -34,11 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EXCERPT, PricesError, clipped, excerpt
+from .layout import PRICES_ENV, PRICES_FILE
 from .resolve import Resolver, leaves
 from .tokens import TokenEstimate
 
-PRICES_ENV = "RUNNER_PRICES"
-PRICES_FILE = "prices.json"
 PACKAGED = "runner/prices.json"
 LONG_PROMPT_TOKENS = 200_000
 

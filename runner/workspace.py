@@ -12,6 +12,7 @@ from . import hashing, lockfile
 from .clashes import check_templates
 from .desired import desire
 from .errors import LockfileError, OutputError
+from .layout import LOCKFILE_NAME, STATE_DIR
 from .manifest import Manifest, load_directory, load_schema, parse_cache
 from .parsecache import ParseCache, salt
 from .plan import CANCELLED_BY_USER, Desired, Observed, disown, needs_remote, needs_tag_search
@@ -35,7 +36,7 @@ class Workspace:
     def open(cls, directory: Path) -> Workspace:
         directory = directory.absolute()
         _check_own_files(directory)     # before a cache under .runner/ is read
-        state = directory / lockfile.STATE_DIR
+        state = directory / STATE_DIR
         manifests_cache, lock_cache = parse_cache(state), _lock_cache(state)
         manifests = load_directory(directory, manifests_cache)
         lock = _load_lock(lockfile.lock_path(directory), lock_cache)
@@ -53,7 +54,7 @@ class Workspace:
 
     @property
     def state_dir(self) -> Path:
-        return self.directory / lockfile.STATE_DIR
+        return self.directory / STATE_DIR
 
     def save_lock(self) -> None:
         lockfile.save(self.lock_path, self.lock)
@@ -81,15 +82,15 @@ def _check_own_files(directory: Path) -> None:
     is a regular file (reading a pipe would wait forever)."""
     resolve = Resolver()
     lock = lockfile.lock_path(directory)
-    problem = leaves(directory, lockfile.LOCKFILE_NAME, resolve)
+    problem = leaves(directory, LOCKFILE_NAME, resolve)
     if problem is None and os.path.exists(lock) and not stat.S_ISREG(os.stat(lock).st_mode):
         problem = "is not a regular file"
     if problem is not None:
         raise LockfileError(f"{problem}; the lockfile must be a file in the directory", path=lock)
-    problem = leaves(directory, lockfile.STATE_DIR, resolve)
+    problem = leaves(directory, STATE_DIR, resolve)
     if problem is not None:
         raise OutputError(f"{problem}; the runner keeps its state inside the directory",
-                          path=directory / lockfile.STATE_DIR)
+                          path=directory / STATE_DIR)
 
 
 def _lock_cache(state_dir: Path) -> ParseCache:
