@@ -159,3 +159,25 @@ def test_an_upload_stuck_on_one_chunk_names_the_batch(tmp_path: Path, emu: Emula
                                             r"in a row without progress at byte 1,024 of 5,000$"):
         provider.upload_file(data, "tiny-0123456789ab", on_progress=fail_from_now)
     provider.close()
+
+
+def test_an_answer_is_read_decoded_within_a_size_limit() -> None:
+    """A small compressed answer that decodes to gigabytes (or an endless one) stops at the
+    limit instead of filling memory; an ordinary compressed answer reads as httpx would."""
+    import gzip
+
+    from runner.providers.transport import TooLarge, read_within, receive
+
+    bomb = gzip.compress(b" " * (8 << 20))             # 8 MiB of spaces in about 8 KB
+    ok = gzip.compress(b'{"name": "batches/x"}')
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = bomb if request.url.path == "/bomb" else ok
+        return httpx.Response(200, headers={"content-encoding": "gzip"}, content=body)
+
+    client = httpx.Client(transport=httpx.MockTransport(handler), base_url="http://127.0.0.1")
+    deadline = time.monotonic() + 30
+    with client.stream("GET", "/bomb") as resp, pytest.raises(TooLarge):
+        read_within(resp, deadline, limit=1 << 20)
+    assert receive(client, "GET", "/ok", deadline=deadline, read=5).json() == {
+        "name": "batches/x"}

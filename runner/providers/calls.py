@@ -20,7 +20,7 @@ from ..errors import ProviderError
 from ..retry import Backoff, Sleep, retry_after
 from .base import AmbiguousCreate
 from .gemini_wire import error_message, parse_page
-from .transport import Late, Redactor, client_for, receive
+from .transport import MAX_ANSWER, Late, Redactor, TooLarge, client_for, receive
 
 RETRIABLE = {408, 429, 500, 502, 503, 504}
 CALL_TIMEOUT = 120.0               # seconds a JSON call may take, its answer read whole
@@ -106,6 +106,11 @@ class Calls:
                 if not idempotent:
                     raise AmbiguousCreate(f"{what}: no complete answer in time") from None
                 raise self.late(what) from None
+            except TooLarge:
+                if not idempotent:
+                    raise AmbiguousCreate(f"{what}: an answer too large to read") from None
+                raise self.fail(f"{what}: the provider's answer is larger than "
+                                f"{MAX_ANSWER >> 20} MiB; not read") from None
             except httpx.TransportError as e:
                 if not idempotent:
                     raise AmbiguousCreate(f"{what}: {type(e).__name__}") from None
@@ -140,6 +145,9 @@ class Calls:
                            read=self.read, **kwargs)
         except Late:
             raise self.late(what) from None
+        except TooLarge:
+            raise self.fail(f"{what}: the provider's answer is larger than "
+                            f"{MAX_ANSWER >> 20} MiB; not read") from None
         except httpx.TransportError:
             return None
 

@@ -122,11 +122,24 @@ def timeouts(read: float, deadline: float) -> httpx.Timeout:
     return httpx.Timeout(min(read, left), connect=min(CONNECT_SECONDS, left))
 
 
-def read_within(resp: httpx.Response, deadline: float) -> bytes:
-    """The rest of a streamed answer's bytes (as sent, still encoded), by `deadline`."""
+# The most a JSON answer may hold once decoded. A job's inline results (under 20 MB of requests)
+# stay far below it; an endless or decompression-bomb answer stops here instead of in the
+# memory of the machine.
+MAX_ANSWER = 256 << 20
+
+
+class TooLarge(Exception):
+    """An answer grew past MAX_ANSWER bytes."""
+
+
+def read_within(resp: httpx.Response, deadline: float, limit: int = MAX_ANSWER) -> bytes:
+    """The rest of a streamed answer's bytes, decoded (gzip and the like), by `deadline` and
+    within `limit` bytes."""
     body = bytearray()
-    for piece in resp.iter_raw():
+    for piece in resp.iter_bytes():
         body += piece
+        if len(body) > limit:
+            raise TooLarge
         if time.monotonic() > deadline:
             raise Late
     return bytes(body)
@@ -145,7 +158,9 @@ def receive(client: httpx.Client, method: str, url: str, *, deadline: float, rea
         if time.monotonic() >= deadline:
             raise Late from None
         raise
-    answer = httpx.Response(resp.status_code, headers=resp.headers, content=body,
+    headers = [(k, v) for k, v in resp.headers.multi_items()
+               if k.lower() not in ("content-encoding", "content-length")]    # decoded above
+    answer = httpx.Response(resp.status_code, headers=headers, content=body,
                             request=resp.request)
-    answer.read()                       # decodes gzip and the like, as httpx would have
+    answer.read()
     return answer
