@@ -42,8 +42,8 @@ class NotFound(ProviderError):
 class Calls:
     def __init__(self, base_url: httpx.URL, api_key: str, *, read: float, call_timeout: float,
                  min_rate: float, max_pages: int, max_attempts: int, sleep: Sleep,
-                 backoff: Backoff):
-        self.http = client_for(base_url, api_key, read)
+                 backoff: Backoff, transport: httpx.BaseTransport | None = None):
+        self.http = client_for(base_url, api_key, read, transport=transport)
         self.redact = Redactor(api_key)
         self.read = read
         self.call_timeout = call_timeout

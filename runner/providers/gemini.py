@@ -52,7 +52,10 @@ class GeminiProvider:
                  timeout: float = 60.0, call_timeout: float = CALL_TIMEOUT,
                  min_rate: float = MIN_RATE, max_pages: int = MAX_PAGES, max_attempts: int = 8,
                  sleep: Sleep = real_sleep, backoff: Backoff | None = None,
-                 inline_limit: int = INLINE_LIMIT, chunk_size: int = CHUNK):
+                 inline_limit: int = INLINE_LIMIT, chunk_size: int = CHUNK,
+                 transport: httpx.BaseTransport | None = None):
+        """`transport`, when given, carries every request instead of the network (tests pass
+        an httpx.MockTransport); sleep and backoff make retries instant in tests."""
         api_key = api_key.strip()
         if not api_key:
             raise ProviderError("no Gemini API key: set GEMINI_API_KEY (or GOOGLE_API_KEY), or "
@@ -67,7 +70,8 @@ class GeminiProvider:
         self._chunk = chunk_size
         self._calls = Calls(self._base_url, api_key, read=timeout, call_timeout=call_timeout,
                             min_rate=min_rate, max_pages=max_pages, max_attempts=max_attempts,
-                            sleep=sleep, backoff=backoff or Backoff(base=1.0, cap=30.0))
+                            sleep=sleep, backoff=backoff or Backoff(base=1.0, cap=30.0),
+                            transport=transport)
 
     @property
     def deadline(self) -> float | None:

@@ -63,14 +63,18 @@ def check_base_url(base: str) -> httpx.URL:
     return url
 
 
-def client_for(base: httpx.URL, api_key: str, read: float) -> httpx.Client:
+def client_for(base: httpx.URL, api_key: str, read: float, *,
+               transport: httpx.BaseTransport | None = None) -> httpx.Client:
     """The client for `base`: https trusts the environment (proxies tunnelled by CONNECT, CA
-    bundles); plain http, which check_base_url allows only to this machine, goes direct."""
+    bundles); plain http, which check_base_url allows only to this machine, goes direct.
+    `transport` replaces httpx's network transport (tests pass an httpx.MockTransport); None
+    keeps httpx's own."""
     try:
         # verify=True is httpx's default; stated so that nobody turns it off by accident.
         return httpx.Client(headers={"x-goog-api-key": api_key}, verify=True,
                             timeout=httpx.Timeout(read, connect=CONNECT_SECONDS),
-                            follow_redirects=False, trust_env=base.scheme == "https")
+                            follow_redirects=False, trust_env=base.scheme == "https",
+                            transport=transport)
     except (ValueError, ImportError):    # a proxy URL httpx cannot use (say, socks5 or ftp)
         raise ProviderError("the proxy set in the environment (HTTPS_PROXY or ALL_PROXY) is "
                             "not one httpx can use: give an http:// or https:// proxy URL, "
