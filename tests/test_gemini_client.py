@@ -174,8 +174,6 @@ def test_a_create_answered_429_is_retried_after_retry_after() -> None:
     assert body(wire.requests[0]) == body(wire.requests[1])
 
 
-@pytest.mark.xfail(strict=True, raises=ProviderError, reason="a 5xx on the last attempt raises a plain ProviderError, "
-                                       "not AmbiguousCreate (calls.Calls.send)")
 def test_a_503_on_the_last_create_attempt_is_still_ambiguous() -> None:
     wire = script(httpx.Response(429), httpx.Response(429), httpx.Response(503))
     with pytest.raises(AmbiguousCreate):

@@ -121,9 +121,10 @@ class Calls:
                 continue
             if resp.status_code == 200 or resp.status_code == 206:
                 return resp
+            if resp.status_code in RETRIABLE and not idempotent and resp.status_code != 429:
+                # the server may have created it before failing, on any attempt
+                raise AmbiguousCreate(f"{what}: HTTP {resp.status_code}")
             if resp.status_code in RETRIABLE and attempt < self.max_attempts:
-                if not idempotent and resp.status_code != 429:
-                    raise AmbiguousCreate(f"{what}: HTTP {resp.status_code}")
                 delay = backoff.next_delay()
                 if resp.status_code == 429:
                     delay = max(delay, min(MAX_RETRY_AFTER,
