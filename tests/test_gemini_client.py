@@ -244,6 +244,19 @@ def test_upload_refuses_an_upload_url_on_another_server(tmp_path: Path) -> None:
     assert len(wire.requests) == 1
 
 
+def test_upload_stops_at_a_chunk_the_server_refuses(tmp_path: Path) -> None:
+    """A 403 on a chunk is not a passing failure: reported at once with the server's words.
+    (A 400 whose session is still active, an offset that does not match, is resumed.)"""
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"0123456789")
+    start = httpx.Response(200, headers={"x-goog-upload-url": f"{BASE}/upload/session"})
+    refused = httpx.Response(403, json={"error": {"message": "quota exceeded"}})
+    wire = script(start, refused)
+    with pytest.raises(ProviderError, match="HTTP 403: quota exceeded"):
+        wire.provider().upload_file(path, "dn-in")
+    assert len(wire.requests) == 2 and wire.sleeps == []
+
+
 class Dropped(httpx.SyncByteStream):
     """A body that stops after `head` as a dropped connection does."""
 

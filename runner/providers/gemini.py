@@ -199,6 +199,13 @@ class GeminiProvider:
                         on_progress(offset, size)
                     hit("during-upload")
                     continue
+                if resp is not None and resp.status_code not in RETRIABLE and \
+                        resp.headers.get("x-goog-upload-status") != "active":
+                    # refused, and the session is not waiting for more (a 403, 404, a
+                    # cancelled session): sending it again changes nothing. An "active"
+                    # session (an offset that does not match) is queried and resumed.
+                    raise self._calls.fail(f"{what} failed: HTTP {resp.status_code}: "
+                                           f"{error_message(resp.content, resp.text)}")
                 failures += 1
                 if failures >= self._calls.max_attempts:
                     raise ProviderError(f"{what} failed: {failures} attempts in a row without "
