@@ -22,12 +22,15 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .apply import Options, Outcome, apply_directory, now, prepare
+from .apply import Options as Options  # the library's callers build them
+from .apply import Outcome as Outcome
+from .apply import apply_directory, now, prepare
 from .cancel import cancel_batches
 from .clashes import check_templates
 from .costs import Costs, plan_costs
 from .desired import record_for, render_recorded
-from .errors import LockfileError, RunnerError
+from .errors import LockfileError
+from .errors import RunnerError as RunnerError
 from .identity import establish
 from .layout import STATE_DIR
 from .lockfile import Lock, LockEntry, held

@@ -21,7 +21,8 @@ from runner.retry import Backoff
 
 
 def stats(emu: Emulator) -> dict[str, int]:
-    return httpx.get(f"{emu.base_url}/_emulator/stats").json()
+    answer: dict[str, int] = httpx.get(f"{emu.base_url}/_emulator/stats").json()
+    return answer
 
 
 def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:

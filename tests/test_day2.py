@@ -14,6 +14,7 @@ from runner import lockfile
 from runner.cli import main
 from runner.emulator import Emulator
 from runner.progress import Progress
+from runner.providers.base import JobState
 
 
 def job_states(emu: Emulator) -> dict[str, str]:
@@ -65,6 +66,7 @@ def test_cancel_then_resubmit(proj: Path, emu: Emulator,
                               capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["apply", str(proj), "--no-wait"]) == 0
     job = lockfile.load(proj / "batches.lock").batches["tiny"].job
+    assert job is not None
     assert main(["cancel", str(proj), "tiny"]) == 0
     assert f"cancelled {job}" in capsys.readouterr().out
     assert job_states(emu)[job] == "CANCELLED"
@@ -81,6 +83,7 @@ def test_forget_then_adopt_rebinds_without_submitting(proj: Path, emu: Emulator,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["apply", str(proj)]) == 0
     job = lockfile.load(proj / "batches.lock").batches["tiny"].job
+    assert job is not None
     assert main(["forget", str(proj), "tiny"]) == 0
     assert "tiny" not in lockfile.load(proj / "batches.lock").batches
     assert job in job_states(emu)
@@ -94,6 +97,7 @@ def test_adopt_refuses_a_job_for_other_requests(proj: Path, emu: Emulator,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["apply", str(proj), "--no-wait"]) == 0
     job = lockfile.load(proj / "batches.lock").batches["tiny"].job
+    assert job is not None
     (proj / "m.yaml").write_text(MINIMAL.replace("2+2", "2+5"))
     capsys.readouterr()
     assert main(["adopt", str(proj), "tiny", job]) == 1
@@ -106,6 +110,7 @@ def test_prune_cancels_and_deletes_jobs_of_removed_manifests(
         proj: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["apply", str(proj), "--no-wait"]) == 0
     job = lockfile.load(proj / "batches.lock").batches["tiny"].job
+    assert job is not None
     (proj / "m.yaml").unlink()
     write_manifest(proj, MINIMAL.replace("name: tiny", "name: other")
                    .replace("out/tiny", "out/other"), "other.yaml")
@@ -121,7 +126,7 @@ def test_prune_finds_a_job_created_just_before_a_crash(proj: Path, emu: Emulator
     path = proj / "batches.lock"
     lock = lockfile.load(path)
     job = lock.batches["tiny"].job
-    lock.batches["tiny"].job, lock.batches["tiny"].state = None, "CREATING"   # answer lost
+    lock.batches["tiny"].job, lock.batches["tiny"].state = None, JobState.CREATING  # lost
     lockfile.save(path, lock)
     (proj / "m.yaml").unlink()
     assert main(["apply", str(proj), "--prune"]) == 0

@@ -7,12 +7,14 @@ import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from runner import lockfile
 from runner.cli import main
 from runner.emulator import Emulator
+from runner.providers.base import JobState
 from runner.providers.gemini import GeminiProvider
 
 
@@ -49,7 +51,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def lines(path: Path) -> list[dict]:
+def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
@@ -167,7 +169,7 @@ def test_interrupted_intent_is_resolved_by_the_tag(examples: Path, remote: Gemin
     lock = lockfile.load(path)
     for e in lock.batches.values():
         for part in e.parts():      # every job, a split batch's shards too
-            part.job, part.state = None, "CREATING"
+            part.job, part.state = None, JobState.CREATING
     lockfile.save(path, lock)
     assert main(["apply", str(examples)]) == 0
     assert len(jobs(remote)) == 4

@@ -101,7 +101,7 @@ def test_each_step_that_fails_is_named(failing: str, step: str, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any) -> None:
         raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
-    monkeypatch.setattr(fsutil.os, failing, refuse)
+    monkeypatch.setattr(f"runner.fsutil.os.{failing}", refuse)
     with pytest.raises(OutputError, match=rf"batches\.lock: cannot write this file \({step}\): "
                        "Disk quota exceeded$"):
         fsutil.write_text(tmp_path / "batches.lock", "x")

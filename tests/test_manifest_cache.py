@@ -137,7 +137,7 @@ def same_size_edit(path: Path, old: str, new: str) -> None:
 
 def everything(ws: Workspace) -> list[tuple[Any, ...]]:
     """What a loaded workspace says, lines included, to compare a cached load with a fresh one."""
-    paths = [[], ["metadata", "name"], ["spec", "items", 1, "q"], ["spec", "items", 2, "q"],
+    paths: list[list[str | int]] = [[], ["metadata", "name"], ["spec", "items", 1, "q"], ["spec", "items", 2, "q"],
              ["spec", "request", "contents", 0, "parts", 0, "text"], ["spec", "outputs", 1],
              ["spec", "errors"], ["spec", "vars", "tone"], ["spec", "nowhere", 3]]
     return [(m, m.document_hash, m.document.data if m.document else None,

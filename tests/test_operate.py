@@ -60,8 +60,8 @@ def test_budget_refuses_before_anything_is_sent(proj: Path, emu: Emulator,
     (proj / "m.yaml").write_text(BOUNDED.replace("provider: gemini",
                                                  "provider: gemini\n  budget: 0.0000001"))
     assert main(["apply", str(proj)]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "tiny" in err[0] and "spec.budget" in err[0]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "tiny" in lines[0] and "spec.budget" in lines[0]
     assert jobs(emu) == 0 and not (proj / "batches.lock").exists()
     (proj / "m.yaml").write_text(BOUNDED)
     assert main(["apply", str(proj), "--max-cost", "0.0000001"]) == 1

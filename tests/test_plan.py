@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from runner.lockfile import Lock, LockEntry
@@ -188,7 +189,7 @@ def test_follow_up_tags_are_not_main_jobs() -> None:
     assert one([want()], Lock(), [retry]).kind == Kind.CREATE
 
 
-def test_lockfile_round_trips_awkward_values(tmp_path) -> None:
+def test_lockfile_round_trips_awkward_values(tmp_path: Path) -> None:
     """The lockfile writer is ours: every value it can hold must read back as written."""
     from runner import lockfile
 

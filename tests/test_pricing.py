@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from conftest import MINIMAL, write_manifest
 
+from runner.errors import PricesError
 from runner.manifest import load_directory
 from runner.pricing import (
     CostEstimate,
-    PricesError,
     PriceTable,
     Spent,
     Usage,

@@ -11,11 +11,11 @@ from conftest import MINIMAL, write_manifest
 from runner.desired import render_into
 from runner.errors import DataError, ManifestError, TemplateError
 from runner.hashing import canonical
-from runner.manifest import load_directory
+from runner.manifest import Manifest, load_directory
 from runner.render import Renderer
 
 
-def manifests(tmp_path: Path, text: str) -> list:
+def manifests(tmp_path: Path, text: str) -> list[Manifest]:
     write_manifest(tmp_path, text)
     return load_directory(tmp_path)
 
@@ -117,7 +117,8 @@ def test_several_documents_per_file(tmp_path: Path) -> None:
     assert [m.name for m in load_directory(tmp_path)] == ["tiny", "tiny2"]
 
 
-def test_paths_resolve_against_the_manifest_directory(tmp_path: Path, monkeypatch) -> None:
+def test_paths_resolve_against_the_manifest_directory(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     write_manifest(tmp_path / "proj", MINIMAL)
     monkeypatch.chdir(tmp_path)
     [m] = load_directory(Path("proj"))

@@ -207,7 +207,7 @@ def _cancel_then_resubmit(tmp_path: Path, emu: Emulator) -> None:
     assert api.apply(d, options=api.Options(wait=False)).exit_code == 0
     entry = lockfile.load(d / "batches.lock").batches["split"]
     cancelled = api.cancel(d, ["split"])
-    assert sorted(cancelled) == sorted(s.job for s in entry.shards)
+    assert sorted(cancelled) == sorted(s.job or "" for s in entry.shards)
     plan = api.plan(d)
     [action] = [a for a in plan.actions if a.name == "split"]
     assert action.kind == Kind.FAILED and len(action.parts) == 3
@@ -394,6 +394,7 @@ def test_rows_dropped_while_the_shards_run(tmp_path: Path, slow: Emulator) -> No
     d = project(tmp_path)
     assert api.apply(d, options=api.Options(wait=False)).exit_code == 0
     dropped = lockfile.load(d / "batches.lock").batches["split"].shards[-1].job
+    assert dropped is not None
     write_rows(d, 8, "lorem")
     [action] = [a for a in api.plan(d).actions if a.name == "split"]
     assert action.old_jobs == (dropped,)

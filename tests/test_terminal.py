@@ -6,6 +6,7 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import remote_jobs, write_manifest
@@ -20,7 +21,7 @@ def tags(emu: Emulator) -> Counter[str]:
     return Counter(j.display_name for j in remote_jobs(emu))
 
 
-def plan_actions(d: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, dict]:
+def plan_actions(d: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, Any]]:
     capsys.readouterr()
     assert main(["plan", str(d), "--json"]) == 0
     return {a["name"]: a for a in json.loads(capsys.readouterr().out)["actions"]}
@@ -64,6 +65,7 @@ def test_cancelled_outside_is_drift(emu: Emulator, proj: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["apply", str(proj), "--no-wait"]) == 0
     job = lockfile.load(proj / "batches.lock").batches["tiny"].job
+    assert job is not None
     p = GeminiProvider("k", emu.base_url)
     p.cancel_job(job)
     p.close()
@@ -77,6 +79,7 @@ def test_job_deleted_before_results_saved_is_recreated(
         emu: Emulator, proj: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["apply", str(proj), "--no-wait"]) == 0
     job = lockfile.load(proj / "batches.lock").batches["tiny"].job
+    assert job is not None
     p = GeminiProvider("k", emu.base_url)
     p.delete_job(job)
     p.close()

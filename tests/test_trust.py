@@ -108,6 +108,7 @@ def test_a_lockfile_naming_another_batchs_job_is_not_trusted(tmp_path: Path,
     d = two_batches(tmp_path)
     lock = lockfile.load(d / "batches.lock")
     mine, theirs = lock.batches["tiny"].job, lock.batches["other"].job
+    assert theirs is not None
     good = (d / "out/tiny.jsonl").read_bytes()
     point_job(d, "tiny", theirs)
     (d / "out/tiny.jsonl").unlink()
@@ -276,6 +277,7 @@ def test_results_lost_on_the_provider_are_not_paid_for_again(tmp_path: Path, emu
     write_manifest(d, MINIMAL)
     assert api.apply(d).exit_code == 0
     job = lockfile.load(d / "batches.lock").batches["tiny"].job
+    assert job is not None
     with api.connect(d) as p:
         p.delete_job(job)
     clone = fresh_clone(d, tmp_path / "clone")
@@ -303,6 +305,7 @@ def test_a_copied_project_leaves_the_originals_jobs_alone(tmp_path: Path, slow: 
     write_manifest(d, MINIMAL)
     assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
     job = lockfile.load(d / "batches.lock").batches["tiny"].job
+    assert job is not None
     copies = [tmp_path / f"copy{i}" for i in range(3)]
     for c in copies:
         shutil.copytree(d, c)                               # cp -r, .runner/ included

@@ -151,14 +151,15 @@ FILE_FAILED = {"name": "batches/f2", "metadata": {
     "displayName": "big-0123456789ab", "inputConfig": {"fileName": "files/in-1"},
     "batchStats": {"requestCount": "9", "pendingRequestCount": "9"},
     "state": "BATCH_STATE_FAILED"}, "done": True, "error": {"code": 3, "message": "bad input"}}
-ANSWERS = [INLINE_DONE, FILE_FAILED,
+ANSWERS: list[dict[str, Any]] = [INLINE_DONE, FILE_FAILED,
            {"operations": [INLINE_DONE, FILE_FAILED], "nextPageToken": "next"},
            {"files": [{"name": "files/in-1", "displayName": "big", "state": "ACTIVE"}]},
            {"file": {"name": "files/in-1", "displayName": "big", "state": "ACTIVE"}},
            {"totalTokens": 12}]
-RESULTS = [{"key": "a", "response": RESPONSE}, {"key": "b", "error": {"code": 13}},
-           {"key": "c", "response": {"promptFeedback": {"blockReason": "SAFETY"}}},
-           {"key": "d", "response": {"candidates": []}}, {"key": "e"}]
+RESULTS: list[dict[str, Any]] = [
+    {"key": "a", "response": RESPONSE}, {"key": "b", "error": {"code": 13}},
+    {"key": "c", "response": {"promptFeedback": {"blockReason": "SAFETY"}}},
+    {"key": "d", "response": {"candidates": []}}, {"key": "e"}]
 
 
 @st.composite
