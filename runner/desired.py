@@ -45,7 +45,7 @@ def _render(manifest: Manifest, emit: Callable[[bytes], None], parallel: Paralle
     renderer = Renderer(manifest)
     rows = manifest.rows
     if rows is not None and rows.suffix.lower() == ".jsonl" and rows.is_file():
-        count = render_jsonl(renderer, rows, emit, None, parallel)
+        count = render_jsonl(renderer, rows, emit, parallel)
     else:   # other formats, inline items, and a rows file that is missing (said at spec.rows)
         count = 0
         for req in renderer.requests():

@@ -22,7 +22,7 @@ import os
 import signal
 import threading
 from collections import deque
-from collections.abc import Callable, Collection, Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import closing
 from io import BufferedReader
@@ -49,80 +49,75 @@ PARALLEL = Parallel()
 _CHUNK_LINES = 4096    # in this process: lines rendered between two writes
 
 
-def render_jsonl(renderer: Renderer, path: Path, emit: Emit,
-                 only: Collection[str] | None = None, parallel: Parallel = PARALLEL) -> int:
+def render_jsonl(renderer: Renderer, path: Path, emit: Emit, parallel: Parallel = PARALLEL
+                 ) -> int:
     """Renders the rows file `path` (JSONL) and passes its input lines to `emit` in order, many
-    at a time. Returns the number of input lines (those with a key in `only`, if given)."""
+    at a time. Returns the number of input lines."""
     # in a worker process (ours or a caller's), no pool inside the pool
     workers = 1 if multiprocessing.parent_process() else parallel.workers or _cpus()
     keys = KeySet()
     if workers > 1 and path.stat().st_size > parallel.min_bytes:
-        rows, written = _across_cores(renderer, path, emit, keys, only, parallel.block_bytes,
-                                      workers)
+        rows = _across_cores(renderer, path, emit, keys, parallel.block_bytes, workers)
     else:
-        rows, written = _in_process(renderer, path, emit, keys, only)
+        rows = _in_process(renderer, path, emit, keys)
     if rows == 0:   # the row reader reports an empty file, at spec.rows
         for _ in renderer.requests():
             pass
     renderer.check_keys(keys)
-    return written
+    return rows
 
 
-def _in_process(renderer: Renderer, path: Path, emit: Emit, keys: KeySet,
-                only: Collection[str] | None, start: int = 0, index: int = 0, line: int = 1
-                ) -> tuple[int, int]:
+def _in_process(renderer: Renderer, path: Path, emit: Emit, keys: KeySet, start: int = 0,
+                index: int = 0, line: int = 1) -> int:
     """Renders from byte `start` (line `line`, row `index`) to the end of the file. Returns the
-    rows and the input lines."""
-    rows = written = 0
+    rows, each an input line."""
+    rows = 0
     with open_jsonl(path) as f:
         f.seek(start)
         while True:
             out: list[bytes] = []
             chunk_keys: list[str] = []
-            r, n, w = renderer.render_jsonl(islice(f, _CHUNK_LINES), index, line, out.append,
-                                            chunk_keys.append, only)
+            r, n = renderer.render_jsonl(islice(f, _CHUNK_LINES), index, line, out.append,
+                                         chunk_keys.append)
             if n == 0:
-                return rows, written
+                return rows
             if out:
                 emit(b"".join(out))
             keys.update(chunk_keys)
-            index, line, rows, written = index + r, line + n, rows + r, written + w
+            index, line, rows = index + r, line + n, rows + r
 
 
 class _Done(NamedTuple):
     """A block, rendered."""
 
-    data: bytes                 # its input lines
+    data: bytes                 # its input lines, one a row
     rows: int
-    written: int
     keys: list[str]             # every row's key
     templates: frozenset[str]   # included templates seen so far by the one that rendered it
 
 
-def _render_block(renderer: Renderer, f: BufferedReader, block: Block,
-                  only: Collection[str] | None) -> _Done:
+def _render_block(renderer: Renderer, f: BufferedReader, block: Block) -> _Done:
     f.seek(block.start)
     out: list[bytes] = []
     keys: list[str] = []
-    rows, _, written = renderer.render_jsonl(islice(f, block.lines), block.first_row,
-                                             block.first_line, out.append, keys.append, only)
-    return _Done(b"".join(out), rows, written, keys, renderer.used_templates)
+    rows, _ = renderer.render_jsonl(islice(f, block.lines), block.first_row, block.first_line,
+                                    out.append, keys.append)
+    return _Done(b"".join(out), rows, keys, renderer.used_templates)
 
 
 def _across_cores(renderer: Renderer, path: Path, emit: Emit, keys: KeySet,
-                  only: Collection[str] | None, block_bytes: int, workers: int
-                  ) -> tuple[int, int]:
+                  block_bytes: int, workers: int) -> int:
     """Renders the file block by block with `workers` processes, writing blocks in order as
-    they come back. Returns the rows and the input lines."""
-    rows = written = 0
+    they come back. Returns the rows, each an input line."""
+    rows = 0
     failed: Block | None = None
     pool = ProcessPoolExecutor(workers, _context(), initializer=_start,
-                               initargs=(renderer.manifest, only))
+                               initargs=(renderer.manifest,))
     started = threading.Event()
     threading.Thread(target=_warm_up, args=(pool, workers, started), daemon=True).start()
     with pool, open_jsonl(path) as f:
         def render_here(block: Block) -> _Done:
-            return _render_block(renderer, f, block, only)
+            return _render_block(renderer, f, block)
 
         blocks = jsonl_blocks(path, block_bytes)
         with closing(_rendered(pool, blocks, render_here, started, 2 * workers)) as done:
@@ -135,12 +130,11 @@ def _across_cores(renderer: Renderer, path: Path, emit: Emit, keys: KeySet,
                 emit(result.data)
                 keys.update(result.keys)
                 renderer.add_used_templates(result.templates)
-                rows, written = rows + result.rows, written + result.written
+                rows += result.rows
     if failed is not None:
-        more, more_written = _in_process(renderer, path, emit, keys, only, failed.start,
-                                         failed.first_row, failed.first_line)
-        rows, written = rows + more, written + more_written
-    return rows, written
+        rows += _in_process(renderer, path, emit, keys, failed.start, failed.first_row,
+                            failed.first_line)
+    return rows
 
 
 def _warm_up(pool: ProcessPoolExecutor, workers: int, started: threading.Event) -> None:
@@ -207,17 +201,17 @@ def _cpus() -> int:
 
 # -- in a worker process ----------------------------------------------------------------------
 
-_worker: tuple[Renderer, BufferedReader, Collection[str] | None] | None = None
+_worker: tuple[Renderer, BufferedReader] | None = None
 
 
-def _start(manifest: Manifest, only: Collection[str] | None) -> None:
+def _start(manifest: Manifest) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is for the parent to handle
     global _worker
     assert manifest.rows is not None
-    _worker = (Renderer(manifest), open_jsonl(manifest.rows), only)
+    _worker = (Renderer(manifest), open_jsonl(manifest.rows))
 
 
 def _work(block: Block) -> _Done:
     assert _worker is not None
-    renderer, f, only = _worker
-    return _render_block(renderer, f, block, only)
+    renderer, f = _worker
+    return _render_block(renderer, f, block)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from array import array
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -291,18 +291,17 @@ class Renderer:
         self.check_keys(keys)
 
     def render_jsonl(self, lines: Iterable[bytes], index: int, line: int,
-                     write: Callable[[bytes], object], add_key: Callable[[str], object],
-                     only: Collection[str] | None = None) -> tuple[int, int, int]:
+                     write: Callable[[bytes], object], add_key: Callable[[str], object]
+                     ) -> tuple[int, int]:
         """Renders lines of the JSONL rows file, the first being line `line` and holding row
-        `index`: passes each provider input line (newline included) to `write`, or only those
-        whose key is in `only`, and every key to `add_key`. Returns the rows, the lines and the
-        input lines. The hot path of render_into: the same bytes and errors as requests(),
-        without a Row, a Request or a generator per row."""
+        `index`: passes each provider input line (newline included) to `write`, and every key
+        to `add_key`. Returns the rows and the lines read. The hot path of render_into: the same
+        bytes and errors as requests(), without a Row, a Request or a generator per row."""
         path = self.manifest.rows
         assert path is not None
         variables = self.manifest.vars
         render, line_format = self._render, _INPUT_LINE + b"\n"
-        first, n, written = index, line - 1, 0
+        first, n = index, line - 1
         for n, raw in enumerate(lines, line):
             value = parse_row(raw, path, n)
             if value is None:
@@ -312,11 +311,9 @@ class Renderer:
             except _RowFailure as e:
                 raise self._row_error(Row(index, value, f"line {n}"), e) from None
             add_key(key)
-            if only is None or key in only:
-                write(line_format % (canonical_bytes(key), request))
-                written += 1
+            write(line_format % (canonical_bytes(key), request))
             index += 1
-        return index - first, n - line + 1, written
+        return index - first, n - line + 1
 
     def check_keys(self, keys: KeySet) -> None:
         """Raises for a key that repeats, naming both rows: only then are the rows rendered
