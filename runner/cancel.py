@@ -14,7 +14,7 @@ from .apply.journal import now
 from .errors import RunnerError
 from .identity import Identity
 from .lockfile import LIVE, LockEntry, Part, Retry
-from .plan import CANCELLED_BY_USER, foreign
+from .plan import CANCELLED_BY_USER, foreign, not_its_own
 from .providers.base import JobState, Provider, RemoteJob
 from .workspace import Workspace
 
@@ -45,9 +45,8 @@ def cancel_batches(ws: Workspace, entries: Mapping[str, LockEntry], provider: Pr
             job = provider.get_job(record.job)
             why = foreign(name, entry.model, record, job) if job is not None else None
             if why is not None:
-                raise RunnerError(f"{name}: the lockfile names job {record.job}, which is not "
-                                  f"this batch's ({why}); nothing was cancelled",
-                                  path=ws.lock_path)
+                raise RunnerError(f"{name}: {not_its_own(record.job, why)}; nothing was "
+                                  "cancelled", path=ws.lock_path)
             targets.append((record, record.job))
     cancelled = []
     for record, job_name in targets:

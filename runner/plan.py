@@ -145,6 +145,11 @@ def foreign(name: str, model: str, record: Part | Retry, job: RemoteJob) -> str 
     return None
 
 
+def not_its_own(job: str | None, why: str) -> str:
+    """How every message says that the lockfile names a job that is not the record's."""
+    return f"the lockfile names job {job}, which is not this batch's ({why})"
+
+
 def disown(want: Desired, entry: LockEntry, observed: Observed) -> tuple[LockEntry, str]:
     """The record with every job that is not its own (see `foreign`) taken out, as if the
     lockfile had lost it, so that the job is looked for by its tag; and what was found, for
@@ -160,7 +165,7 @@ def disown(want: Desired, entry: LockEntry, observed: Observed) -> tuple[LockEnt
     for i in bad:
         record = records[i]
         why = foreign(want.name, entry.model, record, observed.jobs[record.job or ""])
-        notes.append(f"the lockfile names job {record.job}, which is not this batch's ({why})")
+        notes.append(not_its_own(record.job, why or ""))
     entry = copy.deepcopy(entry)
     copies = _checked(entry)
     for i in bad:

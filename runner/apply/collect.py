@@ -14,7 +14,7 @@ from ..failpoints import hit
 from ..lockfile import LockEntry, Part, Retry
 from ..manifest import Manifest
 from ..outputs import Written, write_outputs
-from ..plan import best, foreign
+from ..plan import best, foreign, not_its_own
 from ..pricing import load_prices, spent
 from ..providers.base import JobState, RemoteJob
 from .options import note
@@ -116,8 +116,7 @@ class Collector(Worker):
             self.provider.get_job(record.job)
         why = foreign(name, entry.model, record, job) if job is not None else None
         if job is not None and why is not None:
-            self.report(f"{name}: the lockfile names job {record.job}, which is not this "
-                        f"batch's ({why}); looking for it by its tag")
+            self.report(f"{name}: {not_its_own(record.job, why)}; looking for it by its tag")
             job = self._own_job(name, record)
             self.journal.rebind(record, job)
             path = results_path(state_dir, job.name)

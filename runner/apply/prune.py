@@ -13,7 +13,7 @@ from ..hashing import file_digest
 from ..identity import Identity
 from ..lockfile import LockEntry, Part, Retry
 from ..lockfile import lock_path as lockfile_path
-from ..plan import foreign
+from ..plan import foreign, not_its_own
 from ..providers.base import JobState, Provider
 from ..workspace import Workspace
 from .journal import Journal
@@ -46,8 +46,8 @@ def prune(name: str, *, journal: Journal, listing: Listing, provider: Provider,
             job, why = None, str(e)
         if job is None or why is not None:
             if why is not None:
-                report(f"{name}: not pruned remotely: the lockfile names {record.job}, which "
-                       f"is not this batch's ({why}); left alone")
+                report(f"{name}: not pruned remotely: {not_its_own(record.job, why)}; left "
+                       "alone")
             record.job = None
             continue
         if not job.state.terminal:

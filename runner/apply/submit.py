@@ -184,14 +184,13 @@ class Submitter(Worker):
         why = foreign(m.name, self.journal.entry(m.name).model, record, job)
         if why is not None:
             # an answer about another job: this create's job, if it exists, carries the tag
-            self.report(f"{m.name}: the provider answered the create with job {job.name}, "
-                        f"which is not this batch's ({why}); looking for it by its tag")
+            answered = (f"{m.name}: the provider answered the create with job {job.name}, "
+                        f"which is not this batch's ({why})")
+            self.report(f"{answered}; looking for it by its tag")
             found = self.listing.find(record.display_name, fresh=True)
             if found is None:
-                raise ProviderError(f"{m.name}: the provider answered the create with job "
-                                    f"{job.name}, which is not this batch's ({why}); the "
-                                    "intent is recorded, and the next apply looks for the "
-                                    "job by its tag before creating it")
+                raise ProviderError(f"{answered}; the intent is recorded, and the next apply "
+                                    "looks for the job by its tag before creating it")
             return found
         self.listing.add(job)
         self._created.append((m.name, record))
