@@ -42,11 +42,12 @@ spec:
 
 def _apply(d: Path, base_url: str) -> float:
     from runner.apply import Options, apply_directory
+    from runner.providers.clients import Clients
     from runner.providers.gemini import GeminiProvider
 
     provider = GeminiProvider("bench-key", base_url)
     start = time.perf_counter()
-    outcome = apply_directory(d, provider, Options(poll_base=0.2, poll_cap=2.0))
+    outcome = apply_directory(d, Clients.of(provider), Options(poll_base=0.2, poll_cap=2.0))
     provider.close()
     assert outcome.exit_code == 0 and not outcome.pending
     return time.perf_counter() - start

@@ -42,7 +42,8 @@ def _one(mode: str, rows: int) -> None:
                 [out] = result.paths
                 count = result.requests
             else:  # naive: everything in memory first, as most scripts do
-                requests = [r.line_bytes() + b"\n" for r in Renderer(m).requests()]
+                renderer = Renderer(m)
+                requests = [renderer.line(r) + b"\n" for r in renderer.requests()]
                 hasher = ContentHasher(m.provider, m.model)
                 for line in requests:
                     hasher.add(line)

@@ -5,9 +5,10 @@
     outcome = runner.apply("batches.d", emulator=True)
 
 Each function takes the manifest directory and either a `provider` (anything implementing
-`runner.providers.base.Provider`) or `emulator=True`; with neither, the Gemini API is used
-with the key from GEMINI_API_KEY / GOOGLE_API_KEY. Errors a user can fix raise a subclass of
-`RunnerError`.
+`runner.providers.base.Provider`, used for the manifests naming its provider, or the
+`Clients` of `connect`) or `emulator=True`; otherwise each manifest's provider is reached
+with the key from that provider's usual environment variables (GEMINI_API_KEY for Gemini).
+Errors a user can fix raise a subclass of `RunnerError`.
 
 A command that does more than one thing with a directory (`runner plan` prices the plan it
 makes; `runner status` shows spending beside it) opens the Workspace once and calls the `*_of`
@@ -20,7 +21,6 @@ import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 from .apply import Options as Options  # the library's callers build them
 from .apply import Outcome as Outcome
@@ -32,7 +32,6 @@ from .desired import record_for, render_recorded
 from .errors import LockfileError
 from .errors import RunnerError as RunnerError
 from .identity import establish
-from .layout import STATE_DIR
 from .lockfile import Lock, LockEntry, held
 from .manifest import Manifest
 from .plan import SUBMITS, Desired, Plan, attempt_of, display_name
@@ -40,62 +39,35 @@ from .plan import plan as make_plan
 from .pricing import Spent
 from .progress import Progress
 from .providers.base import Provider, RemoteJob
-from .providers.gemini import GeminiProvider, api_key_from_env
+from .providers.clients import Clients
 from .render import Renderer
 from .status import BatchStatus, statuses
 from .workspace import Workspace, observe
 
-EMULATOR_KEY = "emulator-local-key"
 PathLike = str | os.PathLike[str]
-
-
-def _tuning() -> dict[str, Any]:
-    """Size knobs, mostly for tests that need a file upload without 20 MB of data."""
-    out: dict[str, Any] = {}
-    for env, arg in (("RUNNER_INLINE_LIMIT", "inline_limit"),
-                     ("RUNNER_UPLOAD_CHUNK", "chunk_size")):
-        value = os.environ.get(env)
-        if value:
-            if not value.isdigit() or int(value) <= 0:
-                raise RunnerError(f"{env} must be a positive number of bytes (got {value!r})")
-            out[arg] = int(value)
-    return out
+# a client for the provider it names (`Provider.name`), or clients for several
+Providers = Provider | Clients
 
 
 @contextlib.contextmanager
-def connect(directory: PathLike, *, emulator: bool = False) -> Iterator[Provider]:
-    """The Gemini provider, or one talking to an emulator started in-process whose state lives
-    under the directory's .runner/, so that a later run finds the jobs an earlier one made."""
-    if emulator:
-        from .emulator import Emulator
-
-        latency = os.environ.get("RUNNER_EMULATOR_LATENCY", "2")
-        if not latency.replace(".", "", 1).isdigit():
-            raise RunnerError(f"RUNNER_EMULATOR_LATENCY must be a number of seconds "
-                              f"(got {latency!r})")
-        state = Path(directory).absolute() / STATE_DIR / "emulator"
-        with Emulator(state, latency=float(latency)) as emu:
-            provider = GeminiProvider(EMULATOR_KEY, emu.base_url, **_tuning())
-            try:
-                yield provider
-            finally:
-                provider.close()
-        return
-    provider = GeminiProvider(api_key_from_env() or "", **_tuning())
-    try:
-        yield provider
-    finally:
-        provider.close()
+def connect(directory: PathLike, *, emulator: bool = False) -> Iterator[Clients]:
+    """The clients of the providers the directory's manifests name, each opened when first
+    used: the real APIs, with keys from each provider's environment variables, or with
+    `emulator` an emulator started in-process whose state lives under the directory's
+    .runner/, so that a later run finds the jobs an earlier one made."""
+    with Clients(Path(directory), emulator=emulator) as clients:
+        yield clients
 
 
 @contextlib.contextmanager
-def _provider(directory: PathLike, provider: Provider | None, emulator: bool
-              ) -> Iterator[Provider]:
-    if provider is not None:
+def _provider(directory: PathLike, provider: Providers | None, emulator: bool
+              ) -> Iterator[Clients]:
+    if isinstance(provider, Clients):
         yield provider
     else:
-        with connect(directory, emulator=emulator) as opened:
-            yield opened
+        given = {provider.name: provider} if provider is not None else {}
+        with Clients(Path(directory), emulator=emulator, given=given) as clients:
+            yield clients
 
 
 def validate(directory: PathLike) -> dict[str, int]:
@@ -117,10 +89,11 @@ def render(directory: PathLike, name: str) -> Iterator[str]:
         m = ws.manifest(name)
     except KeyError:
         raise RunnerError(f"no batch named {name!r}", path=directory) from None
-    return (request.line() for request in Renderer(m).requests())
+    renderer = Renderer(m)
+    return (renderer.line(request).decode() for request in renderer.requests())
 
 
-def plan(directory: PathLike, *, provider: Provider | None = None, emulator: bool = False,
+def plan(directory: PathLike, *, provider: Providers | None = None, emulator: bool = False,
          max_attempts: int = 3, resubmit: Iterable[str] = ()) -> Plan:
     """What apply would do, and why. Reads the provider; changes nothing."""
     ws = Workspace.open(Path(directory))
@@ -129,15 +102,15 @@ def plan(directory: PathLike, *, provider: Provider | None = None, emulator: boo
         return plan_of(ws, desired, p, max_attempts=max_attempts, resubmit=resubmit)
 
 
-def plan_of(ws: Workspace, desired: list[Desired], provider: Provider, *,
+def plan_of(ws: Workspace, desired: list[Desired], clients: Clients, *,
             max_attempts: int = 3, resubmit: Iterable[str] = ()) -> Plan:
     """`plan` of an open workspace and what it desires (`ws.desired()`)."""
-    observed = observe(provider, ws.lock, desired)
+    observed = observe(clients, ws.lock, desired)
     return make_plan(desired, ws.lock, observed, max_attempts=max_attempts,
                      resubmit=frozenset(resubmit))
 
 
-def apply(directory: PathLike, *, provider: Provider | None = None, emulator: bool = False,
+def apply(directory: PathLike, *, provider: Providers | None = None, emulator: bool = False,
           options: Options | None = None, progress: Progress | None = None,
           lock_timeout: float = 0.0, show_plan: Callable[[Plan], None] | None = None
           ) -> Outcome:
@@ -151,7 +124,7 @@ def apply(directory: PathLike, *, provider: Provider | None = None, emulator: bo
                                show_plan=show_plan, prepared=prepared)
 
 
-def costs(directory: PathLike, plan: Plan, *, provider: Provider | None = None,
+def costs(directory: PathLike, plan: Plan, *, provider: Providers | None = None,
           count_tokens: bool = False, emulator: bool = False) -> Costs:
     """The estimated cost range of each batch the plan submits, at the batch price. With
     count_tokens, input tokens come from the provider's countTokens, one call per request."""
@@ -164,14 +137,15 @@ def costs(directory: PathLike, plan: Plan, *, provider: Provider | None = None,
         return costs_of(ws, plan, counter=p)
 
 
-def costs_of(ws: Workspace, plan: Plan, *, counter: Provider | None = None) -> Costs:
-    """`costs` in an open workspace; with a `counter`, input tokens come from its
-    countTokens."""
+def costs_of(ws: Workspace, plan: Plan, *, counter: Clients | None = None) -> Costs:
+    """`costs` in an open workspace; with a `counter`, input tokens come from each
+    provider's countTokens."""
     if not _submits(plan):
         return {}                           # nothing to price: not even the price table
     if counter is None:
         return plan_costs(ws, plan)
-    return plan_costs(ws, plan, lambda model: lambda request: counter.count_tokens(model, request))
+    return plan_costs(ws, plan, lambda m: lambda request: counter[m.provider].count_tokens(
+        m.model, request))
 
 
 def _submits(plan: Plan) -> bool:
@@ -188,7 +162,7 @@ def spending_of(lock: Lock) -> dict[str, Spent]:
     return {name: Spent.from_dict(e.spent) for name, e in lock.batches.items() if e.spent}
 
 
-def status(directory: PathLike, *, provider: Provider | None = None,
+def status(directory: PathLike, *, provider: Providers | None = None,
            emulator: bool = False) -> list[BatchStatus]:
     """Each batch's sync (lockfile and outputs against the manifest) and health (the job)."""
     ws = Workspace.open(Path(directory))
@@ -197,14 +171,14 @@ def status(directory: PathLike, *, provider: Provider | None = None,
         return status_of(ws, desired, p)
 
 
-def status_of(ws: Workspace, desired: list[Desired], provider: Provider) -> list[BatchStatus]:
+def status_of(ws: Workspace, desired: list[Desired], clients: Clients) -> list[BatchStatus]:
     """`status` of an open workspace and what it desires (`ws.desired()`)."""
-    observed = observe(provider, ws.lock, desired)
+    observed = observe(clients, ws.lock, desired)
     remote: dict[str, RemoteJob | None] = dict(observed.jobs)
     for entry in ws.lock.batches.values():
         jobs = {p.job for p in entry.parts()} | {entry.current_job}
         for job in sorted(j for j in jobs - set(remote) if j):
-            remote[job] = provider.get_job(job)
+            remote[job] = clients[entry.provider].get_job(job)
     return statuses(make_plan(desired, ws.lock, observed), ws.lock, remote)
 
 
@@ -215,7 +189,7 @@ def _entry(ws: Workspace, name: str) -> LockEntry:
     return entry
 
 
-def cancel(directory: PathLike, names: Iterable[str], *, provider: Provider | None = None,
+def cancel(directory: PathLike, names: Iterable[str], *, provider: Providers | None = None,
            emulator: bool = False, lock_timeout: float = 0.0,
            take_over: PathLike | None = None) -> list[str]:
     """Cancels the running jobs of each named batch (every shard's, when it is split) and
@@ -234,7 +208,7 @@ def cancel(directory: PathLike, names: Iterable[str], *, provider: Provider | No
 
 
 def adopt(directory: PathLike, name: str, job: str, *, force: bool = False,
-          provider: Provider | None = None, emulator: bool = False,
+          provider: Providers | None = None, emulator: bool = False,
           lock_timeout: float = 0.0) -> LockEntry:
     """Binds an existing remote job to a batch (after a lost lockfile). Refuses a job whose
     displayName tag or request count does not match the manifest's, unless forced."""
@@ -251,7 +225,7 @@ def adopt(directory: PathLike, name: str, job: str, *, force: bool = False,
                           "displayName tag by itself")
     tag = display_name(name, rendered.content_hash)
     with held(first.directory, lock_timeout), _provider(directory, provider, emulator) as p:
-        remote = p.get_job(job)
+        remote = p[m.provider].get_job(job)
         if remote is None:
             raise RunnerError(f"job {job!r} not found on the provider")
         problems = []

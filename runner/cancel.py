@@ -16,29 +16,33 @@ from .identity import Identity
 from .lockfile import LIVE, LockEntry, Part, Retry
 from .plan import CANCELLED_BY_USER, foreign, not_its_own
 from .providers.base import JobState, Provider, RemoteJob
+from .providers.clients import Clients
 from .workspace import Workspace
 
 
-def cancel_batches(ws: Workspace, entries: Mapping[str, LockEntry], provider: Provider,
+def cancel_batches(ws: Workspace, entries: Mapping[str, LockEntry], clients: Clients,
                    identity: Identity) -> list[str]:
     """Cancels every live job of `entries` (an open follow-up's, or every part's) and records
     each as cancelled by the user; returns the jobs cancelled."""
-    listed: list[RemoteJob] | None = None
-    targets: list[tuple[Part | Retry, str | None]] = []
+    listings: dict[str, list[RemoteJob]] = {}       # one listing a provider, when needed
+    targets: list[tuple[Part | Retry, str | None, Provider]] = []
     for name, entry in entries.items():
+        provider = clients[entry.provider]
         retry = entry.open_retry
         for record in ([retry] if retry is not None else entry.parts()):
             if record.state not in LIVE:
                 continue
             if record.job is None:      # queued, or created just before a crash
-                if listed is None:      # one listing for every such record
-                    listed = [j for j in provider.list_jobs() if not j.state.terminal]
+                if entry.provider not in listings:
+                    listings[entry.provider] = [j for j in provider.list_jobs()
+                                                if not j.state.terminal]
+                listed = listings[entry.provider]
                 mine = [j for j in listed if j.display_name == record.display_name
                         and foreign(name, entry.model, record, j) is None]
                 if mine and identity.original is not None:
                     raise RunnerError(f"{name}: {identity.refusal(mine[0].name)}",
                                       path=ws.lock_path)
-                targets.append((record, mine[0].name if mine else None))
+                targets.append((record, mine[0].name if mine else None, provider))
                 continue
             if identity.guards(record.job):
                 raise RunnerError(f"{name}: {identity.refusal(record.job)}", path=ws.lock_path)
@@ -47,9 +51,9 @@ def cancel_batches(ws: Workspace, entries: Mapping[str, LockEntry], provider: Pr
             if why is not None:
                 raise RunnerError(f"{name}: {not_its_own(record.job, why)}; nothing was "
                                   "cancelled", path=ws.lock_path)
-            targets.append((record, record.job))
+            targets.append((record, record.job, provider))
     cancelled = []
-    for record, job_name in targets:
+    for record, job_name, provider in targets:
         record.job = job_name
         if job_name is None:            # never submitted: it stays unsubmitted
             record.state, record.error = JobState.CANCELLED, CANCELLED_BY_USER

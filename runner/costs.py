@@ -5,20 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .errors import BudgetError
+from .manifest import Manifest
 from .plan import SUBMITS, Plan
 from .pricing import CostEstimate, budget_refusals, estimate_cost, load_prices
-from .tokens import TokenCounter, estimate_manifest
+from .providers.registry import dialect_of
+from .render import Renderer
+from .tokens import TokenCounter, TokenEstimate, estimate_requests
 from .workspace import Workspace
 
 Costs = dict[str, "CostEstimate | None"]
 
 
 def plan_costs(ws: Workspace, plan: Plan,
-               counter_for: Callable[[str], TokenCounter] | None = None) -> Costs:
+               counter_for: Callable[[Manifest], TokenCounter] | None = None) -> Costs:
     """The cost range of each batch the plan submits (None: its model has no price). A
     follow-up batch of failures, or the shards of a split batch to be submitted, are priced at
     their share of the whole batch's requests.
-    `counter_for(model)` counts a request's input tokens exactly (the provider's countTokens)
+    `counter_for(manifest)` counts a request's input tokens exactly (the provider's countTokens)
     instead of the offline estimate."""
     table = load_prices(ws.directory)
     costs: Costs = {}
@@ -26,12 +29,19 @@ def plan_costs(ws: Workspace, plan: Plan,
         if action.kind not in SUBMITS:
             continue
         m = ws.manifest(action.name)
-        count = counter_for(m.model) if counter_for is not None else None
+        count = counter_for(m) if counter_for is not None else None
         estimate = estimate_cost(table, m.model, estimate_manifest(m, count))
         if estimate is not None:    # a follow-up of failures, or some shards of a batch
             estimate = estimate.share(action.requests)
         costs[action.name] = estimate
     return costs
+
+
+def estimate_manifest(manifest: Manifest, count: TokenCounter | None = None) -> TokenEstimate:
+    """Renders the manifest's rows as a stream and tallies each request as it comes, by its
+    provider's reading of a request (runner.tokens)."""
+    return estimate_requests(dialect_of(manifest),
+                             (req.request for req in Renderer(manifest).requests()), count)
 
 
 def check_budgets(ws: Workspace, plan: Plan, max_cost: float | None) -> Costs:

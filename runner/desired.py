@@ -17,13 +17,14 @@ import orjson
 
 from .errors import InputsChanged
 from .hashing import ContentHasher, canonical, combine, digest
-from .limits import limits_for
 from .lockfile import LockEntry, Shard
 from .manifest import Manifest
 from .parallel import PARALLEL, Parallel, render_jsonl
 from .plan import Desired, allowance, display_name
 from .providers.base import JobState
-from .render import Renderer, split_input_line
+from .providers.dialect import split_input_line
+from .providers.registry import dialect_of
+from .render import Renderer
 from .resolve import Resolver, leaves
 from .shards import ShardHash, Splitter
 from .statcache import NO_CACHE, DigestCache, digest_or_none
@@ -49,7 +50,7 @@ def _render(manifest: Manifest, emit: Callable[[bytes], None], parallel: Paralle
     else:   # other formats, inline items, and a rows file that is missing (said at spec.rows)
         count = 0
         for req in renderer.requests():
-            emit(req.line_bytes() + b"\n")
+            emit(renderer.line(req) + b"\n")
             count += 1
     return count, renderer.template_files()
 
@@ -64,13 +65,14 @@ def render_into(manifest: Manifest, sink: IO[bytes] | None = None,
     hasher = ContentHasher(manifest.provider, manifest.model)
     whole = ContentHasher(manifest.provider, manifest.model)
     kept = 0
+    dialect = dialect_of(manifest)
 
     def emit(lines: bytes) -> None:
         nonlocal kept
         whole.add(lines)
         if only is not None:
             lines = b"".join(line + b"\n" for line in lines.split(b"\n")[:-1]
-                             if orjson.loads(split_input_line(line)[0]) in only)
+                             if orjson.loads(split_input_line(dialect, line)[0]) in only)
         kept += lines.count(b"\n")
         hasher.add(lines)
         if sink is not None:
@@ -88,7 +90,7 @@ def render_shards(manifest: Manifest, directory: Path | None = None,
     """The batch cut into shards within its provider's limits (see runner.shards), or with
     `cuts`, as many requests a shard as an earlier render gave; with a `directory`, each
     shard's input file is written there as `<hash>.jsonl`."""
-    limits = limits_for(manifest.provider, manifest.max_requests)
+    limits = dialect_of(manifest).limits.capped(manifest.max_requests)
     splitter = Splitter(manifest.provider, manifest.model, limits, directory, manifest.source,
                         cuts)
     try:

@@ -17,7 +17,6 @@ from typing import Any
 from .plan import CHANGES, SUBMITS, Action, Kind, Plan
 from .pricing import CostEstimate, Spent, money
 from .status import BatchStatus
-from .tokens import MEDIA_TOKENS
 
 PLAN_FORMAT = 1
 
@@ -78,7 +77,7 @@ def cost_warnings(plan: Plan, costs: Costs) -> list[str]:
                        "prices.json beside the manifests")
             continue
         if cost.high is None:
-            out.append(f"{a.name}: no generationConfig.maxOutputTokens, so the cost has no "
+            out.append(f"{a.name}: no {cost.bound_setting or 'output limit'}, so the cost has no "
                        "upper bound")
         out.extend(f"{a.name}: {note}" for note in cost.notes)
     return out
@@ -92,10 +91,11 @@ def _estimate_note(plan: Plan, costs: Costs) -> str:
         method = "input tokens counted by the provider's countTokens"
     else:
         method = ("input tokens estimated offline (about 4 characters a token for Latin text, "
-                  f"one a character for CJK, {MEDIA_TOKENS} a media part); --count-tokens asks "
+                  "one a character for CJK, a flat figure for a media part); --count-tokens asks "
                   "the provider instead")
     return (f"Cost at the batch price{when}; {method}. The low figure pays for input only, the "
-            "high one for every request writing its full maxOutputTokens (thinking included).")
+            "high one for every request writing all the output its limit allows (thinking "
+            "included).")
 
 
 def plan_text(plan: Plan, directory: str, costs: Costs | None = None) -> str:

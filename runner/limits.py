@@ -1,4 +1,4 @@
-"""What one job of each provider accepts: the single place the runner learns its limits.
+"""What one job of a provider accepts: each provider's dialect gives its own `Limits`.
 
 A batch over a job's limits is cut into shards (runner.shards); one under the inline limit is
 sent in the create call, a bigger one is uploaded as a file first.
@@ -21,14 +21,3 @@ class Limits:
         if max_requests is None or (self.requests is not None and self.requests <= max_requests):
             return self
         return replace(self, requests=max_requests)
-
-
-# Gemini Batch Mode: inline requests up to 20 MB (kept under it, for the envelope), an input
-# file up to 2 GB, 100 batch jobs in flight per project; no documented cap on requests a job.
-PROVIDERS = {
-    "gemini": Limits(inline_bytes=20_000_000, file_bytes=2_000_000_000, concurrent_jobs=100),
-}
-
-
-def limits_for(provider: str, max_requests: int | None = None) -> Limits:
-    return PROVIDERS[provider].capped(max_requests)

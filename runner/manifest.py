@@ -25,11 +25,11 @@ from .clashes import check_outputs
 from .errors import DataError, ManifestError, excerpt
 from .hashing import canonical, digest
 from .parsecache import NO_CACHE, ParseCache, salt
+from .providers import registry
 from .resolve import Resolver, folders_down_to, is_dir, leaves
 from .yamlsrc import Document, Located, read_documents
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
-INLINE_LIMIT_NOTE = "inline requests are sent when the batch is under 20 MB"
 PATH_EXCERPT = 120      # a path from a manifest is quoted whole up to this length
 
 
@@ -158,9 +158,16 @@ _TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string",
 _PATTERN_HINTS = {
     "name": "use lowercase letters, digits and dashes, at most 63, starting and ending with a "
             "letter or digit",
-    "model": "give a model id such as gemini-2.5-flash (a models/ prefix is accepted)",
     "rows": "a rows file must end in .jsonl, .csv, .json, .yaml or .yml",
 }
+
+
+def _model_hint(data: Any) -> str:
+    """What a model id of the manifest's provider looks like."""
+    provider = data.get("spec", {}).get("provider") if isinstance(data, dict) else None
+    if isinstance(provider, str) and provider in registry.PROVIDERS:
+        return registry.dialect(provider).model_hint
+    return "give a model id of letters, digits, '.', '_' and '-'"
 
 
 def _type_name(value: Any) -> str:
@@ -171,7 +178,7 @@ def _type_name(value: Any) -> str:
     return _TYPE_NAMES["null"]
 
 
-def _schema_message(error: jsonschema.ValidationError, path: list[str | int]) -> str:
+def _schema_message(error: jsonschema.ValidationError, path: list[str | int], data: Any) -> str:
     """A schema violation in words a user acts on; the key path is said by the caller."""
     kind, schema = error.validator, error.schema
     if kind == "oneOf" and path == ["spec"]:
@@ -183,6 +190,8 @@ def _schema_message(error: jsonschema.ValidationError, path: list[str | int]) ->
             return f"a manifest must be a mapping (apiVersion, kind, metadata, spec), " \
                    f"not {_type_name(error.instance)}"
         return f"must be {wanted}, not {_type_name(error.instance)}"
+    if kind == "pattern" and path == ["spec", "model"]:
+        return f"{excerpt(error.instance)} is not valid: {_model_hint(data)}"
     if kind == "pattern" and path and str(path[-1]) in _PATTERN_HINTS:
         return f"{excerpt(error.instance)} is not valid: {_PATTERN_HINTS[str(path[-1])]}"
     if kind == "enum" and isinstance(schema, dict):
@@ -201,17 +210,32 @@ def validator(name: str) -> jsonschema.protocols.Validator:
 
 
 def _schema_error(doc: Document, source: Path) -> ManifestError | None:
-    check = validator("manifest.schema.json")
-    if check.is_valid(doc.data):        # the common case, without collecting every error
+    """The first thing wrong with a document by the manifest schema, then by its provider's
+    request schema (each provider has its own: runner.providers), or None."""
+    error = _first_error(validator("manifest.schema.json"), doc.data, doc, source, ())
+    if error is not None:
+        return error
+    provider = doc.data["spec"]["provider"]
+    if provider not in registry.PROVIDERS:
+        return ManifestError(f"spec.provider: {excerpt(provider)} is not supported; use one "
+                             f"of: {', '.join(registry.names())}", path=source,
+                             where=str(doc.line_of(["spec", "provider"])))
+    return _first_error(request_validator(provider), doc.data["spec"]["request"], doc, source,
+                        ("spec", "request"))
+
+
+def _first_error(check: jsonschema.protocols.Validator, data: Any, doc: Document, source: Path,
+                 prefix: tuple[str, ...]) -> ManifestError | None:
+    if check.is_valid(data):            # the common case, without collecting every error
         return None
-    errors = list(check.iter_errors(doc.data))
+    errors = list(check.iter_errors(data))
     error = jsonschema.exceptions.best_match(errors)
     if error is None:
         return None
     if error.validator == "required":   # a misspelt key explains a missing one: name it
         error = next((e for e in errors if e.validator == "additionalProperties"
                       and e.absolute_path == error.absolute_path), error)
-    path = list(error.absolute_path)
+    path = [*prefix, *error.absolute_path]
     where = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path).replace(".[", "[")
     line = doc.line_of(path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
@@ -223,10 +247,18 @@ def _schema_error(doc: Document, source: Path) -> ManifestError | None:
                                          else f"(allowed: {', '.join(allowed)})")
         line = doc.key_line(path, key)
     else:
-        msg = _schema_message(error, path)
+        msg = _schema_message(error, path, doc.data)
     if len(msg) > 200:
         msg = msg[:197] + "..."
     return ManifestError(f"{where}: {msg}" if where else msg, path=source, where=str(line))
+
+
+@cache
+def request_validator(provider: str) -> jsonschema.protocols.Validator:
+    """The validator of a provider's `spec.request`, built once."""
+    built: jsonschema.protocols.Validator = jsonschema.Draft202012Validator(
+        registry.dialect(provider).request_schema())
+    return built
 
 
 def _build(doc: Located, source: Path, project: Path, resolve: Resolver) -> Manifest:
@@ -256,7 +288,7 @@ def _build(doc: Located, source: Path, project: Path, resolve: Resolver) -> Mani
             raise ManifestError(f"spec.rows: rows file {excerpt(spec['rows'], PATH_EXCERPT)} "
                                 f"{problem}", path=source, where=str(doc.line_of(["spec", "rows"])))
         rows = project / spec["rows"]
-    model = spec["model"].removeprefix("models/")
+    model = registry.dialect(spec["provider"]).model_id(spec["model"])
     return Manifest(
         name=data["metadata"]["name"], source=source, line=doc.line_of([]),
         project=project, provider=spec["provider"], model=model,
@@ -286,7 +318,9 @@ def manifest_files(directory: Path) -> list[Path]:
 def parse_cache(state_dir: Path) -> ParseCache:
     """The cache of parsed, schema-valid manifest documents in the state directory; a new
     schema (another field, another rule) makes every manifest be parsed and validated again."""
-    return ParseCache(state_dir / "manifests.cache", salt(load_schema("manifest.schema.json")))
+    return ParseCache(state_dir / "manifests.cache", salt(
+        load_schema("manifest.schema.json"),
+        {name: registry.dialect(name).request_schema() for name in registry.names()}))
 
 
 def load_file(source: Path, project: Path, cache: ParseCache = NO_CACHE,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -36,9 +37,9 @@ from .fsutil import atomic_writer
 from .hashing import ContentHasher, canonical_bytes, file_digest, request_hash
 from .manifest import Manifest
 from .parallel import render_jsonl
-from .pricing import Usage
-from .providers.gemini_wire import kind
-from .render import Renderer, split_input_line
+from .providers.dialect import Answer, Dialect, split_input_line
+from .render import Renderer
+from .usage import Usage
 
 BUCKET_BYTES = 8 << 20      # results (or pairs) held in memory at once, about
 MAX_FILES = 256             # temp files open at once, at most: past that, buckets grow
@@ -55,7 +56,7 @@ class Written:
     failed: int
     unmatched: int              # results whose key no request has
     repeated: int               # results whose key came again in the same results file
-    usage: Usage                # the successful responses' usageMetadata, summed
+    usage: Usage                # the successful responses' usage, summed
 
 
 # One request, in input order: its index, its key's JSON, its request hash and its result line
@@ -81,7 +82,7 @@ class Join:
         # the requests as the files render them now: the caller compares them with what was sent
         self.content_hash = hasher.hexdigest()
         with _writers(lines) as writes:
-            spill_results(results, writes)
+            spill_results(renderer.dialect, results, writes)
         pairs = size + sum(path.stat().st_size for path in requests)
         self._per_range = max(1, -(-self.requests // _files_for(pairs)))
         ranges = [directory / f"range-{i}"
@@ -123,6 +124,7 @@ def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write],
     fast path as the provider's input (across cores when it is large); the request hash comes
     from the rendered bytes."""
     provider, model, n = manifest.provider, manifest.model, len(writes)
+    split = functools.partial(split_input_line, renderer.dialect)
     count = 0
 
     def add(pairs: Iterable[tuple[bytes, bytes]]) -> None:
@@ -138,35 +140,38 @@ def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write],
     if rows is not None and rows.suffix.lower() == ".jsonl" and rows.is_file():
         def block(data: bytes) -> None:
             lines(data)
-            add(map(split_input_line, data.split(b"\n")[:-1]))
+            add(map(split, data.split(b"\n")[:-1]))
 
         render_jsonl(renderer, rows, block)
     else:   # other formats, inline items, and a missing rows file (said at spec.rows)
         def each() -> Iterator[tuple[bytes, bytes]]:
             for req in renderer.requests():
-                lines(req.line_bytes() + b"\n")
+                lines(renderer.line(req) + b"\n")
                 yield canonical_bytes(req.key), req.request_bytes
 
         add(each())
     return count
 
 
-def spill_results(results: Sequence[Path], writes: list[Write]) -> None:
+def spill_results(dialect: Dialect, results: Sequence[Path], writes: list[Write]) -> None:
     """Every result line with a string key into the buckets as `key\\tfile\\tline`, in file
     order (`file` numbers the results file, to tell a key repeated within one file from a
     follow-up's answer)."""
-    n, loads = len(writes), orjson.loads
+    n, loads, key_of = len(writes), orjson.loads, dialect.result_key
     for number_of_file, path in enumerate(results):
         tag = b"\t%d\t" % number_of_file
         with open(path, "rb", buffering=_READ) as f:
             for number, line in enumerate(f, 1):
                 try:
-                    key = loads(line).get("key")
-                except (orjson.JSONDecodeError, AttributeError):
+                    result = loads(line)
+                except orjson.JSONDecodeError:
+                    result = None
+                if type(result) is not dict:
                     if line.isspace():
                         continue
                     raise ResultsError("a results line is not a JSON object", path=path,
-                                       where=str(number)) from None
+                                       where=str(number))
+                key = key_of(result)
                 if type(key) is not str:
                     continue
                 key_json = canonical_bytes(key)
@@ -206,71 +211,6 @@ def in_order(path: Path, start: int, count: int) -> list[bytes]:
     return slots
 
 
-class Malformed(ValueError):
-    """A result whose response is not shaped as the API says: its request fails, saying which
-    field, rather than the whole batch (or a wrong value slipping into the outputs)."""
-
-    def __init__(self, field: str, value: object, expected: str):
-        super().__init__(f"{field} is {kind(value)}, expected {expected}")
-
-
-def response_text(response: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(text, finish_reason) of the first candidate; thought parts are not part of the answer.
-    Raises Malformed, naming the field, for a response not shaped as the API says."""
-    candidates = response.get("candidates")
-    if candidates is None or candidates == []:
-        return None, None
-    if type(candidates) is not list:
-        raise Malformed("candidates", candidates, "an array")
-    first = candidates[0]
-    if type(first) is not dict:
-        raise Malformed("candidates[0]", first, "an object")
-    content = first.get("content")
-    if content is not None and type(content) is not dict:
-        raise Malformed("candidates[0].content", content, "an object")
-    parts = [] if content is None else content.get("parts")
-    if parts is not None and type(parts) is not list:
-        raise Malformed("candidates[0].content.parts", parts, "an array")
-    texts = []
-    for i, part in enumerate(parts or ()):
-        if type(part) is not dict:
-            raise Malformed(f"candidates[0].content.parts[{i}]", part, "an object")
-        text, thought = part.get("text"), part.get("thought")
-        if not (text is None or type(text) is str):
-            raise Malformed(f"candidates[0].content.parts[{i}].text", text, "a string")
-        if not (thought is None or type(thought) is bool):
-            raise Malformed(f"candidates[0].content.parts[{i}].thought", thought, "a boolean")
-        if text is not None and not thought:
-            texts.append(text)
-    finish = first.get("finishReason")
-    if not (finish is None or type(finish) is str):
-        raise Malformed("candidates[0].finishReason", finish, "a string")
-    return "".join(texts), finish
-
-
-def read_result(result: dict[str, Any] | None
-                ) -> tuple[str, str | None, Usage] | dict[str, Any]:
-    """A result line's (text, finish reason, usage) when it is a success; otherwise the error
-    to record for its request: the provider's, no result at all, no candidates (a blocked
-    prompt), or a result not shaped as the API says, naming the field."""
-    if result is None or "error" in result:
-        return _error_of(result)
-    try:
-        response = result.get("response")
-        if not (response is None or type(response) is dict):
-            raise Malformed("response", response, "an object")
-        text, finish = response_text(response) if response else (None, None)
-        if text is None:
-            return _error_of(result)
-        assert response is not None
-        usage = response.get("usageMetadata")
-        if not (usage is None or type(usage) is dict):
-            raise Malformed("usageMetadata", usage, "an object")
-        return text, finish, Usage.of(usage or {})
-    except ValueError as e:     # Malformed, or a count in usageMetadata that is not one
-        return {"message": f"the provider's result is malformed: {e}"}
-
-
 def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
                   sent: str | None = None) -> Written:
     """Every output of the manifest from its results files, in input order; a later results
@@ -306,25 +246,22 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         if sent is not None and join.content_hash != sent:
             raise InputsChanged(manifest.name, manifest.source)
         rows = manifest.iter_rows() if tables else None
-        loads = orjson.loads
+        loads, read_result = orjson.loads, renderer.dialect.read_result
         for index, key_json, rhash, line in join:
             row = next(rows) if rows is not None else None
             result = None if line is None else loads(line)
             key = loads(key_json)
             read = read_result(result)
-            if isinstance(read, dict):
+            if not isinstance(read, Answer):
                 failed += 1
                 errors.write(orjson.dumps({"key": key, "request_hash": rhash,
                                            "error": read}) + b"\n")
                 continue
-            text, finish, used = read
             succeeded += 1
-            usage += used
-            assert result is not None
-            response = result["response"]
+            usage += read.usage
+            text, finish, response = read.text, read.finish_reason, read.response
             record = {"key": key, "text": text, "finish_reason": finish,
-                      "usage": response.get("usageMetadata", {}), "request_hash": rhash,
-                      "response": response}
+                      "usage": read.usage_raw, "request_hash": rhash, "response": response}
             if jsonl:
                 data = orjson.dumps(record) + b"\n"
                 for f in jsonl:
@@ -351,20 +288,3 @@ def _stamp(path: Path | None) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns, st.st_ino
-
-
-def _error_of(result: dict[str, Any] | None) -> dict[str, Any]:
-    if result is None:
-        return {"message": "the provider returned no result for this key"}
-    if "error" in result:
-        err = result["error"]
-        return err if isinstance(err, dict) else {"message": str(err)}
-    response = result.get("response") or {}
-    feedback = response.get("promptFeedback")
-    if not (feedback is None or type(feedback) is dict):
-        raise Malformed("promptFeedback", feedback, "an object")
-    block = (feedback or {}).get("blockReason")
-    if not (block is None or type(block) is str):
-        raise Malformed("promptFeedback.blockReason", block, "a string")
-    return {"message": f"response has no candidates (blockReason: {block or 'none given'})",
-            "response": response}

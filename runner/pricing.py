@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -37,9 +37,11 @@ from .errors import EXCERPT, PricesError, clipped, excerpt
 from .layout import PRICES_ENV, PRICES_FILE
 from .resolve import Resolver, leaves
 from .tokens import TokenEstimate
+from .usage import LONG_PROMPT_TOKENS, Spent, Usage
+
+__all__ = ["Spent", "Usage"]  # re-exported: the record of spending is priced here
 
 PACKAGED = "runner/prices.json"
-LONG_PROMPT_TOKENS = 200_000
 
 _ENTRY_KEYS = {"input_per_million", "output_per_million", "batch_discount", "long_context", "note"}
 _TOP_KEYS = {"as_of", "currency", "source", "notes", "models"}
@@ -96,7 +98,7 @@ class PriceTable:
 @dataclass(frozen=True)
 class CostEstimate:
     """A batch's cost before it is sent, at the batch price: `low` pays for the input only,
-    `high` also for the most output maxOutputTokens allows (None when unbounded)."""
+    `high` also for the most output the requests' output limit allows (None when unbounded)."""
 
     model: str
     requests: int
@@ -108,6 +110,7 @@ class CostEstimate:
     prices_as_of: str
     counted: bool = False                       # input tokens from countTokens
     notes: tuple[str, ...] = field(default=())  # caveats a reader should see
+    bound_setting: str = ""                     # the request setting that would bound `high`
 
     def share(self, requests: int) -> CostEstimate:
         """The estimate for `requests` of this batch's requests at its average request: what a
@@ -128,80 +131,6 @@ class CostEstimate:
                 "prices_as_of": self.prices_as_of,
                 "input_counted_by": "provider" if self.counted else "estimate",
                 "notes": list(self.notes)}
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Tokens a batch used, as its responses' usageMetadata report them. Output includes
-    thinking tokens, which are billed as output. The `long_` counts are the part of each total
-    from responses whose prompt was over LONG_PROMPT_TOKENS, billed at the long-context price."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    long_input_tokens: int = 0
-    long_output_tokens: int = 0
-
-    @classmethod
-    def of(cls, metadata: Mapping[str, Any]) -> Usage:
-        """The usage of one response from its usageMetadata (camelCase or snake_case); raises
-        ValueError, naming the field, for a count that is not one."""
-        prompt = (_count(metadata, "promptTokenCount", "prompt_token_count")
-                  + _count(metadata, "toolUsePromptTokenCount", "tool_use_prompt_token_count"))
-        output = (_count(metadata, "candidatesTokenCount", "candidates_token_count")
-                  + _count(metadata, "thoughtsTokenCount", "thoughts_token_count"))
-        if prompt > LONG_PROMPT_TOKENS:
-            return cls(prompt, output, prompt, output)
-        return cls(prompt, output)
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(self.input_tokens + other.input_tokens,
-                     self.output_tokens + other.output_tokens,
-                     self.long_input_tokens + other.long_input_tokens,
-                     self.long_output_tokens + other.long_output_tokens)
-
-    def to_dict(self) -> dict[str, int]:
-        """For the lockfile: the long-context counts only when there are any."""
-        return {k: v for k, v in vars(self).items()
-                if v or k in ("input_tokens", "output_tokens")}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
-        return cls(**{k: int(data.get(k, 0)) for k in
-                      ("input_tokens", "output_tokens", "long_input_tokens", "long_output_tokens")})
-
-
-@dataclass(frozen=True)
-class Spent:
-    """What a finished batch used and cost at the prices of the day it was recorded; the
-    lockfile keeps it (`to_dict`) so that `status` shows it without asking the provider."""
-
-    usage: Usage
-    cost: float | None              # None: the model had no price when it was recorded
-    currency: str = "USD"
-    prices_as_of: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"usage": self.usage.to_dict(), "currency": self.currency}
-        if self.cost is not None:
-            out["cost"] = round(self.cost, 6)
-        if self.prices_as_of:
-            out["prices_as_of"] = self.prices_as_of
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Spent:
-        cost = data.get("cost")
-        return cls(Usage.from_dict(data.get("usage", {})),
-                   None if cost is None else float(cost), str(data.get("currency", "USD")),
-                   str(data.get("prices_as_of", "")))
-
-
-def total_usage(metadata: Iterable[Mapping[str, Any]]) -> Usage:
-    """The sum over responses' usageMetadata, in constant memory."""
-    total = Usage()
-    for md in metadata:
-        total = total + Usage.of(md)
-    return total
 
 
 def parse_prices(text: str, origin: str) -> PriceTable:
@@ -306,7 +235,7 @@ def estimate_cost(table: PriceTable, model: str, tokens: TokenEstimate) -> CostE
         high = price.batch(tokens.input_tokens, tokens.max_output_tokens, long=long)
     return CostEstimate(model, tokens.requests, tokens.input_tokens, tokens.max_output_tokens,
                         price.batch(tokens.input_tokens, 0), high, table.currency, price.as_of,
-                        tokens.counted, tuple(notes))
+                        tokens.counted, tuple(notes), tokens.bound_setting)
 
 
 def actual_cost(table: PriceTable, model: str, usage: Usage) -> float | None:
@@ -331,7 +260,7 @@ def budget_refusals(costs: Mapping[str, CostEstimate | None], budgets: Mapping[s
     """Why `apply` must not send, one line per reason, naming the batch; empty when it may.
 
     `costs` holds the batches about to be submitted. A budget is a promise not to spend more,
-    so it is checked against the upper bound; a batch without one (no maxOutputTokens) or
+    so it is checked against the upper bound; a batch without one (no output limit) or
     without a price cannot be checked and is refused with what to do about it."""
     out = []
     for name, budget in sorted(budgets.items()):
@@ -343,7 +272,7 @@ def budget_refusals(costs: Mapping[str, CostEstimate | None], budgets: Mapping[s
                        f"cannot be checked; add the model to {PRICES_FILE}")
         elif cost.high is None:
             out.append(f"{name}: spec.budget is {money(budget, cost.currency)} but the cost has "
-                       "no upper bound; set generationConfig.maxOutputTokens")
+                       f"no upper bound; set {cost.bound_setting or 'an output limit'}")
         elif cost.high > budget:
             out.append(f"{name}: may cost up to {money(cost.high, cost.currency)}, over its "
                        f"spec.budget of {money(budget, cost.currency)}")
@@ -354,7 +283,8 @@ def budget_refusals(costs: Mapping[str, CostEstimate | None], budgets: Mapping[s
             out.extend(f"{n}: --max-cost cannot be checked: its model has no price" for n in
                        unpriced)
             out.extend(f"{n}: --max-cost cannot be checked: no upper bound; set "
-                       "generationConfig.maxOutputTokens" for n in unbounded)
+                       f"{c.bound_setting or 'an output limit'}" for n, c in sorted(costs.items())
+                       if c is not None and c.high is None)
         else:
             highs = {n: c.high for n, c in costs.items() if c is not None and c.high is not None}
             currency = next(c.currency for c in costs.values() if c is not None)
@@ -372,19 +302,3 @@ def money(amount: float, currency: str = "USD") -> str:
     number = "0.0001" if 0 < amount < 0.00005 else f"{amount:,.{2 if amount >= 1 else 4}f}"
     dust = "<" if 0 < amount < 0.00005 else ""
     return f"{dust}${number}" if currency == "USD" else f"{dust}{number} {currency}"
-
-
-def _count(metadata: Mapping[str, Any], camel: str, snake: str) -> int:
-    """A token count from usageMetadata, under its JSON name or its snake_case twin. Both are
-    spelled out: deriving one from the other cost more than the rest of a response's join."""
-    value = metadata.get(camel)
-    if type(value) is int and value >= 0:       # the usual case, on the join's hot path
-        return value
-    value = metadata.get(snake) if value is None else value
-    if value is None:
-        return 0
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    if type(value) is not int or value < 0:     # a provider's answer of the wrong shape
-        raise ValueError(f"usageMetadata.{camel} is not a count of tokens")
-    return value

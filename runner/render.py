@@ -26,6 +26,8 @@ from .bounds import MAX_REQUEST
 from .errors import DataError, TemplateError, clipped, excerpt
 from .hashing import canonical_bytes, file_digest
 from .manifest import Manifest
+from .providers.dialect import line_format
+from .providers.registry import dialect_of
 from .resolve import Resolver, leaves
 from .sandbox import BoundedSandbox, TemplateLimit
 from .sources import Row, parse_row
@@ -102,25 +104,6 @@ class Request(NamedTuple):
         value: dict[str, Any] = orjson.loads(self.request_bytes)
         return value
 
-    def line(self) -> str:
-        return self.line_bytes().decode()
-
-    def line_bytes(self) -> bytes:
-        """The JSONL input line for the provider: `{"key":…,"request":…}`, canonical."""
-        return _INPUT_LINE % (canonical_bytes(self.key), self.request_bytes)
-
-
-_INPUT_LINE = b'{"key":%s,"request":%s}'
-_REQUEST_AT = b',"request":'
-
-
-def split_input_line(line: bytes) -> tuple[bytes, bytes]:
-    """An input line (without its newline) back into its key's JSON and its request's bytes,
-    without parsing the request. The first `,"request":` ends the key: inside a JSON string a
-    quote is always escaped."""
-    cut = line.index(_REQUEST_AT, 7)
-    return line[7:cut], line[cut + len(_REQUEST_AT):-1]
-
 
 class _Splice:
     """A request as canonical JSON with holes: the fixed bytes between templated strings are
@@ -149,7 +132,11 @@ class Renderer:
             keep_trailing_newline=True)
         self._key = self._compile(manifest.key, ("spec", "key"))
         self._fields: list[tuple[tuple[str | int, ...], Compiled]] = []  # templated strings
-        self._request = self._splice(manifest.request, ("spec", "request"))
+        self.dialect = dialect_of(manifest)
+        # the provider's input line, as a %-format of (key's JSON, request's bytes)
+        self.line_format = line_format(self.dialect)
+        self._request = self._splice(self.dialect.body(manifest.request, manifest.model),
+                                     ("spec", "request"))
         # csv columns compile here too, so that validate and plan report their mistakes
         self.columns = [[self._compile(template, ("spec", "outputs", i, "columns", name))
                          for name, template in out.columns]
@@ -281,6 +268,10 @@ class Renderer:
             raise self._row_error(row, e) from None
         return Request(row.index, key, request, row)
 
+    def line(self, request: Request) -> bytes:
+        """The provider's input line of a request, canonical, without its newline."""
+        return self.line_format % (canonical_bytes(request.key), request.request_bytes)
+
     def requests(self) -> Iterator[Request]:
         """Every request in input order; a repeated key is an error naming both rows."""
         keys = KeySet()
@@ -300,7 +291,7 @@ class Renderer:
         path = self.manifest.rows
         assert path is not None
         variables = self.manifest.vars
-        render, line_format = self._render, _INPUT_LINE + b"\n"
+        render, line_format = self._render, self.line_format + b"\n"
         first, n = index, line - 1
         for n, raw in enumerate(lines, line):
             value = parse_row(raw, path, n)

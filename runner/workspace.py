@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from .manifest import Manifest, load_directory, load_schema, parse_cache
 from .parsecache import ParseCache, salt
 from .plan import CANCELLED_BY_USER, Desired, Observed, disown, needs_remote, needs_tag_search
 from .providers.base import JobState, Provider, RemoteJob
+from .providers.clients import Clients
 from .resolve import Resolver, leaves
 from .statcache import cache_for
 
@@ -118,7 +120,29 @@ def _load_lock(path: Path, cache: ParseCache) -> lockfile.Lock:
     return lock
 
 
-def observe(provider: Provider, lock: lockfile.Lock, desired: list[Desired]) -> Observed:
+def observe(clients: Clients, lock: lockfile.Lock, desired: list[Desired]) -> Observed:
+    """observe_each, as one view for the planner."""
+    return merged(observe_each(clients, lock, desired).values())
+
+
+def observe_each(clients: Clients, lock: lockfile.Lock, desired: list[Desired]
+                 ) -> dict[str, Observed]:
+    """What each provider the manifests name has (see observe_one), by provider name."""
+    groups: dict[str, list[Desired]] = {}
+    for want in desired:
+        groups.setdefault(want.provider, []).append(want)
+    return {name: observe_one(clients[name], lock, group) for name, group in groups.items()}
+
+
+def merged(views: Iterable[Observed]) -> Observed:
+    """The jobs of several providers as one Observed: complete when each listed all its jobs.
+    Tags carry the content hash, which covers the provider, so no tag is shared across them."""
+    views = list(views)
+    jobs = {name: job for view in views for name, job in view.jobs.items()}
+    return Observed(jobs, bool(views) and all(v.complete for v in views))
+
+
+def observe_one(provider: Provider, lock: lockfile.Lock, desired: list[Desired]) -> Observed:
     """The remote jobs a plan needs: the recorded job of every batch not yet settled, and,
     when a batch may need creating or adopting, every job on the provider (to find it by its
     displayName tag). Live jobs are refreshed by listing, page by page, when there are several,

@@ -17,7 +17,7 @@ H = "a" * 64
 def cost(low: float, high: float | None, *, counted: bool = False,
          notes: tuple[str, ...] = ()) -> CostEstimate:
     return CostEstimate("gemini-2.5-flash", 5, 1000, None if high is None else 640, low, high,
-                        "USD", "2026-11-23", counted, notes)
+                        "USD", "2026-11-23", counted, notes, "generationConfig.maxOutputTokens")
 
 
 def sample() -> Plan:
@@ -94,9 +94,9 @@ Unchanged (1): `translations`.
 - new-one: no price for its model in the price table; add it to prices.json beside the manifests
 
 <sub>Cost at the batch price (prices as of 2026-11-23); input tokens estimated offline (about \
-4 characters a token for Latin text, one a character for CJK, 258 a media part); --count-tokens \
-asks the provider instead. The low figure pays for input only, the high one for every request \
-writing its full maxOutputTokens (thinking included).</sub>
+4 characters a token for Latin text, one a character for CJK, a flat figure for a media part); \
+--count-tokens asks the provider instead. The low figure pays for input only, the high one for \
+every request writing all the output its limit allows (thinking included).</sub>
 """
 
 

@@ -14,6 +14,7 @@ from conftest import write_manifest
 from runner import lockfile
 from runner.apply import Options, apply_directory
 from runner.emulator import Emulator, Faults
+from runner.providers.clients import Clients
 from runner.providers.gemini import GeminiProvider
 from runner.retry import Backoff
 
@@ -60,7 +61,7 @@ def test_apply_converges_under_every_fault_at_once(tmp_path: Path) -> None:
         options = Options(poll_base=0.02, poll_cap=0.1, timeout=120)
         for _ in range(5):      # an apply may give up on a create it could not confirm
             try:
-                outcome = apply_directory(d, provider, options)
+                outcome = apply_directory(d, Clients.of(provider), options)
             except Exception:   # noqa: BLE001 - the next run must pick up where this one died
                 continue
             if not outcome.pending and not outcome.failed:

@@ -18,12 +18,13 @@ from typing import Any
 import orjson
 import pytest
 
-from runner import outputs
 from runner.hashing import digest, request_hash
 from runner.manifest import load_directory
-from runner.outputs import response_text, write_outputs
-from runner.pricing import Usage
+from runner.outputs import write_outputs
+from runner.providers.gemini import results as gemini_results
+from runner.providers.gemini.results import response_text, usage_of
 from runner.render import Renderer
+from runner.usage import Usage
 
 JSONL_MANIFEST = """\
 apiVersion: batch-runner/v1
@@ -296,7 +297,7 @@ def expected_outputs(directory: Path, results: list[Path]) -> dict[str, bytes]:
         if result is None or "error" in result or text is None:
             texts[m.errors.rel].write(orjson.dumps(
                 {"key": req.key, "request_hash": rhash,
-                 "error": outputs._error_of(result)}).decode() + "\n")
+                 "error": gemini_results._error_of(result)}).decode() + "\n")
             continue
         assert isinstance(response, dict)
         record = {"key": req.key, "text": text, "finish_reason": finish,
@@ -338,5 +339,5 @@ def test_counts_and_usage(tmp_path: Path) -> None:
     assert written.unmatched == 2                       # stray-1 and stray-2, counted once each
     total = Usage()
     for line in lines:
-        total += Usage.of(line["usage"])
+        total += usage_of(line["usage"])
     assert written.usage == total

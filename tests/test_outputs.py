@@ -13,7 +13,8 @@ from conftest import ROWS_MANIFEST, write_manifest, write_rows
 from runner import outputs
 from runner.errors import ProviderError
 from runner.manifest import load_directory
-from runner.outputs import response_text, write_outputs
+from runner.outputs import write_outputs
+from runner.providers.gemini.results import response_text
 
 
 def results_file(path: Path, keys: list[str], tag: str = "") -> Path:

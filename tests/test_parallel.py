@@ -199,7 +199,8 @@ def test_block_paths_render_what_requests_gives(tmp_path: Path, text: str) -> No
     project(tmp_path, [])
     (tmp_path / "data/rows.jsonl").write_bytes(text.encode())
     [m] = load_directory(tmp_path)
-    expected = b"".join(req.line_bytes() + b"\n" for req in Renderer(m).requests())
+    renderer = Renderer(m)
+    expected = b"".join(renderer.line(req) + b"\n" for req in renderer.requests())
     for how in (ONE, Parallel(min_bytes=0, block_bytes=1024, workers=2)):
         assert render(tmp_path, how)[1] == expected
 

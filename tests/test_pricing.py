@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from conftest import MINIMAL, write_manifest
 
+from runner.costs import estimate_manifest
 from runner.errors import PricesError
 from runner.manifest import load_directory
 from runner.pricing import (
@@ -25,17 +26,17 @@ from runner.pricing import (
     money,
     parse_prices,
     spent,
-    total_usage,
 )
-from runner.tokens import (
-    MEDIA_TOKENS,
-    TokenEstimate,
-    estimate_manifest,
-    estimate_requests,
-    output_bound,
-    request_tokens,
-    text_tokens,
-)
+from runner.providers.gemini import DIALECT as GEMINI
+from runner.providers.gemini.results import usage_of
+from runner.providers.gemini.tokens import MEDIA_TOKENS, output_bound, request_tokens
+from runner.tokens import TokenEstimate, estimate_requests, text_tokens
+
+
+def _total(metadata: list[dict[str, Any]]) -> Usage:
+    """The usage of several Gemini responses, summed."""
+    return sum((usage_of(md) for md in metadata), Usage())
+
 
 FLASH_IN, FLASH_OUT = 0.30, 2.50      # gemini-2.5-flash, interactive, per million tokens
 
@@ -193,7 +194,7 @@ def test_media_parts_are_noted(table: PriceTable) -> None:
 
 
 def test_actual_cost_counts_thoughts_as_output(table: PriceTable) -> None:
-    usage = total_usage([
+    usage = _total([
         {"promptTokenCount": 1000, "candidatesTokenCount": 300, "thoughtsTokenCount": 200},
         {"prompt_token_count": 500, "candidates_token_count": 100},
         {},
@@ -204,7 +205,7 @@ def test_actual_cost_counts_thoughts_as_output(table: PriceTable) -> None:
 
 
 def test_actual_cost_bills_long_prompts_at_the_long_rate(table: PriceTable) -> None:
-    usage = total_usage([{"promptTokenCount": 300_000, "candidatesTokenCount": 1_000},
+    usage = _total([{"promptTokenCount": 300_000, "candidatesTokenCount": 1_000},
                          {"promptTokenCount": 1_000, "candidatesTokenCount": 1_000}])
     assert usage == Usage(301_000, 2_000, 300_000, 1_000)
     cost = actual_cost(table, "gemini-2.5-pro", usage)
@@ -234,7 +235,8 @@ def test_usage_round_trips_through_the_lockfile_form() -> None:
 
 
 def _cost(name: str, low: float, high: float | None) -> CostEstimate:
-    return CostEstimate(name, 1, 1, 1, low, high, "USD", "2026-11-23")
+    return CostEstimate(name, 1, 1, 1, low, high, "USD", "2026-11-23",
+                        bound_setting="generationConfig.maxOutputTokens")
 
 
 def test_budget_refusals_name_the_batch() -> None:
@@ -313,9 +315,9 @@ def test_output_bound(config: dict[str, Any], bound: int | None) -> None:
 
 def test_one_request_without_a_bound_unbounds_the_batch() -> None:
     bounded = {"contents": [], "generationConfig": {"maxOutputTokens": 10}}
-    est = estimate_requests([bounded, {"contents": []}, bounded])
+    est = estimate_requests(GEMINI, [bounded, {"contents": []}, bounded])
     assert (est.requests, est.max_output_tokens) == (3, None)
-    assert estimate_requests([bounded, bounded]).max_output_tokens == 20
+    assert estimate_requests(GEMINI, [bounded, bounded]).max_output_tokens == 20
 
 
 def test_estimate_manifest_renders_the_minimal_manifest(tmp_path: Path) -> None:
@@ -324,7 +326,8 @@ def test_estimate_manifest_renders_the_minimal_manifest(tmp_path: Path) -> None:
     est = estimate_manifest(manifest)
     # "What is 1+1?" and "What is 2+2?": 12 characters each, 3 tokens each
     assert est == TokenEstimate(requests=2, input_tokens=6, max_output_tokens=None,
-                                largest_request=3, media_parts=0, counted=False)
+                                largest_request=3, media_parts=0, counted=False,
+                                bound_setting="generationConfig.maxOutputTokens")
 
 
 def test_estimate_manifest_takes_each_requests_templated_bound(tmp_path: Path) -> None:
@@ -360,7 +363,7 @@ def test_estimating_is_constant_memory() -> None:
 
     tracemalloc.start()
     try:
-        est = estimate_requests(requests(50_000))
+        est = estimate_requests(GEMINI, requests(50_000))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -76,7 +76,8 @@ def test_canonical_json_is_sorted_compact_utf8() -> None:
 
 def test_input_lines_are_the_gemini_jsonl_shape(tmp_path: Path) -> None:
     [m] = manifests(tmp_path, MINIMAL)
-    line = json.loads(next(Renderer(m).requests()).line())
+    renderer = Renderer(m)
+    line = json.loads(renderer.line(next(renderer.requests())))
     assert set(line) == {"key", "request"} and line["key"] == "a"
 
 

@@ -16,9 +16,10 @@ from runner.desired import render_into, render_shards
 from runner.emulator import Emulator
 from runner.errors import DataError
 from runner.hashing import ContentHasher
-from runner.limits import Limits, limits_for
+from runner.limits import Limits
 from runner.manifest import load_directory
 from runner.plan import Kind
+from runner.providers.registry import dialect
 from runner.shards import Splitter
 
 
@@ -67,9 +68,9 @@ def test_a_request_bigger_than_a_file_is_refused() -> None:
 
 
 def test_gemini_limits_live_in_one_place() -> None:
-    gemini = limits_for("gemini")
+    gemini = dialect("gemini").limits
     assert gemini.file_bytes == 2_000_000_000 and gemini.requests is None
-    assert limits_for("gemini", 500).requests == 500
+    assert gemini.capped(500).requests == 500
 
 
 SPLIT = ROWS_MANIFEST.replace("metadata: {name: big}", "metadata: {name: split}").replace(
@@ -332,8 +333,8 @@ def test_a_split_batch_is_rendered_once_per_apply(tmp_path: Path, emu: Emulator,
 
 def _delete(d: Path, job: str | None) -> None:
     assert job is not None
-    with api.connect(d) as p:
-        p.delete_job(job)
+    with api.connect(d) as clients:
+        clients["gemini"].delete_job(job)
 
 
 def test_rows_dropped_from_a_shard_whose_job_is_gone(tmp_path: Path, emu: Emulator) -> None:

@@ -171,7 +171,7 @@ def test_a_create_answered_with_another_job_binds_the_tagged_one(tmp_path: Path,
     assert theirs is not None
     write_manifest(d, MINIMAL)
     with api.connect(d) as real:
-        assert api.apply(d, provider=_Misanswering(real, theirs)).exit_code == 0
+        assert api.apply(d, provider=_Misanswering(real["gemini"], theirs)).exit_code == 0
     entry = lockfile.load(d / "batches.lock").batches["tiny"]
     assert entry.job != theirs
     assert "What is 1+1" in (d / "out/tiny.jsonl").read_text()
@@ -205,7 +205,7 @@ def test_a_results_file_that_does_not_parse_is_fetched_again(tmp_path: Path,
     job = lockfile.load(d / "batches.lock").batches["tiny"].job
     with api.connect(d) as real:
         with pytest.raises(ProviderError) as e:
-            api.apply(d, provider=_GarbledOnce(real))
+            api.apply(d, provider=_GarbledOnce(real["gemini"]))
     assert f"tiny: the results of job {job} do not parse" in str(e.value)
     assert "line 3" in str(e.value) and "next apply downloads them again" in str(e.value)
     assert not (d / "out").exists() or not any((d / "out").iterdir())
@@ -278,8 +278,8 @@ def test_results_lost_on_the_provider_are_not_paid_for_again(tmp_path: Path, emu
     assert api.apply(d).exit_code == 0
     job = lockfile.load(d / "batches.lock").batches["tiny"].job
     assert job is not None
-    with api.connect(d) as p:
-        p.delete_job(job)
+    with api.connect(d) as clients:
+        clients["gemini"].delete_job(job)
     clone = fresh_clone(d, tmp_path / "clone")
     [action] = api.plan(clone).actions
     assert action.kind.value == "lost" and action.symbol == "!"
@@ -437,8 +437,8 @@ def test_prune_deletes_only_the_batchs_own_jobs(tmp_path: Path, slow: Emulator) 
     assert mine is not None and theirs is not None
     upload = tmp_path / "x.jsonl"
     upload.write_text('{"key": "a"}\n')
-    with api.connect(d) as p:
-        file_name = p.upload_file(upload, "not-a-batch")
+    with api.connect(d) as clients:
+        file_name = clients["gemini"].upload_file(upload, "not-a-batch")
     lock.batches["tiny"].job = theirs               # a bad merge, then the manifest removed
     orphan = lockfile.entry_from({**lock.batches["tiny"].to_dict(), "job": file_name})
     lock.batches["gone"] = orphan                   # a lockfile line naming another resource
@@ -447,8 +447,8 @@ def test_prune_deletes_only_the_batchs_own_jobs(tmp_path: Path, slow: Emulator) 
     assert main(["apply", str(d), "--prune", "--no-wait", "--quiet"]) == 0
     left = {j.name: j.state.value for j in remote_jobs(slow)}
     assert left[theirs] in ("PENDING", "RUNNING")   # the other batch's job is untouched
-    with api.connect(d) as p:
-        assert p.find_file("not-a-batch") == file_name
+    with api.connect(d) as clients:
+        assert clients["gemini"].find_file("not-a-batch") == file_name
 
 
 def test_a_job_cancelled_as_a_twin_is_followed_to_the_one_kept(tmp_path: Path,
@@ -462,7 +462,8 @@ def test_a_job_cancelled_as_a_twin_is_followed_to_the_one_kept(tmp_path: Path,
     kept = entry.job
     lines = tmp_path / "lines.jsonl"
     lines.write_text('{"key": "a", "request": {"contents": [{"parts": [{"text": "x"}]}]}}\n')
-    with api.connect(d) as p:
+    with api.connect(d) as clients:
+        p = clients["gemini"]
         twin = p.create_job("gemini-2.5-flash", entry.display_name, inline_lines=lines)
         p.cancel_job(twin.name)
     point_job(d, "tiny", twin.name)

@@ -26,12 +26,12 @@ from runner.cli import main
 from runner.emulator import Emulator, Faults
 from runner.emulator.faults import WRONG_TYPES
 from runner.errors import ProviderError
-from runner.outputs import read_result
-from runner.pricing import Usage
 from runner.providers.base import JobState, RemoteJob
 from runner.providers.calls import decode
+from runner.providers.dialect import Answer
 from runner.providers.gemini import GeminiProvider
-from runner.providers.gemini_wire import (
+from runner.providers.gemini.results import read_result
+from runner.providers.gemini.wire import (
     parse_count,
     parse_file,
     parse_operation,
@@ -213,9 +213,10 @@ def check_result(line: Any) -> None:
     if isinstance(read, dict):
         assert isinstance(read.get("message"), str) or line is not None and "error" in line
     else:
-        text, finish, usage = read
-        assert isinstance(text, str) and (finish is None or isinstance(finish, str))
-        assert isinstance(usage, Usage) and min(vars(usage).values()) >= 0
+        assert isinstance(read, Answer)
+        assert isinstance(read.text, str)
+        assert read.finish_reason is None or isinstance(read.finish_reason, str)
+        assert min(vars(read.usage).values()) >= 0
 
 
 @FUZZ
@@ -232,9 +233,9 @@ def test_fuzz_operations_parse_or_name_the_field(answer: Any) -> None:
 @FUZZ
 @given(ANSWER)
 def test_fuzz_pages_files_and_counts_parse_or_name_the_call(answer: Any) -> None:
-    for parse, whose in ((lambda a: parse_page(a, "operations", "list batches page 1"),
+    for parse, whose in ((lambda a: parse_page(a, "list batches page 1", "operations"),
                           "list batches page 1: "),
-                         (lambda a: parse_page(a, "files", "list files page 2"),
+                         (lambda a: parse_page(a, "list files page 2", "files"),
                           "list files page 2: "),
                          (lambda a: parse_file(a, "list files page 1, item 1"),
                           "list files page 1, item 1: "),

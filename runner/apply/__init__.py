@@ -25,9 +25,9 @@ from ..identity import establish
 from ..lockfile import held
 from ..plan import Desired, Plan, plan
 from ..progress import Progress
-from ..providers.base import Provider, time_limit
+from ..providers.clients import Clients
 from ..sweep import sweep
-from ..workspace import Workspace, observe
+from ..workspace import Workspace, merged, observe_each
 from .journal import now
 from .options import Options, Outcome
 from .scheduler import Scheduler
@@ -40,7 +40,7 @@ def prepare(directory: Path) -> tuple[Workspace, list[Desired]]:
     return ws, ws.desired()
 
 
-def apply_directory(directory: Path, provider: Provider, options: Options | None = None,
+def apply_directory(directory: Path, clients: Clients, options: Options | None = None,
                     progress: Progress | None = None, *, lock_timeout: float = 0.0,
                     show_plan: Callable[[Plan], None] | None = None,
                     prepared: tuple[Workspace, list[Desired]] | None = None) -> Outcome:
@@ -51,18 +51,19 @@ def apply_directory(directory: Path, provider: Provider, options: Options | None
     work when the caller has already done it."""
     options = options or Options()
     first, desired = prepared or prepare(directory)
-    with held(first.directory, lock_timeout), time_limit(provider, options.timeout):
+    with held(first.directory, lock_timeout), clients.time_limit(options.timeout):
         ws = first.reloaded()               # the lockfile again: another run may have saved
         if ws.lock != first.lock:
             desired = ws.desired()
         identity = establish(ws.directory, ws.lock, options.take_over)
         sweep(ws.state_dir, ws.lock, [ws.lock_path, *(o.path for m in ws.manifests
                                                        for o in m.declared_paths())])
-        observed = observe(provider, ws.lock, desired)
-        actions = plan(desired, ws.lock, observed, max_attempts=options.max_attempts,
+        observed = observe_each(clients, ws.lock, desired)
+        actions = plan(desired, ws.lock, merged(observed.values()),
+                       max_attempts=options.max_attempts,
                        resubmit=options.resubmit)
         if show_plan is not None:
             show_plan(actions)
         check_budgets(ws, actions, options.max_cost)
         progress = progress or Progress(io.StringIO(), tty=False, quiet=True)
-        return Scheduler(ws, provider, options, progress, desired, observed, identity).run(actions)
+        return Scheduler(ws, clients, options, progress, desired, observed, identity).run(actions)

@@ -10,15 +10,18 @@ provider just said) and acts on the action it gets.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from ..errors import ProviderError
 from ..failpoints import hit
 from ..identity import Identity
-from ..limits import limits_for
 from ..lockfile import Part, Retry
 from ..plan import SUBMITS, Action, Desired, Kind, Observed, Plan, replan
 from ..progress import Progress
 from ..providers.base import JobState, Provider, RemoteJob
+from ..providers.clients import Clients
+from ..providers.registry import dialect
 from ..retry import Backoff
 from ..workspace import Workspace
 from .collect import Collector
@@ -30,12 +33,23 @@ from .prune import prune
 from .submit import Submitter
 
 
+@dataclass
+class Crew:
+    """The parts of a run that act on one provider, with the run's listing of its jobs."""
+
+    provider: Provider
+    listing: Listing
+    submitter: Submitter
+    collector: Collector
+    max_jobs: int | None        # jobs the provider lets a project run at once
+
+
 class Scheduler:
-    def __init__(self, ws: Workspace, provider: Provider, options: Options, progress: Progress,
-                 desired: list[Desired], observed: Observed | None = None,
+    def __init__(self, ws: Workspace, clients: Clients, options: Options, progress: Progress,
+                 desired: list[Desired], observed: Mapping[str, Observed] | None = None,
                  identity: Identity | None = None):
         self.ws = ws
-        self.provider = provider
+        self.clients = clients
         self.options = options
         self.progress = progress
         self.report = progress.message
@@ -43,12 +57,25 @@ class Scheduler:
         self.outcome = Outcome()
         self.desired = {d.name: d for d in desired}
         self.journal = Journal(ws, self.desired)
-        self.listing = Listing(provider, observed)
-        self.submitter = Submitter(self.journal, self.listing, provider, progress, self.outcome,
-                                   identity, options.sleep)
-        self.collector = Collector(self.journal, self.listing, provider, progress, self.outcome)
+        self._observed = observed or {}
+        self._crews: dict[str, Crew] = {}   # by provider, made when a batch first needs one
         self._queued: list[Action] = []     # submissions waiting for a job slot
-        self._max_jobs = options.max_jobs or limits_for(provider.name).concurrent_jobs
+
+    def _crew(self, name: str) -> Crew:
+        """The crew of the provider of batch `name` (an orphan's: as its record says)."""
+        want = self.desired.get(name)
+        provider = want.provider if want is not None else self.journal.entry(name).provider
+        crew = self._crews.get(provider)
+        if crew is None:
+            client = self.clients[provider]
+            listing = Listing(client, self._observed.get(provider))
+            crew = self._crews[provider] = Crew(
+                client, listing,
+                Submitter(self.journal, listing, client, self.progress, self.outcome,
+                          self.identity, self.options.sleep),
+                Collector(self.journal, listing, client, self.progress, self.outcome),
+                self.options.max_jobs or dialect(provider).limits.concurrent_jobs)
+        return crew
 
     def run(self, plan: Plan) -> Outcome:
         # the jobs already running count against the cap on jobs in flight from the start
@@ -62,7 +89,8 @@ class Scheduler:
             if inflight and self.options.wait:
                 self._wait(inflight)
         finally:
-            self.submitter.discard_inputs()
+            for crew in self._crews.values():
+                crew.submitter.discard_inputs()
         self.outcome.pending = sorted(self._running(inflight))
         return self.outcome
 
@@ -80,10 +108,10 @@ class Scheduler:
             for part in action.parts:
                 self._act(part, inflight)
             return
-        if action.kind in SUBMITS and not self._slot_free(inflight):
+        if action.kind in SUBMITS and not self._slot_free(action.name, inflight):
             if not self._queued:
-                self.report(f"{self._max_jobs} jobs in flight, the most at once; the next "
-                            "submissions wait for one to finish")
+                self.report(f"{self._crew(action.name).max_jobs} jobs in flight, the most at "
+                            "once; the next submissions wait for one to finish")
             self._queued.append(action)
             return
         self._do(action, inflight)
@@ -94,7 +122,8 @@ class Scheduler:
         name = action.name
         if action.kind == Kind.ORPHAN:
             if self.options.prune:
-                prune(name, journal=self.journal, listing=self.listing, provider=self.provider,
+                crew = self._crew(name)
+                prune(name, journal=self.journal, listing=crew.listing, provider=crew.provider,
                       identity=self.identity, outputs=self.options.prune_outputs,
                       report=self.report)
             return
@@ -109,12 +138,13 @@ class Scheduler:
         if action.kind == Kind.NOTHING:
             return
         m = self.ws.manifest(name)
-        self.submitter.cancel_superseded(m, action)
+        crew = self._crew(name)
+        crew.submitter.cancel_superseded(m, action)
         entry = self.journal.get(name)
         if action.kind in (Kind.CREATE, Kind.REPLACE, Kind.RESUBMIT):
-            inflight[self.submitter.submit(m, action)] = (name, None)
+            inflight[crew.submitter.submit(m, action)] = (name, None)
         elif action.kind == Kind.RETRY:
-            self.submitter.submit_retry(m, action)
+            crew.submitter.submit_retry(m, action)
             self._track_retry(name, inflight)
         elif action.kind == Kind.ADOPT and action.retry:
             assert entry is not None and entry.open_retry is not None and action.job is not None
@@ -123,7 +153,7 @@ class Scheduler:
             inflight[action.job.name] = (name, action.job)
         elif action.kind == Kind.ADOPT:
             assert action.job is not None
-            self.submitter.adopt(m, action)
+            crew.submitter.adopt(m, action)
             inflight[action.job.name] = (name, action.job)
         elif action.kind == Kind.WAIT:
             assert action.job is not None
@@ -132,12 +162,12 @@ class Scheduler:
             assert entry is not None
             if entry.content_hash != self.desired[name].content_hash:
                 # shards dropped (rows removed from the end): the rest are still good
-                self.submitter.relay(m)
-            if self.collector.collect(m, action.job):
+                crew.submitter.relay(m)
+            if crew.collector.collect(m, action.job):
                 self._after_outputs(name, inflight)
         elif action.kind == Kind.RECORD and action.retry:
             assert entry is not None and entry.open_retry is not None
-            self.collector.close_retry(name, entry.open_retry, action.job)
+            crew.collector.close_retry(name, entry.open_retry, action.job)
         elif action.kind == Kind.RECORD:
             self.journal.spec(name)
 
@@ -146,10 +176,11 @@ class Scheduler:
         wanted, and record the batch as it renders now when its requests changed, so that
         no shard waits for one that was dropped (rows removed from the end)."""
         m = self.ws.manifest(action.name)
-        self.submitter.cancel_superseded(m, action)
+        submitter = self._crew(action.name).submitter
+        submitter.cancel_superseded(m, action)
         entry = self.journal.get(action.name)
         if entry is not None and entry.content_hash != self.desired[action.name].content_hash:
-            self.submitter.relay(m, files=any(p.kind in SUBMITS for p in action.parts))
+            submitter.relay(m, files=any(p.kind in SUBMITS for p in action.parts))
             self.journal.save()
 
     def _replan(self, want: Desired, observed: Observed,
@@ -172,15 +203,16 @@ class Scheduler:
         """A job that ended while the run waited: its results collected, or what the planner
         makes of it. Progress says what the provider said (the job's state and error)."""
         m = self.ws.manifest(name)
+        crew = self._crew(name)
         if job.state == JobState.SUCCEEDED:
-            if self.collector.collect(m, job):
+            if crew.collector.collect(m, job):
                 self._after_outputs(name, inflight)
             return
         jobs = {job.name: job}
         if job.state == JobState.CANCELLED and not isinstance(record, Retry):
             # perhaps by another run that created the same job and kept its own (see
             # Submitter.heal): listed, the planner takes that one
-            jobs = {**{j.name: j for j in self.listing.jobs(fresh=True)}, **jobs}
+            jobs = {**{j.name: j for j in crew.listing.jobs(fresh=True)}, **jobs}
         action = self._replan(self.desired[name], Observed(jobs), record)
         label = self.journal.label(name, record)
         if action.retry:
@@ -203,16 +235,24 @@ class Scheduler:
 
     # -- job slots and polling ----------------------------------------------------------------
 
-    def _slot_free(self, inflight: Inflight) -> bool:
-        """Whether one more job may be submitted (a split batch can have many)."""
-        if self._max_jobs is None:
+    def _slot_free(self, name: str, inflight: Inflight) -> bool:
+        """Whether one more job of batch `name`'s provider may be submitted (a split batch
+        can have many)."""
+        crew = self._crew(name)
+        if crew.max_jobs is None:
             return True
-        live = sum(1 for _, seen in inflight.values() if seen is None or not seen.state.terminal)
-        return live < self._max_jobs
+        live = sum(1 for batch, seen in inflight.values()
+                   if (seen is None or not seen.state.terminal) and self._crew(batch) is crew)
+        return live < crew.max_jobs
 
     def _submit_queued(self, inflight: Inflight) -> None:
-        while self._queued and self._slot_free(inflight):
-            self._act(self._queued.pop(0), inflight)
+        """Submits what waited for a slot, in order, as far as each provider has slots."""
+        waiting, self._queued = self._queued, []
+        for action in waiting:
+            if self._slot_free(action.name, inflight):
+                self._act(action, inflight)
+            else:
+                self._queued.append(action)
 
     def _track_retry(self, name: str, inflight: Inflight) -> None:
         retry = self.journal.entry(name).open_retry
@@ -220,9 +260,10 @@ class Scheduler:
             inflight[retry.job] = (name, None)
 
     def _heal(self, inflight: Inflight) -> None:
-        for name, old, keep in self.submitter.heal():
-            inflight.pop(old, None)
-            inflight[keep.name] = (name, keep)
+        for crew in list(self._crews.values()):
+            for name, old, keep in crew.submitter.heal():
+                inflight.pop(old, None)
+                inflight[keep.name] = (name, keep)
 
     def _wait(self, inflight: Inflight) -> None:
         """Polls until every in-flight job has ended (or the time limit), acting as each
@@ -232,7 +273,11 @@ class Scheduler:
         while inflight or self._queued:
             self._submit_queued(inflight)
             self._heal(inflight)
-            refresh(self.provider, inflight)
+            for crew in list(self._crews.values()):
+                mine = {job: seen for job, seen in inflight.items()
+                        if self._crew(seen[0]) is crew}
+                refresh(crew.provider, mine)
+                inflight.update(mine)
             for job_name in list(inflight):     # in the order submitted
                 name, job = inflight.pop(job_name)
                 record = self.journal.record_of(name, job_name)

@@ -23,10 +23,10 @@ def plan(directory: api.PathLike, *, emulator: bool, max_attempts: int,
     which decides the exit code from it with `detailed_exitcode`."""
     ws = Workspace.open(Path(directory))
     desired = ws.desired()          # bad input fails before the provider is reached
-    with api.connect(directory, emulator=emulator) as provider:
-        found = api.plan_of(ws, desired, provider, max_attempts=max_attempts,
+    with api.connect(directory, emulator=emulator) as clients:
+        found = api.plan_of(ws, desired, clients, max_attempts=max_attempts,
                             resubmit=resubmit)
-        costs = api.costs_of(ws, found, counter=provider if count_tokens else None)
+        costs = api.costs_of(ws, found, counter=clients if count_tokens else None)
     if format == "json":
         text = plan_json(found, costs)
     elif format == "markdown":

@@ -16,8 +16,8 @@ def status(directory: api.PathLike, *, emulator: bool, as_json: bool, out: TextI
     the batch finished), from one reading of the workspace."""
     ws = Workspace.open(Path(directory))
     desired = ws.desired()          # bad input fails before the provider is reached
-    with api.connect(directory, emulator=emulator) as provider:
-        rows = api.status_of(ws, desired, provider)
+    with api.connect(directory, emulator=emulator) as clients:
+        rows = api.status_of(ws, desired, clients)
     spent = api.spending_of(ws.lock)
     if as_json:
         text = json.dumps([dict(r.to_dict(), spent=spent[r.name].to_dict()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,18 +86,3 @@ class Provider(Protocol):
 
 class AmbiguousCreate(Exception):
     """The create call may or may not have reached the provider (timeout, dropped connection)."""
-
-
-@contextlib.contextmanager
-def time_limit(provider: Provider, seconds: float | None) -> Iterator[None]:
-    """While the block runs, every call of `provider` ends within `seconds` from now (or by
-    an earlier deadline already set): a run's timeout then bounds its provider calls too, not
-    only its waits between them."""
-    before = provider.deadline
-    if seconds is not None:
-        until = time.monotonic() + seconds
-        provider.deadline = until if before is None else min(before, until)
-    try:
-        yield
-    finally:
-        provider.deadline = before

@@ -19,7 +19,7 @@ import httpx
 from ..errors import ProviderError
 from ..retry import Backoff, Sleep, retry_after
 from .base import AmbiguousCreate
-from .gemini_wire import error_message, parse_page
+from .reading import error_message
 from .transport import MAX_ANSWER, Late, Redactor, TooLarge, client_for, receive
 
 RETRIABLE = {408, 429, 500, 502, 503, 504}
@@ -61,7 +61,7 @@ class Calls:
         return ProviderError(self.redact(message))
 
     def parse(self, parse: Callable[..., T], *args: Any) -> T:
-        """A gemini_wire parser's result; its complaints quote provider text, so redacted."""
+        """A wire parser's result; its complaints quote provider text, so redacted."""
         try:
             return parse(*args)
         except ProviderError as e:
@@ -155,14 +155,18 @@ class Calls:
     def json(self, method: str, url: str, *, what: str, **kwargs: Any) -> Any:
         return decode(self.send(method, url, what=what, **kwargs), what)
 
-    def pages(self, url: str, items: str, what: str) -> Iterator[tuple[str, Any]]:
-        """Every item of a paged list, with words naming it. Stops, with an error, at a page
-        token seen before (the walk would go round for ever) and after max_pages pages."""
+    def pages(self, url: str, what: str, params: Callable[[str], dict[str, Any]],
+              parse: Callable[[object, str], tuple[list[Any], str]]
+              ) -> Iterator[tuple[str, Any]]:
+        """Every item of a paged list, with words naming it. `params(token)` is the query of
+        the page a token ("" for the first) names, `parse(page, whose)` a page's items and the
+        next page's token ("" after the last): each API pages in its own words. Stops, with
+        an error, at a token seen before (the walk would go round for ever) and after
+        max_pages pages."""
         token, seen = "", set()
         for number in range(1, self._max_pages + 1):
-            params = {"pageSize": 100, **({"pageToken": token} if token else {})}
-            page = self.json("GET", url, what=f"{what} (page {number})", params=params)
-            found, token = self.parse(parse_page, page, items, f"{what} page {number}")
+            page = self.json("GET", url, what=f"{what} (page {number})", params=params(token))
+            found, token = self.parse(parse, page, f"{what} page {number}")
             for i, item in enumerate(found, 1):
                 yield f"{what} page {number}, item {i}", item
             if not token:

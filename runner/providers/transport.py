@@ -26,7 +26,7 @@ from urllib.parse import quote
 import httpx
 
 from ..errors import ProviderError
-from .gemini_wire import one_line
+from .reading import one_line
 
 CONNECT_SECONDS = 15.0
 MIN_SECRET = 8                      # characters; a Gemini API key has 39

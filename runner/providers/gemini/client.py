@@ -6,7 +6,7 @@ Wire facts (see the design notes): batch calls answer with long-running Operatio
 `metadata.output` (or the top-level `response`), as a responses file or inline responses, and
 are joined by key because their order is not promised.
 
-`gemini_wire` reads the answers and trusts none of them; `transport` keeps the key where it
+`wire` reads the answers and trusts none of them; `transport` keeps the key where it
 belongs; `calls` retries and bounds each call (set `deadline` to bound them all).
 
 Only idempotent calls are retried. A create that may have reached the server raises
@@ -16,6 +16,7 @@ Only idempotent calls are retried. A create that may have reached the server rai
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -25,23 +26,30 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from ..errors import ProviderError
-from ..failpoints import hit
-from ..limits import PROVIDERS
-from ..retry import Backoff, Sleep, real_sleep
-from .base import OnProgress, RemoteJob
-from .calls import CALL_TIMEOUT, MAX_PAGES, MIN_RATE, RETRIABLE, Calls, NotFound, decode
-from .gemini_wire import error_message, parse_count, parse_file, parse_operation, parse_uploaded
-from .transport import Late, check_base_url, origin_text, read_within, same_origin, timeouts
+from ...errors import ProviderError
+from ...failpoints import hit
+from ...limits import Limits
+from ...retry import Backoff, Sleep, real_sleep
+from ..base import OnProgress, RemoteJob
+from ..calls import CALL_TIMEOUT, MAX_PAGES, MIN_RATE, RETRIABLE, Calls, NotFound, decode
+from ..reading import error_message
+from ..transport import Late, check_base_url, origin_text, read_within, same_origin, timeouts
+from .wire import (
+    paging,
+    parse_count,
+    parse_file,
+    parse_operation,
+    parse_page,
+    parse_uploaded,
+)
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
-INLINE_LIMIT = PROVIDERS["gemini"].inline_bytes
+# Inline requests up to 20 MB (kept under it, for the envelope), an input file up to 2 GB,
+# 100 batch jobs in flight per project; no documented cap on requests a job.
+LIMITS = Limits(inline_bytes=20_000_000, file_bytes=2_000_000_000, concurrent_jobs=100)
+INLINE_LIMIT = LIMITS.inline_bytes
 CHUNK = 8 * 1024 * 1024            # upload chunk: the server's granularity
 _PIECE = 1 << 20                   # bytes between progress reports of a download
-
-
-def api_key_from_env() -> str | None:
-    return os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY") or None
 
 
 class GeminiProvider:
@@ -101,7 +109,9 @@ class GeminiProvider:
     # -- batches ---------------------------------------------------------------------------
 
     def list_jobs(self) -> Iterator[RemoteJob]:
-        for whose, op in self._calls.pages(self._url("batches"), "operations", "list batches"):
+        for whose, op in self._calls.pages(
+                self._url("batches"), "list batches", paging,
+                functools.partial(parse_page, items="operations")):
             yield self._job(op, whose)
 
     def get_job(self, name: str) -> RemoteJob | None:
@@ -151,7 +161,9 @@ class GeminiProvider:
     # -- files -----------------------------------------------------------------------------
 
     def find_file(self, display_name: str) -> str | None:
-        for whose, item in self._calls.pages(self._url("files"), "files", "list files"):
+        for whose, item in self._calls.pages(
+                self._url("files"), "list files", paging,
+                functools.partial(parse_page, items="files")):
             name, shown, state = self._calls.parse(parse_file, item, whose)
             if shown == display_name and state == "ACTIVE":
                 return name

@@ -9,12 +9,12 @@ must be one path segment, so a hostile answer cannot steer a later call elsewher
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-from ..errors import ProviderError
-from .base import JobState, RemoteJob
+from ...errors import ProviderError
+from ..base import JobState, RemoteJob
+from ..reading import Reader, one_line
 
 _STATES = {
     "PENDING": JobState.PENDING, "RUNNING": JobState.RUNNING, "SUCCEEDED": JobState.SUCCEEDED,
@@ -22,69 +22,10 @@ _STATES = {
     "UNSPECIFIED": JobState.PENDING,
 }
 _NAME = {kind: re.compile(rf"{kind}/[A-Za-z0-9][A-Za-z0-9._~-]*") for kind in ("batches", "files")}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
-def one_line(text: str, limit: int = 300) -> str:
-    """Provider text made fit for a one-line message: no line breaks or control characters,
-    at most `limit` characters."""
-    text = _CONTROL.sub(" ", text).strip()
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def kind(value: object) -> str:
-    """The JSON type of a value, as a message says it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
-
-
-class Reader:
-    """Typed reads from one answer; every complaint names `whose` (a job, or the call whose
-    answer it is) and the field, by its path in the answer."""
-
-    def __init__(self, whose: str):
-        self.whose = whose
-
-    def wrong(self, path: str, value: object, expected: str) -> ProviderError:
-        return ProviderError(f"{self.whose}: the provider sent {path} as {kind(value)}, "
-                             f"expected {expected}")
-
-    def mapping(self, value: object, path: str) -> dict[str, Any]:
-        """An object, or {} when the field is absent (proto3 JSON omits empty fields)."""
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.wrong(path, value, "an object")
-        return value
-
-    def array(self, value: object, path: str) -> list[Any]:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.wrong(path, value, "an array")
-        return value
-
-    def string(self, value: object, path: str) -> str | None:
-        if value is None or isinstance(value, str):
-            return value
-        raise self.wrong(path, value, "a string")
-
-    def count(self, value: object, path: str) -> int:
-        """An int64 counter: proto3 JSON writes it as a string of digits; 0 when absent."""
-        if value is None:
-            return 0
-        if type(value) is int and value >= 0:
-            return value
-        if isinstance(value, str) and value.isascii() and value.isdigit():
-            return int(value)
-        raise self.wrong(path, value, "a count")
+class GeminiReader(Reader):
+    """Reader, with the resource names Gemini's answers carry."""
 
     def name(self, value: object, path: str, kind_: str) -> str | None:
         """A resource name such as `batches/abc`, which the client later puts in a URL."""
@@ -110,7 +51,7 @@ def parse_state(wire: object, reader: Reader) -> JobState:
 def parse_operation(op: object, whose: str = "the provider's answer") -> RemoteJob:
     """A batch from its Operation (create, get, or one item of a list). `whose` names the call
     until the operation's own name is known; from then on complaints name the job."""
-    r = Reader(whose)
+    r = GeminiReader(whose)
     if not isinstance(op, dict):
         raise r.wrong("the operation", op, "an object")
     meta = r.mapping(op.get("metadata"), "metadata")
@@ -155,7 +96,7 @@ def parse_operation(op: object, whose: str = "the provider's answer") -> RemoteJ
     )
 
 
-def _status(r: Reader, error: dict[str, Any]) -> str:
+def _status(r: GeminiReader, error: dict[str, Any]) -> str:
     """A google.rpc.Status as one line: `message (code N)`."""
     message = r.string(error.get("message"), "error.message") or ""
     code = error.get("code")
@@ -164,7 +105,12 @@ def _status(r: Reader, error: dict[str, Any]) -> str:
     return one_line(f"{message} (code {code})")
 
 
-def parse_page(page: object, items: str, whose: str) -> tuple[list[Any], str]:
+def paging(token: str) -> dict[str, Any]:
+    """The query of the list page `token` names ("" for the first)."""
+    return {"pageSize": 100, **({"pageToken": token} if token else {})}
+
+
+def parse_page(page: object, whose: str, items: str) -> tuple[list[Any], str]:
     """One page of a list: its `items` (`operations`, `files`) and the next page's token
     ("" on the last page)."""
     r = Reader(whose)
@@ -176,7 +122,7 @@ def parse_page(page: object, items: str, whose: str) -> tuple[list[Any], str]:
 
 def parse_file(resource: object, whose: str) -> tuple[str, str, str]:
     """(name, displayName, state) of a File resource."""
-    r = Reader(whose)
+    r = GeminiReader(whose)
     resource = r.mapping(resource, "file")
     name = r.name(resource.get("name"), "file.name", "files")
     if not name:
@@ -197,15 +143,3 @@ def parse_count(answer: object, whose: str) -> int:
     if not isinstance(answer, dict):
         raise r.wrong("the answer", answer, "an object")
     return r.count(answer.get("totalTokens"), "totalTokens")
-
-
-def error_message(body: bytes, text: str) -> str:
-    """The message of an error answer (`{"error": {"message"}}`), else the start of its text."""
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        answer = None
-    err = answer.get("error") if isinstance(answer, dict) else None
-    if isinstance(err, dict) and err.get("message"):
-        return one_line(str(err["message"]))
-    return one_line(str(err) if err else text, 300 if err else 200)

@@ -1,0 +1,156 @@
+"""What differs between batch APIs, as the core sees it: one `Dialect` per provider package.
+
+The core (manifests, rendering, hashing, the plan, apply, outputs, prices) never reads a
+provider's JSON itself. It asks the manifest's dialect, found by name in the registry
+(`runner.providers.registry`), for what a request may hold, how an input line is written, how
+a result line is read, how many tokens a request may take, the limits of one job and how to
+reach the API. Everything here is pure: no call leaves the process except through the client
+a dialect's `connect` builds, which implements `runner.providers.base.Provider`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..limits import Limits
+from ..usage import Usage
+from .base import Provider
+from .reading import kind
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A successful result, read: what every output is made of, whatever the provider."""
+
+    text: str
+    finish_reason: str | None
+    usage: Usage                    # typed, for the lockfile's record of what was spent
+    usage_raw: Mapping[str, Any]    # as the provider wrote it, for the outputs' `usage`
+    response: Mapping[str, Any]     # the provider's whole response, for the outputs' `response`
+
+
+class Malformed(ValueError):
+    """A result whose response is not shaped as the API says: its request fails, saying which
+    field, rather than the whole batch (or a wrong value slipping into the outputs)."""
+
+    def __init__(self, field: str, value: object, expected: str):
+        super().__init__(f"{field} is {kind(value)}, expected {expected}")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a client finds its API: the default base URL, the environment variables a user
+    sets for the key and a base URL (the provider's own names, so that a team's existing
+    environment works), and where the embedded emulator serves this API."""
+
+    base_url: str
+    key_env: tuple[str, ...]
+    base_url_env: str | None = None
+    emulator_prefix: str = ""
+
+
+class Dialect(Protocol):
+    """One provider's batch API, as the core needs it (see the module docstring)."""
+
+    # read-only attributes (a dialect is a frozen dataclass, shared by every run)
+    @property
+    def name(self) -> str:
+        """As a manifest's `spec.provider` says it."""
+        ...
+
+    @property
+    def limits(self) -> Limits:
+        """What one job accepts: drives shards and inline sends."""
+        ...
+
+    @property
+    def endpoint(self) -> Endpoint: ...
+
+    @property
+    def expiry(self) -> str:
+        """How long a job may run before the provider expires it, for messages."""
+        ...
+
+    @property
+    def output_bound_setting(self) -> str:
+        """The request setting that caps output tokens, for messages."""
+        ...
+
+    @property
+    def model_hint(self) -> str:
+        """What a model id looks like, for messages."""
+        ...
+
+    # The input line's bytes around the key's JSON and the request's: `prefix KEY middle
+    # REQUEST suffix`, without a newline. The key ends at the first `middle`: inside a JSON
+    # string a quote is always escaped, and `middle` starts with one.
+    @property
+    def line_prefix(self) -> bytes: ...
+
+    @property
+    def line_middle(self) -> bytes: ...
+
+    @property
+    def line_suffix(self) -> bytes: ...
+
+    def request_schema(self) -> Mapping[str, Any]:
+        """The JSON schema of a manifest's `spec.request` for this provider."""
+        ...
+
+    def model_id(self, model: str) -> str:
+        """A model as the manifest names it, in the form the runner records and prices."""
+        ...
+
+    def body(self, request: Mapping[str, Any], model: str) -> dict[str, Any]:
+        """The manifest's request as the body a line carries (some APIs want the model in
+        it). Applied to the template before rendering, so it costs nothing per request."""
+        ...
+
+    def result_key(self, result: Mapping[str, Any]) -> object:
+        """The key a result line answers (None when it has none)."""
+        ...
+
+    def read_result(self, result: Mapping[str, Any] | None) -> Answer | dict[str, Any]:
+        """A result line's Answer when it succeeded; otherwise the error to record for its
+        request (the provider's, none at all, or a result not shaped as the API says, naming
+        the field). Never raises for a result of the wrong shape."""
+        ...
+
+    def usage(self, raw: Mapping[str, Any]) -> Usage:
+        """Usage as one response reports it; raises ValueError naming a bad field."""
+        ...
+
+    def request_tokens(self, request: Mapping[str, Any]) -> tuple[int, int]:
+        """(estimated input tokens, media parts counted at a flat rate) of one request."""
+        ...
+
+    def output_bound(self, request: Mapping[str, Any]) -> int | None:
+        """The most output tokens one request may produce; None when it sets no bound."""
+        ...
+
+    def connect(self, api_key: str, base_url: str | None, tuning: Mapping[str, int]
+                ) -> Provider:
+        """A client of this API (the HTTP edge); `tuning` holds size knobs for tests."""
+        ...
+
+
+def input_line(dialect: Dialect, key_json: bytes, request: bytes) -> bytes:
+    """One input line (without its newline) of `dialect`'s input file."""
+    return dialect.line_prefix + key_json + dialect.line_middle + request + dialect.line_suffix
+
+
+def line_format(dialect: Dialect) -> bytes:
+    """input_line as a %-format of (key's JSON, request), for the render loop's hot path."""
+    parts = (dialect.line_prefix, dialect.line_middle, dialect.line_suffix)
+    return b"%s".join(p.replace(b"%", b"%%") for p in parts)
+
+
+def split_input_line(dialect: Dialect, line: bytes) -> tuple[bytes, bytes]:
+    """An input line (without its newline) back into its key's JSON and its request's bytes,
+    without parsing the request."""
+    start = len(dialect.line_prefix)
+    middle = line.index(dialect.line_middle, start)
+    end = len(line) - len(dialect.line_suffix)
+    return line[start:middle], line[middle + len(dialect.line_middle):end]

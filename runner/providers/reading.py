@@ -1,0 +1,91 @@
+"""Typed reads of a provider's answers, trusting none of them.
+
+Every field is checked for its JSON type before it is used, so that an answer of the wrong
+shape (a numeric state, a count that is "many", a page that is an array) becomes one
+ProviderError naming the job, or the call, and the field, never a crash or a wrong value.
+Each provider's wire module builds on `Reader`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from ..errors import ProviderError
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Provider text made fit for a one-line message: no line breaks or control characters,
+    at most `limit` characters."""
+    text = _CONTROL.sub(" ", text).strip()
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def kind(value: object) -> str:
+    """The JSON type of a value, as a message says it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+class Reader:
+    """Typed reads from one answer; every complaint names `whose` (a job, or the call whose
+    answer it is) and the field, by its path in the answer."""
+
+    def __init__(self, whose: str):
+        self.whose = whose
+
+    def wrong(self, path: str, value: object, expected: str) -> ProviderError:
+        return ProviderError(f"{self.whose}: the provider sent {path} as {kind(value)}, "
+                             f"expected {expected}")
+
+    def mapping(self, value: object, path: str) -> dict[str, Any]:
+        """An object, or {} when the field is absent (proto3 JSON omits empty fields)."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.wrong(path, value, "an object")
+        return value
+
+    def array(self, value: object, path: str) -> list[Any]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.wrong(path, value, "an array")
+        return value
+
+    def string(self, value: object, path: str) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        raise self.wrong(path, value, "a string")
+
+    def count(self, value: object, path: str) -> int:
+        """An int64 counter: proto3 JSON writes it as a string of digits; 0 when absent."""
+        if value is None:
+            return 0
+        if type(value) is int and value >= 0:
+            return value
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            return int(value)
+        raise self.wrong(path, value, "a count")
+
+
+def error_message(body: bytes, text: str) -> str:
+    """The message of an error answer (`{"error": {"message"}}`), else the start of its text."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    err = answer.get("error") if isinstance(answer, dict) else None
+    if isinstance(err, dict) and err.get("message"):
+        return one_line(str(err["message"]))
+    return one_line(str(err) if err else text, 300 if err else 200)

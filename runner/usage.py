@@ -1,0 +1,76 @@
+"""What a finished batch used and cost: the record the lockfile keeps, whatever the provider.
+
+Each provider's dialect reads its own responses' usage into `Usage` (`Dialect.usage`); from
+there on, summing, pricing and recording are the same for every provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Over this many prompt tokens, a request is billed at its model's long-context price, where
+# the price table gives one.
+LONG_PROMPT_TOKENS = 200_000
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens a batch used, as its responses report them. Output includes thinking tokens,
+    which are billed as output. The `long_` counts are the part of each total from responses
+    whose prompt was over LONG_PROMPT_TOKENS, billed at the long-context price."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    long_input_tokens: int = 0
+    long_output_tokens: int = 0
+
+    @classmethod
+    def of_request(cls, prompt: int, output: int) -> Usage:
+        """The usage of one response that read `prompt` tokens and wrote `output`."""
+        if prompt > LONG_PROMPT_TOKENS:
+            return cls(prompt, output, prompt, output)
+        return cls(prompt, output)
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input_tokens + other.input_tokens,
+                     self.output_tokens + other.output_tokens,
+                     self.long_input_tokens + other.long_input_tokens,
+                     self.long_output_tokens + other.long_output_tokens)
+
+    def to_dict(self) -> dict[str, int]:
+        """For the lockfile: the long-context counts only when there are any."""
+        return {k: v for k, v in vars(self).items()
+                if v or k in ("input_tokens", "output_tokens")}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
+        return cls(**{k: int(data.get(k, 0)) for k in
+                      ("input_tokens", "output_tokens", "long_input_tokens", "long_output_tokens")})
+
+
+@dataclass(frozen=True)
+class Spent:
+    """What a finished batch used and cost at the prices of the day it was recorded; the
+    lockfile keeps it (`to_dict`) so that `status` shows it without asking the provider."""
+
+    usage: Usage
+    cost: float | None              # None: the model had no price when it was recorded
+    currency: str = "USD"
+    prices_as_of: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"usage": self.usage.to_dict(), "currency": self.currency}
+        if self.cost is not None:
+            out["cost"] = round(self.cost, 6)
+        if self.prices_as_of:
+            out["prices_as_of"] = self.prices_as_of
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Spent:
+        cost = data.get("cost")
+        return cls(Usage.from_dict(data.get("usage", {})),
+                   None if cost is None else float(cost), str(data.get("currency", "USD")),
+                   str(data.get("prices_as_of", "")))

@@ -1,0 +1,133 @@
+"""Providers are packages behind one protocol: a provider that lives only in the tests
+(tests/toy_provider) joins through one registry line and runs validate, plan, render and
+apply end to end, beside Gemini in the same directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import MINIMAL, write_manifest
+
+from runner import lockfile
+from runner.cli import main
+from runner.emulator import Emulator
+from runner.providers import registry
+from runner.providers.dialect import input_line, split_input_line
+
+TOY = """\
+apiVersion: batch-runner/v1
+kind: Batch
+metadata: {name: toys}
+spec:
+  provider: toy
+  model: toy-1
+  items:
+    - {id: a, q: one}
+    - {id: b, q: two}
+    - {id: c, q: FAIL three}
+    - {id: d, q: four}
+    - {id: e, q: five}
+    - {id: f, q: six}
+    - {id: g, q: seven}
+  key: "{{ row.id }}"
+  allowed_failures: 1
+  request:
+    prompt: "say {{ row.q }}"
+    max_tokens: 5
+  outputs:
+    - path: out/toys.jsonl
+    - path: out/toys.csv
+      columns: {id: "{{ row.id }}", answer: "{{ text }}", out: "{{ usage.out }}"}
+"""
+
+
+@pytest.fixture
+def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The toy provider registered (its one line), keeping its jobs under tmp_path."""
+    monkeypatch.setitem(registry.PROVIDERS, "toy", "toy_provider")  # type: ignore[index]
+    monkeypatch.setenv("TOY_STATE", str(tmp_path / "toy-state"))
+    return tmp_path / "toy-state"
+
+
+def test_a_provider_of_the_tests_runs_beside_gemini(tmp_path: Path, toy: Path, emu: Emulator,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, TOY, "toys.yaml")
+    write_manifest(d, MINIMAL, "tiny.yaml")
+    assert main(["validate", str(d)]) == 0
+    assert main(["render", str(d), "--name", "toys"]) == 0
+    first = json.loads(capsys.readouterr().out.splitlines()[-7])
+    assert first == {"id": "a", "params": {"model": "toy-1", "prompt": "say one",
+                                           "max_tokens": 5}}
+
+    assert main(["plan", str(d)]) == 0
+    shown = capsys.readouterr().out
+    assert "toys" in shown and "tiny" in shown
+
+    assert main(["apply", str(d), "--quiet"]) == 0
+    lines = [json.loads(x) for x in (d / "out/toys.jsonl").read_text().splitlines()]
+    assert [x["key"] for x in lines] == ["a", "b", "d", "e", "f", "g"]     # in input order
+    assert lines[0]["text"] == "toy: say one" and lines[0]["finish_reason"] == "done"
+    assert lines[0]["usage"] == {"in": 7, "out": 2}
+    assert (d / "out/toys.csv").read_text().splitlines()[:2] == ["id,answer,out",
+                                                                 "a,toy: say one,2"]
+    [error] = [json.loads(x) for x in (d / "out/toys.errors.jsonl").read_text().splitlines()]
+    assert error["key"] == "c" and error["error"] == {"message": "the toy refuses"}
+    assert "echo: What is 1+1?" in (d / "out/tiny.jsonl").read_text()
+
+    lock = lockfile.load(d / "batches.lock")
+    toys, tiny = lock.batches["toys"], lock.batches["tiny"]
+    assert toys.provider == "toy" and tiny.provider == "gemini"
+    assert len(toys.shards) == 2                     # 7 requests, 5 a job at most
+    assert all(s.job is not None and s.job.startswith("toyjobs/") for s in toys.shards)
+    assert toys.spent and toys.spent["usage"]["output_tokens"] == 12
+    assert len(list((toy / "jobs").iterdir())) == 2
+
+    assert main(["plan", str(d), "--detailed-exitcode"]) == 0     # nothing left to do
+    assert main(["apply", str(d), "--quiet"]) == 0
+    assert len(list((toy / "jobs").iterdir())) == 2                # nothing sent twice
+
+
+def test_a_request_is_checked_against_its_own_providers_schema(
+        tmp_path: Path, toy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, TOY.replace("    prompt:", "    promt:"), "toys.yaml")
+    assert main(["validate", str(d)]) == 1
+    err = capsys.readouterr().err
+    assert "toys.yaml:18" in err and "spec.request: unknown key 'promt' (did you mean " \
+        "'prompt'?)" in err
+    # a Gemini request in a toy manifest is refused the same way
+    write_manifest(d, TOY.replace('    prompt: "say {{ row.q }}"\n',
+                                  '    contents: [{parts: [{text: x}]}]\n'), "toys.yaml")
+    assert main(["validate", str(d)]) == 1
+    assert "spec.request: unknown key 'contents'" in capsys.readouterr().err
+
+
+def test_an_unknown_provider_lists_the_registered_ones(tmp_path: Path, toy: Path,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, TOY.replace("provider: toy", "provider: toys"), "toys.yaml")
+    assert main(["validate", str(d)]) == 1
+    assert "spec.provider: 'toys' is not supported; use one of: gemini, toy" in \
+        capsys.readouterr().err
+
+
+def test_a_budget_names_the_providers_own_output_setting(
+        tmp_path: Path, toy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, TOY.replace("    max_tokens: 5\n", "").replace(
+        "  allowed_failures: 1\n", "  allowed_failures: 1\n  budget: 1\n"), "toys.yaml")
+    (d / "prices.json").write_text(json.dumps({"models": {"toy-1": {
+        "input_per_million": 1, "output_per_million": 2}}}))
+    assert main(["apply", str(d), "--quiet"]) == 1
+    assert "no upper bound; set max_tokens" in capsys.readouterr().err
+    assert not (toy / "jobs").exists() or not any((toy / "jobs").iterdir())
+
+
+def test_input_lines_split_back_by_each_dialects_framing() -> None:
+    toy = registry.dialect("gemini")
+    key, request = b'"k,\\"params\\":1"', b'{"a":",\\"request\\":"}'
+    assert split_input_line(toy, input_line(toy, key, request)) == (key, request)
