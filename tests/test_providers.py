@@ -46,7 +46,7 @@ spec:
 @pytest.fixture
 def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The toy provider registered (its one line), keeping its jobs under tmp_path."""
-    monkeypatch.setitem(registry.PROVIDERS, "toy", "toy_provider")  # type: ignore[index]
+    monkeypatch.setitem(registry.PROVIDERS, "toy", "toy_provider")
     monkeypatch.setenv("TOY_STATE", str(tmp_path / "toy-state"))
     return tmp_path / "toy-state"
 
