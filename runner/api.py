@@ -42,6 +42,7 @@ from .providers.base import Provider, RemoteJob
 from .providers.clients import Clients
 from .render import Renderer
 from .status import BatchStatus, statuses
+from .stream import Streams
 from .workspace import Workspace, observe
 
 PathLike = str | os.PathLike[str]
@@ -137,13 +138,15 @@ def costs(directory: PathLike, plan: Plan, *, provider: Providers | None = None,
         return costs_of(ws, plan, counter=p)
 
 
-def costs_of(ws: Workspace, plan: Plan, *, counter: Clients | None = None) -> Costs:
+def costs_of(ws: Workspace, plan: Plan, *, counter: Clients | None = None,
+             streams: Streams | None = None) -> Costs:
     """`costs` in an open workspace; with a `counter`, input tokens come from each
-    provider's countTokens."""
+    provider's countTokens; otherwise from `streams` (the one rendering of each manifest
+    that `ws.desired(streams)` made), when given."""
     if not _submits(plan):
         return {}                           # nothing to price: not even the price table
     if counter is None:
-        return plan_costs(ws, plan)
+        return plan_costs(ws, plan, streams=streams)
     return plan_costs(ws, plan, lambda m: lambda request: counter[m.provider].count_tokens(
         m.model, request))
 

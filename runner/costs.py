@@ -10,6 +10,7 @@ from .plan import SUBMITS, Plan
 from .pricing import CostEstimate, budget_refusals, estimate_cost, load_prices
 from .providers.registry import dialect_of
 from .render import Renderer
+from .stream import Streams
 from .tokens import TokenCounter, TokenEstimate, estimate_requests
 from .workspace import Workspace
 
@@ -17,20 +18,27 @@ Costs = dict[str, "CostEstimate | None"]
 
 
 def plan_costs(ws: Workspace, plan: Plan,
-               counter_for: Callable[[Manifest], TokenCounter] | None = None) -> Costs:
+               counter_for: Callable[[Manifest], TokenCounter] | None = None,
+               streams: Streams | None = None) -> Costs:
     """The cost range of each batch the plan submits (None: its model has no price). A
     follow-up batch of failures, or the shards of a split batch to be submitted, are priced at
     their share of the whole batch's requests.
     `counter_for(manifest)` counts a request's input tokens exactly (the provider's countTokens)
-    instead of the offline estimate."""
+    instead of the offline estimate; otherwise the tokens come from `streams`, the run's one
+    rendering of each manifest, when given."""
     table = load_prices(ws.directory)
     costs: Costs = {}
     for action in plan.actions:
         if action.kind not in SUBMITS:
             continue
         m = ws.manifest(action.name)
-        count = counter_for(m) if counter_for is not None else None
-        estimate = estimate_cost(table, m.model, estimate_manifest(m, count))
+        if counter_for is not None:
+            tokens = estimate_manifest(m, counter_for(m))
+        elif streams is not None and (tally := streams.of(m).rendered.tokens) is not None:
+            tokens = tally
+        else:
+            tokens = estimate_manifest(m)
+        estimate = estimate_cost(table, m.model, tokens)
         if estimate is not None:    # a follow-up of failures, or some shards of a batch
             estimate = estimate.share(action.requests)
         costs[action.name] = estimate
@@ -44,12 +52,13 @@ def estimate_manifest(manifest: Manifest, count: TokenCounter | None = None) -> 
                              (req.request for req in Renderer(manifest).requests()), count)
 
 
-def check_budgets(ws: Workspace, plan: Plan, max_cost: float | None) -> Costs:
+def check_budgets(ws: Workspace, plan: Plan, max_cost: float | None,
+                  streams: Streams | None = None) -> Costs:
     """Refuses, naming the batch, before anything is sent; estimates only when a budget is set."""
     budgets = {m.name: m.budget for m in ws.manifests if m.budget is not None}
     if not budgets and max_cost is None:
         return {}
-    costs = plan_costs(ws, plan)
+    costs = plan_costs(ws, plan, streams=streams)
     refusals = budget_refusals(costs, budgets, max_cost)
     if refusals:
         raise BudgetError("; ".join(refusals) + "; nothing was sent")

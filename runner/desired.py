@@ -22,12 +22,13 @@ from .manifest import Manifest
 from .parallel import PARALLEL, Parallel, render_jsonl
 from .plan import Desired, allowance, display_name
 from .providers.base import JobState
-from .providers.dialect import split_input_line
+from .providers.dialect import Dialect, split_input_line
 from .providers.registry import dialect_of
 from .render import Renderer
 from .resolve import Resolver, leaves
 from .shards import ShardHash, Splitter
 from .statcache import NO_CACHE, DigestCache, digest_or_none
+from .tokens import TokenEstimate, TokenTally
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Rendered:
     templates: dict[str, str]
     shards: tuple[ShardHash, ...]       # one, the whole batch, when it fits a single job
     paths: tuple[Path, ...] = ()        # the shards' input files, when written
+    tokens: TokenEstimate | None = None  # the requests' tokens, when tallied
 
 
 def _render(manifest: Manifest, emit: Callable[[bytes], None], parallel: Parallel
@@ -86,29 +88,47 @@ def render_into(manifest: Manifest, sink: IO[bytes] | None = None,
 
 
 def render_shards(manifest: Manifest, directory: Path | None = None,
-                  parallel: Parallel = PARALLEL, cuts: Sequence[int] = ()) -> Rendered:
+                  parallel: Parallel = PARALLEL, cuts: Sequence[int] = (),
+                  tally: bool = False) -> Rendered:
     """The batch cut into shards within its provider's limits (see runner.shards), or with
     `cuts`, as many requests a shard as an earlier render gave; with a `directory`, each
-    shard's input file is written there as `<hash>.jsonl`."""
-    limits = dialect_of(manifest).limits.capped(manifest.max_requests)
+    shard's input file is written there as `<hash>.jsonl`; with `tally`, the requests'
+    tokens are counted in the same pass."""
+    dialect = dialect_of(manifest)
+    limits = dialect.limits.capped(manifest.max_requests)
     splitter = Splitter(manifest.provider, manifest.model, limits, directory, manifest.source,
                         cuts)
+    tokens = TokenTally(dialect) if tally else None
+    emit = splitter.add if tokens is None else _tallying(dialect, tokens, splitter.add)
     try:
-        count, templates = _render(manifest, splitter.add, parallel)
+        count, templates = _render(manifest, emit, parallel)
         shards = splitter.finish()
     except BaseException:
         splitter.abort()
         raise
     return Rendered(splitter.content_hash, count, templates, tuple(shards),
-                    tuple(splitter.paths))
+                    tuple(splitter.paths), None if tokens is None else tokens.result())
 
 
-def render_recorded(manifest: Manifest, directory: Path | None = None, cuts: Sequence[int] = ()
-                    ) -> tuple[dict[str, Any], Rendered]:
+def _tallying(dialect: Dialect, tally: TokenTally, emit: Callable[[bytes], None]
+              ) -> Callable[[bytes], None]:
+    """`emit`, counting the tokens of each request line it is given on the way."""
+    loads = orjson.loads
+
+    def both(lines: bytes) -> None:
+        for line in lines.split(b"\n")[:-1]:
+            tally.add(loads(split_input_line(dialect, line)[1]))
+        emit(lines)
+
+    return both
+
+
+def render_recorded(manifest: Manifest, directory: Path | None = None, cuts: Sequence[int] = (),
+                    tally: bool = False) -> tuple[dict[str, Any], Rendered]:
     """render_shards, with the spec inputs to record: digested before rendering, so that an
     edit made while the job runs is seen by the next plan, not recorded as if it was sent."""
     inputs = spec_inputs(manifest, {})
-    rendered = render_shards(manifest, directory, cuts=cuts)
+    rendered = render_shards(manifest, directory, cuts=cuts, tally=tally)
     if rendered.templates:
         inputs["templates"] = rendered.templates
     return inputs, rendered
@@ -154,9 +174,10 @@ def _recorded_templates(manifest: Manifest, entry: LockEntry, cache: DigestCache
     return out
 
 
-def desire(manifest: Manifest, entry: LockEntry | None, cache: DigestCache = NO_CACHE
-           ) -> Desired:
-    """The manifest's desired state; renders (streaming, nothing kept) only if inputs moved."""
+def desire(manifest: Manifest, entry: LockEntry | None, cache: DigestCache = NO_CACHE,
+           render: Callable[[Manifest], Rendered] = render_shards) -> Desired:
+    """The manifest's desired state; renders (with `render`: streaming, nothing kept unless
+    it keeps it) only if inputs moved."""
     rendered: Rendered | None = None
     if entry is not None and entry.provider == manifest.provider and entry.model == manifest.model:
         templates = _recorded_templates(manifest, entry, cache)
@@ -166,7 +187,7 @@ def desire(manifest: Manifest, entry: LockEntry | None, cache: DigestCache = NO_
                 shards = tuple(ShardHash(p.content_hash, p.requests) for p in entry.parts())
                 rendered = Rendered(entry.content_hash, entry.requests, templates, shards)
     if rendered is None:
-        rendered = render_shards(manifest)
+        rendered = render(manifest)
         inputs = spec_inputs(manifest, rendered.templates, cache)
     return Desired(
         name=manifest.name, manifest=manifest.rel_source, spec_hash=spec_hash(inputs),

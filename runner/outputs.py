@@ -71,14 +71,14 @@ class Join:
     module docstring); iterate for the requests in input order, then read `unmatched`."""
 
     def __init__(self, manifest: Manifest, renderer: Renderer, results: Sequence[Path],
-                 directory: Path):
+                 directory: Path, spooled: Sequence[Path] | None = None):
         size = sum(path.stat().st_size for path in results)
         n = _files_for(size)
         requests = [directory / f"requests-{i}" for i in range(n)]
         lines = [directory / f"results-{i}" for i in range(n)]
         hasher = ContentHasher(manifest.provider, manifest.model)
         with _writers(requests) as writes:
-            self.requests = spill_requests(manifest, renderer, writes, hasher.add)
+            self.requests = spill_requests(manifest, renderer, writes, hasher.add, spooled)
         # the requests as the files render them now: the caller compares them with what was sent
         self.content_hash = hasher.hexdigest()
         with _writers(lines) as writes:
@@ -118,11 +118,12 @@ def _writers(paths: list[Path]) -> Iterator[list[Write]]:
 
 
 def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write],
-                   lines: Callable[[bytes], None]) -> int:
+                   lines: Callable[[bytes], None], spooled: Sequence[Path] | None = None) -> int:
     """Renders the requests in input order into the buckets as `index\\tkey\\thash\\n`, passing
     each input line to `lines` as well; returns how many. A JSONL rows file renders by the same
     fast path as the provider's input (across cores when it is large); the request hash comes
-    from the rendered bytes."""
+    from the rendered bytes. `spooled`, input files this run rendered (runner.stream), are
+    read instead of rendering again."""
     provider, model, n = manifest.provider, manifest.model, len(writes)
     split = functools.partial(split_input_line, renderer.dialect)
     count = 0
@@ -136,12 +137,17 @@ def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write],
             index += 1
         count = index
 
-    rows = manifest.rows
-    if rows is not None and rows.suffix.lower() == ".jsonl" and rows.is_file():
-        def block(data: bytes) -> None:
-            lines(data)
-            add(map(split, data.split(b"\n")[:-1]))
+    def block(data: bytes) -> None:
+        lines(data)
+        add(map(split, data.split(b"\n")[:-1]))
 
+    rows = manifest.rows
+    if spooled is not None:
+        for path in spooled:
+            with open(path, "rb") as f:
+                while data := b"".join(f.readlines(_READ)):
+                    block(data)
+    elif rows is not None and rows.suffix.lower() == ".jsonl" and rows.is_file():
         render_jsonl(renderer, rows, block)
     else:   # other formats, inline items, and a missing rows file (said at spec.rows)
         def each() -> Iterator[tuple[bytes, bytes]]:
@@ -212,11 +218,12 @@ def in_order(path: Path, start: int, count: int) -> list[bytes]:
 
 
 def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
-                  sent: str | None = None) -> Written:
+                  sent: str | None = None, spooled: Sequence[Path] | None = None) -> Written:
     """Every output of the manifest from its results files, in input order; a later results
     file's line for a key wins over an earlier one's (see Join). `sent` is the content hash of
     the requests that were submitted: outputs are built from those only, so when the files
-    render other requests now (edited while apply waited) nothing is written."""
+    render other requests now (edited while apply waited) nothing is written. `spooled`:
+    the input files of the requests as this run rendered them, read instead of rendering."""
     renderer = Renderer(manifest)
     succeeded = failed = 0
     usage = Usage()
@@ -242,7 +249,7 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         temp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="join-",
                                                                     dir=workdir)))
         rows_stamp = _stamp(manifest.rows)
-        join = Join(manifest, renderer, results, temp)
+        join = Join(manifest, renderer, results, temp, spooled)
         if sent is not None and join.content_hash != sent:
             raise InputsChanged(manifest.name, manifest.source)
         rows = manifest.iter_rows() if tables else None

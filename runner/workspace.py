@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import hashing, lockfile
 from .clashes import check_templates
-from .desired import desire
+from .desired import desire, render_shards
 from .errors import LockfileError, OutputError
 from .layout import LOCKFILE_NAME, STATE_DIR
 from .manifest import Manifest, load_directory, load_schema, parse_cache
@@ -21,6 +21,7 @@ from .providers.base import JobState, Provider, RemoteJob
 from .providers.clients import Clients
 from .resolve import Resolver, leaves
 from .statcache import cache_for
+from .stream import Streams
 
 # Above this many jobs to look at, one paged list costs less than a get per job.
 LIST_THRESHOLD = 5
@@ -67,9 +68,13 @@ class Workspace:
                 return m
         raise KeyError(name)
 
-    def desired(self) -> list[Desired]:
+    def desired(self, streams: Streams | None = None) -> list[Desired]:
+        """What each manifest asks for now; a manifest is rendered only when its inputs moved,
+        by `streams` when given (which keeps what the rest of the run needs of it)."""
         cache = cache_for(self.state_dir)
-        desired = [desire(m, self.lock.batches.get(m.name), cache) for m in self.manifests]
+        render = render_shards if streams is None else (lambda m: streams.of(m).rendered)
+        desired = [desire(m, self.lock.batches.get(m.name), cache, render)
+                   for m in self.manifests]
         check_templates(self.manifests, {d.name: d.inputs.get("templates", {})
                                                 for d in desired})
         cache.save()    # only once every manifest rendered: bad input leaves nothing behind

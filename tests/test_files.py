@@ -15,6 +15,7 @@ import pytest
 from conftest import remote_jobs
 
 from runner import fsutil, shards
+from runner.cli import main
 from runner.emulator import Emulator
 from runner.errors import OutputError
 from runner.limits import Limits
@@ -146,22 +147,26 @@ def test_a_full_disk_while_writing_a_jobs_requests_names_the_file(
     assert os.listdir(tmp_path / "inputs") == []
 
 
-def test_apply_names_a_file_it_cannot_put_in_place_and_submits_nothing(
-        proj: Path, emu: Emulator) -> None:
-    """The rendered requests of a job go to .runner/inputs/<hash>.jsonl: a file where that
-    folder should be (as a read-only place would) stops apply before the job is recorded or
-    created. (A leftover inside the folder is swept by apply first, see test_trust.)"""
-    blocked = proj / ".runner/inputs"
-    blocked.parent.mkdir(parents=True)
-    blocked.write_text("not a folder")
+def test_apply_names_the_folder_it_cannot_render_into_and_submits_nothing(
+        proj: Path, emu: Emulator, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The rendered requests of the run's jobs go to a folder of its own in the temporary
+    directory (runner.stream): one that cannot be made stops apply before anything is
+    recorded or created, naming where and what to do."""
+    def refuse(*args: Any, **kwargs: Any) -> str:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr("runner.stream.tempfile.mkdtemp", refuse)
+    monkeypatch.setenv("GEMINI_API_KEY", "k")
+    monkeypatch.setenv("GEMINI_BASE_URL", emu.base_url)
 
-    result = cli(["apply", str(proj)], emu)
+    assert main(["apply", str(proj)]) == 1
 
-    assert result.returncode == 1
-    assert result.stderr.startswith("error: ") and str(blocked) in result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "cannot write this file (creating a folder in it for the requests of the run's " \
+        "jobs; TMPDIR may name another): No space left on device" in err
     assert remote_jobs(emu) == []
-    assert not (proj / "out").exists()
+    assert not (proj / "out").exists() and not (proj / "batches.lock").exists()
 
 
 def test_caches_that_cannot_be_written_do_not_stop_a_plan(proj: Path, emu: Emulator) -> None:

@@ -310,24 +310,6 @@ def test_no_wait_leaves_the_queued_shards_to_the_next_apply(tmp_path: Path,
     assert len(remote_jobs(emu)) == 3
 
 
-def test_a_split_batch_is_rendered_once_per_apply(tmp_path: Path, emu: Emulator,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib
-    apply_module = importlib.import_module("runner.apply.submit")  # runner.apply is also a function
-    calls = []
-    real = apply_module.render_recorded
-
-    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append(args[0].name)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(apply_module, "render_recorded", spy)
-    d = project(tmp_path)
-    assert api.apply(d).exit_code == 0
-    assert sorted(calls) == ["split", "whole"]      # three shards submitted from one render
-    assert not list((d / ".runner/inputs").glob("*")), "input files left behind"
-
-
 # -- found in review: each of these went wrong once --------------------------------------
 
 

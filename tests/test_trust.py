@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -373,31 +374,39 @@ def test_re_adopting_a_split_batch_writes_its_outputs_once(tmp_path: Path, emu: 
     assert (d / "out/split.csv").read_bytes() == good
 
 
-def test_leftovers_of_killed_runs_are_swept(tmp_path: Path, emu: Emulator) -> None:
-    """An input file rendered by a run killed before its create, a partial download, a
-    join's temp files, results no record names, a half-written output: the next apply
-    removes them."""
+def test_leftovers_of_killed_runs_are_swept(tmp_path: Path, emu: Emulator,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The input files rendered by a run killed before its create (in the temporary
+    directory), a partial download, a join's temp files, results no record names, a
+    half-written output: the next apply removes them."""
     d = tmp_path / "proj"
     write_manifest(d, MINIMAL)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
     env = {**os.environ, "GEMINI_API_KEY": "k", "GEMINI_BASE_URL": emu.base_url,
-           "RUNNER_POLL_SECONDS": "0.05", "RUNNER_FAILPOINT": "after-intent"}
+           "RUNNER_POLL_SECONDS": "0.05", "RUNNER_FAILPOINT": "after-intent",
+           "TMPDIR": str(temp)}
     killed = subprocess.run([sys.executable, "-m", "runner.cli", "apply", str(d), "--quiet"],
                             env=env, capture_output=True, timeout=60)
     assert killed.returncode == -9
+    [spool] = temp.iterdir()                            # the input rendered for the create
+    assert any(spool.rglob("*.jsonl"))
     state = d / ".runner"
-    assert any((state / "inputs").iterdir())            # the input rendered for the create
     (state / "results").mkdir(exist_ok=True)
     leftovers = [state / "results/x1.part", state / "results/gone.jsonl",
-                 state / "results/gone.jsonl.sha256", d / "out/.tiny.jsonl.k3j.tmp"]
+                 state / "results/gone.jsonl.sha256", d / "out/.tiny.jsonl.k3j.tmp",
+                 state / "inputs/sha256:retry-tiny.jsonl"]
     (state / "results/join-abc").mkdir()
     (state / "results/join-abc/requests-0").write_text("x")
     for path in leftovers:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     assert main(["apply", str(d), "--quiet"]) == 0
     assert not any(p.exists() for p in leftovers)
     assert not (state / "results/join-abc").exists()
     assert list((state / "inputs").iterdir()) == []
+    assert list(temp.iterdir()) == []
 
 
 def test_timeout_is_honoured_between_polls(proj: Path, slow: Emulator, monkeypatch: Any,

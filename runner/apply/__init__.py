@@ -26,6 +26,7 @@ from ..lockfile import held
 from ..plan import Desired, Plan, plan
 from ..progress import Progress
 from ..providers.clients import Clients
+from ..stream import Streams, sweep_dead
 from ..sweep import sweep
 from ..workspace import Workspace, merged, observe_each
 from .journal import now
@@ -35,35 +36,57 @@ from .scheduler import Scheduler
 __all__ = ["Options", "Outcome", "apply_directory", "now", "prepare"]
 
 
-def prepare(directory: Path) -> tuple[Workspace, list[Desired]]:
+Prepared = tuple[Workspace, list[Desired], Streams]
+
+
+def prepare(directory: Path) -> Prepared:
+    """The workspace and what it desires, each changed manifest rendered once (the stream
+    the whole run shares: runner.stream); bad input fails here, leaving nothing behind."""
     ws = Workspace.open(directory)
-    return ws, ws.desired()
+    streams = Streams(spool=True)
+    try:
+        return ws, ws.desired(streams), streams
+    except BaseException:
+        streams.discard()
+        raise
 
 
 def apply_directory(directory: Path, clients: Clients, options: Options | None = None,
                     progress: Progress | None = None, *, lock_timeout: float = 0.0,
                     show_plan: Callable[[Plan], None] | None = None,
-                    prepared: tuple[Workspace, list[Desired]] | None = None) -> Outcome:
+                    prepared: Prepared | None = None) -> Outcome:
     """Plans and applies a manifest directory under its run lock: the whole of `runner apply`.
 
-    Manifests, data and templates are read and rendered before anything is written (the run
-    lock included), so bad input fails with nothing left behind. `prepared` passes in that
-    work when the caller has already done it."""
+    Manifests, data and templates are read and rendered before the run lock is taken, so
+    bad input fails with nothing left behind (the input files rendered so far are removed).
+    `prepared` passes in that work when the caller has already done it."""
     options = options or Options()
-    first, desired = prepared or prepare(directory)
-    with held(first.directory, lock_timeout), clients.time_limit(options.timeout):
-        ws = first.reloaded()               # the lockfile again: another run may have saved
-        if ws.lock != first.lock:
-            desired = ws.desired()
-        identity = establish(ws.directory, ws.lock, options.take_over)
-        sweep(ws.state_dir, ws.lock, [ws.lock_path, *(o.path for m in ws.manifests
-                                                       for o in m.declared_paths())])
-        observed = observe_each(clients, ws.lock, desired)
-        actions = plan(desired, ws.lock, merged(observed.values()),
-                       max_attempts=options.max_attempts,
-                       resubmit=options.resubmit)
-        if show_plan is not None:
-            show_plan(actions)
-        check_budgets(ws, actions, options.max_cost)
-        progress = progress or Progress(io.StringIO(), tty=False, quiet=True)
-        return Scheduler(ws, clients, options, progress, desired, observed, identity).run(actions)
+    first, desired, streams = prepared or prepare(directory)
+    try:
+        with held(first.directory, lock_timeout), clients.time_limit(options.timeout):
+            return _apply(first, desired, streams, clients, options, progress, show_plan)
+    finally:
+        streams.discard()       # the input files rendered this run
+
+
+def _apply(first: Workspace, desired: list[Desired], streams: Streams, clients: Clients,
+           options: Options, progress: Progress | None,
+           show_plan: Callable[[Plan], None] | None) -> Outcome:
+    """apply_directory under the run lock."""
+    ws = first.reloaded()               # the lockfile again: another run may have saved
+    if ws.lock != first.lock:
+        desired = ws.desired(streams)
+    identity = establish(ws.directory, ws.lock, options.take_over)
+    sweep(ws.state_dir, ws.lock, [ws.lock_path, *(o.path for m in ws.manifests
+                                                   for o in m.declared_paths())])
+    sweep_dead()                    # input files of killed runs, in the temporary directory
+    observed = observe_each(clients, ws.lock, desired)
+    actions = plan(desired, ws.lock, merged(observed.values()),
+                   max_attempts=options.max_attempts,
+                   resubmit=options.resubmit)
+    if show_plan is not None:
+        show_plan(actions)
+    check_budgets(ws, actions, options.max_cost, streams)
+    progress = progress or Progress(io.StringIO(), tty=False, quiet=True)
+    return Scheduler(ws, clients, options, progress, desired, observed, identity,
+                     streams).run(actions)

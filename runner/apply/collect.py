@@ -76,7 +76,8 @@ class Collector(Worker):
     def _write(self, m: Manifest, entry: LockEntry, records: list[Part | Retry],
                paths: list[Path]) -> Written:
         try:
-            return write_outputs(m, paths, paths[0].parent, sent=entry.content_hash)
+            return write_outputs(m, paths, paths[0].parent, sent=entry.content_hash,
+                                 spooled=self.streams.spooled(m, entry.content_hash))
         except ResultsError as e:
             bad = next((r for r, p in zip(records, paths) if str(p) == e.path), None)
             if bad is None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..report import Report
 from ..retry import Sleep, real_sleep
 
 
@@ -36,7 +37,8 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        """The exit code `runner apply` gives for this outcome (runner.report's policy)."""
+        return Report(failed=list(self.failed)).code
 
 
 def note(names: list[str], name: str) -> None:

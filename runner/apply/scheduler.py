@@ -23,6 +23,7 @@ from ..providers.base import JobState, Provider, RemoteJob
 from ..providers.clients import Clients
 from ..providers.registry import dialect
 from ..retry import Backoff
+from ..stream import Streams
 from ..workspace import Workspace
 from .collect import Collector
 from .journal import Journal
@@ -47,7 +48,7 @@ class Crew:
 class Scheduler:
     def __init__(self, ws: Workspace, clients: Clients, options: Options, progress: Progress,
                  desired: list[Desired], observed: Mapping[str, Observed] | None = None,
-                 identity: Identity | None = None):
+                 identity: Identity | None = None, streams: Streams | None = None):
         self.ws = ws
         self.clients = clients
         self.options = options
@@ -60,6 +61,7 @@ class Scheduler:
         self._observed = observed or {}
         self._crews: dict[str, Crew] = {}   # by provider, made when a batch first needs one
         self._queued: list[Action] = []     # submissions waiting for a job slot
+        self.streams = streams or Streams(spool=True)
 
     def _crew(self, name: str) -> Crew:
         """The crew of the provider of batch `name` (an orphan's: as its record says)."""
@@ -72,8 +74,9 @@ class Scheduler:
             crew = self._crews[provider] = Crew(
                 client, listing,
                 Submitter(self.journal, listing, client, self.progress, self.outcome,
-                          self.identity, self.options.sleep),
-                Collector(self.journal, listing, client, self.progress, self.outcome),
+                          self.streams, self.identity, self.options.sleep),
+                Collector(self.journal, listing, client, self.progress, self.outcome,
+                          self.streams),
                 self.options.max_jobs or dialect(provider).limits.concurrent_jobs)
         return crew
 
@@ -89,8 +92,7 @@ class Scheduler:
             if inflight and self.options.wait:
                 self._wait(inflight)
         finally:
-            for crew in self._crews.values():
-                crew.submitter.discard_inputs()
+            self.streams.discard()      # the input files rendered this run
         self.outcome.pending = sorted(self._running(inflight))
         return self.outcome
 

@@ -15,7 +15,7 @@ from typing import IO, Any, cast
 
 import orjson
 
-from ..desired import Rendered, input_path, render_into, render_recorded
+from ..desired import Rendered, input_path, render_into
 from ..errors import InputsChanged, OutputError, ProviderError
 from ..failpoints import hit
 from ..fsutil import atomic_writer
@@ -37,8 +37,6 @@ Moved = tuple[str, str, RemoteJob]
 class Submitter(Worker):
     identity: Identity
     sleep: Sleep
-    # each batch as rendered this run, with its inputs
-    _rendered: dict[str, tuple[dict[str, Any], Rendered]] = field(default_factory=dict, init=False)
     # the jobs this run created, to check for twins (see heal)
     _created: list[tuple[str, Part | Retry]] = field(default_factory=list, init=False)
 
@@ -50,21 +48,15 @@ class Submitter(Worker):
 
     def render(self, m: Manifest, files: bool, need: str | None = None
                ) -> tuple[dict[str, Any], Rendered]:
-        """The batch rendered once a run (with its shards' input files when `files`), with
-        its inputs. The same requests are cut as the lockfile records them, so a shard
-        resubmitted keeps its hash. With `files`, rendered again only if the input file of
-        the shard `need` is gone (submitted already, and now resubmitted)."""
-        cached = self._rendered.get(m.name)
-        if cached is not None and (not files or cached[1].paths and (
-                need is None or input_path(self.state_dir, need).is_file())):
-            return cached
+        """The batch as the run's stream rendered it (runner.stream), with its inputs. The
+        same requests are cut as the lockfile records them, so a shard resubmitted keeps its
+        hash. With `files`, rendered again only if the input file of the shard `need` is gone
+        (another run cleared it)."""
         entry = self.journal.get(m.name)
         cuts = [p.requests for p in entry.parts()] if entry is not None and \
             entry.content_hash == self.journal.desired[m.name].content_hash else []
-        inputs, rendered = render_recorded(m, self.state_dir / "inputs" if files else None,
-                                           cuts)
-        self._rendered[m.name] = (inputs, rendered)
-        return inputs, rendered
+        stream = self.streams.of(m, cuts, need if files else None)
+        return stream.inputs, stream.rendered
 
     def relay(self, m: Manifest, files: bool = False, need: str | None = None) -> LockEntry:
         """The batch recorded anew as it renders now (see Journal.relay)."""
@@ -86,12 +78,6 @@ class Submitter(Worker):
             raise InputsChanged(m.name, m.source)
         return entry, part
 
-    def discard_inputs(self) -> None:
-        """The input files of shards rendered and never submitted."""
-        for _, rendered in self._rendered.values():
-            for path in rendered.paths:
-                path.unlink(missing_ok=True)
-
     # -- submitting ---------------------------------------------------------------------------
 
     def cancel_superseded(self, m: Manifest, action: Action) -> None:
@@ -109,16 +95,16 @@ class Submitter(Worker):
         tag = display_name(m.name, part.content_hash, action.attempt)
         self.journal.intent(part, tag, action.attempt)
         hit("after-intent")
-        path = input_path(self.state_dir, part.content_hash)
+        path = self.streams.input_file(m, part.content_hash)
+        if path is None:        # rendered above: only a change made behind its back
+            raise InputsChanged(m.name, m.source)
         job = self.listing.find(tag) or self._create(m, part, path)
         self.journal.bind(part, job)
         hit("after-job-recorded")
         note(self.outcome.submitted, m.name)
         self.report(f"{self.journal.label(m.name, part)}: submitted {part.requests} requests "
                     f"as {job.name} ({tag})")
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return job.name
+        return job.name     # its input file stays until the run ends: the join may read it
 
     def adopt(self, m: Manifest, action: Action) -> None:
         assert action.job is not None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..progress import Progress
 from ..providers.base import Provider
+from ..stream import Streams
 from .journal import Journal
 from .listing import Listing
 from .options import Outcome
@@ -14,13 +15,15 @@ from .options import Outcome
 @dataclass
 class Worker:
     """A part of the run (submitting, collecting): the run's journal, the provider with the
-    run's listing of its jobs, where progress goes, and the outcome it adds to."""
+    run's listing of its jobs, where progress goes, the outcome it adds to, and the batches'
+    requests as the run rendered them."""
 
     journal: Journal
     listing: Listing
     provider: Provider
     progress: Progress
     outcome: Outcome
+    streams: Streams
 
     def report(self, line: str) -> None:
         self.progress.message(line)

@@ -10,6 +10,7 @@ from typing import Literal, TextIO
 from .. import api
 from ..display import plan_json, plan_markdown, plan_text
 from ..report import Report
+from ..stream import Streams
 from ..workspace import Workspace
 
 Format = Literal["text", "json", "markdown"]
@@ -22,11 +23,13 @@ def plan(directory: api.PathLike, *, emulator: bool, max_attempts: int,
     when asked to), then prints the plan in `format`. What the plan found goes to `report`,
     which decides the exit code from it with `detailed_exitcode`."""
     ws = Workspace.open(Path(directory))
-    desired = ws.desired()          # bad input fails before the provider is reached
+    streams = Streams()             # each manifest rendered once: for its hashes and its price
+    desired = ws.desired(streams)   # bad input fails before the provider is reached
     with api.connect(directory, emulator=emulator) as clients:
         found = api.plan_of(ws, desired, clients, max_attempts=max_attempts,
                             resubmit=resubmit)
-        costs = api.costs_of(ws, found, counter=clients if count_tokens else None)
+        costs = api.costs_of(ws, found, counter=clients if count_tokens else None,
+                             streams=streams)
     if format == "json":
         text = plan_json(found, costs)
     elif format == "markdown":

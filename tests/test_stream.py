@@ -1,0 +1,133 @@
+"""One request stream per manifest per run (runner/stream.py): the plan's hashes, the token
+tally for prices and budgets, the shards' input files and the join all come from one
+rendering of each manifest."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROWS_MANIFEST, write_manifest, write_rows
+
+from runner import api, parallel
+from runner.cli import main
+from runner.emulator import Emulator
+from runner.manifest import load_directory
+from runner.render import Renderer
+from runner.stream import PREFIX, Streams, sweep_dead
+
+BOUNDED = ROWS_MANIFEST.replace(
+    '    contents: [{role: user, parts: [{text: "Item {{ row.n }}: {{ row.body }}"}]}]\n',
+    '    contents: [{role: user, parts: [{text: "Item {{ row.n }}: {{ row.body }}"}]}]\n'
+    "    generationConfig: {maxOutputTokens: 10}\n").replace(
+    "  rows: data/rows.jsonl", "  rows: data/rows.jsonl\n  budget: 100")
+SPLIT = BOUNDED.replace("metadata: {name: big}", "metadata: {name: split}").replace(
+    "out/big", "out/split").replace("  budget: 100", "  budget: 100\n  max_requests: 4")
+ITEMS = BOUNDED.replace("metadata: {name: big}", "metadata: {name: listed}").replace(
+    "out/big", "out/listed").replace("  rows: data/rows.jsonl\n",
+                                     "  items: [{n: 1, body: a}, {n: 2, body: b}]\n")
+
+
+def project(root: Path) -> Path:
+    d = root / "proj"
+    write_manifest(d, SPLIT, "split.yaml")
+    write_manifest(d, ITEMS, "listed.yaml")
+    write_rows(d, 10, "lorem")
+    return d
+
+
+@pytest.fixture
+def renders(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """How many times each manifest's requests were rendered, by any path: the JSONL fast
+    path (as the desired state and the join call it) or request by request."""
+    counted: Counter[str] = Counter()
+
+    def counting(real: Callable[..., Any]) -> Callable[..., Any]:
+        def spy(renderer: Renderer, *args: Any, **kwargs: Any) -> Any:
+            counted[renderer.manifest.name] += 1
+            return real(renderer, *args, **kwargs)
+        return spy
+
+    for importer in ("runner.desired", "runner.outputs"):
+        monkeypatch.setattr(f"{importer}.render_jsonl", counting(parallel.render_jsonl))
+    monkeypatch.setattr(Renderer, "requests", counting(Renderer.requests))
+    return counted
+
+
+def test_an_apply_renders_each_manifest_once(tmp_path: Path, emu: Emulator,
+                                             renders: Counter[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hashes, budget, three shards' input files and the join of their results: one render."""
+    d = project(tmp_path)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    assert api.apply(d).exit_code == 0
+    assert renders == {"split": 1, "listed": 1}
+    assert (d / "out/split.csv").read_text().count("\n") == 11
+    assert (d / "out/listed.jsonl").read_text().count("\n") == 2
+    assert not list((d / ".runner/inputs").rglob("*")), "input files left behind"
+    assert not list((tmp_path / "tmp").iterdir()), "spool left behind"
+
+
+def test_a_plan_prices_what_it_rendered(tmp_path: Path, emu: Emulator, renders: Counter[str],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    d = project(tmp_path)
+    assert main(["plan", str(d)]) == 0
+    assert "Estimated cost" in capsys.readouterr().out
+    assert renders == {"split": 1, "listed": 1}
+    assert not (d / ".runner/inputs").exists()      # a plan writes no input files
+
+
+def test_the_join_renders_again_when_the_rows_changed_since(tmp_path: Path) -> None:
+    d = project(tmp_path)
+    m = next(m for m in load_directory(d) if m.name == "split")
+    streams = Streams(spool=True)
+    made = streams.of(m)
+    assert made.rendered.tokens is not None and made.rendered.tokens.requests == 10
+    paths = streams.spooled(m, made.rendered.content_hash)
+    assert paths is not None and len(paths) == 3
+    assert streams.spooled(m, "sha256:other") is None
+    write_rows(d, 10, "lorem")                      # the same rows, written again
+    assert streams.spooled(m, made.rendered.content_hash) is None
+    spool = streams.spool
+    assert spool is not None and not spool.is_relative_to(d)   # the project stays untouched
+    streams.discard()
+    assert not spool.exists()
+
+
+def test_two_runs_never_share_or_remove_each_others_input_files(tmp_path: Path) -> None:
+    d = project(tmp_path)
+    m = next(m for m in load_directory(d) if m.name == "split")
+    mine, theirs = Streams(spool=True), Streams(spool=True)
+    kept = mine.of(m).rendered.paths
+    gone = theirs.of(m).rendered.paths
+    assert mine.spool != theirs.spool
+    theirs.discard()
+    assert all(p.is_file() for p in kept) and not any(p.exists() for p in gone)
+    # a shard's file removed behind the run's back is rendered again when it is needed
+    first = mine.of(m).rendered.shards[0].content_hash
+    kept[0].unlink()
+    assert mine.input_file(m, first) is None
+    again = mine.of(m, need=first)
+    assert all(p.is_file() for p in again.rendered.paths) and mine.renders == 2
+    mine.discard()
+
+
+def test_only_the_input_files_of_dead_runs_are_swept(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = tmp_path / f"{PREFIX}{done.stdout.strip()}-abc"
+    live = tmp_path / f"{PREFIX}{os.getpid()}-def"
+    other = tmp_path / f"{PREFIX}notapid-x"
+    for folder in (dead, live, other):
+        (folder / "m").mkdir(parents=True)
+        (folder / "m/x.jsonl").write_text("{}\n")
+    assert sweep_dead(tmp_path) == 1
+    assert not dead.exists() and live.is_dir() and other.is_dir()
