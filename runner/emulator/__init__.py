@@ -7,7 +7,7 @@
 Every request is answered deterministically, so a test can map results back to inputs: the
 reply's text is "echo: " + the request's prompt (the `text` of every part of every `contents`
 item, joined with "\n"), and a prompt containing EMULATOR_FAIL gets an error instead. The
-full rule, token counts included, is in `runner.emulator.echo`; the admin routes
+full rule, token counts included, is in `runner.emulator.gemini.echo`; the admin routes
 (`/_emulator/faults`, `/_emulator/clock`, `/_emulator/stats`) are in `runner.emulator.admin`.
 """
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from runner.emulator.clock import Clock
 from runner.emulator.faults import FaultDice, Faults
-from runner.emulator.routes import GeminiApp
+from runner.emulator.gemini.api import GeminiApp
 from runner.emulator.store import Store
 from runner.emulator.transport import Server
 

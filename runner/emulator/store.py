@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from runner.emulator.records import BatchRecord, FileRecord, UploadSession
+from runner.emulator.gemini.records import BatchRecord, FileRecord, UploadSession
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 

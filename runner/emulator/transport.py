@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from runner.emulator.wire import ApiError, dumps
+from runner.emulator.gemini.protojson import ApiError, dumps
 
 logger = logging.getLogger(__name__)
 

@@ -15,16 +15,17 @@ import re
 import time
 from collections.abc import Callable
 
-from runner.emulator import echo, hostile, paging, views
+from runner.emulator import hostile, paging
 from runner.emulator.admin import Admin, Stats
-from runner.emulator.batches import Batches, Observation, Phase
 from runner.emulator.clock import Clock
 from runner.emulator.faults import Fault, FaultDice
-from runner.emulator.files import GRANULARITY, ChunkReply, Files
-from runner.emulator.records import PENDING
+from runner.emulator.gemini import echo, views
+from runner.emulator.gemini.batches import Batches, Observation, Phase
+from runner.emulator.gemini.files import GRANULARITY, ChunkReply, Files
+from runner.emulator.gemini.protojson import JSON, ApiError
+from runner.emulator.gemini.records import PENDING
 from runner.emulator.store import Store
 from runner.emulator.transport import MAX_JSON_BYTES, Reply, Request
-from runner.emulator.wire import JSON, ApiError
 
 MAX_CREATE_BYTES = 20 * 1024 * 1024
 

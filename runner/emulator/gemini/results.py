@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from runner.emulator import echo
-from runner.emulator.wire import JSON, canonical, dumps, rpc_status
+from runner.emulator.gemini import echo
+from runner.emulator.gemini.protojson import JSON, canonical, dumps, rpc_status
 
 WINDOW = 1000
 

@@ -22,22 +22,11 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from runner.emulator import echo, paging
+from runner.emulator import paging
 from runner.emulator.clock import Clock
 from runner.emulator.faults import Faults
-from runner.emulator.records import (
-    CANCELLED,
-    EXPIRED,
-    FAILED,
-    PENDING,
-    RUNNING,
-    SUCCEEDED,
-    BatchRecord,
-    FileRecord,
-)
-from runner.emulator.results import Interrupted, InvalidInput, Producer, Tally
-from runner.emulator.store import Store, atomic_file, remove
-from runner.emulator.wire import (
+from runner.emulator.gemini import echo
+from runner.emulator.gemini.protojson import (
     JSON,
     ApiError,
     dumps,
@@ -47,6 +36,18 @@ from runner.emulator.wire import (
     pick_str,
     rpc_status,
 )
+from runner.emulator.gemini.records import (
+    CANCELLED,
+    EXPIRED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    BatchRecord,
+    FileRecord,
+)
+from runner.emulator.gemini.results import Interrupted, InvalidInput, Producer, Tally
+from runner.emulator.store import Store, atomic_file, remove
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The Gemini API (Batch Mode + Files API) as the emulator serves it."""
