@@ -10,9 +10,9 @@ import threading
 
 from runner.emulator.clock import Clock
 from runner.emulator.faults import FaultDice
-from runner.emulator.gemini.protojson import ApiError, timestamp
+from runner.emulator.messages import Reply, Request
 from runner.emulator.store import Store
-from runner.emulator.transport import Reply, Request
+from runner.emulator.wire import ApiError, timestamp
 
 
 class Stats:

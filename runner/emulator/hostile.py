@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from runner.emulator.gemini.protojson import dumps
-from runner.emulator.transport import Reply, Request
+from runner.emulator.messages import Reply, Request
+from runner.emulator.wire import dumps
 
 if TYPE_CHECKING:
     from runner.emulator.faults import Faults

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from runner.emulator.gemini.protojson import ApiError
+from runner.emulator.wire import ApiError
 
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 100

@@ -22,10 +22,11 @@ from runner.emulator.faults import Fault, FaultDice
 from runner.emulator.gemini import echo, views
 from runner.emulator.gemini.batches import Batches, Observation, Phase
 from runner.emulator.gemini.files import GRANULARITY, ChunkReply, Files
-from runner.emulator.gemini.protojson import JSON, ApiError
+from runner.emulator.gemini.protojson import error_body
 from runner.emulator.gemini.records import PENDING
+from runner.emulator.messages import MAX_JSON_BYTES, Reply, Request
 from runner.emulator.store import Store
-from runner.emulator.transport import MAX_JSON_BYTES, Reply, Request
+from runner.emulator.wire import JSON, ApiError
 
 MAX_CREATE_BYTES = 20 * 1024 * 1024
 
@@ -105,7 +106,7 @@ class GeminiApp:
                     return self._serve_api(route, request, params)
             raise ApiError("NOT_FOUND", f"No route for {request.method} {request.path}.")
         except ApiError as error:
-            return Reply.error(error)
+            return _error_reply(error)
 
     @staticmethod
     def _match(route: _Route, request: Request) -> dict[str, str] | None:
@@ -115,6 +116,9 @@ class GeminiApp:
             return None
         found = route.pattern.fullmatch(request.path)
         return None if found is None else found.groupdict()
+
+    def refuse(self, path: str, error: ApiError) -> Reply:
+        return _error_reply(error)
 
     def _serve_api(self, route: _Route, request: Request, params: dict[str, str]) -> Reply:
         self._stats.count("requests_served")
@@ -134,7 +138,7 @@ class GeminiApp:
                 raise ApiError("UNAVAILABLE", "The service is currently unavailable.")
             reply = route.handler(hostile.first_page(request, faults), params)
         except ApiError as error:
-            reply = Reply.error(error)
+            reply = _error_reply(error)
         if (delay := faults.slow) and not reply.drop:
             time.sleep(delay)
         return reply if reply.drop else hostile.distort(request, reply, faults)
@@ -278,6 +282,10 @@ class GeminiApp:
             stream=stream,
             stream_length=end - start + 1,
         )
+
+
+def _error_reply(error: ApiError) -> Reply:
+    return Reply.json(error_body(error), error.http_status, error.headers)
 
 
 def _require_key(request: Request) -> None:

@@ -26,16 +26,7 @@ from runner.emulator import paging
 from runner.emulator.clock import Clock
 from runner.emulator.faults import Faults
 from runner.emulator.gemini import echo
-from runner.emulator.gemini.protojson import (
-    JSON,
-    ApiError,
-    dumps,
-    pick,
-    pick_int,
-    pick_object,
-    pick_str,
-    rpc_status,
-)
+from runner.emulator.gemini.protojson import pick, pick_int, pick_object, pick_str, rpc_status
 from runner.emulator.gemini.records import (
     CANCELLED,
     EXPIRED,
@@ -48,6 +39,7 @@ from runner.emulator.gemini.records import (
 )
 from runner.emulator.gemini.results import Interrupted, InvalidInput, Producer, Tally
 from runner.emulator.store import Store, atomic_file, remove
+from runner.emulator.wire import JSON, ApiError, dumps
 
 logger = logging.getLogger(__name__)
 

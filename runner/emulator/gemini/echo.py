@@ -28,7 +28,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from runner.emulator.gemini.protojson import JSON, canonical, rpc_status
+from runner.emulator.gemini.protojson import rpc_status
+from runner.emulator.wire import JSON, canonical
 
 MARKER = "EMULATOR_FAIL"
 

@@ -19,9 +19,10 @@ from typing import IO, Any
 
 from runner.emulator import paging
 from runner.emulator.clock import Clock
-from runner.emulator.gemini.protojson import ApiError, pick_int, pick_str
+from runner.emulator.gemini.protojson import pick_int, pick_str
 from runner.emulator.gemini.records import FileRecord, UploadSession
 from runner.emulator.store import Store, new_id
+from runner.emulator.wire import ApiError
 
 GRANULARITY = 8 * 1024 * 1024
 COMMANDS = frozenset({"upload", "finalize", "query", "cancel"})

@@ -1,4 +1,4 @@
-"""Encoding rules shared by every Gemini route: proto3-JSON habits and google.rpc errors.
+"""Google's encoding rules, shared by every Gemini route: proto3-JSON habits, google.rpc errors.
 
 The real API accepts camelCase and snake_case field names in request bodies (the SDK itself
 mixes them), and answers in camelCase with int64 values as strings, zero defaults omitted and
@@ -8,58 +8,41 @@ read like the spec.
 
 from __future__ import annotations
 
-import datetime
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
-JSON = dict[str, Any]
+from runner.emulator.wire import JSON, ApiError
 
-# gRPC code number and HTTP status for each google.rpc status name the emulator emits.
-STATUS_CODES: dict[str, tuple[int, int]] = {
-    "CANCELLED": (1, 499),
-    "INVALID_ARGUMENT": (3, 400),
-    "DEADLINE_EXCEEDED": (4, 504),
-    "NOT_FOUND": (5, 404),
-    "ALREADY_EXISTS": (6, 409),
-    "PERMISSION_DENIED": (7, 403),
-    "RESOURCE_EXHAUSTED": (8, 429),
-    "FAILED_PRECONDITION": (9, 400),
-    "OUT_OF_RANGE": (11, 416),
-    "INTERNAL": (13, 500),
-    "UNAVAILABLE": (14, 503),
+# The gRPC code number of each error name, as google.rpc.Status writes it inside an Operation
+# or a result line (the HTTP status is the shared runner.emulator.wire.HTTP_STATUS).
+GRPC_CODE: dict[str, int] = {
+    "CANCELLED": 1,
+    "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
+    "NOT_FOUND": 5,
+    "ALREADY_EXISTS": 6,
+    "PERMISSION_DENIED": 7,
+    "RESOURCE_EXHAUSTED": 8,
+    "FAILED_PRECONDITION": 9,
+    "OUT_OF_RANGE": 11,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
 }
 
 
-class ApiError(Exception):
-    """An error answered as `{"error": {code, message, status}}` with the matching HTTP status."""
-
-    def __init__(
-        self,
-        status: str,
-        message: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        details: list[JSON] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.http_status = STATUS_CODES[status][1]
-        self.headers = dict(headers or {})
-        self.details = details or []
-
-    def body(self) -> JSON:
-        error: JSON = {"code": self.http_status, "message": self.message, "status": self.status}
-        if self.details:
-            error["details"] = self.details
-        return {"error": error}
+def error_body(error: ApiError) -> JSON:
+    """An error answer as Google's APIs send it: `{"error": {code, message, status}}`, where
+    `code` is the HTTP status, plus the google.rpc `details` if any."""
+    body: JSON = {"code": error.http_status, "message": error.message, "status": error.status}
+    if error.details:
+        body["details"] = error.details
+    return {"error": body}
 
 
 def rpc_status(status: str, message: str) -> JSON:
     """A google.rpc.Status as it appears inside an Operation or a result line (gRPC code)."""
-    return {"code": STATUS_CODES[status][0], "message": message, "status": status}
+    return {"code": GRPC_CODE[status], "message": message, "status": status}
 
 
 def snake(camel: str) -> str:
@@ -107,20 +90,3 @@ def pick_int(obj: Mapping[str, Any], camel: str, where: str) -> int | None:
 
 def int64(value: int) -> str:
     return str(value)
-
-
-def timestamp(epoch: float) -> str:
-    """RFC 3339 in UTC with nine fractional digits, as the real API writes them."""
-    seconds = int(epoch // 1)
-    nanos = min(round((epoch - seconds) * 1e9), 999_999_999)
-    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
-
-
-def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def canonical(obj: Any) -> str:
-    """A stable text form of a JSON value, for hashing."""
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))

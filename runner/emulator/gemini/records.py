@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from runner.emulator.gemini.protojson import JSON
+from runner.emulator.wire import JSON
 
 if TYPE_CHECKING:
     from typing_extensions import Self

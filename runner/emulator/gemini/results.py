@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from runner.emulator.gemini import echo
-from runner.emulator.gemini.protojson import JSON, canonical, dumps, rpc_status
+from runner.emulator.gemini.protojson import rpc_status
+from runner.emulator.wire import JSON, canonical, dumps
 
 WINDOW = 1000
 

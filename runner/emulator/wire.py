@@ -1,0 +1,69 @@
+"""What every emulated provider's wire has in common: JSON bodies, and errors by name.
+
+Errors are raised anywhere in the emulator (a body too large, a page token that does not
+decode, a record not found) long before anyone knows which provider's shape the answer must
+take, so they carry a provider-neutral name (the canonical gRPC status names, which every
+HTTP API's errors map onto) and the HTTP status that goes with it. Each provider renders an
+ApiError in its own body shape; Gemini's is in `runner.emulator.gemini.protojson`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Mapping
+from typing import Any
+
+JSON = dict[str, Any]
+
+# The HTTP status of each error name the emulator raises.
+HTTP_STATUS: dict[str, int] = {
+    "CANCELLED": 499,
+    "INVALID_ARGUMENT": 400,
+    "DEADLINE_EXCEEDED": 504,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "PERMISSION_DENIED": 403,
+    "RESOURCE_EXHAUSTED": 429,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 416,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+}
+
+
+class ApiError(Exception):
+    """An error answer: its name, message, HTTP status, extra headers, and any structured
+    `details` the provider's error shape can carry (Gemini's google.rpc details)."""
+
+    def __init__(
+        self,
+        status: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        details: list[JSON] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.http_status = HTTP_STATUS[status]
+        self.headers = dict(headers or {})
+        self.details = details or []
+
+
+def timestamp(epoch: float) -> str:
+    """RFC 3339 in UTC with nine fractional digits, as Google's APIs write them."""
+    seconds = int(epoch // 1)
+    nanos = min(round((epoch - seconds) * 1e9), 999_999_999)
+    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def canonical(obj: Any) -> str:
+    """A stable text form of a JSON value, for hashing."""
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
