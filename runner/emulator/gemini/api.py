@@ -21,6 +21,7 @@ from runner.emulator.clock import Clock
 from runner.emulator.faults import Fault, FaultDice
 from runner.emulator.gemini import echo, views
 from runner.emulator.gemini.batches import Batches, Observation, Phase
+from runner.emulator.gemini.disk import Disk
 from runner.emulator.gemini.files import GRANULARITY, ChunkReply, Files
 from runner.emulator.gemini.protojson import error_body
 from runner.emulator.gemini.records import PENDING
@@ -50,10 +51,11 @@ class GeminiApp:
 
     def __init__(self, store: Store, clock: Clock, dice: FaultDice, latency: float) -> None:
         self._dice = dice
-        self._batches = Batches(store, clock, latency)
-        self._files = Files(store, clock)
+        self._disk = disk = Disk(store)
+        self._batches = Batches(disk, clock, latency)
+        self._files = Files(disk, clock)
         self._stats = Stats()
-        admin = Admin(store, clock, dice, self._stats)
+        admin = Admin(clock, dice, self._stats, self.holdings)
         self._admin = [
             self._route("GET", "/_emulator/faults", admin.get_faults),
             self._route("POST", "/_emulator/faults", admin.set_faults),
@@ -85,6 +87,10 @@ class GeminiApp:
             self._route("GET", rf"/{_VERSION}/files/{_ID}:download", self._download),
             self._route("GET", rf"/download/{_VERSION}/files/{_ID}:download", self._download),
         ]
+
+    def holdings(self) -> dict[str, int]:
+        """How many batches and files the store holds now."""
+        return {"batches": len(self._disk.batches.all()), "files": len(self._disk.files.all())}
 
     def close(self) -> None:
         """Stop background work; called once the server no longer accepts requests."""

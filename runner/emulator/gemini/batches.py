@@ -26,6 +26,7 @@ from runner.emulator import paging
 from runner.emulator.clock import Clock
 from runner.emulator.faults import Faults
 from runner.emulator.gemini import echo
+from runner.emulator.gemini.disk import Disk
 from runner.emulator.gemini.protojson import pick, pick_int, pick_object, pick_str, rpc_status
 from runner.emulator.gemini.records import (
     CANCELLED,
@@ -38,7 +39,7 @@ from runner.emulator.gemini.records import (
     FileRecord,
 )
 from runner.emulator.gemini.results import Interrupted, InvalidInput, Producer, Tally
-from runner.emulator.store import Store, atomic_file, remove
+from runner.emulator.store import atomic_file, remove
 from runner.emulator.wire import JSON, ApiError, dumps
 
 logger = logging.getLogger(__name__)
@@ -104,8 +105,8 @@ def _not_found(batch_id: str) -> ApiError:
 
 
 class Batches:
-    def __init__(self, store: Store, clock: Clock, latency: float) -> None:
-        self._store = store
+    def __init__(self, disk: Disk, clock: Clock, latency: float) -> None:
+        self._disk = disk
         self._clock = clock
         self._latency = latency
         self._workers: dict[str, threading.Thread] = {}
@@ -127,7 +128,7 @@ class Batches:
             )
         display_name = pick_str(batch, "displayName", "batch") or ""
         priority = pick_int(batch, "priority", "batch") or 0
-        batch_id = self._store.new_batch_id()
+        batch_id = self._disk.batches.new_id(36)
         if file_name is not None:
             count = self._count_file_requests(file_name)
         else:
@@ -152,21 +153,21 @@ class Batches:
             seed=faults.seed,
             shuffle=faults.shuffle_results,
         )
-        self._store.put_batch(record)
+        self._disk.batches.put(record)
         return record
 
     def _count_file_requests(self, file_name: str) -> int:
         file_id = file_name.removeprefix("files/")
-        if not file_name.startswith("files/") or not self._store.file_exists(file_id):
+        if not file_name.startswith("files/") or not self._disk.files.exists(file_id):
             raise ApiError("INVALID_ARGUMENT", f"Input file {file_name} does not exist.")
-        with self._store.blob(file_id).open("rb") as lines:
+        with self._disk.blob(file_id).open("rb") as lines:
             return sum(1 for line in lines if line.strip())
 
     def _save_inline_requests(self, batch_id: str, requests: Mapping[str, Any]) -> int:
         items = pick(requests, "requests")
         if not isinstance(items, list) or not items:
             raise ApiError("INVALID_ARGUMENT", "batch.inputConfig.requests.requests is empty")
-        with atomic_file(self._store.inline_requests(batch_id)) as out:
+        with atomic_file(self._disk.inline_requests(batch_id)) as out:
             for index, item in enumerate(items):
                 where = f"batch.inputConfig.requests.requests[{index}]"
                 if not isinstance(item, dict):
@@ -182,14 +183,14 @@ class Batches:
 
     def get(self, batch_id: str) -> Observation:
         """The job and its current phase, settling it first if it has just finished."""
-        record = self._store.batch(batch_id)
+        record = self._disk.batches.get(batch_id)
         if record is None:
             raise _not_found(batch_id)
         return self._observe(record)
 
     def page(self, size: int, token: str | None) -> tuple[list[Observation], str | None]:
         chosen, next_token = paging.paginate(
-            self._store.batches(), lambda r: (r.create_time, r.id), size, token
+            self._disk.batches.all(), lambda r: (r.create_time, r.id), size, token
         )
         observed = []
         for record in chosen:
@@ -203,14 +204,14 @@ class Batches:
         """Cancel an unfinished job; a job that is already finishing ends as planned."""
         if self.get(batch_id).phase.done:
             return
-        with self._store.lock(f"batches/{batch_id}"):
-            record = self._store.batch(batch_id)
+        with self._disk.lock(f"batches/{batch_id}"):
+            record = self._disk.batches.get(batch_id)
             if record is None:
                 raise _not_found(batch_id)
             now = self._clock.now()
             if phase(record, now).done:
                 return
-            self._store.put_batch(
+            self._disk.batches.put(
                 dataclasses.replace(
                     record,
                     state=CANCELLED,
@@ -220,10 +221,10 @@ class Batches:
             )
 
     def delete(self, batch_id: str) -> None:
-        with self._store.lock(f"batches/{batch_id}"):
-            if self._store.batch(batch_id) is None:
+        with self._disk.lock(f"batches/{batch_id}"):
+            if self._disk.batches.get(batch_id) is None:
                 raise _not_found(batch_id)
-            self._store.delete_batch(batch_id)
+            self._disk.delete_batch(batch_id)
 
     def close(self) -> None:
         """Stop background production (it resumes on a later read) and wait for it."""
@@ -240,8 +241,8 @@ class Batches:
             if current.state == SUCCEEDED and self._input_size(record) > SYNC_LIMIT:
                 self._start_worker(record, current)
                 return Observation(record, Phase(RUNNING, record.create_time + record.latency / 3))
-            with self._store.lock(f"batches/{record.id}"):
-                fresh = self._store.batch(record.id)
+            with self._disk.lock(f"batches/{record.id}"):
+                fresh = self._disk.batches.get(record.id)
                 if fresh is None:
                     raise _not_found(record.id)
                 if fresh.state is None:
@@ -250,16 +251,16 @@ class Batches:
         if current.state != SUCCEEDED or record.input_file is not None:
             return Observation(record, current)
         try:
-            with self._store.inline_responses(record.id).open("rb") as lines:
+            with self._disk.inline_responses(record.id).open("rb") as lines:
                 return Observation(record, current, [json.loads(line) for line in lines])
         except FileNotFoundError:
             raise _not_found(record.id) from None
 
     def _input_size(self, record: BatchRecord) -> int:
         if record.input_file is None:
-            source = self._store.inline_requests(record.id)
+            source = self._disk.inline_requests(record.id)
         else:
-            source = self._store.blob(record.input_file.removeprefix("files/"))
+            source = self._disk.blob(record.input_file.removeprefix("files/"))
         try:
             return source.stat().st_size
         except FileNotFoundError:
@@ -280,8 +281,8 @@ class Batches:
         try:
             settlement = self._finish(record, ended, self._closing)
             settlement = settlement.ended_at(max(ended.since, self._clock.now()))
-            with self._store.lock(f"batches/{record.id}"):
-                fresh = self._store.batch(record.id)
+            with self._disk.lock(f"batches/{record.id}"):
+                fresh = self._disk.batches.get(record.id)
                 if fresh is None:
                     self._discard(settlement)
                 elif fresh.state is None:
@@ -318,8 +319,8 @@ class Batches:
         output: FileRecord | None = None
         try:
             if record.input_file is None:
-                with atomic_file(self._store.inline_responses(record.id)) as out:
-                    tally = producer.run_inline(self._store.inline_requests(record.id), out)
+                with atomic_file(self._disk.inline_responses(record.id)) as out:
+                    tally = producer.run_inline(self._disk.inline_requests(record.id), out)
             else:
                 output, tally = self._produce_file(producer, record, end)
         except InvalidInput as invalid:
@@ -339,11 +340,11 @@ class Batches:
         self, producer: Producer, record: BatchRecord, end: float
     ) -> tuple[FileRecord, Tally]:
         input_file = record.input_file or ""
-        source = self._store.blob(input_file.removeprefix("files/"))
+        source = self._disk.blob(input_file.removeprefix("files/"))
         if not source.exists():
             raise InvalidInput(f"Input file {input_file} no longer exists.")
         output_id = f"batch-{record.id}"
-        with atomic_file(self._store.blob(output_id)) as out:
+        with atomic_file(self._disk.blob(output_id)) as out:
             tally = producer.run_file(source, out)
         output = FileRecord(
             id=output_id,
@@ -359,13 +360,13 @@ class Batches:
     def _commit(self, settlement: _Settlement) -> BatchRecord:
         """Record a settlement; the caller holds the job's lock."""
         if settlement.output is not None:
-            self._store.put_file(settlement.output)
-        self._store.put_batch(settlement.record)
+            self._disk.files.put(settlement.output)
+        self._disk.batches.put(settlement.record)
         return settlement.record
 
     def _discard(self, settlement: _Settlement) -> None:
         """Drop the results of a job deleted while they were being produced."""
         if settlement.output is not None:
-            remove(self._store.blob(settlement.output.id))
+            remove(self._disk.blob(settlement.output.id))
         else:
-            remove(self._store.inline_responses(settlement.record.id))
+            remove(self._disk.inline_responses(settlement.record.id))
