@@ -23,6 +23,7 @@ from runner.emulator.gemini import echo, views
 from runner.emulator.gemini.batches import Batches, Observation, Phase
 from runner.emulator.gemini.disk import Disk
 from runner.emulator.gemini.files import GRANULARITY, ChunkReply, Files
+from runner.emulator.gemini.hostile import SHAPES
 from runner.emulator.gemini.protojson import error_body
 from runner.emulator.gemini.records import PENDING
 from runner.emulator.messages import MAX_JSON_BYTES, Reply, Request
@@ -142,12 +143,12 @@ class GeminiApp:
             if fault is Fault.UNAVAILABLE:
                 self._stats.count("faults_503")
                 raise ApiError("UNAVAILABLE", "The service is currently unavailable.")
-            reply = route.handler(hostile.first_page(request, faults), params)
+            reply = route.handler(hostile.first_page(request, faults, SHAPES), params)
         except ApiError as error:
             reply = _error_reply(error)
         if (delay := faults.slow) and not reply.drop:
             time.sleep(delay)
-        return reply if reply.drop else hostile.distort(request, reply, faults)
+        return reply if reply.drop else hostile.distort(request, reply, faults, SHAPES)
 
     # Batches.
 
