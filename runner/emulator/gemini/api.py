@@ -14,11 +14,12 @@ from collections.abc import Sequence
 
 from runner.emulator import paging
 from runner.emulator.gemini import echo, views
-from runner.emulator.gemini.batches import Batches, Observation, Phase
+from runner.emulator.gemini.batches import Batches
 from runner.emulator.gemini.disk import Disk
 from runner.emulator.gemini.file_routes import FileRoutes
 from runner.emulator.gemini.files import Files
 from runner.emulator.gemini.hostile import SHAPES
+from runner.emulator.gemini.lifecycle import Observation, Phase
 from runner.emulator.gemini.protojson import error_body
 from runner.emulator.gemini.records import PENDING
 from runner.emulator.hostile import Shapes

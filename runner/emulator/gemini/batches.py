@@ -1,107 +1,34 @@
-"""Batch jobs: create, observe, settle, cancel, delete.
+"""Gemini batch jobs: create, observe, cancel, delete.
 
-A job's phase is not stored: `phase()` derives it from the clock and the create time (PENDING
-for the first third of the latency, RUNNING until the latency has passed, then the outcome
-planned at create time; EXPIRED for anything unfinished 48 h after create). The first read
-that finds a job due "settles" it: its results are produced once, and the terminal state is
-written to its record, so history never changes afterwards.
-
-Producing results runs at tens of thousands of lines a second, so a gigabyte of input takes
-minutes: too long to hold a GET open. Inputs above SYNC_LIMIT are therefore produced by a
-background thread while the job keeps reading RUNNING, as a real job does until its output is
-written; smaller ones (every test-sized job) settle within the read that finds them due.
+Create checks the request and freezes the job's fate (the outcome and the shape of its results
+are chosen from the faults in force then); reads derive the phase from the clock
+(runner.emulator.gemini.lifecycle) and settle a job found due (runner.emulator.gemini.settle).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
-import random
-import threading
 from collections.abc import Mapping
 from typing import Any
 
 from runner.emulator import paging
 from runner.emulator.clock import Clock
 from runner.emulator.faults import Faults
-from runner.emulator.gemini import echo
 from runner.emulator.gemini.disk import Disk
+from runner.emulator.gemini.lifecycle import Observation, Phase, not_found, phase
 from runner.emulator.gemini.protojson import pick, pick_int, pick_object, pick_str, rpc_status
 from runner.emulator.gemini.records import (
     CANCELLED,
     EXPIRED,
     FAILED,
-    PENDING,
     RUNNING,
     SUCCEEDED,
     BatchRecord,
-    FileRecord,
 )
-from runner.emulator.gemini.results import Interrupted, InvalidInput, Producer, Tally
-from runner.emulator.store import atomic_file, remove
+from runner.emulator.gemini.settle import Settler
+from runner.emulator.store import atomic_file
 from runner.emulator.wire import JSON, ApiError, dumps
-
-logger = logging.getLogger(__name__)
-
-EXPIRY = 48 * 3600.0
-# Inputs up to this size are answered while the first read after the latency waits; larger
-# ones are produced in a background thread, the job reading RUNNING until they are ready.
-SYNC_LIMIT = 16 * 1024 * 1024
-TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, EXPIRED})
-
-
-@dataclasses.dataclass(frozen=True)
-class Phase:
-    """Where a job stands at some moment, and since when (its `updateTime`)."""
-
-    state: str
-    since: float
-
-    @property
-    def done(self) -> bool:
-        return self.state in TERMINAL
-
-
-def phase(record: BatchRecord, now: float) -> Phase:
-    """Where `record` stands at `now`, before any settling a read may then do."""
-    if record.state is not None:
-        return Phase(record.state, record.end_time or record.create_time)
-    start = record.create_time
-    finish = start + record.latency
-    if finish > start + EXPIRY and now >= start + EXPIRY:
-        return Phase(EXPIRED, start + EXPIRY)
-    if now >= finish:
-        return Phase(record.outcome, finish)
-    running_from = start + record.latency / 3
-    if now >= running_from:
-        return Phase(RUNNING, running_from)
-    return Phase(PENDING, start)
-
-
-@dataclasses.dataclass(frozen=True)
-class Observation:
-    """A job as one read saw it: record, phase, and inline results once it has succeeded."""
-
-    record: BatchRecord
-    phase: Phase
-    inline: list[JSON] | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class _Settlement:
-    """A job's terminal record and, in file mode, the results file to register with it."""
-
-    record: BatchRecord
-    output: FileRecord | None = None
-
-    def ended_at(self, end: float) -> _Settlement:
-        output = self.output and dataclasses.replace(self.output, create_time=end)
-        return _Settlement(dataclasses.replace(self.record, end_time=end), output)
-
-
-def _not_found(batch_id: str) -> ApiError:
-    return ApiError("NOT_FOUND", f"Batch batches/{batch_id} not found.")
 
 
 class Batches:
@@ -109,9 +36,7 @@ class Batches:
         self._disk = disk
         self._clock = clock
         self._latency = latency
-        self._workers: dict[str, threading.Thread] = {}
-        self._workers_lock = threading.Lock()
-        self._closing = threading.Event()
+        self._settler = Settler(disk, clock)
 
     def create(self, model: str, body: Mapping[str, Any], faults: Faults) -> BatchRecord:
         batch = pick_object(body, "batch", "request")
@@ -185,7 +110,7 @@ class Batches:
         """The job and its current phase, settling it first if it has just finished."""
         record = self._disk.batches.get(batch_id)
         if record is None:
-            raise _not_found(batch_id)
+            raise not_found(batch_id)
         return self._observe(record)
 
     def page(self, size: int, token: str | None) -> tuple[list[Observation], str | None]:
@@ -207,7 +132,7 @@ class Batches:
         with self._disk.lock(f"batches/{batch_id}"):
             record = self._disk.batches.get(batch_id)
             if record is None:
-                raise _not_found(batch_id)
+                raise not_found(batch_id)
             now = self._clock.now()
             if phase(record, now).done:
                 return
@@ -223,150 +148,24 @@ class Batches:
     def delete(self, batch_id: str) -> None:
         with self._disk.lock(f"batches/{batch_id}"):
             if self._disk.batches.get(batch_id) is None:
-                raise _not_found(batch_id)
+                raise not_found(batch_id)
             self._disk.delete_batch(batch_id)
 
     def close(self) -> None:
         """Stop background production (it resumes on a later read) and wait for it."""
-        self._closing.set()
-        with self._workers_lock:
-            workers = list(self._workers.values())
-        for worker in workers:
-            worker.join()
-        self._closing.clear()
+        self._settler.close()
 
     def _observe(self, record: BatchRecord) -> Observation:
         current = phase(record, self._clock.now())
         if current.done and record.state is None:
-            if current.state == SUCCEEDED and self._input_size(record) > SYNC_LIMIT:
-                self._start_worker(record, current)
+            settled = self._settler.settle(record, current)
+            if settled is None:  # its results are still being produced
                 return Observation(record, Phase(RUNNING, record.create_time + record.latency / 3))
-            with self._disk.lock(f"batches/{record.id}"):
-                fresh = self._disk.batches.get(record.id)
-                if fresh is None:
-                    raise _not_found(record.id)
-                if fresh.state is None:
-                    fresh = self._commit(self._finish(fresh, current, None))
-            record, current = fresh, phase(fresh, self._clock.now())
+            record, current = settled
         if current.state != SUCCEEDED or record.input_file is not None:
             return Observation(record, current)
         try:
             with self._disk.inline_responses(record.id).open("rb") as lines:
                 return Observation(record, current, [json.loads(line) for line in lines])
         except FileNotFoundError:
-            raise _not_found(record.id) from None
-
-    def _input_size(self, record: BatchRecord) -> int:
-        if record.input_file is None:
-            source = self._disk.inline_requests(record.id)
-        else:
-            source = self._disk.blob(record.input_file.removeprefix("files/"))
-        try:
-            return source.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def _start_worker(self, record: BatchRecord, ended: Phase) -> None:
-        with self._workers_lock:
-            if record.id in self._workers or self._closing.is_set():
-                return
-            worker = threading.Thread(
-                target=self._work, args=(record, ended), name=f"produce-{record.id}", daemon=True
-            )
-            self._workers[record.id] = worker
-            worker.start()
-
-    def _work(self, record: BatchRecord, ended: Phase) -> None:
-        """Produce a big job's results off the request path; it reads RUNNING meanwhile."""
-        try:
-            settlement = self._finish(record, ended, self._closing)
-            settlement = settlement.ended_at(max(ended.since, self._clock.now()))
-            with self._disk.lock(f"batches/{record.id}"):
-                fresh = self._disk.batches.get(record.id)
-                if fresh is None:
-                    self._discard(settlement)
-                elif fresh.state is None:
-                    self._commit(settlement)
-        except Interrupted:
-            pass
-        except Exception:
-            logger.exception("producing the results of batches/%s failed", record.id)
-        finally:
-            with self._workers_lock:
-                self._workers.pop(record.id, None)
-
-    def _finish(
-        self, record: BatchRecord, ended: Phase, stop: threading.Event | None
-    ) -> _Settlement:
-        """The terminal record of a job that is due, with its results written to disk."""
-        if ended.state == EXPIRED:
-            error = rpc_status("DEADLINE_EXCEEDED", "The batch expired before it finished.")
-            return _Settlement(
-                dataclasses.replace(record, state=EXPIRED, end_time=ended.since, error=error)
-            )
-        if ended.state == FAILED:
-            error = rpc_status("INTERNAL", "The batch failed (emulated fault).")
-            return _Settlement(
-                dataclasses.replace(record, state=FAILED, end_time=ended.since, error=error)
-            )
-        producer = Producer(
-            model=record.model,
-            policy=echo.FailurePolicy(record.error_rate, record.seed),
-            order=random.Random(f"{record.seed}:{record.id}") if record.shuffle else None,
-            stop=stop,
-        )
-        end = ended.since
-        output: FileRecord | None = None
-        try:
-            if record.input_file is None:
-                with atomic_file(self._disk.inline_responses(record.id)) as out:
-                    tally = producer.run_inline(self._disk.inline_requests(record.id), out)
-            else:
-                output, tally = self._produce_file(producer, record, end)
-        except InvalidInput as invalid:
-            error = rpc_status("INVALID_ARGUMENT", str(invalid))
-            return _Settlement(dataclasses.replace(record, state=FAILED, end_time=end, error=error))
-        settled = dataclasses.replace(
-            record,
-            state=SUCCEEDED,
-            end_time=end,
-            succeeded=tally.succeeded,
-            failed=tally.failed,
-            output_file=None if output is None else output.name,
-        )
-        return _Settlement(settled, output)
-
-    def _produce_file(
-        self, producer: Producer, record: BatchRecord, end: float
-    ) -> tuple[FileRecord, Tally]:
-        input_file = record.input_file or ""
-        source = self._disk.blob(input_file.removeprefix("files/"))
-        if not source.exists():
-            raise InvalidInput(f"Input file {input_file} no longer exists.")
-        output_id = f"batch-{record.id}"
-        with atomic_file(self._disk.blob(output_id)) as out:
-            tally = producer.run_file(source, out)
-        output = FileRecord(
-            id=output_id,
-            display_name=output_id,
-            mime_type="application/jsonl",
-            size_bytes=tally.size,
-            create_time=end,
-            sha256=tally.sha256,
-            source="GENERATED",
-        )
-        return output, tally
-
-    def _commit(self, settlement: _Settlement) -> BatchRecord:
-        """Record a settlement; the caller holds the job's lock."""
-        if settlement.output is not None:
-            self._disk.files.put(settlement.output)
-        self._disk.batches.put(settlement.record)
-        return settlement.record
-
-    def _discard(self, settlement: _Settlement) -> None:
-        """Drop the results of a job deleted while they were being produced."""
-        if settlement.output is not None:
-            remove(self._disk.blob(settlement.output.id))
-        else:
-            remove(self._disk.inline_responses(settlement.record.id))
+            raise not_found(record.id) from None

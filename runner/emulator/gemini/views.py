@@ -7,7 +7,7 @@ with zeros omitted; the `@type` names say `v1main` whatever the URL version.
 
 from __future__ import annotations
 
-from runner.emulator.gemini.batches import EXPIRY, Observation, Phase
+from runner.emulator.gemini.lifecycle import EXPIRY, Observation, Phase
 from runner.emulator.gemini.protojson import int64
 from runner.emulator.gemini.records import SUCCEEDED, BatchRecord, FileRecord
 from runner.emulator.wire import JSON, timestamp
