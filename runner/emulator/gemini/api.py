@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from runner.emulator import paging
+from runner.emulator import model, paging
 from runner.emulator.gemini import echo, views
 from runner.emulator.gemini.batches import Batches
 from runner.emulator.gemini.disk import Disk
@@ -127,7 +127,7 @@ class GeminiApi:
         and the usage the job later reports agree."""
         body = request.json()
         inner = body.get("generateContentRequest") or body.get("generate_content_request") or body
-        return Reply.json({"totalTokens": echo.prompt_tokens_of(echo.prompt_of(inner))})
+        return Reply.json({"totalTokens": model.prompt_tokens_of(echo.prompt_of(inner))})
 
     def _get_batch(self, request: Request, params: dict[str, str]) -> Reply:
         return Reply.json(views.operation(self._batches.get(params["id"])))

@@ -1,7 +1,4 @@
-"""The emulated model: a deterministic answer to each request, and the rule for which fail.
-
-Tests must be able to tell that every result landed on the right input, so the answer is a
-pure function of the request:
+"""The emulated model's answers in Gemini's shape (the rule itself: runner.emulator.model).
 
 - `prompt` is the `text` of every part of every item of `contents`, in order, joined with
   "\\n" (parts without text, such as inline data, and `systemInstruction` are ignored);
@@ -12,30 +9,20 @@ pure function of the request:
 - `modelVersion` is the batch's model id (e.g. "gemini-2.5-flash"); `responseId` is a hash of
   the request's canonical JSON.
 
-A request fails instead, with a google.rpc.Status, when its prompt contains `EMULATOR_FAIL`
-(INVALID_ARGUMENT, code 3), or when the hash of (seed, identity) falls under the batch's
-`request_error_rate` (INTERNAL, code 13: the kind of failure a resubmission may cure). The
-identity is the request's key (`key` of a file line, `metadata.key` inline), or its canonical
-JSON when it has no key.
+A request that fails (a prompt containing `EMULATOR_FAIL`, code 3, or one the batch's
+`request_error_rate` picks, code 13) gets a google.rpc.Status instead. The identity that picks
+it is the request's key (`key` of a file line, `metadata.key` inline), or its canonical JSON
+when it has no key.
 """
 
 from __future__ import annotations
 
-import base64
-import dataclasses
-import hashlib
-import math
 from collections.abc import Mapping
 from typing import Any
 
+from runner.emulator import model
 from runner.emulator.gemini.protojson import rpc_status
-from runner.emulator.wire import JSON, canonical
-
-MARKER = "EMULATOR_FAIL"
-
-
-def prompt_tokens_of(prompt: str) -> int:
-    return max(1, math.ceil(len(prompt) / 4))
+from runner.emulator.wire import JSON
 
 
 def prompt_of(request: Mapping[str, Any]) -> str:
@@ -49,12 +36,11 @@ def prompt_of(request: Mapping[str, Any]) -> str:
     return "\n".join(texts)
 
 
-def answer(request: Mapping[str, Any], prompt: str, model: str) -> JSON:
+def answer(request: Mapping[str, Any], prompt: str, model_id: str) -> JSON:
     """The response to `request`, whose `prompt_of` the caller has already computed."""
-    text = "echo: " + prompt
-    prompt_tokens = prompt_tokens_of(prompt)
-    answer_tokens = math.ceil(len(text) / 4)
-    digest = hashlib.sha256(canonical(request).encode()).digest()
+    text = model.reply_text(prompt)
+    prompt_tokens = model.prompt_tokens_of(prompt)
+    answer_tokens = model.answer_tokens_of(text)
     return {
         "candidates": [
             {
@@ -68,27 +54,12 @@ def answer(request: Mapping[str, Any], prompt: str, model: str) -> JSON:
             "candidatesTokenCount": answer_tokens,
             "totalTokenCount": prompt_tokens + answer_tokens,
         },
-        "modelVersion": model,
-        "responseId": base64.urlsafe_b64encode(digest[:17]).decode(),
+        "modelVersion": model_id,
+        "responseId": model.response_id(request),
     }
 
 
-@dataclasses.dataclass(frozen=True)
-class FailurePolicy:
-    """Which requests of a batch fail: the marker always, others by a seeded hash."""
-
-    rate: float = 0.0
-    seed: int = 0
-
-    def error_for(self, prompt: str, identity: str) -> JSON | None:
-        if MARKER in prompt:
-            return rpc_status(
-                "INVALID_ARGUMENT", f"The request contains {MARKER}, so the emulator fails it."
-            )
-        if self.rate and self._draw(identity) < self.rate:
-            return rpc_status("INTERNAL", "Emulated request failure (request_error_rate).")
-        return None
-
-    def _draw(self, identity: str) -> float:
-        digest = hashlib.sha256(f"{self.seed}\0{identity}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64
+def error_for(policy: model.FailurePolicy, prompt: str, identity: str) -> JSON | None:
+    """The google.rpc.Status of a request that `policy` fails, else None."""
+    failure = policy.failure(prompt, identity)
+    return None if failure is None else rpc_status(failure.status, failure.message)

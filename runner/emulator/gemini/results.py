@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from runner.emulator.gemini import echo
 from runner.emulator.gemini.protojson import rpc_status
+from runner.emulator.model import FailurePolicy
 from runner.emulator.production import InvalidInput, Tally, write_results
 from runner.emulator.wire import JSON, canonical
 
@@ -28,7 +29,7 @@ class Producer:
     """Answers requests for one batch and writes the result lines."""
 
     model: str
-    policy: echo.FailurePolicy
+    policy: FailurePolicy
     order: random.Random | None
     stop: threading.Event | None = None
 
@@ -78,7 +79,7 @@ class Producer:
         if not isinstance(request, dict):
             return "error", rpc_status("INVALID_ARGUMENT", "request must be a JSON object")
         prompt = echo.prompt_of(request)
-        error = self.policy.error_for(prompt, identity)
+        error = echo.error_for(self.policy, prompt, identity)
         if error is not None:
             return "error", error
         return "response", echo.answer(request, prompt, self.model)

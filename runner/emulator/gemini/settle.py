@@ -13,8 +13,8 @@ import dataclasses
 import random
 import threading
 
+from runner.emulator import model
 from runner.emulator.clock import Clock
-from runner.emulator.gemini import echo
 from runner.emulator.gemini.disk import Disk
 from runner.emulator.gemini.lifecycle import Phase, not_found, phase
 from runner.emulator.gemini.protojson import rpc_status
@@ -107,7 +107,7 @@ class Settler:
             )
         producer = Producer(
             model=record.model,
-            policy=echo.FailurePolicy(record.error_rate, record.seed),
+            policy=model.FailurePolicy(record.error_rate, record.seed),
             order=random.Random(f"{record.seed}:{record.id}") if record.shuffle else None,
             stop=stop,
         )
