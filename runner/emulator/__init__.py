@@ -1,4 +1,4 @@
-"""A local emulator of the Google Gemini API Batch Mode and Files API, for tests and demos.
+"""Local emulators of LLM batch APIs (today Gemini's Batch Mode and Files API), for tests and demos.
 
     from runner.emulator import Emulator, Faults
     with Emulator(state_dir, latency=2.0, faults=Faults(rate_429=0.1)) as emu:

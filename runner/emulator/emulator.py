@@ -77,7 +77,7 @@ class Emulator:
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": _POLL_SECONDS},
-            name="gemini-emulator",
+            name="emulator",
             daemon=True,
         )
         self._thread.start()

@@ -40,10 +40,10 @@ class Shapes:
 
     is_page: Callable[[Any], bool]
     next_page: Callable[[dict[str, Any], str], None]
+    page_token: str
     api_key: Callable[[Request], str]
     messages: Callable[[Any], Iterator[dict[str, Any]]]
     wrong_types: Mapping[str, Callable[[Any], Any]]
-    page_token: str = "pageToken"
     upload_url_header: str | None = None
 
 

@@ -120,6 +120,7 @@ WRONG: dict[str, Callable[[Any], Any]] = {
 SHAPES = Shapes(
     is_page=_is_page,
     next_page=_next_page,
+    page_token="pageToken",
     api_key=_api_key,
     messages=_statuses,
     wrong_types=WRONG,
