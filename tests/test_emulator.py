@@ -573,7 +573,7 @@ def test_range_downloads_on_both_paths(http: httpx.Client) -> None:
 def test_big_inputs_are_produced_in_the_background(
     http: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("runner.emulator.batches.SYNC_LIMIT", 100)
+    monkeypatch.setattr("runner.emulator.gemini.settle.SYNC_LIMIT", 100)
     data = jsonl(*(line(f"k{i}", f"p{i}") for i in range(200)))
     file = upload(http, data)
     job = create(http, {"batch": {"inputConfig": {"fileName": file["name"]}}})

@@ -1,4 +1,4 @@
-"""A local emulator of the Google Gemini API Batch Mode and Files API, for tests and demos.
+"""Local emulators of LLM batch APIs (today Gemini's Batch Mode and Files API), for tests and demos.
 
     from runner.emulator import Emulator, Faults
     with Emulator(state_dir, latency=2.0, faults=Faults(rate_429=0.1)) as emu:
@@ -7,8 +7,13 @@
 Every request is answered deterministically, so a test can map results back to inputs: the
 reply's text is "echo: " + the request's prompt (the `text` of every part of every `contents`
 item, joined with "\n"), and a prompt containing EMULATOR_FAIL gets an error instead. The
-full rule, token counts included, is in `runner.emulator.echo`; the admin routes
-(`/_emulator/faults`, `/_emulator/clock`, `/_emulator/stats`) are in `runner.emulator.admin`.
+full rule, token counts included, is in `runner.emulator.model` (in Gemini's shape:
+`runner.emulator.gemini.echo`); the admin routes (`/_emulator/faults`, `/_emulator/clock`,
+`/_emulator/stats`) are in `runner.emulator.admin`.
+
+Layout: the package itself is the shared machinery (server, store, clock, faults, admin,
+paging, hostile answers), which knows no provider's shapes; each provider is a subpackage
+mounted under a path prefix (`runner.emulator.provider`), Gemini's (`gemini/`) at the root.
 """
 
 from __future__ import annotations

@@ -7,11 +7,11 @@ own). They need no API key and never suffer faults, so a test can always reach t
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from runner.emulator.clock import Clock
 from runner.emulator.faults import FaultDice
-from runner.emulator.store import Store
-from runner.emulator.transport import Reply, Request
+from runner.emulator.messages import Reply, Request
 from runner.emulator.wire import ApiError, timestamp
 
 
@@ -40,8 +40,10 @@ class Stats:
 
 
 class Admin:
-    def __init__(self, store: Store, clock: Clock, dice: FaultDice, stats: Stats) -> None:
-        self._store = store
+    def __init__(
+        self, clock: Clock, dice: FaultDice, stats: Stats, holdings: Callable[[], dict[str, int]]
+    ) -> None:
+        self._holdings = holdings
         self._clock = clock
         self._dice = dice
         self._stats = stats
@@ -65,8 +67,6 @@ class Admin:
         return Reply.json({"now": timestamp(self._clock.advance(float(seconds)))})
 
     def get_stats(self, request: Request, params: dict[str, str]) -> Reply:
-        """Counters since start, plus how many batches and files the store holds now."""
-        stats = self._stats.snapshot()
-        stats["batches"] = len(self._store.batches())
-        stats["files"] = len(self._store.files())
-        return Reply.json(stats)
+        """Counters since start, plus how many records the store holds now (for Gemini,
+        `batches` and `files`)."""
+        return Reply.json({**self._stats.snapshot(), **self._holdings()})

@@ -1,8 +1,9 @@
-"""The Emulator: a local Gemini Batch Mode + Files API server on a real socket.
+"""The Emulator: local provider APIs (today Gemini's Batch Mode + Files API) on a real socket.
 
-One object ties the pieces together (store, clock, fault dice, routes, HTTP server) and owns
-the serving thread. Two Emulators on one state directory share everything the first created,
-which is how the runner, starting one per command, finds its jobs again.
+One object ties the pieces together (store, clock, fault dice, the providers mounted at their
+path prefixes, HTTP server) and owns the serving thread. Two Emulators on one state directory
+share everything the first created, which is how the runner, starting one per command, finds
+its jobs again.
 """
 
 from __future__ import annotations
@@ -12,21 +13,29 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from runner.emulator import gemini
+from runner.emulator.admin import Stats
 from runner.emulator.clock import Clock
+from runner.emulator.dispatch import Dispatcher
 from runner.emulator.faults import FaultDice, Faults
-from runner.emulator.routes import GeminiApp
+from runner.emulator.provider import Factory, Shared
 from runner.emulator.store import Store
 from runner.emulator.transport import Server
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+# Which provider answers under which path prefix. Gemini keeps the root, where its SDK and the
+# runner have always found it; OpenAI's Batch API is meant for "/openai/v1" and Anthropic's
+# Message Batches for "/anthropic".
+MOUNTS: dict[str, Factory] = {"": gemini.provider}
+
 # How often the serving loop checks for stop(): bounds how long stop() takes.
 _POLL_SECONDS = 0.05
 
 
 class Emulator:
-    """Serve the emulated API; `latency` is how long (emulator clock) each batch runs."""
+    """Serve the emulated APIs; `latency` is how long (emulator clock) each batch runs."""
 
     def __init__(
         self,
@@ -38,7 +47,8 @@ class Emulator:
     ) -> None:
         store = Store(Path(state_dir))
         self._dice = FaultDice(faults or Faults())
-        self._app = GeminiApp(store, Clock(store.clock_path), self._dice, latency)
+        shared = Shared(store, Clock(store.clock_path), self._dice, Stats(), latency)
+        self._app = Dispatcher(shared, {prefix: make(shared) for prefix, make in MOUNTS.items()})
         self._host = host
         self._port = port
         self._server: Server | None = None
@@ -67,7 +77,7 @@ class Emulator:
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": _POLL_SECONDS},
-            name="gemini-emulator",
+            name="emulator",
             daemon=True,
         )
         self._thread.start()

@@ -17,7 +17,9 @@ from typing import Any
 _RATES = ("rate_429", "rate_503", "rate_reset", "drop_after_create", "request_error_rate")
 _SECONDS = ("retry_after", "slow", "trickle")
 _FLAGS = ("expire", "fail", "shuffle_results", "repeat_page_token", "endless_pages", "echo_key")
-# The fields `wrong_types` can give the wrong JSON type (see runner.emulator.hostile).
+# The fields `wrong_types` can give the wrong JSON type. They are named after Gemini's answers,
+# where they were first wanted; each provider's hostile Shapes says what each name breaks in
+# its own answers (runner.emulator.hostile; Gemini's in runner.emulator.gemini.hostile).
 WRONG_TYPES = ("state", "request-count", "response", "page", "operation", "candidates",
                "parts", "file")
 

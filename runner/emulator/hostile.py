@@ -4,17 +4,19 @@ Switched on through Faults like the others (see `Faults` for each): list pages t
 answers that trickle in a byte at a time, error messages that quote the API key back, fields of
 the wrong JSON type, an upload URL on another server. The API routes stay as they are: these
 act on the request before a route sees it (`first_page`) and on the reply after (`distort`).
+What is provider-neutral lives here; where a provider's answers keep their pages, error
+messages, key and fields is its `Shapes` (Gemini's in runner.emulator.gemini.hostile).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from runner.emulator.transport import Reply, Request
+from runner.emulator.messages import Reply, Request
 from runner.emulator.wire import dumps
 
 if TYPE_CHECKING:
@@ -23,131 +25,64 @@ if TYPE_CHECKING:
 _REPEATED = "the-same-page-again"
 
 
-def first_page(request: Request, faults: Faults) -> Request:
+@dataclasses.dataclass(frozen=True)
+class Shapes:
+    """Where one provider's answers keep what the hostile faults reach into.
+
+    `is_page` tells a list answer; `next_page` makes one announce a further page with the
+    given token; `page_token` is the query parameter that asks for a page. `api_key` is the
+    key a request carried; `messages` yields the error objects (with a "message") of an
+    answer, the error answer's own and those inside the records it lists. `upload_url_header`
+    names the header that says where an upload goes on, if the provider has one.
+    `wrong_types` maps each name of Faults.wrong_types to the change that breaks that field
+    in an answer; a name the provider has no field for leaves its answers as they are.
+    """
+
+    is_page: Callable[[Any], bool]
+    next_page: Callable[[dict[str, Any], str], None]
+    page_token: str
+    api_key: Callable[[Request], str]
+    messages: Callable[[Any], Iterator[dict[str, Any]]]
+    wrong_types: Mapping[str, Callable[[Any], Any]]
+    upload_url_header: str | None = None
+
+
+def first_page(request: Request, faults: Faults, shapes: Shapes) -> Request:
     """With endless or repeating pages, a list is answered from its start whatever the token
     (which would not decode)."""
-    if (faults.repeat_page_token or faults.endless_pages) and "pageToken" in request.query:
-        query = {k: v for k, v in request.query.items() if k != "pageToken"}
+    if (faults.repeat_page_token or faults.endless_pages) and shapes.page_token in request.query:
+        query = {k: v for k, v in request.query.items() if k != shapes.page_token}
         return dataclasses.replace(request, query=query)
     return request
 
 
-def distort(request: Request, reply: Reply, faults: Faults) -> Reply:
+def distort(request: Request, reply: Reply, faults: Faults, shapes: Shapes) -> Reply:
     """The reply as the faults that are on would have the server send it."""
     if faults.trickle:
         reply = dataclasses.replace(reply, trickle=faults.trickle)
-    if faults.upload_url and "x-goog-upload-url" in reply.headers:
-        moved = urlsplit(reply.headers["x-goog-upload-url"])
+    header = shapes.upload_url_header
+    if faults.upload_url and header is not None and header in reply.headers:
+        moved = urlsplit(reply.headers[header])
         url = f"{faults.upload_url.rstrip('/')}{moved.path}?{moved.query}"
-        reply = dataclasses.replace(reply, headers={**reply.headers, "x-goog-upload-url": url})
+        reply = dataclasses.replace(reply, headers={**reply.headers, header: url})
     paging = faults.repeat_page_token or faults.endless_pages
     if not (paging or faults.echo_key or faults.wrong_types) or reply.stream is not None \
             or not reply.body:
         return reply
     body = json.loads(reply.body)
     if faults.echo_key:
-        key = request.headers.get("x-goog-api-key") or request.query.get("key", "")
-        for status in _statuses(body):
+        key = shapes.api_key(request)
+        for status in shapes.messages(body):
             status["message"] = f"{status.get('message', '')} [API key: {key}]"
-    if paging and isinstance(body, dict) and ("operations" in body or "files" in body):
-        body["nextPageToken"] = _REPEATED if faults.repeat_page_token else \
-            f"page-{_page_number(request) + 1}"
-    if faults.wrong_types:
-        body = _WRONG[faults.wrong_types](body)
+    if paging and shapes.is_page(body):
+        shapes.next_page(body, _REPEATED if faults.repeat_page_token else
+                         f"page-{_page_number(request, shapes.page_token) + 1}")
+    if faults.wrong_types and (change := shapes.wrong_types.get(faults.wrong_types)):
+        body = change(body)
     return dataclasses.replace(reply, body=dumps(body))
 
 
-def _page_number(request: Request) -> int:
-    token = request.query.get("pageToken", "")
+def _page_number(request: Request, parameter: str) -> int:
+    token = request.query.get(parameter, "")
     number = token.removeprefix("page-")
     return int(number) if number.isdigit() else 1
-
-
-def _operations(body: Any) -> Iterator[dict[str, Any]]:
-    """The Operations in an answer: the answer itself (create, get), or a list's items."""
-    if isinstance(body, dict) and isinstance(body.get("metadata"), dict):
-        yield body
-    elif isinstance(body, dict):
-        yield from (op for op in body.get("operations", []) if isinstance(op, dict))
-
-
-def _statuses(body: Any) -> Iterator[dict[str, Any]]:
-    """Every google.rpc.Status an answer carries: an error answer's, and failed jobs'."""
-    for holder in [body, *(op for op in _operations(body) if op is not body)]:
-        if isinstance(holder, dict) and isinstance(holder.get("error"), dict):
-            yield holder["error"]
-
-
-def _responses(body: Any) -> Iterator[dict[str, Any]]:
-    """The GenerateContentResponses of finished inline jobs, in both places they appear."""
-    for op in _operations(body):
-        for output in (op["metadata"].get("output"), op.get("response")):
-            if isinstance(output, dict):
-                for item in output.get("inlinedResponses", {}).get("inlinedResponses", []):
-                    if isinstance(item.get("response"), dict):
-                        yield item["response"]
-
-
-def _each(body: Any, change: Callable[[dict[str, Any]], None]) -> Any:
-    for op in _operations(body):
-        change(op)
-    return body
-
-
-def _numeric_state(op: dict[str, Any]) -> None:
-    op["metadata"]["state"] = 3
-
-
-def _wordy_count(op: dict[str, Any]) -> None:
-    op["metadata"].setdefault("batchStats", {})["requestCount"] = "many"
-
-
-def _string_response(op: dict[str, Any]) -> None:
-    if op.get("done"):
-        op["response"] = "done"
-        op["metadata"].pop("output", None)
-
-
-def _array_page(body: Any) -> Any:
-    if isinstance(body, dict) and ("operations" in body or "files" in body):
-        return body.get("operations", body.get("files"))
-    return body
-
-
-def _string_operations(body: Any) -> Any:
-    if isinstance(body, dict) and isinstance(body.get("operations"), list):
-        body["operations"] = [op.get("name", "?") for op in body["operations"]]
-    return body
-
-
-def _string_candidates(body: Any) -> Any:
-    for response in _responses(body):
-        response["candidates"] = "many"
-    return body
-
-
-def _string_parts(body: Any) -> Any:
-    for response in _responses(body):
-        for candidate in response.get("candidates", []):
-            candidate.get("content", {})["parts"] = ["text"]
-    return body
-
-
-def _string_files(body: Any) -> Any:
-    if isinstance(body, dict) and isinstance(body.get("file"), dict):
-        body["file"] = body["file"].get("name", "?")
-    elif isinstance(body, dict) and isinstance(body.get("files"), list):
-        body["files"] = [f.get("name", "?") for f in body["files"]]
-    return body
-
-
-_WRONG: dict[str, Callable[[Any], Any]] = {
-    "state": lambda body: _each(body, _numeric_state),
-    "request-count": lambda body: _each(body, _wordy_count),
-    "response": lambda body: _each(body, _string_response),
-    "page": _array_page,
-    "operation": _string_operations,
-    "candidates": _string_candidates,
-    "parts": _string_parts,
-    "file": _string_files,
-}

@@ -1,14 +1,12 @@
 """The emulator's disk: one JSON file per record, blobs beside them, all replaced atomically.
 
-Layout under the state directory:
-    batches/<id>.json              BatchRecord
-    inline/<id>.requests.jsonl     the inline requests of a batch, one InlinedRequest a line
-    inline/<id>.responses.jsonl    its inline results once produced
-    files/<id>.json                FileRecord
-    blobs/<id>                     file bytes
-    uploads/<upload id>.json       UploadSession
-    uploads/<upload id>.part       bytes received so far
-    clock.json                     the emulator clock's offset
+The store knows no provider's shapes. It hands out `Table`s (a folder of one JSON file per
+record, e.g. `batches/<id>.json`) and plain folders for blobs, and keeps `clock.json`, the
+clock's offset. Each provider lays out its own tables and folders on it: Gemini's sit at the
+root of the state directory (runner.emulator.gemini.disk, whose layout must not change, so
+that old state directories still load); a later provider takes a folder of its own (e.g.
+`openai/batches/`) in the same directory, so that one clock, one set of locks and one
+`--state-dir` serve them all.
 
 Everything lives on disk so that a second Emulator on the same directory (the runner starts
 one per command) sees all the first one did. Files are written to a temporary name and
@@ -19,16 +17,20 @@ survive its process dying, not the machine losing power.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from runner.emulator.records import BatchRecord, FileRecord, UploadSession
+from runner.emulator.wire import JSON
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -69,13 +71,77 @@ def new_id(length: int) -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
 
 
+class Record:
+    """Base of stored records (frozen dataclasses): written as their fields, read back with
+    unknown fields ignored, so that a record written by a newer emulator still loads."""
+
+    def to_json(self) -> JSON:
+        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class Keyed(Protocol):
+    """What a Table stores: a record that knows its id and its JSON."""
+
+    @property
+    def id(self) -> str: ...
+
+    def to_json(self) -> JSON: ...
+
+
+R = TypeVar("R", bound=Keyed)
+
+
+class Table(Generic[R]):
+    """One kind of record: a folder holding `<id>.json` for each, read with `load`."""
+
+    def __init__(self, folder: Path, load: Callable[[dict[str, Any]], R]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self._load = load
+
+    def path(self, record_id: str) -> Path:
+        return self.folder / f"{record_id}.json"
+
+    def get(self, record_id: str) -> R | None:
+        """The record, or None when there is none (or it was just deleted)."""
+        data = read_json(self.path(record_id))
+        return None if data is None else self._load(data)
+
+    def all(self) -> list[R]:
+        return [
+            record
+            for path in self.folder.glob("*.json")
+            if (record := self.get(path.stem)) is not None
+        ]
+
+    def put(self, record: R) -> None:
+        write_json(self.path(record.id), record.to_json())
+
+    def delete(self, record_id: str) -> None:
+        remove(self.path(record_id))
+
+    def exists(self, record_id: str) -> bool:
+        return self.path(record_id).exists()
+
+    def new_id(self, length: int) -> str:
+        """A random id of `length` characters that no record of this table has."""
+        while True:
+            record_id = new_id(length)
+            if not self.exists(record_id):
+                return record_id
+
+
 class Store:
-    """Reads and writes records; hands out one lock per record for read-modify-write."""
+    """The state directory: tables, folders, and one lock per record for read-modify-write."""
 
     def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
         self.root = root
-        for sub in ("batches", "inline", "files", "blobs", "uploads"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -88,75 +154,12 @@ class Store:
     def clock_path(self) -> Path:
         return self.root / "clock.json"
 
-    # Batches.
+    def table(self, name: str, load: Callable[[dict[str, Any]], R]) -> Table[R]:
+        """The table in folder `name` (a relative path such as "batches"), created if need be."""
+        return Table(self.root / name, load)
 
-    def batch(self, batch_id: str) -> BatchRecord | None:
-        data = read_json(self.root / "batches" / f"{batch_id}.json")
-        return None if data is None else BatchRecord.from_json(data)
-
-    def batches(self) -> list[BatchRecord]:
-        return [
-            record
-            for path in (self.root / "batches").glob("*.json")
-            if (record := self.batch(path.stem)) is not None
-        ]
-
-    def put_batch(self, record: BatchRecord) -> None:
-        write_json(self.root / "batches" / f"{record.id}.json", record.to_json())
-
-    def delete_batch(self, batch_id: str) -> None:
-        remove(self.root / "batches" / f"{batch_id}.json")
-        remove(self.inline_requests(batch_id))
-        remove(self.inline_responses(batch_id))
-
-    def inline_requests(self, batch_id: str) -> Path:
-        return self.root / "inline" / f"{batch_id}.requests.jsonl"
-
-    def inline_responses(self, batch_id: str) -> Path:
-        return self.root / "inline" / f"{batch_id}.responses.jsonl"
-
-    def new_batch_id(self) -> str:
-        while True:
-            batch_id = new_id(36)
-            if not (self.root / "batches" / f"{batch_id}.json").exists():
-                return batch_id
-
-    # Files.
-
-    def file(self, file_id: str) -> FileRecord | None:
-        data = read_json(self.root / "files" / f"{file_id}.json")
-        return None if data is None else FileRecord.from_json(data)
-
-    def files(self) -> list[FileRecord]:
-        return [
-            record
-            for path in (self.root / "files").glob("*.json")
-            if (record := self.file(path.stem)) is not None
-        ]
-
-    def put_file(self, record: FileRecord) -> None:
-        write_json(self.root / "files" / f"{record.id}.json", record.to_json())
-
-    def delete_file(self, file_id: str) -> None:
-        remove(self.root / "files" / f"{file_id}.json")
-        remove(self.blob(file_id))
-
-    def blob(self, file_id: str) -> Path:
-        return self.root / "blobs" / file_id
-
-    def file_exists(self, file_id: str) -> bool:
-        return (self.root / "files" / f"{file_id}.json").exists()
-
-    # Uploads.
-
-    def upload(self, upload_id: str) -> UploadSession | None:
-        if not upload_id.isalnum():
-            return None
-        data = read_json(self.root / "uploads" / f"{upload_id}.json")
-        return None if data is None else UploadSession.from_json(data)
-
-    def put_upload(self, session: UploadSession) -> None:
-        write_json(self.root / "uploads" / f"{session.id}.json", session.to_json())
-
-    def part(self, upload_id: str) -> Path:
-        return self.root / "uploads" / f"{upload_id}.part"
+    def folder(self, name: str) -> Path:
+        """A folder for blobs and other files that are not records, created if need be."""
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path

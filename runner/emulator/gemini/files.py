@@ -19,9 +19,11 @@ from typing import IO, Any
 
 from runner.emulator import paging
 from runner.emulator.clock import Clock
-from runner.emulator.records import FileRecord, UploadSession
-from runner.emulator.store import Store, new_id
-from runner.emulator.wire import ApiError, pick_int, pick_str
+from runner.emulator.gemini.disk import Disk
+from runner.emulator.gemini.protojson import pick_int, pick_str
+from runner.emulator.gemini.records import FileRecord, UploadSession
+from runner.emulator.store import new_id
+from runner.emulator.wire import ApiError
 
 GRANULARITY = 8 * 1024 * 1024
 COMMANDS = frozenset({"upload", "finalize", "query", "cancel"})
@@ -50,8 +52,8 @@ def _upload_error(status: str, message: str, upload_status: str, received: int) 
 
 
 class Files:
-    def __init__(self, store: Store, clock: Clock) -> None:
-        self._store = store
+    def __init__(self, disk: Disk, clock: Clock) -> None:
+        self._disk = disk
         self._clock = clock
 
     def start_upload(
@@ -63,10 +65,10 @@ class Files:
             if not _FILE_NAME.fullmatch(name):
                 raise ApiError("INVALID_ARGUMENT", f"Invalid file name {name!r}")
             file_id = name.removeprefix("files/")
-            if self._store.file_exists(file_id):
+            if self._disk.files.exists(file_id):
                 raise ApiError("ALREADY_EXISTS", f"File {name} already exists.")
         else:
-            file_id = self._new_file_id()
+            file_id = self._disk.files.new_id(12)
         total = size if size is not None else pick_int(meta, "sizeBytes", "file")
         session = UploadSession(
             id=new_id(40),
@@ -76,15 +78,9 @@ class Files:
             total=total,
             create_time=self._clock.now(),
         )
-        self._store.part(session.id).touch()
-        self._store.put_upload(session)
+        self._disk.part(session.id).touch()
+        self._disk.uploads.put(session)
         return session
-
-    def _new_file_id(self) -> str:
-        while True:
-            file_id = new_id(12)
-            if not self._store.file_exists(file_id):
-                return file_id
 
     def command(
         self,
@@ -96,18 +92,18 @@ class Files:
         """Carry out `X-Goog-Upload-Command` (e.g. {"upload", "finalize"}) on a session."""
         if not commands or not commands <= COMMANDS:
             raise _upload_error("INVALID_ARGUMENT", "Unsupported upload command.", "active", 0)
-        with self._store.lock(f"uploads/{upload_id}"):
-            session = self._store.upload(upload_id)
+        with self._disk.lock(f"uploads/{upload_id}"):
+            session = self._disk.upload(upload_id)
             if session is None:
                 raise _upload_error("NOT_FOUND", "Upload session not found.", "final", 0)
             if session.state == "final":
                 return self._after_final(session, commands)
             if session.state == "cancelled":
                 raise _upload_error("NOT_FOUND", "The upload was cancelled.", "cancelled", 0)
-            part = self._store.part(upload_id)
+            part = self._disk.part(upload_id)
             if "cancel" in commands:
                 part.unlink(missing_ok=True)
-                self._store.put_upload(dataclasses.replace(session, state="cancelled"))
+                self._disk.uploads.put(dataclasses.replace(session, state="cancelled"))
                 return ChunkReply("cancelled", 0)
             received = part.stat().st_size
             if "query" in commands:
@@ -121,7 +117,7 @@ class Files:
     def _after_final(self, session: UploadSession, commands: frozenset[str]) -> ChunkReply:
         """A finalized session answers query and finalize again, for a client that lost the
         reply."""
-        record = self._store.file(session.file_id)
+        record = self._disk.files.get(session.file_id)
         if record is not None and commands <= {"query", "finalize"}:
             return ChunkReply("final", record.size_bytes, record)
         raise _upload_error("INVALID_ARGUMENT", "The upload is already finalized.", "final", 0)
@@ -141,7 +137,7 @@ class Files:
                 "active",
                 received,
             )
-        with self._store.part(session.id).open("ab") as part:
+        with self._disk.part(session.id).open("ab") as part:
             for data in chunks:
                 part.write(data)
                 received += len(data)
@@ -163,18 +159,18 @@ class Files:
                 "active",
                 received,
             )
-        if self._store.file_exists(session.file_id):
+        if self._disk.files.exists(session.file_id):
             raise _upload_error(
                 "ALREADY_EXISTS",
                 f"File files/{session.file_id} already exists.",
                 "active",
                 received,
             )
-        part = self._store.part(session.id)
+        part = self._disk.part(session.id)
         with part.open("rb") as data:
             sha256 = _sha256(data)
         now = self._clock.now()
-        os.replace(part, self._store.blob(session.file_id))
+        os.replace(part, self._disk.blob(session.file_id))
         record = FileRecord(
             id=session.file_id,
             display_name=session.display_name,
@@ -183,28 +179,29 @@ class Files:
             create_time=now,
             sha256=sha256,
         )
-        self._store.put_file(record)
-        self._store.put_upload(dataclasses.replace(session, state="final"))
+        self._disk.files.put(record)
+        self._disk.uploads.put(dataclasses.replace(session, state="final"))
         return ChunkReply("final", received, record)
 
     def get(self, file_id: str) -> FileRecord:
-        record = self._store.file(file_id)
+        record = self._disk.files.get(file_id)
         if record is None:
             raise ApiError("NOT_FOUND", f"File files/{file_id} not found.")
         return record
 
     def page(self, size: int, token: str | None) -> tuple[list[FileRecord], str | None]:
-        return paging.paginate(self._store.files(), lambda r: (r.create_time, r.id), size, token)
+        files = self._disk.files.all()
+        return paging.paginate(files, lambda r: (r.create_time, r.id), size, token)
 
     def delete(self, file_id: str) -> None:
-        with self._store.lock(f"files/{file_id}"):
+        with self._disk.lock(f"files/{file_id}"):
             self.get(file_id)
-            self._store.delete_file(file_id)
+            self._disk.delete_file(file_id)
 
     def open(self, record: FileRecord) -> IO[bytes]:
         """An open handle on a file's bytes, for streaming a download."""
         try:
-            return self._store.blob(record.id).open("rb")
+            return self._disk.blob(record.id).open("rb")
         except FileNotFoundError:
             raise ApiError("NOT_FOUND", f"File {record.name} not found.") from None
 

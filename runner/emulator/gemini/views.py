@@ -7,9 +7,10 @@ with zeros omitted; the `@type` names say `v1main` whatever the URL version.
 
 from __future__ import annotations
 
-from runner.emulator.batches import EXPIRY, Observation, Phase
-from runner.emulator.records import SUCCEEDED, BatchRecord, FileRecord
-from runner.emulator.wire import JSON, int64, timestamp
+from runner.emulator.gemini.lifecycle import EXPIRY, Observation, Phase
+from runner.emulator.gemini.protojson import int64
+from runner.emulator.gemini.records import SUCCEEDED, BatchRecord, FileRecord
+from runner.emulator.wire import JSON, timestamp
 
 _TYPE_PREFIX = "type.googleapis.com/google.ai.generativelanguage.v1main."
 BATCH_TYPE = _TYPE_PREFIX + "GenerateContentBatch"

@@ -8,12 +8,9 @@ each read, so a record is rewritten only when a batch settles or is cancelled.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
 
+from runner.emulator.store import Record
 from runner.emulator.wire import JSON
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
 
 SUCCEEDED = "BATCH_STATE_SUCCEEDED"
 FAILED = "BATCH_STATE_FAILED"
@@ -23,18 +20,8 @@ PENDING = "BATCH_STATE_PENDING"
 RUNNING = "BATCH_STATE_RUNNING"
 
 
-class _Record:
-    def to_json(self) -> JSON:
-        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Self:
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-
 @dataclasses.dataclass(frozen=True)
-class BatchRecord(_Record):
+class BatchRecord(Record):
     """A batch job: its input, the fate planned at create time and, once settled, its end.
 
     `outcome` is the terminal state chosen from the faults in force at create time, so later
@@ -67,7 +54,7 @@ class BatchRecord(_Record):
 
 
 @dataclasses.dataclass(frozen=True)
-class FileRecord(_Record):
+class FileRecord(Record):
     """A stored file; its bytes live in the store's blob of the same id."""
 
     id: str
@@ -84,7 +71,7 @@ class FileRecord(_Record):
 
 
 @dataclasses.dataclass(frozen=True)
-class UploadSession(_Record):
+class UploadSession(Record):
     """A resumable upload; the bytes received so far are the length of its part file.
 
     A finalized session is kept (state "final") so that a client which lost the final

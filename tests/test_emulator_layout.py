@@ -1,0 +1,286 @@
+"""The emulator's structure: what it may import, how providers mount, what it keeps on disk.
+
+The emulator is shared machinery plus one package per provider (runner/emulator/gemini/ today),
+each mounted under a path prefix. These tests hold the lines that structure depends on: the
+emulator imports nothing from the runner core, the shared machinery imports no provider, a
+provider under a prefix gets the same keys-faults-admin treatment as Gemini at the root, and
+a state directory in the persisted format loads as it always has.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import runner.emulator
+from runner.emulator import Emulator
+from runner.emulator.emulator import MOUNTS
+from runner.emulator.faults import WRONG_TYPES
+from runner.emulator.gemini.hostile import WRONG
+from runner.emulator.hostile import Shapes
+from runner.emulator.messages import Reply, Request
+from runner.emulator.provider import Provider, Route, Shared, route
+from runner.emulator.store import Record
+from runner.emulator.wire import ApiError
+
+EMULATOR = Path(runner.emulator.__file__).parent
+KEY = {"x-goog-api-key": "test-key"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The absolute names of the `runner` modules a source file imports, anywhere in it."""
+    package = "runner." + ".".join(path.relative_to(EMULATOR.parent).with_suffix("").parts[:-1])
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return {name for name in names if name == "runner" or name.startswith("runner.")}
+
+
+def test_the_emulator_imports_nothing_from_the_runner_core() -> None:
+    """Statically: no module of the emulator names a runner module outside it."""
+    for path in sorted(EMULATOR.rglob("*.py")):
+        outside = {
+            name for name in imported_modules(path) if not name.startswith("runner.emulator")
+        }
+        assert not outside, f"{path.relative_to(EMULATOR.parent)} imports {sorted(outside)}"
+
+
+def test_the_emulator_runs_with_no_runner_core_loaded(tmp_path: Path) -> None:
+    """At run time, in a fresh interpreter whose `runner` package is an empty shell (so that
+    runner/__init__.py, which loads the core, never runs): import every emulator module,
+    serve a job's life, and find no core module loaded."""
+    script = textwrap.dedent(
+        """
+        import importlib, importlib.util, json, pkgutil, sys, types
+        from pathlib import Path
+        spec = importlib.util.find_spec("runner")
+        shell = types.ModuleType("runner")
+        shell.__path__ = list(spec.submodule_search_locations)
+        sys.modules["runner"] = shell
+        import httpx
+        import runner.emulator
+        for info in pkgutil.walk_packages(runner.emulator.__path__, "runner.emulator."):
+            importlib.import_module(info.name)
+        from runner.emulator import Emulator
+        body = {"batch": {"inputConfig": {"requests": {"requests": [
+            {"request": {"contents": [{"parts": [{"text": "hi"}]}]}}]}}}}
+        with Emulator(Path(sys.argv[1]), latency=0) as emu:
+            with httpx.Client(base_url=emu.base_url, headers={"x-goog-api-key": "k"}) as http:
+                job = http.post("/v1beta/models/m:batchGenerateContent", json=body).json()
+                assert http.get(f"/v1beta/{job['name']}").json()["done"]
+                assert http.get("/_emulator/stats").json()["batches"] == 1
+        print(json.dumps(sorted(m for m in sys.modules if m.startswith("runner."))))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "state")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout)
+    assert "runner.emulator.gemini.api" in loaded
+    assert [name for name in loaded if not name.startswith("runner.emulator")] == []
+
+
+def test_the_shared_machinery_imports_no_provider() -> None:
+    """Only the composition root (emulator.py, which mounts the providers) names one."""
+    for path in sorted(EMULATOR.glob("*.py")):
+        if path.name == "emulator.py":
+            continue
+        providers = {name for name in imported_modules(path) if name.startswith(
+            ("runner.emulator.gemini", "runner.emulator.openai", "runner.emulator.anthropic"))}
+        assert not providers, f"{path.name} imports {sorted(providers)}"
+
+
+def test_gemini_gives_every_wrong_type_a_field() -> None:
+    assert sorted(WRONG) == sorted(WRONG_TYPES)
+
+
+# A provider under a prefix.
+
+
+@dataclasses.dataclass(frozen=True)
+class Thing(Record):
+    id: str
+
+
+class Toy:
+    """The least a provider can be: keyed routes, its own error shape, its own records."""
+
+    def __init__(self, shared: Shared) -> None:
+        self._things = shared.store.table("toy/things", Thing.from_json)
+        self._routes = (
+            route("GET", "/things", self._where),
+            route("POST", "/things", self._create),
+        )
+
+    @property
+    def routes(self) -> Sequence[Route]:
+        return self._routes
+
+    @property
+    def shapes(self) -> Shapes:
+        return Shapes(
+            is_page=lambda body: False,
+            next_page=lambda body, token: None,
+            page_token="after",
+            api_key=lambda request: request.headers.get("x-toy-key", ""),
+            messages=lambda body: iter(()),
+            wrong_types={},
+        )
+
+    def authorize(self, request: Request) -> None:
+        if not request.headers.get("x-toy-key"):
+            raise ApiError("PERMISSION_DENIED", "no toy key")
+
+    def error_reply(self, error: ApiError) -> Reply:
+        return Reply.json({"toy_error": error.message}, error.http_status, error.headers)
+
+    def rate_limited(self, retry_after: float) -> ApiError:
+        return ApiError("RESOURCE_EXHAUSTED", "toy 429")
+
+    def unavailable(self) -> ApiError:
+        return ApiError("UNAVAILABLE", "toy 503")
+
+    def holdings(self) -> dict[str, int]:
+        return {"toy_things": len(self._things.all())}
+
+    def close(self) -> None:
+        pass
+
+    @staticmethod
+    def _where(request: Request, params: dict[str, str]) -> Reply:
+        return Reply.json({"path": request.path, "base_url": request.base_url})
+
+    def _create(self, request: Request, params: dict[str, str]) -> Reply:
+        thing = Thing(self._things.new_id(8))
+        self._things.put(thing)
+        return Reply.json(thing.to_json())
+
+
+def toy(shared: Shared) -> Provider:
+    return Toy(shared)
+
+
+@pytest.fixture
+def mounted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    monkeypatch.setitem(MOUNTS, "/toy/v1", toy)
+    with Emulator(tmp_path / "state", latency=60) as emulator:
+        yield emulator
+
+
+def test_a_provider_under_a_prefix_sees_itself_at_the_root(
+    mounted: Emulator, tmp_path: Path
+) -> None:
+    base, state = mounted.base_url, tmp_path / "state"
+    things = httpx.get(f"{base}/toy/v1/things", headers={"x-toy-key": "k"})
+    assert things.json() == {"path": "/things", "base_url": f"{base}/toy/v1"}
+    unkeyed = httpx.get(f"{base}/toy/v1/things")
+    assert unkeyed.status_code == 403 and unkeyed.json() == {"toy_error": "no toy key"}
+    missing = httpx.get(f"{base}/toy/v1/nothing", headers={"x-toy-key": "k"})
+    assert missing.status_code == 404 and "toy_error" in missing.json()
+    # Gemini still answers at the root, and a path that only looks like the prefix is its.
+    assert httpx.get(f"{base}/v1beta/batches", headers=KEY).json() == {"operations": []}
+    lookalike = httpx.get(f"{base}/toy/v1things", headers=KEY)
+    assert lookalike.status_code == 404 and lookalike.json()["error"]["status"] == "NOT_FOUND"
+    # Its records live in the shared store, beside Gemini's, and count in the shared stats.
+    made = httpx.post(f"{base}/toy/v1/things", headers={"x-toy-key": "k"}).json()
+    assert (state / "toy/things" / f"{made['id']}.json").is_file()
+    stats = httpx.get(f"{base}/_emulator/stats").json()
+    assert stats["toy_things"] == 1 and stats["batches"] == 0
+
+
+def test_a_provider_under_a_prefix_suffers_the_shared_faults(mounted: Emulator) -> None:
+    base = mounted.base_url
+    admin = httpx.Client(base_url=base)
+    admin.post("/_emulator/faults", json={"rate_503": 1.0})
+    down = httpx.get(f"{base}/toy/v1/things", headers={"x-toy-key": "k"})
+    assert down.status_code == 503 and down.json() == {"toy_error": "toy 503"}
+    admin.post("/_emulator/faults", json={"rate_503": 0.0, "rate_429": 1.0, "retry_after": 2})
+    limited = httpx.get(f"{base}/toy/v1/things", headers={"x-toy-key": "k"})
+    assert limited.status_code == 429 and limited.json() == {"toy_error": "toy 429"}
+    admin.post("/_emulator/faults", json={"rate_429": 0.0, "trickle": 0.001})
+    slow = httpx.get(f"{base}/toy/v1/things", headers={"x-toy-key": "k"})
+    assert slow.json()["path"] == "/things"
+    stats = admin.get("/_emulator/stats").json()
+    assert stats["faults_503"] == 1 and stats["faults_429"] == 1
+    assert stats["requests_served"] == 3
+    admin.close()
+
+
+# The persisted format.
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_a_state_directory_in_the_persisted_format_loads(tmp_path: Path) -> None:
+    """A state directory as the emulator has always written it (these files are copied from
+    one) loads unchanged: records, inline results, blobs, an upload under way, the clock."""
+    state = tmp_path / "state"
+    now = time.time()
+    settled: dict[str, Any] = {
+        "create_time": now - 100, "display_name": "j", "end_time": now - 40, "error": None,
+        "error_rate": 0.0, "failed": 1, "id": "b1", "input_file": None, "latency": 60.0,
+        "model": "gemini-2.5-flash", "outcome": "BATCH_STATE_SUCCEEDED", "output_file": None,
+        "priority": 0, "request_count": 2, "seed": 0, "shuffle": False,
+        "state": "BATCH_STATE_SUCCEEDED", "succeeded": 1,
+    }
+    pending = {**settled, "id": "b2", "create_time": now, "end_time": None, "state": None,
+               "failed": 0, "succeeded": 0}
+    write(state / "batches/b1.json", json.dumps(settled, indent=1, sort_keys=True))
+    write(state / "batches/b2.json", json.dumps(pending, indent=1, sort_keys=True))
+    inline = [{"response": {"candidates": []}, "metadata": {"key": "k0"}},
+              {"error": {"code": 3, "message": "no", "status": "INVALID_ARGUMENT"},
+               "metadata": {"key": "k1"}}]
+    write(state / "inline/b1.responses.jsonl", "".join(json.dumps(x) + "\n" for x in inline))
+    file = {"create_time": now - 200, "display_name": "in", "id": "f1",
+            "mime_type": "application/jsonl", "sha256": "abc=", "size_bytes": 5,
+            "source": "UPLOADED"}
+    write(state / "files/f1.json", json.dumps(file, indent=1, sort_keys=True))
+    write(state / "blobs/f1", "hello")
+    session = {"create_time": now - 10, "display_name": "", "file_id": "f2", "id": "u1",
+               "mime_type": "application/jsonl", "state": "active", "total": 10}
+    write(state / "uploads/u1.json", json.dumps(session, indent=1, sort_keys=True))
+    write(state / "uploads/u1.part", "12345")
+    write(state / "clock.json", json.dumps({"offset": 0.0}))
+    with Emulator(state, latency=60) as emu, httpx.Client(base_url=emu.base_url,
+                                                          headers=KEY) as http:
+        done = http.get("/v1beta/batches/b1").json()
+        assert done["metadata"]["state"] == "BATCH_STATE_SUCCEEDED"
+        assert done["response"]["inlinedResponses"]["inlinedResponses"] == inline
+        assert done["metadata"]["batchStats"] == {
+            "requestCount": "2", "successfulRequestCount": "1", "failedRequestCount": "1"}
+        assert http.get("/v1beta/batches/b2").json()["metadata"]["state"] == \
+            "BATCH_STATE_PENDING"
+        assert http.get("/v1beta/files/f1").json()["sizeBytes"] == "5"
+        assert http.get("/v1beta/files/f1:download", params={"alt": "media"}).text == "hello"
+        query = httpx.post(f"{emu.base_url}/upload/v1beta/files?upload_id=u1",
+                           headers={"X-Goog-Upload-Command": "query"})
+        assert query.headers["x-goog-upload-size-received"] == "5"
+        stats = http.get("/_emulator/stats").json()
+        assert (stats["batches"], stats["files"]) == (2, 1)
