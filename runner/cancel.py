@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from .apply.journal import now
 from .errors import RunnerError
 from .identity import Identity
-from .lockfile import LIVE, LockEntry, Part, Retry
 from .plan import CANCELLED_BY_USER, foreign, not_its_own
 from .providers.base import JobState, Provider, RemoteJob
 from .providers.clients import Clients
+from .records import LIVE, LockEntry, Part, Retry
 from .workspace import Workspace
 
 

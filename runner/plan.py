@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .hashing import short
-from .lockfile import Lock, LockEntry, Part, Retry
+from .lockfile import Lock
 from .providers.base import JobState, RemoteJob
+from .records import LockEntry, Part, Retry
 from .shards import ShardHash
 
 

@@ -7,9 +7,10 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .lockfile import LIVE, Lock, Part
+from .lockfile import Lock
 from .plan import Kind, Plan
 from .providers.base import JobState, RemoteJob
+from .records import LIVE, Part
 
 
 class Sync(str, enum.Enum):

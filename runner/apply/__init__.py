@@ -22,10 +22,10 @@ from pathlib import Path
 
 from ..costs import check_budgets
 from ..identity import establish
-from ..lockfile import held
 from ..plan import Desired, Plan, plan
 from ..progress import Progress
 from ..providers.clients import Clients
+from ..runlock import held
 from ..sweep import sweep
 from ..workspace import Workspace, merged, observe_each
 from .journal import now

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from ..errors import ProviderError
 from ..hashing import file_digest
 from ..identity import Identity
-from ..lockfile import LockEntry, Part, Retry
 from ..lockfile import lock_path as lockfile_path
 from ..plan import foreign, not_its_own
 from ..providers.base import JobState, Provider
+from ..records import LockEntry, Part, Retry
 from ..workspace import Workspace
 from .journal import Journal
 from .listing import Listing

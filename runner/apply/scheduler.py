@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from ..errors import ProviderError
 from ..failpoints import hit
 from ..identity import Identity
-from ..lockfile import Part, Retry
 from ..plan import SUBMITS, Action, Desired, Kind, Observed, Plan, replan
 from ..progress import Progress
 from ..providers.base import JobState, Provider, RemoteJob
 from ..providers.clients import Clients
 from ..providers.registry import dialect
+from ..records import Part, Retry
 from ..retry import Backoff
 from ..workspace import Workspace
 from .collect import Collector

@@ -20,10 +20,10 @@ from ..errors import InputsChanged, OutputError, ProviderError
 from ..failpoints import hit
 from ..fsutil import atomic_writer
 from ..identity import Identity
-from ..lockfile import LockEntry, Part, Retry
 from ..manifest import Manifest
 from ..plan import Action, display_name, foreign, twins
 from ..providers.base import AmbiguousCreate, JobState, RemoteJob
+from ..records import LockEntry, Part, Retry
 from ..retry import Sleep
 from .journal import part_of
 from .options import note
