@@ -45,6 +45,9 @@ class Shard(Job):
 # The record of one remote job: a batch's own (when it is not split), a shard, or a follow-up.
 Part = Union["LockEntry", Shard]
 LIVE = frozenset({JobState.CREATING, JobState.PENDING, JobState.RUNNING})
+# The error of a record whose job `runner cancel` cancelled (runner.cancel): told apart from a
+# job cancelled outside the runner, it is submitted again only when asked.
+CANCELLED_BY_USER = "cancelled with runner cancel"
 # A split batch's own state, from its shards': the first of these that one of them is in.
 _ROLL_UP = (JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED, JobState.CREATING,
             JobState.PENDING, JobState.RUNNING)

@@ -7,8 +7,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .actions import Kind, Plan
 from .lockfile import Lock
-from .plan import Kind, Plan
 from .providers.base import JobState, RemoteJob
 from .records import LIVE, Part
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner.actions import Kind
 from runner.lockfile import Lock
-from runner.plan import CANCELLED_BY_USER, Desired, Kind, Observed, display_name, plan, replan
+from runner.plan import plan, replan
 from runner.providers.base import JobState, RemoteJob
-from runner.records import LockEntry
+from runner.records import CANCELLED_BY_USER, LockEntry
+from runner.states import Desired, Observed
+from runner.tags import display_name
 
 H1 = "sha256:" + "1" * 64
 H2 = "sha256:" + "2" * 64

@@ -16,9 +16,9 @@ from ..desired import Rendered, record_for
 from ..errors import InputsChanged
 from ..manifest import Manifest
 from ..outputs import Written
-from ..plan import Desired
 from ..providers.base import JobState, RemoteJob
 from ..records import LockEntry, Part, Retry
+from ..states import Desired
 from ..workspace import Workspace
 
 
