@@ -162,13 +162,6 @@ def test_comment_only_edit_records_without_submitting() -> None:
     assert a.kind == Kind.RECORD
 
 
-def test_tagged_lookup_prefers_succeeded_job() -> None:
-    jobs = [job(JobState.FAILED, name="batches/x"), job(JobState.SUCCEEDED, name="batches/y")]
-    obs = Observed({j.name: j for j in jobs})
-    found = obs.tagged(display_name("b", H1))
-    assert found is not None and found.name == "batches/y"
-
-
 def test_lost_lockfile_adopts_the_attempt_that_succeeded() -> None:
     jobs = [job(JobState.EXPIRED, name="batches/a1"),
             job(JobState.SUCCEEDED, name="batches/a2", attempt=2)]
