@@ -28,7 +28,8 @@ from .manifest import validator
 from .providers.base import JobState
 from .records import LockEntry, Retry, Shard
 from .runlock import held
-from .yamlsrc import Document, read_documents
+from .yamllines import Document
+from .yamlsrc import read_documents
 
 # LockEntry, Shard and held live in runner.records and runner.runlock; runner.api and
 # runner.desired still import them from here.
