@@ -3,6 +3,7 @@
 The public surface is what this module exports (`__all__`); see runner.api for the functions.
 """
 
+from .actions import Action, Kind, Plan
 from .api import adopt, apply, cancel, connect, costs, forget, plan, spending, status, validate
 from .apply import Options, Outcome
 from .errors import (
@@ -15,7 +16,6 @@ from .errors import (
                   RunnerError,
                   TemplateError,
 )
-from .plan import Action, Kind, Plan
 from .status import BatchStatus, Health, Sync
 
 __version__ = "0.1.0"

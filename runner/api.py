@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from .actions import SUBMITS, Plan
 from .apply import Options as Options  # the library's callers build them
 from .apply import Outcome as Outcome
 from .apply import apply_directory, now, prepare
@@ -32,17 +33,20 @@ from .desired import record_for, render_recorded
 from .errors import LockfileError
 from .errors import RunnerError as RunnerError
 from .identity import establish
-from .lockfile import Lock, LockEntry, held
+from .lockfile import Lock
 from .manifest import Manifest
-from .plan import SUBMITS, Desired, Plan, attempt_of, display_name
 from .plan import plan as make_plan
 from .pricing import Spent
 from .progress import Progress
 from .providers.base import Provider, RemoteJob
 from .providers.clients import Clients
+from .records import LockEntry
 from .render import Renderer
+from .runlock import held
+from .states import Desired
 from .status import BatchStatus, statuses
 from .stream import Streams
+from .tags import attempt_of, display_name
 from .workspace import Workspace, observe
 
 PathLike = str | os.PathLike[str]

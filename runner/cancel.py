@@ -1,7 +1,7 @@
 """`runner cancel`: ending the running jobs of named batches, and recording that it was asked.
 
 The lockfile is text that people edit and merge, so a job is cancelled only when the provider
-shows it to be the record's own (plan.foreign): a record naming another batch's job would end
+shows it to be the record's own (ownership.foreign): a record naming another batch's job would end
 that batch's work and have it paid for again. Everything is checked before anything is
 cancelled, so a refusal leaves every job running.
 """
@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from .apply.journal import now
 from .errors import RunnerError
 from .identity import Identity
-from .lockfile import LIVE, LockEntry, Part, Retry
-from .plan import CANCELLED_BY_USER, foreign, not_its_own
+from .ownership import foreign, not_its_own
 from .providers.base import JobState, Provider, RemoteJob
 from .providers.clients import Clients
+from .records import CANCELLED_BY_USER, LIVE, LockEntry, Part, Retry
 from .workspace import Workspace
 
 

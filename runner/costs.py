@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .actions import SUBMITS, Plan
 from .errors import BudgetError
 from .manifest import Manifest
-from .plan import SUBMITS, Plan
 from .pricing import CostEstimate, budget_refusals, estimate_cost, load_prices
 from .providers.registry import dialect_of
 from .render import Renderer

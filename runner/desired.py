@@ -16,18 +16,20 @@ from typing import IO, Any
 import orjson
 
 from .errors import InputsChanged
+from .failures import allowance
 from .hashing import ContentHasher, canonical, combine, digest
-from .lockfile import LockEntry, Shard
 from .manifest import Manifest
 from .parallel import PARALLEL, Parallel, render_jsonl
-from .plan import Desired, allowance, display_name
 from .providers.base import JobState
 from .providers.dialect import Dialect, split_input_line
 from .providers.registry import dialect_of
+from .records import LockEntry, Shard
 from .render import Renderer
 from .resolve import Resolver, leaves
 from .shards import ShardHash, Splitter
 from .statcache import NO_CACHE, DigestCache, digest_or_none
+from .states import Desired
+from .tags import display_name
 from .tokens import TokenEstimate, TokenTally
 
 

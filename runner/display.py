@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .plan import CHANGES, SUBMITS, Action, Kind, Plan
+from .actions import CHANGES, SUBMITS, Action, Kind, Plan
 from .pricing import CostEstimate, Spent, money
 from .status import BatchStatus
 

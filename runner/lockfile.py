@@ -2,142 +2,36 @@
 
 It is committed to git, so its bytes are deterministic: batches sorted by name, keys sorted,
 empty fields left out, one batch per block so that branches touching different batches merge
-cleanly. It is replaced atomically, and a `RunLock` keeps two runs from interleaving.
+cleanly. It is replaced atomically, and a `RunLock` (runner.runlock) keeps two runs from
+interleaving. The records it holds are in runner.records; this module reads, checks and writes
+the file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import errno
-import fcntl
 import json
-import os
 import re
-import socket
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import jsonschema
-import orjson
 import yaml
 
 from . import hashing
 from .errors import LockfileError
 from .fsutil import write_text
-from .layout import LOCKFILE_NAME, STATE_DIR
+from .layout import LOCKFILE_NAME
 from .manifest import validator
 from .providers.base import JobState
-from .yamlsrc import Document, read_documents
+from .records import LockEntry, Retry, Shard
+from .yamllines import Document
+from .yamlsrc import read_documents
 
 VERSION = 1
 RESTORE = "fix it or restore it from git"   # the advice for a damaged lockfile
-
-
-@dataclass
-class Job:
-    """The record of one remote job: the requests it holds, its tag, and what became of it."""
-
-    content_hash: str
-    requests: int
-    display_name: str
-    state: JobState
-    input_file: str | None = None
-    job: str | None = None
-    submitted_at: str | None = None
-    finished_at: str | None = None
-    error: str | None = None
-
-
-@dataclass
-class Retry(Job):
-    """A follow-up batch of the requests that failed in the jobs before it."""
-
-
-@dataclass
-class Shard(Job):
-    """One job's worth of a batch too big for one job (see runner.shards), in input order."""
-
-    attempts: int = 0
-
-
-# The record of one remote job: a batch's own (when it is not split), a shard, or a follow-up.
-Part = Union["LockEntry", Shard]
-LIVE = frozenset({JobState.CREATING, JobState.PENDING, JobState.RUNNING})
-# A split batch's own state, from its shards': the first of these that one of them is in.
-_ROLL_UP = (JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED, JobState.CREATING,
-            JobState.PENDING, JobState.RUNNING)
-
-
-@dataclass
-class LockEntry:
-    manifest: str
-    spec_hash: str
-    content_hash: str
-    provider: str
-    model: str
-    requests: int
-    display_name: str
-    state: JobState
-    inputs: dict[str, Any] = field(default_factory=dict)
-    outputs_hash: str | None = None
-    input_file: str | None = None
-    job: str | None = None
-    submitted_at: str | None = None
-    finished_at: str | None = None
-    attempts: int = 0
-    error: str | None = None
-    counts: dict[str, int] = field(default_factory=dict)
-    outputs: dict[str, str] = field(default_factory=dict)
-    spent: dict[str, Any] | None = None
-    retries: list[Retry] = field(default_factory=list)
-    shards: list[Shard] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A deep copy as plain data, empty fields left out (orjson copies a dataclass about
-        thirty times faster than dataclasses.asdict)."""
-        data: dict[str, Any] = orjson.loads(orjson.dumps(self))
-        out = {k: v for k, v in data.items() if v not in (None, {}, [])}
-        if self.shards:     # a split batch's jobs are its shards'
-            out.pop("attempts", None)
-        for records in ("retries", "shards"):
-            if records in out:
-                out[records] = [{k: v for k, v in r.items() if v is not None}
-                                for r in out[records]]
-        return out
-
-    def roll_up(self) -> None:
-        """A split batch's own state, from its shards': the least advanced one, a failure
-        first (it needs the user), SUCCEEDED only when every shard is in."""
-        if self.shards:
-            states = {s.state for s in self.shards}
-            self.state = next((s for s in _ROLL_UP if s in states), JobState.SUCCEEDED)
-
-    def parts(self) -> list[LockEntry | Shard]:
-        """The records of the batch's jobs: its shards, or itself when it is not split."""
-        return list(self.shards) if self.shards else [self]
-
-    @property
-    def settled(self) -> bool:
-        """Every part's job succeeded and its results were collected."""
-        return all(p.job is not None and p.state == JobState.SUCCEEDED for p in self.parts())
-
-    @property
-    def open_retry(self) -> Retry | None:
-        """The follow-up batch still to be collected, if any."""
-        if self.retries and self.retries[-1].state in LIVE:
-            return self.retries[-1]
-        return None
-
-    @property
-    def current_job(self) -> str | None:
-        """The job the batch is waiting on: an open follow-up's, else the main one."""
-        retry = self.open_retry
-        return retry.job if retry is not None else self.job
 
 
 @dataclass
@@ -295,61 +189,3 @@ def _typed(record: dict[str, Any]) -> dict[str, Any]:
 
 def save(path: Path, lock: Lock) -> None:
     write_text(path, lock.to_text())
-
-
-class RunLock:
-    """An exclusive lock on a manifest directory, held for a whole run.
-
-    It is an flock on a sidecar file, so the kernel releases it when the holder dies: a killed
-    run never leaves a stale lock. The sidecar names the holder for the message a second run
-    prints.
-    """
-
-    def __init__(self, directory: Path, timeout: float = 0.0):
-        self.path = directory / STATE_DIR / "run.lock"
-        self.timeout = timeout
-        self._fd: int | None = None
-
-    def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EACCES):
-                    os.close(fd)
-                    raise
-                if time.monotonic() >= deadline:
-                    holder = self._holder(fd)
-                    os.close(fd)
-                    raise LockfileError(f"another run holds the lock ({holder}); wait for it or "
-                                        "pass --lock-timeout SECONDS", path=self.path.parent.parent
-                                        / LOCKFILE_NAME) from None
-                time.sleep(0.2)
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        self._fd = fd
-        return self
-
-    @staticmethod
-    def _holder(fd: int) -> str:
-        with contextlib.suppress(OSError, ValueError):
-            info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-            return f"pid {info['pid']} on {info['host']} since {info['since']}"
-        return "holder unknown"
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-@contextlib.contextmanager
-def held(directory: Path, timeout: float = 0.0) -> Iterator[None]:
-    with RunLock(directory, timeout):
-        yield

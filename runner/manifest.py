@@ -27,7 +27,8 @@ from .hashing import canonical, digest
 from .parsecache import NO_CACHE, ParseCache, salt
 from .providers import registry
 from .resolve import Resolver, folders_down_to, is_dir, leaves
-from .yamlsrc import Document, Located, read_documents
+from .yamllines import Document, Located
+from .yamlsrc import read_documents
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 PATH_EXCERPT = 120      # a path from a manifest is quoted whole up to this length

@@ -1,7 +1,7 @@
 """A JSONL rows file rendered in blocks: in this process, or across cores when it is large.
 
 This is render_into's hot path. A large file is cut into blocks of whole lines, each knowing the
-row index and line number it starts at (sources.jsonl_blocks), so that a worker process renders
+row index and line number it starts at (jsonl_blocks), so that a worker process renders
 it on its own. Blocks come back in order and this process writes and hashes them: the bytes and
 the content hash are the ones a single process gives. Workers send their keys back, and the
 check for a repeated key runs here, over the whole file.
@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 from .manifest import Manifest
 from .render import KeySet, Renderer
-from .sources import Block, jsonl_blocks, open_jsonl
+from .sources import blank, open_jsonl
 
 Emit = Callable[[bytes], None]
 
@@ -85,6 +85,45 @@ def _in_process(renderer: Renderer, path: Path, emit: Emit, keys: KeySet, start:
                 emit(b"".join(out))
             keys.update(chunk_keys)
             index, line, rows = index + r, line + n, rows + r
+
+
+class Block(NamedTuple):
+    """A run of whole lines of a JSONL file, with what a worker needs to render it on its own:
+    where it starts, and the row index and line number it starts at."""
+
+    start: int          # byte offset of its first line
+    lines: int          # lines in it, blank ones included
+    rows: int           # lines that are rows (not blank)
+    first_row: int      # row index of its first row
+    first_line: int     # 1-based line number of its first line
+
+
+def jsonl_blocks(path: Path, size: int) -> Generator[Block, None, None]:
+    """Cuts a JSONL file into blocks of about `size` bytes at line ends, counting lines and
+    rows as it goes (in C: a block where every line starts with `{` has no blank line). From a
+    line longer than `size` on, blocks are as big as needed to hold it."""
+    buf = bytearray(size)
+    start = index = 0
+    line = 1
+    with open_jsonl(path) as f:
+        while True:
+            f.seek(start)
+            got = f.readinto(buf)
+            if not got:
+                return
+            end = buf.rfind(b"\n", 0, got) + 1 if got == len(buf) else got
+            if end == 0:        # no line end in a full buffer: one long line, read it whole
+                buf = bytearray(2 * len(buf))
+                continue
+            lines = buf.count(b"\n", 0, end) + (buf[end - 1] != 0x0A)
+            rows = lines
+            if (buf[0] == 0x7B) + buf.count(b"\n{", 0, end) != lines:
+                pieces = bytes(buf[:end]).split(b"\n")[:lines]
+                rows = sum(not blank(raw, n) for n, raw in enumerate(pieces, line))
+            yield Block(start, lines, rows, index, line)
+            start += end
+            index += rows
+            line += lines
 
 
 class _Done(NamedTuple):

@@ -31,7 +31,7 @@ from .fsutil import write_text
 from .statcache import settled, stamp
 
 # Raise when what is stored, or what a hit skips, changes meaning (the YAML rules in
-# runner.yamlsrc, the shape of runner.yamlsrc.Located, the checks before an entry is put).
+# runner.yamlsrc, the shape of runner.yamllines.Located, the checks before an entry is put).
 FORMAT = 1
 
 

@@ -1,7 +1,9 @@
 """Row readers: each yields rows one at a time, with the place each came from.
 
 Rows are streamed so that a rows file of any size is read in constant memory. Every malformed
-row is reported with its file and line, never skipped.
+row is reported with its file and line, never skipped. Cutting a JSONL file into blocks of lines
+for rendering across cores is runner.parallel's, its only user; the line rules they share
+(parse_row, blank) are here.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -124,7 +126,7 @@ def parse_row(raw: bytes, path: Path, n: int) -> dict[str, Any] | None:
 def refused_line(raw: bytes, path: Path, n: int) -> Any:
     """A JSONL line orjson refused: None if it is blank (skipped, not a row), its value if it
     parses after all (a BOM on line 1), or a DataError saying why not."""
-    if _blank(raw, n):
+    if blank(raw, n):
         return None
     return _explain_jsonl(raw[3:] if n == 1 and raw.startswith(_BOM) else raw, path, n)
 
@@ -137,48 +139,9 @@ def not_an_object(value: Any, path: Path, n: int) -> DataError:
 _BOM = b"\xef\xbb\xbf"
 
 
-def _blank(raw: bytes, n: int) -> bool:
+def blank(raw: bytes, n: int) -> bool:
     """Whitespace only (a BOM included, on line 1): such a line is skipped and is no row."""
     return not (raw[3:] if n == 1 and raw.startswith(_BOM) else raw).strip()
-
-
-class Block(NamedTuple):
-    """A run of whole lines of a JSONL file, with what a worker needs to render it on its own:
-    where it starts, and the row index and line number it starts at."""
-
-    start: int          # byte offset of its first line
-    lines: int          # lines in it, blank ones included
-    rows: int           # lines that are rows (not blank)
-    first_row: int      # row index of its first row
-    first_line: int     # 1-based line number of its first line
-
-
-def jsonl_blocks(path: Path, size: int) -> Generator[Block, None, None]:
-    """Cuts a JSONL file into blocks of about `size` bytes at line ends, counting lines and
-    rows as it goes (in C: a block where every line starts with `{` has no blank line). From a
-    line longer than `size` on, blocks are as big as needed to hold it."""
-    buf = bytearray(size)
-    start = index = 0
-    line = 1
-    with open_jsonl(path) as f:
-        while True:
-            f.seek(start)
-            got = f.readinto(buf)
-            if not got:
-                return
-            end = buf.rfind(b"\n", 0, got) + 1 if got == len(buf) else got
-            if end == 0:        # no line end in a full buffer: one long line, read it whole
-                buf = bytearray(2 * len(buf))
-                continue
-            lines = buf.count(b"\n", 0, end) + (buf[end - 1] != 0x0A)
-            rows = lines
-            if (buf[0] == 0x7B) + buf.count(b"\n{", 0, end) != lines:
-                pieces = bytes(buf[:end]).split(b"\n")[:lines]
-                rows = sum(not _blank(raw, n) for n, raw in enumerate(pieces, line))
-            yield Block(start, lines, rows, index, line)
-            start += end
-            index += rows
-            line += lines
 
 
 def _explain_jsonl(raw: bytes, path: Path, n: int) -> Any:

@@ -7,9 +7,10 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .lockfile import LIVE, Lock, Part
-from .plan import Kind, Plan
+from .actions import Kind, Plan
+from .lockfile import Lock
 from .providers.base import JobState, RemoteJob
+from .records import LIVE, Part
 
 
 class Sync(str, enum.Enum):

@@ -13,14 +13,17 @@ from . import hashing, lockfile
 from .clashes import check_templates
 from .desired import desire, render_shards
 from .errors import LockfileError, OutputError
+from .freshness import needs_remote, needs_tag_search
 from .layout import LOCKFILE_NAME, STATE_DIR
 from .manifest import Manifest, load_directory, load_schema, parse_cache
+from .ownership import disown
 from .parsecache import ParseCache, salt
-from .plan import CANCELLED_BY_USER, Desired, Observed, disown, needs_remote, needs_tag_search
 from .providers.base import JobState, Provider, RemoteJob
 from .providers.clients import Clients
+from .records import CANCELLED_BY_USER
 from .resolve import Resolver, leaves
 from .statcache import cache_for
+from .states import Desired, Observed
 from .stream import Streams
 
 # Above this many jobs to look at, one paged list costs less than a get per job.

@@ -6,8 +6,8 @@ import json
 import re
 from typing import Any
 
+from runner.actions import Action, Kind, Plan
 from runner.display import cost_total, plan_json, plan_markdown, plan_text, status_text
-from runner.plan import Action, Kind, Plan
 from runner.pricing import CostEstimate, Spent, Usage
 from runner.status import BatchStatus, Health, Sync
 

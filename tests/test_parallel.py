@@ -16,9 +16,9 @@ from runner import parallel
 from runner.desired import Rendered, render_into
 from runner.errors import DataError, TemplateError
 from runner.manifest import load_directory
-from runner.parallel import Parallel
+from runner.parallel import Parallel, jsonl_blocks
 from runner.render import KeySet, Renderer
-from runner.sources import jsonl_blocks, read_rows
+from runner.sources import read_rows
 
 ONE = Parallel(workers=1)
 CORES = Parallel(min_bytes=0, block_bytes=32 << 10, workers=2)

@@ -131,3 +131,24 @@ def test_input_lines_split_back_by_each_dialects_framing() -> None:
     toy = registry.dialect("gemini")
     key, request = b'"k,\\"params\\":1"', b'{"a":",\\"request\\":"}'
     assert split_input_line(toy, input_line(toy, key, request)) == (key, request)
+
+
+def test_an_expired_job_is_said_in_its_providers_words(toy: Path) -> None:
+    from runner.actions import Kind
+    from runner.lockfile import Lock
+    from runner.plan import plan
+    from runner.providers.base import JobState, RemoteJob
+    from runner.records import LockEntry
+    from runner.states import Desired, Observed
+    from runner.tags import display_name
+
+    h = "sha256:" + "1" * 64
+    tag = display_name("b", h)
+    want = Desired(name="b", manifest="b.yaml", spec_hash=h, inputs={}, content_hash=h,
+                   provider="toy", model="toy-1", requests=3, outputs_hash=h, outputs={})
+    record = LockEntry(manifest="b.yaml", spec_hash=h, inputs={}, content_hash=h,
+                       provider="toy", model="toy-1", requests=3, outputs_hash=h,
+                       display_name=tag, state=JobState.RUNNING, job="toyjobs/1", attempts=1)
+    expired = RemoteJob("toyjobs/1", tag, JobState.EXPIRED, model="toy-1", total=3)
+    [action] = plan([want], Lock({"b": record}), Observed({"toyjobs/1": expired})).actions
+    assert action.kind == Kind.RESUBMIT and action.reason == "job expired (1 h without finishing)"

@@ -11,6 +11,7 @@ import pytest
 from conftest import ROWS_MANIFEST, finish_all, remote_jobs, write_manifest, write_rows
 
 from runner import api, lockfile
+from runner.actions import Kind
 from runner.cli import main
 from runner.desired import render_into, render_shards
 from runner.emulator import Emulator
@@ -18,7 +19,6 @@ from runner.errors import DataError
 from runner.hashing import ContentHasher
 from runner.limits import Limits
 from runner.manifest import load_directory
-from runner.plan import Kind
 from runner.providers.registry import dialect
 from runner.shards import Splitter
 

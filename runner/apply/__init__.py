@@ -20,12 +20,14 @@ import io
 from collections.abc import Callable
 from pathlib import Path
 
+from ..actions import Plan
 from ..costs import check_budgets
 from ..identity import establish
-from ..lockfile import held
-from ..plan import Desired, Plan, plan
+from ..plan import plan
 from ..progress import Progress
 from ..providers.clients import Clients
+from ..runlock import held
+from ..states import Desired
 from ..stream import Streams, sweep_dead
 from ..sweep import sweep
 from ..workspace import Workspace, merged, observe_each

@@ -11,12 +11,13 @@ from ..desired import outputs_hash
 from ..downloads import cached, discard, keep, results_path
 from ..errors import InputsChanged, ProviderError, ResultsError
 from ..failpoints import hit
-from ..lockfile import LockEntry, Part, Retry
 from ..manifest import Manifest
 from ..outputs import Written, write_outputs
-from ..plan import best, foreign, not_its_own
+from ..ownership import foreign, not_its_own
 from ..pricing import load_prices, spent
 from ..providers.base import JobState, RemoteJob
+from ..records import LockEntry, Part, Retry
+from ..tags import best
 from .options import note
 from .worker import Worker
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from ..desired import Rendered, record_for
 from ..errors import InputsChanged
-from ..lockfile import LockEntry, Part, Retry
 from ..manifest import Manifest
 from ..outputs import Written
-from ..plan import Desired
 from ..providers.base import JobState, RemoteJob
+from ..records import LockEntry, Part, Retry
+from ..states import Desired
 from ..workspace import Workspace
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from ..plan import Observed, best
 from ..providers.base import Provider, RemoteJob
+from ..states import Observed
+from ..tags import best
 
 
 class Listing:
@@ -25,7 +26,7 @@ class Listing:
         return self._jobs.values()
 
     def find(self, tag: str, *, fresh: bool = False) -> RemoteJob | None:
-        """The best job carrying `tag` (see plan.best)."""
+        """The best job carrying `tag` (see tags.best)."""
         return best([j for j in self.jobs(fresh=fresh) if j.display_name == tag])
 
     def add(self, job: RemoteJob) -> None:

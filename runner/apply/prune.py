@@ -11,10 +11,10 @@ from collections.abc import Callable
 from ..errors import ProviderError
 from ..hashing import file_digest
 from ..identity import Identity
-from ..lockfile import LockEntry, Part, Retry
 from ..lockfile import lock_path as lockfile_path
-from ..plan import foreign, not_its_own
+from ..ownership import foreign, not_its_own
 from ..providers.base import JobState, Provider
+from ..records import LockEntry, Part, Retry
 from ..workspace import Workspace
 from .journal import Journal
 from .listing import Listing
@@ -24,7 +24,7 @@ def prune(name: str, *, journal: Journal, listing: Listing, provider: Provider,
           identity: Identity, outputs: bool, report: Callable[[str], None]) -> None:
     """Cancels and deletes the remote jobs the lockfile records for a removed manifest, then
     forgets it; its outputs stay unless `outputs`. Only a job that the provider shows to be
-    the record's own (see plan.foreign) is cancelled or deleted: a lockfile line naming
+    the record's own (see ownership.foreign) is cancelled or deleted: a lockfile line naming
     another batch's job, or any other resource, must not delete it."""
     entry = journal.entry(name)
     records: list[Part | Retry] = [*entry.parts(), *entry.retries]

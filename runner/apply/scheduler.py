@@ -13,16 +13,18 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..actions import SUBMITS, Action, Kind, Plan
 from ..errors import ProviderError
 from ..failpoints import hit
 from ..identity import Identity
-from ..lockfile import Part, Retry
-from ..plan import SUBMITS, Action, Desired, Kind, Observed, Plan, replan
+from ..plan import replan
 from ..progress import Progress
 from ..providers.base import JobState, Provider, RemoteJob
 from ..providers.clients import Clients
 from ..providers.registry import dialect
+from ..records import Part, Retry
 from ..retry import Backoff
+from ..states import Desired, Observed
 from ..stream import Streams
 from ..workspace import Workspace
 from .collect import Collector

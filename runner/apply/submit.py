@@ -15,16 +15,18 @@ from typing import IO, Any, cast
 
 import orjson
 
+from ..actions import Action
 from ..desired import Rendered, input_path, render_into
 from ..errors import InputsChanged, OutputError, ProviderError
 from ..failpoints import hit
 from ..fsutil import atomic_writer
 from ..identity import Identity
-from ..lockfile import LockEntry, Part, Retry
 from ..manifest import Manifest
-from ..plan import Action, display_name, foreign, twins
+from ..ownership import foreign
 from ..providers.base import AmbiguousCreate, JobState, RemoteJob
+from ..records import LockEntry, Part, Retry
 from ..retry import Sleep
+from ..tags import display_name, twins
 from .journal import part_of
 from .options import note
 from .worker import Worker
@@ -185,7 +187,7 @@ class Submitter(Worker):
     def heal(self) -> list[Moved]:
         """Another machine may have created the same job at the same time (the tag search
         before a create cannot see a create under way elsewhere). After creating, list again:
-        of two jobs with one tag, every run keeps the same one (see plan.twins), cancels the
+        of two jobs with one tag, every run keeps the same one (see tags.twins), cancels the
         other and records the one kept. Returns the records that now name another job."""
         if not self._created:
             return []

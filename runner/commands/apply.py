@@ -6,9 +6,9 @@ import os
 from typing import TextIO
 
 from .. import api
+from ..actions import Plan
 from ..apply import Options
 from ..display import plan_text
-from ..plan import Plan
 from ..progress import Progress
 from ..report import Report
 

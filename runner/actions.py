@@ -1,0 +1,86 @@
+"""What a plan says: one Action per batch, of a Kind, gathered in a Plan.
+
+Plain data, shared by the planner that makes them (runner.plan) and everything that reads them:
+apply's scheduler, the display, status, costs and the library surface.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from .providers.base import RemoteJob
+
+
+class Kind(str, enum.Enum):
+    CREATE = "create"
+    ADOPT = "adopt"
+    REPLACE = "replace"
+    RESUBMIT = "resubmit"
+    RETRY = "retry"          # a follow-up batch of the requests that failed
+    WAIT = "wait"
+    DOWNLOAD = "download"
+    RECORD = "record"        # only the lockfile changes (e.g. a comment edited in a manifest)
+    FAILED = "failed"        # terminal, nothing done without being asked
+    LOST = "lost"            # results received once, gone now: paid again only when asked
+    ORPHAN = "orphan"
+    NOTHING = "nothing"
+
+
+SYMBOLS = {Kind.CREATE: "+", Kind.ADOPT: "<=", Kind.REPLACE: "-/+", Kind.RESUBMIT: "-/+",
+           Kind.RETRY: "+",
+           Kind.WAIT: "~", Kind.DOWNLOAD: "~", Kind.RECORD: "~", Kind.FAILED: "!",
+           Kind.LOST: "!", Kind.ORPHAN: "-", Kind.NOTHING: " "}
+
+# Kinds that `apply` acts on; `--detailed-exitcode` reports 2 when any is planned.
+CHANGES = {Kind.CREATE, Kind.ADOPT, Kind.REPLACE, Kind.RESUBMIT, Kind.RETRY, Kind.WAIT,
+           Kind.DOWNLOAD, Kind.RECORD}
+
+SUBMITS = {Kind.CREATE, Kind.REPLACE, Kind.RESUBMIT, Kind.RETRY}
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: Kind
+    name: str
+    reason: str
+    requests: int = 0
+    content_hash: str | None = None
+    display_name: str | None = None
+    job: RemoteJob | None = None        # the remote job to adopt, wait for or download
+    old_jobs: tuple[str, ...] = ()      # live jobs of superseded requests, to cancel
+    attempt: int = 1
+    retry: bool = False                 # the action concerns the open follow-up batch
+    part: int | None = None             # the shard it concerns (0-based), in a split batch
+    parts: tuple[Action, ...] = ()      # a split batch's action: one per shard to act on
+
+    @property
+    def symbol(self) -> str:
+        return SYMBOLS[self.kind]
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def changes(self) -> list[Action]:
+        return [a for a in self.actions if a.kind in CHANGES]
+
+    @property
+    def failing(self) -> list[Action]:
+        """Batches that keep `apply` at exit 1 until someone acts: a failed or cancelled job,
+        lost results, more failed requests than allowed."""
+        return [a for a in self.actions if a.kind in (Kind.FAILED, Kind.LOST)]
+
+    def summary(self) -> str:
+        count = {k: sum(1 for a in self.actions if a.kind == k) for k in Kind}
+        submit = (count[Kind.CREATE] + count[Kind.REPLACE] + count[Kind.RESUBMIT]
+                  + count[Kind.RETRY])
+        return (f"Plan: {submit} to submit ({count[Kind.REPLACE] + count[Kind.RESUBMIT]} "
+                f"replacing), {count[Kind.ADOPT]} to adopt, {count[Kind.WAIT]} in flight, "
+                f"{count[Kind.DOWNLOAD]} to download, {count[Kind.NOTHING]} unchanged"
+                + (f", {count[Kind.FAILED]} failed" if count[Kind.FAILED] else "")
+                + (f", {count[Kind.LOST]} lost" if count[Kind.LOST] else "")
+                + (f", {count[Kind.ORPHAN]} orphaned" if count[Kind.ORPHAN] else "") + ".")

@@ -1,0 +1,62 @@
+"""Whether a batch's record still holds for its manifest and outputs, and if not, why.
+
+The reasons are the ones a plan shows for a changed batch. The same answers decide, before
+planning, whether the provider must be asked about a batch at all (runner.workspace.observe):
+an unchanged plan makes no call.
+"""
+
+from __future__ import annotations
+
+from .providers.base import JobState
+from .records import LockEntry
+from .states import Desired
+
+
+def change_reason(entry: LockEntry, want: Desired) -> str:
+    """Says which input moved the content hash, as precisely as the recorded parts allow."""
+    reasons = []
+    if entry.model != want.model:
+        reasons.append(f"model changed ({entry.model} -> {want.model})")
+    if entry.provider != want.provider:
+        reasons.append(f"provider changed ({entry.provider} -> {want.provider})")
+    old, new = entry.inputs, want.inputs
+    if old.get("rows") != new.get("rows"):
+        reasons.append("row data changed" if "rows" in new else "inline items changed")
+    if old.get("templates") != new.get("templates"):
+        reasons.append("included templates changed")
+    if old.get("manifest") != new.get("manifest") and not reasons:
+        reasons.append("manifest changed")
+    return ", ".join(reasons) or "rendered requests changed"
+
+
+def outputs_reason(entry: LockEntry, want: Desired) -> str | None:
+    """Why the outputs no longer match the record (changed requests, a file missing, edited or
+    not recorded, outputs declared otherwise), or None when they do."""
+    if entry.content_hash != want.content_hash:     # shards dropped: their rows are gone
+        return change_reason(entry, want)
+    for path, actual in want.outputs.items():
+        if actual is None:
+            return f"output missing: {path}"
+        recorded = entry.outputs.get(path)
+        if recorded is None:
+            return f"output not recorded: {path}"
+        if recorded != actual:
+            return f"output modified: {path}"
+    if entry.outputs_hash != want.outputs_hash:
+        return "output declaration changed"
+    return None
+
+
+def needs_remote(entry: LockEntry | None, want: Desired) -> bool:
+    """Whether planning this batch needs the provider's view: not when it succeeded with
+    unchanged content and intact outputs, so an unchanged plan makes no call at all."""
+    return not (entry is not None and entry.content_hash == want.content_hash and entry.settled
+                and entry.open_retry is None and outputs_reason(entry, want) is None)
+
+
+def needs_tag_search(entry: LockEntry | None, want: Desired) -> bool:
+    """Whether the batch may need creating or adopting, i.e. finding a job by its tag."""
+    retry = entry.open_retry if entry is not None else None
+    return (entry is None or entry.content_hash != want.content_hash
+            or any(p.job is None or p.state == JobState.CREATING for p in entry.parts())
+            or (retry is not None and retry.state == JobState.CREATING))
