@@ -24,9 +24,9 @@ from . import hashing
 from .errors import LockfileError
 from .fsutil import write_text
 from .layout import LOCKFILE_NAME
-from .manifest import validator
 from .providers.base import JobState
 from .records import LockEntry, Retry, Shard
+from .schema_check import validator
 from .yamllines import Document
 from .yamlsrc import read_documents
 

@@ -8,17 +8,11 @@ No output may be a file the project reads (runner.clashes).
 
 from __future__ import annotations
 
-import difflib
-import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import jsonschema
 
 from . import sources
 from .clashes import check_outputs
@@ -27,25 +21,12 @@ from .hashing import canonical, digest
 from .parsecache import NO_CACHE, ParseCache, salt
 from .providers import registry
 from .resolve import Resolver, folders_down_to, is_dir, leaves
-from .yamllines import Document, Located
+from .schema_check import load_schema, schema_error
+from .yamllines import Located
 from .yamlsrc import read_documents
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 PATH_EXCERPT = 120      # a path from a manifest is quoted whole up to this length
-
-
-@cache
-def load_schema(name: str) -> dict[str, Any]:
-    """A schema from the project's schemas/ folder: beside the package in a checkout (and an
-    editable install), inside it as runner/schemas in a built wheel."""
-    root = Path(__file__).resolve().parent.parent
-    beside = root / "schemas" / name
-    if (root / "pyproject.toml").is_file() and beside.is_file():
-        text = beside.read_text(encoding="utf-8")
-    else:
-        text = resources.files("runner.schemas").joinpath(name).read_text(encoding="utf-8")
-    schema: dict[str, Any] = json.loads(text)
-    return schema
 
 
 @dataclass(frozen=True)
@@ -151,117 +132,6 @@ def _inside(project: Path, rel: str, source: Path, line: int, what: str,
     return path
 
 
-_TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string",
-               "integer": "an integer", "number": "a number", "boolean": "true or false",
-               "null": "empty"}
-
-# What a value that fails a schema pattern should look like, by the name of its key.
-_PATTERN_HINTS = {
-    "name": "use lowercase letters, digits and dashes, at most 63, starting and ending with a "
-            "letter or digit",
-    "rows": "a rows file must end in .jsonl, .csv, .json, .yaml or .yml",
-}
-
-
-def _model_hint(data: Any) -> str:
-    """What a model id of the manifest's provider looks like."""
-    provider = data.get("spec", {}).get("provider") if isinstance(data, dict) else None
-    if isinstance(provider, str) and provider in registry.PROVIDERS:
-        return registry.dialect(provider).model_hint
-    return "give a model id of letters, digits, '.', '_' and '-'"
-
-
-def _type_name(value: Any) -> str:
-    for name, kind in (("boolean", bool), ("integer", int), ("number", float), ("string", str),
-                       ("array", list), ("object", dict)):
-        if isinstance(value, kind):
-            return _TYPE_NAMES[name]
-    return _TYPE_NAMES["null"]
-
-
-def _schema_message(error: jsonschema.ValidationError, path: list[str | int], data: Any) -> str:
-    """A schema violation in words a user acts on; the key path is said by the caller."""
-    kind, schema = error.validator, error.schema
-    if kind == "oneOf" and path == ["spec"]:
-        return "needs exactly one of 'rows' (a data file) or 'items' (inline rows)"
-    if kind == "type" and isinstance(schema, dict):
-        expected = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        wanted = " or ".join(_TYPE_NAMES.get(str(t), str(t)) for t in expected)
-        if not path:
-            return f"a manifest must be a mapping (apiVersion, kind, metadata, spec), " \
-                   f"not {_type_name(error.instance)}"
-        return f"must be {wanted}, not {_type_name(error.instance)}"
-    if kind == "pattern" and path == ["spec", "model"]:
-        return f"{excerpt(error.instance)} is not valid: {_model_hint(data)}"
-    if kind == "pattern" and path and str(path[-1]) in _PATTERN_HINTS:
-        return f"{excerpt(error.instance)} is not valid: {_PATTERN_HINTS[str(path[-1])]}"
-    if kind == "enum" and isinstance(schema, dict):
-        return f"{excerpt(error.instance)} is not supported; use one of: " \
-               f"{', '.join(map(str, schema['enum']))}"
-    if kind in ("minItems", "minLength", "minProperties"):
-        return "must not be empty"
-    return str(error.message)
-
-
-@cache
-def validator(name: str) -> jsonschema.protocols.Validator:
-    """The validator of one of our schemas, built once."""
-    built: jsonschema.protocols.Validator = jsonschema.Draft202012Validator(load_schema(name))
-    return built
-
-
-def _schema_error(doc: Document, source: Path) -> ManifestError | None:
-    """The first thing wrong with a document by the manifest schema, then by its provider's
-    request schema (each provider has its own: runner.providers), or None."""
-    error = _first_error(validator("manifest.schema.json"), doc.data, doc, source, ())
-    if error is not None:
-        return error
-    provider = doc.data["spec"]["provider"]
-    if provider not in registry.PROVIDERS:
-        return ManifestError(f"spec.provider: {excerpt(provider)} is not supported; use one "
-                             f"of: {', '.join(registry.names())}", path=source,
-                             where=str(doc.line_of(["spec", "provider"])))
-    return _first_error(request_validator(provider), doc.data["spec"]["request"], doc, source,
-                        ("spec", "request"))
-
-
-def _first_error(check: jsonschema.protocols.Validator, data: Any, doc: Document, source: Path,
-                 prefix: tuple[str, ...]) -> ManifestError | None:
-    if check.is_valid(data):            # the common case, without collecting every error
-        return None
-    errors = list(check.iter_errors(data))
-    error = jsonschema.exceptions.best_match(errors)
-    if error is None:
-        return None
-    if error.validator == "required":   # a misspelt key explains a missing one: name it
-        error = next((e for e in errors if e.validator == "additionalProperties"
-                      and e.absolute_path == error.absolute_path), error)
-    path = [*prefix, *error.absolute_path]
-    where = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path).replace(".[", "[")
-    line = doc.line_of(path)
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = sorted(error.schema.get("properties", {})) if isinstance(error.schema, dict) \
-            else []
-        key = str(next(k for k in error.instance if k not in allowed))
-        close = difflib.get_close_matches(key, allowed, n=1)
-        msg = f"unknown key {excerpt(key)} " + (f"(did you mean {close[0]!r}?)" if close
-                                         else f"(allowed: {', '.join(allowed)})")
-        line = doc.key_line(path, key)
-    else:
-        msg = _schema_message(error, path, doc.data)
-    if len(msg) > 200:
-        msg = msg[:197] + "..."
-    return ManifestError(f"{where}: {msg}" if where else msg, path=source, where=str(line))
-
-
-@cache
-def request_validator(provider: str) -> jsonschema.protocols.Validator:
-    """The validator of a provider's `spec.request`, built once."""
-    built: jsonschema.protocols.Validator = jsonschema.Draft202012Validator(
-        registry.dialect(provider).request_schema())
-    return built
-
-
 def _build(doc: Located, source: Path, project: Path, resolve: Resolver) -> Manifest:
     """A Manifest from a document that conforms to the schema; checks what the schema cannot
     (csv columns, output paths: those depend on the file system and run every time)."""
@@ -340,7 +210,7 @@ def load_file(source: Path, project: Path, cache: ParseCache = NO_CACHE,
     docs: list[Located] = []
     manifests = []
     for doc in read_documents(source, ManifestError, utf8_advice="save the file as UTF-8"):
-        err = _schema_error(doc, source)
+        err = schema_error(doc, source)
         if err is not None:
             raise err
         docs.append(doc.located())

@@ -30,8 +30,9 @@ from itertools import islice
 from pathlib import Path
 from typing import NamedTuple
 
+from .keyset import KeySet
 from .manifest import Manifest
-from .render import KeySet, Renderer
+from .render import Renderer
 from .sources import blank, open_jsonl
 
 Emit = Callable[[bytes], None]

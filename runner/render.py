@@ -9,78 +9,24 @@ as they are, and non-string values (numbers, booleans) keep their YAML type.
 
 from __future__ import annotations
 
-import re
-from array import array
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
-from types import TracebackType
 from typing import Any, NamedTuple
 
 import jinja2
 import orjson
-from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 
 from .bounds import MAX_REQUEST
 from .errors import DataError, TemplateError, clipped, excerpt
+from .fastpath import Compiled, Splice, fast, is_template, substitutions
 from .hashing import canonical_bytes, file_digest
+from .keyset import KeySet
+from .loader import Outside, TrackingLoader
 from .manifest import Manifest
 from .providers.dialect import line_format
 from .providers.registry import dialect_of
-from .resolve import Resolver, leaves
 from .sandbox import BoundedSandbox, TemplateLimit
 from .sources import Row, parse_row
-
-Compiled = Callable[[dict[str, Any]], Any]
-
-
-class _Outside(Exception):
-    """Internal: an included template's name leads out of the project directory."""
-
-    def __init__(self, name: str, problem: str):
-        super().__init__(problem)
-        self.name = name
-
-
-class _TrackingLoader(jinja2.FileSystemLoader):
-    """Loads included templates from the project directory and remembers which, for the spec
-    hash, and under which file name, so that an error inside one can name its file and line.
-    A name that leads out of the project (absolute, `..`, a symlink) is refused before the
-    file is opened: a template that includes /proc/self/environ would otherwise quote it in
-    the error its syntax causes. Jinja loads each file once, so this runs once per file."""
-
-    def __init__(self, root: Path):
-        super().__init__(str(root))
-        self.root = root
-        self.used: set[str] = set()
-        self.files: dict[str, str] = {}    # file name as Jinja reports it -> template name
-        self._resolve = Resolver()
-
-    def get_source(self, environment: jinja2.Environment, template: str
-                   ) -> tuple[str, str, Callable[[], bool]]:
-        problem = leaves(self.root, template, self._resolve)
-        if problem is not None:
-            raise _Outside(template, problem)
-        try:
-            result = super().get_source(environment, template)
-        except UnicodeDecodeError as e:     # e.object holds the whole file's bytes
-            raise TemplateError(f"not valid UTF-8 (byte {e.object[e.start]:#04x}); save the "
-                                "template as UTF-8", path=self.root / template,
-                                where=str(e.object.count(b"\n", 0, e.start) + 1)) from None
-        self.used.add(template)
-        self.files[result[1]] = template
-        return result
-
-    def place(self, tb: TracebackType | None) -> str:
-        """' (in prompts/x.j2 line 3)' when the innermost template frame is an included file."""
-        found = ""
-        while tb is not None:
-            name = self.files.get(tb.tb_frame.f_code.co_filename)
-            if name is not None:
-                found = f" (in {name} line {tb.tb_lineno})"
-            tb = tb.tb_next
-        return found
 
 
 def _where(path: tuple[str | int, ...]) -> str:
@@ -105,28 +51,12 @@ class Request(NamedTuple):
         return value
 
 
-class _Splice:
-    """A request as canonical JSON with holes: the fixed bytes between templated strings are
-    serialised once, and each row only fills the holes. Equal to serialising the rendered
-    dict with sorted keys, because the keys (and so the order) never depend on the row."""
-
-    def __init__(self, segments: list[bytes], holes: list[Compiled]):
-        # bytes %-formatting (PEP 461) fills every hole in one C call; a literal % is doubled
-        self._format = b"%s".join(segment.replace(b"%", b"%%") for segment in segments)
-        self._holes = holes
-
-    def __call__(self, ctx: dict[str, Any]) -> bytes:
-        if len(self._holes) == 1:   # the common case, without building a tuple
-            return self._format % orjson.dumps(self._holes[0](ctx))
-        return self._format % tuple([orjson.dumps(hole(ctx)) for hole in self._holes])
-
-
 class Renderer:
     """Renders one manifest's rows into requests. Compile errors surface at construction."""
 
     def __init__(self, manifest: Manifest):
         self.manifest = manifest
-        self._loader = _TrackingLoader(manifest.project)
+        self._loader = TrackingLoader(manifest.project)
         self._env = BoundedSandbox(
             undefined=jinja2.StrictUndefined, loader=self._loader, autoescape=False,
             keep_trailing_newline=True)
@@ -144,7 +74,7 @@ class Renderer:
 
     def _compile(self, value: Any, path: tuple[str | int, ...]) -> Compiled:
         if isinstance(value, str):
-            if not _is_template(value):
+            if not is_template(value):
                 return lambda ctx: value
             try:
                 template = self._env.from_string(value)
@@ -153,7 +83,7 @@ class Renderer:
                                     f"{clipped(e.message or '')}",
                                     path=self.manifest.source,
                                     where=str(self.manifest.line_of(path))) from None
-            pieces = _substitutions(self._env.parse(value))
+            pieces = substitutions(self._env.parse(value))
 
             def render(ctx: dict[str, Any], t: jinja2.Template = template,
                        at: tuple[str | int, ...] = path) -> str:
@@ -164,7 +94,7 @@ class Renderer:
                     raise TemplateError(f"template syntax error: {clipped(e.message or '')} "
                                         f"(included from {_where(at)})", path=file,
                                         where=str(e.lineno)) from None
-                except _Outside as e:
+                except Outside as e:
                     raise _RowFailure(f"included template {excerpt(e.name)} {e} (in "
                                       f"{_where(at)})", at) from None
                 except jinja2.TemplateNotFound as e:
@@ -177,7 +107,7 @@ class Renderer:
                         raise
                     raise failure from None
             if pieces is not None:
-                return _fast(pieces, render)
+                return fast(pieces, render)
             return render
         if isinstance(value, dict):
             parts = [(k, self._compile(v, (*path, k))) for k, v in value.items()]
@@ -188,12 +118,12 @@ class Renderer:
         return lambda ctx: value
 
     def _splice(self, value: Any, path: tuple[str | int, ...]) -> Compiled:
-        """Compiles the request tree into a _Splice: placeholders stand in for templated
+        """Compiles the request tree into a Splice: placeholders stand in for templated
         strings while the tree is serialised, then the bytes are cut at them."""
         holes: list[Compiled] = []
 
         def walk(v: Any, at: tuple[str | int, ...]) -> Any:
-            if isinstance(v, str) and _is_template(v):
+            if isinstance(v, str) and is_template(v):
                 holes.append(self._compile(v, at))
                 self._fields.append((at, holes[-1]))
                 return f"\x00hole{len(holes) - 1}\x00"
@@ -217,7 +147,7 @@ class Renderer:
             segments.append(data[pos:at])
             pos = at + size
         segments.append(data[pos:])
-        return _Splice(segments, [hole for _, _, hole in found])
+        return Splice(segments, [hole for _, _, hole in found])
 
     def _failure(self, e: Exception, at: tuple[str | int, ...]) -> _RowFailure | None:
         """A template's failure for one row, in words; None for an exception that is a bug."""
@@ -360,119 +290,3 @@ class _RowFailure(Exception):
         self.at = at
 
 
-class KeySet:
-    """Tells whether a key repeats, in 8 bytes per key instead of the ~100 a set of strings
-    costs: each key's hash is appended to one of 64 arrays (by its low bits), and at the end
-    each array is checked with a set, one at a time, so that the check needs a 64th of the
-    memory one set of every hash would. hash() differs between processes: keys rendered in
-    worker processes are added here, in one process."""
-
-    PARTS = 64
-
-    def __init__(self) -> None:
-        self._parts = [array("q") for _ in range(self.PARTS)]
-
-    def add(self, key: str) -> None:
-        h = hash(key)
-        self._parts[h % self.PARTS].append(h)
-
-    def update(self, keys: Iterable[str]) -> None:
-        parts = self._parts
-        for key in keys:
-            h = hash(key)
-            parts[h % self.PARTS].append(h)
-
-    def repeated(self) -> set[int]:
-        """Hashes seen more than once (nearly always a key seen more than once)."""
-        found: set[int] = set()
-        for part in self._parts:
-            if len(set(part)) != len(part):
-                found.update(h for h, n in Counter(part).items() if n > 1)
-        return found
-
-
-def _substitutions(tree: nodes.Template) -> list[Any] | None:
-    """The template as literal text and plain lookups (`{{ row.title }}`, `{{ row['a b'] }}`),
-    or None when it uses anything else (filters, tags, expressions): those go through Jinja."""
-    if len(tree.body) != 1 or not isinstance(tree.body[0], nodes.Output):
-        return None
-    pieces: list[Any] = []
-    for node in tree.body[0].nodes:
-        if isinstance(node, nodes.TemplateData):
-            pieces.append(node.data)
-            continue
-        path: list[str | int] = []
-        while isinstance(node, (nodes.Getattr, nodes.Getitem)):
-            if isinstance(node, nodes.Getattr):
-                # row.items is dict.items in Jinja, not row["items"]: leave those to Jinja
-                if node.attr.startswith("_") or hasattr(dict, node.attr):
-                    return None
-                path.append(node.attr)
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, (str, int)):
-                path.append(node.arg.value)
-            else:
-                return None
-            node = node.node
-        if not isinstance(node, nodes.Name) or node.ctx != "load":
-            return None
-        pieces.append((node.name, tuple(reversed(path))))
-    return pieces
-
-
-def _fast(pieces: list[Any], slow: Compiled) -> Compiled:
-    """Renders a substitution-only template with str.format_map, in C, instead of setting up
-    a Jinja context per call. Both print a value with str(), so the output is the same; a
-    lookup that fails (a missing field, a non-container) goes to Jinja, which renders it or
-    raises the error a user expects."""
-    fields = []
-    for piece in pieces:
-        if type(piece) is str:
-            fields.append(piece.replace("{", "{{").replace("}", "}}"))
-            continue
-        name, path = piece
-        if not all(type(p) is str and _FORMAT_KEY.fullmatch(p) for p in path):
-            return _fast_loop(pieces, slow)
-        fields.append("{" + name + "".join(f"[{p}]" for p in path) + "}")
-    fmt = "".join(fields)
-
-    def render(ctx: dict[str, Any]) -> Any:
-        try:
-            return fmt.format_map(ctx)
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError):
-            return slow(ctx)
-    return render
-
-
-# format_map reads "[12]" as an integer index and stops at "]", ".", "!" or ":"
-_FORMAT_KEY = re.compile(r"(?![0-9]+$)[^\[\]{}.!:]+")
-
-
-def _fast_loop(pieces: list[Any], slow: Compiled) -> Compiled:
-    """The same for lookups format_map cannot spell (integer indexes, odd key names)."""
-
-    def render(ctx: dict[str, Any]) -> Any:
-        out: list[str] = []
-        for piece in pieces:
-            if type(piece) is str:
-                out.append(piece)
-                continue
-            name, path = piece
-            value = ctx.get(name, _MISSING)
-            for step in path:
-                kind = type(value)
-                if kind is dict and step in value:
-                    value = value[step]
-                elif kind is list and type(step) is int and -len(value) <= step < len(value):
-                    value = value[step]
-                else:
-                    return slow(ctx)
-            out.append(str(value))
-        return "".join(out)
-    return render
-
-
-def _is_template(text: str) -> bool:
-    return "{{" in text or "{%" in text or "{#" in text
-
-
-_MISSING = object()

@@ -15,13 +15,14 @@ from .desired import desire, render_shards
 from .errors import LockfileError, OutputError
 from .freshness import needs_remote, needs_tag_search
 from .layout import LOCKFILE_NAME, STATE_DIR
-from .manifest import Manifest, load_directory, load_schema, parse_cache
+from .manifest import Manifest, load_directory, parse_cache
 from .ownership import disown
 from .parsecache import ParseCache, salt
 from .providers.base import JobState, Provider, RemoteJob
 from .providers.clients import Clients
 from .records import CANCELLED_BY_USER
 from .resolve import Resolver, leaves
+from .schema_check import load_schema
 from .statcache import cache_for
 from .states import Desired, Observed
 from .stream import Streams

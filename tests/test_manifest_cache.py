@@ -99,7 +99,7 @@ class Calls:
 def parsed(monkeypatch: pytest.MonkeyPatch) -> dict[str, Calls]:
     """Spies on YAML parsing and schema validation of manifests, and on lockfile loading."""
     return {"yaml": Calls(monkeypatch, manifest, "read_documents"),
-            "schema": Calls(monkeypatch, manifest, "_schema_error"),
+            "schema": Calls(monkeypatch, manifest, "schema_error"),
             "lockfile": Calls(monkeypatch, lockfile, "load")}
 
 

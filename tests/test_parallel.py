@@ -15,9 +15,10 @@ from conftest import write_manifest
 from runner import parallel
 from runner.desired import Rendered, render_into
 from runner.errors import DataError, TemplateError
+from runner.keyset import KeySet
 from runner.manifest import load_directory
 from runner.parallel import Parallel, jsonl_blocks
-from runner.render import KeySet, Renderer
+from runner.render import Renderer
 from runner.sources import read_rows
 
 ONE = Parallel(workers=1)
