@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -129,7 +130,14 @@ def sweep_dead(directory: Path | None = None) -> int:
     removed = 0
     for path in Path(directory or tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
         pid = path.name[len(PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or not path.is_dir() or _alive(int(pid)):
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        # only a real folder of this user's (the temporary directory is shared, and a name
+        # anyone may create must not steer a removal elsewhere)
+        if not pid.isdigit() or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() \
+                or _alive(int(pid)):
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed += 1

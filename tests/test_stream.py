@@ -129,5 +129,9 @@ def test_only_the_input_files_of_dead_runs_are_swept(tmp_path: Path) -> None:
     for folder in (dead, live, other):
         (folder / "m").mkdir(parents=True)
         (folder / "m/x.jsonl").write_text("{}\n")
+    victim = tmp_path / "victim"
+    (victim / "keep").mkdir(parents=True)
+    (tmp_path / f"{PREFIX}{done.stdout.strip()}-link").symlink_to(victim)
     assert sweep_dead(tmp_path) == 1
     assert not dead.exists() and live.is_dir() and other.is_dir()
+    assert (victim / "keep").is_dir()              # a link is never followed
