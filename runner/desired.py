@@ -21,7 +21,7 @@ from .hashing import ContentHasher, canonical, combine, digest
 from .manifest import Manifest
 from .parallel import PARALLEL, Parallel, render_jsonl
 from .providers.base import JobState
-from .providers.dialect import Dialect, split_input_line
+from .providers.dialect import Framing
 from .providers.registry import dialect_of
 from .records import LockEntry, Shard
 from .render import Renderer
@@ -70,13 +70,14 @@ def render_into(manifest: Manifest, sink: IO[bytes] | None = None,
     whole = ContentHasher(manifest.provider, manifest.model)
     kept = 0
     dialect = dialect_of(manifest)
+    framing = dialect.framing(manifest.endpoint)
 
     def emit(lines: bytes) -> None:
         nonlocal kept
         whole.add(lines)
         if only is not None:
             lines = b"".join(line + b"\n" for line in lines.split(b"\n")[:-1]
-                             if orjson.loads(split_input_line(dialect, line)[0]) in only)
+                             if dialect.key_of_wire(orjson.loads(framing.split(line)[0])) in only)
         kept += lines.count(b"\n")
         hasher.add(lines)
         if sink is not None:
@@ -101,7 +102,8 @@ def render_shards(manifest: Manifest, directory: Path | None = None,
     splitter = Splitter(manifest.provider, manifest.model, limits, directory, manifest.source,
                         cuts)
     tokens = TokenTally(dialect) if tally else None
-    emit = splitter.add if tokens is None else _tallying(dialect, tokens, splitter.add)
+    emit = splitter.add if tokens is None else \
+        _tallying(dialect.framing(manifest.endpoint), tokens, splitter.add)
     try:
         count, templates = _render(manifest, emit, parallel)
         shards = splitter.finish()
@@ -112,14 +114,14 @@ def render_shards(manifest: Manifest, directory: Path | None = None,
                     tuple(splitter.paths), None if tokens is None else tokens.result())
 
 
-def _tallying(dialect: Dialect, tally: TokenTally, emit: Callable[[bytes], None]
+def _tallying(framing: Framing, tally: TokenTally, emit: Callable[[bytes], None]
               ) -> Callable[[bytes], None]:
     """`emit`, counting the tokens of each request line it is given on the way."""
-    loads = orjson.loads
+    loads, split = orjson.loads, framing.split
 
     def both(lines: bytes) -> None:
         for line in lines.split(b"\n")[:-1]:
-            tally.add(loads(split_input_line(dialect, line)[1]))
+            tally.add(loads(split(line)[1]))
         emit(lines)
 
     return both

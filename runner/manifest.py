@@ -55,6 +55,7 @@ class Manifest:
     allowed_failures: int | str = 0     # a count, or a share of the batch ("0.5%")
     budget: float | None = None
     max_requests: int | None = None     # requests per job; more are split into shards
+    endpoint: str | None = None         # where requests go, for a provider with several
     rows: Path | None = None
     items: tuple[Any, ...] | None = None
     document_hash: str = ""   # canonical JSON of the manifest document
@@ -168,9 +169,16 @@ def _build(doc: Located, source: Path, project: Path, resolve: Resolver) -> Mani
         retry_failed=spec.get("retry_failed", 0), budget=spec.get("budget"),
         allowed_failures=spec.get("allowed_failures", 0),
         max_requests=spec.get("max_requests"), rows=rows,
+        endpoint=_endpoint(spec),
         items=tuple(spec["items"]) if "items" in spec else None,
         document_hash=digest(canonical(data).encode()), document=doc,
     )
+
+
+def _endpoint(spec: dict[str, Any]) -> str | None:
+    """The endpoint the requests go to: as given, or the provider's default (its first)."""
+    endpoints = registry.dialect(spec["provider"]).endpoints
+    return spec.get("endpoint") or (endpoints[0] if endpoints else None)
 
 
 def _default_errors(first_output: str) -> str:
@@ -191,7 +199,9 @@ def parse_cache(state_dir: Path) -> ParseCache:
     schema (another field, another rule) makes every manifest be parsed and validated again."""
     return ParseCache(state_dir / "manifests.cache", salt(
         load_schema("manifest.schema.json"),
-        {name: registry.dialect(name).request_schema() for name in registry.names()}))
+        {name: [registry.dialect(name).request_schema(endpoint)
+                for endpoint in registry.dialect(name).endpoints or (None,)]
+         for name in registry.names()}))
 
 
 def load_file(source: Path, project: Path, cache: ParseCache = NO_CACHE,

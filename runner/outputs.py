@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import functools
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from .fsutil import atomic_writer
 from .hashing import ContentHasher, canonical_bytes, file_digest, request_hash
 from .manifest import Manifest
 from .parallel import render_jsonl
-from .providers.dialect import Answer, Dialect, split_input_line
+from .providers.dialect import Answer, Dialect
 from .render import Renderer
 from .usage import Usage
 
@@ -125,7 +124,7 @@ def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write],
     from the rendered bytes. `spooled`, input files this run rendered (runner.stream), are
     read instead of rendering again."""
     provider, model, n = manifest.provider, manifest.model, len(writes)
-    split = functools.partial(split_input_line, renderer.dialect)
+    split = renderer.framing.split
     count = 0
 
     def add(pairs: Iterable[tuple[bytes, bytes]]) -> None:
@@ -253,11 +252,13 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         if sent is not None and join.content_hash != sent:
             raise InputsChanged(manifest.name, manifest.source)
         rows = manifest.iter_rows() if tables else None
-        loads, read_result = orjson.loads, renderer.dialect.read_result
+        dialect = renderer.dialect
+        loads, read_result = orjson.loads, dialect.read_result
+        unwire = dialect.key_of_wire if dialect.maps_keys else None
         for index, key_json, rhash, line in join:
             row = next(rows) if rows is not None else None
             result = None if line is None else loads(line)
-            key = loads(key_json)
+            key = loads(key_json) if unwire is None else unwire(loads(key_json))
             read = read_result(result)
             if not isinstance(read, Answer):
                 failed += 1

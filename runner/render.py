@@ -23,7 +23,6 @@ from .hashing import canonical_bytes, file_digest
 from .keyset import KeySet
 from .loader import Outside, TrackingLoader
 from .manifest import Manifest
-from .providers.dialect import line_format
 from .providers.registry import dialect_of
 from .sandbox import BoundedSandbox, TemplateLimit
 from .sources import Row, parse_row
@@ -63,8 +62,10 @@ class Renderer:
         self._key = self._compile(manifest.key, ("spec", "key"))
         self._fields: list[tuple[tuple[str | int, ...], Compiled]] = []  # templated strings
         self.dialect = dialect_of(manifest)
+        self.framing = self.dialect.framing(manifest.endpoint)
         # the provider's input line, as a %-format of (key's JSON, request's bytes)
-        self.line_format = line_format(self.dialect)
+        self.line_format = self.framing.format()
+        self._wire = self.dialect.wire_key if self.dialect.maps_keys else None
         self._request = self._splice(self.dialect.body(manifest.request, manifest.model),
                                      ("spec", "request"))
         # csv columns compile here too, so that validate and plan report their mistakes
@@ -174,6 +175,12 @@ class Renderer:
             raise _RowFailure(f"key renders empty (spec.key is {excerpt(self.manifest.key)})",
                               ("spec", "key"))
         ctx["key"] = key
+        if self._wire is not None:
+            try:
+                self._wire(key)
+            except ValueError as e:
+                raise _RowFailure(f"key {excerpt(key)} cannot be sent to {self.dialect.name}: "
+                                  f"{e}", ("spec", "key")) from None
         request: bytes = self._request(ctx)
         if len(request) + len(key) > MAX_REQUEST:
             raise self._too_big(ctx, len(request) + len(key))
@@ -200,7 +207,11 @@ class Renderer:
 
     def line(self, request: Request) -> bytes:
         """The provider's input line of a request, canonical, without its newline."""
-        return self.line_format % (canonical_bytes(request.key), request.request_bytes)
+        return self.line_format % (self._key_json(request.key), request.request_bytes)
+
+    def _key_json(self, key: str) -> bytes:
+        """A key's JSON as the input line holds it: as the provider is sent it."""
+        return canonical_bytes(key if self._wire is None else self._wire(key))
 
     def requests(self) -> Iterator[Request]:
         """Every request in input order; a repeated key is an error naming both rows."""
@@ -222,6 +233,7 @@ class Renderer:
         assert path is not None
         variables = self.manifest.vars
         render, line_format = self._render, self.line_format + b"\n"
+        key_json = canonical_bytes if self._wire is None else self._key_json
         first, n = index, line - 1
         for n, raw in enumerate(lines, line):
             value = parse_row(raw, path, n)
@@ -232,7 +244,7 @@ class Renderer:
             except _RowFailure as e:
                 raise self._row_error(Row(index, value, f"line {n}"), e) from None
             add_key(key)
-            write(line_format % (canonical_bytes(key), request))
+            write(line_format % (key_json(key), request))
             index += 1
         return index - first, n - line + 1
 

@@ -106,8 +106,15 @@ def schema_error(doc: Document, source: Path) -> ManifestError | None:
         return ManifestError(f"spec.provider: {excerpt(provider)} is not supported; use one "
                              f"of: {', '.join(registry.names())}", path=source,
                              where=str(doc.line_of(["spec", "provider"])))
-    return _first_error(request_validator(provider), doc.data["spec"]["request"], doc, source,
-                        ("spec", "request"))
+    endpoint = doc.data["spec"].get("endpoint")
+    endpoints = registry.dialect(provider).endpoints
+    if endpoint is not None and endpoint not in endpoints:
+        why = (f"is not supported; use one of: {', '.join(endpoints)}" if endpoints else
+               f"does not apply to {provider}, whose requests all go to one place")
+        return ManifestError(f"spec.endpoint: {excerpt(endpoint)} {why}", path=source,
+                             where=str(doc.line_of(["spec", "endpoint"])))
+    return _first_error(request_validator(provider, endpoint), doc.data["spec"]["request"], doc,
+                        source, ("spec", "request"))
 
 
 def _first_error(check: jsonschema.protocols.Validator, data: Any, doc: Document, source: Path,
@@ -140,8 +147,9 @@ def _first_error(check: jsonschema.protocols.Validator, data: Any, doc: Document
 
 
 @cache
-def request_validator(provider: str) -> jsonschema.protocols.Validator:
-    """The validator of a provider's `spec.request`, built once."""
+def request_validator(provider: str, endpoint: str | None) -> jsonschema.protocols.Validator:
+    """The validator of a provider's `spec.request` (for requests to `endpoint`), built
+    once."""
     built: jsonschema.protocols.Validator = jsonschema.Draft202012Validator(
-        registry.dialect(provider).request_schema())
+        registry.dialect(provider).request_schema(endpoint))
     return built

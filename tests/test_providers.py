@@ -14,7 +14,6 @@ from runner import lockfile
 from runner.cli import main
 from runner.emulator import Emulator
 from runner.providers import registry
-from runner.providers.dialect import input_line, split_input_line
 
 TOY = """\
 apiVersion: batch-runner/v1
@@ -33,6 +32,7 @@ spec:
     - {id: g, q: seven}
   key: "{{ row.id }}"
   allowed_failures: 1
+  retry_failed: 1
   request:
     prompt: "say {{ row.q }}"
     max_tokens: 5
@@ -59,8 +59,8 @@ def test_a_provider_of_the_tests_runs_beside_gemini(tmp_path: Path, toy: Path, e
     assert main(["validate", str(d)]) == 0
     assert main(["render", str(d), "--name", "toys"]) == 0
     first = json.loads(capsys.readouterr().out.splitlines()[-7])
-    assert first == {"id": "a", "params": {"model": "toy-1", "prompt": "say one",
-                                           "max_tokens": 5}}
+    assert first == {"id": "toy-a", "params": {"model": "toy-1", "prompt": "say one",
+                                               "max_tokens": 5}}      # the key as sent
 
     assert main(["plan", str(d)]) == 0
     shown = capsys.readouterr().out
@@ -83,11 +83,14 @@ def test_a_provider_of_the_tests_runs_beside_gemini(tmp_path: Path, toy: Path, e
     assert len(toys.shards) == 2                     # 7 requests, 5 a job at most
     assert all(s.job is not None and s.job.startswith("toyjobs/") for s in toys.shards)
     assert toys.spent and toys.spent["usage"]["output_tokens"] == 12
-    assert len(list((toy / "jobs").iterdir())) == 2
+    # two shards, and a follow-up of the failed request, found by its key as sent ("toy-c")
+    jobs = [json.loads(p.read_text()) for p in sorted((toy / "jobs").iterdir())]
+    assert len(jobs) == 3 and jobs[2]["results"].count("\n") == 1
+    assert '"id": "toy-c"' in jobs[2]["results"]
 
     assert main(["plan", str(d), "--detailed-exitcode"]) == 0     # nothing left to do
     assert main(["apply", str(d), "--quiet"]) == 0
-    assert len(list((toy / "jobs").iterdir())) == 2                # nothing sent twice
+    assert len(list((toy / "jobs").iterdir())) == 3                # nothing sent twice
 
 
 def test_a_request_is_checked_against_its_own_providers_schema(
@@ -96,7 +99,7 @@ def test_a_request_is_checked_against_its_own_providers_schema(
     write_manifest(d, TOY.replace("    prompt:", "    promt:"), "toys.yaml")
     assert main(["validate", str(d)]) == 1
     err = capsys.readouterr().err
-    assert "toys.yaml:18" in err and "spec.request: unknown key 'promt' (did you mean " \
+    assert "toys.yaml:19" in err and "spec.request: unknown key 'promt' (did you mean " \
         "'prompt'?)" in err
     # a Gemini request in a toy manifest is refused the same way
     write_manifest(d, TOY.replace('    prompt: "say {{ row.q }}"\n',
@@ -127,10 +130,22 @@ def test_a_budget_names_the_providers_own_output_setting(
     assert not (toy / "jobs").exists() or not any((toy / "jobs").iterdir())
 
 
-def test_input_lines_split_back_by_each_dialects_framing() -> None:
-    toy = registry.dialect("gemini")
+@pytest.mark.parametrize("provider", ["gemini", "toy"])
+def test_input_lines_split_back_by_each_dialects_framing(provider: str, toy: Path) -> None:
+    framing = registry.dialect(provider).framing(None)
     key, request = b'"k,\\"params\\":1"', b'{"a":",\\"request\\":"}'
-    assert split_input_line(toy, input_line(toy, key, request)) == (key, request)
+    assert framing.split(framing.line(key, request)) == (key, request)
+
+
+def test_a_key_the_provider_cannot_take_is_refused_naming_the_row(
+        tmp_path: Path, toy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, TOY.replace("- {id: g, q: seven}", "- {id: a-very-long-key-indeed, q: x}"),
+                   "toys.yaml")
+    assert main(["validate", str(d)]) == 1
+    err = capsys.readouterr().err
+    assert "spec.items item 7: key 'a-very-long-key-indeed' cannot be sent to toy: a toy key " \
+        "is at most 20 characters" in err
 
 
 def test_an_expired_job_is_said_in_its_providers_words(toy: Path) -> None:
@@ -152,3 +167,13 @@ def test_an_expired_job_is_said_in_its_providers_words(toy: Path) -> None:
     expired = RemoteJob("toyjobs/1", tag, JobState.EXPIRED, model="toy-1", total=3)
     [action] = plan([want], Lock({"b": record}), Observed({"toyjobs/1": expired})).actions
     assert action.kind == Kind.RESUBMIT and action.reason == "job expired (1 h without finishing)"
+
+
+def test_an_endpoint_is_refused_where_the_provider_has_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, MINIMAL.replace("  model: gemini-2.5-flash\n",
+                                      "  model: gemini-2.5-flash\n  endpoint: /v1/embeddings\n"))
+    assert main(["validate", str(d)]) == 1
+    assert "m.yaml:7: spec.endpoint: '/v1/embeddings' does not apply to gemini, whose " \
+        "requests all go to one place" in capsys.readouterr().err

@@ -83,20 +83,33 @@ class Dialect(Protocol):
         """What a model id looks like, for messages."""
         ...
 
-    # The input line's bytes around the key's JSON and the request's: `prefix KEY middle
-    # REQUEST suffix`, without a newline. The key ends at the first `middle`: inside a JSON
-    # string a quote is always escaped, and `middle` starts with one.
     @property
-    def line_prefix(self) -> bytes: ...
+    def endpoints(self) -> tuple[str, ...]:
+        """The endpoints a manifest may send its requests to (`spec.endpoint`), the default
+        first; () for a provider with one kind of request."""
+        ...
 
     @property
-    def line_middle(self) -> bytes: ...
+    def maps_keys(self) -> bool:
+        """Whether a key is sent as another string (`wire_key`): False spares the call."""
+        ...
 
-    @property
-    def line_suffix(self) -> bytes: ...
+    def framing(self, endpoint: str | None) -> Framing:
+        """How an input line is written around the key and the request."""
+        ...
 
-    def request_schema(self) -> Mapping[str, Any]:
-        """The JSON schema of a manifest's `spec.request` for this provider."""
+    def request_schema(self, endpoint: str | None) -> Mapping[str, Any]:
+        """The JSON schema of a manifest's `spec.request` (for requests to `endpoint`)."""
+        ...
+
+    def wire_key(self, key: str) -> str:
+        """The key as the provider is sent it, where the provider restricts keys: a
+        deterministic, reversible mapping (`key_of_wire`); raises ValueError saying why a
+        key cannot be sent."""
+        ...
+
+    def key_of_wire(self, wire: str) -> str:
+        """The key a key as sent (`wire_key`) stands for."""
         ...
 
     def model_id(self, model: str) -> str:
@@ -136,21 +149,28 @@ class Dialect(Protocol):
         ...
 
 
-def input_line(dialect: Dialect, key_json: bytes, request: bytes) -> bytes:
-    """One input line (without its newline) of `dialect`'s input file."""
-    return dialect.line_prefix + key_json + dialect.line_middle + request + dialect.line_suffix
+@dataclass(frozen=True)
+class Framing:
+    """An input line's bytes around the key's JSON and the request's: `prefix KEY middle
+    REQUEST suffix`, without a newline. The key ends at the first `middle`: inside a JSON
+    string a quote is always escaped, and `middle` starts with one."""
 
+    prefix: bytes
+    middle: bytes
+    suffix: bytes = b"}"
 
-def line_format(dialect: Dialect) -> bytes:
-    """input_line as a %-format of (key's JSON, request), for the render loop's hot path."""
-    parts = (dialect.line_prefix, dialect.line_middle, dialect.line_suffix)
-    return b"%s".join(p.replace(b"%", b"%%") for p in parts)
+    def line(self, key_json: bytes, request: bytes) -> bytes:
+        """One input line (without its newline)."""
+        return self.prefix + key_json + self.middle + request + self.suffix
 
+    def format(self) -> bytes:
+        """`line` as a %-format of (key's JSON, request), for the render loop's hot path."""
+        parts = (self.prefix, self.middle, self.suffix)
+        return b"%s".join(p.replace(b"%", b"%%") for p in parts)
 
-def split_input_line(dialect: Dialect, line: bytes) -> tuple[bytes, bytes]:
-    """An input line (without its newline) back into its key's JSON and its request's bytes,
-    without parsing the request."""
-    start = len(dialect.line_prefix)
-    middle = line.index(dialect.line_middle, start)
-    end = len(line) - len(dialect.line_suffix)
-    return line[start:middle], line[middle + len(dialect.line_middle):end]
+    def split(self, line: bytes) -> tuple[bytes, bytes]:
+        """An input line (without its newline) back into its key's JSON and its request's
+        bytes, without parsing the request."""
+        start = len(self.prefix)
+        middle = line.index(self.middle, start)
+        return line[start:middle], line[middle + len(self.middle):len(line) - len(self.suffix)]

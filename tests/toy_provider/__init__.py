@@ -20,7 +20,7 @@ from typing import Any
 
 from runner.limits import Limits
 from runner.providers.base import JobState, OnProgress, Provider, RemoteJob
-from runner.providers.dialect import Answer, Endpoint, Malformed
+from runner.providers.dialect import Answer, Endpoint, Framing, Malformed
 from runner.tokens import integer_setting, text_tokens
 from runner.usage import Usage
 
@@ -41,12 +41,22 @@ class ToyDialect:
     expiry: str = "1 h"
     output_bound_setting: str = "max_tokens"
     model_hint: str = "give a toy model id such as toy-1"
-    line_prefix: bytes = b'{"id":'
-    line_middle: bytes = b',"params":'
-    line_suffix: bytes = b"}"
+    endpoints: tuple[str, ...] = ()
+    maps_keys: bool = True          # a key is sent with a "toy-" prefix, to prove the mapping
 
-    def request_schema(self) -> Mapping[str, Any]:
+    def framing(self, endpoint: str | None) -> Framing:
+        return Framing(b'{"id":', b',"params":')
+
+    def request_schema(self, endpoint: str | None) -> Mapping[str, Any]:
         return SCHEMA
+
+    def wire_key(self, key: str) -> str:
+        if len(key) > 20:
+            raise ValueError("a toy key is at most 20 characters")
+        return "toy-" + key
+
+    def key_of_wire(self, wire: str) -> str:
+        return wire.removeprefix("toy-")
 
     def model_id(self, model: str) -> str:
         return model

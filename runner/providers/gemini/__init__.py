@@ -18,9 +18,11 @@ from typing import Any
 from ...limits import Limits
 from ...usage import Usage
 from ..base import Provider
-from ..dialect import Answer, Endpoint
+from ..dialect import Answer, Endpoint, Framing
 from . import results, tokens
 from .client import CHUNK, DEFAULT_BASE_URL, LIMITS, GeminiProvider
+
+FRAMING = Framing(b'{"key":', b',"request":')
 
 __all__ = ["DIALECT", "GeminiDialect", "GeminiProvider"]
 
@@ -41,12 +43,20 @@ class GeminiDialect:
     expiry: str = "48 h"
     output_bound_setting: str = tokens.OUTPUT_BOUND_SETTING
     model_hint: str = "give a model id such as gemini-2.5-flash (a models/ prefix is accepted)"
-    line_prefix: bytes = b'{"key":'
-    line_middle: bytes = b',"request":'
-    line_suffix: bytes = b"}"
+    endpoints: tuple[str, ...] = ()
+    maps_keys: bool = False         # any string is a key
 
-    def request_schema(self) -> Mapping[str, Any]:
+    def framing(self, endpoint: str | None) -> Framing:
+        return FRAMING
+
+    def request_schema(self, endpoint: str | None) -> Mapping[str, Any]:
         return _schema()
+
+    def wire_key(self, key: str) -> str:
+        return key
+
+    def key_of_wire(self, wire: str) -> str:
+        return wire
 
     def model_id(self, model: str) -> str:
         return model.removeprefix("models/")
