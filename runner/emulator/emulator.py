@@ -1,4 +1,5 @@
-"""The Emulator: local provider APIs (today Gemini's Batch Mode + Files API) on a real socket.
+"""The Emulator: local provider APIs (Gemini's Batch Mode + Files API, OpenAI's Batch API) on a
+real socket.
 
 One object ties the pieces together (store, clock, fault dice, the providers mounted at their
 path prefixes, HTTP server) and owns the serving thread. Two Emulators on one state directory
