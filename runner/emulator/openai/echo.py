@@ -36,6 +36,7 @@ ENDPOINTS = (CHAT, RESPONSES, EMBEDDINGS)
 DEFAULT_DIMENSIONS = 16
 MAX_DIMENSIONS = 3072
 _HIDDEN_ROLES = frozenset({"system", "developer"})
+_NOT_ALNUM = str.maketrans("", "", "-_=")  # what base64 adds to an id
 # What each endpoint needs in a request's body, as the real one answers its absence.
 _REQUIRED = {CHAT: "messages", RESPONSES: "input", EMBEDDINGS: "input"}
 
@@ -90,7 +91,7 @@ def _error(message: str, status: str, param: str | None = None, code: str | None
 def answer(endpoint: str, body: Mapping[str, Any], prompt: str, created: int) -> JSON:
     """The response body to `body`, whose prompt the caller has already computed."""
     name = str(body.get("model", ""))
-    rid = "".join(char for char in model.response_id(body) if char.isalnum())
+    rid = model.response_id(body).translate(_NOT_ALNUM)
     if endpoint == EMBEDDINGS:
         return _embeddings(body, name)
     text = model.reply_text(prompt)

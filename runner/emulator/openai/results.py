@@ -76,25 +76,24 @@ class Producer:
 
     def _output(self, usage: Usage) -> Iterator[tuple[JSON, bool]]:
         endpoint = self.record.endpoint
-        for custom_id, status, body in self._answers():
-            if status == 200:
-                tokens_in, tokens_out = echo.usage_of(endpoint, body)
-                usage.input_tokens += tokens_in
-                usage.output_tokens += tokens_out
-                yield self._line(custom_id, status, body), True
+        for custom_id, status, body in self._answers(succeeded=True):
+            tokens_in, tokens_out = echo.usage_of(endpoint, body)
+            usage.input_tokens += tokens_in
+            usage.output_tokens += tokens_out
+            yield self._line(custom_id, status, body), True
 
     def _errors(self) -> Iterator[tuple[JSON, bool]]:
-        for custom_id, status, body in self._answers():
-            if status != 200:
-                yield self._line(custom_id, status, body), False
+        for custom_id, status, body in self._answers(succeeded=False):
+            yield self._line(custom_id, status, body), False
         if self.expired:
             for index, request in enumerate(self._requests()):
                 if index >= self.answered:
                     line = self._line(request["custom_id"], None, None)
                     yield {**line, "error": EXPIRED_ERROR}, False
 
-    def _answers(self) -> Iterator[tuple[str, int, JSON]]:
-        """(custom_id, HTTP status, body) of each request the batch answered, in order."""
+    def _answers(self, succeeded: bool) -> Iterator[tuple[str, int, JSON]]:
+        """(custom_id, HTTP status, body) of each request the batch answered, in order: those
+        that `succeeded`, or those that failed (each pass builds only the bodies it keeps)."""
         if not self.answered:  # a batch cancelled while validating may have no input left
             return
         endpoint = self.record.endpoint
@@ -105,9 +104,9 @@ class Producer:
             body, custom_id = request["body"], request["custom_id"]
             prompt = echo.prompt_of(endpoint, body)
             failed = echo.failure(endpoint, body, prompt, policy, custom_id)
-            if failed is None:
+            if failed is None and succeeded:
                 yield custom_id, 200, echo.answer(endpoint, body, prompt, self.created)
-            else:
+            elif failed is not None and not succeeded:
                 yield custom_id, failed[0], failed[1]
 
     def _requests(self) -> Iterator[JSON]:
