@@ -1,10 +1,11 @@
 """The emulator's structure: what it may import, how providers mount, what it keeps on disk.
 
-The emulator is shared machinery plus one package per provider (runner/emulator/gemini/ today),
-each mounted under a path prefix. These tests hold the lines that structure depends on: the
-emulator imports nothing from the runner core, the shared machinery imports no provider, a
-provider under a prefix gets the same keys-faults-admin treatment as Gemini at the root, and
-a state directory in the persisted format loads as it always has.
+The emulator is shared machinery plus one package per provider (runner/emulator/gemini/ at the
+root, runner/emulator/openai/ under /openai/v1), each mounted under a path prefix. These tests
+hold the lines that structure depends on: the emulator imports nothing from the runner core,
+the shared machinery imports no provider, a provider under a prefix gets the same
+keys-faults-admin treatment as Gemini at the root, and a state directory in the persisted
+format loads as it always has.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ import httpx
 import pytest
 
 import runner.emulator
+import runner.emulator.openai
 from runner.emulator import Emulator
 from runner.emulator.emulator import MOUNTS
 from runner.emulator.faults import WRONG_TYPES
 from runner.emulator.gemini.hostile import WRONG
 from runner.emulator.hostile import Shapes
 from runner.emulator.messages import Reply, Request
+from runner.emulator.openai.hostile import WRONG as OPENAI_WRONG
+from runner.emulator.openai.hostile import WRONG_IN_RESULTS
 from runner.emulator.provider import Provider, Route, Shared, route
 from runner.emulator.store import Record
 from runner.emulator.wire import ApiError
@@ -84,11 +88,20 @@ def test_the_emulator_runs_with_no_runner_core_loaded(tmp_path: Path) -> None:
         from runner.emulator import Emulator
         body = {"batch": {"inputConfig": {"requests": {"requests": [
             {"request": {"contents": [{"parts": [{"text": "hi"}]}]}}]}}}}
+        line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+                "body": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}}
         with Emulator(Path(sys.argv[1]), latency=0) as emu:
             with httpx.Client(base_url=emu.base_url, headers={"x-goog-api-key": "k"}) as http:
                 job = http.post("/v1beta/models/m:batchGenerateContent", json=body).json()
                 assert http.get(f"/v1beta/{job['name']}").json()["done"]
                 assert http.get("/_emulator/stats").json()["batches"] == 1
+            with httpx.Client(base_url=emu.base_url + "/openai/v1",
+                              headers={"Authorization": "Bearer k"}) as http:
+                file = http.post("/files", data={"purpose": "batch"},
+                                 files={"file": ("in.jsonl", json.dumps(line))}).json()
+                batch = http.post("/batches", json={"input_file_id": file["id"],
+                    "endpoint": "/v1/chat/completions", "completion_window": "24h"}).json()
+                assert http.get(f"/batches/{batch['id']}").json()["status"] == "completed"
         print(json.dumps(sorted(m for m in sys.modules if m.startswith("runner."))))
         """
     )
@@ -100,7 +113,7 @@ def test_the_emulator_runs_with_no_runner_core_loaded(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     loaded = json.loads(done.stdout)
-    assert "runner.emulator.gemini.api" in loaded
+    assert {"runner.emulator.gemini.api", "runner.emulator.openai.api"} <= set(loaded)
     assert [name for name in loaded if not name.startswith("runner.emulator")] == []
 
 
@@ -116,6 +129,15 @@ def test_the_shared_machinery_imports_no_provider() -> None:
 
 def test_gemini_gives_every_wrong_type_a_field() -> None:
     assert sorted(WRONG) == sorted(WRONG_TYPES)
+
+
+def test_openai_gives_every_wrong_type_a_field_in_an_answer_or_a_result() -> None:
+    assert not set(OPENAI_WRONG) & set(WRONG_IN_RESULTS)
+    assert sorted([*OPENAI_WRONG, *WRONG_IN_RESULTS]) == sorted(WRONG_TYPES)
+
+
+def test_openai_is_mounted_where_its_sdk_base_url_points() -> None:
+    assert MOUNTS["/openai/v1"] is runner.emulator.openai.provider
 
 
 # A provider under a prefix.
@@ -284,3 +306,58 @@ def test_a_state_directory_in_the_persisted_format_loads(tmp_path: Path) -> None
         assert query.headers["x-goog-upload-size-received"] == "5"
         stats = http.get("/_emulator/stats").json()
         assert (stats["batches"], stats["files"]) == (2, 1)
+
+
+def test_an_openai_state_directory_in_the_persisted_format_loads(tmp_path: Path) -> None:
+    """OpenAI's records under openai/ (as the emulator writes them) load unchanged: a settled
+    batch and its result file, a batch still running on its own input, an upload's part."""
+    state = tmp_path / "state"
+    base = float(int(time.time()) - 1000)
+    done_id, running_id = f"batch_{int(base):08x}00000{'a' * 19}", \
+        f"batch_{int(base) + 1:08x}00000{'b' * 19}"
+    input_id, output_id = "file-0" + "1" * 21, "file-0" + "2" * 21
+    line = {"custom_id": "c1", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}]}}
+    settled: dict[str, Any] = {
+        "cancelling_at": None, "completed": 1, "completion_window": "24h", "created_at": base,
+        "endpoint": "/v1/chat/completions", "ended_at": base + 60, "error_file_id": None,
+        "error_rate": 0.0, "errors": None, "failed": 0, "id": done_id,
+        "input_file_id": input_id, "latency": 60.0, "metadata": {"k": "v"}, "model": "gpt-x",
+        "outcome": "completed", "output_expires_after": None, "output_file_id": output_id,
+        "planned_failures": 0, "request_count": 1, "seed": 0, "shuffle": False,
+        "status": "completed", "usage": None,
+    }
+    running = {**settled, "id": running_id, "created_at": base + 1, "latency": 2000.0,
+               "status": None, "ended_at": None, "completed": 0, "output_file_id": None,
+               "metadata": None}
+    write(state / f"openai/batches/{done_id}.json", json.dumps(settled, indent=1, sort_keys=True))
+    write(state / f"openai/batches/{running_id}.json", json.dumps(running, indent=1,
+                                                                  sort_keys=True))
+    write(state / f"openai/inputs/{running_id}.jsonl", json.dumps(line) + "\n")
+    for file_id, purpose, text in ((input_id, "batch", json.dumps(line) + "\n"),
+                                   (output_id, "batch_output", '{"custom_id": "c1"}\n')):
+        record = {"created_at": base, "expires_at": None, "filename": f"{file_id}.jsonl",
+                  "id": file_id, "purpose": purpose, "size": len(text)}
+        write(state / f"openai/files/{file_id}.json", json.dumps(record, indent=1,
+                                                                 sort_keys=True))
+        write(state / f"openai/blobs/{file_id}", text)
+    upload = {"created_at": base + 999, "expires_at": base + 999 + 3600,
+              "file_expires_after": None, "file_id": None, "filename": "u.jsonl", "id": "upload_1",
+              "mime_type": "application/jsonl", "purpose": "batch", "size": 5, "status": "pending"}
+    write(state / "openai/uploads/upload_1.json", json.dumps(upload, indent=1, sort_keys=True))
+    part = {"created_at": base + 999, "id": "part_1", "size": 5, "upload_id": "upload_1"}
+    write(state / "openai/parts/part_1.json", json.dumps(part, indent=1, sort_keys=True))
+    write(state / "openai/parts/part_1.part", "12345")
+    with Emulator(state, latency=60) as emu, httpx.Client(
+            base_url=emu.base_url + "/openai/v1", headers={"Authorization": "Bearer k"}) as http:
+        done = http.get(f"/batches/{done_id}").json()
+        assert (done["status"], done["metadata"], done["output_file_id"]) == \
+            ("completed", {"k": "v"}, output_id)
+        assert done["request_counts"] == {"total": 1, "completed": 1, "failed": 0}
+        assert http.get(f"/files/{output_id}/content").text == '{"custom_id": "c1"}\n'
+        assert http.get(f"/batches/{running_id}").json()["status"] == "in_progress"
+        assert [b["id"] for b in http.get("/batches").json()["data"]] == [running_id, done_id]
+        completed = http.post("/uploads/upload_1/complete", json={"part_ids": ["part_1"]})
+        assert completed.json()["file"]["bytes"] == 5
+        stats = http.get(emu.base_url + "/_emulator/stats").json()
+        assert (stats["openai_batches"], stats["openai_files"]) == (2, 3)

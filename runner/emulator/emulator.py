@@ -1,4 +1,5 @@
-"""The Emulator: local provider APIs (today Gemini's Batch Mode + Files API) on a real socket.
+"""The Emulator: local provider APIs (Gemini's Batch Mode + Files API, OpenAI's Batch API) on a
+real socket.
 
 One object ties the pieces together (store, clock, fault dice, the providers mounted at their
 path prefixes, HTTP server) and owns the serving thread. Two Emulators on one state directory
@@ -13,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from runner.emulator import gemini
+from runner.emulator import gemini, openai
 from runner.emulator.admin import Stats
 from runner.emulator.clock import Clock
 from runner.emulator.dispatch import Dispatcher
@@ -26,9 +27,9 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 # Which provider answers under which path prefix. Gemini keeps the root, where its SDK and the
-# runner have always found it; OpenAI's Batch API is meant for "/openai/v1" and Anthropic's
-# Message Batches for "/anthropic".
-MOUNTS: dict[str, Factory] = {"": gemini.provider}
+# runner have always found it; OpenAI's Batch API is under "/openai/v1" (the SDK's base URL
+# includes its version); Anthropic's Message Batches are meant for "/anthropic".
+MOUNTS: dict[str, Factory] = {"": gemini.provider, "/openai/v1": openai.provider}
 
 # How often the serving loop checks for stop(): bounds how long stop() takes.
 _POLL_SECONDS = 0.05
