@@ -155,9 +155,10 @@ class Submitter(Worker):
             self.journal.uploaded(record, file)
         try:
             if inline:
-                job = self.provider.create_job(m.model, record.display_name, inline_lines=path)
+                job = self.provider.create_job(m.model, record.display_name, inline_lines=path,
+                                               endpoint=m.endpoint)
             else:
-                job = self.provider.create_job(m.model, record.display_name,
+                job = self.provider.create_job(m.model, record.display_name, endpoint=m.endpoint,
                                                input_file=record.input_file)
         except AmbiguousCreate as e:
             self.report(f"{m.name}: the answer to create was lost ({e}); looking for the job")

@@ -65,7 +65,12 @@ class Provider(Protocol):
     def get_job(self, name: str) -> RemoteJob | None: ...
 
     def create_job(self, model: str, display_name: str, *, input_file: str | None = None,
-                   inline_lines: Path | None = None) -> RemoteJob: ...
+                   inline_lines: Path | None = None, endpoint: str | None = None
+                   ) -> RemoteJob:
+        """Creates a job of the requests in `input_file` (uploaded) or `inline_lines` (a
+        local file of input lines, sent in the call), sent to `endpoint` where the provider
+        has several (the manifest's spec.endpoint)."""
+        ...
 
     def cancel_job(self, name: str) -> None: ...
 

@@ -147,7 +147,8 @@ class ToyClient:
         return None if job is None else self._job(job)
 
     def create_job(self, model: str, display_name: str, *, input_file: str | None = None,
-                   inline_lines: Path | None = None) -> RemoteJob:
+                   inline_lines: Path | None = None, endpoint: str | None = None
+                   ) -> RemoteJob:
         source = inline_lines if inline_lines is not None else \
             self.state / "files" / str(input_file)
         results = []

@@ -121,7 +121,8 @@ class GeminiProvider:
             return None
 
     def create_job(self, model: str, display_name: str, *, input_file: str | None = None,
-                   inline_lines: Path | None = None) -> RemoteJob:
+                   inline_lines: Path | None = None, endpoint: str | None = None
+                   ) -> RemoteJob:
         if input_file is not None:
             input_config: dict[str, Any] = {"fileName": input_file}
             size = 0
