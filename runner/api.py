@@ -38,6 +38,7 @@ from .manifest import Manifest
 from .plan import plan as make_plan
 from .pricing import Spent
 from .progress import Progress
+from .providers import registry
 from .providers.base import Provider, RemoteJob
 from .providers.clients import Clients
 from .records import LockEntry
@@ -123,7 +124,7 @@ def apply(directory: PathLike, *, provider: Providers | None = None, emulator: b
     `progress` is told each event (silent by default); `show_plan` gets the plan before
     anything is done. Raises BudgetError, naming the batch, before sending anything over
     budget."""
-    prepared = prepare(Path(directory))     # bad input fails before anything starts
+    prepared = prepare(Path(directory), (options or Options()).max_cost)    # bad input first
     with _provider(directory, provider, emulator) as p:
         return apply_directory(Path(directory), p, options, progress, lock_timeout=lock_timeout,
                                show_plan=show_plan, prepared=prepared)
@@ -183,6 +184,8 @@ def status_of(ws: Workspace, desired: list[Desired], clients: Clients) -> list[B
     observed = observe(clients, ws.lock, desired)
     remote: dict[str, RemoteJob | None] = dict(observed.jobs)
     for entry in ws.lock.batches.values():
+        if entry.provider not in registry.PROVIDERS:
+            continue        # a record of a provider this runner does not know: not asked
         jobs = {p.job for p in entry.parts()} | {entry.current_job}
         for job in sorted(j for j in jobs - set(remote) if j):
             remote[job] = clients[entry.provider].get_job(job)

@@ -128,10 +128,12 @@ def _tallying(framing: Framing, tally: TokenTally, emit: Callable[[bytes], None]
 
 
 def render_recorded(manifest: Manifest, directory: Path | None = None, cuts: Sequence[int] = (),
-                    tally: bool = False) -> tuple[dict[str, Any], Rendered]:
+                    tally: bool = False, cache: DigestCache = NO_CACHE
+                    ) -> tuple[dict[str, Any], Rendered]:
     """render_shards, with the spec inputs to record: digested before rendering, so that an
-    edit made while the job runs is seen by the next plan, not recorded as if it was sent."""
-    inputs = spec_inputs(manifest, {})
+    edit made while it renders, or while the job runs, is seen by the next plan, not recorded
+    as if it was sent."""
+    inputs = spec_inputs(manifest, {}, cache)
     rendered = render_shards(manifest, directory, cuts=cuts, tally=tally)
     if rendered.templates:
         inputs["templates"] = rendered.templates
@@ -178,10 +180,14 @@ def _recorded_templates(manifest: Manifest, entry: LockEntry, cache: DigestCache
     return out
 
 
+Render = Callable[[Manifest], tuple[dict[str, Any], Rendered]]
+
+
 def desire(manifest: Manifest, entry: LockEntry | None, cache: DigestCache = NO_CACHE,
-           render: Callable[[Manifest], Rendered] = render_shards) -> Desired:
-    """The manifest's desired state; renders (with `render`: streaming, nothing kept unless
-    it keeps it) only if inputs moved."""
+           render: Render | None = None) -> Desired:
+    """The manifest's desired state; renders (with `render`, which gives the spec inputs as
+    they were before it rendered, and the render; by default streaming, nothing kept) only if
+    inputs moved."""
     rendered: Rendered | None = None
     if entry is not None and entry.provider == manifest.provider and entry.model == manifest.model:
         templates = _recorded_templates(manifest, entry, cache)
@@ -191,8 +197,8 @@ def desire(manifest: Manifest, entry: LockEntry | None, cache: DigestCache = NO_
                 shards = tuple(ShardHash(p.content_hash, p.requests) for p in entry.parts())
                 rendered = Rendered(entry.content_hash, entry.requests, templates, shards)
     if rendered is None:
-        rendered = render(manifest)
-        inputs = spec_inputs(manifest, rendered.templates, cache)
+        inputs, rendered = render(manifest) if render is not None else \
+            render_recorded(manifest, cache=cache)
     return Desired(
         name=manifest.name, manifest=manifest.rel_source, spec_hash=spec_hash(inputs),
         inputs=inputs, content_hash=rendered.content_hash, provider=manifest.provider,

@@ -12,27 +12,32 @@ The files go to a directory of the run's own in the system's temporary directory
 a folder a manifest, each named by its content hash. Not under the project: the manifests are
 rendered before the run lock is taken, and bad input must leave the project untouched, nor
 may two runs rendering at once take or remove each other's files. The directory goes when the
-run ends; one a killed run left (its name holds the process id) goes with the next run's
-sweep (`sweep_dead`); a run that finds a file of its own gone renders again.
+run ends; one a killed run left goes with the next run's sweep (`sweep_dead`, which tells a
+live run's folder by the lock it holds); a run that finds a file of its own gone renders
+again.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .desired import Rendered, render_recorded
+from .desired import Rendered, render_recorded, spec_inputs
 from .fsutil import cannot_write
 from .manifest import Manifest
+from .statcache import NO_CACHE, DigestCache
 
 Stamp = tuple[int, int, int]
-PREFIX = "batch-runner-"        # then the process id, a dash and tempfile's random part
+PREFIX = "batch-runner-"        # then tempfile's random part
+HELD = ".held"                  # the file a live run holds a lock on, in its folder
 
 
 @dataclass(frozen=True)
@@ -53,33 +58,40 @@ class Streams:
     `spool`, the shards' input files are kept too, in a temporary directory of the run's own
     (`discard` removes it)."""
 
-    def __init__(self, spool: bool = False):
+    def __init__(self, spool: bool = False, tally: bool = True):
         self._spool = spool
+        self._held: int | None = None       # the lock on the spool folder (see sweep_dead)
+        self._tally = tally         # count tokens as it renders: for prices and budgets
         self.spool: Path | None = None      # made when the first manifest is rendered
         self._made: dict[str, Stream] = {}
         self.renders = 0            # how many times a manifest was rendered: for the tests
 
-    def of(self, m: Manifest, cuts: Sequence[int] = (), need: str | None = None) -> Stream:
+    def of(self, m: Manifest, cuts: Sequence[int] = (), need: str | None = None,
+           fresh: DigestCache | None = None) -> Stream:
         """The manifest's stream: rendered now unless it was this run, cut as `cuts` says
         (request counts per shard; () for the provider's limits), or again when the input
-        file of the shard `need` is gone."""
+        file of the shard `need` is gone, or (with `fresh`, the digest cache) when its files
+        changed since it was rendered."""
         made = self._made.get(m.name)
         if made is not None and (not cuts or made.cuts() == list(cuts)) and (
-                need is None or not self._spool or self._file(made, need) is not None):
+                need is None or not self._spool or self._file(made, need) is not None) and (
+                fresh is None or spec_inputs(m, made.rendered.templates, fresh) == made.inputs):
             return made
         if made is not None:        # before: the new files may have the same names
             self._discard(made)
             del self._made[m.name]
         if self._spool and self.spool is None:
             try:
-                self.spool = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
+                self.spool = Path(tempfile.mkdtemp(prefix=PREFIX))
+                self._held = _hold(self.spool)
             except OSError as e:
                 raise cannot_write(Path(tempfile.gettempdir()), "creating a folder in it for "
                                    "the requests of the run's jobs; TMPDIR may name another",
                                    e) from None
         rows = stamp(m.rows)
         inputs, rendered = render_recorded(
-            m, None if self.spool is None else self.spool / m.name, cuts, tally=True)
+            m, None if self.spool is None else self.spool / m.name, cuts, tally=self._tally,
+            cache=fresh or NO_CACHE)
         self.renders += 1
         self._made[m.name] = made = Stream(inputs, rendered, rows)
         return made
@@ -106,6 +118,14 @@ class Streams:
         paths = list(made.rendered.paths)
         return paths if all(p.is_file() for p in paths) else None
 
+    def release(self, names: set[str]) -> None:
+        """Removes the input files of these batches, which the run will not send or join:
+        a render kept only for the plan costs no disk for the rest of the run."""
+        for name in names:
+            made = self._made.get(name)
+            if made is not None:
+                self._discard(made)
+
     def paths(self) -> list[Path]:
         """Every input file this run wrote."""
         return [p for s in self._made.values() for p in s.rendered.paths]
@@ -116,6 +136,9 @@ class Streams:
         if self.spool is not None:
             shutil.rmtree(self.spool, ignore_errors=True)
             self.spool = None
+        if self._held is not None:
+            os.close(self._held)
+            self._held = None
 
     @staticmethod
     def _discard(made: Stream) -> None:
@@ -124,34 +147,46 @@ class Streams:
 
 
 def sweep_dead(directory: Path | None = None) -> int:
-    """Removes the input files of runs that were killed (their process is gone) from the
-    temporary directory; returns how many folders went. A process id used again by a live
-    process keeps its folder: the safe way to be wrong."""
+    """Removes the input files of runs that were killed from the temporary directory; returns
+    how many folders went. A run holds a lock on its folder (`HELD`) while it lives, which
+    the kernel lets go when the process ends however it ends: unlike a process id, that
+    cannot be mistaken across containers or PID namespaces sharing the directory. Only real
+    folders of this user's are touched: the directory is shared, and a name anyone may
+    create must not steer a removal elsewhere."""
     removed = 0
-    for path in Path(directory or tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
-        pid = path.name[len(PREFIX):].split("-", 1)[0]
+    for path in Path(directory or tempfile.gettempdir()).glob(f"{PREFIX}*"):
         try:
             st = path.lstat()
         except OSError:
             continue
-        # only a real folder of this user's (the temporary directory is shared, and a name
-        # anyone may create must not steer a removal elsewhere)
-        if not pid.isdigit() or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() \
-                or _alive(int(pid)):
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or _held(path, st):
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed += 1
     return removed
 
 
-def _alive(pid: int) -> bool:
+def _hold(folder: Path) -> int:
+    """A lock on `folder` for as long as this process keeps the descriptor open."""
+    fd = os.open(folder / HELD, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def _held(folder: Path, st: os.stat_result) -> bool:
+    """Whether a live run holds `folder`. A folder without its lock file is one being made
+    (or a run killed between the two steps): left alone for a minute."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:         # another user's process: alive
+        fd = os.open(folder / HELD, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return time.time() - st.st_mtime < 60
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
         return True
-    return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def stamp(path: Path | None) -> Stamp | None:

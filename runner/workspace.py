@@ -8,16 +8,18 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import hashing, lockfile
 from .clashes import check_templates
-from .desired import desire, render_shards
+from .desired import Rendered, desire
 from .errors import LockfileError, OutputError
 from .freshness import needs_remote, needs_tag_search
 from .layout import LOCKFILE_NAME, STATE_DIR
 from .manifest import Manifest, load_directory, parse_cache
 from .ownership import disown
 from .parsecache import ParseCache, salt
+from .providers import registry
 from .providers.base import JobState, Provider, RemoteJob
 from .providers.clients import Clients
 from .records import CANCELLED_BY_USER
@@ -25,7 +27,7 @@ from .resolve import Resolver, leaves
 from .schema_check import load_schema
 from .statcache import cache_for
 from .states import Desired, Observed
-from .stream import Streams
+from .stream import Stream, Streams
 
 # Above this many jobs to look at, one paged list costs less than a get per job.
 LIST_THRESHOLD = 5
@@ -76,8 +78,8 @@ class Workspace:
         """What each manifest asks for now; a manifest is rendered only when its inputs moved,
         by `streams` when given (which keeps what the rest of the run needs of it)."""
         cache = cache_for(self.state_dir)
-        render = render_shards if streams is None else (lambda m: streams.of(m).rendered)
-        desired = [desire(m, self.lock.batches.get(m.name), cache, render)
+        desired = [desire(m, self.lock.batches.get(m.name), cache, None if streams is None else
+                          lambda m: _inputs_and_render(streams.of(m, fresh=cache)))
                    for m in self.manifests]
         check_templates(self.manifests, {d.name: d.inputs.get("templates", {})
                                                 for d in desired})
@@ -85,6 +87,10 @@ class Workspace:
         for parsed in self.parsed:
             parsed.save()
         return desired
+
+
+def _inputs_and_render(stream: Stream) -> tuple[dict[str, Any], Rendered]:
+    return stream.inputs, stream.rendered
 
 
 def _check_own_files(directory: Path) -> None:
@@ -140,7 +146,23 @@ def observe_each(clients: Clients, lock: lockfile.Lock, desired: list[Desired]
     groups: dict[str, list[Desired]] = {}
     for want in desired:
         groups.setdefault(want.provider, []).append(want)
-    return {name: observe_one(clients[name], lock, group) for name, group in groups.items()}
+    views = {name: observe_one(clients[name], lock, group) for name, group in groups.items()}
+    # a batch moved to another provider: its recorded jobs are on the one its record names,
+    # and are looked at there, so that replacing the batch ends them there
+    moved: dict[str, dict[str, RemoteJob]] = {}
+    for want in desired:
+        entry = lock.batches.get(want.name)
+        if entry is None or entry.provider == want.provider or \
+                entry.provider not in registry.PROVIDERS:
+            continue
+        client = clients[entry.provider]
+        for job in sorted({r.job for r in entry.parts() if r.job is not None}):
+            if (found := client.get_job(job)) is not None:
+                moved.setdefault(entry.provider, {})[job] = found
+    for name, jobs in moved.items():
+        view = views.get(name, Observed({}))
+        views[name] = Observed({**view.jobs, **jobs}, view.complete)
+    return views
 
 
 def merged(views: Iterable[Observed]) -> Observed:
@@ -158,7 +180,8 @@ def observe_one(provider: Provider, lock: lockfile.Lock, desired: list[Desired])
     rather than one get each."""
     jobs: dict[str, RemoteJob] = {}
     entries = [(lock.batches.get(w.name), w) for w in desired]
-    wanted = {job for e, w in entries if e is not None and needs_remote(e, w)
+    wanted = {job for e, w in entries if e is not None and e.provider == provider.name
+              and needs_remote(e, w)
               for job in (*(p.job for p in e.parts()), e.current_job) if job}
     complete = any(needs_tag_search(e, w) for e, w in entries) or len(wanted) > LIST_THRESHOLD
     if complete:

@@ -177,3 +177,42 @@ def test_an_endpoint_is_refused_where_the_provider_has_one(
     assert main(["validate", str(d)]) == 1
     assert "m.yaml:7: spec.endpoint: '/v1/embeddings' does not apply to gemini, whose " \
         "requests all go to one place" in capsys.readouterr().err
+
+
+def test_a_batch_moved_to_another_provider_ends_its_jobs_where_they_run(
+        tmp_path: Path, toy: Path, emu: Emulator) -> None:
+    """Found in review: the old jobs were looked for on the new provider, never found, and
+    left running (and billed) when the record moved on."""
+    d = tmp_path / "proj"
+    write_manifest(d, TOY, "toys.yaml")
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    states = {json.loads(p.read_text())["state"] for p in (toy / "jobs").iterdir()}
+    assert states == {"PENDING"}
+    write_manifest(d, TOY.replace("provider: toy", "provider: gemini").replace(
+        "model: toy-1", "model: gemini-2.5-flash").replace(
+        '    prompt: "say {{ row.q }}"\n    max_tokens: 5\n',
+        '    contents: [{parts: [{text: "say {{ row.q }}"}]}]\n').replace(
+        "{{ usage.out }}", "{{ usage.candidatesTokenCount }}"), "toys.yaml")
+    assert main(["apply", str(d), "--quiet"]) == 0     # the plan: replace, ending both
+    states = {json.loads(p.read_text())["state"] for p in (toy / "jobs").iterdir()}
+    assert states == {"CANCELLED"}
+    assert lockfile.load(d / "batches.lock").batches["toys"].provider == "gemini"
+
+
+def test_a_record_of_a_provider_this_runner_does_not_know_is_left_alone(
+        tmp_path: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    """A newer teammate's runner may record a provider an older one lacks."""
+    d = tmp_path / "proj"
+    write_manifest(d, MINIMAL)
+    assert main(["apply", str(d), "--quiet"]) == 0
+    lock = lockfile.load(d / "batches.lock")
+    lock.batches["theirs"] = lockfile.entry_from({**lock.batches["tiny"].to_dict(),
+                                                  "provider": "nope", "job": "nope/1"})
+    lockfile.save(d / "batches.lock", lock)
+    assert main(["status", str(d)]) == 0
+    capsys.readouterr()
+    assert main(["apply", str(d), "--prune"]) == 0
+    shown = capsys.readouterr()
+    assert "theirs: its record names provider 'nope', which this runner does not know; " \
+        "left alone" in shown.out + shown.err
+    assert "theirs" in lockfile.load(d / "batches.lock").batches

@@ -4,7 +4,6 @@ rendering of each manifest."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,7 @@ import pytest
 from conftest import ROWS_MANIFEST, write_manifest, write_rows
 
 from runner import api, parallel
+from runner.apply import apply_directory, prepare
 from runner.cli import main
 from runner.emulator import Emulator
 from runner.manifest import load_directory
@@ -120,18 +120,47 @@ def test_two_runs_never_share_or_remove_each_others_input_files(tmp_path: Path) 
     mine.discard()
 
 
-def test_only_the_input_files_of_dead_runs_are_swept(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    dead = tmp_path / f"{PREFIX}{done.stdout.strip()}-abc"
-    live = tmp_path / f"{PREFIX}{os.getpid()}-def"
-    other = tmp_path / f"{PREFIX}notapid-x"
-    for folder in (dead, live, other):
-        (folder / "m").mkdir(parents=True)
-        (folder / "m/x.jsonl").write_text("{}\n")
+def test_only_the_input_files_of_dead_runs_are_swept(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A live run holds a lock on its folder; a killed run's lock went with its process."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    d = project(tmp_path / "p")
+    m = next(m for m in load_directory(d) if m.name == "split")
+    live = Streams(spool=True)
+    live.of(m)
+    killed = subprocess.run(
+        [sys.executable, "-c", "import os, sys, fcntl; d = sys.argv[1]; os.mkdir(d); "
+         "fd = os.open(d + '/.held', os.O_WRONLY | os.O_CREAT); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); os.kill(os.getpid(), 9)",
+         str(tmp_path / f"{PREFIX}killed")], check=False)
+    assert killed.returncode == -9
+    making = tmp_path / f"{PREFIX}making"             # no lock file yet: being made
+    making.mkdir()
     victim = tmp_path / "victim"
     (victim / "keep").mkdir(parents=True)
-    (tmp_path / f"{PREFIX}{done.stdout.strip()}-link").symlink_to(victim)
+    (tmp_path / f"{PREFIX}link").symlink_to(victim)
     assert sweep_dead(tmp_path) == 1
-    assert not dead.exists() and live.is_dir() and other.is_dir()
+    assert not (tmp_path / f"{PREFIX}killed").exists()
+    assert live.spool is not None and live.spool.is_dir() and making.is_dir()
     assert (victim / "keep").is_dir()              # a link is never followed
+    live.discard()
+
+
+def test_a_render_made_before_the_lock_is_not_used_once_the_rows_changed(
+        tmp_path: Path, emu: Emulator) -> None:
+    """A run renders before it takes the run lock; another run applies meanwhile, and the rows
+    change again: the first run plans from the rows as they are now, not from its old render
+    (found in review: it recorded the new spec beside the old requests, and every later plan
+    said nothing had changed)."""
+    d = tmp_path / "proj"
+    write_manifest(d, ROWS_MANIFEST)
+    write_rows(d, 3, "v0")
+    assert api.apply(d).exit_code == 0
+    write_rows(d, 3, "v1")
+    prepared = prepare(d)                           # this run rendered v1 ...
+    assert api.apply(d).exit_code == 0              # ... while another applied v1
+    write_rows(d, 3, "v2")
+    with api.connect(d) as clients:
+        assert apply_directory(d, clients, prepared=prepared).exit_code == 0
+    assert "v2" in (d / "out/big.jsonl").read_text()
+    assert not [a for a in api.plan(d).actions if a.kind.value != "nothing"]

@@ -20,7 +20,7 @@ import io
 from collections.abc import Callable
 from pathlib import Path
 
-from ..actions import Plan
+from ..actions import SUBMITS, Kind, Plan
 from ..costs import check_budgets
 from ..identity import establish
 from ..plan import plan
@@ -41,11 +41,13 @@ __all__ = ["Options", "Outcome", "apply_directory", "now", "prepare"]
 Prepared = tuple[Workspace, list[Desired], Streams]
 
 
-def prepare(directory: Path) -> Prepared:
+def prepare(directory: Path, max_cost: float | None = None) -> Prepared:
     """The workspace and what it desires, each changed manifest rendered once (the stream
-    the whole run shares: runner.stream); bad input fails here, leaving nothing behind."""
+    the whole run shares: runner.stream), its tokens counted when a budget or `max_cost`
+    needs them; bad input fails here, leaving nothing behind."""
     ws = Workspace.open(directory)
-    streams = Streams(spool=True)
+    streams = Streams(spool=True, tally=max_cost is not None or any(
+        m.budget is not None for m in ws.manifests))
     try:
         return ws, ws.desired(streams), streams
     except BaseException:
@@ -63,7 +65,7 @@ def apply_directory(directory: Path, clients: Clients, options: Options | None =
     bad input fails with nothing left behind (the input files rendered so far are removed).
     `prepared` passes in that work when the caller has already done it."""
     options = options or Options()
-    first, desired, streams = prepared or prepare(directory)
+    first, desired, streams = prepared or prepare(directory, options.max_cost)
     try:
         with held(first.directory, lock_timeout), clients.time_limit(options.timeout):
             return _apply(first, desired, streams, clients, options, progress, show_plan)
@@ -86,6 +88,8 @@ def _apply(first: Workspace, desired: list[Desired], streams: Streams, clients: 
     actions = plan(desired, ws.lock, merged(observed.values()),
                    max_attempts=options.max_attempts,
                    resubmit=options.resubmit)
+    streams.release({a.name for a in actions.actions if not {p.kind for p in (a, *a.parts)}
+                     & {*SUBMITS, Kind.WAIT, Kind.ADOPT, Kind.DOWNLOAD}})
     if show_plan is not None:
         show_plan(actions)
     check_budgets(ws, actions, options.max_cost, streams)

@@ -19,6 +19,7 @@ from ..failpoints import hit
 from ..identity import Identity
 from ..plan import replan
 from ..progress import Progress
+from ..providers import registry
 from ..providers.base import JobState, Provider, RemoteJob
 from ..providers.clients import Clients
 from ..providers.registry import dialect
@@ -65,10 +66,22 @@ class Scheduler:
         self._queued: list[Action] = []     # submissions waiting for a job slot
         self.streams = streams or Streams(spool=True)
 
+    def _old_crew(self, name: str) -> Crew:
+        """The crew of the provider batch `name`'s record names: its jobs are there, even
+        when the manifest has moved to another provider since."""
+        entry = self.journal.get(name)
+        if entry is None or entry.provider == self.desired[name].provider or \
+                entry.provider not in registry.PROVIDERS:
+            return self._crew(name)
+        return self._crew_of(entry.provider)
+
     def _crew(self, name: str) -> Crew:
         """The crew of the provider of batch `name` (an orphan's: as its record says)."""
         want = self.desired.get(name)
-        provider = want.provider if want is not None else self.journal.entry(name).provider
+        return self._crew_of(want.provider if want is not None
+                             else self.journal.entry(name).provider)
+
+    def _crew_of(self, provider: str) -> Crew:
         crew = self._crews.get(provider)
         if crew is None:
             client = self.clients[provider]
@@ -125,7 +138,11 @@ class Scheduler:
         comes here directly, not through the queue: it takes the slot of the job it follows."""
         name = action.name
         if action.kind == Kind.ORPHAN:
-            if self.options.prune:
+            provider = self.journal.entry(name).provider
+            if self.options.prune and provider not in registry.PROVIDERS:
+                self.report(f"{name}: its record names provider {provider!r}, which this "
+                            "runner does not know; left alone")
+            elif self.options.prune:
                 crew = self._crew(name)
                 prune(name, journal=self.journal, listing=crew.listing, provider=crew.provider,
                       identity=self.identity, outputs=self.options.prune_outputs,
@@ -143,7 +160,7 @@ class Scheduler:
             return
         m = self.ws.manifest(name)
         crew = self._crew(name)
-        crew.submitter.cancel_superseded(m, action)
+        self._old_crew(name).submitter.cancel_superseded(m, action)
         entry = self.journal.get(name)
         if action.kind in (Kind.CREATE, Kind.REPLACE, Kind.RESUBMIT):
             inflight[crew.submitter.submit(m, action)] = (name, None)
@@ -181,7 +198,7 @@ class Scheduler:
         no shard waits for one that was dropped (rows removed from the end)."""
         m = self.ws.manifest(action.name)
         submitter = self._crew(action.name).submitter
-        submitter.cancel_superseded(m, action)
+        self._old_crew(action.name).submitter.cancel_superseded(m, action)
         entry = self.journal.get(action.name)
         if entry is not None and entry.content_hash != self.desired[action.name].content_hash:
             submitter.relay(m, files=any(p.kind in SUBMITS for p in action.parts))

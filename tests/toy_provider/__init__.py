@@ -6,7 +6,7 @@ the request is `{"prompt", "max_tokens"}` with the model inside it, an input lin
 `{"id": KEY, "params": REQUEST}`, and a result line is `{"id", "outcome": {"answer", "stop",
 "tokens": {"in", "out"}}}` or `{"id", "failure"}`. The client keeps its jobs as JSON files in
 the directory named by TOY_STATE (whatever base URL it is given), and a job succeeds the
-second time it is looked at, so that apply has to poll for it. A prompt holding FAIL fails.
+second time it is fetched (get_job), so that apply has to poll for it. A prompt holding FAIL fails.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class ToyClient:
 
     def list_jobs(self) -> Iterator[RemoteJob]:
         for path in sorted((self.state / "jobs").iterdir()):
-            yield self._job(json.loads(path.read_text()))
+            yield self._job(json.loads(path.read_text()), look=False)
 
     def get_job(self, name: str) -> RemoteJob | None:
         job = self._load(name)
