@@ -110,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--quiet", action="store_true",
                    help="print only errors (no plan, no progress)")
     a.add_argument("--max-jobs", type=_whole(1), metavar="N",
-                   help="submit at most N jobs to be in flight at once, the rest as they "
-                   "finish (default: the provider's limit, 100 for Gemini)")
+                   help="submit at most N jobs to be in flight at once on each provider, the "
+                   "rest as they finish (default: each provider's limit, 100 for Gemini)")
     a.add_argument("--max-cost", type=_non_negative, metavar="AMOUNT",
                    help="refuse, before sending anything, if the batches to submit may cost "
                    "more than AMOUNT (price table currency, USD by default)")
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     for sp in (c, ad, f):
         sp.add_argument("--lock-timeout", type=_non_negative, default=0.0,
                         help="wait up to SECONDS for another run to release the directory")
-    e = command("emulator", "serve the local Gemini emulator")
+    e = command("emulator", "serve the local emulator of the providers' batch APIs")
     e.add_argument("--host", default="127.0.0.1")
     e.add_argument("--port", type=_whole(0, 65535), default=8089,
                    help="0: any free port (the first line names it)")

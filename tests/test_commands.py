@@ -206,7 +206,7 @@ def test_emulator_serves_until_told_and_names_its_url(tmp_path: Path) -> None:
     done.set()
     emulator(tmp_path / "emu", host="127.0.0.1", port=0, latency=0.1, out=out, until=done.wait)
     line = out.getvalue()
-    assert line.startswith("Gemini emulator on http://127.0.0.1:")
+    assert line.startswith("Emulator on http://127.0.0.1:") and "/openai/v1" in line
     assert f"(state in {tmp_path / 'emu'})" in line and line.endswith("Ctrl-C stops it\n")
 
 

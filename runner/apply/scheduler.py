@@ -127,8 +127,9 @@ class Scheduler:
             return
         if action.kind in SUBMITS and not self._slot_free(action.name, inflight):
             if not self._queued:
-                self.report(f"{self._crew(action.name).max_jobs} jobs in flight, the most at "
-                            "once; the next submissions wait for one to finish")
+                crew = self._crew(action.name)
+                self.report(f"{crew.max_jobs} jobs in flight on {crew.provider.name}, the most "
+                            "at once; the next submissions wait for one to finish")
             self._queued.append(action)
             return
         self._do(action, inflight)

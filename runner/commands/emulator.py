@@ -1,4 +1,4 @@
-"""`runner emulator`: serve the local Gemini emulator until interrupted."""
+"""`runner emulator`: serve the local emulator of the providers' APIs until interrupted."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ def emulator(state_dir: str | os.PathLike[str], *, host: str, port: int, latency
 
     emu = Emulator(Path(state_dir), host=host, port=port, latency=latency)
     emu.start()
-    print(f"Gemini emulator on {emu.base_url} (state in {os.fspath(state_dir)}); point the "
-          f"runner at it with GEMINI_BASE_URL={emu.base_url}; Ctrl-C stops it", file=out,
-          flush=True)
+    print(f"Emulator on {emu.base_url} (state in {os.fspath(state_dir)}); point the runner at "
+          f"it with GEMINI_BASE_URL={emu.base_url} and OPENAI_BASE_URL={emu.base_url}/openai/v1;"
+          " Ctrl-C stops it", file=out, flush=True)
     try:
         (until or threading.Event().wait)()
     except KeyboardInterrupt:
