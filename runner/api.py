@@ -30,7 +30,7 @@ from .cancel import cancel_batches
 from .clashes import check_templates
 from .costs import Costs, plan_costs
 from .desired import record_for, render_recorded
-from .errors import LockfileError
+from .errors import LockfileError, ManifestError
 from .errors import RunnerError as RunnerError
 from .identity import establish
 from .lockfile import Lock
@@ -79,6 +79,9 @@ def _provider(directory: PathLike, provider: Providers | None, emulator: bool
 def validate(directory: PathLike) -> dict[str, int]:
     """Loads and renders every manifest offline; returns each batch's request count."""
     ws = Workspace.open(Path(directory))
+    if not ws.manifests:
+        raise ManifestError("no manifests here (files ending in .yaml or .yml); name the "
+                            "directory that holds them", path=ws.directory)
     counts, templates = {}, {}
     for m in ws.manifests:
         renderer = Renderer(m)
@@ -94,7 +97,9 @@ def render(directory: PathLike, name: str) -> Iterator[str]:
     try:
         m = ws.manifest(name)
     except KeyError:
-        raise RunnerError(f"no batch named {name!r}", path=directory) from None
+        names = ", ".join(sorted(m.name for m in ws.manifests)) or "none"
+        raise RunnerError(f"no batch named {name!r} (the batches: {names})",
+                          path=directory) from None
     renderer = Renderer(m)
     return (renderer.line(request).decode() for request in renderer.requests())
 
@@ -260,12 +265,17 @@ def adopt(directory: PathLike, name: str, job: str, *, force: bool = False,
     return entry
 
 
-def forget(directory: PathLike, names: Iterable[str], *, lock_timeout: float = 0.0) -> None:
-    """Drops batches from the lockfile, leaving their remote jobs and outputs alone."""
+def forget(directory: PathLike, names: Iterable[str], *, lock_timeout: float = 0.0
+           ) -> list[str]:
+    """Drops batches from the lockfile, leaving their remote jobs and outputs alone; returns
+    those it dropped. A batch the lockfile does not hold is already forgotten, which is not an
+    error: the command is safe to run again."""
     first = Workspace.open(Path(directory))     # bad input fails before the run lock is taken
     with held(first.directory, lock_timeout):
         ws = first.reloaded()                   # the lockfile as the last run left it
-        for name in names:
-            _entry(ws, name)
+        dropped = [name for name in dict.fromkeys(names) if name in ws.lock.batches]
+        for name in dropped:
             del ws.lock.batches[name]
-        ws.save_lock()
+        if dropped:
+            ws.save_lock()
+    return dropped

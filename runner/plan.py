@@ -266,9 +266,11 @@ def _shards(numbers: list[int], total: int) -> str:
 
 
 def plan(desired: list[Desired], lock: Lock, observed: Observed, *,
-         max_attempts: int = 3, resubmit: frozenset[str] = frozenset()) -> Plan:
+         max_attempts: int = 3, resubmit: frozenset[str] = frozenset(),
+         prune: bool = False) -> Plan:
     """One action per manifest (and per orphaned lockfile entry). `resubmit` names batches
-    whose failed or cancelled job the user asked to submit again."""
+    whose failed or cancelled job the user asked to submit again; `prune`, that orphans are
+    to be pruned (apply --prune), which their reason then says."""
     actions: list[Action] = []
     warnings: list[str] = []
     for want in desired:
@@ -278,8 +280,9 @@ def plan(desired: list[Desired], lock: Lock, observed: Observed, *,
     warnings.extend(f"--resubmit {n}: no such batch" for n in sorted(resubmit - names))
     for name in sorted(set(lock.batches) - names):
         entry = lock.batches[name]
-        actions.append(Action(Kind.ORPHAN, name, f"manifest removed ({entry.manifest}); kept in "
-                              "the lockfile until apply --prune", entry.requests))
+        fate = "pruned now" if prune else "kept in the lockfile until apply --prune"
+        actions.append(Action(Kind.ORPHAN, name, f"manifest removed ({entry.manifest}); {fate}",
+                              entry.requests))
     return Plan(tuple(actions), tuple(warnings))
 
 

@@ -75,7 +75,8 @@ def test_render_prints_lines_up_to_the_limit_and_names_an_unknown_batch(proj: Pa
     out = io.StringIO()
     render(proj, "tiny", limit=1, out=out)
     assert len(out.getvalue().splitlines()) == 1
-    with pytest.raises(RunnerError, match=f"{proj}: no batch named 'nope'"):
+    with pytest.raises(RunnerError, match=rf"{proj}: no batch named 'nope' \(the batches: "
+                       r"tiny\)$"):
         render(proj, "nope", limit=None, out=io.StringIO())
 
 
@@ -174,6 +175,9 @@ def test_forget_then_adopt_each_read_the_workspace_once(proj: Path, emu: Emulato
     assert out.getvalue() == ("forgot tiny: removed from the lockfile; remote jobs and outputs "
                               "are untouched\n")
     assert len(opened) == 1 and "tiny" not in lockfile.load(proj / "batches.lock").batches
+    out = io.StringIO()
+    forget(proj, ["tiny"], lock_timeout=0.0, out=out)       # again: not an error
+    assert out.getvalue() == "tiny: not in the lockfile (already forgotten)\n"
     opened.clear()
     out = io.StringIO()
     adopt(proj, "tiny", str(job), force=False, emulator=False, lock_timeout=0.0, out=out)
@@ -195,9 +199,10 @@ def test_names_are_checked_under_the_lock_against_what_another_run_saved(
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Workspace, "reloaded", forgotten_meanwhile)
-        with pytest.raises(LockfileError, match="no batch named 'tiny'"):
-            forget(proj, ["tiny"], lock_timeout=0.0, out=io.StringIO())
-    assert "tiny" in lockfile.load(proj / "batches.lock").batches
+        out = io.StringIO()
+        forget(proj, ["tiny"], lock_timeout=0.0, out=out)
+    assert out.getvalue() == "tiny: not in the lockfile (already forgotten)\n"
+    assert "tiny" in lockfile.load(proj / "batches.lock").batches     # nothing written
 
 
 def test_emulator_serves_until_told_and_names_its_url(tmp_path: Path) -> None:
@@ -227,3 +232,25 @@ def test_plan_and_status_fail_on_bad_input_before_the_emulator_starts(proj: Path
     with pytest.raises(RunnerError, match="missing"):
         status(proj, emulator=True, as_json=False, out=io.StringIO())
     assert not (proj / ".runner").exists()
+
+
+def test_validate_refuses_a_directory_without_manifests(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    assert main(["validate", str(tmp_path / "empty")]) == 1
+    assert "no manifests here (files ending in .yaml or .yml)" in capsys.readouterr().err
+    assert main(["validate", str(tmp_path / "batchs.d")]) == 1      # a typo
+    assert "batchs.d: not a directory" in capsys.readouterr().err
+
+
+def test_apply_prune_says_an_orphan_is_pruned_not_kept(
+        proj: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    run_apply(proj)
+    write_manifest(proj, MINIMAL.replace("name: tiny", "name: other")
+                   .replace("out/tiny", "out/other"))         # tiny's manifest replaced
+    capsys.readouterr()
+    assert main(["plan", str(proj)]) == 0
+    assert "kept in the lockfile until apply --prune" in capsys.readouterr().out
+    assert main(["apply", str(proj), "--prune"]) == 0
+    shown = capsys.readouterr().out
+    assert "manifest removed (m.yaml); pruned now" in shown and "until apply" not in shown

@@ -87,7 +87,7 @@ def _apply(first: Workspace, desired: list[Desired], streams: Streams, clients: 
     observed = observe_each(clients, ws.lock, desired)
     actions = plan(desired, ws.lock, merged(observed.values()),
                    max_attempts=options.max_attempts,
-                   resubmit=options.resubmit)
+                   resubmit=options.resubmit, prune=options.prune)
     streams.release({a.name for a in actions.actions if not {p.kind for p in (a, *a.parts)}
                      & {*SUBMITS, Kind.WAIT, Kind.ADOPT, Kind.DOWNLOAD}})
     if show_plan is not None:
