@@ -56,14 +56,26 @@ def cost_range(cost: CostEstimate | None) -> str:
     """`$0.0012 – $0.0150`; `≥ $0.0012` without an upper bound; `unknown` without a price."""
     if cost is None:
         return "unknown"
-    if cost.high is None:
-        return f"≥ {money(cost.low, cost.currency)}"
-    return f"{money(cost.low, cost.currency)} – {money(cost.high, cost.currency)}"
+    return _range(cost.low, cost.high, cost.currency)
+
+
+def _range(low: float, high: float | None, currency: str) -> str:
+    """A range of costs; amounts under a hundredth of a cent (`<$0.0001`) are said once, not
+    as `≥ <$0.0001` or `<$0.0001 – <$0.0001`."""
+    if high is None:
+        return f"input {money(low, currency)}, output unbounded" if _dust(low) \
+            else f"≥ {money(low, currency)}"
+    if _dust(high):
+        return money(high, currency)
+    return f"{money(low, currency)} – {money(high, currency)}"
+
+
+def _dust(amount: float) -> bool:
+    return 0 < amount < 0.00005
 
 
 def _total_range(total: CostTotal) -> str:
-    low = money(total.low, total.currency)
-    text = f"≥ {low}" if total.high is None else f"{low} – {money(total.high, total.currency)}"
+    text = _range(total.low, total.high, total.currency)
     return text + (f" + {len(total.unpriced)} unpriced" if total.unpriced else "")
 
 

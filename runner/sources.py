@@ -181,6 +181,10 @@ def _csv(path: Path) -> Iterator[Row]:
             if "end of data" in str(e):   # a quote opened and never closed: say where
                 raise DataError("invalid CSV: a quoted field starting on this line is never "
                                 "closed", path=path, where=str(start)) from None
+            if "new-line character seen in unquoted field" in str(e):
+                raise DataError("invalid CSV: a carriage return (\\r) inside a field that is "
+                                "not quoted; quote the field, or save the file with \\n or "
+                                "\\r\\n line endings", path=path, where=str(current[0])) from None
             raise DataError(f"invalid CSV: {e}", path=path, where=str(current[0])) from None
 
     header = record()

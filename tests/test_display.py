@@ -6,8 +6,10 @@ import json
 import re
 from typing import Any
 
+import pytest
+
 from runner.actions import Action, Kind, Plan
-from runner.display import cost_total, plan_json, plan_markdown, plan_text, status_text
+from runner.display import cost_range, cost_total, plan_json, plan_markdown, plan_text, status_text
 from runner.pricing import CostEstimate, Spent, Usage
 from runner.status import BatchStatus, Health, Sync
 
@@ -172,3 +174,14 @@ def test_status_text_shows_what_finished_batches_used_and_cost() -> None:
     assert re.split(r"\s{2,}", lines[1])[8:10] == ["12,345 / 678", "$0.0123"]
     assert re.split(r"\s{2,}", lines[2])[8:10] == ["10 / 5", "unknown"]
     assert re.split(r"\s{2,}", lines[3])[8:10] == ["-", "-"]
+
+
+@pytest.mark.parametrize("low, high, text", [
+    (0.00001, 0.00002, "<$0.0001"),
+    (0.00001, 0.5, "<$0.0001 – $0.5000"),
+    (0.00001, None, "input <$0.0001, output unbounded"),
+    (0.2, None, "≥ $0.2000"),
+    (0.0012, 0.015, "$0.0012 – $0.0150")])
+def test_a_cost_under_a_hundredth_of_a_cent_is_said_once(low: float, high: float | None,
+                                                         text: str) -> None:
+    assert cost_range(cost(low, high)) == text
