@@ -78,7 +78,11 @@ def _provider(directory: PathLike, provider: Providers | None, emulator: bool
 
 def validate(directory: PathLike) -> dict[str, int]:
     """Loads and renders every manifest offline; returns each batch's request count."""
-    ws = Workspace.open(Path(directory))
+    return validate_of(Workspace.open(Path(directory)))
+
+
+def validate_of(ws: Workspace) -> dict[str, int]:
+    """`validate` of an open workspace."""
     if not ws.manifests:
         raise ManifestError("no manifests here (files ending in .yaml or .yml); name the "
                             "directory that holds them", path=ws.directory)

@@ -205,9 +205,12 @@ def parse_cache(state_dir: Path) -> ParseCache:
 
 
 def load_file(source: Path, project: Path, cache: ParseCache = NO_CACHE,
-              resolve: Resolver | None = None) -> list[Manifest]:
+              resolve: Resolver | None = None, skipped: list[Path] | None = None
+              ) -> list[Manifest]:
     """The manifests of one file. YAML parsing and schema validation are skipped when `cache`
-    holds the file's documents for its current stamp; the rest of the checks always run."""
+    holds the file's documents for its current stamp; the rest of the checks always run. A
+    file none of whose documents is a batch-runner document (a docker-compose.yml beside the
+    manifests) gives none, and goes to `skipped`."""
     resolve = resolve or Resolver()
     try:
         st: os.stat_result | None = os.stat(source)
@@ -219,7 +222,12 @@ def load_file(source: Path, project: Path, cache: ParseCache = NO_CACHE,
                 for data, lines in cached]
     docs: list[Located] = []
     manifests = []
-    for doc in read_documents(source, ManifestError, utf8_advice="save the file as UTF-8"):
+    found = list(read_documents(source, ManifestError, utf8_advice="save the file as UTF-8"))
+    if found and not any(_ours(doc.data) for doc in found):
+        if skipped is not None:
+            skipped.append(source)
+        return []
+    for doc in found:
         err = schema_error(doc, source)
         if err is not None:
             raise err
@@ -230,9 +238,24 @@ def load_file(source: Path, project: Path, cache: ParseCache = NO_CACHE,
     return manifests
 
 
-def load_directory(directory: Path, cache: ParseCache = NO_CACHE) -> list[Manifest]:
+def _ours(data: Any) -> bool:
+    """Whether a YAML document is meant as a batch-runner manifest, broken or not: it names
+    our apiVersion or kind, or it has neither but holds a metadata or a spec (a manifest
+    whose apiVersion was left out). Anything else (docker-compose, a Kubernetes object) is
+    another tool's file."""
+    if not isinstance(data, dict):
+        return True         # not a mapping: the schema says what a manifest must be
+    version, kind = data.get("apiVersion"), data.get("kind")
+    if version is not None or kind is not None:
+        return kind == "Batch" or (isinstance(version, str) and version.startswith("batch-"))
+    return "spec" in data or "metadata" in data
+
+
+def load_directory(directory: Path, cache: ParseCache = NO_CACHE,
+                   skipped: list[Path] | None = None) -> list[Manifest]:
     """Every manifest in `directory`, checked for clashes between them. Raises ManifestError.
-    `cache` may spare parsing unchanged files; the caller saves it once all is well."""
+    `cache` may spare parsing unchanged files; the caller saves it once all is well. Files of
+    other tools go to `skipped` (see load_file)."""
     project = directory.absolute()
     files = manifest_files(project)
     resolve = Resolver()
@@ -242,7 +265,7 @@ def load_directory(directory: Path, cache: ParseCache = NO_CACHE) -> list[Manife
         if problem is not None:
             raise ManifestError(f"this manifest {problem}; keep manifests in the directory",
                                 path=source)
-        manifests.extend(load_file(source, project, cache, resolve))
+        manifests.extend(load_file(source, project, cache, resolve, skipped))
     names: dict[str, Manifest] = {}
     for m in manifests:
         if m.name in names:

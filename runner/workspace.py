@@ -40,6 +40,8 @@ class Workspace:
     lock: lockfile.Lock
     # what was parsed and validated, to save once the whole workspace proved valid
     parsed: tuple[ParseCache, ...] = field(default=(), repr=False, compare=False)
+    # YAML files of other tools in the directory, left out (see manifest.load_file)
+    skipped: tuple[Path, ...] = field(default=(), compare=False)
 
     @classmethod
     def open(cls, directory: Path) -> Workspace:
@@ -47,15 +49,16 @@ class Workspace:
         _check_own_files(directory)     # before a cache under .runner/ is read
         state = directory / STATE_DIR
         manifests_cache, lock_cache = parse_cache(state), _lock_cache(state)
-        manifests = load_directory(directory, manifests_cache)
+        skipped: list[Path] = []
+        manifests = load_directory(directory, manifests_cache, skipped)
         lock = _load_lock(lockfile.lock_path(directory), lock_cache)
-        return cls(directory, manifests, lock, (manifests_cache, lock_cache))
+        return cls(directory, manifests, lock, (manifests_cache, lock_cache), tuple(skipped))
 
     def reloaded(self) -> Workspace:
         """The same manifests with the lockfile read again (under the run lock, from the file
         itself: another run may have just replaced it)."""
         return Workspace(self.directory, self.manifests, lockfile.load(self.lock_path),
-                         self.parsed)
+                         self.parsed, self.skipped)
 
     @property
     def lock_path(self) -> Path:

@@ -254,3 +254,20 @@ def test_apply_prune_says_an_orphan_is_pruned_not_kept(
     assert main(["apply", str(proj), "--prune"]) == 0
     shown = capsys.readouterr().out
     assert "manifest removed (m.yaml); pruned now" in shown and "until apply" not in shown
+
+
+def test_yaml_files_of_other_tools_are_skipped_with_a_note(
+        proj: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (proj / "docker-compose.yml").write_text("services:\n  web: {image: nginx}\n")
+    (proj / "deploy.yaml").write_text("apiVersion: apps/v1\nkind: Deployment\n"
+                                      "metadata: {name: web}\nspec: {replicas: 1}\n")
+    capsys.readouterr()
+    assert main(["validate", str(proj)]) == 0
+    out = capsys.readouterr().out
+    assert "note: docker-compose.yml: skipped, not a batch-runner manifest" in out
+    assert "note: deploy.yaml: skipped" in out and "1 manifest(s) valid" in out
+    # a manifest that left out its apiVersion is still ours, and says what is wrong
+    (proj / "broken.yaml").write_text(MINIMAL.replace("apiVersion: batch-runner/v1\n", "")
+                                      .replace("name: tiny", "name: other"))
+    assert main(["validate", str(proj)]) == 1
+    assert "broken.yaml" in capsys.readouterr().err

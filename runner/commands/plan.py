@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal, TextIO
@@ -23,6 +24,9 @@ def plan(directory: api.PathLike, *, emulator: bool, max_attempts: int,
     when asked to), then prints the plan in `format`. What the plan found goes to `report`,
     which decides the exit code from it with `detailed_exitcode`."""
     ws = Workspace.open(Path(directory))
+    for path in ws.skipped:
+        print(f"note: {path.name}: skipped, not a batch-runner manifest", file=sys.stderr,
+              flush=True)
     streams = Streams()             # each manifest rendered once: for its hashes and its price
     desired = ws.desired(streams)   # bad input fails before the provider is reached
     with api.connect(directory, emulator=emulator) as clients:
