@@ -286,7 +286,9 @@ def test_at_most_max_jobs_in_flight_the_rest_as_they_finish(tmp_path: Path, emu:
     write_manifest(d, SPLIT, "split.yaml")
     write_rows(d, 10, "lorem")
     assert main(["apply", str(d), "--max-jobs", "2"]) == 0
-    assert "2 jobs in flight on gemini, the most at once" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 jobs in flight on gemini, the most at once" in out
+    assert "split [shard 3/3]: waiting for a job slot" in out
     jobs = remote_jobs(emu)
     assert len(jobs) == 3
     # no moment when more than two ran: the third was created after one had ended

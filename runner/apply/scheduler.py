@@ -131,6 +131,7 @@ class Scheduler:
                 self.report(f"{crew.max_jobs} jobs in flight on {crew.provider.name}, the most "
                             "at once; the next submissions wait for one to finish")
             self._queued.append(action)
+            self.progress.state(self._label(action), "WAITING FOR A JOB SLOT")
             return
         self._do(action, inflight)
 
@@ -256,6 +257,14 @@ class Scheduler:
                                 + (f": {job.error}" if job.error else ""))
 
     # -- job slots and polling ----------------------------------------------------------------
+
+    def _label(self, action: Action) -> str:
+        """How progress names the job an action is about, before it has a record."""
+        want = self.desired.get(action.name)
+        shards = len(want.parts) if want is not None else 1
+        if action.part is None or shards < 2:
+            return action.name
+        return f"{action.name} [shard {action.part + 1}/{shards}]"
 
     def _slot_free(self, name: str, inflight: Inflight) -> bool:
         """Whether one more job of batch `name`'s provider may be submitted (a split batch
