@@ -7,8 +7,8 @@ and shapes what only Anthropic decides: a missing key (401) or `anthropic-versio
 429 and its overloaded 529, and its error body. Any `anthropic-version` value is accepted;
 the one a batch is created with decides which request parameters it refuses.
 
-The SDK honours any Retry-After, however long, so the 429's is capped at MAX_RETRY_AFTER;
-fault answers say `x-should-retry: true`, as the real API's retryable errors do.
+The SDK honours any Retry-After, however long, so the fault answers' is capped at
+MAX_RETRY_AFTER; they also say `x-should-retry: true`, which the SDK obeys.
 """
 
 from __future__ import annotations
@@ -80,17 +80,20 @@ class AnthropicApi:
         return Reply.json(error_body(error, request_id), error.http_status, headers)
 
     def rate_limited(self, retry_after: float) -> ApiError:
-        seconds = min(retry_after, MAX_RETRY_AFTER)
         return ApiError(
             "RESOURCE_EXHAUSTED",
             "Number of request tokens has exceeded your per-minute rate limit.",
-            headers={"retry-after": f"{seconds:g}", **_RETRY},
+            headers={"retry-after": _seconds(retry_after), **_RETRY},
         )
 
     def unavailable(self) -> ApiError:
-        if self._shared.dice.faults.overloaded:
-            return ApiError("OVERLOADED", "Overloaded", headers=_RETRY)
-        return ApiError("UNAVAILABLE", "The service is temporarily unavailable.", headers=_RETRY)
+        """A 503, or with the `overloaded` fault Anthropic's 529; both with the (capped)
+        Retry-After of the faults, as HTTP allows a 503, so that SDK retries stay quick."""
+        faults = self._shared.dice.faults
+        headers = {"retry-after": _seconds(faults.retry_after), **_RETRY}
+        if faults.overloaded:
+            return ApiError("OVERLOADED", "Overloaded", headers=headers)
+        return ApiError("UNAVAILABLE", "The service is temporarily unavailable.", headers=headers)
 
     def holdings(self) -> dict[str, int]:
         """How many Message Batches the store holds now."""
@@ -152,6 +155,10 @@ class AnthropicApi:
 
 def _json(data: object) -> Reply:
     return Reply.json(data, headers={"request-id": new_request_id()})
+
+
+def _seconds(retry_after: float) -> str:
+    return f"{min(retry_after, MAX_RETRY_AFTER):g}"
 
 
 def _limit(raw: str | None) -> int:
