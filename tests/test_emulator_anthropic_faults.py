@@ -9,6 +9,7 @@ server's answers.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,3 +211,18 @@ def test_hostile_answers(client: anthropic.Anthropic, emu: Emulator) -> None:
     assert httpx.get(url, headers=headers).json()["last_id"] == "the-same-page-again"
     faults(emu, repeat_page_token=False, trickle=0.0002)
     assert client.messages.batches.retrieve(batch.id).id == batch.id
+
+
+def test_wrong_types_reach_the_messages_in_results(
+    client: anthropic.Anthropic, emu: Emulator
+) -> None:
+    batch = client.messages.batches.create(requests=requests(2))
+    advance(emu, LATENCY)
+    url = f"{emu.base_url}/anthropic/v1/messages/batches/{batch.id}/results"
+    headers = {"x-api-key": KEY, "anthropic-version": "2026-10-21"}
+    for fault, content in (("candidates", "many"), ("parts", ["text"])):
+        faults(emu, wrong_types=fault)
+        lines = [json.loads(x) for x in httpx.get(url, headers=headers).text.splitlines()]
+        assert [line["result"]["message"]["content"] for line in lines] == [content] * 2
+    faults(emu, wrong_types="")
+    assert [r for _, r in result_types(client, batch.id)] == ["succeeded"] * 2

@@ -28,6 +28,7 @@ import runner.emulator
 import runner.emulator.openai
 from runner.emulator import Emulator
 from runner.emulator.anthropic.hostile import WRONG as ANTHROPIC_WRONG
+from runner.emulator.anthropic.hostile import WRONG_IN_RESULTS as ANTHROPIC_WRONG_IN_RESULTS
 from runner.emulator.emulator import MOUNTS
 from runner.emulator.faults import WRONG_TYPES
 from runner.emulator.gemini.hostile import WRONG
@@ -149,8 +150,10 @@ def test_openai_is_mounted_where_its_sdk_base_url_points() -> None:
     assert MOUNTS["/openai/v1"] is runner.emulator.openai.provider
 
 
-def test_anthropic_breaks_only_known_wrong_types() -> None:
-    assert set(ANTHROPIC_WRONG) < set(WRONG_TYPES)
+def test_anthropic_gives_every_wrong_type_but_file_a_field() -> None:
+    assert not set(ANTHROPIC_WRONG) & set(ANTHROPIC_WRONG_IN_RESULTS)
+    assert sorted([*ANTHROPIC_WRONG, *ANTHROPIC_WRONG_IN_RESULTS, "file"]) == \
+        sorted(WRONG_TYPES)
 
 
 def test_every_provider_package_is_mounted_and_shipped() -> None:

@@ -13,14 +13,16 @@ MAX_RETRY_AFTER; they also say `x-should-retry: true`, which the SDK obeys.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
+from typing import IO
 
 from runner.emulator.anthropic import views
 from runner.emulator.anthropic.batches import Batches
 from runner.emulator.anthropic.disk import Disk
 from runner.emulator.anthropic.errors import api_key, error_body, new_request_id
-from runner.emulator.anthropic.hostile import SHAPES
+from runner.emulator.anthropic.hostile import SHAPES, WRONG_IN_RESULTS, distort_results
 from runner.emulator.anthropic.lifecycle import IN_PROGRESS, Observation
 from runner.emulator.hostile import Shapes
 from runner.emulator.messages import Reply, Request
@@ -140,14 +142,22 @@ class AnthropicApi:
         return _json({"id": params["id"], "type": "message_batch_deleted"})
 
     def _results(self, request: Request, params: dict[str, str]) -> Reply:
+        """The results file, streamed from disk; read whole and distorted when a
+        `wrong_types` fault reaches the Messages in it."""
         path = self._batches.results(params["id"])
         try:
-            handle = path.open("rb")
+            stream: IO[bytes] = path.open("rb")
         except FileNotFoundError:  # deleted since
             raise ApiError("NOT_FOUND", f"Message batch {params['id']} not found.") from None
+        size = os.fstat(stream.fileno()).st_size
+        fault = self._shared.dice.faults.wrong_types
+        if fault in WRONG_IN_RESULTS:
+            with stream:
+                stream = io.BytesIO(distort_results(stream.read(), fault))
+            size = len(stream.getvalue())
         return Reply(
-            stream=handle,
-            stream_length=os.fstat(handle.fileno()).st_size,
+            stream=stream,
+            stream_length=size,
             content_type="application/binary",
             headers={"request-id": new_request_id()},
         )

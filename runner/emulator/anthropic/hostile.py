@@ -5,17 +5,20 @@ are ErrorResponses whose `error` holds the message; the key comes in `x-api-key`
 Bearer token. `WRONG` breaks, for each name of Faults.wrong_types that has an Anthropic
 counterpart, the field it stands for: "state" is `processing_status`, "request-count" is
 `request_counts`, "response" is `results_url`, "page" the list, "operation" its items.
-Results are streamed as JSONL, out of the hostile faults' reach, so "candidates", "parts" and
-"file" (Gemini's answer contents and files) have no counterpart and change nothing.
+Results are JSONL, out of the shared distortions' reach, so `WRONG_IN_RESULTS` breaks the
+Messages in them as the results route serves them: "candidates" is a Message's `content`,
+"parts" its blocks. "file" (Gemini's and OpenAI's files) has no counterpart.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from runner.emulator.anthropic.errors import api_key
 from runner.emulator.hostile import Shapes
+from runner.emulator.wire import dumps
 
 
 def _is_page(body: Any) -> bool:
@@ -80,6 +83,33 @@ WRONG: dict[str, Callable[[Any], Any]] = {
     "page": _array_page,
     "operation": _string_items,
 }
+
+
+def _string_content(message: dict[str, Any]) -> None:
+    message["content"] = "many"
+
+
+def _string_blocks(message: dict[str, Any]) -> None:
+    message["content"] = ["text" for _ in message.get("content", [])]
+
+
+WRONG_IN_RESULTS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "candidates": _string_content,
+    "parts": _string_blocks,
+}
+
+
+def distort_results(data: bytes, fault: str) -> bytes:
+    """Result lines with `fault` (a key of WRONG_IN_RESULTS) in each succeeded Message."""
+    change = WRONG_IN_RESULTS[fault]
+    lines = []
+    for raw in data.splitlines():
+        line = json.loads(raw)
+        result = line.get("result")
+        if isinstance(result, dict) and isinstance(result.get("message"), dict):
+            change(result["message"])
+        lines.append(dumps(line) + b"\n")
+    return b"".join(lines)
 
 
 SHAPES = Shapes(
