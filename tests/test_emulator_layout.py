@@ -1,11 +1,11 @@
 """The emulator's structure: what it may import, how providers mount, what it keeps on disk.
 
 The emulator is shared machinery plus one package per provider (runner/emulator/gemini/ at the
-root, runner/emulator/openai/ under /openai/v1), each mounted under a path prefix. These tests
-hold the lines that structure depends on: the emulator imports nothing from the runner core,
-the shared machinery imports no provider, a provider under a prefix gets the same
-keys-faults-admin treatment as Gemini at the root, and a state directory in the persisted
-format loads as it always has.
+root, runner/emulator/openai/ under /openai/v1, runner/emulator/anthropic/ under /anthropic),
+each mounted under a path prefix. These tests hold the lines that structure depends on: the
+emulator imports nothing from the runner core, the shared machinery imports no provider, a
+provider under a prefix gets the same keys-faults-admin treatment as Gemini at the root, and
+a state directory in the persisted format loads as it always has.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import pytest
 import runner.emulator
 import runner.emulator.openai
 from runner.emulator import Emulator
+from runner.emulator.anthropic.hostile import WRONG as ANTHROPIC_WRONG
+from runner.emulator.anthropic.hostile import WRONG_IN_RESULTS as ANTHROPIC_WRONG_IN_RESULTS
 from runner.emulator.emulator import MOUNTS
 from runner.emulator.faults import WRONG_TYPES
 from runner.emulator.gemini.hostile import WRONG
@@ -90,6 +92,8 @@ def test_the_emulator_runs_with_no_runner_core_loaded(tmp_path: Path) -> None:
             {"request": {"contents": [{"parts": [{"text": "hi"}]}]}}]}}}}
         line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
                 "body": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}}
+        claude = {"requests": [{"custom_id": "a", "params": {
+            "model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}]}}]}
         with Emulator(Path(sys.argv[1]), latency=0) as emu:
             with httpx.Client(base_url=emu.base_url, headers={"x-goog-api-key": "k"}) as http:
                 job = http.post("/v1beta/models/m:batchGenerateContent", json=body).json()
@@ -102,6 +106,11 @@ def test_the_emulator_runs_with_no_runner_core_loaded(tmp_path: Path) -> None:
                 batch = http.post("/batches", json={"input_file_id": file["id"],
                     "endpoint": "/v1/chat/completions", "completion_window": "24h"}).json()
                 assert http.get(f"/batches/{batch['id']}").json()["status"] == "completed"
+            headers = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
+            with httpx.Client(base_url=emu.base_url + "/anthropic", headers=headers) as http:
+                made = http.post("/v1/messages/batches", json=claude).json()
+                ended = http.get(f"/v1/messages/batches/{made['id']}").json()
+                assert http.get(ended["results_url"]).text.count("succeeded") == 1
         print(json.dumps(sorted(m for m in sys.modules if m.startswith("runner."))))
         """
     )
@@ -113,7 +122,8 @@ def test_the_emulator_runs_with_no_runner_core_loaded(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     loaded = json.loads(done.stdout)
-    assert {"runner.emulator.gemini.api", "runner.emulator.openai.api"} <= set(loaded)
+    assert {"runner.emulator.gemini.api", "runner.emulator.openai.api",
+            "runner.emulator.anthropic.api"} <= set(loaded)
     assert [name for name in loaded if not name.startswith("runner.emulator")] == []
 
 
@@ -138,6 +148,23 @@ def test_openai_gives_every_wrong_type_a_field_in_an_answer_or_a_result() -> Non
 
 def test_openai_is_mounted_where_its_sdk_base_url_points() -> None:
     assert MOUNTS["/openai/v1"] is runner.emulator.openai.provider
+
+
+def test_anthropic_gives_every_wrong_type_but_file_a_field() -> None:
+    assert not set(ANTHROPIC_WRONG) & set(ANTHROPIC_WRONG_IN_RESULTS)
+    assert sorted([*ANTHROPIC_WRONG, *ANTHROPIC_WRONG_IN_RESULTS, "file"]) == \
+        sorted(WRONG_TYPES)
+
+
+def test_every_provider_package_is_mounted_and_shipped() -> None:
+    """A provider package that is not mounted serves nothing; one missing from pyproject's
+    package list is left out of an installed runner."""
+    packages = [path.name for path in EMULATOR.iterdir() if (path / "__init__.py").is_file()]
+    mounted = {factory.__module__.split(".")[2] for factory in MOUNTS.values()}
+    assert set(packages) == mounted
+    pyproject = (EMULATOR.parent.parent / "pyproject.toml").read_text()
+    for name in packages:
+        assert f'"runner.emulator.{name}"' in pyproject
 
 
 # A provider under a prefix.
@@ -361,3 +388,37 @@ def test_an_openai_state_directory_in_the_persisted_format_loads(tmp_path: Path)
         assert completed.json()["file"]["bytes"] == 5
         stats = http.get(emu.base_url + "/_emulator/stats").json()
         assert (stats["openai_batches"], stats["openai_files"]) == (2, 3)
+
+
+def test_an_anthropic_state_directory_in_the_persisted_format_loads(tmp_path: Path) -> None:
+    """Anthropic's folder as the emulator writes it (runner.emulator.anthropic.disk): a
+    settled batch with its results file, and one still in progress."""
+    state, now = tmp_path / "state", time.time()
+    settled: dict[str, Any] = {
+        "cancel_time": None, "canceled": 0, "create_time": now - 100, "duration": 60.0,
+        "end_time": now - 40, "error_rate": 0.0, "errored": 1, "expired": 0, "fail": False,
+        "id": "msgbatch_0000000001abc", "request_count": 2, "seed": 0, "shuffle": False,
+        "succeeded": 1, "version": "2026-10-21",
+    }
+    running = {**settled, "id": "msgbatch_0000000002abc", "create_time": now,
+               "end_time": None, "errored": 0, "succeeded": 0}
+    for record in (settled, running):
+        write(state / f"anthropic/batches/{record['id']}.json",
+              json.dumps(record, indent=1, sort_keys=True))
+        write(state / f"anthropic/requests/{record['id']}.jsonl",
+              '{"custom_id":"a","params":{}}\n{"custom_id":"b","params":{}}\n')
+    lines = '{"custom_id":"a","result":{"type":"succeeded"}}\n'
+    write(state / f"anthropic/results/{settled['id']}.jsonl", lines)
+    headers = {"x-api-key": "k", "anthropic-version": "2026-10-21"}
+    with Emulator(state, latency=60) as emu, httpx.Client(
+            base_url=emu.base_url + "/anthropic/v1/messages", headers=headers) as http:
+        done = http.get(f"/batches/{settled['id']}").json()
+        assert done["processing_status"] == "ended"
+        assert done["request_counts"] == {"processing": 0, "succeeded": 1, "errored": 1,
+                                          "canceled": 0, "expired": 0}
+        assert http.get(done["results_url"]).text == lines
+        assert http.get(f"/batches/{running['id']}").json()["processing_status"] == \
+            "in_progress"
+        listed = http.get("/batches").json()["data"]
+        assert [b["id"] for b in listed] == [running["id"], settled["id"]]
+        assert http.get(f"{emu.base_url}/_emulator/stats").json()["anthropic_batches"] == 2

@@ -17,7 +17,8 @@ is in `runner.emulator.model` (in each provider's shape: `runner.emulator.gemini
 Layout: the package itself is the shared machinery (server, store, clock, faults, admin,
 paging, hostile answers), which knows no provider's shapes; each provider is a subpackage
 mounted under a path prefix (`runner.emulator.provider`): Gemini's (`gemini/`) at the root,
-OpenAI's (`openai/`) under "/openai/v1", where the SDK's base URL (`OPENAI_BASE_URL`) points.
+OpenAI's (`openai/`) under "/openai/v1", where the SDK's base URL (`OPENAI_BASE_URL`) points,
+and Anthropic's Message Batches (`anthropic/`) under "/anthropic" (`ANTHROPIC_BASE_URL`).
 """
 
 from __future__ import annotations

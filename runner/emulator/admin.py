@@ -68,5 +68,6 @@ class Admin:
 
     def get_stats(self, request: Request, params: dict[str, str]) -> Reply:
         """Counters since start, plus how many records the store holds now (for Gemini,
-        `batches` and `files`; for OpenAI, `openai_batches`, `openai_files`, `openai_uploads`)."""
+        `batches` and `files`; for OpenAI, `openai_batches`, `openai_files`, `openai_uploads`;
+        for Anthropic, `anthropic_batches`)."""
         return Reply.json({**self._stats.snapshot(), **self._holdings()})

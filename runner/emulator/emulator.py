@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from runner.emulator import gemini, openai
+from runner.emulator import anthropic, gemini, openai
 from runner.emulator.admin import Stats
 from runner.emulator.clock import Clock
 from runner.emulator.dispatch import Dispatcher
@@ -28,8 +28,13 @@ if TYPE_CHECKING:
 
 # Which provider answers under which path prefix. Gemini keeps the root, where its SDK and the
 # runner have always found it; OpenAI's Batch API is under "/openai/v1" (the SDK's base URL
-# includes its version); Anthropic's Message Batches are meant for "/anthropic".
-MOUNTS: dict[str, Factory] = {"": gemini.provider, "/openai/v1": openai.provider}
+# includes its version); Anthropic's Message Batches under "/anthropic" (the SDK's base URL,
+# to which it appends /v1/...).
+MOUNTS: dict[str, Factory] = {
+    "": gemini.provider,
+    "/openai/v1": openai.provider,
+    "/anthropic": anthropic.provider,
+}
 
 # How often the serving loop checks for stop(): bounds how long stop() takes.
 _POLL_SECONDS = 0.05

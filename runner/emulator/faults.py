@@ -16,7 +16,8 @@ from typing import Any
 
 _RATES = ("rate_429", "rate_503", "rate_reset", "drop_after_create", "request_error_rate")
 _SECONDS = ("retry_after", "slow", "trickle")
-_FLAGS = ("expire", "fail", "shuffle_results", "repeat_page_token", "endless_pages", "echo_key")
+_FLAGS = ("overloaded", "expire", "fail", "shuffle_results", "repeat_page_token",
+          "endless_pages", "echo_key")
 # The fields `wrong_types` can give the wrong JSON type. They are named after Gemini's answers,
 # where they were first wanted; each provider's hostile Shapes says what each name breaks in
 # its own answers (runner.emulator.hostile; Gemini's in runner.emulator.gemini.hostile).
@@ -28,9 +29,11 @@ WRONG_TYPES = ("state", "request-count", "response", "page", "operation", "candi
 class Faults:
     """What goes wrong, and how often. Every default means "nothing goes wrong".
 
-    Rates are probabilities in [0, 1]. `expire` and `fail` decide how batches created while
-    they are set end; `request_error_rate` and `shuffle_results` shape the results of batches
-    created while they are set. `seed` seeds both the per-request dice and result choices.
+    Rates are probabilities in [0, 1]. `overloaded` turns the `rate_503` answers into a
+    provider's own "overloaded" answer where it has one (Anthropic's 529); others ignore it.
+    `expire` and `fail` decide how batches created while they are set end; `request_error_rate`
+    and `shuffle_results` shape the results of batches created while they are set. `seed`
+    seeds both the per-request dice and result choices.
 
     The rest make a hostile or broken server (runner.emulator.hostile): `trickle` sends each
     answer's body one byte every so many seconds; `repeat_page_token` ends every list page
@@ -43,6 +46,7 @@ class Faults:
     rate_429: float = 0.0
     retry_after: float = 1.0
     rate_503: float = 0.0
+    overloaded: bool = False
     rate_reset: float = 0.0
     drop_after_create: float = 0.0
     slow: float = 0.0

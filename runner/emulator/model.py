@@ -7,6 +7,8 @@ response shape; Gemini's is runner.emulator.gemini.echo):
 - the reply's text is `"echo: " + prompt`, where the provider says what a request's prompt
   is (for Gemini, the text parts of its `contents`);
 - prompt tokens = ceil(len(prompt) / 4), at least 1; answer tokens = ceil(len(text) / 4);
+- where the request caps the answer's tokens (Anthropic's `max_tokens`), the text is cut to
+  4 characters a token (`cut`), so a client can tell a truncated answer from a whole one;
 - a response id is a hash of the request's canonical JSON.
 
 A request fails instead when its prompt contains `EMULATOR_FAIL` (INVALID_ARGUMENT), or when
@@ -38,6 +40,13 @@ def prompt_tokens_of(prompt: str) -> int:
 
 def answer_tokens_of(text: str) -> int:
     return math.ceil(len(text) / 4)
+
+
+def cut(text: str, max_tokens: int) -> tuple[str, bool]:
+    """The text an answer capped at `max_tokens` holds, and whether the cap cut it."""
+    if answer_tokens_of(text) <= max_tokens:
+        return text, False
+    return text[: 4 * max(0, max_tokens)], True
 
 
 def response_id(request: Any) -> str:

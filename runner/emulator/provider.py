@@ -2,7 +2,7 @@
 
 One server, on one state directory, serves every emulated provider, each under its own path
 prefix: Gemini at the root, where its SDK and the runner have always found it; OpenAI's Batch
-API under "/openai/v1"; Anthropic's Message Batches are meant to follow under "/anthropic".
+API under "/openai/v1"; Anthropic's Message Batches under "/anthropic".
 A provider package exposes a `Factory`: given the `Shared` machinery it returns a `Provider`,
 its routes plus the few answers only it knows how to shape (a missing key, a 429, an error).
 The shared dispatcher (runner.emulator.dispatch) does the rest the same way for all: admin

@@ -30,6 +30,10 @@ HTTP_STATUS: dict[str, int] = {
     "OUT_OF_RANGE": 416,
     "INTERNAL": 500,
     "UNAVAILABLE": 503,
+    # Not gRPC names: answers some providers give that no gRPC code stands for (Anthropic's
+    # request_too_large and overloaded_error).
+    "PAYLOAD_TOO_LARGE": 413,
+    "OVERLOADED": 529,
 }
 
 
