@@ -212,6 +212,7 @@ def test_emulator_serves_until_told_and_names_its_url(tmp_path: Path) -> None:
     emulator(tmp_path / "emu", host="127.0.0.1", port=0, latency=0.1, out=out, until=done.wait)
     line = out.getvalue()
     assert line.startswith("Emulator on http://127.0.0.1:") and "/openai/v1" in line
+    assert "ANTHROPIC_BASE_URL=http://127.0.0.1:" in line
     assert f"(state in {tmp_path / 'emu'})" in line and line.endswith("Ctrl-C stops it\n")
 
 

@@ -19,8 +19,9 @@ def emulator(state_dir: str | os.PathLike[str], *, host: str, port: int, latency
     emu = Emulator(Path(state_dir), host=host, port=port, latency=latency)
     emu.start()
     print(f"Emulator on {emu.base_url} (state in {os.fspath(state_dir)}); point the runner at "
-          f"it with GEMINI_BASE_URL={emu.base_url} and OPENAI_BASE_URL={emu.base_url}/openai/v1;"
-          " Ctrl-C stops it", file=out, flush=True)
+          f"it with GEMINI_BASE_URL={emu.base_url}, OPENAI_BASE_URL={emu.base_url}/openai/v1 "
+          f"and ANTHROPIC_BASE_URL={emu.base_url}/anthropic; Ctrl-C stops it", file=out,
+          flush=True)
     try:
         (until or threading.Event().wait)()
     except KeyboardInterrupt:
