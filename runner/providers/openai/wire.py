@@ -14,6 +14,10 @@ file it is SUCCEEDED, so that the core downloads it, joins the unfinished reques
 failures and resends only those (spec.retry_failed); without one, nothing finished and it is
 EXPIRED, which the core resubmits whole. Times are Unix seconds on the wire and RFC 3339 UTC
 here, whose string order is time order.
+
+A batch's `model` is left out of the RemoteJob: OpenAI may report the dated snapshot an alias
+resolved to (`gpt-5-2025-08-07` for `gpt-5`), which the core's ownership check would read as
+another model's job. The tag already names the model: it carries the content hash.
 """
 
 from __future__ import annotations
