@@ -49,7 +49,8 @@ def estimate_manifest(manifest: Manifest, count: TokenCounter | None = None) -> 
     """Renders the manifest's rows as a stream and tallies each request as it comes, by its
     provider's reading of a request (runner.tokens)."""
     return estimate_requests(dialect_of(manifest),
-                             (req.request for req in Renderer(manifest).requests()), count)
+                             (req.request for req in Renderer(manifest).requests()), count,
+                             manifest.endpoint)
 
 
 def check_budgets(ws: Workspace, plan: Plan, max_cost: float | None,

@@ -101,7 +101,7 @@ def render_shards(manifest: Manifest, directory: Path | None = None,
     limits = dialect.limits.capped(manifest.max_requests)
     splitter = Splitter(manifest.provider, manifest.model, limits, directory, manifest.source,
                         cuts)
-    tokens = TokenTally(dialect) if tally else None
+    tokens = TokenTally(dialect, endpoint=manifest.endpoint) if tally else None
     emit = splitter.add if tokens is None else \
         _tallying(dialect.framing(manifest.endpoint), tokens, splitter.add)
     try:

@@ -85,6 +85,9 @@ def _schema_message(error: jsonschema.ValidationError, path: list[str | int], da
                f"{', '.join(map(str, schema['enum']))}"
     if kind in ("minItems", "minLength", "minProperties"):
         return "must not be empty"
+    if kind == "not" and isinstance(schema, dict) and schema.get("description"):
+        # a key a provider's schema refuses outright, saying why (openai's `stream`)
+        return f"not allowed: {schema['description']}"
     return str(error.message)
 
 

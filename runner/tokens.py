@@ -67,9 +67,11 @@ class TokenTally:
     memory, in whatever loop already renders it. `count`, if given, replaces the offline rule
     for input tokens (the provider's countTokens)."""
 
-    def __init__(self, dialect: Dialect, count: TokenCounter | None = None):
+    def __init__(self, dialect: Dialect, count: TokenCounter | None = None,
+                 endpoint: str | None = None):
         self._dialect = dialect
         self._count = count
+        self._endpoint = endpoint       # the manifest's spec.endpoint: what kind of request
         self._requests = self._input = self._largest = self._media = 0
         self._output: int | None = 0
 
@@ -77,12 +79,12 @@ class TokenTally:
         if self._count is not None:
             tokens, media = self._count(request), 0
         else:
-            tokens, media = self._dialect.request_tokens(request)
+            tokens, media = self._dialect.request_tokens(request, self._endpoint)
         self._requests += 1
         self._input += tokens
         self._largest = max(self._largest, tokens)
         self._media += media
-        bound = self._dialect.output_bound(request)
+        bound = self._dialect.output_bound(request, self._endpoint)
         self._output = None if bound is None or self._output is None else self._output + bound
 
     def result(self) -> TokenEstimate:
@@ -92,8 +94,9 @@ class TokenTally:
 
 
 def estimate_requests(dialect: Dialect, requests: Iterable[Mapping[str, Any]],
-                      count: TokenCounter | None = None) -> TokenEstimate:
-    tally = TokenTally(dialect, count)
+                      count: TokenCounter | None = None, endpoint: str | None = None
+                      ) -> TokenEstimate:
+    tally = TokenTally(dialect, count, endpoint)
     for request in requests:
         tally.add(request)
     return tally.result()

@@ -19,7 +19,7 @@ EXAMPLES = REPO / "batches.d"
 # What a developer's shell may hold that would reach a test: real keys and endpoints, proxies,
 # the runner's own knobs. Every test starts without them (a test sets what it needs).
 OUTSIDE = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_BASE_URL", "OPENAI_API_KEY",
-            "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "RUNNER_PRICES",
+            "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "RUNNER_PRICES",
             "RUNNER_FAILPOINT", "RUNNER_STORE", "RUNNER_POLL_SECONDS", "RUNNER_EMULATOR_LATENCY",
             "RUNNER_INLINE_LIMIT", "RUNNER_UPLOAD_CHUNK", "HTTP_PROXY", "HTTPS_PROXY",
             "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "NO_PROXY", "no_proxy",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -40,10 +40,13 @@ class NotFound(ProviderError):
 
 
 class Calls:
-    def __init__(self, base_url: httpx.URL, api_key: str, *, read: float, call_timeout: float,
-                 min_rate: float, max_pages: int, max_attempts: int, sleep: Sleep,
-                 backoff: Backoff, transport: httpx.BaseTransport | None = None):
-        self.http = client_for(base_url, api_key, read, transport=transport)
+    def __init__(self, base_url: httpx.URL, api_key: str, *, headers: Mapping[str, str],
+                 read: float, call_timeout: float, min_rate: float, max_pages: int,
+                 max_attempts: int, sleep: Sleep, backoff: Backoff,
+                 transport: httpx.BaseTransport | None = None):
+        """`headers` go with every call (the key, in the provider's own header); `api_key`
+        is what messages are redacted of."""
+        self.http = client_for(base_url, headers, read, transport=transport)
         self.redact = Redactor(api_key)
         self.read = read
         self.call_timeout = call_timeout

@@ -135,12 +135,17 @@ class Dialect(Protocol):
         """Usage as one response reports it; raises ValueError naming a bad field."""
         ...
 
-    def request_tokens(self, request: Mapping[str, Any]) -> tuple[int, int]:
-        """(estimated input tokens, media parts counted at a flat rate) of one request."""
+    def request_tokens(self, request: Mapping[str, Any], endpoint: str | None
+                       ) -> tuple[int, int]:
+        """(estimated input tokens, media parts counted at a flat rate) of one request sent
+        to `endpoint` (the manifest's; None for a provider with one kind of request): which
+        fields are prompt depends on the kind of request, which its keys alone do not always
+        tell (OpenAI's Responses and Embeddings requests may both be `{model, input}`)."""
         ...
 
-    def output_bound(self, request: Mapping[str, Any]) -> int | None:
-        """The most output tokens one request may produce; None when it sets no bound."""
+    def output_bound(self, request: Mapping[str, Any], endpoint: str | None) -> int | None:
+        """The most output tokens one request sent to `endpoint` may produce; None when it
+        sets no bound (0 for a request that produces none, such as an embedding)."""
         ...
 
     def connect(self, api_key: str, base_url: str | None, tuning: Mapping[str, int]

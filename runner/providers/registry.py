@@ -15,6 +15,7 @@ from .dialect import Dialect
 
 PROVIDERS: Mapping[str, str] = {
     "gemini": "runner.providers.gemini",
+    "openai": "runner.providers.openai",
 }
 
 

@@ -1,7 +1,8 @@
-"""How the Gemini client reaches the provider: where the API key may travel, and how long a
-call may take, whatever the server does.
+"""How a provider's client reaches its API: where the API key may travel, and how long a call
+may take, whatever the server does.
 
-The key rides in a header of every request, so:
+The key rides in a header of every request (each client names its own: Gemini's
+`x-goog-api-key`, OpenAI's `Authorization: Bearer`), so:
 
 - plain http is allowed only to this machine (`localhost` and literal loopback addresses such
   as 127.0.0.1 or ::1, never a name that merely starts with "127."), and then always directly:
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -29,7 +31,7 @@ from ..errors import ProviderError
 from .reading import one_line
 
 CONNECT_SECONDS = 15.0
-MIN_SECRET = 8                      # characters; a Gemini API key has 39
+MIN_SECRET = 8                      # characters; a Gemini API key has 39, an OpenAI one more
 _PORTS = {"http": 80, "https": 443}
 
 
@@ -47,31 +49,33 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_base_url(base: str) -> httpx.URL:
+def check_base_url(base: str, env: str) -> httpx.URL:
     """The base URL, if the key may be sent there: https anywhere, plain http only to this
-    machine."""
+    machine. `env` names the variable a user sets it with (GEMINI_BASE_URL, OPENAI_BASE_URL),
+    for the message."""
     try:
         url = httpx.URL(base)
     except httpx.InvalidURL:
         url = None
     if url is None or url.scheme not in _PORTS or not url.host:
-        raise ProviderError(f"GEMINI_BASE_URL must be an http(s) URL (got {one_line(base, 80)!r})")
+        raise ProviderError(f"{env} must be an http(s) URL (got {one_line(base, 80)!r})")
     if url.scheme == "http" and not is_loopback(url.host):
-        raise ProviderError("GEMINI_BASE_URL may use plain http:// only for a server on this "
+        raise ProviderError(f"{env} may use plain http:// only for a server on this "
                             "machine (localhost or a loopback address such as 127.0.0.1; the "
                             "key would cross the network in clear); use https://")
     return url
 
 
-def client_for(base: httpx.URL, api_key: str, read: float, *,
+def client_for(base: httpx.URL, headers: Mapping[str, str], read: float, *,
                transport: httpx.BaseTransport | None = None) -> httpx.Client:
-    """The client for `base`: https trusts the environment (proxies tunnelled by CONNECT, CA
-    bundles); plain http, which check_base_url allows only to this machine, goes direct.
-    `transport` replaces httpx's network transport (tests pass an httpx.MockTransport); None
-    keeps httpx's own."""
+    """The client for `base`, sending `headers` (the key, in the provider's own header) with
+    every request: https trusts the environment (proxies tunnelled by CONNECT, CA bundles);
+    plain http, which check_base_url allows only to this machine, goes direct. `transport`
+    replaces httpx's network transport (tests pass an httpx.MockTransport); None keeps
+    httpx's own."""
     try:
         # verify=True is httpx's default; stated so that nobody turns it off by accident.
-        return httpx.Client(headers={"x-goog-api-key": api_key}, verify=True,
+        return httpx.Client(headers=dict(headers), verify=True,
                             timeout=httpx.Timeout(read, connect=CONNECT_SECONDS),
                             follow_redirects=False, trust_env=base.scheme == "https",
                             transport=transport)

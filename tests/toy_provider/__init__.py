@@ -88,10 +88,11 @@ class ToyDialect:
             raise Malformed("tokens", raw, "counts")
         return Usage.of_request(prompt, output)
 
-    def request_tokens(self, request: Mapping[str, Any]) -> tuple[int, int]:
+    def request_tokens(self, request: Mapping[str, Any], endpoint: str | None
+                       ) -> tuple[int, int]:
         return text_tokens(str(request.get("prompt", ""))), 0
 
-    def output_bound(self, request: Mapping[str, Any]) -> int | None:
+    def output_bound(self, request: Mapping[str, Any], endpoint: str | None) -> int | None:
         return integer_setting(request.get("max_tokens"))
 
     def connect(self, api_key: str, base_url: str | None, tuning: Mapping[str, int]

@@ -73,10 +73,11 @@ class GeminiDialect:
     def usage(self, raw: Mapping[str, Any]) -> Usage:
         return results.usage_of(raw)
 
-    def request_tokens(self, request: Mapping[str, Any]) -> tuple[int, int]:
+    def request_tokens(self, request: Mapping[str, Any], endpoint: str | None
+                       ) -> tuple[int, int]:
         return tokens.request_tokens(request)
 
-    def output_bound(self, request: Mapping[str, Any]) -> int | None:
+    def output_bound(self, request: Mapping[str, Any], endpoint: str | None) -> int | None:
         return tokens.output_bound(request)
 
     def connect(self, api_key: str, base_url: str | None, tuning: Mapping[str, int]

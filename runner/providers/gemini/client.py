@@ -72,11 +72,12 @@ class GeminiProvider:
             raise ProviderError("the Gemini API key holds characters an API key cannot have "
                                 "(check GEMINI_API_KEY for a stray character)")
         self._base = (base_url or os.environ.get("GEMINI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-        self._base_url = check_base_url(self._base)
+        self._base_url = check_base_url(self._base, "GEMINI_BASE_URL")
         self._version = api_version
         self.inline_limit = inline_limit
         self._chunk = chunk_size
-        self._calls = Calls(self._base_url, api_key, read=timeout, call_timeout=call_timeout,
+        self._calls = Calls(self._base_url, api_key, headers={"x-goog-api-key": api_key},
+                            read=timeout, call_timeout=call_timeout,
                             min_rate=min_rate, max_pages=max_pages, max_attempts=max_attempts,
                             sleep=sleep, backoff=backoff or Backoff(base=1.0, cap=30.0),
                             transport=transport)
