@@ -182,6 +182,26 @@ class Calls:
                         "provider's paging does not end)")
 
 
+class OverCalls:
+    """What every provider's client shares over its Calls: the run's deadline, which
+    Clients.time_limit sets on each client, and closing the connection pool."""
+
+    _calls: Calls
+
+    @property
+    def deadline(self) -> float | None:
+        """A time.monotonic() value by which every call must end (None: each call's own
+        bound only); apply sets it from --timeout."""
+        return self._calls.deadline
+
+    @deadline.setter
+    def deadline(self, value: float | None) -> None:
+        self._calls.deadline = value
+
+    def close(self) -> None:
+        self._calls.http.close()
+
+
 def decode(resp: httpx.Response, what: str) -> Any:
     """A JSON answer. NaN and Infinity, which Python's parser lets through, are refused: no
     JSON writer downstream would take them back."""

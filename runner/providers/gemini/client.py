@@ -31,7 +31,7 @@ from ...failpoints import hit
 from ...limits import Limits
 from ...retry import Backoff, Sleep, real_sleep
 from ..base import OnProgress, RemoteJob
-from ..calls import CALL_TIMEOUT, MAX_PAGES, MIN_RATE, RETRIABLE, Calls, NotFound
+from ..calls import CALL_TIMEOUT, MAX_PAGES, MIN_RATE, RETRIABLE, Calls, NotFound, OverCalls
 from ..reading import error_message
 from ..transport import Late, check_base_url, read_within, timeouts
 from .upload import ResumableUpload
@@ -52,7 +52,7 @@ CHUNK = 8 * 1024 * 1024            # upload chunk: the server's granularity
 _PIECE = 1 << 20                   # bytes between progress reports of a download
 
 
-class GeminiProvider:
+class GeminiProvider(OverCalls):
     name = "gemini"
     inline_limit = INLINE_LIMIT
 
@@ -82,18 +82,6 @@ class GeminiProvider:
                             sleep=sleep, backoff=backoff or Backoff(base=1.0, cap=30.0),
                             transport=transport)
 
-    @property
-    def deadline(self) -> float | None:
-        """A time.monotonic() value by which every call must end (None: each call's own
-        bound only); apply sets it from --timeout."""
-        return self._calls.deadline
-
-    @deadline.setter
-    def deadline(self, value: float | None) -> None:
-        self._calls.deadline = value
-
-    def close(self) -> None:
-        self._calls.http.close()
 
     def _url(self, path: str) -> str:
         return f"{self._base}/{self._version}/{path}"

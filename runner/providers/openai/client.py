@@ -30,7 +30,7 @@ from ...errors import ProviderError
 from ...limits import Limits
 from ...retry import Backoff, Sleep, real_sleep
 from ..base import OnProgress, RemoteJob
-from ..calls import CALL_TIMEOUT, MAX_PAGES, MIN_RATE, Calls, NotFound
+from ..calls import CALL_TIMEOUT, MAX_PAGES, MIN_RATE, Calls, NotFound, OverCalls
 from ..transport import check_base_url
 from .files import Files
 from .tokens import CHAT
@@ -45,7 +45,7 @@ MAX_TAG = 512                       # characters of a metadata value
 LIST_LIMIT = 100                    # batches a page: the API's most
 
 
-class OpenAIProvider:
+class OpenAIProvider(OverCalls):
     name = "openai"
     inline_limit = 0
 
@@ -77,18 +77,6 @@ class OpenAIProvider:
                             transport=transport)
         self._files = Files(self._calls, self._base)
 
-    @property
-    def deadline(self) -> float | None:
-        """A time.monotonic() value by which every call must end (None: each call's own
-        bound only); apply sets it from --timeout."""
-        return self._calls.deadline
-
-    @deadline.setter
-    def deadline(self, value: float | None) -> None:
-        self._calls.deadline = value
-
-    def close(self) -> None:
-        self._calls.http.close()
 
     def _batch(self, answer: object, whose: str) -> Batch:
         batch = self._calls.parse(parse_batch, answer, whose)
