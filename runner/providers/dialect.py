@@ -90,6 +90,13 @@ class Dialect(Protocol):
         ...
 
     @property
+    def tags_jobs(self) -> bool:
+        """Whether a job carries the runner's tag (`RemoteJob.display_name`) on the
+        provider. A provider that keeps none (Anthropic) has its jobs recognised from the
+        lockfile's intents instead (runner.providers.recognise)."""
+        ...
+
+    @property
     def maps_keys(self) -> bool:
         """Whether a key is sent as another string (`wire_key`): False spares the call."""
         ...

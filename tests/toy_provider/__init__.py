@@ -42,6 +42,7 @@ class ToyDialect:
     output_bound_setting: str = "max_tokens"
     model_hint: str = "give a toy model id such as toy-1"
     endpoints: tuple[str, ...] = ()
+    tags_jobs: bool = True          # its display name
     maps_keys: bool = True          # a key is sent with a "toy-" prefix, to prove the mapping
 
     def framing(self, endpoint: str | None) -> Framing:

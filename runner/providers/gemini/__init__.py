@@ -44,6 +44,7 @@ class GeminiDialect:
     output_bound_setting: str = tokens.OUTPUT_BOUND_SETTING
     model_hint: str = "give a model id such as gemini-2.5-flash (a models/ prefix is accepted)"
     endpoints: tuple[str, ...] = ()
+    tags_jobs: bool = True          # the displayName
     maps_keys: bool = False         # any string is a key
 
     def framing(self, endpoint: str | None) -> Framing:

@@ -53,6 +53,7 @@ class OpenAIDialect:
     output_bound_setting: str = tokens.OUTPUT_BOUND_SETTING
     model_hint: str = "give a model id such as gpt-4o-mini or gpt-5"
     endpoints: tuple[str, ...] = ENDPOINTS
+    tags_jobs: bool = True          # in its metadata
     maps_keys: bool = False         # custom_id takes any string
 
     def framing(self, endpoint: str | None) -> Framing:
