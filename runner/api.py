@@ -18,6 +18,7 @@ functions, which the functions here are made of, on it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -222,6 +223,7 @@ def cancel(directory: PathLike, names: Iterable[str], *, provider: Providers | N
         identity = establish(ws.directory, ws.lock,
                              Path(take_over) if take_over is not None else None)
         with _provider(directory, provider, emulator) as p:
+            p.follow(ws.lock.records)
             cancelled = cancel_batches(ws, entries, p, identity)
     return cancelled
 
@@ -248,6 +250,8 @@ def adopt(directory: PathLike, name: str, job: str, *, force: bool = False,
         if remote is None:
             raise RunnerError(f"job {job!r} not found on the provider")
         problems = []
+        if not registry.dialect(m.provider).tags_jobs:     # nothing to check but its size
+            remote = dataclasses.replace(remote, display_name=tag)
         attempt = attempt_of(name, rendered.content_hash, remote.display_name)
         if attempt is None:
             problems.append(f"its displayName {remote.display_name!r} does not carry the "

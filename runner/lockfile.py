@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -25,7 +26,7 @@ from .errors import LockfileError
 from .fsutil import write_text
 from .layout import LOCKFILE_NAME
 from .providers.base import JobState
-from .records import LockEntry, Retry, Shard
+from .records import Job, LockEntry, Retry, Shard
 from .schema_check import validator
 from .yamllines import Document
 from .yamlsrc import read_documents
@@ -41,6 +42,13 @@ class Lock:
     # after every step, and rendering a thousand records each time would dominate
     _rendered: dict[str, tuple[dict[str, Any], str]] = field(
         default_factory=dict, repr=False, compare=False)
+
+    def records(self, provider: str) -> Iterator[Job | LockEntry]:
+        """The record of every job of the provider's batches (parts and follow-ups)."""
+        for entry in self.batches.values():
+            if entry.provider == provider:
+                yield from entry.parts()
+                yield from entry.retries
 
     def to_text(self) -> str:
         head = {"version": VERSION,

@@ -145,7 +145,10 @@ def observe(clients: Clients, lock: lockfile.Lock, desired: list[Desired]) -> Ob
 
 def observe_each(clients: Clients, lock: lockfile.Lock, desired: list[Desired]
                  ) -> dict[str, Observed]:
-    """What each provider the manifests name has (see observe_one), by provider name."""
+    """What each provider the manifests name has (see observe_one), by provider name. The
+    jobs of a provider that keeps no tag are recognised from `lock`'s records from now on
+    (Clients.follow): the run records its intents in this very lock."""
+    clients.follow(lock.records)
     groups: dict[str, list[Desired]] = {}
     for want in desired:
         groups.setdefault(want.provider, []).append(want)

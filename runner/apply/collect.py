@@ -18,6 +18,7 @@ from ..pricing import load_prices, spent
 from ..providers.base import JobState, RemoteJob
 from ..records import LockEntry, Part, Retry
 from ..tags import best
+from .confirm import not_sent_by
 from .options import note
 from .worker import Worker
 
@@ -37,7 +38,7 @@ class Collector(Worker):
         if job is not None and record is not None:
             self.journal.succeeded(record, job)
             if entry.shards:    # recorded before the other shards' results are fetched
-                self._results(m.name, record, job)
+                self._results(m, record, job)
                 self.journal.save()
         if not entry.settled:
             if job is None or record is None:
@@ -54,7 +55,7 @@ class Collector(Worker):
         jobs = tuple(r.job for r in records)
         if self._written.get(m.name) == jobs:
             return False    # written this run from these very results (shards re-adopted)
-        paths = [self._results(m.name, r, job) for r in records]
+        paths = [self._results(m, r, job) for r in records]
         written = self._write(m, entry, records, paths)
         hit("after-outputs")
         self.journal.outputs(m.name, written, spent(load_prices(self.journal.ws.directory),
@@ -102,11 +103,13 @@ class Collector(Worker):
         self.report(f"{m.name}: wrote {', '.join(o.rel for o in m.outputs)}{shards}{merged}: "
                     f"{written.succeeded} succeeded{extra}")
 
-    def _results(self, name: str, record: Part | Retry, job: RemoteJob | None) -> Path:
+    def _results(self, m: Manifest, record: Part | Retry, job: RemoteJob | None) -> Path:
         """The record's results on disk, downloaded again if this machine has not got them or
         its copy is damaged (see `cached`). The job is checked to be the record's own first:
-        the lockfile is text that people edit and merge."""
+        the lockfile is text that people edit and merge; and, for a provider that keeps no
+        tag, its results are checked to answer the record's requests (runner.apply.confirm)."""
         assert record.job is not None
+        name = m.name
         state_dir = self.journal.ws.state_dir
         path = results_path(state_dir, record.job)
         entry = self.journal.entry(name)
@@ -130,6 +133,15 @@ class Collector(Worker):
         tmp = path.with_suffix(".part")
         self.provider.download_results(job, tmp, on_progress=lambda got, total:
                                        self.progress.transfer(name, "download", got, total))
+        why = not_sent_by(m, entry, record, tmp, self.streams)
+        if why is not None:
+            discard(tmp)
+            self.journal.unbind(record)
+            raise ProviderError(f"{self.journal.label(name, record)}: job {job.name} was taken "
+                                "for this batch's by its size and creation time (the provider "
+                                f"keeps no tag on a job), but {why}; it is no longer recorded, "
+                                "and the next apply submits the requests again",
+                                path=self.journal.ws.lock_path)
         keep(tmp, path, job.display_name)
         return path
 

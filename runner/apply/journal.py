@@ -17,6 +17,7 @@ from ..errors import InputsChanged
 from ..manifest import Manifest
 from ..outputs import Written
 from ..providers.base import JobState, RemoteJob
+from ..recognise import intent_time, newest
 from ..records import LockEntry, Part, Retry
 from ..states import Desired
 from ..workspace import Workspace
@@ -76,14 +77,29 @@ class Journal:
 
     # -- a job's life -------------------------------------------------------------------------
 
-    def intent(self, part: Part, tag: str, attempt: int) -> None:
-        """Before the create call: the tag to find the job by, should the answer be lost."""
+    def intent(self, part: Part, tag: str, attempt: int, after: str | None = None) -> None:
+        """Before the create call: the tag to find the job by, should the answer be lost, and
+        when (`submitted_at`, until the job's own creation time replaces it): the job of a
+        provider that keeps no tag is recognised by its time and size (runner.recognise)."""
+        bound = part.job is not None
+        when = intent_time(time.time(), newest((after, part.submitted_at if bound else None)),
+                           part.submitted_at if not bound else None)
         part.display_name = tag
         part.state, part.attempts = JobState.CREATING, attempt
-        part.job = part.input_file = part.submitted_at = part.finished_at = part.error = None
+        part.job = part.input_file = part.finished_at = part.error = None
+        part.submitted_at = when
         self.save()
 
-    def retry_intent(self, entry: LockEntry, retry: Retry) -> None:
+    def unbind(self, record: Part | Retry) -> None:
+        """A job that turned out not to be the record's (runner.apply.confirm): the record is
+        an intent again, which that job can no longer match (see recognise.intent_time)."""
+        record.submitted_at = intent_time(time.time(), record.submitted_at)
+        record.state = JobState.CREATING
+        record.job = record.input_file = record.finished_at = record.error = None
+        self.save()
+
+    def retry_intent(self, entry: LockEntry, retry: Retry, after: str | None = None) -> None:
+        retry.submitted_at = intent_time(time.time(), after)
         entry.retries.append(retry)
         self.save()
 
@@ -99,7 +115,7 @@ class Journal:
     def bind(self, record: Part | Retry, job: RemoteJob) -> None:
         record.job = job.name
         record.state = job.state
-        record.submitted_at = record.submitted_at or job.create_time or now()
+        record.submitted_at = job.create_time or record.submitted_at or now()
         if job.input_file:
             record.input_file = job.input_file
         self.save()
@@ -164,3 +180,4 @@ class Journal:
 
 def part_of(entry: LockEntry, content_hash: str | None) -> Part | None:
     return next((p for p in entry.parts() if p.content_hash == content_hash), None)
+

@@ -24,6 +24,8 @@ from ..identity import Identity
 from ..manifest import Manifest
 from ..ownership import foreign
 from ..providers.base import AmbiguousCreate, JobState, RemoteJob
+from ..providers.registry import dialect
+from ..recognise import newest
 from ..records import LockEntry, Part, Retry
 from ..retry import Sleep
 from ..tags import display_name, twins
@@ -95,7 +97,7 @@ class Submitter(Worker):
         then lost), and only then create. Returns the job's name."""
         _, part = self.layout(m, action.content_hash, files=True)
         tag = display_name(m.name, part.content_hash, action.attempt)
-        self.journal.intent(part, tag, action.attempt)
+        self.journal.intent(part, tag, action.attempt, self._fence())
         hit("after-intent")
         path = self.streams.input_file(m, part.content_hash)
         if path is None:        # rendered above: only a change made behind its back
@@ -135,7 +137,7 @@ class Submitter(Worker):
             assert action.display_name is not None
             retry = Retry(rendered.content_hash, rendered.requests, action.display_name,
                           JobState.CREATING)
-            self.journal.retry_intent(entry, retry)
+            self.journal.retry_intent(entry, retry, self._fence())
         job = self.listing.find(retry.display_name) or self._create(m, retry, path)
         self.journal.bind(retry, job)
         self.outcome.submitted.append(m.name)
@@ -143,6 +145,13 @@ class Submitter(Worker):
                     f"({retry.display_name})")
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+    def _fence(self) -> str | None:
+        """For a provider that keeps no tag: the creation time of the newest job seen, which
+        the intent about to be recorded must come after (see recognise.intent_time)."""
+        if dialect(self.provider.name).tags_jobs:
+            return None
+        return newest(j.create_time for j in self.listing.jobs())
 
     def _create(self, m: Manifest, record: Part | Retry, path: Path) -> RemoteJob:
         """Upload if too big to send inline, then create; `record` (the batch or a follow-up)

@@ -7,6 +7,9 @@ variables; with `emulator=True` every client talks to one embedded emulator, whi
 each API under its own path prefix and keeps its state under the directory's `.runner/`, so
 that a later run finds the jobs an earlier one made. Clients passed in (`given`) are used as
 they are, for their provider (tests, and library callers with a client of their own).
+
+The client of a provider that keeps no tag on its jobs is wrapped so that its jobs carry the
+tags recognised from the lockfile (runner.recognise): `follow` names the lockfile records.
 """
 
 from __future__ import annotations
@@ -14,15 +17,16 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from ..errors import RunnerError
 from ..layout import STATE_DIR
+from ..recognise import Intent, Recognising
 from .base import Provider
-from .registry import dialect, names
+from .registry import PROVIDERS, dialect, names
 
 EMULATOR_KEY = "emulator-local-key"
 
@@ -38,6 +42,8 @@ class Clients:
         self._opened: dict[str, Provider] = {}
         self._stack = contextlib.ExitStack()
         self._base_url: str | None = None
+        self._wrapped: dict[str, Recognising] = {}
+        self._records: Callable[[str], Iterable[Intent]] = lambda name: ()
         self.deadline: float | None = None
 
     @classmethod
@@ -45,10 +51,21 @@ class Clients:
         """Clients that are this one provider (for its own provider name)."""
         return cls(Path("."), given={provider.name: provider})
 
+    def follow(self, records: Callable[[str], Iterable[Intent]]) -> None:
+        """Where the lockfile records of each provider's jobs are read from (by provider
+        name), each time a job of a provider that keeps no tag is looked at."""
+        self._records = records
+
     def __getitem__(self, name: str) -> Provider:
         client = self._given.get(name) or self._opened.get(name)
         if client is None:
             client = self._opened[name] = self._open(name)
+        if name in PROVIDERS and not dialect(name).tags_jobs:
+            wrapped = self._wrapped.get(name)
+            if wrapped is None or wrapped.inner is not client:
+                wrapped = self._wrapped[name] = Recognising(
+                    client, lambda: self._records(name))
+            client = wrapped
         if self.deadline is not None and (client.deadline is None
                                           or client.deadline > self.deadline):
             client.deadline = self.deadline

@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -165,8 +166,9 @@ class ToyClient:
                     "answer": f"toy: {prompt}", "stop": "done",
                     "tokens": {"in": len(prompt), "out": 2}}})
         number = len(list((self.state / "jobs").iterdir())) + 1
+        created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         job = {"name": f"toyjobs/{number}", "display_name": display_name, "model": model,
-               "state": "PENDING", "looks": 0, "created": f"2026-01-01T00:00:{number:02d}Z",
+               "state": "PENDING", "looks": 0, "created": created,
                "input": input_file, "results": "".join(json.dumps(r) + "\n" for r in results)}
         self._save(job)
         return self._job(job, look=False)
