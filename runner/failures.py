@@ -3,7 +3,10 @@ again.
 
 A batch whose job succeeded may still hold requests that failed. `spec.retry_failed` allows
 follow-up batches of just those, and `spec.allowed_failures` how many may remain for the batch
-to count as healthy. Kept apart from the main table (runner.plan): a follow-up batch has a tag
+to count as healthy. Requests a job expired before running (`unfinished`, runner.providers.
+dialect.UNFINISHED) are no fault of theirs: once retry_failed is spent, follow-ups of just
+those go on by themselves, as many as a whole job that expires is submitted again
+(max_attempts). Kept apart from the main table (runner.plan): a follow-up batch has a tag
 (`-retryN`), a record (records.Retry) and rows of its own, and runner.desired reads the
 allowance from the manifest.
 """
@@ -34,7 +37,14 @@ def too_many_failures(want: Desired, failed: int) -> str | None:
             f"{want.allowed_failures} allowed (spec.allowed_failures): see {want.errors_output}")
 
 
-def for_retry(want: Desired, entry: LockEntry, observed: Observed) -> Action | None:
+def only_unfinished(retry_failed: int, index: int) -> bool:
+    """Whether the follow-up number `index` (from 0) sends only the unfinished requests: the
+    follow-ups retry_failed allows send every failed request."""
+    return index >= retry_failed
+
+
+def for_retry(want: Desired, entry: LockEntry, observed: Observed, max_attempts: int = 3
+              ) -> Action | None:
     """The action for the batch's follow-up batches, or None when there is nothing to do."""
     base: dict[str, Any] = dict(name=want.name, content_hash=want.content_hash, retry=True)
     retry = entry.open_retry
@@ -65,5 +75,12 @@ def for_retry(want: Desired, entry: LockEntry, observed: Observed) -> Action | N
         n = len(entry.retries) + 1
         return Action(Kind.RETRY, reason=f"resubmit {failed} failed requests (retry {n} of "
                       f"{want.retry_failed})", requests=failed,
+                      display_name=retry_name(want.name, want.content_hash, n), **base)
+    unfinished = entry.counts.get("unfinished", 0)
+    if unfinished and len(entry.retries) < want.retry_failed + max_attempts - 1 and \
+            not gave_up:
+        n = len(entry.retries) + 1
+        return Action(Kind.RETRY, reason=f"resubmit {unfinished} requests the job expired "
+                      f"before running (retry {n})", requests=unfinished,
                       display_name=retry_name(want.name, want.content_hash, n), **base)
     return None

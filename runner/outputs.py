@@ -36,7 +36,7 @@ from .fsutil import atomic_writer
 from .hashing import ContentHasher, canonical_bytes, file_digest, request_hash
 from .manifest import Manifest
 from .parallel import render_jsonl
-from .providers.dialect import Answer, Dialect
+from .providers.dialect import UNFINISHED, Answer, Dialect
 from .render import Renderer
 from .usage import Usage
 
@@ -56,6 +56,7 @@ class Written:
     unmatched: int              # results whose key no request has
     repeated: int               # results whose key came again in the same results file
     usage: Usage                # the successful responses' usage, summed
+    unfinished: int = 0         # of the failed: requests their job expired before running
 
 
 # One request, in input order: its index, its key's JSON, its request hash and its result line
@@ -224,7 +225,7 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
     render other requests now (edited while apply waited) nothing is written. `spooled`:
     the input files of the requests as this run rendered them, read instead of rendering."""
     renderer = Renderer(manifest)
-    succeeded = failed = 0
+    succeeded = failed = unfinished = 0
     usage = Usage()
     with contextlib.ExitStack() as stack:
         try:
@@ -262,6 +263,7 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
             read = read_result(result)
             if not isinstance(read, Answer):
                 failed += 1
+                unfinished += read.get(UNFINISHED) is True
                 errors.write(orjson.dumps({"key": key, "request_hash": rhash,
                                            "error": read}) + b"\n")
                 continue
@@ -284,7 +286,8 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
             # the columns read the rows a second time: they must be the rows just joined
             raise InputsChanged(manifest.name, manifest.source)
     digests = {o.rel: file_digest(o.path) for o in manifest.declared_paths()}
-    return Written(digests, succeeded, failed, join.unmatched, join.repeated, usage)
+    return Written(digests, succeeded, failed, join.unmatched, join.repeated, usage,
+                   unfinished)
 
 
 def _stamp(path: Path | None) -> tuple[int, int, int] | None:

@@ -104,7 +104,7 @@ def _lost(name: str, why: str, resubmit_asked: bool, resubmit: dict[str, Any]) -
 
 
 def _for_settled(want: Desired, entry: LockEntry, observed: Observed,
-                 resubmit_asked: bool) -> list[Action]:
+                 resubmit_asked: bool, max_attempts: int) -> list[Action]:
     """Every job's results are in: the outputs, follow-ups of failures, or nothing to do.
     Rewriting outputs needs every part's results; a part whose results are gone from the
     provider is submitted again."""
@@ -115,7 +115,7 @@ def _for_settled(want: Desired, entry: LockEntry, observed: Observed,
     why = outputs_reason(entry, want)
     same = entry.content_hash == want.content_hash
     if same and (why is None or entry.open_retry is not None):
-        follow_up = for_retry(want, entry, observed)
+        follow_up = for_retry(want, entry, observed, max_attempts)
         if follow_up is not None:
             return [follow_up]
     if why is None:
@@ -222,7 +222,7 @@ def _for_records(want: Desired, entry: LockEntry | None, observed: Observed, max
     if not actions:
         assert entry is not None
         actions = [dataclasses.replace(a, part=None)
-                   for a in _for_settled(want, entry, observed, resubmit_asked)]
+                   for a in _for_settled(want, entry, observed, resubmit_asked, max_attempts)]
         if len(wanted) > 1 and actions[0].kind in (Kind.RESUBMIT, Kind.LOST):
             index = {s.content_hash: i for i, s in enumerate(wanted)}
             actions = [dataclasses.replace(a, part=index[a.content_hash or ""])

@@ -168,6 +168,31 @@ def test_an_expired_batch_keeps_its_finished_part_and_resends_only_the_rest(
     assert len(entry.retries) == 1 and entry.retries[0].requests == follow_up.total
 
 
+def test_requests_an_expired_batch_never_ran_are_sent_again_without_retry_failed(
+        tmp_path: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    """Expiry is no fault of the requests: with retry_failed 0 the unfinished ones are still
+    sent again (as a whole job that expires would be), and no others; the lockfile counts
+    them apart from the failures."""
+    d = tmp_path / "proj"
+    write_manifest(d, CHAT, "chat.yaml")
+    emu.faults = replace(emu.faults, expire=True)
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    emu.faults = replace(emu.faults, expire=False)
+    httpx.post(f"{emu.base_url}/_emulator/clock", json={"advance": 25 * 3600}
+               ).raise_for_status()
+    assert main(["apply", str(d), "--no-wait"]) == 0
+    first, _ = sorted(batches(emu), key=lambda j: j.create_time or "")
+    entry = lockfile.load(d / "batches.lock").batches["chat"]
+    assert entry.counts == {"succeeded": first.succeeded, "failed": 6 - first.succeeded,
+                            "unfinished": 6 - first.succeeded}
+    assert f"resubmitted {6 - first.succeeded} failed requests" in capsys.readouterr().out
+    unfinished = [json.loads(x) for x in (d / "out/chat.errors.jsonl").read_text().splitlines()]
+    assert all(u["error"]["unfinished"] is True for u in unfinished)
+    assert main(["apply", str(d), "--quiet"]) == 0
+    assert [o["key"] for o in lines(d / "out/chat.jsonl")] == list("abcdef")
+    assert main(["plan", str(d), "--detailed-exitcode"]) == 0
+
+
 def test_one_directory_applies_gemini_and_openai_side_by_side(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNNER_EMULATOR_LATENCY", "0.3")

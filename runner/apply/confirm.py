@@ -15,7 +15,7 @@ from ..providers.registry import dialect_of
 from ..recognise import foreign_results
 from ..records import LockEntry, Part, Retry
 from ..stream import Streams
-from .submit import failed_keys
+from .submit import retry_keys
 
 
 def not_sent_by(m: Manifest, entry: LockEntry, record: Part | Retry, results: Path,
@@ -31,12 +31,12 @@ def not_sent_by(m: Manifest, entry: LockEntry, record: Part | Retry, results: Pa
 def _sent(m: Manifest, entry: LockEntry, record: Part | Retry, streams: Streams
           ) -> Iterator[str]:
     """The keys, as sent, of the requests of `record`: a follow-up's are the batch's failed
-    requests (its errors output, which nothing rewrites while the follow-up runs); a job's
+    requests (in its errors output, which nothing rewrites while the follow-up runs); a job's
     are read from its input file, rendered again if this run has not got it."""
     d = dialect_of(m)
     if isinstance(record, Retry):
         wire = d.wire_key if d.maps_keys else None
-        for key in failed_keys(m):
+        for key in retry_keys(m, entry, record):
             yield key if wire is None else wire(key)
         return
     path = streams.input_file(m, record.content_hash)

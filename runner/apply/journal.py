@@ -164,6 +164,8 @@ class Journal:
         """The outputs written, recorded last: a run killed before writes them again."""
         entry = self.entry(name)
         entry.counts = {"succeeded": written.succeeded, "failed": written.failed}
+        if written.unfinished:
+            entry.counts["unfinished"] = written.unfinished
         entry.spent = spent
         entry.outputs = written.outputs
         entry.outputs_hash = outputs_hash

@@ -19,11 +19,13 @@ from ..actions import Action
 from ..desired import Rendered, input_path, render_into
 from ..errors import InputsChanged, OutputError, ProviderError
 from ..failpoints import hit
+from ..failures import only_unfinished
 from ..fsutil import atomic_writer
 from ..identity import Identity
 from ..manifest import Manifest
 from ..ownership import foreign
 from ..providers.base import AmbiguousCreate, JobState, RemoteJob
+from ..providers.dialect import UNFINISHED
 from ..providers.registry import dialect
 from ..recognise import newest
 from ..records import LockEntry, Part, Retry
@@ -122,7 +124,7 @@ class Submitter(Worker):
         batch."""
         entry = self.journal.entry(m.name)
         retry = entry.open_retry
-        failed = failed_keys(m)
+        failed = retry_keys(m, entry, retry)
         path = input_path(self.state_dir, f"sha256:retry-{m.name}")
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_writer(path, "wb") as sink:     # binary, whatever its type says
@@ -217,15 +219,25 @@ class Submitter(Worker):
         return moved
 
 
-def failed_keys(m: Manifest) -> set[str]:
-    """Keys in the errors output: the requests a follow-up batch sends again."""
+def retry_keys(m: Manifest, entry: LockEntry, retry: Retry | None) -> set[str]:
+    """The keys the follow-up `retry` sends (None: the next one): every failed request while
+    retry_failed allows, then only the unfinished ones (see failures.only_unfinished)."""
+    index = entry.retries.index(retry) if retry is not None else len(entry.retries)
+    return failed_keys(m, only_unfinished(m.retry_failed, index))
+
+
+def failed_keys(m: Manifest, unfinished: bool = False) -> set[str]:
+    """Keys in the errors output: the requests a follow-up batch sends again (`unfinished`:
+    only those their job expired before running)."""
     keys = set()
     try:
         with open(m.errors.path, "rb") as f:
             for line in f:
                 if line.strip():
-                    keys.add(str(orjson.loads(line)["key"]))
-    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+                    failure = orjson.loads(line)
+                    if not unfinished or failure["error"].get(UNFINISHED) is True:
+                        keys.add(str(failure["key"]))
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         raise OutputError(f"cannot read the failed requests from {m.errors.rel}; delete it and "
                           "run apply again, which writes it anew from the results",
                           path=m.source) from None

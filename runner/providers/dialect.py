@@ -19,6 +19,11 @@ from ..usage import Usage
 from .base import Provider
 from .reading import kind
 
+# The key of a failed request's error that marks it unfinished: its job ran out of time (it
+# expired) before running it. The core sends such requests again by itself, as it does a job
+# that expired without results, while a failure of the request itself waits for retry_failed.
+UNFINISHED = "unfinished"
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -135,7 +140,8 @@ class Dialect(Protocol):
     def read_result(self, result: Mapping[str, Any] | None) -> Answer | dict[str, Any]:
         """A result line's Answer when it succeeded; otherwise the error to record for its
         request (the provider's, none at all, or a result not shaped as the API says, naming
-        the field). Never raises for a result of the wrong shape."""
+        the field), with `UNFINISHED: True` for a request its job expired before running.
+        Never raises for a result of the wrong shape."""
         ...
 
     def usage(self, raw: Mapping[str, Any]) -> Usage:

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from ...usage import Usage
-from ..dialect import Answer, Malformed
+from ..dialect import UNFINISHED, Answer, Malformed
 
 _NUMERIC = b"0123456789-+.eE,"     # all a JSON array of numbers holds between its brackets
 
@@ -38,7 +38,10 @@ def read_result(result: Mapping[str, Any] | None) -> Answer | dict[str, Any]:
     try:
         error = result.get("error")
         if error is not None:
-            return dict(error) if type(error) is dict else {"message": str(error)}
+            out = dict(error) if type(error) is dict else {"message": str(error)}
+            if out.get("code") == "batch_expired":      # never run: sent again by the core
+                out[UNFINISHED] = True
+            return out
         response = _object(result.get("response"), "response")
         status = response.get("status_code")
         if type(status) is not int:

@@ -10,8 +10,9 @@ elsewhere.
 States: validating is PENDING; in_progress, finalizing and cancelling are RUNNING; completed,
 failed and cancelled are themselves. An `expired` batch (24 h passed) keeps what it finished
 in its output file and lists the rest in its error file as `batch_expired`: with an output
-file it is SUCCEEDED, so that the core downloads it, joins the unfinished requests as
-failures and resends only those (spec.retry_failed); without one, nothing finished and it is
+file it is SUCCEEDED (it ended with results), so that the core downloads it and keeps what
+finished; the `batch_expired` requests are read as unfinished (results.read_result), which the
+core sends again by itself, and only those. Without an output file nothing finished and it is
 EXPIRED, which the core resubmits whole. Times are Unix seconds on the wire and RFC 3339 UTC
 here, whose string order is time order.
 
