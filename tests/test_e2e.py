@@ -37,6 +37,8 @@ def remote(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[GeminiPro
     """Points the runner at the test's emulator through the documented environment."""
     monkeypatch.setenv("GEMINI_API_KEY", "test-key")
     monkeypatch.setenv("GEMINI_BASE_URL", emu.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("OPENAI_BASE_URL", emu.base_url + "/openai/v1")
     provider = GeminiProvider("test-key", emu.base_url)
     yield provider
     provider.close()
@@ -71,6 +73,11 @@ def test_apply_examples_end_to_end_then_nothing_to_do(examples: Path, remote: Ge
     sentiment = read_csv(examples / "results/review-sentiment.csv")
     assert [r["id"] for r in sentiment] == ["1001", "1002", "1003", "1004"]
     assert "Review (2 stars): The clips fell off" in sentiment[1]["label"]
+    # the same batch written for OpenAI: the same rows and prompt, its own wire
+    openai = read_csv(examples / "results/review-sentiment-openai.csv")
+    assert [r["id"] for r in openai] == ["1001", "1002", "1003", "1004"]
+    assert "Review (2 stars): The clips fell off" in openai[1]["label"]
+    assert int(openai[1]["tokens"]) > 0
     assert (examples / "results/product-summaries.errors.jsonl").read_text() == ""
     lock = lockfile.load(examples / "batches.lock")
     entry = lock.batches["product-summaries"]
@@ -131,7 +138,7 @@ def test_no_wait_then_resume(examples: Path, remote: GeminiProvider) -> None:
     assert main(["apply", str(examples), "--no-wait"]) == 0
     lock = lockfile.load(examples / "batches.lock")
     assert {e.state for e in lock.batches.values()} <= {"PENDING", "RUNNING"}
-    assert all(p.job and p.job.startswith("batches/")
+    assert all(p.job and p.job.startswith("batch_" if e.provider == "openai" else "batches/")
                for e in lock.batches.values() for p in e.parts())
     assert not (examples / "results").exists()
     assert main(["apply", str(examples)]) == 0
@@ -182,7 +189,7 @@ def test_embedded_emulator_flag(examples: Path, capsys: pytest.CaptureFixture[st
     capsys.readouterr()
     assert main(["status", str(examples), "--emulator"]) == 0
     out = capsys.readouterr().out
-    assert "product-summaries" in out and out.count("SUCCEEDED") == 6
+    assert "product-summaries" in out and out.count("SUCCEEDED") == 8
 
 
 def test_missing_key_is_one_clear_line(examples: Path, capsys: pytest.CaptureFixture[str]) -> None:
