@@ -18,16 +18,20 @@ of the one below (an entry may add a model the runner does not know yet):
    chooses it); as for any file, errors quote no more of it than a short excerpt.
 
 Every cost is at the batch price: the interactive price times (1 - `batch_discount`), 0.5 for
-Gemini's Batch Mode. A request whose prompt is over `LONG_PROMPT_TOKENS` is billed at the
-model's `long_context` price where it has one. Recorded usage bills input read from the prompt
-cache at `cached_input_per_million` and input written to it at `cache_write_per_million` where
-the entry has them (the input rate otherwise); an estimate cannot know what will be cached, and
-prices all input as input.
+Gemini's Batch Mode, OpenAI's Batch API and Anthropic's Message Batches. A request whose
+prompt is over `LONG_PROMPT_TOKENS` is billed at the model's `long_context` price where it has
+one. Recorded usage bills input read from the prompt cache at `cached_input_per_million` and
+input written to it at `cache_write_per_million` where the entry has them (the input rate
+otherwise); an estimate cannot know what will be cached, and prices all input as input.
 
 Models are matched the way ids are written in manifests: a `models/` prefix is dropped, and a
-versioned or preview id (`gemini-2.5-flash-001`, `gemini-2.5-flash-preview-09-2025`) takes the
-entry of its longest listed prefix that ends at a dash. A model not in the table has no price
-(None): a plan says so and goes on; only a budget then refuses, as it cannot be checked.
+versioned, dated or preview id (`gemini-2.5-flash-001`, `gemini-2.5-flash-preview-09-2025`,
+`gpt-4o-2024-08-06`, `claude-sonnet-4-5-20250929`) takes the entry of its longest listed prefix
+that ends at a dash, so `gpt-4o-mini-2024-07-18` takes `gpt-4o-mini`, not `gpt-4o`. A model
+not in the table has no price (None): a plan says so and goes on; only a budget then refuses,
+as it cannot be checked. OpenAI's fine-tuned models (`ft:gpt-4o-mini-2024-07-18:org::id`) are
+among them: they are billed at rates of their own, not their base model's, so a user lists
+each one by its id in `prices.json`.
 """
 
 from __future__ import annotations
