@@ -7,7 +7,7 @@ there on, summing, pricing and recording are the same for every provider.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 # Over this many prompt tokens, a request is billed at its model's long-context price, where
@@ -18,36 +18,53 @@ LONG_PROMPT_TOKENS = 200_000
 @dataclass(frozen=True)
 class Usage:
     """Tokens a batch used, as its responses report them. Output includes thinking tokens,
-    which are billed as output. The `long_` counts are the part of each total from responses
-    whose prompt was over LONG_PROMPT_TOKENS, billed at the long-context price."""
+    which are billed as output. `input_tokens` is every prompt token, those read from or
+    written to the provider's prompt cache included: `cached_input_tokens` and
+    `cache_write_tokens` say how many of them were, as they are billed at their own rates
+    (OpenAI's cached input, Anthropic's cache reads and writes). The `long_` counts are the
+    part of each count from responses whose prompt was over LONG_PROMPT_TOKENS, billed at the
+    long-context price."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     long_input_tokens: int = 0
     long_output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    long_cached_input_tokens: int = 0
+    long_cache_write_tokens: int = 0
 
     @classmethod
-    def of_request(cls, prompt: int, output: int) -> Usage:
-        """The usage of one response that read `prompt` tokens and wrote `output`."""
+    def of_request(cls, prompt: int, output: int, cached: int = 0, written: int = 0) -> Usage:
+        """The usage of one response that read `prompt` tokens, `cached` of them from the
+        prompt cache and `written` of them into it, and wrote `output`. Raises ValueError
+        when the cache's share is more than the prompt."""
+        if cached + written > prompt:
+            raise ValueError(f"usage counts {cached + written} cached input tokens of a prompt "
+                             f"of {prompt}")
         if prompt > LONG_PROMPT_TOKENS:
-            return cls(prompt, output, prompt, output)
-        return cls(prompt, output)
+            return cls(prompt, output, prompt, output, cached, written, cached, written)
+        return cls(prompt, output, 0, 0, cached, written)
 
     def __add__(self, other: Usage) -> Usage:
+        # spelled out: a batch's usage is summed once a response, a million times for a big one
         return Usage(self.input_tokens + other.input_tokens,
                      self.output_tokens + other.output_tokens,
                      self.long_input_tokens + other.long_input_tokens,
-                     self.long_output_tokens + other.long_output_tokens)
+                     self.long_output_tokens + other.long_output_tokens,
+                     self.cached_input_tokens + other.cached_input_tokens,
+                     self.cache_write_tokens + other.cache_write_tokens,
+                     self.long_cached_input_tokens + other.long_cached_input_tokens,
+                     self.long_cache_write_tokens + other.long_cache_write_tokens)
 
     def to_dict(self) -> dict[str, int]:
-        """For the lockfile: the long-context counts only when there are any."""
+        """For the lockfile: the cache and long-context counts only when there are any."""
         return {k: v for k, v in vars(self).items()
                 if v or k in ("input_tokens", "output_tokens")}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
-        return cls(**{k: int(data.get(k, 0)) for k in
-                      ("input_tokens", "output_tokens", "long_input_tokens", "long_output_tokens")})
+        return cls(**{f.name: int(data.get(f.name, 0)) for f in fields(cls)})
 
 
 @dataclass(frozen=True)

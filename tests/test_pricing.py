@@ -78,7 +78,8 @@ def test_lookup_takes_the_longest_prefix_ending_at_a_dash(table: PriceTable, mod
     assert table.lookup(model) is table.models[entry]
 
 
-@pytest.mark.parametrize("model", ["gemini-2.5-flashy", "gpt-4o", "gemini", "", "models/"])
+@pytest.mark.parametrize("model", ["gemini-2.5-flashy", "llama-3-70b", "gemini", "",
+                                   "models/"])
 def test_unknown_model_has_no_price(table: PriceTable, model: str) -> None:
     assert table.lookup(model) is None
     assert estimate_cost(table, model, TokenEstimate(1, 10, 10)) is None
@@ -134,6 +135,70 @@ def test_runner_prices_env_is_laid_over_the_directory_file(tmp_path: Path) -> No
 def test_a_malformed_table_is_refused_naming_the_place(text: str, message: str) -> None:
     with pytest.raises(PricesError, match=message) as e:
         parse_prices(text, "p.json")
+    assert str(e.value).startswith("p.json")
+
+
+def test_an_old_format_table_still_loads(tmp_path: Path) -> None:
+    """The one format before providers were grouped: `models` at the top, with one `as_of`,
+    `source` and `notes`, as users' override files were written."""
+    (tmp_path / "prices.json").write_text(json.dumps({
+        "as_of": "2026-01-02", "currency": "USD", "source": "our contract",
+        "notes": ["negotiated"],
+        "models": {"gemini-2.5-flash": {"input_per_million": 0.2, "output_per_million": 2.0,
+                                        "batch_discount": 0.6, "note": "until June"},
+                   "models/my-model": {"input_per_million": 1, "output_per_million": 2}}}))
+    table = load_prices(tmp_path, environ={})
+    flash, mine = table.lookup("gemini-2.5-flash-001"), table.lookup("my-model")
+    assert flash is not None and mine is not None
+    assert (flash.rates.input_per_million, flash.batch_discount, flash.as_of) == (
+        0.2, 0.6, "2026-01-02")
+    assert mine.as_of == "2026-01-02" and mine.origin == str(tmp_path / "prices.json")
+    pro = table.lookup("gemini-2.5-pro")            # untouched: the packaged entry, its date
+    assert pro is not None and (pro.as_of, pro.origin) == ("2026-11-23", "runner/prices.json")
+
+
+def test_a_grouped_table_dates_each_group(tmp_path: Path) -> None:
+    (tmp_path / "prices.json").write_text(json.dumps({
+        "as_of": "2026-12-01",
+        "models": {"top-model": {"input_per_million": 1, "output_per_million": 2}},
+        "providers": {
+            "gemini": {"as_of": "2026-12-24", "source": "invoice", "notes": ["n"],
+                       "models": {"gemini-2.5-flash": {"input_per_million": 0.2,
+                                                       "output_per_million": 2}}},
+            "toy": {"models": {"toy-1": {"input_per_million": 1, "output_per_million": 1}}}}}))
+    table = load_prices(tmp_path, environ={})
+    dates = {m: p.as_of for m in ("top-model", "gemini-2.5-flash", "toy-1", "gemini-2.5-pro")
+             if (p := table.lookup(m)) is not None}
+    assert dates == {"top-model": "2026-12-01", "gemini-2.5-flash": "2026-12-24",
+                     "toy-1": "2026-12-01", "gemini-2.5-pro": "2026-11-23"}
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"providers": []}, "a 'models' object, or a 'providers' object"),
+    ({"as_of": "x"}, "a 'models' object, or a 'providers' object"),
+    ({"providers": {"openai": {"as_of": "x"}}},
+     "providers.openai: must be an object with a 'models' object"),
+    ({"providers": {"openai": {"models": {}, "currency": "EUR"}}},
+     "providers.openai: unknown key 'currency'"),
+    ({"providers": {"openai": {"models": {}, "as_of": 2026}}},
+     "providers.openai.as_of: must be a string"),
+    ({"models": {"m-1": {"input_per_million": 1, "output_per_million": 1}},
+      "providers": {"x": {"models": {"M-1": {"input_per_million": 1, "output_per_million": 1}}}}},
+     "providers.x.models: 'm-1' is listed twice"),
+    ({"providers": {"x": {"models": {"m": {"input_per_million": 1, "output_per_million": 1,
+                                           "cached_input_per_million": -1}}}}},
+     r"providers.x.models.m.cached_input_per_million: must be a number, 0 or more"),
+    ({"models": {"m": {"input_per_million": 1, "output_per_million": 1,
+                       "cache_write_per_million": None}}},
+     r"models.m.cache_write_per_million: must be a number"),
+    ({"models": {"m": {"input_per_million": 1, "output_per_million": 1, "long_context": {
+        "input_per_million": 2, "output_per_million": 2, "batch_discount": 0.5}}}},
+     r"models.m.long_context: unknown key 'batch_discount'"),
+])
+def test_a_malformed_grouped_table_is_refused_naming_the_place(doc: object,
+                                                                message: str) -> None:
+    with pytest.raises(PricesError, match=message) as e:
+        parse_prices(json.dumps(doc), "p.json")
     assert str(e.value).startswith("p.json")
 
 
@@ -227,11 +292,53 @@ def test_spent_prices_usage_and_round_trips_through_the_lockfile_form(
     assert Spent.from_dict(unpriced.to_dict()) == unpriced
 
 
+CACHED = {"models": {
+    "cached": {"input_per_million": 4, "output_per_million": 20, "cached_input_per_million": 0.4,
+               "cache_write_per_million": 5, "long_context": {
+                   "input_per_million": 8, "output_per_million": 30,
+                   "cached_input_per_million": 0.8}},
+    "plain": {"input_per_million": 4, "output_per_million": 20}}}
+
+
+def test_cache_reads_and_writes_are_billed_at_their_own_rates() -> None:
+    table = parse_prices(json.dumps(CACHED), "t.json")
+    usage = Usage.of_request(100_000, 1_000, cached=60_000, written=20_000)
+    assert usage == Usage(100_000, 1_000, cached_input_tokens=60_000, cache_write_tokens=20_000)
+    assert actual_cost(table, "cached", usage) == pytest.approx(
+        (20_000 * 4 + 60_000 * 0.4 + 20_000 * 5 + 1_000 * 20) / 1e6 * 0.5)
+    # an entry without cache rates prices the cache's input as input
+    assert actual_cost(table, "plain", usage) == pytest.approx((100_000 * 4 + 1_000 * 20)
+                                                               / 1e6 * 0.5)
+
+
+def test_a_long_request_bills_its_cache_at_the_long_rates() -> None:
+    table = parse_prices(json.dumps(CACHED), "t.json")
+    usage = Usage.of_request(300_000, 1_000, cached=200_000, written=10_000) \
+        + Usage.of_request(10_000, 100, cached=5_000, written=1_000)
+    assert usage == Usage(310_000, 1_100, 300_000, 1_000, 205_000, 11_000, 200_000, 10_000)
+    long = 90_000 * 8 + 200_000 * 0.8 + 10_000 * 8 + 1_000 * 30   # no long write rate: input
+    short = 4_000 * 4 + 5_000 * 0.4 + 1_000 * 5 + 100 * 20
+    assert actual_cost(table, "cached", usage) == pytest.approx((long + short) / 1e6 * 0.5)
+
+
+def test_usage_refuses_more_cached_tokens_than_the_prompt() -> None:
+    with pytest.raises(ValueError, match="12 cached input tokens of a prompt of 10"):
+        Usage.of_request(10, 1, cached=8, written=4)
+
+
 def test_usage_round_trips_through_the_lockfile_form() -> None:
     assert Usage(10, 5).to_dict() == {"input_tokens": 10, "output_tokens": 5}
     long = Usage(300_010, 5, 300_000, 2)
     assert Usage.from_dict(long.to_dict()) == long
     assert Usage.from_dict({}) == Usage()
+    cached = Usage.of_request(300_000, 10, cached=200_000) + Usage.of_request(100, 1, written=50)
+    assert cached.to_dict() == {"input_tokens": 300_100, "output_tokens": 11,
+                                "long_input_tokens": 300_000, "long_output_tokens": 10,
+                                "cached_input_tokens": 200_000, "cache_write_tokens": 50,
+                                "long_cached_input_tokens": 200_000}
+    assert Usage.from_dict(cached.to_dict()) == cached
+    before_caching = {"input_tokens": 5, "output_tokens": 3, "long_input_tokens": 0}
+    assert Usage.from_dict(before_caching) == Usage(5, 3)
 
 
 def _cost(name: str, low: float, high: float | None) -> CostEstimate:
