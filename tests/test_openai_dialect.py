@@ -174,3 +174,17 @@ def test_validate_says_what_is_wrong_in_one_line(tmp_path: Path, change: tuple[s
     assert main(["validate", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
+
+
+def test_cached_input_is_counted_apart_for_its_price() -> None:
+    chat = {"prompt_tokens": 100, "completion_tokens": 5,
+            "prompt_tokens_details": {"cached_tokens": 64}}
+    responses = {"input_tokens": 100, "output_tokens": 5,
+                 "input_tokens_details": {"cached_tokens": 32}}
+    assert DIALECT.usage(chat) == Usage.of_request(100, 5, cached=64)
+    assert DIALECT.usage(responses) == Usage.of_request(100, 5, cached=32)
+    assert DIALECT.usage({"prompt_tokens": 3, "prompt_tokens_details": None}) == \
+        Usage.of_request(3, 0)
+    for bad in ({"cached_tokens": "many"}, [], {"cached_tokens": 200}):
+        with pytest.raises(ValueError):
+            DIALECT.usage({"prompt_tokens": 100, "prompt_tokens_details": bad})

@@ -176,11 +176,28 @@ def _string(value: object, field: str) -> str | None:
 def usage_of(raw: Mapping[str, Any]) -> Usage:
     """The usage of one response: `input_tokens`/`output_tokens` (responses) or
     `prompt_tokens`/`completion_tokens` (chat, embeddings). Cached input is part of the
-    input, reasoning part of the output, as OpenAI counts them. Raises ValueError naming a
-    count that is not one."""
+    input (`*_tokens_details.cached_tokens` says how much, priced at the cache rate), reasoning
+    part of the output, as OpenAI counts them. Raises ValueError naming a count that is not
+    one."""
     if "input_tokens" in raw or "output_tokens" in raw:
-        return Usage.of_request(_count(raw, "input_tokens"), _count(raw, "output_tokens"))
-    return Usage.of_request(_count(raw, "prompt_tokens"), _count(raw, "completion_tokens"))
+        return Usage.of_request(_count(raw, "input_tokens"), _count(raw, "output_tokens"),
+                                cached=_cached(raw, "input_tokens_details"))
+    return Usage.of_request(_count(raw, "prompt_tokens"), _count(raw, "completion_tokens"),
+                            cached=_cached(raw, "prompt_tokens_details"))
+
+
+def _cached(raw: Mapping[str, Any], details: str) -> int:
+    found = raw.get(details)
+    if found is None:
+        return 0
+    if type(found) is not dict:
+        raise ValueError(f"usage.{details} is not an object")
+    value = found.get("cached_tokens")
+    if value is None:
+        return 0
+    if type(value) is not int or value < 0:
+        raise ValueError(f"usage.{details}.cached_tokens is not a count of tokens")
+    return value
 
 
 def _count(raw: Mapping[str, Any], name: str) -> int:
