@@ -185,6 +185,7 @@ def test_cached_input_is_counted_apart_for_its_price() -> None:
     assert DIALECT.usage(responses) == Usage.of_request(100, 5, cached=32)
     assert DIALECT.usage({"prompt_tokens": 3, "prompt_tokens_details": None}) == \
         Usage.of_request(3, 0)
-    for bad in ({"cached_tokens": "many"}, [], {"cached_tokens": 200}):
+    bads: list[object] = [{"cached_tokens": "many"}, [], {"cached_tokens": 200}]
+    for bad in bads:
         with pytest.raises(ValueError):
             DIALECT.usage({"prompt_tokens": 100, "prompt_tokens_details": bad})
