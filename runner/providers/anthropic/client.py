@@ -63,9 +63,10 @@ class AnthropicProvider(OverCalls):
                  timeout: float = 60.0, call_timeout: float = CALL_TIMEOUT,
                  min_rate: float = MIN_RATE, max_pages: int = MAX_PAGES, max_attempts: int = 8,
                  sleep: Sleep = real_sleep, backoff: Backoff | None = None,
-                 transport: httpx.BaseTransport | None = None):
+                 page_size: int = LIST_LIMIT, transport: httpx.BaseTransport | None = None):
         """`transport`, when given, carries every request instead of the network (tests pass
-        an httpx.MockTransport); sleep and backoff make retries instant in tests."""
+        an httpx.MockTransport); sleep and backoff make retries instant in tests, and a small
+        `page_size` (batches a list page) makes lists page."""
         api_key = api_key.strip()
         if not api_key:
             raise ProviderError("no Anthropic API key: set ANTHROPIC_API_KEY, or pass "
@@ -82,6 +83,7 @@ class AnthropicProvider(OverCalls):
                             max_attempts=max_attempts, sleep=sleep,
                             backoff=backoff or Backoff(base=1.0, cap=30.0), transport=transport)
         self._batches = f"{self._base}/v1/messages/batches"
+        self._page_size = page_size
 
     def _batch(self, answer: object, whose: str) -> Batch:
         return self._calls.parse(parse_batch, answer, whose)
@@ -103,7 +105,7 @@ class AnthropicProvider(OverCalls):
 
     def list_jobs(self) -> Iterator[RemoteJob]:
         for whose, item in self._calls.pages(self._batches, "list batches",
-                                             lambda token: paging(token, LIST_LIMIT),
+                                             lambda token: paging(token, self._page_size),
                                              parse_page):
             yield self._batch(item, whose).job
 
