@@ -265,3 +265,13 @@ def test_shuffled_results_keep_every_key(client: AnthropicProvider, emu: Emulato
     read = results(client, done, tmp_path)
     assert sorted(read) == sorted(keys) and list(read) != keys
     assert all(isinstance(r, Answer) and r.text == f"echo: say {k}" for k, r in read.items())
+
+
+def test_a_large_batch_is_streamed_whole(client: AnthropicProvider, tmp_path: Path) -> None:
+    """Megabytes of requests in one create call, read from the file as they are sent."""
+    keys = [f"row {i} {'x' * 200}"[:40] for i in range(20_000)]
+    path = requests_file(tmp_path, keys)
+    assert path.stat().st_size > 3 << 20
+    job = client.create_job(MODEL, "big", inline_lines=path)
+    seen = client.get_job(job.name)
+    assert seen is not None and seen.total == job.total == 20_000
