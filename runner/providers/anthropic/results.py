@@ -9,7 +9,9 @@ The result is a union on `type`:
 - `errored`, with an ErrorResponse (`{"type": "error", "error": {"type", "message"},
   "request_id"}`): the request's error is the inner `error`, with the request id;
 - `canceled` and `expired`: the batch was cancelled, or ran out of its 24 hours, before the
-  request was processed. Both are failures the core may send again (spec.retry_failed).
+  request was processed. An expired request is marked unfinished (dialect.UNFINISHED), which
+  the core sends again by itself; a cancelled one is a failure like any other, sent again
+  only as spec.retry_failed allows (someone chose to stop it).
 
 Every field is checked for its type first, so that a line of the wrong shape fails its own
 request, naming the field, and never raises.
@@ -21,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...usage import Usage
-from ..dialect import Answer, Malformed
+from ..dialect import UNFINISHED, Answer, Malformed
 
 _UNPROCESSED = {
     "canceled": "the batch was cancelled before this request was processed",
@@ -40,8 +42,10 @@ def read_result(result: Mapping[str, Any] | None) -> Answer | dict[str, Any]:
             return _answer(_object(outcome.get("message"), "result.message"))
         if kind == "errored":
             return _error(outcome.get("error"))
-        if type(kind) is str and kind in _UNPROCESSED:
+        if kind == "canceled":
             return {"type": kind, "message": _UNPROCESSED[kind]}
+        if kind == "expired":       # never run: sent again by the core
+            return {"type": kind, "message": _UNPROCESSED[kind], UNFINISHED: True}
         raise Malformed("result.type", kind, "succeeded, errored, canceled or expired")
     except ValueError as e:     # Malformed, or a usage count that is not one
         return {"message": f"the provider's result is malformed: {e}"}

@@ -9,9 +9,10 @@ segment, so that a hostile answer cannot steer a later call elsewhere.
 States. `in_progress` and `canceling` are RUNNING: `request_counts` counts every request as
 `processing` until the whole batch has ended, so a batch that has not started cannot be told
 from one that has. An `ended` batch is SUCCEEDED when any request was processed (succeeded or
-errored): the core downloads it, and the requests that were cancelled or expired are failures
-in its errors output, which spec.retry_failed resends, as it does an expired OpenAI batch's.
-An ended batch none of whose requests was processed is CANCELLED when any was cancelled, else
+errored): the core downloads it and keeps what finished; its expired requests are read as
+unfinished (results.read_result), which the core sends again by itself, as it does an expired
+OpenAI batch's, and its cancelled ones are failures, which spec.retry_failed may resend. An
+ended batch none of whose requests was processed is CANCELLED when any was cancelled, else
 EXPIRED (24 hours passed), which the core resubmits whole.
 
 Times are RFC 3339 on the wire (`Z` or an offset, 0 to 9 digits of fraction) and RFC 3339 UTC
