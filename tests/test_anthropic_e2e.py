@@ -1,23 +1,20 @@
 """End to end: `provider: anthropic` manifests through the CLI against the emulator's Message
 Batches (/anthropic), over real HTTP on loopback: validate, plan and apply, keys outside
 custom_id's alphabet written back unchanged, failures in the errors output, nothing sent
-twice, and a directory that mixes providers.
-
-A Message Batch carries no tag, so the core must recognise the runner's jobs from the
-lockfile's intents (Dialect.tags_jobs is False), which runner.providers.recognise is to do.
-Until it exists, an apply stops when it reads a finished batch back (ownership finds no tag
-on it): the tests that need it are expected to fail, strictly, so that they say so the day
-it lands.
+twice (a second apply, a lost create answer: a Message Batch carries no tag, so the core
+recognises its jobs from the lockfile's intents), an expired batch's finished part kept, and
+a directory that mixes providers.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from conftest import MINIMAL, write_manifest
 
@@ -26,11 +23,6 @@ from runner.cli import main
 from runner.emulator import Emulator
 from runner.providers.anthropic import AnthropicProvider
 from runner.providers.base import RemoteJob
-
-RECOGNISES = importlib.util.find_spec("runner.providers.recognise") is not None
-needs_recognition = pytest.mark.xfail(
-    not RECOGNISES, strict=True, reason="the core does not yet recognise untagged jobs "
-    "(runner.providers.recognise): it reads a finished batch as another batch's job")
 
 KEY = "sk-ant-e2e-0123456789"
 CLAUDE = """\
@@ -93,7 +85,6 @@ def test_validate_and_plan(tmp_path: Path, emu: Emulator,
     assert batches(emu) == []
 
 
-@needs_recognition
 def test_apply_writes_every_key_back_unchanged_once(tmp_path: Path, emu: Emulator,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     d = tmp_path / "proj"
@@ -122,7 +113,6 @@ def test_apply_writes_every_key_back_unchanged_once(tmp_path: Path, emu: Emulato
     assert len(batches(emu)) == 1 and (d / "batches.lock").read_bytes() == before
 
 
-@needs_recognition
 def test_a_batch_left_running_is_collected_by_the_next_apply(tmp_path: Path,
                                                              emu: Emulator) -> None:
     d = tmp_path / "proj"
@@ -132,7 +122,38 @@ def test_a_batch_left_running_is_collected_by_the_next_apply(tmp_path: Path,
     assert len(batches(emu)) == 1 and len(lines(d / "out/claude.jsonl")) == 3
 
 
-@needs_recognition
+def test_a_lost_create_answer_creates_exactly_one_batch(tmp_path: Path, emu: Emulator) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, CLAUDE, "claude.yaml")
+    emu.faults = replace(emu.faults, drop_after_create=1.0)
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    emu.faults = replace(emu.faults, drop_after_create=0.0)
+    assert len(batches(emu)) == 1
+    assert main(["apply", str(d), "--quiet"]) == 0
+    assert len(batches(emu)) == 1 and len(lines(d / "out/claude.jsonl")) == 3
+
+
+def test_an_expired_batch_keeps_its_finished_part_and_resends_only_the_rest(
+        tmp_path: Path, emu: Emulator) -> None:
+    """Requests an expired batch never ran are sent again by themselves (retry_failed 0):
+    only those, and the keys encoded for custom_id come back as they were written."""
+    d = tmp_path / "proj"
+    write_manifest(d, CLAUDE.replace("EMULATOR_FAIL ", ""), "claude.yaml")
+    emu.faults = replace(emu.faults, expire=True)
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    emu.faults = replace(emu.faults, expire=False)
+    httpx.post(f"{emu.base_url}/_emulator/clock", json={"advance": 25 * 3600}
+               ).raise_for_status()
+    assert main(["apply", str(d), "--quiet"]) == 0
+    follow_up, first = batches(emu)                         # newest first
+    assert 0 < first.succeeded < 4 and first.total == 4
+    assert follow_up.total == 4 - first.succeeded           # only the unfinished ones
+    assert [o["key"] for o in lines(d / "out/claude.jsonl")] == ["a", "b/2 é", "row.3", "日本"]
+    assert (d / "out/claude.errors.jsonl").read_text() == ""
+    entry = lockfile.load(d / "batches.lock").batches["claude"]
+    assert len(entry.retries) == 1 and entry.retries[0].requests == follow_up.total
+
+
 def test_one_directory_applies_gemini_and_anthropic_side_by_side(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNNER_EMULATOR_LATENCY", "0.3")
@@ -150,8 +171,8 @@ def test_one_directory_applies_gemini_and_anthropic_side_by_side(
 
 
 def test_a_create_is_answered_with_the_batch_it_made(tmp_path: Path, emu: Emulator) -> None:
-    """What the core needs before recognition exists: the create's answer carries the tag,
-    so that apply records the batch it made (and sends it once)."""
+    """The create's answer carries the tag it was given, so that apply records the batch it
+    made."""
     d = tmp_path / "proj"
     write_manifest(d, CLAUDE, "claude.yaml")
     assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
