@@ -117,9 +117,14 @@ def test_cached_prompt_tokens_are_input_too() -> None:
                   cache_read_input_tokens=200_000)
     read = DIALECT.read_result(succeeded(msg))
     assert isinstance(read, Answer)
-    assert read.usage == Usage(200_107, 3, 200_107, 3)      # over the long-context line
+    assert read.usage == Usage(200_107, 3, 200_107, 3,      # over the long-context line
+                               cached_input_tokens=200_000, cache_write_tokens=100,
+                               long_cached_input_tokens=200_000, long_cache_write_tokens=100)
     assert DIALECT.usage({"input_tokens": 1, "output_tokens": 2,
                           "cache_read_input_tokens": None}) == Usage(1, 2)
+    assert DIALECT.usage({"input_tokens": 1, "output_tokens": 2, "cache_read_input_tokens": 5,
+                          "cache_creation_input_tokens": 4}) == Usage(
+        10, 2, cached_input_tokens=5, cache_write_tokens=4)
 
 
 def test_an_errored_request_keeps_the_providers_error_and_request_id() -> None:

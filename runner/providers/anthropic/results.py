@@ -95,12 +95,14 @@ def _object(value: object, field: str) -> dict[str, Any]:
 
 def usage_of(raw: Mapping[str, Any]) -> Usage:
     """The usage of one message. `input_tokens` counts only the prompt after the last cache
-    breakpoint; the prompt read from the cache and written to it are counted apart, and all
-    three are input the model read (and are billed, at their own rates, as input). Raises
+    breakpoint; the prompt read from the cache (`cache_read_input_tokens`) and written to it
+    (`cache_creation_input_tokens`) are counted apart. All three are prompt the model read:
+    Usage's input is their sum, the cache's shares said apart for their own rates. Raises
     ValueError naming a count that is not one."""
-    prompt = sum(_count(raw, name) for name in (
-        "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
-    return Usage.of_request(prompt, _count(raw, "output_tokens"))
+    read = _count(raw, "cache_read_input_tokens")
+    written = _count(raw, "cache_creation_input_tokens")
+    return Usage.of_request(_count(raw, "input_tokens") + read + written,
+                            _count(raw, "output_tokens"), cached=read, written=written)
 
 
 def _count(raw: Mapping[str, Any], name: str) -> int:
