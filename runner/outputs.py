@@ -152,8 +152,9 @@ def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write],
     else:   # other formats, inline items, and a missing rows file (said at spec.rows)
         def each() -> Iterator[tuple[bytes, bytes]]:
             for req in renderer.requests():
-                lines(renderer.line(req) + b"\n")
-                yield canonical_bytes(req.key), req.request_bytes
+                line = renderer.line(req)       # the key as sent, as the results hold it
+                lines(line + b"\n")
+                yield split(line)
 
         add(each())
     return count

@@ -135,12 +135,18 @@ def _first_error(check: jsonschema.protocols.Validator, data: Any, doc: Document
     where = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path).replace(".[", "[")
     line = doc.line_of(path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = sorted(error.schema.get("properties", {})) if isinstance(error.schema, dict) \
-            else []
-        key = str(next(k for k in error.instance if k not in allowed))
-        close = difflib.get_close_matches(key, allowed, n=1)
-        msg = f"unknown key {excerpt(key)} " + (f"(did you mean {close[0]!r}?)" if close
-                                         else f"(allowed: {', '.join(allowed)})")
+        known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+        key = str(next(k for k in error.instance if k not in known))
+        # a key the schema refuses outright (`not`, saying why) is no suggestion on its own
+        refused = {k: v["description"] for k, v in known.items()
+                   if isinstance(v, dict) and "not" in v and v.get("description")}
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        if close and close[0] in refused:
+            hint = f"did you mean {close[0]!r}? it is not allowed: {refused[close[0]]}"
+        else:
+            hint = f"did you mean {close[0]!r}?" if close else \
+                f"allowed: {', '.join(sorted(set(known) - set(refused)))}"
+        msg = f"unknown key {excerpt(key)} ({hint})"
         line = doc.key_line(path, key)
     else:
         msg = _schema_message(error, path, doc.data)

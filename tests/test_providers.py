@@ -114,7 +114,7 @@ def test_an_unknown_provider_lists_the_registered_ones(tmp_path: Path, toy: Path
     d = tmp_path / "proj"
     write_manifest(d, TOY.replace("provider: toy", "provider: toys"), "toys.yaml")
     assert main(["validate", str(d)]) == 1
-    assert "spec.provider: 'toys' is not supported; use one of: gemini, openai, toy" in \
+    assert "spec.provider: 'toys' is not supported; use one of: anthropic, gemini, openai, toy" in \
         capsys.readouterr().err
 
 

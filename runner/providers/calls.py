@@ -22,7 +22,8 @@ from .base import AmbiguousCreate
 from .reading import error_message
 from .transport import MAX_ANSWER, Late, Redactor, TooLarge, client_for, receive
 
-RETRIABLE = {408, 429, 500, 502, 503, 504}
+# 529 is Anthropic's "overloaded": a 503 by another number
+RETRIABLE = {408, 429, 500, 502, 503, 504, 529}
 CALL_TIMEOUT = 120.0               # seconds a JSON call may take, its answer read whole
 MIN_RATE = 64 * 1024               # bytes a second a transfer must keep up, on average
 MAX_PAGES = 1000                   # pages of a list walk: 100,000 jobs or files

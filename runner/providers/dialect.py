@@ -98,7 +98,7 @@ class Dialect(Protocol):
     def tags_jobs(self) -> bool:
         """Whether a job carries the runner's tag (`RemoteJob.display_name`) on the
         provider. A provider that keeps none (Anthropic) has its jobs recognised from the
-        lockfile's intents instead (runner.providers.recognise)."""
+        lockfile's intents instead (runner.recognise)."""
         ...
 
     @property

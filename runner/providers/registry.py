@@ -14,6 +14,7 @@ from typing import Protocol
 from .dialect import Dialect
 
 PROVIDERS: Mapping[str, str] = {
+    "anthropic": "runner.providers.anthropic",
     "gemini": "runner.providers.gemini",
     "openai": "runner.providers.openai",
 }
