@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from runner import lockfile
+from runner import api, lockfile
 from runner.cli import main
 from runner.emulator import Emulator
 from runner.providers.base import JobState
@@ -39,6 +40,8 @@ def remote(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[GeminiPro
     monkeypatch.setenv("GEMINI_BASE_URL", emu.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     monkeypatch.setenv("OPENAI_BASE_URL", emu.base_url + "/openai/v1")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", emu.base_url + "/anthropic")
     provider = GeminiProvider("test-key", emu.base_url)
     yield provider
     provider.close()
@@ -78,6 +81,11 @@ def test_apply_examples_end_to_end_then_nothing_to_do(examples: Path, remote: Ge
     assert [r["id"] for r in openai] == ["1001", "1002", "1003", "1004"]
     assert "Review (2 stars): The clips fell off" in openai[1]["label"]
     assert int(openai[1]["tokens"]) > 0
+    anthropic = read_csv(examples / "results/review-sentiment-anthropic.csv")
+    assert [r["id"] for r in anthropic] == ["1001", "1002", "1003", "1004"]
+    # the emulator, as Claude would, stops at max_tokens (5)
+    assert anthropic[1]["label"].startswith("echo: Classify")
+    assert int(anthropic[1]["tokens"]) == 5
     assert (examples / "results/product-summaries.errors.jsonl").read_text() == ""
     lock = lockfile.load(examples / "batches.lock")
     entry = lock.batches["product-summaries"]
@@ -138,7 +146,8 @@ def test_no_wait_then_resume(examples: Path, remote: GeminiProvider) -> None:
     assert main(["apply", str(examples), "--no-wait"]) == 0
     lock = lockfile.load(examples / "batches.lock")
     assert {e.state for e in lock.batches.values()} <= {"PENDING", "RUNNING"}
-    assert all(p.job and p.job.startswith("batch_" if e.provider == "openai" else "batches/")
+    prefix = {"gemini": "batches/", "openai": "batch_", "anthropic": "msgbatch_"}
+    assert all(p.job and p.job.startswith(prefix[e.provider])
                for e in lock.batches.values() for p in e.parts())
     assert not (examples / "results").exists()
     assert main(["apply", str(examples)]) == 0
@@ -189,10 +198,30 @@ def test_embedded_emulator_flag(examples: Path, capsys: pytest.CaptureFixture[st
     capsys.readouterr()
     assert main(["status", str(examples), "--emulator"]) == 0
     out = capsys.readouterr().out
-    assert "product-summaries" in out and out.count("SUCCEEDED") == 8
+    assert "product-summaries" in out and out.count("SUCCEEDED") == 10
 
 
 def test_missing_key_is_one_clear_line(examples: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", str(examples)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "GEMINI_API_KEY" in err[0] and "--emulator" in err[0]
+
+
+def test_a_fresh_clones_apply_creates_no_job_for_any_provider(
+        examples: Path, remote: GeminiProvider, tmp_path: Path) -> None:
+    """What CI does every hour: a checkout of the committed files (manifests, data, the
+    lockfile), without `.runner/` or the results; its apply downloads, and pays for nothing."""
+    assert main(["apply", str(examples), "--quiet"]) == 0
+
+    def every_job() -> dict[str, int]:
+        with api.connect(examples) as clients:
+            return {p: len(list(clients[p].list_jobs())) for p in ("gemini", "openai",
+                                                                 "anthropic")}
+    before = every_job()
+    assert before == {"gemini": 4, "openai": 1, "anthropic": 1}
+    clone = tmp_path / "clone"
+    shutil.copytree(examples, clone, ignore=shutil.ignore_patterns(".runner", "results"))
+    assert main(["apply", str(clone), "--quiet"]) == 0
+    assert every_job() == before
+    for path in sorted((examples / "results").iterdir()):
+        assert (clone / "results" / path.name).read_bytes() == path.read_bytes(), path.name
