@@ -136,7 +136,7 @@ class Collector(Worker):
         why = not_sent_by(m, entry, record, tmp, self.streams)
         if why is not None:
             discard(tmp)
-            self.journal.unbind(record)
+            self.journal.unbind(record, job)
             raise ProviderError(f"{self.journal.label(name, record)}: job {job.name} was taken "
                                 "for this batch's by its size and creation time (the provider "
                                 f"keeps no tag on a job), but {why}; it is no longer recorded, "

@@ -90,10 +90,12 @@ class Journal:
         part.submitted_at = when
         self.save()
 
-    def unbind(self, record: Part | Retry) -> None:
+    def unbind(self, record: Part | Retry, job: RemoteJob) -> None:
         """A job that turned out not to be the record's (runner.apply.confirm): the record is
-        an intent again, which that job can no longer match (see recognise.intent_time)."""
-        record.submitted_at = intent_time(time.time(), record.submitted_at)
+        an intent again, which neither that job nor the one the record had before can match
+        (see recognise.intent_time)."""
+        record.submitted_at = intent_time(time.time(),
+                                          newest((record.submitted_at, job.create_time)))
         record.state = JobState.CREATING
         record.job = record.input_file = record.finished_at = record.error = None
         self.save()
