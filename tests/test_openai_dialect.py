@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from conftest import write_manifest
 
+from runner import api
 from runner.cli import main
 from runner.providers.dialect import Answer
 from runner.providers.openai import DIALECT
@@ -189,3 +190,22 @@ def test_cached_input_is_counted_apart_for_its_price() -> None:
     for bad in bads:
         with pytest.raises(ValueError):
             DIALECT.usage({"prompt_tokens": 100, "prompt_tokens_details": bad})
+
+
+def test_a_fine_tuned_model_id_validates(tmp_path: Path) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, """\
+apiVersion: batch-runner/v1
+kind: Batch
+metadata: {name: tuned}
+spec:
+  provider: openai
+  model: "ft:gpt-4o-mini-2024-07-18:acme:labels:9AbCdEf"
+  items: [{q: hi}]
+  request:
+    messages: [{role: user, content: "{{ row.q }}"}]
+  outputs: [{path: out/tuned.jsonl}]
+""")
+    assert main(["validate", str(d)]) == 0
+    line = json.loads(next(iter(api.render(d, "tuned"))))
+    assert line["body"]["model"] == "ft:gpt-4o-mini-2024-07-18:acme:labels:9AbCdEf"
