@@ -16,6 +16,7 @@ from .identity import Identity
 from .ownership import foreign, not_its_own
 from .providers.base import JobState, Provider, RemoteJob
 from .providers.clients import Clients
+from .providers.registry import dialect
 from .records import CANCELLED_BY_USER, LIVE, LockEntry, Part, Retry
 from .workspace import Workspace
 
@@ -37,8 +38,10 @@ def cancel_batches(ws: Workspace, entries: Mapping[str, LockEntry], clients: Cli
                     listings[entry.provider] = [j for j in provider.list_jobs()
                                                 if not j.state.terminal]
                 listed = listings[entry.provider]
+                # a provider that keeps no tag: a job found so is a guess, never cancelled
                 mine = [j for j in listed if j.display_name == record.display_name
-                        and foreign(name, entry.model, record, j) is None]
+                        and foreign(name, entry.model, record, j) is None
+                        and dialect(entry.provider).tags_jobs]
                 if mine and identity.original is not None:
                     raise RunnerError(f"{name}: {identity.refusal(mine[0].name)}",
                                       path=ws.lock_path)

@@ -6,13 +6,16 @@ the job's displayName and OpenAI in its metadata; Anthropic's Message Batches ke
 the caller's (no name, no metadata). For such a provider (`Dialect.tags_jobs` False) a job's
 tag is inferred, from what the runner wrote before it created anything:
 
-- a job a lockfile record names carries that record's tag, and a job this run created the
-  tag it was created with;
+- a job a lockfile record names carries that record's tag when it was created when the record
+  says (`submitted_at`, the job's creation time once bound: a lockfile merged or edited to
+  name another job of the same size is caught by it), and a job this run created the tag it
+  was created with;
 - a job no record names, created no earlier than `SKEW` before a record's intent (the record
   is CREATING, names no job, and `submitted_at` holds the intent's time, see `intent_time`)
-  and holding as many requests as the record, carries that record's tag: the create whose
-  answer was lost. Intents are matched oldest first, each to the earliest such job, so that
-  every run makes the same choice;
+  and no later than `WINDOW` after it, holding as many requests as the record, carries that
+  record's tag: the create whose answer was lost. An intent whose create never went out
+  (a run killed before it) matches no batch made long after. Intents are matched oldest
+  first, each to the earliest such job, so that every run makes the same choice;
 - any other job carries no tag ("") and is never taken for a batch's.
 
 A record submitted again (new requests, or a failed job) drops its old job, which must not be
@@ -23,7 +26,11 @@ match.
 A guess can still be wrong: someone else may have created a batch of the same size in that
 window. So a job's results are checked before its outputs are written (`foreign_results`):
 every result must answer one of the requests the record sent. A job that fails the check is
-dropped from the record (runner.apply.collect).
+dropped from the record (runner.apply.collect). Keys are what a result carries of its
+request, so a batch over the same keys and as many requests, created by someone else in the
+same minutes as a create whose answer was lost, would pass it: the one case this cannot tell.
+A job known only by inference is never cancelled or deleted (runner.cancel, prune): a guess
+must not end someone else's work.
 
 What this cannot do is find a job the lockfile never heard of: a lost lockfile, or two
 machines applying the same change from two clones. The result store's lease covers the second.
@@ -43,7 +50,10 @@ import orjson
 
 from .providers.base import JobState, OnProgress, Provider, RemoteJob
 
-SKEW = 300.0    # seconds a provider's clock may run behind ours, and the create take
+SKEW = 300.0    # seconds a provider's clock may run behind ours
+# seconds after an intent within which its job is created: the create call itself, which may
+# send a quarter of a gigabyte, and the clocks' skew
+WINDOW = 1800.0
 
 
 class Intent(Protocol):
@@ -64,21 +74,32 @@ def recognise(jobs: Iterable[RemoteJob], intents: Iterable[Intent],
     """`jobs` with the tags inferred for them (see the module docstring); `made` maps the
     jobs this run created to their tags."""
     intents = list(intents)
-    bound = {r.job: r.display_name for r in intents if r.job}
-    bound.update(made)
-    out = [dataclasses.replace(j, display_name=bound.get(j.name, "")) for j in jobs]
-    free = sorted((i for i, j in enumerate(out) if j.name not in bound),
+    bound = {r.job: r for r in intents if r.job}
+    out = [dataclasses.replace(j, display_name=made.get(j.name) or _bound_tag(j, bound))
+           for j in jobs]
+    free = sorted((i for i, j in enumerate(out) if j.name not in bound and j.name not in made),
                   key=lambda i: (_epoch(out[i].create_time), out[i].name))
     waiting = sorted((r for r in intents if r.job is None and r.state == JobState.CREATING
                       and r.submitted_at), key=lambda r: _epoch(r.submitted_at))
     for record in waiting:
-        since = _epoch(record.submitted_at) - SKEW
+        at = _epoch(record.submitted_at)
         found = next((i for i in free if out[i].total == record.requests
-                      and _epoch(out[i].create_time) >= since), None)
+                      and at - SKEW <= _epoch(out[i].create_time) <= at + WINDOW), None)
         if found is not None:
             free.remove(found)
             out[found] = dataclasses.replace(out[found], display_name=record.display_name)
     return out
+
+
+def _bound_tag(job: RemoteJob, bound: Mapping[str, Intent]) -> str:
+    """The tag of the record that names `job`, if the job was created when it says."""
+    record = bound.get(job.name)
+    if record is None:
+        return ""
+    if record.submitted_at and abs(_epoch(record.submitted_at) - _epoch(job.create_time)
+                                   ) > 0.001:
+        return ""
+    return record.display_name
 
 
 def intent_time(now: float, after: str | None = None, last_intent: str | None = None) -> str:

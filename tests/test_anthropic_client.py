@@ -396,8 +396,8 @@ def test_a_results_download_is_retried_from_the_start(tmp_path: Path) -> None:
 
 def test_results_larger_than_a_batch_could_hold_stop(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("runner.providers.anthropic.download.SLACK", 0)
-    monkeypatch.setattr("runner.providers.anthropic.download.LINE_BYTES", 10)
+    monkeypatch.setattr("runner.providers.calls.SLACK", 0)
+    monkeypatch.setattr("runner.providers.calls.LINE_BYTES", 10)
     endless = httpx.Response(200, stream=httpx.ByteStream(b"x" * 1000))
     wire = script(ok(ended(succeeded=2)), endless)
     with pytest.raises(ProviderError, match="larger than the 20 bytes expected of this batch"):

@@ -9,6 +9,7 @@ a directory that mixes providers.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -189,3 +190,25 @@ def test_a_missing_key_is_one_clear_line(tmp_path: Path,
     assert main(["plan", str(d)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "ANTHROPIC_API_KEY" in err[0] and "--emulator" in err[0]
+
+
+def test_outputs_with_an_expiry_follow_up_are_rebuilt_in_a_fresh_checkout(
+        tmp_path: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    """Default settings: a batch expires part-done, its unfinished requests go in a follow-up,
+    merged. A fresh checkout without outputs or .runner/ rebuilds them from both batches'
+    results, and sends nothing again."""
+    d = tmp_path / "proj"
+    write_manifest(d, CLAUDE.replace("EMULATOR_FAIL ", ""), "claude.yaml")
+    emu.faults = replace(emu.faults, expire=True)
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    emu.faults = replace(emu.faults, expire=False)
+    httpx.post(f"{emu.base_url}/_emulator/clock", json={"advance": 25 * 3600}
+               ).raise_for_status()
+    assert main(["apply", str(d), "--quiet"]) == 0
+    assert len(batches(emu)) == 2 and len(lines(d / "out/claude.jsonl")) == 4
+    shutil.rmtree(d / ".runner")
+    shutil.rmtree(d / "out")
+    capsys.readouterr()
+    assert main(["apply", str(d), "--quiet"]) == 0, capsys.readouterr().err
+    assert len(lines(d / "out/claude.jsonl")) == 4
+    assert len(batches(emu)) == 2

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from runner.errors import ProviderError
-from runner.providers.base import AmbiguousCreate, JobState
+from runner.providers.base import AmbiguousCreate, JobState, RemoteJob
+from runner.providers.calls import results_limit
 from runner.providers.openai import OpenAIProvider
 from runner.retry import Backoff
 
@@ -254,3 +256,33 @@ def test_bad_settings_are_one_line(key: str, base: str | None, words: str) -> No
 def test_count_tokens_is_gemini_only() -> None:
     with pytest.raises(ProviderError, match="countTokens"):
         script().provider().count_tokens("gpt-4o-mini", {"messages": []})
+
+
+class _Endless(httpx.SyncByteStream):
+    """A chunked answer (no Content-Length) that streams fast and never ends, up to `cap`."""
+
+    def __init__(self, cap: int):
+        self.cap, self.sent = cap, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunk = b'{"custom_id":"a","response":null,"error":{"code":"x"}}\n' * (1 << 14)
+        while self.sent < self.cap:
+            self.sent += len(chunk)
+            yield chunk
+
+
+def test_an_output_file_that_never_ends_is_cut_off(tmp_path: Path) -> None:
+    """A batch of 5 requests whose output file streams without end, fast enough for the
+    minimum rate: it stops at the bound the requests allow (calls.results_limit), not when
+    the disk is full."""
+    stream = _Endless(512 << 20)
+
+    def answer(r: httpx.Request) -> httpx.Response:
+        if r.url.path == "/v1/batches/batch_1":
+            return ok(batch("batch_1", "completed", output_file_id="file-out"))
+        return httpx.Response(200, stream=stream)
+
+    job = RemoteJob("batch_1", "tag-batch_1", JobState.SUCCEEDED, total=5)
+    with pytest.raises(ProviderError, match="more than the batch's requests can take"):
+        Wire(answer).provider().download_results(job, tmp_path / "out.jsonl")
+    assert stream.sent <= results_limit(5) + (2 << 20)

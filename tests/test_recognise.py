@@ -6,9 +6,12 @@ runs these end to end through the CLI."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import write_manifest
@@ -198,3 +201,111 @@ def test_a_wrong_guess_is_caught_by_the_results_keys_before_any_output(
     assert main(["apply", str(d)]) == 0
     assert answers(d)[0] == "toy: say one"
     assert len(toy_jobs(untagged)) == 2
+
+
+# -- what a hostile review found (each failed before its fix) ----------------------------------
+
+def _crash_after_intent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run dies right after saving the intent: nothing was sent (a power cut)."""
+    submit = importlib.import_module("runner.apply.submit")
+    real_hit = submit.hit
+
+    def hit(name: str) -> None:
+        if name == "after-intent":
+            monkeypatch.setattr(submit, "hit", real_hit)    # once
+            raise KeyboardInterrupt
+        real_hit(name)
+
+    monkeypatch.setattr(submit, "hit", hit)
+
+
+def test_a_stale_intent_does_not_adopt_a_batch_made_long_after(
+        tmp_path: Path, untagged: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run killed after its intent sent nothing; an hour later a copy of the project with
+    other prompts over the same rows applies on the same account: same size, same keys. The
+    intent's window is long closed, so this batch is sent, not taken from the copy."""
+    d, other = tmp_path / "proj", tmp_path / "other"
+    write_manifest(d, TOYS, "toys.yaml")
+    write_manifest(other, TOYS.replace("say {{", "tell {{"), "toys.yaml")
+    _crash_after_intent(monkeypatch)
+    assert main(["apply", str(d)]) != 0
+    lock = lockfile.load(d / "batches.lock")
+    lock.batches["toys"].submitted_at = intent_time(time.time() - 3600)
+    lockfile.save(d / "batches.lock", lock)
+    assert main(["apply", str(other), "--quiet"]) == 0
+    assert main(["apply", str(d), "--quiet"]) == 0
+    assert answers(d)[0] == "toy: say one"
+    assert len(toy_jobs(untagged)) == 2
+
+
+@pytest.mark.parametrize("how", ["cancel", "prune"])
+def test_a_job_known_only_by_inference_is_never_cancelled_or_deleted(
+        how: str, tmp_path: Path, untagged: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An intent that sent nothing, and another project's batch of the same size in its
+    window: `cancel` and `apply --prune` of this batch leave that batch alone."""
+    d, other = tmp_path / "proj", tmp_path / "other"
+    write_manifest(d, TOYS, "toys.yaml")
+    write_manifest(other, TOYS.replace("{{ row.id }}", "x{{ row.id }}"), "toys.yaml")
+    _crash_after_intent(monkeypatch)
+    assert main(["apply", str(d)]) != 0
+    assert toy_jobs(untagged) == []                     # nothing was created
+    assert main(["apply", str(other), "--no-wait", "--quiet"]) == 0
+    if how == "cancel":
+        assert main(["cancel", str(d), "toys"]) == 0
+    else:
+        (d / "toys.yaml").unlink()
+        assert main(["apply", str(d), "--prune", "--quiet"]) == 0
+    [theirs] = toy_jobs(untagged)
+    assert theirs["state"] != "CANCELLED"
+    assert main(["apply", str(other), "--quiet"]) == 0
+
+
+FLAKY = TOYS.replace("  outputs:", "  retry_failed: 1\n  outputs:")
+
+
+@pytest.fixture
+def flaky(untagged: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The untagged toy, where request `b` fails the first time it is sent only."""
+    from toy_provider.untagged import UntaggedToyClient
+    create = UntaggedToyClient.create_job
+
+    def create_job(self: UntaggedToyClient, model: str, display_name: str,
+                   **kw: Any) -> RemoteJob:
+        job = create(self, model, display_name, **kw)
+        stored = self._load(job.name)
+        assert stored is not None
+        seen = self.state / "b-seen"
+        results = []
+        for line in stored["results"].splitlines():
+            r = json.loads(line)
+            if r["id"] == "toy-b" and not seen.exists():
+                seen.touch()
+                r = {"id": "toy-b", "failure": "flaky"}
+            results.append(json.dumps(r) + "\n")
+        stored["results"] = "".join(results)
+        self._save(stored)
+        return job
+
+    monkeypatch.setattr(UntaggedToyClient, "create_job", create_job)
+    return untagged
+
+
+@pytest.mark.parametrize("gone", ["outputs", "out/"])
+def test_outputs_with_a_follow_up_are_rebuilt_in_a_fresh_checkout(
+        gone: str, tmp_path: Path, flaky: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A follow-up's results are checked against the batch's requests, not against the errors
+    output it was made from (which its merge emptied, or which a fresh checkout lacks): the
+    outputs are rebuilt, and nothing is sent again."""
+    d = tmp_path / "proj"
+    write_manifest(d, FLAKY, "toys.yaml")
+    assert main(["apply", str(d), "--quiet"]) == 0
+    assert len(toy_jobs(flaky)) == 2                # the job and its follow-up of b
+    shutil.rmtree(d / ".runner")
+    if gone == "out/":
+        shutil.rmtree(d / "out")
+    else:
+        (d / "out/toys.jsonl").unlink()
+    capsys.readouterr()
+    assert main(["apply", str(d), "--quiet"]) == 0, capsys.readouterr().err
+    assert answers(d) == ["toy: say one", "toy: say two", "toy: say three"]
+    assert len(toy_jobs(flaky)) == 2

@@ -15,7 +15,6 @@ from ..providers.registry import dialect_of
 from ..recognise import foreign_results
 from ..records import LockEntry, Part, Retry
 from ..stream import Streams
-from .submit import retry_keys
 
 
 def not_sent_by(m: Manifest, entry: LockEntry, record: Part | Retry, results: Path,
@@ -30,25 +29,24 @@ def not_sent_by(m: Manifest, entry: LockEntry, record: Part | Retry, results: Pa
 
 def _sent(m: Manifest, entry: LockEntry, record: Part | Retry, streams: Streams
           ) -> Iterator[str]:
-    """The keys, as sent, of the requests of `record`: a follow-up's are the batch's failed
-    requests (in its errors output, which nothing rewrites while the follow-up runs); a job's
-    are read from its input file, rendered again if this run has not got it."""
-    d = dialect_of(m)
-    if isinstance(record, Retry):
-        wire = d.wire_key if d.maps_keys else None
-        for key in retry_keys(m, entry, record):
-            yield key if wire is None else wire(key)
-        return
-    path = streams.input_file(m, record.content_hash)
-    if path is None:
-        streams.of(m, [p.requests for p in entry.parts()], record.content_hash)
-        path = streams.input_file(m, record.content_hash)
-    if path is None:        # the manifest renders other requests now
-        raise InputsChanged(m.name, m.source)
-    framing = d.framing(m.endpoint)
-    with open(path, "rb") as f:
-        for line in f:
-            line = line.rstrip(b"\n")
-            if line:
-                key = orjson.loads(framing.split(line)[0])
-                yield key if isinstance(key, str) else str(key)
+    """The keys, as sent, of the requests of `record`, read from its input file (rendered again
+    if this run has not got it). A follow-up's are some of the batch's: any key of any part
+    answers it (what the follow-up held is not kept, and the errors output it was made from
+    changes once it is merged)."""
+    cuts = [p.requests for p in entry.parts()]
+    hashes = [p.content_hash for p in entry.parts()] if isinstance(record, Retry) else \
+        [record.content_hash]
+    framing = dialect_of(m).framing(m.endpoint)
+    for content_hash in hashes:
+        path = streams.input_file(m, content_hash)
+        if path is None:
+            streams.of(m, cuts, content_hash)
+            path = streams.input_file(m, content_hash)
+        if path is None:        # the manifest renders other requests now
+            raise InputsChanged(m.name, m.source)
+        with open(path, "rb") as f:
+            for line in f:
+                line = line.rstrip(b"\n")
+                if line:
+                    key = orjson.loads(framing.split(line)[0])
+                    yield key if isinstance(key, str) else str(key)

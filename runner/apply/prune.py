@@ -14,6 +14,7 @@ from ..identity import Identity
 from ..lockfile import lock_path as lockfile_path
 from ..ownership import foreign, not_its_own
 from ..providers.base import JobState, Provider
+from ..providers.registry import dialect
 from ..records import LockEntry, Part, Retry
 from ..workspace import Workspace
 from .journal import Journal
@@ -32,6 +33,11 @@ def prune(name: str, *, journal: Journal, listing: Listing, provider: Provider,
         found = record.job is None and record.state == JobState.CREATING
         if found:
             job = listing.find(record.display_name)      # created just before a crash?
+            if job is not None and not dialect(entry.provider).tags_jobs:
+                report(f"{name}: not pruned remotely: job {job.name} may be this batch's, "
+                       "known only by its size and creation time (the provider keeps no "
+                       "tag); left alone")
+                job = None
             record.job = job.name if job is not None else None
         if record.job is None:
             continue

@@ -27,6 +27,17 @@ RETRIABLE = {408, 429, 500, 502, 503, 504, 529}
 CALL_TIMEOUT = 120.0               # seconds a JSON call may take, its answer read whole
 MIN_RATE = 64 * 1024               # bytes a second a transfer must keep up, on average
 MAX_PAGES = 1000                   # pages of a list walk: 100,000 jobs or files
+# The most a result line may take, on average, for the bound on a results download: a message
+# of 128k output tokens is about 0.5 MB of text; JSON escapes and thinking blocks may double
+# it; an embedding of 3,072 numbers is 60 kB.
+LINE_BYTES = 4 << 20
+SLACK = 64 << 20
+
+
+def results_limit(requests: int) -> int:
+    """The most bytes the results of a job of `requests` requests may take: a download that
+    goes past it is a provider (or a server in front of it) that would fill the disk."""
+    return SLACK + LINE_BYTES * max(requests, 1)
 MAX_RETRY_AFTER = 300.0            # the longest wait a Retry-After gets
 
 T = TypeVar("T")

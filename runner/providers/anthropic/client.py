@@ -34,9 +34,17 @@ from ...errors import ProviderError
 from ...limits import Limits
 from ...retry import Backoff, Sleep, real_sleep
 from ..base import OnProgress, RemoteJob
-from ..calls import CALL_TIMEOUT, MAX_PAGES, MIN_RATE, Calls, NotFound, OverCalls
+from ..calls import (
+    CALL_TIMEOUT,
+    MAX_PAGES,
+    MIN_RATE,
+    Calls,
+    NotFound,
+    OverCalls,
+    results_limit,
+)
 from ..transport import check_base_url
-from .download import checked_url, download, limit_for
+from .download import checked_url, download
 from .inline import InlineBody
 from .wire import Batch, is_id, paging, parse_batch, parse_deleted, parse_page
 
@@ -206,4 +214,4 @@ class AnthropicProvider(OverCalls):
             raise ProviderError(f"{job.name} ended but the provider gave no results_url")
         url = checked_url(self._calls, self._base_url, batch.results_url, job.name)
         download(self._calls, url, dest, f"download of {job.name}'s results",
-                 limit_for(batch.job.total), on_progress)
+                 results_limit(batch.job.total), on_progress)

@@ -22,16 +22,6 @@ from ..calls import RETRIABLE, Calls
 from ..reading import error_message
 from ..transport import Late, origin_text, read_within, same_origin, timeouts
 
-# The most a result line may take, on average, for the size bound: a message of 128k output
-# tokens is about 0.5 MB of text; JSON escapes and thinking blocks may double it.
-LINE_BYTES = 4 << 20
-SLACK = 64 << 20
-
-
-def limit_for(requests: int) -> int:
-    """The most bytes a results file of `requests` results may hold."""
-    return SLACK + LINE_BYTES * max(requests, 1)
-
 
 def checked_url(calls: Calls, base: httpx.URL, url: str, whose: str) -> str:
     """`url` if the key may be sent there (the base URL's origin); raises otherwise."""

@@ -30,7 +30,15 @@ from ...errors import ProviderError
 from ...limits import Limits
 from ...retry import Backoff, Sleep, real_sleep
 from ..base import OnProgress, RemoteJob
-from ..calls import CALL_TIMEOUT, MAX_PAGES, MIN_RATE, Calls, NotFound, OverCalls
+from ..calls import (
+    CALL_TIMEOUT,
+    MAX_PAGES,
+    MIN_RATE,
+    Calls,
+    NotFound,
+    OverCalls,
+    results_limit,
+)
 from ..transport import check_base_url
 from .files import Files
 from .tokens import CHAT
@@ -176,7 +184,7 @@ class OpenAIProvider(OverCalls):
         if not files:
             raise ProviderError(f"{job.name} ended {batch.job.state.value.lower()} but has no "
                                 "output or error file")
-        self._files.download(files, dest, on_progress)
+        self._files.download(files, dest, on_progress, results_limit(batch.job.total))
 
 
 def _header_value(value: str, env: str) -> str:

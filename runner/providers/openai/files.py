@@ -76,17 +76,19 @@ class Files:
             raise ProviderError(f"{what}: the provider did not delete it")
 
     def download(self, file_ids: Iterable[str], dest: Path,
-                 on_progress: OnProgress | None) -> None:
-        """The files' contents one after the other into `dest`, each ending with a newline."""
+                 on_progress: OnProgress | None, limit: int) -> None:
+        """The files' contents one after the other into `dest`, each ending with a newline;
+        more than `limit` bytes in all is an error (see calls.results_limit)."""
         with open(dest, "w+b") as out:
             for file_id in file_ids:
-                self._one(file_id, out, on_progress)
+                self._one(file_id, out, on_progress, limit)
                 if out.tell():
                     out.seek(-1, 2)
                     if out.read(1) != b"\n":
                         out.write(b"\n")
 
-    def _one(self, file_id: str, out: BinaryIO, on_progress: OnProgress | None) -> None:
+    def _one(self, file_id: str, out: BinaryIO, on_progress: OnProgress | None,
+             limit: int) -> None:
         url = f"{self.base}/files/{file_id}/content"
         what = f"download of {file_id}"
         start = out.tell()
@@ -108,7 +110,7 @@ class Files:
                                               f"{error_message(body, text)}")
                     length = resp.headers.get("content-length", "")
                     total = start + int(length) if length.isdigit() else 0
-                    self._stream(resp, out, started, what, on_progress, total)
+                    self._stream(resp, out, started, what, on_progress, total, limit)
                 return
             except Late:
                 raise self.calls.late(what) from None
@@ -120,13 +122,16 @@ class Files:
                 self.calls.pause(backoff.next_delay(), what)
 
     def _stream(self, resp: httpx.Response, out: BinaryIO, started: float, what: str,
-                on_progress: OnProgress | None, total: int) -> None:
-        """The answer's bytes to `out` as they arrive, while they keep up; `total` is where
-        the file will end in `out` (0: unknown)."""
+                on_progress: OnProgress | None, total: int, limit: int) -> None:
+        """The answer's bytes to `out` as they arrive, while they keep up and stay within
+        `limit` in all; `total` is where the file will end in `out` (0: unknown)."""
         got = 0
         for piece in resp.iter_bytes():
             out.write(piece)
             got += len(piece)
+            if out.tell() > limit:
+                raise self.calls.fail(f"{what}: the results pass {limit:,} bytes, more than "
+                                      "the batch's requests can take; stopped")
             now = time.monotonic()
             if now > started + self.calls.call_timeout + got / self.calls.min_rate or \
                     (self.calls.deadline is not None and now > self.calls.deadline):
