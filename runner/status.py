@@ -27,6 +27,20 @@ class Health(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class ShardStatus:
+    """One job of a split batch."""
+
+    job: str | None
+    recorded: str                 # state in the lockfile
+    remote: str | None            # state on the provider ("gone" if it answered 404)
+    requests: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"job": self.job, "recorded": self.recorded, "remote": self.remote,
+                "requests": self.requests}
+
+
+@dataclass(frozen=True)
 class BatchStatus:
     name: str
     sync: Sync
@@ -38,12 +52,17 @@ class BatchStatus:
     requests: int
     succeeded: int | None
     failed: int | None
+    shards: tuple[ShardStatus, ...] = ()    # a split batch's jobs, in input order
 
     def to_dict(self) -> dict[str, object]:
+        """For machines: a split batch names no one job nor remote state (`job` and `remote`
+        are null), its shards do; `job` and `remote` here are the table's summaries."""
+        split = bool(self.shards)
         return {"name": self.name, "sync": self.sync.value, "health": self.health.value,
-                "reason": self.reason, "recorded": self.recorded, "remote": self.remote,
-                "job": self.job, "requests": self.requests, "succeeded": self.succeeded,
-                "failed": self.failed}
+                "reason": self.reason, "recorded": self.recorded,
+                "remote": None if split else self.remote, "job": None if split else self.job,
+                "requests": self.requests, "succeeded": self.succeeded,
+                "failed": self.failed, "shards": [s.to_dict() for s in self.shards]}
 
 
 _OUT_OF_SYNC = {Kind.CREATE, Kind.ADOPT, Kind.REPLACE, Kind.RESUBMIT, Kind.RETRY, Kind.DOWNLOAD,
@@ -93,6 +112,7 @@ def statuses(plan: Plan, lock: Lock, remote: Mapping[str, RemoteJob | None]) -> 
             sync = Sync.SYNCED
         job_name: str | None = None
         remote_state: str | None = None
+        shards: tuple[ShardStatus, ...] = ()
         if entry is None or action.kind == Kind.LOST:
             health = Health.MISSING
         elif action.kind == Kind.FAILED:
@@ -107,6 +127,8 @@ def statuses(plan: Plan, lock: Lock, remote: Mapping[str, RemoteJob | None]) -> 
             job_name = f"{len(entry.shards)} shards"
             states = [_remote_state(p.job, remote) or "-" for p in entry.shards]
             remote_state = ", ".join(f"{s} {states.count(s)}" for s in dict.fromkeys(states))
+            shards = tuple(ShardStatus(p.job, p.state.value, _remote_state(p.job, remote),
+                                       p.requests) for p in entry.shards)
         elif entry is not None:
             job_name = job_name or entry.job
             remote_state = _remote_state(job_name, remote)
@@ -116,5 +138,5 @@ def statuses(plan: Plan, lock: Lock, remote: Mapping[str, RemoteJob | None]) -> 
             reason="up to date" if action.kind == Kind.NOTHING else action.reason,
             recorded=entry.state.value if entry is not None else None, remote=remote_state,
             job=job_name, requests=action.requests or (entry.requests if entry else 0),
-            succeeded=counts.get("succeeded"), failed=counts.get("failed")))
+            succeeded=counts.get("succeeded"), failed=counts.get("failed"), shards=shards))
     return out

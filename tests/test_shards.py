@@ -231,6 +231,15 @@ def test_status_shows_a_split_batch_as_one_line(tmp_path: Path, emu: Emulator) -
     [row] = [s for s in api.status(d) if s.name == "split"]
     assert row.health.value == "Healthy" and row.job == "3 shards"
     assert row.remote == "SUCCEEDED 3" and row.succeeded == 10
+    # for machines: numbers and a list of shards, not the table's summaries
+    doc = row.to_dict()
+    assert doc["job"] is None and doc["remote"] is None and doc["succeeded"] == 10
+    shards = doc["shards"]
+    assert isinstance(shards, list) and len(shards) == 3
+    assert [s["requests"] for s in shards] == [p.requests for p in
+                                                lockfile.load(d / "batches.lock").batches[
+                                                    "split"].shards]
+    assert {s["remote"] for s in shards} == {"SUCCEEDED"} and all(s["job"] for s in shards)
 
 
 def test_adopt_refuses_a_split_batch(tmp_path: Path, emu: Emulator) -> None:
