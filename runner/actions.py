@@ -53,6 +53,12 @@ class Action:
     retry: bool = False                 # the action concerns the open follow-up batch
     part: int | None = None             # the shard it concerns (0-based), in a split batch
     parts: tuple[Action, ...] = ()      # a split batch's action: one per shard to act on
+    recorded: str | None = None         # the job the lockfile names, when none was looked at
+
+    @property
+    def job_name(self) -> str | None:
+        """The job the action concerns: the one looked at, else the one recorded."""
+        return self.job.name if self.job is not None else self.recorded
 
     @property
     def symbol(self) -> str:

@@ -147,7 +147,7 @@ def plan_json(plan: Plan, costs: Costs | None = None) -> str:
         item: dict[str, Any] = {
             "name": a.name, "action": a.kind.value, "symbol": a.symbol, "reason": a.reason,
             "requests": a.requests, "content_hash": a.content_hash,
-            "display_name": a.display_name, "job": a.job.name if a.job else None,
+            "display_name": a.display_name, "job": a.job_name,
             "change": a.kind in CHANGES,
         }
         if a.parts:     # a split batch: what each shard to act on needs

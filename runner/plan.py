@@ -126,7 +126,8 @@ def _for_settled(want: Desired, entry: LockEntry, observed: Observed,
         if entry.spec_hash != want.spec_hash:
             return [Action(Kind.RECORD, reason="manifest edited, requests unchanged", job=job,
                            **base)]
-        return [Action(Kind.NOTHING, reason="up to date", job=job, **base)]
+        return [Action(Kind.NOTHING, reason="up to date", job=job,
+                       recorded=parts[0].job if len(parts) == 1 else None, **base)]
     wanted = {s.content_hash for s in want.parts}
     gone = [p for p in parts if p.content_hash in wanted and (
         (j := observed.jobs.get(p.job or "")) is None or j.state != JobState.SUCCEEDED)]

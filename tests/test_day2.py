@@ -79,6 +79,16 @@ def test_cancel_then_resubmit(proj: Path, emu: Emulator,
     assert len(job_states(emu)) == 2
 
 
+def test_plan_json_names_the_job_of_an_up_to_date_batch(
+        proj: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["apply", str(proj), "--quiet"]) == 0
+    job = lockfile.load(proj / "batches.lock").batches["tiny"].job
+    capsys.readouterr()
+    assert main(["plan", str(proj), "--json"]) == 0
+    [action] = json.loads(capsys.readouterr().out)["actions"]
+    assert action["action"] == "nothing" and action["job"] == job is not None
+
+
 def test_forget_then_adopt_rebinds_without_submitting(proj: Path, emu: Emulator,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["apply", str(proj)]) == 0
