@@ -13,20 +13,28 @@ names the job, and any other job by itself, so that a job created twice shows as
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from runner import lockfile
 from runner.emulator import Emulator
+from runner.emulator.model import MARKER
 from runner.providers.anthropic import AnthropicProvider
 from runner.providers.base import Provider, RemoteJob
 from runner.providers.gemini import GeminiProvider
 from runner.providers.openai import OpenAIProvider
+
+# Every emulator fails a request whose prompt holds it (runner.emulator.model).
+FAIL = MARKER
+# Past the end of every job that expires: Gemini's after 48 h, OpenAI's and Anthropic's 24 h.
+PAST_EXPIRY = 49 * 3600.0
 
 # The request every Gemini manifest of these tests sends: one user turn of one text part.
 _GEMINI = re.compile(r'\n  provider: gemini\n  model: gemini-2\.5-flash\n(?P<rest>(?:.*\n)*?)'
@@ -123,6 +131,32 @@ ANTHROPIC = Flavour(
 FLAVOURS = (GEMINI, OPENAI, ANTHROPIC)
 
 PROVIDERS = pytest.mark.parametrize("flavour", FLAVOURS, ids=str)
+
+
+def providers(**marks: pytest.MarkDecorator) -> pytest.MarkDecorator:
+    """PROVIDERS with a mark on some of them, by name: a provider that has no such step is
+    skipped, one that breaks a guarantee is xfail(strict=True), each saying why."""
+    unknown = set(marks) - {f.name for f in FLAVOURS}
+    assert not unknown, f"no such provider: {unknown}"
+    return pytest.mark.parametrize("flavour", [
+        pytest.param(f, id=f.name, marks=[marks[f.name]] if f.name in marks else [])
+        for f in FLAVOURS])
+
+
+@contextlib.contextmanager
+def serve(flavour: Flavour, state: Path, monkeypatch: pytest.MonkeyPatch, latency: float
+          ) -> Iterator[Emulator]:
+    """An emulator whose jobs take `latency` s, which the runner reaches through the
+    provider's own environment, polling every 0.05 s."""
+    with Emulator(state, latency=latency) as e:
+        flavour.setenv(monkeypatch, e)
+        monkeypatch.setenv("RUNNER_POLL_SECONDS", "0.05")
+        yield e
+
+
+def advance(emu: Emulator, seconds: float) -> None:
+    """Moves the emulator's clock `seconds` on."""
+    httpx.post(f"{emu.base_url}/_emulator/clock", json={"advance": seconds}).raise_for_status()
 
 
 def with_points(points: Iterable[str]) -> list[object]:
