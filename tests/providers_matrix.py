@@ -50,6 +50,7 @@ class Flavour:
     model: str
     request: str                # spec.request for one user prompt, {prompt} in place
     key_env: str
+    secret: str                 # a recognisable key in the provider's own shape
     base_env: str
     prefix: str                 # where the emulator serves this API
     connect: Callable[..., Provider]
@@ -114,20 +115,25 @@ class Flavour:
 
 
 GEMINI = Flavour(
-    "gemini", "gemini-2.5-flash",
-    "    contents: [{{role: user, parts: [{{text: {prompt}}}]}}]\n",
-    "GEMINI_API_KEY", "GEMINI_BASE_URL", "", GeminiProvider, tags_jobs=True)
+    name="gemini", model="gemini-2.5-flash",
+    request="    contents: [{{role: user, parts: [{{text: {prompt}}}]}}]\n",
+    key_env="GEMINI_API_KEY", secret="AIzaSy-SECRET-d41d8cd98f00b204e9800998ecf8427e",
+    base_env="GEMINI_BASE_URL", prefix="", connect=GeminiProvider, tags_jobs=True)
 OPENAI = Flavour(
-    "openai", "gpt-4o-mini",
-    "    messages: [{{role: user, content: {prompt}}}]\n    max_completion_tokens: 1000\n",
-    "OPENAI_API_KEY", "OPENAI_BASE_URL", "/openai/v1", OpenAIProvider, tags_jobs=True,
+    name="openai", model="gpt-4o-mini",
+    request=("    messages: [{{role: user, content: {prompt}}}]\n"
+             "    max_completion_tokens: 1000\n"),
+    key_env="OPENAI_API_KEY", secret="sk-proj-SECRET-d41d8cd98f00b204e9800998ecf8427e",
+    base_env="OPENAI_BASE_URL", prefix="/openai/v1", connect=OpenAIProvider, tags_jobs=True,
     answered_at=re.compile(rb'"created":[0-9]+'))
 ANTHROPIC = Flavour(
-    "anthropic", "claude-sonnet-4-5",
-    "    messages: [{{role: user, content: {prompt}}}]\n    max_tokens: 1000\n",
-    "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "/anthropic", AnthropicProvider,
-    tags_jobs=False, no_step=(("during-upload", "Anthropic takes every request inline in the "
-                                                "create call: nothing is uploaded"),))
+    name="anthropic", model="claude-sonnet-4-5",
+    request="    messages: [{{role: user, content: {prompt}}}]\n    max_tokens: 1000\n",
+    key_env="ANTHROPIC_API_KEY", secret="sk-ant-api03-SECRET-d41d8cd98f00b204e9800998ecf8427e",
+    base_env="ANTHROPIC_BASE_URL", prefix="/anthropic", connect=AnthropicProvider,
+    tags_jobs=False,
+    no_step=(("during-upload", "Anthropic takes every request inline in the create call: "
+                               "nothing is uploaded"),))
 FLAVOURS = (GEMINI, OPENAI, ANTHROPIC)
 
 PROVIDERS = pytest.mark.parametrize("flavour", FLAVOURS, ids=str)
