@@ -90,7 +90,7 @@ def reference(flavour: Flavour, references: References,
 
 @pytest.fixture
 def emu(tmp_path: Path) -> Iterator[Emulator]:
-    with Emulator(tmp_path / "emu", latency=0.5) as e:
+    with Emulator(tmp_path / "emu", latency=0.3) as e:
         yield e
 
 
