@@ -126,9 +126,12 @@ def test_repeated_kills_never_duplicate(flavour: Flavour, tmp_path: Path, emu: E
     shutil.rmtree(d / ".runner", ignore_errors=True)
 
 
-# the points between and after its shards' jobs: for Gemini its shards go inline, so no upload
-# or download point is reached (the matrix above reaches those for every provider)
-SPLIT_POINTS = ("after-intent", "after-job-recorded", "while-polling", "after-outputs")
+# the points between and after its shards' jobs (for Gemini its shards go inline, so no upload
+# or download point is reached: the matrix above reaches those for every provider); a create
+# killed before its answer leaves a job of the same size as the next shard's, which Anthropic's
+# untagged jobs must not confuse
+SPLIT_POINTS = ("after-intent", "after-create-sent", "after-job-recorded", "while-polling",
+                "after-outputs")
 
 
 @pytest.mark.parametrize("flavour, point", with_points(SPLIT_POINTS))
