@@ -19,6 +19,10 @@ A case is a directory holding the manifest directory's files and a `case.json`:
 
 Whatever fails must fail while manifests, data, templates and the lockfile are loaded, before
 `plan --emulator` starts the emulator: so not even `.runner/` may appear.
+
+Most cases are Gemini manifests: what they break (YAML, paths, rows, templates, the lockfile)
+is read before any provider's rules. Each provider has cases of its own for what its rules
+refuse (its request schema, endpoints, keys): `openai-*` and `anthropic-*`.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from providers_matrix import PROVIDERS, Flavour
 
 CASES = Path(__file__).resolve().parent / "bad_inputs"
 REPO = CASES.parent.parent
@@ -95,6 +100,14 @@ def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_the_corpus_is_large_enough() -> None:
     assert len(CASE_NAMES) >= 40
+
+
+@PROVIDERS
+def test_the_corpus_has_cases_of_each_providers_own_rules(flavour: Flavour) -> None:
+    own = [n for n in CASE_NAMES
+           if any(f"provider: {flavour}\n" in p.read_text("utf-8", "replace")
+                  for p in (CASES / n).glob("*.yaml"))]
+    assert len(own) >= 5, own
 
 
 PLAN_CASES = [n for n in CASE_NAMES

@@ -1,9 +1,13 @@
-"""Kill-point matrix: `runner apply` is SIGKILLed at every step boundary, then run again.
+"""Kill-point matrix: `runner apply` is SIGKILLed at every step boundary, then run again, for
+each provider (tests/providers_matrix.py).
 
 For every kill point: exactly one job per content hash on the provider, every output
-byte-identical to an uninterrupted run, and a valid lockfile. Three manifests run at once: one
-small enough to go inline, one sent through a resumable file upload in several chunks, and the
-same rows split into three jobs (shards).
+byte-identical to an uninterrupted run (but for the time OpenAI says each answer was made at,
+its `created`, which no two runs share), and a valid lockfile. Three manifests run at once: one
+small enough to go inline, one sent through a resumable file upload in several chunks (for
+Gemini; OpenAI uploads every batch in one call, Anthropic none), and the same rows split into
+three jobs (shards). Anthropic's batches carry no tag, so its jobs are counted by the lockfile
+records that name them, and a job no record names counts on its own (providers_matrix.tags).
 """
 
 from __future__ import annotations
@@ -13,17 +17,16 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL, ROWS_MANIFEST, write_manifest, write_rows
+from conftest import MINIMAL, OUTSIDE, ROWS_MANIFEST, write_manifest, write_rows
+from providers_matrix import PROVIDERS, Flavour, with_points
 
 from runner import lockfile
 from runner.emulator import Emulator
 from runner.failpoints import POINTS
-from runner.providers.gemini import GeminiProvider
 
 # the same rows again, split into three jobs of at most 150 requests
 SPLIT = ROWS_MANIFEST.replace("{name: big}", "{name: split}").replace(
@@ -32,67 +35,76 @@ SPLIT = ROWS_MANIFEST.replace("{name: big}", "{name: split}").replace(
 JOBS = 2 + 3
 
 
-def make_project(root: Path) -> Path:
+def make_project(root: Path, flavour: Flavour) -> Path:
     d = root / "proj"
-    write_manifest(d, MINIMAL, "tiny.yaml")
-    write_manifest(d, ROWS_MANIFEST, "big.yaml")
-    write_manifest(d, SPLIT, "split.yaml")
+    write_manifest(d, flavour.adapt(MINIMAL), "tiny.yaml")
+    write_manifest(d, flavour.adapt(ROWS_MANIFEST), "big.yaml")
+    write_manifest(d, flavour.adapt(SPLIT), "split.yaml")
     write_rows(d, 400, "lorem ipsum " * 40)
     return d
 
 
-def run(d: Path, emu: Emulator, failpoint: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, GEMINI_API_KEY="crash-test-key", GEMINI_BASE_URL=emu.base_url,
-               RUNNER_POLL_SECONDS="0.05", RUNNER_INLINE_LIMIT="100000",
-               RUNNER_UPLOAD_CHUNK="65536")
-    env.pop("RUNNER_FAILPOINT", None)
+def run(d: Path, emu: Emulator, flavour: Flavour, failpoint: str | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in OUTSIDE}
+    env.update(flavour.env(emu, "crash-test-key"), RUNNER_POLL_SECONDS="0.05",
+               RUNNER_INLINE_LIMIT="100000", RUNNER_UPLOAD_CHUNK="65536")
     if failpoint:
         env["RUNNER_FAILPOINT"] = failpoint
     return subprocess.run([sys.executable, "-m", "runner.cli", "apply", str(d), "--quiet"],
                           env=env, capture_output=True, text=True, timeout=120)
 
 
-def job_tags(emu: Emulator) -> Counter[str]:
-    provider = GeminiProvider("crash-test-key", emu.base_url)
-    try:
-        return Counter(j.display_name for j in provider.list_jobs())
-    finally:
-        provider.close()
+def one_job_per_hash(emu: Emulator, flavour: Flavour, d: Path, jobs: int) -> None:
+    tags = flavour.tags(emu, d)
+    assert len(tags) == jobs and set(tags.values()) == {1}, tags
 
 
-def outputs(d: Path) -> dict[str, bytes]:
-    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted((d / "out").rglob("*"))
-            if p.is_file()}
+def outputs(d: Path, flavour: Flavour) -> dict[str, bytes]:
+    """Every output's bytes, but the times the provider says its answers were made at."""
+    return {p.relative_to(d).as_posix(): flavour.steady(p.read_bytes())
+            for p in sorted((d / "out").rglob("*")) if p.is_file()}
+
+
+References = dict[str, dict[str, bytes]]
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    root = tmp_path_factory.mktemp("reference")
-    d = make_project(root)
-    with Emulator(root / "emu", latency=0.3) as emu:
-        done = run(d, emu)
-    assert done.returncode == 0, done.stderr
-    return outputs(d)
+def references(tmp_path_factory: pytest.TempPathFactory) -> References:
+    """Each provider's outputs of an uninterrupted run, made when first needed."""
+    return {}
+
+
+@pytest.fixture
+def reference(flavour: Flavour, references: References,
+              tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    if flavour.name not in references:
+        root = tmp_path_factory.mktemp(f"reference-{flavour}")
+        d = make_project(root, flavour)
+        with Emulator(root / "emu", latency=0.3) as emu:
+            done = run(d, emu, flavour)
+        assert done.returncode == 0, done.stderr
+        references[flavour.name] = outputs(d, flavour)
+    return references[flavour.name]
 
 
 @pytest.fixture
 def emu(tmp_path: Path) -> Iterator[Emulator]:
-    with Emulator(tmp_path / "emu", latency=0.5) as e:
+    with Emulator(tmp_path / "emu", latency=0.3) as e:
         yield e
 
 
-@pytest.mark.parametrize("point", POINTS)
-def test_kill_at_every_step_then_converge(point: str, tmp_path: Path, emu: Emulator,
-                                          reference: dict[str, bytes]) -> None:
-    d = make_project(tmp_path)
-    killed = run(d, emu, point)
+@pytest.mark.parametrize("flavour, point", with_points(POINTS))
+def test_kill_at_every_step_then_converge(flavour: Flavour, point: str, tmp_path: Path,
+                                          emu: Emulator, reference: dict[str, bytes]) -> None:
+    d = make_project(tmp_path, flavour)
+    killed = run(d, emu, flavour, point)
     assert killed.returncode == -signal.SIGKILL, (
         f"{point} was never reached: exit {killed.returncode}\n{killed.stdout}{killed.stderr}")
-    again = run(d, emu)
+    again = run(d, emu, flavour)
     assert again.returncode == 0, again.stdout + again.stderr
-    tags = job_tags(emu)
-    assert len(tags) == JOBS and set(tags.values()) == {1}, tags
-    assert outputs(d) == reference
+    one_job_per_hash(emu, flavour, d, JOBS)
+    assert outputs(d, flavour) == reference
     lock = lockfile.load(d / "batches.lock")
     assert {e.state for e in lock.batches.values()} == {"SUCCEEDED"}
     assert set(lock.batches) == {"tiny", "big", "split"}
@@ -100,35 +112,39 @@ def test_kill_at_every_step_then_converge(point: str, tmp_path: Path, emu: Emula
     assert not list(d.glob("out/.*.tmp")), "a temp file was left behind"
 
 
-def test_repeated_kills_never_duplicate(tmp_path: Path, emu: Emulator,
+@PROVIDERS
+def test_repeated_kills_never_duplicate(flavour: Flavour, tmp_path: Path, emu: Emulator,
                                         reference: dict[str, bytes]) -> None:
     """Every kill point in one sequence on the same directory, as a flaky CI runner would."""
-    d = make_project(tmp_path)
+    d = make_project(tmp_path, flavour)
     for point in POINTS:
-        run(d, emu, point)
-    assert run(d, emu).returncode == 0
-    tags = job_tags(emu)
-    assert len(tags) == JOBS and set(tags.values()) == {1}, tags
-    assert outputs(d) == reference
+        if point not in dict(flavour.no_step):
+            run(d, emu, flavour, point)
+    assert run(d, emu, flavour).returncode == 0
+    one_job_per_hash(emu, flavour, d, JOBS)
+    assert outputs(d, flavour) == reference
     shutil.rmtree(d / ".runner", ignore_errors=True)
 
 
-# its shards are small enough to go inline, so no upload or download kill point is reached
-SPLIT_POINTS = ("after-intent", "after-job-recorded", "while-polling", "after-outputs")
+# the points between and after its shards' jobs (for Gemini its shards go inline, so no upload
+# or download point is reached: the matrix above reaches those for every provider); a create
+# killed before its answer leaves a job of the same size as the next shard's, which Anthropic's
+# untagged jobs must not confuse
+SPLIT_POINTS = ("after-intent", "after-create-sent", "after-job-recorded", "while-polling",
+                "after-outputs")
 
 
-@pytest.mark.parametrize("point", SPLIT_POINTS)
-def test_kill_a_split_batch_then_converge(point: str, tmp_path: Path, emu: Emulator,
-                                          reference: dict[str, bytes]) -> None:
+@pytest.mark.parametrize("flavour, point", with_points(SPLIT_POINTS))
+def test_kill_a_split_batch_then_converge(flavour: Flavour, point: str, tmp_path: Path,
+                                          emu: Emulator, reference: dict[str, bytes]) -> None:
     """The split batch alone, so that the kill lands inside it: between its shards' creates,
     after some shards' results are in, while its outputs are written."""
     d = tmp_path / "proj"
-    write_manifest(d, SPLIT, "split.yaml")
+    write_manifest(d, flavour.adapt(SPLIT), "split.yaml")
     write_rows(d, 400, "lorem ipsum " * 40)
-    killed = run(d, emu, point)
+    killed = run(d, emu, flavour, point)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
-    again = run(d, emu)
+    again = run(d, emu, flavour)
     assert again.returncode == 0, again.stdout + again.stderr
-    tags = job_tags(emu)
-    assert len(tags) == 3 and set(tags.values()) == {1}, tags
-    assert outputs(d) == {k: v for k, v in reference.items() if k.startswith("out/split")}
+    one_job_per_hash(emu, flavour, d, 3)
+    assert outputs(d, flavour) == {k: v for k, v in reference.items() if k.startswith("out/split")}

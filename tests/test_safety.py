@@ -1,4 +1,5 @@
-"""Two runs at once, and the API key never leaking anywhere."""
+"""Two runs at once, and the API key never leaking anywhere (for each provider,
+tests/providers_matrix.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import MINIMAL, write_manifest
+from providers_matrix import PROVIDERS, Flavour
 
 from runner.emulator import Emulator, Faults
 
@@ -88,36 +91,58 @@ def test_killed_holder_leaves_no_stale_lock(proj: Path, emu: Emulator) -> None:
     assert again.returncode == 0, again.stderr
 
 
-def test_api_key_never_written_printed_or_on_the_command_line(proj: Path, emu: Emulator) -> None:
-    """A full apply, with faults that make the runner retry and report, searched for the key."""
-    emu.faults = Faults(rate_429=0.2, retry_after=0.01, rate_503=0.2, seed=3)
-    seen_cmdlines = []
-    printed = []
-    for _ in range(4):      # a create whose answer was a 503 is left for the next run
-        run = start(proj, emu, "--verbose")
-        while run.poll() is None:
-            try:
-                seen_cmdlines.append(Path(f"/proc/{run.pid}/cmdline").read_bytes())
-            except OSError:
+@PROVIDERS
+def test_api_key_never_written_printed_or_on_the_command_line(
+        flavour: Flavour, tmp_path: Path) -> None:
+    """A full apply, then a failing job, with faults that make the runner retry and report,
+    and a server that quotes the key back in every error it sends: the key is searched in
+    every file written (the project, the home and temp folders the runs had), everything
+    printed, and the command line of each run while it runs."""
+    proj = tmp_path / "proj"
+    write_manifest(proj, flavour.adapt(MINIMAL))
+    home, temp = Path.home(), tmp_path / "tmp"
+    temp.mkdir()
+    secret = flavour.secret
+    seen_cmdlines: list[bytes] = []
+    printed: list[str] = []
+    with Emulator(tmp_path / "emu", latency=0.3) as emu:
+        env = dict(os.environ, RUNNER_POLL_SECONDS="0.05", TMPDIR=str(temp),
+                   **flavour.env(emu, secret))
+
+        def run(*args: str) -> tuple[int, str, str]:
+            child = subprocess.Popen([sys.executable, "-m", "runner.cli", "apply", str(proj),
+                                      *args], env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+            while child.poll() is None:
+                try:
+                    seen_cmdlines.append(Path(f"/proc/{child.pid}/cmdline").read_bytes())
+                except OSError:
+                    break
+                time.sleep(0.05)
+            out, err = child.communicate(timeout=60)
+            printed.extend((out, err))
+            return child.returncode, out, err
+
+        emu.faults = Faults(rate_429=0.25, retry_after=0.01, rate_503=0.1, echo_key=True,
+                            seed=3)
+        for _ in range(4):      # a create whose answer was a 503 is left for the next run
+            code, _, err = run("--verbose")
+            if code == 0:
                 break
-            time.sleep(0.05)
-        out, err = run.communicate(timeout=60)
-        printed += [out, err]
-        if run.returncode == 0:
-            break
-    assert run.returncode == 0, err
-    emu.faults = Faults(fail=True)
-    (proj / "m.yaml").write_text(MINIMAL.replace("2+2", "3+3"))
-    failed = start(proj, emu, "--verbose")
-    out2, err2 = failed.communicate(timeout=60)
-    assert failed.returncode == 1
-    assert seen_cmdlines and not any(SECRET.encode() in c for c in seen_cmdlines)
-    for text in (*printed, out2, err2):
-        assert SECRET not in text
-    written = [p for p in proj.rglob("*") if p.is_file()]
+        assert code == 0, err
+        stats = httpx.get(f"{emu.base_url}/_emulator/stats").json()
+        assert stats["faults_429"] + stats["faults_503"] > 0, "nothing was retried"
+        emu.faults = Faults(fail=True, echo_key=True)
+        (proj / "m.yaml").write_text(flavour.adapt(MINIMAL.replace("2+2", "3+3")))
+        code, _, _ = run("--verbose")
+        assert code == 1
+    assert seen_cmdlines and not any(secret.encode() in c for c in seen_cmdlines)
+    for text in printed:
+        assert secret not in text
+    written = [p for root in (proj, home, temp) for p in root.rglob("*") if p.is_file()]
     assert any(p.name == "batches.lock" for p in written)
     for p in written:
-        assert SECRET.encode() not in p.read_bytes(), p
+        assert secret.encode() not in p.read_bytes(), p
 
 
 def test_no_test_sees_the_real_environment(tmp_path_factory: pytest.TempPathFactory) -> None:

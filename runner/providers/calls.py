@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import httpx
 
 from ..errors import ProviderError
+from ..failpoints import hit
 from ..retry import Backoff, Sleep, retry_after
 from .base import AmbiguousCreate
 from .reading import error_message
@@ -113,6 +114,8 @@ class Calls:
         """One call with retries. Non-idempotent calls are retried only on a 429, which the
         server answers before doing anything; other failures raise AmbiguousCreate."""
         backoff = self.backoff()
+        if not idempotent:
+            kwargs = {**kwargs, "extensions": {"trace": _trace_create_answer}}
         for attempt in range(1, self.max_attempts + 1):
             until = self.until(what, size)
             try:
@@ -221,6 +224,13 @@ def decode(resp: httpx.Response, what: str) -> Any:
         return json.loads(resp.content, parse_constant=_refuse) if resp.content else {}
     except ValueError:
         raise ProviderError(f"{what}: the provider answered with invalid JSON") from None
+
+
+def _trace_create_answer(event: str, info: dict[str, Any]) -> None:
+    """The moment a create's answer starts to arrive: the job exists, the caller does not
+    know it yet (the kill point after-create-sent, the same for every provider)."""
+    if event == "http11.receive_response_headers.complete":
+        hit("after-create-sent")
 
 
 def _refuse(constant: str) -> Any:

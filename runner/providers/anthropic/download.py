@@ -17,6 +17,7 @@ from typing import BinaryIO
 import httpx
 
 from ...errors import ProviderError
+from ...failpoints import hit
 from ..base import OnProgress
 from ..calls import RETRIABLE, Calls
 from ..reading import error_message
@@ -84,6 +85,8 @@ def _stream(calls: Calls, resp: httpx.Response, out: BinaryIO, started: float, w
         if now > started + calls.call_timeout + got / calls.min_rate or \
                 (calls.deadline is not None and now > calls.deadline):
             raise Late
+        out.flush()
+        hit("during-download")
         if on_progress is not None:
             on_progress(got, total)
 

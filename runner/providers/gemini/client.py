@@ -124,8 +124,7 @@ class GeminiProvider(OverCalls):
         what = f"create batch {display_name}"
         try:
             op = self._json("POST", f"models/{model}:batchGenerateContent", what=what,
-                            idempotent=False, size=size, json=body,
-                            extensions={"trace": _trace_create_answer})
+                            idempotent=False, size=size, json=body)
         except NotFound:
             raise ProviderError(f"model {model!r} not found by the provider") from None
         return self._job(op, what)
@@ -248,12 +247,6 @@ class GeminiProvider(OverCalls):
         hit("during-download")
         if on_progress is not None:
             on_progress(out.tell(), total)
-
-
-def _trace_create_answer(event: str, info: dict[str, Any]) -> None:
-    """The moment the create's answer starts to arrive: the job exists, we do not know it yet."""
-    if event == "http11.receive_response_headers.complete":
-        hit("after-create-sent")
 
 
 class _Retry(Exception):

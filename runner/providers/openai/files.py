@@ -22,6 +22,7 @@ from typing import BinaryIO
 import httpx
 
 from ...errors import ProviderError
+from ...failpoints import hit
 from ..base import OnProgress
 from ..calls import RETRIABLE, Calls, NotFound, decode
 from ..reading import error_message
@@ -136,6 +137,8 @@ class Files:
             if now > started + self.calls.call_timeout + got / self.calls.min_rate or \
                     (self.calls.deadline is not None and now > self.calls.deadline):
                 raise Late
+            out.flush()
+            hit("during-download")
             if on_progress is not None:
                 on_progress(out.tell(), total)
 
@@ -152,6 +155,8 @@ class _Reporting:
         self._f, self._size, self._report = f, size, on_progress
 
     def read(self, n: int = -1) -> bytes:
+        if self._f.tell():      # httpx sent the piece read before: the upload is under way
+            hit("during-upload")
         data = self._f.read(n)
         if self._report is not None:
             self._report(self._f.tell(), self._size)
