@@ -1,5 +1,5 @@
-"""Kill-point matrix: `runner apply` is SIGKILLed at every step boundary, then run again, for
-each provider (tests/providers_matrix.py).
+"""Kill-point matrix: `runner apply`, in a process of its own, is SIGKILLed at every step
+boundary, then run again, for each provider (tests/providers_matrix.py).
 
 For every kill point: exactly one job per content hash on the provider, every output
 byte-identical to an uninterrupted run (but for the time OpenAI says each answer was made at,
@@ -25,6 +25,7 @@ from conftest import MINIMAL, OUTSIDE, ROWS_MANIFEST, write_manifest, write_rows
 from providers_matrix import PROVIDERS, Flavour, with_points
 
 from runner import lockfile
+from runner.cli import main
 from runner.emulator import Emulator
 from runner.failpoints import POINTS
 
@@ -44,15 +45,30 @@ def make_project(root: Path, flavour: Flavour) -> Path:
     return d
 
 
-def run(d: Path, emu: Emulator, flavour: Flavour, failpoint: str | None = None
-        ) -> subprocess.CompletedProcess[str]:
+def settings(emu: Emulator, flavour: Flavour) -> dict[str, str]:
+    """The environment of every run: the provider's emulator, quick polls, and for Gemini the
+    bigger batch uploaded in 64 KiB chunks."""
+    return dict(flavour.env(emu, "crash-test-key"), RUNNER_POLL_SECONDS="0.05",
+                RUNNER_INLINE_LIMIT="100000", RUNNER_UPLOAD_CHUNK="65536")
+
+
+def kill(d: Path, emu: Emulator, flavour: Flavour, failpoint: str
+         ) -> subprocess.CompletedProcess[str]:
+    """`runner apply` in a process of its own, which kills itself at `failpoint`."""
     env = {k: v for k, v in os.environ.items() if k not in OUTSIDE}
-    env.update(flavour.env(emu, "crash-test-key"), RUNNER_POLL_SECONDS="0.05",
-               RUNNER_INLINE_LIMIT="100000", RUNNER_UPLOAD_CHUNK="65536")
-    if failpoint:
-        env["RUNNER_FAILPOINT"] = failpoint
+    env.update(settings(emu, flavour), RUNNER_FAILPOINT=failpoint)
     return subprocess.run([sys.executable, "-m", "runner.cli", "apply", str(d), "--quiet"],
                           env=env, capture_output=True, text=True, timeout=120)
+
+
+def apply_here(d: Path, emu: Emulator, flavour: Flavour,
+               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`runner apply` in this process, uninterrupted: the run after a kill (all it knows of
+    the killed run is on disk and on the provider, so a process of its own would only cost
+    the start), and the reference run."""
+    for name, value in settings(emu, flavour).items():
+        monkeypatch.setenv(name, value)
+    assert main(["apply", str(d), "--quiet"]) == 0
 
 
 def one_job_per_hash(emu: Emulator, flavour: Flavour, d: Path, jobs: int) -> None:
@@ -81,9 +97,8 @@ def reference(flavour: Flavour, references: References,
     if flavour.name not in references:
         root = tmp_path_factory.mktemp(f"reference-{flavour}")
         d = make_project(root, flavour)
-        with Emulator(root / "emu", latency=0.3) as emu:
-            done = run(d, emu, flavour)
-        assert done.returncode == 0, done.stderr
+        with Emulator(root / "emu", latency=0.3) as emu, pytest.MonkeyPatch.context() as mp:
+            apply_here(d, emu, flavour, mp)
         references[flavour.name] = outputs(d, flavour)
     return references[flavour.name]
 
@@ -96,13 +111,13 @@ def emu(tmp_path: Path) -> Iterator[Emulator]:
 
 @pytest.mark.parametrize("flavour, point", with_points(POINTS))
 def test_kill_at_every_step_then_converge(flavour: Flavour, point: str, tmp_path: Path,
-                                          emu: Emulator, reference: dict[str, bytes]) -> None:
+                                          emu: Emulator, reference: dict[str, bytes],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     d = make_project(tmp_path, flavour)
-    killed = run(d, emu, flavour, point)
+    killed = kill(d, emu, flavour, point)
     assert killed.returncode == -signal.SIGKILL, (
         f"{point} was never reached: exit {killed.returncode}\n{killed.stdout}{killed.stderr}")
-    again = run(d, emu, flavour)
-    assert again.returncode == 0, again.stdout + again.stderr
+    apply_here(d, emu, flavour, monkeypatch)
     one_job_per_hash(emu, flavour, d, JOBS)
     assert outputs(d, flavour) == reference
     lock = lockfile.load(d / "batches.lock")
@@ -114,13 +129,14 @@ def test_kill_at_every_step_then_converge(flavour: Flavour, point: str, tmp_path
 
 @PROVIDERS
 def test_repeated_kills_never_duplicate(flavour: Flavour, tmp_path: Path, emu: Emulator,
-                                        reference: dict[str, bytes]) -> None:
+                                        reference: dict[str, bytes],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Every kill point in one sequence on the same directory, as a flaky CI runner would."""
     d = make_project(tmp_path, flavour)
     for point in POINTS:
         if point not in dict(flavour.no_step):
-            run(d, emu, flavour, point)
-    assert run(d, emu, flavour).returncode == 0
+            kill(d, emu, flavour, point)
+    apply_here(d, emu, flavour, monkeypatch)
     one_job_per_hash(emu, flavour, d, JOBS)
     assert outputs(d, flavour) == reference
     shutil.rmtree(d / ".runner", ignore_errors=True)
@@ -136,15 +152,15 @@ SPLIT_POINTS = ("after-intent", "after-create-sent", "after-job-recorded", "whil
 
 @pytest.mark.parametrize("flavour, point", with_points(SPLIT_POINTS))
 def test_kill_a_split_batch_then_converge(flavour: Flavour, point: str, tmp_path: Path,
-                                          emu: Emulator, reference: dict[str, bytes]) -> None:
+                                          emu: Emulator, reference: dict[str, bytes],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The split batch alone, so that the kill lands inside it: between its shards' creates,
     after some shards' results are in, while its outputs are written."""
     d = tmp_path / "proj"
     write_manifest(d, flavour.adapt(SPLIT), "split.yaml")
     write_rows(d, 400, "lorem ipsum " * 40)
-    killed = run(d, emu, flavour, point)
+    killed = kill(d, emu, flavour, point)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
-    again = run(d, emu, flavour)
-    assert again.returncode == 0, again.stdout + again.stderr
+    apply_here(d, emu, flavour, monkeypatch)
     one_job_per_hash(emu, flavour, d, 3)
     assert outputs(d, flavour) == {k: v for k, v in reference.items() if k.startswith("out/split")}
