@@ -62,21 +62,21 @@ def test_status_two_axes_while_running_and_after_output_loss(
     assert "OutOfSync" in out and "Healthy" in out and "output missing: out/tiny.jsonl" in out
 
 
-def test_cancel_then_resubmit(proj: Path, emu: Emulator,
+def test_cancel_then_resubmit(proj: Path, slow: Emulator,
                               capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["apply", str(proj), "--no-wait"]) == 0
     job = lockfile.load(proj / "batches.lock").batches["tiny"].job
     assert job is not None
     assert main(["cancel", str(proj), "tiny"]) == 0
     assert f"cancelled {job}" in capsys.readouterr().out
-    assert job_states(emu)[job] == "CANCELLED"
+    assert job_states(slow)[job] == "CANCELLED"
     entry = lockfile.load(proj / "batches.lock").batches["tiny"]
     assert entry.state == "CANCELLED"
     assert main(["plan", str(proj), "--json"]) == 0
     [action] = json.loads(capsys.readouterr().out)["actions"]
     assert action["action"] == "failed" and "runner cancel" in action["reason"]
-    assert main(["apply", str(proj), "--resubmit", "tiny"]) == 0
-    assert len(job_states(emu)) == 2
+    assert main(["apply", str(proj), "--resubmit", "tiny", "--no-wait"]) == 0
+    assert len(job_states(slow)) == 2
 
 
 def test_plan_json_names_the_job_of_an_up_to_date_batch(
