@@ -15,6 +15,14 @@ from typing import Any
 from ..errors import ProviderError
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# An id that may go in a URL path as one segment, as OpenAI's and Anthropic's ids are
+# (`batch_…`, `file-…`, `msgbatch_…`): nothing a path or a query could be made of.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}")
+
+
+def is_id(text: str) -> bool:
+    """Whether `text` may be put in a URL path as one segment (a batch or file id)."""
+    return _ID.fullmatch(text) is not None
 
 
 def one_line(text: str, limit: int = 300) -> str:
@@ -67,6 +75,14 @@ class Reader:
         if value is None or isinstance(value, str):
             return value
         raise self.wrong(path, value, "a string")
+
+    def ident(self, value: object, path: str) -> str | None:
+        """An id (see `is_id`), or None when the field is absent."""
+        text = self.string(value, path)
+        if text is not None and not is_id(text):
+            raise ProviderError(f"{self.whose}: the provider sent {path} "
+                                f"{one_line(text, 80)!r}, which is not an id")
+        return text
 
     def count(self, value: object, path: str) -> int:
         """An int64 counter: proto3 JSON writes it as a string of digits; 0 when absent."""

@@ -43,10 +43,11 @@ from ..calls import (
     OverCalls,
     results_limit,
 )
+from ..reading import is_id
 from ..transport import check_base_url
 from .download import checked_url, download
 from .inline import InlineBody
-from .wire import Batch, is_id, paging, parse_batch, parse_deleted, parse_page
+from .wire import Batch, paging, parse_batch, parse_deleted, parse_page
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2026-10-21"

@@ -34,27 +34,15 @@ from ...errors import ProviderError
 from ..base import JobState, RemoteJob
 from ..reading import Reader, one_line
 
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}")
 _TIME = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})"
                    r"(?:\.([0-9]+))?(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))")
 _STATUSES = ("in_progress", "canceling", "ended")
 COUNTS = ("processing", "succeeded", "errored", "canceled", "expired")
 
 
-def is_id(text: str) -> bool:
-    """Whether `text` may be put in a URL path as one segment (a batch id)."""
-    return _ID.fullmatch(text) is not None
-
 
 class AnthropicReader(Reader):
     """Reader, with the ids and times Anthropic's answers carry."""
-
-    def ident(self, value: object, path: str) -> str | None:
-        text = self.string(value, path)
-        if text is not None and not is_id(text):
-            raise ProviderError(f"{self.whose}: the provider sent {path} "
-                                f"{one_line(text, 80)!r}, which is not an id")
-        return text
 
     def time(self, value: object, path: str) -> str | None:
         """An RFC 3339 time as RFC 3339 UTC (`2026-01-02T03:04:05.123Z`); None if absent."""

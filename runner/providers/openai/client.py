@@ -39,10 +39,11 @@ from ..calls import (
     OverCalls,
     results_limit,
 )
+from ..reading import is_id
 from ..transport import check_base_url
 from .files import Files
 from .tokens import CHAT
-from .wire import TAG, Batch, is_id, paging, parse_batch, parse_page
+from .wire import TAG, Batch, paging, parse_batch, parse_page
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # A job holds at most 50,000 requests in an input file of at most 200 MB (kept a little under,

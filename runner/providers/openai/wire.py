@@ -23,7 +23,6 @@ another model's job. The tag already names the model: it carries the content has
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -33,7 +32,6 @@ from ..base import JobState, RemoteJob
 from ..reading import Reader, one_line
 
 TAG = "batch_runner_tag"        # the metadata key that carries the runner's display name
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}")
 _STATES = {
     "validating": JobState.PENDING, "in_progress": JobState.RUNNING,
     "finalizing": JobState.RUNNING, "cancelling": JobState.RUNNING,
@@ -43,20 +41,9 @@ _STATES = {
 _ENDS = ("completed_at", "failed_at", "expired_at", "cancelled_at")
 
 
-def is_id(text: str) -> bool:
-    """Whether `text` may be put in a URL path as one segment (a batch or file id)."""
-    return _ID.fullmatch(text) is not None
-
 
 class OpenAiReader(Reader):
     """Reader, with the ids and times OpenAI's answers carry."""
-
-    def ident(self, value: object, path: str) -> str | None:
-        text = self.string(value, path)
-        if text is not None and not is_id(text):
-            raise ProviderError(f"{self.whose}: the provider sent {path} "
-                                f"{one_line(text, 80)!r}, which is not an id")
-        return text
 
     def seconds(self, value: object, path: str) -> str | None:
         """A Unix time in seconds as RFC 3339 UTC (`2026-01-02T03:04:05Z`); None if absent."""
