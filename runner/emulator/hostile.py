@@ -86,3 +86,53 @@ def _page_number(request: Request, parameter: str) -> int:
     token = request.query.get(parameter, "")
     number = token.removeprefix("page-")
     return int(number) if number.isdigit() else 1
+
+
+# -- pieces the providers' shapes share ------------------------------------------------------
+
+Change = Callable[[dict[str, Any]], None]
+
+
+def last_id_page(body: dict[str, Any], token: str) -> None:
+    """`next_page` for lists continued after their last item's id (OpenAI, Anthropic)."""
+    body["has_more"] = True
+    body["last_id"] = token
+
+
+def each(objects: Callable[[Any], Iterator[dict[str, Any]]], change: Change
+         ) -> Callable[[Any], Any]:
+    """A distortion that applies `change` to every object `objects` finds in an answer."""
+    def apply(body: Any) -> Any:
+        for found in objects(body):
+            change(found)
+        return body
+    return apply
+
+
+def array_page(is_page: Callable[[Any], bool]) -> Callable[[Any], Any]:
+    """A distortion that answers a list page with its bare array of items."""
+    return lambda body: body["data"] if is_page(body) else body
+
+
+def string_items(is_page: Callable[[Any], bool]) -> Callable[[Any], Any]:
+    """A distortion that lists a page's items as their ids, strings instead of objects."""
+    def apply(body: Any) -> Any:
+        if is_page(body):
+            body["data"] = [item.get("id", "?") if isinstance(item, dict) else item
+                            for item in body["data"]]
+        return body
+    return apply
+
+
+def distort_lines(data: bytes, answer: Callable[[dict[str, Any]], dict[str, Any] | None],
+                  change: Change) -> bytes:
+    """JSONL result lines with `change` applied to the answer `answer` finds in each (None:
+    a line left as it is): result files are out of the reach of `distort`."""
+    lines = []
+    for raw in data.splitlines():
+        line = json.loads(raw)
+        found = answer(line)
+        if found is not None:
+            change(found)
+        lines.append(dumps(line) + b"\n")
+    return b"".join(lines)

@@ -12,22 +12,23 @@ Messages in them as the results route serves them: "candidates" is a Message's `
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from runner.emulator.anthropic.errors import api_key
-from runner.emulator.hostile import Shapes
-from runner.emulator.wire import dumps
+from runner.emulator.hostile import (
+    Shapes,
+    array_page,
+    distort_lines,
+    each,
+    last_id_page,
+    string_items,
+)
 
 
 def _is_page(body: Any) -> bool:
     return isinstance(body, dict) and isinstance(body.get("data"), list) and "has_more" in body
 
-
-def _next_page(body: dict[str, Any], token: str) -> None:
-    body["has_more"] = True
-    body["last_id"] = token
 
 
 def _errors(body: Any) -> Iterator[dict[str, Any]]:
@@ -44,13 +45,6 @@ def _batches(body: Any) -> Iterator[dict[str, Any]]:
         yield from (item for item in body["data"] if isinstance(item, dict))
 
 
-def _each(change: Callable[[dict[str, Any]], None]) -> Callable[[Any], Any]:
-    def apply(body: Any) -> Any:
-        for batch in _batches(body):
-            change(batch)
-        return body
-    return apply
-
 
 def _numeric_status(batch: dict[str, Any]) -> None:
     batch["processing_status"] = 3
@@ -65,23 +59,14 @@ def _numeric_results_url(batch: dict[str, Any]) -> None:
         batch["results_url"] = 1
 
 
-def _array_page(body: Any) -> Any:
-    return body["data"] if _is_page(body) else body
-
-
-def _string_items(body: Any) -> Any:
-    if _is_page(body):
-        body["data"] = [item.get("id", "?") if isinstance(item, dict) else item
-                        for item in body["data"]]
-    return body
 
 
 WRONG: dict[str, Callable[[Any], Any]] = {
-    "state": _each(_numeric_status),
-    "request-count": _each(_wordy_counts),
-    "response": _each(_numeric_results_url),
-    "page": _array_page,
-    "operation": _string_items,
+    "state": each(_batches, _numeric_status),
+    "request-count": each(_batches, _wordy_counts),
+    "response": each(_batches, _numeric_results_url),
+    "page": array_page(_is_page),
+    "operation": string_items(_is_page),
 }
 
 
@@ -101,20 +86,18 @@ WRONG_IN_RESULTS: dict[str, Callable[[dict[str, Any]], None]] = {
 
 def distort_results(data: bytes, fault: str) -> bytes:
     """Result lines with `fault` (a key of WRONG_IN_RESULTS) in each succeeded Message."""
-    change = WRONG_IN_RESULTS[fault]
-    lines = []
-    for raw in data.splitlines():
-        line = json.loads(raw)
-        result = line.get("result")
-        if isinstance(result, dict) and isinstance(result.get("message"), dict):
-            change(result["message"])
-        lines.append(dumps(line) + b"\n")
-    return b"".join(lines)
+    return distort_lines(data, _message, WRONG_IN_RESULTS[fault])
+
+
+def _message(line: dict[str, Any]) -> dict[str, Any] | None:
+    result = line.get("result")
+    message = result.get("message") if isinstance(result, dict) else None
+    return message if isinstance(message, dict) else None
 
 
 SHAPES = Shapes(
     is_page=_is_page,
-    next_page=_next_page,
+    next_page=last_id_page,
     page_token="after_id",
     api_key=api_key,
     messages=_errors,

@@ -14,22 +14,23 @@ answered lines as it is downloaded instead (`distort_results`): their `choices` 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from runner.emulator.hostile import Shapes
+from runner.emulator.hostile import (
+    Shapes,
+    array_page,
+    distort_lines,
+    each,
+    last_id_page,
+    string_items,
+)
 from runner.emulator.messages import Request
-from runner.emulator.wire import dumps
 
 
 def _is_page(body: Any) -> bool:
     return isinstance(body, dict) and body.get("object") == "list" and "has_more" in body
 
-
-def _next_page(body: dict[str, Any], token: str) -> None:
-    body["has_more"] = True
-    body["last_id"] = token
 
 
 def api_key(request: Request) -> str:
@@ -56,14 +57,6 @@ def _messages(body: Any) -> Iterator[dict[str, Any]]:
                 yield item
 
 
-def _each(change: Callable[[dict[str, Any]], None]) -> Callable[[Any], Any]:
-    def apply(body: Any) -> Any:
-        for batch in _batches(body):
-            change(batch)
-        return body
-
-    return apply
-
 
 def _numeric_status(batch: dict[str, Any]) -> None:
     batch["status"] = 3
@@ -78,15 +71,6 @@ def _listed_output(batch: dict[str, Any]) -> None:
         batch["output_file_id"] = [batch["output_file_id"]]
 
 
-def _array_page(body: Any) -> Any:
-    return body["data"] if _is_page(body) else body
-
-
-def _string_items(body: Any) -> Any:
-    if _is_page(body):
-        body["data"] = [item.get("id", "?") if isinstance(item, dict) else item
-                        for item in body["data"]]
-    return body
 
 
 def _string_files(body: Any) -> Any:
@@ -101,11 +85,11 @@ def _string_files(body: Any) -> Any:
 
 
 WRONG: dict[str, Callable[[Any], Any]] = {
-    "state": _each(_numeric_status),
-    "request-count": _each(_wordy_count),
-    "response": _each(_listed_output),
-    "page": _array_page,
-    "operation": _string_items,
+    "state": each(_batches, _numeric_status),
+    "request-count": each(_batches, _wordy_count),
+    "response": each(_batches, _listed_output),
+    "page": array_page(_is_page),
+    "operation": string_items(_is_page),
     "file": _string_files,
 }
 
@@ -132,20 +116,20 @@ WRONG_IN_RESULTS: dict[str, Callable[[dict[str, Any]], None]] = {
 
 def distort_results(data: bytes, fault: str) -> bytes:
     """A result file's lines with `fault` (a key of WRONG_IN_RESULTS) in each answer."""
-    change = WRONG_IN_RESULTS[fault]
-    lines = []
-    for raw in data.splitlines():
-        line = json.loads(raw)
-        response = line.get("response")
-        if isinstance(response, dict) and response.get("status_code") == 200:
-            change(response["body"])
-        lines.append(dumps(line) + b"\n")
-    return b"".join(lines)
+    return distort_lines(data, _answered, WRONG_IN_RESULTS[fault])
+
+
+def _answered(line: dict[str, Any]) -> dict[str, Any] | None:
+    response = line.get("response")
+    if isinstance(response, dict) and response.get("status_code") == 200:
+        body: dict[str, Any] = response["body"]
+        return body
+    return None
 
 
 SHAPES = Shapes(
     is_page=_is_page,
-    next_page=_next_page,
+    next_page=last_id_page,
     page_token="after",
     api_key=api_key,
     messages=_messages,
