@@ -6,63 +6,36 @@ retry rules and the hostile answers call by call, in milliseconds."""
 from __future__ import annotations
 
 import json
-import random
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fake_server import Answer, FakeServer, in_order, ok
 
 from runner.errors import ProviderError
 from runner.providers.anthropic import API_VERSION, AnthropicProvider
 from runner.providers.anthropic.client import DELETE_POLLS, INLINE_BYTES, LIMITS
 from runner.providers.base import AmbiguousCreate, JobState, RemoteJob
-from runner.retry import Backoff
 
 KEY = "sk-ant-test-0123456789abcdef"
 BASE = "http://127.0.0.1:9"          # loopback http: no proxy from the environment applies
 BATCHES = "/v1/messages/batches"
-Answer = httpx.Response | Exception
 
 
-class Wire:
-    """A fake server: `answer` gives each request's response (or an exception to raise, as a
-    dropped connection would); every request and every retry wait is kept."""
-
-    def __init__(self, answer: Callable[[httpx.Request], Answer]):
-        self.answer = answer
-        self.requests: list[httpx.Request] = []
-        self.sleeps: list[float] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+class Wire(FakeServer):
+    def check(self, request: httpx.Request) -> None:
         assert request.headers["authorization"] == f"Bearer {KEY}"
         assert request.headers["anthropic-version"] == API_VERSION
         assert "x-api-key" not in request.headers
-        request.read()
-        self.requests.append(request)
-        got = self.answer(request)
-        if isinstance(got, Exception):
-            raise got
-        if got.is_stream_consumed:      # built from content=/json=: a real transport streams
-            return httpx.Response(got.status_code, headers=got.headers,
-                                  stream=httpx.ByteStream(got.content))
-        return got
 
     def provider(self, **kwargs: Any) -> AnthropicProvider:
-        return AnthropicProvider(KEY, BASE, transport=httpx.MockTransport(self),
-                                 sleep=self.sleeps.append, max_attempts=3,
-                                 backoff=Backoff(base=0.001, cap=0.004, rng=random.Random(7)),
-                                 **kwargs)
+        return AnthropicProvider(KEY, BASE, **self.fast(), **kwargs)
 
 
 def script(*answers: Answer) -> Wire:
-    queue = list(answers)
-    return Wire(lambda request: queue.pop(0))
-
-
-def ok(payload: object) -> httpx.Response:
-    return httpx.Response(200, json=payload)
+    """A server that gives `answers` in order, one per request."""
+    return Wire(in_order(*answers))
 
 
 def batch(name: str = "msgbatch_1", status: str = "in_progress", **fields: Any

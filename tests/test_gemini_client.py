@@ -5,55 +5,33 @@ the wire (paths, queries, headers, bodies) and the retry rules call by call, in 
 from __future__ import annotations
 
 import json
-import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fake_server import Answer, FakeServer, in_order, ok
 
 from runner.errors import ProviderError
 from runner.providers.base import AmbiguousCreate, JobState
 from runner.providers.gemini import GeminiProvider
-from runner.retry import Backoff
 
 KEY = "test-key-0123456789"
 BASE = "http://127.0.0.1:9"            # loopback http: no proxy from the environment applies
-Answer = httpx.Response | Exception
 
 
-class Wire:
-    """A fake server: `answer` gives each request's response (or an exception to raise, as a
-    dropped connection would); every request and every retry wait is kept."""
-
-    def __init__(self, answer: Callable[[httpx.Request], Answer]):
-        self.answer = answer
-        self.requests: list[httpx.Request] = []
-        self.sleeps: list[float] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+class Wire(FakeServer):
+    def check(self, request: httpx.Request) -> None:
         assert request.headers["x-goog-api-key"] == KEY
-        self.requests.append(request)
-        got = self.answer(request)
-        if isinstance(got, Exception):
-            raise got
-        if got.is_stream_consumed:      # built from content=/json=: a real transport streams
-            return httpx.Response(got.status_code, headers=got.headers,
-                                  stream=httpx.ByteStream(got.content))
-        return got
 
     def provider(self, **kwargs: Any) -> GeminiProvider:
-        return GeminiProvider(KEY, BASE, transport=httpx.MockTransport(self),
-                              sleep=self.sleeps.append, max_attempts=3,
-                              backoff=Backoff(base=0.001, cap=0.004, rng=random.Random(7)),
-                              **kwargs)
+        return GeminiProvider(KEY, BASE, **self.fast(), **kwargs)
 
 
 def script(*answers: Answer) -> Wire:
     """A server that gives `answers` in order, one per request."""
-    queue = list(answers)
-    return Wire(lambda request: queue.pop(0))
+    return Wire(in_order(*answers))
 
 
 def body(request: httpx.Request) -> Any:
@@ -64,10 +42,6 @@ def op(name: str, state: str = "BATCH_STATE_PENDING", **meta: Any) -> dict[str, 
     return {"name": name, "metadata": {"@type": "type.googleapis.com/x.GenerateContentBatch",
                                        "name": name, "displayName": f"dn-{name[8:]}",
                                        "state": state, **meta}}
-
-
-def ok(payload: object) -> httpx.Response:
-    return httpx.Response(200, json=payload)
 
 
 def test_list_follows_page_tokens_and_stops_on_an_empty_one() -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_openai_client import Answer, Wire, batch, ok, page, script
+from fake_server import Answer, ok
+from test_openai_client import Wire, batch, page, script
 
 from runner.errors import ProviderError
 from runner.providers.base import JobState, RemoteJob
