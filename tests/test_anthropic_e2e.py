@@ -18,14 +18,13 @@ from typing import Any
 import httpx
 import pytest
 from conftest import MINIMAL, write_manifest
+from providers_matrix import ANTHROPIC, serve
 
 from runner import lockfile
 from runner.cli import main
 from runner.emulator import Emulator
-from runner.providers.anthropic import AnthropicProvider
 from runner.providers.base import RemoteJob
 
-KEY = "sk-ant-e2e-0123456789"
 CLAUDE = """\
 apiVersion: batch-runner/v1
 kind: Batch
@@ -53,19 +52,12 @@ spec:
 @pytest.fixture
 def emu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
     """An emulator whose batches take 0.3 s, reached through Anthropic's own environment."""
-    with Emulator(tmp_path / "emu", latency=0.3) as e:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", e.base_url + "/anthropic")
-        monkeypatch.setenv("RUNNER_POLL_SECONDS", "0.05")
+    with serve(ANTHROPIC, tmp_path / "emu", monkeypatch, 0.3) as e:
         yield e
 
 
 def batches(emu: Emulator) -> list[RemoteJob]:
-    client = AnthropicProvider(KEY, emu.base_url + "/anthropic")
-    try:
-        return list(client.list_jobs())
-    finally:
-        client.close()
+    return ANTHROPIC.jobs(emu)
 
 
 def lines(path: Path) -> list[dict[str, Any]]:

@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 import pytest
 from conftest import MINIMAL, write_manifest
+from providers_matrix import OPENAI, serve
 
 from runner import lockfile
 from runner.cli import main
 from runner.emulator import Emulator
 from runner.errors import ProviderError
 from runner.providers.base import RemoteJob
-from runner.providers.openai import OpenAIProvider
 
 CHAT = """\
 apiVersion: batch-runner/v1
@@ -69,19 +69,12 @@ spec:
 @pytest.fixture
 def emu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
     """An emulator whose batches take 0.3 s, reached through OpenAI's own environment."""
-    with Emulator(tmp_path / "emu", latency=0.3) as e:
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-0123456789")
-        monkeypatch.setenv("OPENAI_BASE_URL", e.base_url + "/openai/v1")
-        monkeypatch.setenv("RUNNER_POLL_SECONDS", "0.05")
+    with serve(OPENAI, tmp_path / "emu", monkeypatch, 0.3) as e:
         yield e
 
 
 def batches(emu: Emulator) -> list[RemoteJob]:
-    client = OpenAIProvider("k", emu.base_url + "/openai/v1")
-    try:
-        return list(client.list_jobs())
-    finally:
-        client.close()
+    return OPENAI.jobs(emu)
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
