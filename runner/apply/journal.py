@@ -184,4 +184,3 @@ class Journal:
 
 def part_of(entry: LockEntry, content_hash: str | None) -> Part | None:
     return next((p for p in entry.parts() if p.content_hash == content_hash), None)
-
