@@ -123,12 +123,13 @@ def statuses(plan: Plan, lock: Lock, remote: Mapping[str, RemoteJob | None]) -> 
         else:
             found = {_health(p, remote) for p in entry.parts()}
             health = next(h for h in _WORST if h in found)
+        if entry is not None and entry.shards:
+            shards = tuple(ShardStatus(p.job, p.state.value, _remote_state(p.job, remote),
+                                       p.requests) for p in entry.shards)
         if entry is not None and entry.shards and job_name is None:
             job_name = f"{len(entry.shards)} shards"
             states = [_remote_state(p.job, remote) or "-" for p in entry.shards]
             remote_state = ", ".join(f"{s} {states.count(s)}" for s in dict.fromkeys(states))
-            shards = tuple(ShardStatus(p.job, p.state.value, _remote_state(p.job, remote),
-                                       p.requests) for p in entry.shards)
         elif entry is not None:
             job_name = job_name or entry.job
             remote_state = _remote_state(job_name, remote)

@@ -14,9 +14,10 @@ import pytest
 from fake_server import Answer, FakeServer, in_order, ok
 
 from runner.errors import ProviderError
-from runner.providers.anthropic import API_VERSION, AnthropicProvider
-from runner.providers.anthropic.client import DELETE_POLLS, INLINE_BYTES, LIMITS
+from runner.providers.anthropic import API_VERSION, DIALECT, AnthropicProvider
+from runner.providers.anthropic.client import DELETE_POLLS, INLINE_BYTES, LIMITS, MAX_REQUESTS
 from runner.providers.base import AmbiguousCreate, JobState, RemoteJob
+from runner.providers.dialect import UNFINISHED
 
 KEY = "sk-ant-test-0123456789abcdef"
 BASE = "http://127.0.0.1:9"          # loopback http: no proxy from the environment applies
@@ -408,3 +409,36 @@ def test_bad_settings_are_one_line(key: str, base: str | None, words: str) -> No
 def test_count_tokens_is_gemini_only() -> None:
     with pytest.raises(ProviderError, match="countTokens"):
         script().provider().count_tokens("claude-x", {"messages": []})
+
+
+# -- what a hostile review found (each failed before its fix) ----------------------------------
+
+def test_a_count_of_five_thousand_digits_is_a_provider_error_not_a_traceback() -> None:
+    with pytest.raises(ProviderError):
+        script(ok(batch(counts={"processing": "9" * 5000}))).provider().get_job("msgbatch_1")
+    wire = script(ok({"data": [batch(counts={"succeeded": "1" * 4301})], "has_more": False}))
+    with pytest.raises(ProviderError):
+        list(wire.provider().list_jobs())
+
+
+def test_a_provider_error_cannot_mark_itself_unfinished() -> None:
+    """`unfinished` is the dialect's own mark (expired before running: sent again by itself,
+    past spec.retry_failed); an errored result's error object is the provider's text."""
+    line = {"custom_id": "a", "result": {"type": "errored", "error": {
+        "type": "error", "error": {"type": "invalid_request_error", "message": "bad",
+                                   UNFINISHED: True}, "request_id": "req_1"}}}
+    read = DIALECT.read_result(line)
+    assert isinstance(read, dict) and UNFINISHED not in read and read["message"] == "bad"
+
+
+def test_results_download_is_bounded_even_when_request_counts_lie(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch holds at most 100,000 requests: a count of 10**15 does not lift the bound."""
+    monkeypatch.setattr("runner.providers.calls.SLACK", 0)
+    monkeypatch.setattr("runner.providers.calls.LINE_BYTES", 10)
+    body = b"x" * (10 * MAX_REQUESTS + 4096)
+    wire = script(ok(ended(succeeded=10 ** 15)),
+                  httpx.Response(200, stream=httpx.ByteStream(body)))
+    with pytest.raises(ProviderError, match="larger than"):
+        wire.provider().download_results(RemoteJob("msgbatch_1", "", JobState.SUCCEEDED),
+                                          tmp_path / "r.jsonl")

@@ -209,3 +209,11 @@ spec:
     assert main(["validate", str(d)]) == 0
     line = json.loads(next(iter(api.render(d, "tuned"))))
     assert line["body"]["model"] == "ft:gpt-4o-mini-2024-07-18:acme:labels:9AbCdEf"
+
+
+def test_a_provider_error_cannot_mark_itself_unfinished() -> None:
+    for line in ({"custom_id": "a", "error": {"code": "x", "message": "m", "unfinished": True}},
+                 {"custom_id": "a", "response": {"status_code": 400, "body": {"error": {
+                     "message": "m", "unfinished": True}}}}):
+        read = DIALECT.read_result(line)
+        assert isinstance(read, dict) and "unfinished" not in read and read["message"] == "m"

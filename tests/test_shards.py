@@ -11,7 +11,7 @@ import pytest
 from conftest import ROWS_MANIFEST, finish_all, remote_jobs, write_manifest, write_rows
 
 from runner import api, lockfile
-from runner.actions import Kind
+from runner.actions import Action, Kind, Plan
 from runner.cli import main
 from runner.desired import render_into, render_shards
 from runner.emulator import Emulator
@@ -19,8 +19,11 @@ from runner.errors import DataError
 from runner.hashing import ContentHasher
 from runner.limits import Limits
 from runner.manifest import load_directory
+from runner.providers.base import JobState, RemoteJob
 from runner.providers.registry import dialect
+from runner.records import LockEntry, Retry, Shard
 from runner.shards import Splitter
+from runner.status import statuses
 
 
 def lines_of(n: int, width: int = 10) -> list[bytes]:
@@ -509,3 +512,17 @@ def test_rows_edited_while_apply_runs_are_not_sent(tmp_path: Path, emu: Emulator
     assert [s.job for s in entry.shards] == recorded
     assert api.apply(d).exit_code == 0     # planned anew, the edit included
     assert "edited while apply ran" in (d / "out/split.jsonl").read_text()
+
+
+def test_status_json_lists_a_split_batchs_shards_while_a_follow_up_runs() -> None:
+    h = "sha256:" + "0" * 64
+    shards = [Shard(h, 5, f"b-{i}", JobState.SUCCEEDED, job=f"batches/{i}") for i in (1, 2)]
+    entry = LockEntry("b.yaml", h, h, "gemini", "m", 10, "b", JobState.SUCCEEDED,
+                      shards=shards, counts={"succeeded": 9, "failed": 1},
+                      retries=[Retry(h, 1, "b-retry1", JobState.RUNNING, job="batches/r")])
+    plan = Plan((Action(Kind.WAIT, "b", "retry 1 running", 1, retry=True),))
+    remote = {name: RemoteJob(name, "", state) for name, state in (
+        ("batches/1", JobState.SUCCEEDED), ("batches/2", JobState.SUCCEEDED),
+        ("batches/r", JobState.RUNNING))}
+    [row] = statuses(plan, lockfile.Lock({"b": entry}), remote)
+    assert [s.job for s in row.shards] == ["batches/1", "batches/2"]

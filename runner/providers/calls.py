@@ -35,10 +35,11 @@ LINE_BYTES = 4 << 20
 SLACK = 64 << 20
 
 
-def results_limit(requests: int) -> int:
+def results_limit(requests: int, most: int | None = None) -> int:
     """The most bytes the results of a job of `requests` requests may take: a download that
-    goes past it is a provider (or a server in front of it) that would fill the disk."""
-    return SLACK + LINE_BYTES * max(requests, 1)
+    goes past it is a provider (or a server in front of it) that would fill the disk. The
+    count is the provider's, which may lie: it is capped at `most`, what a job may hold."""
+    return SLACK + LINE_BYTES * max(min(requests, most or requests), 1)
 MAX_RETRY_AFTER = 300.0            # the longest wait a Retry-After gets
 
 T = TypeVar("T")

@@ -25,6 +25,13 @@ from .reading import kind
 UNFINISHED = "unfinished"
 
 
+def provider_error(error: Mapping[str, Any]) -> dict[str, Any]:
+    """An error object as the provider wrote it, for the errors output, without the runner's
+    own mark: a provider must not be able to call its failure unfinished (and so have it sent
+    again past spec.retry_failed)."""
+    return {k: v for k, v in error.items() if k != UNFINISHED}
+
+
 @dataclass(frozen=True)
 class Answer:
     """A successful result, read: what every output is made of, whatever the provider."""

@@ -90,8 +90,8 @@ class Reader:
             return 0
         if type(value) is int and value >= 0:
             return value
-        if isinstance(value, str) and value.isascii() and value.isdigit():
-            return int(value)
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+            return int(value)       # an int64 has at most 19 digits (Python refuses 4,301)
         raise self.wrong(path, value, "a count")
 
 

@@ -215,4 +215,4 @@ class AnthropicProvider(OverCalls):
             raise ProviderError(f"{job.name} ended but the provider gave no results_url")
         url = checked_url(self._calls, self._base_url, batch.results_url, job.name)
         download(self._calls, url, dest, f"download of {job.name}'s results",
-                 results_limit(batch.job.total), on_progress)
+                 results_limit(batch.job.total, LIMITS.requests), on_progress)

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...usage import Usage
-from ..dialect import UNFINISHED, Answer, Malformed
+from ..dialect import UNFINISHED, Answer, Malformed, provider_error
 
 _UNPROCESSED = {
     "canceled": "the batch was cancelled before this request was processed",
@@ -84,7 +84,8 @@ def _error(value: object) -> dict[str, Any]:
     if type(message) is not str:
         raise Malformed("result.error.error.message", message, "a string")
     request_id = response.get("request_id")
-    return {**error, "request_id": request_id} if type(request_id) is str else dict(error)
+    out = provider_error(error)
+    return {**out, "request_id": request_id} if type(request_id) is str else out
 
 
 def _object(value: object, field: str) -> dict[str, Any]:

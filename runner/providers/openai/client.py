@@ -185,7 +185,8 @@ class OpenAIProvider(OverCalls):
         if not files:
             raise ProviderError(f"{job.name} ended {batch.job.state.value.lower()} but has no "
                                 "output or error file")
-        self._files.download(files, dest, on_progress, results_limit(batch.job.total))
+        self._files.download(files, dest, on_progress,
+                             results_limit(batch.job.total, LIMITS.requests))
 
 
 def _header_value(value: str, env: str) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from ...usage import Usage
-from ..dialect import UNFINISHED, Answer, Malformed
+from ..dialect import UNFINISHED, Answer, Malformed, provider_error
 
 _NUMERIC = b"0123456789-+.eE,"     # all a JSON array of numbers holds between its brackets
 
@@ -38,7 +38,8 @@ def read_result(result: Mapping[str, Any] | None) -> Answer | dict[str, Any]:
     try:
         error = result.get("error")
         if error is not None:
-            out = dict(error) if type(error) is dict else {"message": str(error)}
+            out: dict[str, Any] = provider_error(error) if type(error) is dict else \
+                {"message": str(error)}
             if out.get("code") == "batch_expired":      # never run: sent again by the core
                 out[UNFINISHED] = True
             return out
@@ -63,7 +64,7 @@ def _object(value: object, field: str) -> dict[str, Any]:
 def _http_error(status: int, body: Mapping[str, Any]) -> dict[str, Any]:
     error = body.get("error")
     if type(error) is dict:
-        return {**error, "status_code": status}
+        return {**provider_error(error), "status_code": status}
     return {"message": f"the request failed with HTTP {status}", "status_code": status}
 
 
