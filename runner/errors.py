@@ -14,7 +14,8 @@ The tree (runner.report turns each into one line and exit 1):
     ├── TemplateError        a template: does not compile, fails or passes a bound for a row
     ├── LockfileError        the lockfile: unreadable, invalid, newer; the run lock held
     ├── ProviderError        the provider refused, kept failing, timed out or answered wrongly
-    │   └── ResultsError     a results file it served does not parse (file and line)
+    │   ├── ResultsError     a results file it served does not parse (file and line)
+    │   └── ResultsGone      a job's results are no longer kept (deleted, past retention)
     ├── OutputError          an output cannot be written where it was declared
     ├── InputsChanged        rows or templates edited while apply ran
     ├── PricesError          a price table is unreadable or malformed
@@ -85,6 +86,17 @@ class ProviderError(RunnerError):
 class ResultsError(ProviderError):
     """A results file the provider served does not parse (`path` and `where` name the copy
     and its line)."""
+
+
+class ResultsGone(ProviderError):
+    """A job that ended with results whose results the provider no longer keeps: its files
+    were deleted (OpenAI's) or its retention passed (Anthropic's 29 days). Apply plans the
+    batch again as if the job were gone: sent again when its results were never received,
+    lost (paid again only when asked) when they were."""
+
+    def __init__(self, job: str, why: str):
+        super().__init__(f"the results of {job} are no longer on the provider ({why})")
+        self.job = job
 
 
 class OutputError(RunnerError):

@@ -350,7 +350,7 @@ def test_a_results_url_elsewhere_is_never_followed(tmp_path: Path, url: str) -> 
 @pytest.mark.parametrize(("answer", "words"), [
     (batch(), "has not ended yet"),
     ({**ended(succeeded=5), "archived_at": "2026-01-30T00:00:00Z"},
-     "no longer available \\(Anthropic keeps them 29 days"),
+     "no longer on the provider \\(Anthropic keeps them 29 days"),
     ({**ended(succeeded=5), "results_url": None}, "gave no results_url"),
     (None, "is no longer on the provider")])
 def test_results_that_cannot_be_had_say_why(tmp_path: Path, answer: Any, words: str) -> None:

@@ -102,10 +102,22 @@ def test_get_reads_the_batch(status: str, state: JobState) -> None:
 
 def test_an_expired_batch_with_an_output_file_keeps_what_it_finished() -> None:
     wire = script(ok(batch("batch_1", "expired", output_file_id="file-out",
-                           error_file_id="file-err", expired_at=1_767_312_000)))
+                           error_file_id="file-err", expired_at=1_767_312_000)),
+                  ok({"id": "file-out", "object": "file", "bytes": 10, "created_at": 1_767_225_600,
+                      "filename": "batch_1_output.jsonl", "purpose": "batch_output",
+                      "status": "processed"}))
     job = wire.provider().get_job("batch_1")
     assert job is not None and job.state is JobState.SUCCEEDED
     assert job.results_file == "file-out" and job.end_time == "2026-01-02T00:00:00Z"
+    assert [r.url.path for r in wire.requests] == ["/v1/batches/batch_1", "/v1/files/file-out"]
+
+
+def test_an_ended_batch_whose_files_were_deleted_is_gone() -> None:
+    """OpenAI keeps a batch for good; deleting one (delete_job) deletes its files: with
+    them gone, the batch is gone for the runner, whose plan then reads it as deleted."""
+    wire = script(ok(batch("batch_1", "completed", output_file_id="file-out")),
+                  httpx.Response(404, json={"error": {"message": "No such File object"}}))
+    assert wire.provider().get_job("batch_1") is None
 
 
 def test_a_failed_batch_says_why() -> None:

@@ -165,10 +165,7 @@ def test_a_job_cancelled_outside_is_drift(flavour: Flavour, slow: Emulator, proj
     assert keys(proj / "out/tiny.jsonl") == ["a", "b"]
 
 
-@providers(openai=pytest.mark.xfail(strict=True, reason=(
-    "OpenAI keeps a batch for good; with its output file deleted the plan still says "
-    "download, and every apply, --resubmit tiny too, fails at it (HTTP 404 on the file) "
-    "while status says Progressing: the results are lost, and nothing says so or resends")))
+@PROVIDERS
 def test_a_job_deleted_before_its_results_were_saved_is_recreated(
         flavour: Flavour, emu: Emulator, proj: Path,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,7 +17,7 @@ from ..ownership import foreign, not_its_own
 from ..pricing import load_prices, spent
 from ..providers.base import JobState, RemoteJob
 from ..records import LockEntry, Part, Retry
-from ..tags import best
+from ..tags import best, moment
 from .confirm import not_sent_by
 from .options import note
 from .worker import Worker
@@ -36,9 +36,11 @@ class Collector(Worker):
         entry = self.journal.entry(m.name)
         record = self.journal.record_of(m.name, job.name) if job is not None else None
         if job is not None and record is not None:
+            # fetched before the record says they were received: results the provider no
+            # longer has (ResultsGone) leave it saying they never were
+            self._results(m, record, job)
             self.journal.succeeded(record, job)
             if entry.shards:    # recorded before the other shards' results are fetched
-                self._results(m, record, job)
                 self.journal.save()
         if not entry.settled:
             if job is None or record is None:
@@ -51,7 +53,7 @@ class Collector(Worker):
         records += [r for r in entry.retries if r.state == JobState.SUCCEEDED]
         # a later results file wins for a key: oldest first, so each key gets its newest
         # result (a follow-up's over its job's, a shard resubmitted since over a follow-up's)
-        records.sort(key=lambda r: r.submitted_at or "")
+        records.sort(key=lambda r: moment(r.submitted_at) if r.submitted_at else "")
         jobs = tuple(r.job for r in records)
         if self._written.get(m.name) == jobs:
             return False    # written this run from these very results (shards re-adopted)

@@ -11,41 +11,27 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from ..actions import SUBMITS, Action, Kind, Plan
-from ..errors import ProviderError
+from ..errors import ProviderError, ResultsGone
 from ..failpoints import hit
 from ..identity import Identity
+from ..manifest import Manifest
 from ..plan import replan
 from ..progress import Progress
 from ..providers import registry
-from ..providers.base import JobState, Provider, RemoteJob
+from ..providers.base import JobState, RemoteJob
 from ..providers.clients import Clients
-from ..providers.registry import dialect
 from ..records import Part, Retry
 from ..retry import Backoff
 from ..states import Desired, Observed
 from ..stream import Streams
 from ..workspace import Workspace
-from .collect import Collector
+from .crew import Crew, Crews
 from .journal import Journal
-from .listing import Listing
 from .options import Options, Outcome, note
 from .polling import Inflight, pause, refresh
 from .prune import prune
-from .submit import Submitter
-
-
-@dataclass
-class Crew:
-    """The parts of a run that act on one provider, with the run's listing of its jobs."""
-
-    provider: Provider
-    listing: Listing
-    submitter: Submitter
-    collector: Collector
-    max_jobs: int | None        # jobs the provider lets a project run at once
 
 
 class Scheduler:
@@ -61,39 +47,16 @@ class Scheduler:
         self.outcome = Outcome()
         self.desired = {d.name: d for d in desired}
         self.journal = Journal(ws, self.desired)
-        self._observed = observed or {}
-        self._crews: dict[str, Crew] = {}   # by provider, made when a batch first needs one
-        self._queued: list[Action] = []     # submissions waiting for a job slot
         self.streams = streams or Streams(spool=True)
-
-    def _old_crew(self, name: str) -> Crew:
-        """The crew of the provider batch `name`'s record names: its jobs are there, even
-        when the manifest has moved to another provider since."""
-        entry = self.journal.get(name)
-        if entry is None or entry.provider == self.desired[name].provider or \
-                entry.provider not in registry.PROVIDERS:
-            return self._crew(name)
-        return self._crew_of(entry.provider)
+        self._crews = Crews(self.journal, clients, self.desired, options, progress,
+                            self.outcome, self.streams, identity, observed or {})
+        self._queued: list[Action] = []     # submissions waiting for a job slot
 
     def _crew(self, name: str) -> Crew:
-        """The crew of the provider of batch `name` (an orphan's: as its record says)."""
-        want = self.desired.get(name)
-        return self._crew_of(want.provider if want is not None
-                             else self.journal.entry(name).provider)
+        return self._crews.of_batch(name)
 
-    def _crew_of(self, provider: str) -> Crew:
-        crew = self._crews.get(provider)
-        if crew is None:
-            client = self.clients[provider]
-            listing = Listing(client, self._observed.get(provider))
-            crew = self._crews[provider] = Crew(
-                client, listing,
-                Submitter(self.journal, listing, client, self.progress, self.outcome,
-                          self.streams, self.identity, self.options.sleep),
-                Collector(self.journal, listing, client, self.progress, self.outcome,
-                          self.streams),
-                self.options.max_jobs or dialect(provider).limits.concurrent_jobs)
-        return crew
+    def _old_crew(self, name: str) -> Crew:
+        return self._crews.of_record(name)
 
     def run(self, plan: Plan) -> Outcome:
         # the jobs already running count against the cap on jobs in flight from the start
@@ -186,8 +149,7 @@ class Scheduler:
             if entry.content_hash != self.desired[name].content_hash:
                 # shards dropped (rows removed from the end): the rest are still good
                 crew.submitter.relay(m)
-            if crew.collector.collect(m, action.job):
-                self._after_outputs(name, inflight)
+            self._collect(m, action.job, inflight)
         elif action.kind == Kind.RECORD and action.retry:
             assert entry is not None and entry.open_retry is not None
             crew.collector.close_retry(name, entry.open_retry, action.job)
@@ -211,6 +173,26 @@ class Scheduler:
         return replan(want, self.journal.entry(want.name), observed,
                       max_attempts=self.options.max_attempts, record=record)
 
+    def _collect(self, m: Manifest, job: RemoteJob | None, inflight: Inflight) -> None:
+        """A succeeded job's results into the batch's outputs. Results the provider no
+        longer keeps (a job's whose files were deleted, or past retention) make the batch
+        planned again as if that job were gone: sent again when they were never received,
+        lost when they were (see plan)."""
+        crew = self._crew(m.name)
+        try:
+            if crew.collector.collect(m, job):
+                self._after_outputs(m.name, inflight)
+        except ResultsGone as e:
+            record = self.journal.record_of(m.name, e.job)
+            if record is None:
+                raise
+            self.report(f"{self.journal.label(m.name, record)}: {e}")
+            entry = self.journal.entry(m.name)
+            jobs = {name: found for name in sorted({r.job for r in (*entry.parts(),
+                                                                    *entry.retries) if r.job})
+                    if name != e.job and (found := crew.provider.get_job(name)) is not None}
+            self._do(self._replan(self.desired[m.name], Observed(jobs), record), inflight)
+
     def _after_outputs(self, name: str, inflight: Inflight) -> None:
         """Once a batch's outputs are written (as the lockfile now records them), the planner
         says what its failed requests call for: a follow-up batch, or the batch failed (more
@@ -228,8 +210,7 @@ class Scheduler:
         m = self.ws.manifest(name)
         crew = self._crew(name)
         if job.state == JobState.SUCCEEDED:
-            if crew.collector.collect(m, job):
-                self._after_outputs(name, inflight)
+            self._collect(m, job, inflight)
             return
         jobs = {job.name: job}
         if job.state == JobState.CANCELLED and not isinstance(record, Retry):
@@ -291,7 +272,7 @@ class Scheduler:
             inflight[retry.job] = (name, None)
 
     def _heal(self, inflight: Inflight) -> None:
-        for crew in list(self._crews.values()):
+        for crew in self._crews.all():
             for name, old, keep in crew.submitter.heal():
                 inflight.pop(old, None)
                 inflight[keep.name] = (name, keep)
@@ -304,7 +285,7 @@ class Scheduler:
         while inflight or self._queued:
             self._submit_queued(inflight)
             self._heal(inflight)
-            for crew in list(self._crews.values()):
+            for crew in self._crews.all():
                 mine = {job: seen for job, seen in inflight.items()
                         if self._crew(seen[0]) is crew}
                 refresh(crew.provider, mine)

@@ -43,6 +43,7 @@ class RemoteJob:
     error: str | None = None
     results_file: str | None = None
     input_file: str | None = None
+    inferred: bool = False      # its tag was inferred, not kept by the provider (recognise)
     inline_results: list[Any] | None = field(default=None, repr=False, compare=False)
 
 

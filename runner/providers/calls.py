@@ -150,11 +150,16 @@ class Calls:
                                            retry_after(resp.headers.get("retry-after"), delay)))
                 self.pause(delay, what)
                 continue
-            if resp.status_code == 404:
-                raise NotFound(what)
-            raise self.fail(f"{what} failed: HTTP {resp.status_code}: "
-                            f"{error_message(resp.content, resp.text)}")
+            raise self.refused(what, resp.status_code, resp.content)
         raise AssertionError("unreachable")
+
+    def refused(self, what: str, status: int, body: bytes) -> ProviderError:
+        """The error for a call the provider answered with a status it will not change its
+        mind about: NotFound for a 404, which callers that expect one catch."""
+        if status == 404:
+            return NotFound(what)
+        return self.fail(f"{what} failed: HTTP {status}: "
+                         f"{error_message(body, body.decode('utf-8', 'replace'))}")
 
     def attempt(self, method: str, url: str, *, what: str, size: int = 0,
                 **kwargs: Any) -> httpx.Response | None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from ...errors import ProviderError
+from ...errors import ProviderError, ResultsGone
 from ...limits import Limits
 from ...retry import Backoff, Sleep, real_sleep
 from ..base import OnProgress, RemoteJob
@@ -116,11 +116,15 @@ class AnthropicProvider(OverCalls):
         for whose, item in self._calls.pages(self._batches, "list batches",
                                              lambda token: paging(token, self._page_size),
                                              parse_page):
-            yield self._batch(item, whose).job
+            batch = self._batch(item, whose)
+            if not batch.archived:      # gone for the runner's purposes, as get_job says
+                yield batch.job
 
     def get_job(self, name: str) -> RemoteJob | None:
+        """The batch, or None when it is gone for the runner's purposes: deleted, or archived
+        (its results no longer kept, 29 days after its creation)."""
         batch = self._fetch(name)
-        return None if batch is None else batch.job
+        return None if batch is None or batch.archived else batch.job
 
     def create_job(self, model: str, display_name: str, *, input_file: str | None = None,
                    inline_lines: Path | None = None, endpoint: str | None = None
@@ -209,10 +213,13 @@ class AnthropicProvider(OverCalls):
         if not batch.ended:
             raise ProviderError(f"{job.name} has not ended yet; its results come when it has")
         if batch.archived:
-            raise ProviderError(f"the results of {job.name} are no longer available "
-                                "(Anthropic keeps them 29 days after the batch's creation)")
+            raise ResultsGone(job.name, "Anthropic keeps them 29 days after the batch's "
+                              "creation")
         if not batch.results_url:
             raise ProviderError(f"{job.name} ended but the provider gave no results_url")
         url = checked_url(self._calls, self._base_url, batch.results_url, job.name)
-        download(self._calls, url, dest, f"download of {job.name}'s results",
-                 results_limit(batch.job.total, LIMITS.requests), on_progress)
+        try:
+            download(self._calls, url, dest, f"download of {job.name}'s results",
+                     results_limit(batch.job.total, LIMITS.requests), on_progress)
+        except NotFound:
+            raise ResultsGone(job.name, "the provider answered 404 for them") from None

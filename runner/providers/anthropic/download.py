@@ -20,7 +20,6 @@ from ...errors import ProviderError
 from ...failpoints import hit
 from ..base import OnProgress
 from ..calls import RETRIABLE, Calls
-from ..reading import error_message
 from ..transport import Late, origin_text, read_within, same_origin, timeouts
 
 
@@ -50,9 +49,8 @@ def download(calls: Calls, url: str, dest: Path, what: str, limit: int,
                     if resp.status_code != 200:
                         if resp.status_code in RETRIABLE:
                             raise _Retry()
-                        body = read_within(resp, until, 1 << 20)
-                        raise calls.fail(f"{what} failed: HTTP {resp.status_code}: "
-                                         f"{error_message(body, body.decode('utf-8', 'replace'))}")
+                        raise calls.refused(what, resp.status_code,
+                                            read_within(resp, until, 1 << 20))
                     length = resp.headers.get("content-length", "")
                     total = int(length) if length.isdigit() else 0
                     _stream(calls, resp, out, started, what, limit, on_progress, total)

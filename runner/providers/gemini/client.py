@@ -26,13 +26,12 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from ...errors import ProviderError
+from ...errors import ProviderError, ResultsGone
 from ...failpoints import hit
 from ...limits import Limits
 from ...retry import Backoff, Sleep, real_sleep
 from ..base import OnProgress, RemoteJob
 from ..calls import CALL_TIMEOUT, MAX_PAGES, MIN_RATE, RETRIABLE, Calls, NotFound, OverCalls
-from ..reading import error_message
 from ..transport import Late, check_base_url, read_within, timeouts
 from .upload import ResumableUpload
 from .wire import (
@@ -167,7 +166,11 @@ class GeminiProvider(OverCalls):
                          on_progress: OnProgress | None = None) -> None:
         """Writes the job's results to `dest` as JSONL lines `{"key", "response"|"error"}`."""
         if job.results_file:
-            self.download_file(job.results_file, dest, on_progress=on_progress)
+            try:
+                self.download_file(job.results_file, dest, on_progress=on_progress)
+            except NotFound:
+                raise ResultsGone(job.name, f"its results file {job.results_file} was "
+                                  "deleted, or expired") from None
             return
         if job.inline_results is None:
             raise ProviderError(f"{job.name} succeeded but reports no results")
@@ -201,10 +204,8 @@ class GeminiProvider(OverCalls):
                         if resp.status_code not in (200, 206):
                             if resp.status_code in RETRIABLE:
                                 raise _Retry()
-                            body = read_within(resp, until)
-                            text = body.decode("utf-8", "replace")
-                            raise self._calls.fail(f"{what} failed: HTTP {resp.status_code}: "
-                                                   f"{error_message(body, text)}")
+                            raise self._calls.refused(what, resp.status_code,
+                                                      read_within(resp, until))
                         if resp.status_code == 200 and have:
                             out.seek(0)
                             out.truncate()

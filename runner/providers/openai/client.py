@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from ...errors import ProviderError
+from ...errors import ProviderError, ResultsGone
 from ...limits import Limits
 from ...retry import Backoff, Sleep, real_sleep
 from ..base import OnProgress, RemoteJob
@@ -112,8 +112,17 @@ class OpenAIProvider(OverCalls):
             yield self._batch(item, whose).job
 
     def get_job(self, name: str) -> RemoteJob | None:
+        """The batch, or None when it is gone for the runner's purposes: OpenAI keeps a batch
+        for good, so an ended batch whose result files were deleted (what delete_job does)
+        counts as deleted. A listing cannot tell (it would take a call a batch): a download
+        that finds the files gone raises ResultsGone."""
         batch = self._fetch(name)
-        return None if batch is None else batch.job
+        if batch is None:
+            return None
+        results = batch.output_file or batch.error_file
+        if batch.job.state.terminal and results and not self._files.exists(results):
+            return None
+        return batch.job
 
     def create_job(self, model: str, display_name: str, *, input_file: str | None = None,
                    inline_lines: Path | None = None, endpoint: str | None = None
@@ -185,8 +194,11 @@ class OpenAIProvider(OverCalls):
         if not files:
             raise ProviderError(f"{job.name} ended {batch.job.state.value.lower()} but has no "
                                 "output or error file")
-        self._files.download(files, dest, on_progress,
-                             results_limit(batch.job.total, LIMITS.requests))
+        try:
+            self._files.download(files, dest, on_progress,
+                                 results_limit(batch.job.total, LIMITS.requests))
+        except NotFound:
+            raise ResultsGone(job.name, "its result files were deleted") from None
 
 
 def _header_value(value: str, env: str) -> str:

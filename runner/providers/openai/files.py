@@ -25,7 +25,6 @@ from ...errors import ProviderError
 from ...failpoints import hit
 from ..base import OnProgress
 from ..calls import RETRIABLE, Calls, NotFound, decode
-from ..reading import error_message
 from ..transport import Late, read_within, timeouts
 from .wire import paging, parse_deleted, parse_file, parse_page
 
@@ -66,6 +65,16 @@ class Files:
                                 f"{size:,}; not used")
         return stored.id
 
+    def exists(self, file_id: str) -> bool:
+        """Whether the file is still kept (deleted by a user, or 30 days on, it is not)."""
+        what = f"get file {file_id}"
+        try:
+            self.calls.parse(parse_file, self.calls.json("GET", f"{self.base}/files/{file_id}",
+                                                         what=what), what)
+        except NotFound:
+            return False
+        return True
+
     def delete(self, file_id: str) -> None:
         """Deletes a file; one already gone is fine."""
         what = f"delete of file {file_id}"
@@ -105,10 +114,8 @@ class Files:
                     if resp.status_code != 200:
                         if resp.status_code in RETRIABLE:
                             raise _Retry()
-                        body = read_within(resp, until)
-                        text = body.decode("utf-8", "replace")
-                        raise self.calls.fail(f"{what} failed: HTTP {resp.status_code}: "
-                                              f"{error_message(body, text)}")
+                        raise self.calls.refused(what, resp.status_code,
+                                                 read_within(resp, until))
                     length = resp.headers.get("content-length", "")
                     total = start + int(length) if length.isdigit() else 0
                     self._stream(resp, out, started, what, on_progress, total, limit)
