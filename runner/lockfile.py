@@ -10,6 +10,7 @@ the file.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import re
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ import jsonschema
 import yaml
 
 from . import hashing
-from .errors import LockfileError
+from .errors import LockfileError, excerpt
 from .fsutil import write_text
 from .layout import LOCKFILE_NAME
 from .providers.base import JobState
@@ -175,10 +176,66 @@ def _parse(path: Path, lockdoc: Document) -> Lock:
             known = error.schema.get("properties", {})
             key = str(next(k for k in error.instance if k not in known))
             message, line = f"unknown key {key!r}", lockdoc.key_line(at, key)
+        if error.validator == "pattern" and str(at[-1]).endswith("_at"):
+            message = f"{excerpt(error.instance)} is not a UTC time such as 2026-11-25T10:00:00Z"
         where = ".".join(str(p) for p in at) or "top level"
         raise LockfileError(f"lockfile is invalid at {where}: {message[:160]}; {RESTORE}",
                             path=path, where=str(line))
-    return Lock({name: entry_from(entry) for name, entry in doc["batches"].items()})
+    lock = Lock({name: entry_from(entry) for name, entry in doc["batches"].items()})
+    _check_times(path, lockdoc)
+    _check_jobs_named_once(path, lockdoc)
+    return lock
+
+
+def _records_at(doc: dict[str, Any]) -> Iterator[tuple[list[str | int], dict[str, Any]]]:
+    """Every record of the (validated) lockfile data with its path: each batch, its shards
+    and its follow-ups."""
+    for name, entry in doc["batches"].items():
+        yield ["batches", name], entry
+        for kind in ("shards", "retries"):
+            for i, record in enumerate(entry.get(kind, [])):
+                yield ["batches", name, kind, i], record
+
+
+def _check_times(path: Path, lockdoc: Document) -> None:
+    """Times that are real dates: for a provider that keeps no tag, a record's submitted_at
+    is how its job is recognised (runner.recognise), so one that is not a time is refused
+    rather than read as none. A time in the future is not refused: an intent's is put past
+    the provider's clock, which may run ahead of ours."""
+    for at, record in _records_at(lockdoc.data):
+        for key in ("submitted_at", "finished_at"):
+            value = record.get(key)
+            if value is None:
+                continue
+            if _moment(value) is None:
+                where = ".".join(map(str, [*at, key]))
+                raise LockfileError(f"lockfile {where} is not a real date and time "
+                                    f"({excerpt(value)}); {RESTORE}",
+                                    path=path, where=str(lockdoc.line_of([*at, key])))
+
+
+def _moment(value: str) -> float | None:
+    try:
+        return datetime.datetime.fromisoformat(value[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        return None
+
+
+def _check_jobs_named_once(path: Path, lockdoc: Document) -> None:
+    """One job is one record's: two records naming it (a bad merge, a record copied by hand)
+    would write one job's answers into two batches' outputs."""
+    named: dict[str, list[str | int]] = {}
+    for at, record in _records_at(lockdoc.data):
+        job = record.get("job")
+        if not isinstance(job, str) or (at[2:3] == [] and record.get("shards")):
+            continue
+        first = named.setdefault(job, at)
+        if first is not at:
+            raise LockfileError(
+                f"lockfile names job {job} for both {'.'.join(map(str, first))} and "
+                f"{'.'.join(map(str, at))}; one job answers one record: keep it where it "
+                f"belongs and remove the other's job line, or {RESTORE}",
+                path=path, where=str(lockdoc.line_of([*at, "job"])))
 
 
 def entry_from(data: dict[str, Any]) -> LockEntry:

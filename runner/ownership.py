@@ -43,6 +43,25 @@ def not_its_own(job: str | None, why: str) -> str:
     return f"the lockfile names job {job}, which is not this batch's ({why})"
 
 
+def misdated(entry: LockEntry, observed: Observed) -> str | None:
+    """For a provider that keeps no tag on its jobs: why a record's job cannot be told to be
+    its own, when the record names a job of its size that no other record names, but says it
+    was created at another time (the fingerprint runner.recognise checks), or None. Hand-edited
+    or merged, the record is either right about the job and wrong about the time, or names
+    another job: which, only the user can say; looking for the job again would create it
+    again, so nothing is done until the record is fixed."""
+    for record in _checked(entry):
+        job = observed.jobs.get(record.job or "")
+        if job is None or job.display_name or job.total not in (0, record.requests):
+            continue
+        return (f"the lockfile names job {job.name} for {record.display_name} with "
+                f"submitted_at {record.submitted_at}, but the job was created at "
+                f"{job.create_time}; if it is this batch's job, set submitted_at to that "
+                "time; if not, remove its job line and apply looks for the batch's own job "
+                "(nothing is submitted until then)")
+    return None
+
+
 def disown(want: Desired, entry: LockEntry, observed: Observed) -> tuple[LockEntry, str]:
     """The record with every job that is not its own (see `foreign`) taken out, as if the
     lockfile had lost it, so that the job is looked for by its tag; and what was found, for

@@ -19,7 +19,7 @@ from .actions import SUBMITS, Action, Kind, Plan
 from .failures import for_retry, too_many_failures
 from .freshness import change_reason, outputs_reason
 from .lockfile import Lock
-from .ownership import disown
+from .ownership import disown, misdated
 from .providers import registry
 from .providers.base import JobState
 from .records import CANCELLED_BY_USER, LockEntry, Part, Retry
@@ -114,7 +114,10 @@ def _for_settled(want: Desired, entry: LockEntry, observed: Observed,
                                 content_hash=want.content_hash)
     why = outputs_reason(entry, want)
     same = entry.content_hash == want.content_hash
-    if same and (why is None or entry.open_retry is not None):
+    retry = entry.open_retry
+    # a follow-up not yet sent is made from the errors output: edited or lost, it is written
+    # again from the results first (a download), and the follow-up planned after it
+    if same and (why is None or (retry is not None and retry.job is not None)):
         follow_up = for_retry(want, entry, observed, max_attempts)
         if follow_up is not None:
             return [follow_up]
@@ -190,6 +193,9 @@ def _for_batch(want: Desired, entry: LockEntry | None, observed: Observed, max_a
                resubmit_asked: bool) -> Action:
     """One action for the batch; for a split batch, one per shard to act on, gathered."""
     disowned = ""
+    if entry is not None and not registry.dialect(want.provider).tags_jobs and \
+            (why := misdated(entry, observed)) is not None:
+        return Action(Kind.FAILED, want.name, why, want.requests, want.content_hash)
     if entry is not None:
         entry, disowned = disown(want, entry, observed)
     action = _for_records(want, entry, observed, max_attempts, resubmit_asked)

@@ -87,7 +87,8 @@ def recognise(jobs: Iterable[RemoteJob], intents: Iterable[Intent],
                       and at - SKEW <= _epoch(out[i].create_time) <= at + WINDOW), None)
         if found is not None:
             free.remove(found)
-            out[found] = dataclasses.replace(out[found], display_name=record.display_name)
+            out[found] = dataclasses.replace(out[found], display_name=record.display_name,
+                                             inferred=True)
     return out
 
 

@@ -28,6 +28,9 @@ class Job:
     submitted_at: str | None = None
     finished_at: str | None = None
     error: str | None = None
+    # bound by inference (a provider that keeps no tag, runner.recognise), not by the answer
+    # to its create: its results are checked to answer its requests (runner.apply.confirm)
+    inferred: bool = False
 
 
 @dataclass
@@ -71,6 +74,7 @@ class LockEntry:
     finished_at: str | None = None
     attempts: int = 0
     error: str | None = None
+    inferred: bool = False      # as Job.inferred
     counts: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     spent: dict[str, Any] | None = None
@@ -81,12 +85,12 @@ class LockEntry:
         """A deep copy as plain data, empty fields left out (orjson copies a dataclass about
         thirty times faster than dataclasses.asdict)."""
         data: dict[str, Any] = orjson.loads(orjson.dumps(self))
-        out = {k: v for k, v in data.items() if v not in (None, {}, [])}
+        out = {k: v for k, v in data.items() if v not in (None, {}, []) and v is not False}
         if self.shards:     # a split batch's jobs are its shards'
             out.pop("attempts", None)
         for records in ("retries", "shards"):
             if records in out:
-                out[records] = [{k: v for k, v in r.items() if v is not None}
+                out[records] = [{k: v for k, v in r.items() if v is not None and v is not False}
                                 for r in out[records]]
         return out
 

@@ -71,19 +71,26 @@ def test_an_anthropic_record_naming_another_batch_of_its_size_is_caught(
         tmp_path: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
     """A bad merge points the record at another batch of the same size. No tag to check, the
     size matches; the creation time the record keeps does not, so that batch's results are
-    never used: the record's own batch cannot be found either (nothing marks it), so the
-    batch is sent again, as docs/providers.md says."""
+    never used. Nothing marks the record's own batch, and looking for it again would create
+    it again: apply stops on that batch, nothing sent, saying how to fix the record, as
+    docs/providers.md says. Restored from git, the record finds its own batch."""
     mine, other = tmp_path / "mine", tmp_path / "other"
     write_manifest(mine, BODIES["anthropic"])
     write_manifest(other, BODIES["anthropic"].replace('"{{ row.id }}"', '"x{{ row.id }}"'))
     assert main(["apply", str(mine), "--no-wait", "--quiet"]) == 0
     assert main(["apply", str(other), "--quiet"]) == 0
+    good = (mine / "batches.lock").read_text()
     lock = lockfile.load(mine / "batches.lock")
     lock.batches["tiny"].job = lockfile.load(other / "batches.lock").batches["tiny"].job
     lockfile.save(mine / "batches.lock", lock)
     capsys.readouterr()
+    assert main(["apply", str(mine)]) == 1
+    said = capsys.readouterr().out
+    assert "set submitted_at to that time" in said and "nothing is submitted" in said
+    assert not (mine / "out/tiny.jsonl").exists()
+    assert jobs(mine, "anthropic") == 2
+    (mine / "batches.lock").write_text(good)
     assert main(["apply", str(mine)]) == 0
-    assert "which is not this batch's" in capsys.readouterr().out
     keys = (mine / "out/tiny.jsonl").read_text().splitlines()
     assert len(keys) == 2 and '"key":"a"' in keys[0]
-    assert jobs(mine, "anthropic") == 3
+    assert jobs(mine, "anthropic") == 2

@@ -89,10 +89,21 @@ OTHER = MINIMAL.replace("name: tiny", "name: other").replace("out/tiny", "out/ot
     .replace("What is", "Name")
 
 
-def two_batches(tmp_path: Path) -> Path:
+def elsewhere(tmp_path: Path, *, wait: bool = True) -> str:
+    """The job of batch `other`, applied from another project on the same provider: a
+    record naming a job its own lockfile also names is refused when the lockfile is read
+    (test_lockfile_edits), so a job of another lockfile is what a bad merge can slip in."""
+    d = tmp_path / "elsewhere"
+    write_manifest(d, OTHER, "other.yaml")
+    assert main(["apply", str(d), "--quiet", *([] if wait else ["--no-wait"])]) == 0
+    job = lockfile.load(d / "batches.lock").batches["other"].job
+    assert job is not None
+    return job
+
+
+def one_batch(tmp_path: Path) -> Path:
     d = tmp_path / "proj"
     write_manifest(d, MINIMAL)
-    write_manifest(d, OTHER, "other.yaml")
     assert api.apply(d).exit_code == 0
     return d
 
@@ -106,10 +117,8 @@ def point_job(d: Path, name: str, job: str) -> None:
 
 def test_a_lockfile_naming_another_batchs_job_is_not_trusted(tmp_path: Path,
                                                              emu: Emulator) -> None:
-    d = two_batches(tmp_path)
-    lock = lockfile.load(d / "batches.lock")
-    mine, theirs = lock.batches["tiny"].job, lock.batches["other"].job
-    assert theirs is not None
+    d = one_batch(tmp_path)
+    mine, theirs = lockfile.load(d / "batches.lock").batches["tiny"].job, elsewhere(tmp_path)
     good = (d / "out/tiny.jsonl").read_bytes()
     point_job(d, "tiny", theirs)
     (d / "out/tiny.jsonl").unlink()
@@ -130,14 +139,13 @@ def test_a_follow_ups_recorded_job_is_checked_when_its_results_are_read(
     """A follow-up that ended is not planned again, so its job is checked where its results
     are read for the outputs."""
     d = tmp_path / "proj"
-    write_manifest(d, OTHER, "other.yaml")
     write_manifest(d, MINIMAL.replace("What is 2+2?", "EMULATOR_FAIL 2+2")
                    + "  retry_failed: 1\n  allowed_failures: 1\n")
     assert api.apply(d).exit_code == 0
     lock = lockfile.load(d / "batches.lock")
     [retry] = lock.batches["tiny"].retries
     good = (d / "out/tiny.errors.jsonl").read_bytes()
-    theirs = lock.batches["other"].job
+    theirs = elsewhere(tmp_path)
     retry.job = theirs
     lockfile.save(d / "batches.lock", lock)
     (d / "out/tiny.errors.jsonl").unlink()
@@ -426,10 +434,8 @@ def test_cancel_refuses_a_job_that_is_not_the_batchs(tmp_path: Path, slow: Emula
                                                      capsys: Any) -> None:
     d = tmp_path / "proj"
     write_manifest(d, MINIMAL)
-    write_manifest(d, OTHER, "other.yaml")
     assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
-    theirs = lockfile.load(d / "batches.lock").batches["other"].job
-    assert theirs is not None
+    theirs = elsewhere(tmp_path, wait=False)
     point_job(d, "tiny", theirs)                    # a bad merge
     assert main(["cancel", str(d), "tiny"]) == 1
     assert f"names job {theirs}, which is not this batch's" in capsys.readouterr().err
@@ -439,11 +445,10 @@ def test_cancel_refuses_a_job_that_is_not_the_batchs(tmp_path: Path, slow: Emula
 def test_prune_deletes_only_the_batchs_own_jobs(tmp_path: Path, slow: Emulator) -> None:
     d = tmp_path / "proj"
     write_manifest(d, MINIMAL)
-    write_manifest(d, OTHER, "other.yaml")
     assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
     lock = lockfile.load(d / "batches.lock")
-    mine, theirs = lock.batches["tiny"].job, lock.batches["other"].job
-    assert mine is not None and theirs is not None
+    mine, theirs = lock.batches["tiny"].job, elsewhere(tmp_path, wait=False)
+    assert mine is not None
     upload = tmp_path / "x.jsonl"
     upload.write_text('{"key": "a"}\n')
     with api.connect(d) as clients:

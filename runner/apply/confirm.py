@@ -20,9 +20,9 @@ from ..stream import Streams
 def not_sent_by(m: Manifest, entry: LockEntry, record: Part | Retry, results: Path,
                 streams: Streams) -> str | None:
     """Why the results at `results` do not answer `record`'s requests, or None when they do
-    (always None for a provider that tags its jobs: the tag said it)."""
+    (always None for a job whose tag said it, or bound by the answer to its create)."""
     d = dialect_of(m)
-    if d.tags_jobs:
+    if d.tags_jobs or not record.inferred:
         return None
     return foreign_results(results, _sent(m, entry, record, streams), d.result_key)
 

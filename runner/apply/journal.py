@@ -97,6 +97,7 @@ class Journal:
         record.submitted_at = intent_time(time.time(),
                                           newest((record.submitted_at, job.create_time)))
         record.state = JobState.CREATING
+        record.inferred = False
         record.job = record.input_file = record.finished_at = record.error = None
         self.save()
 
@@ -117,6 +118,7 @@ class Journal:
     def bind(self, record: Part | Retry, job: RemoteJob) -> None:
         record.job = job.name
         record.state = job.state
+        record.inferred = job.inferred
         record.submitted_at = job.create_time or record.submitted_at or now()
         if job.input_file:
             record.input_file = job.input_file

@@ -140,6 +140,7 @@ class Submitter(Worker):
             retry = Retry(rendered.content_hash, rendered.requests, action.display_name,
                           JobState.CREATING)
             self.journal.retry_intent(entry, retry, self._fence())
+            hit("after-intent")
         job = self.listing.find(retry.display_name) or self._create(m, retry, path)
         self.journal.bind(retry, job)
         self.outcome.submitted.append(m.name)
