@@ -51,8 +51,9 @@ a dependency every machine sharing the store must have. The codec byte leaves ro
 to zstd when `compression.zstd` (Python 3.14) is everywhere.
 
 What is guaranteed: a pack is visible whole or not at all (a rename on a path, one PUT on
-object storage); a line returned was checked against the pack's name; two runs writing the
-same results write the same pack, harmlessly; two runs taking one lease: one wins.
+object storage), and writing it again is harmless (same bytes, same name); a line returned was
+checked against the pack's name; of two runs taking one lease, one wins. docs/store.md says
+more, for users.
 """
 
 from __future__ import annotations

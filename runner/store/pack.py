@@ -25,8 +25,10 @@ OK, FAILED = 1, 0           # an entry's status: a successful result, or a per-r
 FIXED = struct.Struct("<8sHBBIII")  # magic, version, codec, flags, head length, blocks, entries
 BLOCK = struct.Struct("<QII32s")    # offset in the pack, stored length, raw length, sha256
 ENTRY = struct.Struct("<32sIIIB")   # request hash, block, offset, length (in the raw block), status
-MAX_BLOCKS = 1 << 20
-MAX_ENTRIES = 1 << 24
+# what a pack may hold, at most: the writer ends a pack there, and a reader refuses a head
+# that claims more, so a hostile head cannot make it read more than about 50 MB
+MAX_BLOCKS = 1 << 16
+MAX_ENTRIES = 1 << 20
 LEVEL = 1                   # zlib's fastest: 5x smaller at 110 MB/s (see docs/store.md)
 
 

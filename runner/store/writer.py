@@ -5,9 +5,11 @@ about BLOCK_BYTES (the unit a lookup decompresses) and blocks into packs of abou
 (the unit written). Memory holds the pack being filled, compressed, and its index: it does not
 grow with the number of results.
 
-Compressing a block and writing a full pack go to a worker thread (zlib and the network let go
-of the GIL), so the caller goes on reading results meanwhile; at most one pack waits to be
-written, which bounds memory at two packs.
+Compressing blocks and writing a full pack go to two worker threads (zlib, sha256 and the
+network let go of the GIL), so the caller goes on reading results meanwhile. Each is bounded:
+at most PENDING blocks wait to be compressed (the caller waits past that) and one pack to be
+written, so memory holds about two packs compressed and a few raw blocks, however fast the
+caller and however slow the store.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from types import TracebackType
 
 from .backends import Backend
 from .names import pack_object
-from .pack import CODEC_ZLIB, ENTRY, FAILED, OK, compress, encode_head
+from .pack import CODEC_ZLIB, ENTRY, FAILED, MAX_BLOCKS, MAX_ENTRIES, OK, compress, encode_head
 
 PACK_BYTES = 32 << 20       # raw bytes of result lines in one pack, about: ~6 MB compressed
 BLOCK_BYTES = 1 << 20       # raw bytes in one block, about
+PENDING = 4                 # blocks waiting to be compressed, at most
 # a line's sort key: request hash, rank (OK for a success, FAILED for an error), sequence, then
 # its place (block, offset, length); sorted, the last key of a request hash is the line that wins
 _KEY = struct.Struct(">32sBIIII")
@@ -40,7 +43,8 @@ class PackWriter:
                  block_bytes: int = BLOCK_BYTES):
         self._backend = backend
         self._pack_bytes, self._block_bytes = pack_bytes, block_bytes
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-pack")
+        self._compress = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-zlib")
+        self._uploads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-put")
         self._upload: Future[str] | None = None
         self.packs: list[str] = []
         self._start_pack()
@@ -66,18 +70,21 @@ class PackWriter:
         block += b"\n"
         keys = self._keys
         keys.append(_KEY.pack(bytes.fromhex(request_hash[7:]), OK if ok else FAILED, len(keys),
-                              len(self._blocks),
-                              offset, len(line)))
+                              len(self._blocks), offset, len(line)))
         if len(block) >= self._block_bytes:
             self._end_block()
-            if self._raw >= self._pack_bytes:
+            if self._raw >= self._pack_bytes or len(self._blocks) >= MAX_BLOCKS:
                 self._end_pack()
+        if len(keys) >= MAX_ENTRIES:
+            self._end_pack()
 
     def _end_block(self) -> None:
         raw = bytes(self._block)
         self._raw += len(raw)
-        self._blocks.append(self._pool.submit(_seal, raw))
+        self._blocks.append(self._compress.submit(_seal, raw))
         self._block = bytearray()
+        if len(self._blocks) > PENDING:
+            self._blocks[-PENDING - 1].result()     # they finish in order: one worker
 
     def _end_pack(self) -> None:
         if self._block:
@@ -94,7 +101,7 @@ class PackWriter:
                                  entries)
         data = b"".join([head, *(s for s, _, _ in sealed)])
         self._wait()
-        self._upload = self._pool.submit(self._put, name, data)
+        self._upload = self._uploads.submit(self._put, name, data)
         self._start_pack()
 
     def _put(self, name: str, data: bytes) -> str:
@@ -112,8 +119,12 @@ class PackWriter:
             self._end_pack()
             self._wait()
         finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._stop()
         return self.packs
+
+    def _stop(self) -> None:
+        for pool in (self._compress, self._uploads):
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> PackWriter:
         return self
@@ -123,7 +134,7 @@ class PackWriter:
         if kind is None:
             self.close()
         else:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._stop()
 
 
 def _seal(raw: bytes) -> tuple[bytes, int, bytes]:
