@@ -3,8 +3,10 @@ even when two processes take the same lease at the same moment, fresh or stale."
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -189,3 +191,17 @@ def _answer(racer: subprocess.Popen[str]) -> str:
     line = racer.stdout.readline()
     assert line, f"a racer ended early (exit {racer.poll()})"
     return line
+
+
+def test_without_hard_links_a_directory_store_creates_with_o_excl(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    store = open_store(tmp_path)
+    mine = store.lease(H, "run-a", 30)
+    assert mine.held and not store.lease(H, "run-b", 30).held
+    assert store.renew(mine, 30).generation == 2
+    assert [p.name for p in (tmp_path / "leases" / H[7:]).iterdir()] == [
+        "00000000000000000002.json"]      # no temp file left behind

@@ -13,12 +13,18 @@ other failure of the medium is a StoreError naming the store and the step.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from ..errors import OutputError, StoreError, clipped
 from ..fsutil import atomic_writer
+
+# what link() fails with where a file system has no hard links (some FUSE, SMB, FAT mounts)
+_NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK,
+                       errno.ENOSYS})
 
 
 class Stat(NamedTuple):
@@ -58,9 +64,9 @@ def check_name(name: str) -> str:
 
 class PathBackend:
     """A directory, local or on a shared disk. Objects are written to a temp file and renamed
-    into place (runner.fsutil); an exclusive create is O_EXCL, which a local file system and
-    NFSv3 or later make atomic. Temp files start with a dot, so listings skip them; gc
-    removes old ones a killed run left."""
+    into place (runner.fsutil); an exclusive create links a temp file to the name, which a
+    local file system and NFS make atomic. Temp files start with a dot and are not names the
+    store acts on; gc removes old ones a killed run left among the packs."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -77,16 +83,40 @@ class PathBackend:
             raise StoreError(f"cannot write to the store: {e}") from None
 
     def create(self, name: str, data: bytes) -> bool:
+        """The bytes go to a temp file of this run's own, which is then hard-linked to the
+        name: link() fails when the name is taken, as O_EXCL does, and a reader never sees
+        the object before its bytes (after an O_EXCL create it could find it empty). Where
+        the file system has no hard links, O_EXCL it is."""
         path = self._path(name)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
         step = "creating its folder"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            step = "creating it"
+            step = "writing a temp file beside it"
+            with open(tmp, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            step = "linking it into place"
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as e:
+            if step != "linking it into place" or e.errno not in _NO_LINKS:
+                raise _failed(self, name, step, e) from None
+            return self._create_exclusive(name, data)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _create_exclusive(self, name: str, data: bytes) -> bool:
+        path = self._path(name)
+        try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         except FileExistsError:
             return False
         except OSError as e:
-            raise _failed(self, name, step, e) from None
+            raise _failed(self, name, "creating it", e) from None
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
