@@ -1,8 +1,9 @@
 """Leases: one run at a time acts on a content hash, whichever machine it runs on.
 
 A lease is a folder of generations, `leases/<hash>/<generation>.json`, each written by the
-backend's exclusive create (O_EXCL on a path, an S3 PUT with `If-None-Match: *`, a GCS upload
-with `ifGenerationMatch=0`, an Azure upload with `If-None-Match: *`) and never changed after.
+backend's exclusive create (on a path a hard link, or O_EXCL; an S3 PUT with `If-None-Match:
+*`; a GCS upload with `ifGenerationMatch=0`; an Azure upload with `If-None-Match: *`) and never
+changed after.
 The newest generation says who holds the lease: its holder, a token only that holder knows,
 and the ttl within which the holder promised to renew it. It is stale once the store's clock
 says it is older than that ttl; a "released" generation is free at once.
