@@ -14,8 +14,10 @@ renewing just as another run finds it stale, both try to create g+1, and the sto
 exactly one of them: the other learns it lost and looks again, finding the winner's fresh
 generation. Nothing is ever replaced in place, so no compare-and-swap is needed, only the
 conditional create all three object stores and every file system offer. Generation numbers
-only grow (releasing writes one more), so a name is never reused: a late delete of an old
-generation cannot remove a newer holder's.
+only grow (releasing writes one more), so a late delete of an old generation cannot
+remove a newer holder's. Old generations are cleared away, so a run that looked long ago
+can create a cleared name again; it checks after each create that no newer generation
+exists, and if one does, it lost.
 
 A create whose answer was lost (a timeout after the store wrote it; a retried PUT refused
 as "exists") is settled by reading the generation back: if it holds our token, we won.
@@ -153,9 +155,14 @@ def _create(backend: Backend, content_hash: str, generation: int, holder: str, t
         seen = _read(backend, Stat(name, 0, start), ttl)
         if seen is None or seen.token != token:
             return None
-    for stat in backend.list(lease_folder(content_hash)):
-        old = generation_of(stat.name)
-        if old is not None and old < generation:
+    # Older generations are cleared away below, so a run that looked long ago can create a
+    # cleared name again: it won only if no newer generation exists after its create.
+    listed = [(g, s) for s in backend.list(lease_folder(content_hash))
+              if (g := generation_of(s.name)) is not None]
+    if any(g > generation for g, _ in listed):
+        return None
+    for old, stat in listed:
+        if old < generation:
             backend.delete(stat.name)       # only the newest counts; the rest is clutter
     return Lease(content_hash, holder, not released, generation, start + ttl, token)
 

@@ -1,0 +1,99 @@
+"""The result store under attack, on a directory and on moto's S3 server: races between runs
+at the worst moment, store locations that are not what they seem, and results that must not
+cost memory per request. A race is staged by running a real second run's step inside the
+first's, between two of its calls to the store (`Between`), on the real backends."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import s3server
+
+from runner.store import Store, open_store
+from runner.store.backends import Backend, Stat
+
+BUCKET = "hostile-tests"
+H = "sha256:" + "cd" * 32
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    with s3server.running() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(params=["path", "s3"])
+def location(request: pytest.FixtureRequest, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "path":
+        return str(tmp_path / "store")
+    endpoint = request.getfixturevalue("s3_endpoint")
+    for name, value in s3server.environment(endpoint).items():
+        monkeypatch.setenv(name, value)
+    url = f"s3://{BUCKET}/{uuid.uuid4().hex}"
+    fs = open_store(url).backend.fs  # type: ignore[attr-defined]
+    if not fs.exists(BUCKET):
+        fs.mkdir(BUCKET)
+    return url
+
+
+class Between:
+    """A real backend that runs `step` once, right after the first call `when` picks has
+    done its work: another run acting between two of this run's calls."""
+
+    def __init__(self, inner: Backend, when: Callable[[str, str], bool],
+                 step: Callable[[], object]):
+        self.inner, self.location = inner, inner.location
+        self._when, self._step, self.done = when, step, False
+
+    def _after(self, call: str, name: str) -> None:
+        if not self.done and self._when(call, name):
+            self.done = True
+            self._step()
+
+    def write(self, name: str, data: bytes) -> None:
+        self.inner.write(name, data)
+
+    def create(self, name: str, data: bytes) -> bool:
+        return self.inner.create(name, data)
+
+    def read(self, name: str, start: int = 0, end: int | None = None) -> bytes:
+        data = self.inner.read(name, start, end)
+        self._after("read", name)
+        return data
+
+    def list(self, folder: str) -> list[Stat]:
+        found = self.inner.list(folder)
+        self._after("list", folder)
+        return found
+
+    def delete(self, name: str) -> None:
+        self.inner.delete(name)
+
+
+def test_a_late_create_of_a_cleared_generation_does_not_make_two_holders(
+        location: str) -> None:
+    """Run B finds generation 1 stale and goes to create 2; before it does, run A takes the
+    lease (2) and renews it (3), which clears 2 away. B's create of 2 then succeeds, on a
+    name that is free again: B must still see that A holds the lease."""
+    plain = open_store(location)
+    assert plain.lease(H, "dead-run", 0.01).held
+    time.sleep(0.05)
+    holder_a: list[object] = []
+
+    def run_a() -> None:
+        taken = plain.lease(H, "run-a", 60)
+        assert taken.held and taken.generation == 2
+        holder_a.append(plain.renew(taken, 60))
+
+    b = Store(Between(plain.backend, lambda call, name: call == "read"
+                      and name.endswith("00000000000000000001.json"), run_a))
+    seen = b.lease(H, "run-b", 60)
+    assert holder_a, "run A did not run between B's look and B's create"
+    assert not seen.held and seen.holder == "run-a", seen
+    now = plain.holder(H)
+    assert now is not None and now.holder == "run-a"
