@@ -97,3 +97,13 @@ def test_a_late_create_of_a_cleared_generation_does_not_make_two_holders(
     assert not seen.held and seen.holder == "run-a", seen
     now = plain.holder(H)
     assert now is not None and now.holder == "run-a"
+
+
+def test_a_long_holder_name_does_not_make_its_own_lease_unreadable(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    mine = store.lease(H, "host-" + "x" * 5_000, 60)
+    assert mine.held
+    assert store.renew(mine, 60).held           # not LeaseLost: it is still ours
+    holder = store.holder(H)
+    assert holder is not None and holder.holder.startswith("host-xxx")
+    assert not store.lease(H, "other", 60).held

@@ -46,6 +46,7 @@ from .names import GENERATIONS, generation_object, generation_of, lease_folder
 
 MAX_TTL = 7 * 86400.0       # a ttl read from the store is capped at this
 READ_LIMIT = 4096           # bytes of a generation read, at most
+HOLDER_LIMIT = 200          # characters of a holder's name kept: a generation fits READ_LIMIT
 ATTEMPTS = 8                # looks at a lease that keeps changing, before giving up
 
 Clock = Callable[[], float]
@@ -144,6 +145,7 @@ def _create(backend: Backend, content_hash: str, generation: int, holder: str, t
     if generation >= GENERATIONS:
         raise StoreError(f"the lease on {content_hash} is at its last generation",
                          path=backend.location)
+    holder = holder[:HOLDER_LIMIT]
     token = secrets.token_hex(16)
     body: dict[str, Any] = {"content_hash": content_hash, "holder": holder, "token": token,
                             "ttl": ttl, "written_at": clock()}
@@ -192,6 +194,6 @@ def _read(backend: Backend, stat: Stat, ttl: float) -> _Seen | None:
     if not isinstance(stated, (int, float)) or isinstance(stated, bool) \
             or not 0 < stated <= MAX_TTL:
         stated = ttl
-    return _Seen(holder[:200] if isinstance(holder, str) else "(unnamed)",
+    return _Seen(holder[:HOLDER_LIMIT] if isinstance(holder, str) else "(unnamed)",
                  token if isinstance(token, str) else "", stat.modified + float(stated),
                  doc.get("released") is True)
