@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import s3server
 
+from runner.errors import StoreError
 from runner.store import Store, open_store
 from runner.store.backends import Backend, Stat
 
@@ -107,3 +108,32 @@ def test_a_long_holder_name_does_not_make_its_own_lease_unreadable(tmp_path: Pat
     holder = store.holder(H)
     assert holder is not None and holder.holder.startswith("host-xxx")
     assert not store.lease(H, "other", 60).held
+
+
+@pytest.mark.parametrize("where", [
+    "s3:bucket/results",            # a URL missing its slashes is not a local folder "s3:"
+    "s3:/bucket/results",
+    "gs:bucket",
+    "file://fileserver/share/store",    # a file URL naming another host
+    "s3://bucket/results?sig=s3cr3t",   # a query string (a SAS-like token) is not a prefix
+    "s3://bucket/results#part",
+    "s3://bucket/results::file:///tmp/elsewhere",   # fsspec's chaining
+    "s3://",
+    "s3:///results",
+    "s3://bucket/../elsewhere",
+    "s3://bucket//results",
+])
+def test_a_store_location_that_is_not_what_it_seems_is_refused(
+        where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError) as e:
+        open_store(where)
+    assert "s3cr3t" not in str(e.value)
+    assert list(tmp_path.iterdir()) == []       # nothing created locally
+
+
+def test_odd_but_plain_locations_are_read_as_they_are_meant(tmp_path: Path) -> None:
+    assert open_store(f"file://{tmp_path}/a").location == f"{tmp_path}/a"
+    assert open_store(f"file://localhost{tmp_path}/b").location == f"{tmp_path}/b"
+    assert open_store("S3://bucket/results").location == "s3://bucket/results"
+    assert open_store(str(tmp_path / "with:colon")).location == f"{tmp_path}/with:colon"

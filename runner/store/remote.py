@@ -43,20 +43,40 @@ def scheme_of(location: str) -> str | None:
     return location.split("://", 1)[0].lower()
 
 
+def bucket_url(url: str) -> str:
+    """`scheme://bucket/prefix`, checked and with its scheme in lower case: a URL whose
+    meaning is not plain (credentials, a query string or fragment, fsspec's `::` chaining, no
+    bucket, empty or dot segments in the prefix) is refused, naming no more of it than that."""
+    scheme = scheme_of(url) or ""
+    if SCHEMES.get(scheme) is None:
+        raise StoreError(f"a store is a path or an s3://, gs:// or az:// URL, not "
+                         f"{scheme}://", path=url.split("://", 1)[0] + "://...")
+    parts = urlsplit(url)
+    shown = f"{scheme}://{parts.hostname or ''}{parts.path.split('::', 1)[0]}"
+    if parts.username or parts.password:
+        raise StoreError("a store URL must not carry credentials: they come from the "
+                         f"environment ({scheme}'s usual credential chain)", path=shown)
+    prefix = parts.path.removeprefix("/")
+    prefix = prefix[:-1] if prefix.endswith("/") else prefix
+    if parts.query or parts.fragment or "?" in url or "#" in url or "::" in url:
+        problem = "a query string, a fragment or a chained URL"
+    elif not parts.netloc:
+        problem = "no bucket"
+    elif prefix and any(p in ("", ".", "..") for p in prefix.split("/")):
+        problem = "an empty, '.' or '..' part in its prefix"
+    else:
+        return f"{scheme}://{parts.netloc}{'/' + prefix if prefix else ''}"
+    raise StoreError(f"a store URL is {scheme}://bucket/prefix; this one has {problem}",
+                     path=shown)
+
+
 class FsspecBackend:
     """A bucket (and prefix) reached through fsspec."""
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None):
+        url = bucket_url(url)
         scheme = scheme_of(url) or ""
-        extra = SCHEMES.get(scheme)
-        if extra is None:
-            raise StoreError(f"a store is a path or an s3://, gs:// or az:// URL, not "
-                             f"{scheme}://", path=url.split("://", 1)[0] + "://...")
-        parts = urlsplit(url)
-        if parts.username or parts.password:
-            raise StoreError("a store URL must not carry credentials: they come from the "
-                             f"environment ({scheme}'s usual credential chain)",
-                             path=f"{scheme}://{parts.hostname or ''}{parts.path}")
+        extra = SCHEMES[scheme]
         package = PACKAGES[extra]
         try:
             fsspec = importlib.import_module("fsspec")

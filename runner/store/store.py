@@ -9,11 +9,14 @@ reader, lease), so that a test or a benchmark reaches the same code the runner d
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
+from ..errors import StoreError
 from ..layout import STATE_DIR
 from . import lease as leases
 from . import reader
@@ -27,6 +30,8 @@ from .writer import BLOCK_BYTES, PACK_BYTES, PackWriter
 
 LOCAL = "store"             # the default store: DIR/.runner/store
 GC_MIN_AGE = 7 * 86400.0    # gc leaves packs younger than this (see Store.gc)
+# a scheme and a colon before any slash: a URL missing its "//" (a drive letter is one letter)
+_LOOKS_LIKE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
 
 
 class PackStat(NamedTuple):
@@ -146,9 +151,17 @@ def open_store(location: str | os.PathLike[str],
         return Store(PathBackend(Path(location)))
     scheme = scheme_of(location)
     if scheme is None:
+        if _LOOKS_LIKE_URL.match(location):     # s3:bucket is not a folder named "s3:"
+            raise StoreError("a store URL is scheme://bucket/prefix; for a local folder "
+                             "whose name has a colon, start it with ./",
+                             path=location.split(":", 1)[0] + ":...")
         return Store(PathBackend(Path(location)))
     if scheme == "file":
-        return Store(PathBackend(Path(location.split("://", 1)[1])))
+        parts = urlsplit(location)
+        if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
+            raise StoreError("a file:// store is a path on this machine (file:///path)",
+                             path="file://...")
+        return Store(PathBackend(Path(parts.path)))
     return Store(FsspecBackend(location, options))
 
 
