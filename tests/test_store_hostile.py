@@ -5,6 +5,7 @@ first's, between two of its calls to the store (`Between`), on the real backends
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ import s3server
 from runner.errors import StoreError
 from runner.store import Store, open_store
 from runner.store.backends import Backend, Stat
+from runner.store.names import PACKS
 
 BUCKET = "hostile-tests"
 H = "sha256:" + "cd" * 32
@@ -71,6 +73,9 @@ class Between:
         found = self.inner.list(folder)
         self._after("list", folder)
         return found
+
+    def modified(self, name: str) -> float | None:
+        return self.inner.modified(name)
 
     def delete(self, name: str) -> None:
         self.inner.delete(name)
@@ -137,3 +142,26 @@ def test_odd_but_plain_locations_are_read_as_they_are_meant(tmp_path: Path) -> N
     assert open_store(f"file://localhost{tmp_path}/b").location == f"{tmp_path}/b"
     assert open_store("S3://bucket/results").location == "s3://bucket/results"
     assert open_store(str(tmp_path / "with:colon")).location == f"{tmp_path}/with:colon"
+
+
+def test_gc_leaves_a_pack_written_again_between_its_look_and_its_delete(
+        location: str) -> None:
+    """An old pack no lockfile names is written again, same bytes, by a run that will record
+    it, just after gc listed the packs: gc must not delete what that run just wrote."""
+    plain = open_store(location)
+
+    def write_it() -> list[str]:
+        with plain.writer() as w:
+            for i in range(200):
+                w.add("sha256:" + hashlib.sha256(b"%d" % i).hexdigest(), b'{"i":%d}' % i, True)
+        return w.packs
+
+    [pack] = write_it()
+    time.sleep(3.2)         # the pack is now older than gc's min_age (S3 times are seconds)
+    again: list[list[str]] = []
+    gc = Store(Between(plain.backend, lambda call, name: call == "list" and name == PACKS,
+                       lambda: again.append(write_it())))
+    gc.gc(set(), dry_run=False, min_age=2.0)
+    assert again == [[pack]]
+    assert [p.pack for p in plain.packs()] == [pack]
+    assert sum(1 for _ in plain.results([pack])) == 200

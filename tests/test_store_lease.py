@@ -118,6 +118,9 @@ class LostAnswers:
     def list(self, folder: str) -> list[Stat]:
         return self.inner.list(folder)
 
+    def modified(self, name: str) -> float | None:
+        return self.inner.modified(name)
+
     def delete(self, name: str) -> None:
         self.inner.delete(name)
 

@@ -49,6 +49,9 @@ class Backend(Protocol):
     def list(self, folder: str) -> list[Stat]:
         """The objects directly in `folder`; none when it does not exist."""
 
+    def modified(self, name: str) -> float | None:
+        """When an object was last written, as `list` says it; None when it does not exist."""
+
     def delete(self, name: str) -> None:
         """Removes an object; one already gone is not an error."""
 
@@ -152,6 +155,14 @@ class PathBackend:
         except OSError as e:
             raise _failed(self, folder, "listing it", e) from None
         return found
+
+    def modified(self, name: str) -> float | None:
+        try:
+            return os.stat(self._path(name), follow_symlinks=False).st_mtime
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise _failed(self, name, "reading its time", e) from None
 
     def delete(self, name: str) -> None:
         try:

@@ -158,20 +158,36 @@ class FsspecBackend:
             name = str(item["name"]).rstrip("/")
             if not name.startswith(path + "/"):
                 continue
-            when = _modified(item)
-            if when is None:
-                try:
-                    when = _modified({"modified": self.fs.modified(name)})
-                except NotImplementedError:
-                    when = None
-                except self._errors as e:
-                    raise self._failed(folder, "reading an object's time", e) from None
-            if when is None:
-                raise StoreError(f"{folder}: the store does not say when its objects were "
-                                 "written, which leases need", path=self.location)
             found.append(Stat(f"{folder}/{name[len(path) + 1:]}", int(item.get("size") or 0),
-                              when))
+                              self._when(folder, name, item)))
         return found
+
+    def modified(self, name: str) -> float | None:
+        path = self._path(name)
+        try:
+            self.fs.invalidate_cache(path)
+            item = self.fs.info(path)
+        except FileNotFoundError:
+            return None
+        except self._errors as e:
+            raise self._failed(name, "reading its time", e) from None
+        return self._when(name, path, item)
+
+    def _when(self, name: str, path: str, item: Mapping[str, Any]) -> float:
+        """An object's time from its listing entry, else asked for; a store that does not
+        say is an error, never a guess (leases and gc depend on it)."""
+        when = _modified(item)
+        if when is None:
+            try:
+                when = _modified({"modified": self.fs.modified(path)})
+            except NotImplementedError:
+                when = None
+            except self._errors as e:
+                raise self._failed(name, "reading an object's time", e) from None
+        if when is None:
+            raise StoreError(f"{name}: the store does not say when its objects were "
+                             "written, which leases and gc need", path=self.location)
+        return when
 
     def delete(self, name: str) -> None:
         try:

@@ -98,8 +98,10 @@ class Store:
         """Removes the packs not in `keep` (the packs every lockfile entry names), only when
         not a dry run. A pack younger than `min_age` seconds is left even so: another
         machine may have written it for a lockfile not yet committed or merged, and gc sees
-        only the lockfiles it is given. Temp files a killed run left in a directory store are
-        removed once as old."""
+        only the lockfiles it is given. Each pack's time is read again just before it is
+        removed, so one written again since the listing (the same bytes) is left; what
+        remains is the moment between that look and the delete. Temp files a killed run
+        left in a directory store are removed once as old."""
         now = self._clock()
         removed, kept, young = [], 0, 0
         listed = self.backend.list(PACKS)
@@ -114,7 +116,14 @@ class Store:
             else:
                 removed.append(PackStat(pack, s.size, s.modified))
         if not dry_run:
-            for p in removed:
+            for p in list(removed):
+                # written again since it was listed (the same bytes, by a run that will
+                # record it)? Then it is young: look again just before removing it
+                when = self.backend.modified(pack_object(p.pack))
+                if when is None or self._clock() - when < min_age:
+                    removed.remove(p)
+                    young += when is not None
+                    continue
                 self.backend.delete(pack_object(p.pack))
             for s in _leftovers(listed, now - min_age):
                 self.backend.delete(s.name)
