@@ -261,7 +261,7 @@ def test_a_store_that_cannot_be_reached_is_a_store_error(
 
 
 def test_a_pack_ends_at_its_most_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("runner.store.writer.MAX_ENTRIES", 1_000)
+    monkeypatch.setattr("runner.store.writer.PACK_ENTRIES", 1_000)
     store = open_store(tmp_path)
     packs = fill(store, 2_500, pack_bytes=1 << 30)
     assert [store.head(p).count for p in packs] == [1_000, 1_000, 500]

@@ -6,6 +6,9 @@ first's, between two of its calls to the store (`Between`), on the real backends
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -165,3 +168,28 @@ def test_gc_leaves_a_pack_written_again_between_its_look_and_its_delete(
     assert again == [[pack]]
     assert [p.pack for p in plain.packs()] == [pack]
     assert sum(1 for _ in plain.results([pack])) == 200
+
+
+MEMORY = textwrap.dedent("""
+    import hashlib, resource, sys
+    from runner.store import open_store
+    store, n = open_store(sys.argv[1]), int(sys.argv[3])
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if sys.argv[2] == "write":
+        with store.writer() as w:
+            for i in range(n):
+                w.add("sha256:" + hashlib.sha256(b"%d" % i).hexdigest(), b'{"i":%d}' % i, True)
+    else:
+        assert sum(1 for _ in store.results(p.pack for p in store.packs())) == n
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
+""")
+
+
+def test_memory_does_not_grow_with_the_number_of_short_results(tmp_path: Path) -> None:
+    """Short result lines put many entries in a pack: neither the writer nor the reader may
+    hold a Python object per entry of a whole pack (each step in a process of its own)."""
+    grew = [int(subprocess.run([sys.executable, "-c", MEMORY, str(tmp_path), step, "400000"],
+                               capture_output=True, text=True, check=True,
+                               timeout=300).stdout)
+            for step in ("write", "read")]
+    assert grew[0] < 60 and grew[1] < 60, grew

@@ -68,17 +68,18 @@ def compress(raw: bytes) -> bytes:
 
 
 def encode_head(codec: int, blocks: Sequence[tuple[int, int, bytes]],
-                entries: Sequence[bytes]) -> tuple[str, bytes]:
+                index: bytes) -> tuple[str, bytes]:
     """The head of a pack whose `blocks` (stored length, raw length, sha256) follow it in
-    order, with `entries` already packed by ENTRY and sorted; returns (name, head)."""
-    length = FIXED.size + BLOCK.size * len(blocks) + ENTRY.size * len(entries)
+    order, with its `index` of entries packed by ENTRY, sorted; returns (name, head)."""
+    count = len(index) // ENTRY.size
+    length = FIXED.size + BLOCK.size * len(blocks) + len(index)
     table = []
     offset = length
     for stored, raw, digest in blocks:
         table.append(BLOCK.pack(offset, stored, raw, digest))
         offset += stored
-    head = b"".join([FIXED.pack(MAGIC, VERSION, codec, 0, length, len(blocks), len(entries)),
-                     *table, *entries])
+    head = b"".join([FIXED.pack(MAGIC, VERSION, codec, 0, length, len(blocks), count),
+                     *table, index])
     return "sha256:" + hashlib.sha256(head).hexdigest(), head
 
 
@@ -126,6 +127,10 @@ class Head:
         """(request hash, block, offset, length, status) in request hash order, as plain
         tuples: a million are read to rebuild a large batch's outputs."""
         return ENTRY.iter_unpack(self._index)
+
+    def entry(self, i: int) -> tuple[bytes, int, int, int, int]:
+        """The i-th entry of the index, as a plain tuple."""
+        return ENTRY.unpack_from(self._index, i * ENTRY.size)
 
     def find(self, request: bytes) -> Entry | None:
         """The entry of a request hash (its 32 bytes), by binary search."""

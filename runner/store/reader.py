@@ -15,6 +15,7 @@ does), or calls `verify` first.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Collection, Iterable, Iterator
 from typing import NamedTuple
 
@@ -82,11 +83,13 @@ def _pack_results(backend: Backend, pack: str, want: set[bytes] | None) -> Itera
     head = read_head(backend, pack)
     name = pack_object(pack)
     blocks = head.blocks
-    chosen: list[list[tuple[bytes, int, int, int, int]]] = [[] for _ in blocks]
+    # the entries each block is read for, by their place in the index: 4 bytes each, not a
+    # tuple, for a pack may hold a million short results
+    chosen = [array("I") for _ in blocks]
     try:
-        for e in head.entries():
+        for place, e in enumerate(head.entries()):
             if want is None or e[0] in want:
-                chosen[e[1]].append(e)
+                chosen[e[1]].append(place)
     except IndexError:
         raise PackDamaged(pack, backend.location, "its index points past its last block") \
             from None
@@ -106,12 +109,13 @@ def _pack_results(backend: Backend, pack: str, want: set[bytes] | None) -> Itera
                 block = blocks[i]
                 raw = open_block(block, data[block.offset - start:
                                              block.offset - start + block.stored])
-                for request, _, offset, length, status in chosen[i]:
+                for place in chosen[i]:
+                    request, _, offset, length, status = head.entry(place)
                     if offset + length > len(raw):
                         raise Damaged("its index points outside a block")
                     yield Result("sha256:" + request.hex(), status == OK,
                                  raw[offset:offset + length])
-                chosen[i] = []
+                chosen[i] = array("I")
     except FileNotFoundError:
         raise PackMissing(pack, backend.location) from None
     except Damaged as e:

@@ -17,15 +17,19 @@ from __future__ import annotations
 import hashlib
 import struct
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import chain, pairwise
 from types import TracebackType
 
 from .backends import Backend
 from .names import pack_object
-from .pack import CODEC_ZLIB, ENTRY, FAILED, MAX_BLOCKS, MAX_ENTRIES, OK, compress, encode_head
+from .pack import CODEC_ZLIB, ENTRY, FAILED, MAX_BLOCKS, OK, compress, encode_head
 
 PACK_BYTES = 32 << 20       # raw bytes of result lines in one pack, about: ~6 MB compressed
 BLOCK_BYTES = 1 << 20       # raw bytes in one block, about
 PENDING = 4                 # blocks waiting to be compressed, at most
+# entries in one pack, at most: short results put many in a pack, and sorting them holds an
+# object each (about 90 bytes): 12 MB at this count (a reader accepts up to pack.MAX_ENTRIES)
+PACK_ENTRIES = 1 << 17
 # a line's sort key: request hash, rank (OK for a success, FAILED for an error), sequence, then
 # its place (block, offset, length); sorted, the last key of a request hash is the line that wins
 _KEY = struct.Struct(">32sBIIII")
@@ -75,7 +79,7 @@ class PackWriter:
             self._end_block()
             if self._raw >= self._pack_bytes or len(self._blocks) >= MAX_BLOCKS:
                 self._end_pack()
-        if len(keys) >= MAX_ENTRIES:
+        if len(keys) >= PACK_ENTRIES:
             self._end_pack()
 
     def _end_block(self) -> None:
@@ -91,14 +95,18 @@ class PackWriter:
             self._end_block()
         if not self._keys:
             return
-        self._keys.sort()
-        rows = list(_KEY.iter_unpack(b"".join(self._keys)))
+        keys = self._keys
+        keys.sort()
+        index = bytearray()
         # of the keys of one request hash, the last wins (see _KEY); status is the rank
-        entries = [ENTRY.pack(r[0], r[3], r[4], r[5], r[1])
-                   for r, after in zip(rows, rows[1:] + [(b"",)]) if after[0] != r[0]]
+        for key, after in pairwise(chain(keys, [b""])):
+            if after[:32] != key[:32]:
+                request, rank, _, block, offset, length = _KEY.unpack(key)
+                index += ENTRY.pack(request, block, offset, length, rank)
+        self._keys = []
         sealed = [f.result() for f in self._blocks]
         name, head = encode_head(CODEC_ZLIB, [(len(s), raw, digest) for s, raw, digest in sealed],
-                                 entries)
+                                 bytes(index))
         data = b"".join([head, *(s for s, _, _ in sealed)])
         self._wait()
         self._upload = self._uploads.submit(self._put, name, data)
