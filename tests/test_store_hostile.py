@@ -6,6 +6,7 @@ first's, between two of its calls to the store (`Between`), on the real backends
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -168,6 +169,16 @@ def test_gc_leaves_a_pack_written_again_between_its_look_and_its_delete(
     assert again == [[pack]]
     assert [p.pack for p in plain.packs()] == [pack]
     assert sum(1 for _ in plain.results([pack])) == 200
+
+
+def test_store_tests_see_no_cloud_credentials_of_the_machine() -> None:
+    """tests/conftest.py clears every cloud credential variable and turns off the metadata
+    services, so nothing here can reach a real bucket with the real credentials of whoever
+    runs the suite."""
+    cloud = [n for n in os.environ
+             if n.startswith(("AWS_", "AZURE_", "GOOGLE_")) and n != "AWS_EC2_METADATA_DISABLED"]
+    assert cloud == [] and os.environ.get("AWS_EC2_METADATA_DISABLED") == "true"
+    assert os.environ.get("NO_GCE_CHECK") == "True"
 
 
 MEMORY = textwrap.dedent("""
