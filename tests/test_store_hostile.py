@@ -5,11 +5,13 @@ first's, between two of its calls to the store (`Between`), on the real backends
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +23,7 @@ import s3server
 from runner.errors import StoreError
 from runner.store import Store, open_store
 from runner.store.backends import Backend, Stat
-from runner.store.names import PACKS
+from runner.store.names import PACKS, pack_object
 
 BUCKET = "hostile-tests"
 H = "sha256:" + "cd" * 32
@@ -179,6 +181,39 @@ def test_store_tests_see_no_cloud_credentials_of_the_machine() -> None:
              if n.startswith(("AWS_", "AZURE_", "GOOGLE_")) and n != "AWS_EC2_METADATA_DISABLED"]
     assert cloud == [] and os.environ.get("AWS_EC2_METADATA_DISABLED") == "true"
     assert os.environ.get("NO_GCE_CHECK") == "True"
+
+
+def test_a_fifo_under_an_object_name_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """On a shared disk anyone who can write there can put a FIFO under a pack's or a lease's
+    name: a read must not block on it for ever."""
+    store = open_store(tmp_path)
+    with store.writer() as w:
+        w.add(H, b'{"a":1}', True)
+    [pack] = w.packs
+    generation = tmp_path / "leases" / H[7:] / "00000000000000000001.json"
+    generation.parent.mkdir(parents=True)
+    for path in (tmp_path / pack_object(pack), generation):
+        path.unlink(missing_ok=True)
+        os.mkfifo(path)
+    outcome: list[BaseException] = []
+    calls: list[Callable[[], object]] = [lambda: list(store.results([pack])),
+                                         lambda: store.lease(H, "run-a", 60)]
+    for call in calls:
+        def run(call: Callable[[], object] = call) -> None:
+            try:
+                call()
+            except BaseException as e:
+                outcome.append(e)
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(10)
+        if thread.is_alive():       # let it go: open the FIFOs' other ends
+            for path in (tmp_path / pack_object(pack), generation):
+                with contextlib.suppress(OSError):      # ENXIO: nobody waits on it
+                    os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            pytest.fail("a read blocked on a FIFO")
+    assert [type(e) for e in outcome] == [StoreError, StoreError]
+    assert all("not a regular file" in str(e) for e in outcome)
 
 
 MEMORY = textwrap.dedent("""

@@ -16,6 +16,7 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -131,8 +132,13 @@ class PathBackend:
         return True
 
     def read(self, name: str, start: int = 0, end: int | None = None) -> bytes:
+        """Without blocking on what is not a file: a FIFO or a device put under an object's
+        name (on a shared disk, by anyone who can write there) is refused, not waited on."""
         try:
-            with open(self._path(name), "rb") as f:
+            fd = os.open(self._path(name), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise StoreError(f"{name}: not a regular file", path=self.location)
                 f.seek(start)
                 return f.read() if end is None else f.read(max(0, end - start))
         except FileNotFoundError:
