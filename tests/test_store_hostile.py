@@ -239,3 +239,36 @@ def test_memory_does_not_grow_with_the_number_of_short_results(tmp_path: Path) -
                                timeout=300).stdout)
             for step in ("write", "read")]
     assert grew[0] < 60 and grew[1] < 60, grew
+
+
+BOMB = textwrap.dedent("""
+    import hashlib, resource, sys, zlib
+    from runner.errors import PackDamaged
+    from runner.store import open_store
+    from runner.store.names import pack_object
+    from runner.store.pack import CODEC_ZLIB, ENTRY, encode_head
+    store = open_store(sys.argv[1])
+    stored = zlib.compress(bytes(64 << 20), 9)      # 64 MB of zeros in about 64 KB
+    request = hashlib.sha256(b"bomb").digest()
+    pack, head = encode_head(CODEC_ZLIB, [(len(stored), 100, hashlib.sha256(stored).digest())],
+                             ENTRY.pack(request, 0, 0, 10, 1))
+    store.backend.write(pack_object(pack), head + stored)
+    del stored
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        list(store.results([pack]))
+    except PackDamaged as e:
+        print(e.reason)
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
+""")
+
+
+def test_a_block_that_decompresses_to_far_more_than_its_head_says_is_not_held(
+        tmp_path: Path) -> None:
+    """A pack named by its hash can still be hostile (a lockfile edited to name it): a block
+    of 64 KB whose head says 100 bytes, and that decompresses to 64 MB, is refused without
+    being decompressed whole."""
+    out = subprocess.run([sys.executable, "-c", BOMB, str(tmp_path)], capture_output=True,
+                         text=True, check=True, timeout=120).stdout.splitlines()
+    assert out[0] == "a block does not decompress to its stated length"
+    assert int(out[1]) < 16, out

@@ -29,6 +29,9 @@ ENTRY = struct.Struct("<32sIIIB")   # request hash, block, offset, length (in th
 # that claims more, so a hostile head cannot make it read more than about 50 MB
 MAX_BLOCKS = 1 << 16
 MAX_ENTRIES = 1 << 20
+# a block's bytes once decompressed, at most: what a hostile head cannot make a reader hold
+# (a block holds about 1 MB, more only for one long line: the writer refuses a longer one)
+MAX_RAW = 1 << 28
 LEVEL = 1                   # zlib's fastest: 5x smaller at 110 MB/s (see docs/store.md)
 
 
@@ -120,6 +123,8 @@ class Head:
         for b in self.blocks:
             if b.offset != offset:
                 raise Damaged("its blocks are not laid end to end")
+            if b.raw > MAX_RAW:
+                raise Damaged(f"a block of {b.raw} bytes, over the {MAX_RAW} a pack holds")
             offset += b.stored
         self.size = offset      # of the whole pack, in bytes
 
@@ -162,10 +167,13 @@ def open_block(block: Block, stored: bytes) -> bytes:
         raise Damaged(f"a block is {len(stored)} bytes, not {block.stored} (truncated?)")
     if hashlib.sha256(stored).digest() != block.digest:
         raise Damaged("a block does not hash to the digest its head gives")
+    # never more than the head says, plus one byte to tell a longer block: a small block
+    # that decompresses to gigabytes (a zip bomb) is refused, not held
+    stream = zlib.decompressobj()
     try:
-        raw = zlib.decompress(stored, bufsize=max(block.raw, 1))
+        raw = stream.decompress(stored, block.raw + 1)
     except zlib.error as e:     # only a faulty writer: the digest matched
         raise Damaged(f"a block does not decompress: {e}") from None
-    if len(raw) != block.raw:
+    if len(raw) != block.raw or not stream.eof:
         raise Damaged("a block does not decompress to its stated length")
     return raw

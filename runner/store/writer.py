@@ -22,7 +22,7 @@ from types import TracebackType
 
 from .backends import Backend
 from .names import pack_object
-from .pack import CODEC_ZLIB, ENTRY, FAILED, MAX_BLOCKS, OK, compress, encode_head
+from .pack import CODEC_ZLIB, ENTRY, FAILED, MAX_BLOCKS, MAX_RAW, OK, compress, encode_head
 
 PACK_BYTES = 32 << 20       # raw bytes of result lines in one pack, about: ~6 MB compressed
 BLOCK_BYTES = 1 << 20       # raw bytes in one block, about
@@ -46,7 +46,7 @@ class PackWriter:
     def __init__(self, backend: Backend, pack_bytes: int = PACK_BYTES,
                  block_bytes: int = BLOCK_BYTES):
         self._backend = backend
-        self._pack_bytes, self._block_bytes = pack_bytes, block_bytes
+        self._pack_bytes, self._block_bytes = pack_bytes, min(block_bytes, MAX_RAW // 2)
         self._compress = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-zlib")
         self._uploads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-put")
         self._upload: Future[str] | None = None
@@ -66,6 +66,9 @@ class PackWriter:
             line = line[:-1]
         if b"\n" in line:
             raise ValueError("a result line holds a newline")
+        if len(line) >= MAX_RAW - self._block_bytes:
+            raise ValueError(f"a result line of {len(line)} bytes: a pack holds lines of "
+                             f"under {MAX_RAW - self._block_bytes}")
         if len(request_hash) != 71 or not request_hash.startswith("sha256:"):
             raise ValueError(f"not a sha256 request hash: {request_hash[:80]!r}")
         block = self._block
