@@ -17,13 +17,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 import s3server
 
 from runner.errors import StoreError
 from runner.store import Store, open_store
 from runner.store.backends import Backend, Stat
-from runner.store.names import PACKS, pack_object
+from runner.store.names import PACKS, generation_object, pack_object
 
 BUCKET = "hostile-tests"
 H = "sha256:" + "cd" * 32
@@ -148,6 +149,14 @@ def test_odd_but_plain_locations_are_read_as_they_are_meant(tmp_path: Path) -> N
     assert open_store(f"file://localhost{tmp_path}/b").location == f"{tmp_path}/b"
     assert open_store("S3://bucket/results").location == "s3://bucket/results"
     assert open_store(str(tmp_path / "with:colon")).location == f"{tmp_path}/with:colon"
+
+
+def test_a_holder_name_read_from_the_store_cannot_drive_a_terminal(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    store.backend.create(generation_object(H, 1), orjson.dumps(
+        {"holder": "\x1b]0;pwned\x07\x1b[2Jrun-x\r\n", "token": "t", "ttl": 60}))
+    seen = store.lease(H, "run-a", 60)
+    assert not seen.held and seen.holder == "?]0;pwned??[2Jrun-x??"
 
 
 def test_gc_leaves_a_pack_written_again_between_its_look_and_its_delete(

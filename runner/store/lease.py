@@ -194,6 +194,12 @@ def _read(backend: Backend, stat: Stat, ttl: float) -> _Seen | None:
     if not isinstance(stated, (int, float)) or isinstance(stated, bool) \
             or not 0 < stated <= MAX_TTL:
         stated = ttl
-    return _Seen(holder[:HOLDER_LIMIT] if isinstance(holder, str) else "(unnamed)",
+    return _Seen(_shown(holder) if isinstance(holder, str) else "(unnamed)",
                  token if isinstance(token, str) else "", stat.modified + float(stated),
                  doc.get("released") is True)
+
+
+def _shown(holder: str) -> str:
+    """A holder's name as read from the store, fit to print: anyone who can write to the
+    store wrote it, so a terminal's control sequences are replaced."""
+    return "".join(c if c.isprintable() else "?" for c in holder[:HOLDER_LIMIT])
