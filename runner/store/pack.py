@@ -1,11 +1,16 @@
 """The bytes of one pack: its head, which names and indexes it, and its blocks. No I/O here.
 
 The layout is in the package docstring (runner.store). What this module guarantees: a head
-is accepted only when its sha256 is the pack's name and its fields are consistent (blocks laid
-end to end after it, every entry inside its block, entries sorted by request hash), and a
-block only when its sha256 is the one the head gives. Since the head holds every block's
-digest, the name vouches for every byte of the pack, and any part can be checked without
-reading the rest.
+is accepted only when its sha256 is the pack's name and its sizes are consistent (blocks laid
+end to end after it, none over MAX_RAW), and a block only when its sha256 is the one the head
+gives. Since the head holds every block's digest, the name vouches for every byte of the pack,
+and any part can be checked without reading the rest.
+
+The entries are not checked one by one when a head is read (half a second for a large pack,
+and a lookup reads every head): an entry pointing past the last block or outside its block
+is found when its line is read (runner.store.reader), and an index out of order only makes
+`find` miss. Only a faulty or hostile writer makes either, and such a writer can as well name
+any result it likes: the name vouches for the bytes, the lockfile for the pack.
 """
 
 from __future__ import annotations
