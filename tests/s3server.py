@@ -7,6 +7,10 @@ moto checks `If-None-Match: *` and then stores the object, two steps another req
 between, where S3 does both at once. So requests are served one at a time: a race a test
 finds is between the clients, as it would be against S3, never inside moto.
 
+`running(ignoring_conditions=True)` starts one that drops `If-None-Match` from every request
+before moto sees it, as S3-compatible services that do not support conditional writes do
+(s3fs: "only known to work on AWS S3, and may silently be ignored on other implementations").
+
 `running()` starts one and stops it; `environment(endpoint)` is what a client needs to reach
 it (credentials moto accepts, and the endpoint), set as a user's shell would set them: the
 store's code reads nothing but what botocore reads.
@@ -35,9 +39,10 @@ def environment(endpoint: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running() -> Iterator[str]:
+def running(ignoring_conditions: bool = False) -> Iterator[str]:
     """A server for the length of the block; its endpoint URL."""
-    with subprocess.Popen([sys.executable, __file__], stdout=subprocess.PIPE,
+    flags = ["--ignore-conditions"] if ignoring_conditions else []
+    with subprocess.Popen([sys.executable, __file__, *flags], stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True) as proc:
         try:
             assert proc.stdout is not None
@@ -61,8 +66,11 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     app = DomainDispatcherApplication(create_backend_app)
     one_at_a_time = threading.Lock()
+    ignore = "--ignore-conditions" in sys.argv[1:]
 
     def serialised(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if ignore:
+            environ.pop("HTTP_IF_NONE_MATCH", None)
         with one_at_a_time:
             return list(app(environ, start_response))
 

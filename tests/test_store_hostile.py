@@ -22,7 +22,7 @@ import pytest
 import s3server
 
 from runner.errors import StoreError
-from runner.store import Store, open_store
+from runner.store import Lease, Store, open_store
 from runner.store.backends import Backend, Stat
 from runner.store.names import PACKS, generation_object, pack_object
 
@@ -110,6 +110,24 @@ def test_a_late_create_of_a_cleared_generation_does_not_make_two_holders(
     assert not seen.held and seen.holder == "run-a", seen
     now = plain.holder(H)
     assert now is not None and now.holder == "run-a"
+
+
+def test_a_store_that_ignores_exclusive_creates_gives_no_lease(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An S3-compatible service that ignores If-None-Match lets two runs create the same
+    generation: both would hold the lease. Taking one must refuse such a store."""
+    with s3server.running(ignoring_conditions=True) as endpoint:
+        for name, value in s3server.environment(endpoint).items():
+            monkeypatch.setenv(name, value)
+        url = f"s3://{BUCKET}/{uuid.uuid4().hex}"
+        plain = open_store(url)
+        plain.backend.fs.mkdir(BUCKET)  # type: ignore[attr-defined]
+        taken: list[Lease] = []
+        b = Store(Between(plain.backend, lambda call, name: call == "list",
+                          lambda: taken.append(plain.lease(H, "run-a", 60))))
+        with pytest.raises(StoreError, match="does not refuse"):
+            seen = b.lease(H, "run-b", 60)
+            assert not (seen.held and taken and taken[0].held), (seen, taken)
 
 
 def test_a_long_holder_name_does_not_make_its_own_lease_unreadable(tmp_path: Path) -> None:

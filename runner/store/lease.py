@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,7 @@ import orjson
 from ..errors import LeaseLost, StoreError
 from ..hashing import canonical_bytes
 from .backends import Backend, Stat
-from .names import GENERATIONS, generation_object, generation_of, lease_folder
+from .names import GENERATIONS, LEASES, generation_object, generation_of, lease_folder
 
 MAX_TTL = 7 * 86400.0       # a ttl read from the store is capped at this
 READ_LIMIT = 4096           # bytes of a generation read, at most
@@ -50,6 +51,7 @@ HOLDER_LIMIT = 200          # characters of a holder's name kept: a generation f
 ATTEMPTS = 8                # looks at a lease that keeps changing, before giving up
 
 Clock = Callable[[], float]
+_EXCLUSIVE: weakref.WeakSet[Backend] = weakref.WeakSet()     # found to refuse a taken name
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ def take(backend: Backend, content_hash: str, holder: str, ttl: float,
     `holder` names this run (host, process, a random part: unique per run)."""
     if not 0 < ttl <= MAX_TTL:
         raise ValueError(f"a lease's ttl is between 0 and {MAX_TTL:.0f} seconds, not {ttl}")
+    _check_exclusive(backend)
     for _ in range(ATTEMPTS):
         top = _top(backend, content_hash)
         target = 1
@@ -128,6 +131,25 @@ def look(backend: Backend, content_hash: str, clock: Clock = time.time) -> Lease
     if seen is None or seen.released or clock() >= seen.expires:
         return None
     return Lease(content_hash, seen.holder, False, top[0], seen.expires)
+
+
+def _check_exclusive(backend: Backend) -> None:
+    """Refuses a store whose exclusive create is not: an S3-compatible service may ignore
+    `If-None-Match` without a word (s3fs says so), and then two runs that create the same
+    generation both hold the lease. Asked once a backend, with a name no lease uses."""
+    if backend in _EXCLUSIVE:
+        return
+    name = f"{LEASES}/.probe-{secrets.token_hex(8)}"
+    try:
+        backend.create(name, b"first")
+        again = backend.create(name, b"second")
+    finally:
+        backend.delete(name)
+    if again:
+        raise StoreError("this store does not refuse to create an object whose name is "
+                         "taken (an S3-compatible service that ignores If-None-Match?): "
+                         "leases cannot work on it", path=backend.location)
+    _EXCLUSIVE.add(backend)
 
 
 def _check_own(backend: Backend, lease: Lease) -> None:
