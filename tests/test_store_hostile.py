@@ -162,6 +162,16 @@ def test_a_store_location_that_is_not_what_it_seems_is_refused(
     assert list(tmp_path.iterdir()) == []       # nothing created locally
 
 
+@pytest.mark.parametrize("options", [{"secret": "s3cr3t"}, {"key": "s3cr3t"},
+                                     {"client_kwargs": {"aws_secret_access_key": "s3cr3t"}},
+                                     {"token": "s3cr3t"}])
+def test_a_store_option_that_is_a_credential_is_refused(options: dict[str, object]) -> None:
+    """A project's store options are committed to git: credentials never go there."""
+    with pytest.raises(StoreError, match="must not carry credentials") as e:
+        open_store("s3://bucket/results", options)
+    assert "s3cr3t" not in str(e.value)
+
+
 def test_odd_but_plain_locations_are_read_as_they_are_meant(tmp_path: Path) -> None:
     assert open_store(f"file://{tmp_path}/a").location == f"{tmp_path}/a"
     assert open_store(f"file://localhost{tmp_path}/b").location == f"{tmp_path}/b"

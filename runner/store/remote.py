@@ -75,6 +75,7 @@ class FsspecBackend:
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None):
         url = bucket_url(url)
+        _no_secrets(options or {}, url)
         scheme = scheme_of(url) or ""
         extra = SCHEMES[scheme]
         package = PACKAGES[extra]
@@ -196,6 +197,24 @@ class FsspecBackend:
             pass
         except self._errors as e:
             raise self._failed(name, "removing it", e) from None
+
+
+# the options through which s3fs, gcsfs, adlfs and botocore take a credential
+SECRETS = frozenset({"key", "secret", "token", "password", "session_token", "account_key",
+                     "sas_token", "credential", "credentials", "client_secret",
+                     "connection_string", "aws_access_key_id", "aws_secret_access_key",
+                     "aws_session_token"})
+
+
+def _no_secrets(options: Mapping[str, Any], url: str, depth: int = 0) -> None:
+    """Refuses a credential among a store's options (a project's options are committed to
+    git), at any depth (client_kwargs, config_kwargs), naming the option, not its value."""
+    for name, value in options.items():
+        if str(name).lower() in SECRETS:
+            raise StoreError(f"a store's options must not carry credentials ({name!s:.40}): "
+                             "they come from the environment", path=url)
+        if isinstance(value, Mapping) and depth < 4:
+            _no_secrets(value, url, depth + 1)
 
 
 def _modified(item: Mapping[str, Any]) -> float | None:
