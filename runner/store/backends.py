@@ -1,10 +1,11 @@
 """Where a store keeps its objects: the small protocol every backend meets, and a directory.
 
-A backend knows objects by name ('/'-separated, relative to the store's root) and does five
+A backend knows objects by name ('/'-separated, relative to the store's root) and does six
 things: write an object whole (a reader sees the old bytes or the new, never a part), create
 one only if its name is free (the one conditional write leases need), read a range, list a
-folder, delete. Nothing it returns is trusted: the pack reader checks every byte against the
-hashes (runner.store.pack), the lease code every field it reads (runner.store.lease).
+folder, say when one object was last written (gc asks just before a delete), delete.
+Nothing it returns is trusted: the pack reader checks every byte against the hashes
+(runner.store.pack), the lease code every field it reads (runner.store.lease).
 
 Errors: a missing object is FileNotFoundError (the reader turns it into PackMissing); any
 other failure of the medium is a StoreError naming the store and the step.
