@@ -19,7 +19,11 @@ The tree (runner.report turns each into one line and exit 1):
     ├── OutputError          an output cannot be written where it was declared
     ├── InputsChanged        rows or templates edited while apply ran
     ├── PricesError          a price table is unreadable or malformed
-    └── BudgetError          a batch would cost more than its budget allows
+    ├── BudgetError          a batch would cost more than its budget allows
+    └── StoreError           the result store: unreachable, refused, or not set up (an extra)
+        ├── PackMissing      a pack named by the lockfile is not in the store
+        ├── PackDamaged      a pack's bytes are not those its hash names
+        └── LeaseLost        a lease this run held was taken over by another
 
 Control flow between the runner's own parts (an ambiguous create, a call past its deadline, a
 malformed result that fails one request) uses private exceptions next to where they are raised;
@@ -120,3 +124,34 @@ class PricesError(RunnerError):
 
 class BudgetError(RunnerError):
     """A batch would cost more than its spec.budget or apply --max-cost allows."""
+
+
+class StoreError(RunnerError):
+    """The result store cannot be reached or refused a call, or its URL needs a package that
+    is not installed (the message names the extra to install)."""
+
+
+class PackMissing(StoreError):
+    """A pack the caller named is not in the store: the results it held must come from the
+    provider again (`pack` is its hash)."""
+
+    def __init__(self, pack: str, location: str):
+        self.pack = pack
+        super().__init__(f"pack {pack} is not in the store; its results must be fetched "
+                         "from the provider again", path=location)
+
+
+class PackDamaged(StoreError):
+    """A pack's bytes are not the ones its hash names (truncated, edited, replaced by another
+    object): nothing read from it is used (`pack` is its hash, `reason` what was wrong)."""
+
+    def __init__(self, pack: str, location: str, reason: str):
+        self.pack = pack
+        self.reason = reason
+        super().__init__(f"pack {pack} is damaged ({reason}); its results must be fetched "
+                         "from the provider again", path=location)
+
+
+class LeaseLost(StoreError):
+    """A lease this run held was taken over (it expired before it was renewed): another run
+    may now act on the same content hash."""

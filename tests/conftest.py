@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,13 +27,26 @@ OUTSIDE = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_BASE_URL", "OPENAI_API_KE
             "SSL_CERT_FILE", "SSL_CERT_DIR", "NO_COLOR")
 
 
+# The cloud credential chains a store URL reaches (runner.store.remote): every variable of
+# theirs goes, and the instance metadata services they would ask next are not asked, so a
+# test of the store reaches only the S3 server it started (tests/s3server.py)
+CLOUD = ("AWS_", "AZURE_", "GOOGLE_", "GCLOUD", "CLOUDSDK_", "GCE_", "BOTO_", "MSI_",
+         "IDENTITY_ENDPOINT", "IDENTITY_HEADER")
+NO_METADATA = {"AWS_EC2_METADATA_DISABLED": "true", "NO_GCE_CHECK": "True"}
+
+
 @pytest.fixture(autouse=True)
 def _no_outside(tmp_path_factory: pytest.TempPathFactory,
                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Keeps the real environment's keys, endpoints and home directory out of every test: a
-    test never reaches a real provider with someone's key, nor reads or writes their home."""
+    test never reaches a real provider with someone's key, nor a real bucket with their
+    cloud credentials, nor reads or writes their home."""
     for name in OUTSIDE:
         monkeypatch.delenv(name, raising=False)
+    for name in [n for n in os.environ if n.startswith(CLOUD)]:
+        monkeypatch.delenv(name)
+    for name, value in NO_METADATA.items():
+        monkeypatch.setenv(name, value)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))

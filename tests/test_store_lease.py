@@ -1,0 +1,210 @@
+"""Leases on a content hash, on a directory and on moto's S3 server: one holder at a time,
+even when two processes take the same lease at the same moment, fresh or stale."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import s3server
+
+from runner.errors import LeaseLost
+from runner.store import Store, open_store
+from runner.store.backends import Backend, Stat
+from runner.store.names import generation_object
+
+BUCKET = "lease-tests"
+H = "sha256:" + "ab" * 32
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    with s3server.running() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(params=["path", "s3"])
+def location(request: pytest.FixtureRequest, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> str:
+    """Where an empty store is: a directory, or a fresh prefix of a bucket on the server
+    (the AWS_* variables set for this process and those it starts)."""
+    if request.param == "path":
+        return str(tmp_path / "store")
+    endpoint = request.getfixturevalue("s3_endpoint")
+    for name, value in s3server.environment(endpoint).items():
+        monkeypatch.setenv(name, value)
+    url = f"s3://{BUCKET}/{uuid.uuid4().hex}"
+    fs = open_store(url).backend.fs  # type: ignore[attr-defined]
+    if not fs.exists(BUCKET):
+        fs.mkdir(BUCKET)
+    return url
+
+
+def later(location: str, seconds: float) -> Store:
+    """The same store, seen by a clock `seconds` ahead."""
+    return Store(open_store(location).backend, clock=lambda: time.time() + seconds)
+
+
+def test_one_holder_then_renewed_then_released(location: str) -> None:
+    store = open_store(location)
+    mine = store.lease(H, "run-a", 30)
+    assert mine.held and mine.holder == "run-a" and mine.generation == 1
+    assert mine.expires > time.time() + 25
+    theirs = store.lease(H, "run-b", 30)
+    assert not theirs.held and theirs.holder == "run-a"
+    holder = store.holder(H)
+    assert holder is not None and holder.holder == "run-a"
+    renewed = store.renew(mine, 30)
+    assert renewed.held and renewed.generation == 2
+    with pytest.raises(LeaseLost):
+        store.renew(mine, 30)       # an old generation is not the lease any more
+    store.release(renewed)
+    assert store.holder(H) is None
+    taken = store.lease(H, "run-b", 30)
+    assert taken.held and taken.generation == 4     # releasing wrote one: never reused
+    assert [s.name for s in store.backend.list(f"leases/{H[7:]}")] == [
+        generation_object(H, 4)]   # older generations are cleared away
+
+
+def test_a_stale_lease_is_taken_over_and_its_old_holder_learns_it(location: str) -> None:
+    store = open_store(location)
+    old = store.lease(H, "killed-run", 30)
+    assert not store.lease(H, "next-run", 30).held
+    taken = later(location, 31).lease(H, "next-run", 30)
+    assert taken.held and taken.holder == "next-run" and taken.generation == 2
+    with pytest.raises(LeaseLost):
+        store.renew(old, 30)
+    store.release(old)              # a lost lease is left to its new holder
+    holder = store.holder(H)
+    assert holder is not None and holder.holder == "next-run"
+
+
+def test_a_lease_that_does_not_read_as_one_expires_by_its_age(location: str) -> None:
+    store = open_store(location)
+    store.backend.create(generation_object(H, 1), b"\x00garbage")
+    seen = store.lease(H, "run-a", 30)
+    assert not seen.held and seen.holder == "(unreadable lease)"
+    taken = later(location, 31).lease(H, "run-a", 30)
+    assert taken.held and taken.generation == 2
+
+
+class LostAnswers:
+    """A backend whose exclusive creates succeed but answer as if the name were taken,
+    as a retried PUT does when the first one's answer was lost."""
+
+    def __init__(self, inner: Backend):
+        self.inner, self.location = inner, inner.location
+
+    def write(self, name: str, data: bytes) -> None:
+        self.inner.write(name, data)
+
+    def create(self, name: str, data: bytes) -> bool:
+        self.inner.create(name, data)
+        return False
+
+    def read(self, name: str, start: int = 0, end: int | None = None) -> bytes:
+        return self.inner.read(name, start, end)
+
+    def list(self, folder: str) -> list[Stat]:
+        return self.inner.list(folder)
+
+    def modified(self, name: str) -> float | None:
+        return self.inner.modified(name)
+
+    def delete(self, name: str) -> None:
+        self.inner.delete(name)
+
+
+def test_a_create_whose_answer_was_lost_is_settled_by_reading_it_back(tmp_path: Path) -> None:
+    store = Store(LostAnswers(open_store(tmp_path).backend))
+    mine = store.lease(H, "run-a", 30)
+    assert mine.held and mine.generation == 1
+    assert store.renew(mine, 30).held
+
+
+def test_ttls_are_bounded(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    for ttl in (0, -1, 10**9):
+        with pytest.raises(ValueError):
+            store.lease(H, "run-a", ttl)
+    with pytest.raises(ValueError):
+        store.lease("sha256:../../etc", "run-a", 30)
+
+
+RACER = textwrap.dedent("""
+    import json, sys
+    from runner.store import open_store
+    store = open_store(sys.argv[1])
+    for command in sys.stdin:
+        content_hash, ttl = command.split()
+        lease = store.lease(content_hash, sys.argv[2], float(ttl))
+        print(json.dumps({"held": lease.held, "holder": lease.holder,
+                          "generation": lease.generation}), flush=True)
+""")
+ROUNDS = 20
+
+
+def test_two_processes_take_one_lease_at_once_and_one_wins(location: str) -> None:
+    """Each round both processes are told at once to take a lease: a fresh one on even
+    rounds, on odd rounds one whose holder died (stale before they are told)."""
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, location, name],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+              for name in ("racer-1", "racer-2")]
+    store = open_store(location)
+    try:
+        for n in range(-1, ROUNDS):
+            content_hash = "sha256:" + hashlib.sha256(f"{location} {n}".encode()).hexdigest()
+            stale = n % 2 == 1
+            if stale:
+                assert store.lease(content_hash, "dead-run", 0.01).held
+                time.sleep(0.05)
+            for racer in racers:
+                assert racer.stdin is not None
+                racer.stdin.write(f"{content_hash} 60\n")
+                racer.stdin.flush()
+            answers = [json.loads(_answer(racer)) for racer in racers]
+            if n < 0:
+                continue        # the first round warms both up (imports, connections)
+            assert sum(a["held"] for a in answers) == 1, (n, answers)
+            winner = next(a for a in answers if a["held"])
+            assert {a["holder"] for a in answers} == {winner["holder"]}
+            assert {a["generation"] for a in answers} == {2 if stale else 1}
+            holder = store.holder(content_hash)
+            assert holder is not None and holder.holder == winner["holder"]
+    finally:
+        for racer in racers:
+            assert racer.stdin is not None and racer.stdout is not None
+            racer.stdin.close()
+            racer.wait(30)
+            racer.stdout.close()
+
+
+def _answer(racer: subprocess.Popen[str]) -> str:
+    assert racer.stdout is not None
+    line = racer.stdout.readline()
+    assert line, f"a racer ended early (exit {racer.poll()})"
+    return line
+
+
+def test_without_hard_links_a_directory_store_creates_with_o_excl(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    store = open_store(tmp_path)
+    mine = store.lease(H, "run-a", 30)
+    assert mine.held and not store.lease(H, "run-b", 30).held
+    assert store.renew(mine, 30).generation == 2
+    assert [p.name for p in (tmp_path / "leases" / H[7:]).iterdir()] == [
+        "00000000000000000002.json"]      # no temp file left behind
