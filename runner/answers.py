@@ -11,7 +11,7 @@ output with the reason, and counts as failed for `spec.retry_failed` and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jsonschema
@@ -133,9 +133,14 @@ def _stand_in(schema: object, root: Mapping[str, Any], full: bool, depth: int) -
         kind if isinstance(kind, str) else "", Anything())
 
 
-class Anything:
-    """An answer's JSON when nothing says its shape: any field of it is another Anything,
-    and it prints as nothing. Stands in for `json` where the request declares no schema."""
+class Anything(str):
+    """An answer's JSON when nothing says its shape: any field of it is another Anything; it
+    prints as nothing, compares false and takes part in arithmetic as itself, so that only
+    the other names of a column are checked. Stands in for `json` where the request declares
+    no schema."""
+
+    def __new__(cls) -> Anything:
+        return super().__new__(cls, "")
 
     def __getattr__(self, name: str) -> Anything:
         if name.startswith("_"):
@@ -145,11 +150,22 @@ class Anything:
     def __getitem__(self, name: object) -> Anything:
         return self
 
-    def __iter__(self) -> Any:
-        return iter(())
+    def __iter__(self) -> Iterator[Anything]:
+        yield self          # a list of one item of anything
 
-    def __str__(self) -> str:
-        return ""
+    def _same(self, *_: object) -> Anything:
+        return self
 
-    def __bool__(self) -> bool:
+    def _false(self, *_: object) -> bool:
         return False
+
+    def __int__(self) -> int:
+        return 0
+
+    def __float__(self) -> float:
+        return 0.0
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _same
+    __truediv__ = __rtruediv__ = __floordiv__ = __mod__ = __rmod__ = _same
+    __round__ = __neg__ = __abs__ = _same
+    __lt__ = __le__ = __gt__ = __ge__ = _false

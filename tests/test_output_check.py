@@ -135,3 +135,16 @@ def test_a_jsonl_output_alone_needs_no_check(tmp_path: Path,
     (d / "data").mkdir()
     (d / "data/reviews.csv").write_text("id,text\n1,Great\n")
     assert main(["validate", str(d)]) == 0, capsys.readouterr().err
+
+
+def test_json_of_an_undeclared_answer_may_be_anything(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing says the answer's shape: whatever a column does with `json` passes; its other
+    names are still checked."""
+    column = ("{{ json.score > 0.5 }} {{ json.tags | first }} {{ json.n | round + 1 }} "
+              "{{ json['items'] | length }} {{ json.a | tojson }} {{ json.b | upper }}")
+    d = project(tmp_path, FLAVOURS[0], column)
+    assert main(["validate", str(d)]) == 0, capsys.readouterr().err
+    d = project(tmp_path / "typo", FLAVOURS[0], column + " {{ jsn.a }}")
+    assert main(["validate", str(d)]) == 1
+    assert "'jsn' is undefined" in one_error(capsys.readouterr().err)
