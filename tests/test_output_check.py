@@ -8,28 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write_manifest
+from conftest import ROWS_MANIFEST, write_manifest
 from providers_matrix import FLAVOURS, PROVIDERS, Flavour, serve
 
 from runner.cli import main
 
-MANIFEST = """\
-apiVersion: batch-runner/v1
-kind: Batch
-metadata: {name: reviews}
-spec:
-  provider: gemini
-  model: gemini-2.5-flash
-  rows: data/reviews.csv
-  key: "r{{ row.id }}"
-  request:
-    contents: [{role: user, parts: [{text: "Review: {{ row.text }}"}]}]
-  outputs:
-    - path: out/reviews.csv
-      columns:
-        id: "{{ row.id }}"
-        label: COLUMN
-"""
+# ROWS_MANIFEST with its rows in a CSV file, whose header names the columns
+MANIFEST = (ROWS_MANIFEST.replace("rows: data/rows.jsonl", "rows: data/reviews.csv")
+            .replace('answer: "{{ text }}"', "label: COLUMN"))
 
 # What every answer of each provider's shape has, and a near miss of it.
 USAGE = {"gemini": "usage.totalTokenCount", "openai": "usage.total_tokens",
@@ -40,7 +26,7 @@ def project(tmp_path: Path, flavour: Flavour, column: str) -> Path:
     d = tmp_path / "proj"
     write_manifest(d, flavour.adapt(MANIFEST.replace("COLUMN", f'"{column}"')))
     (d / "data").mkdir()
-    (d / "data/reviews.csv").write_text("id,customer,text\n1,Ann,Great\n2,Bob,Poor\n")
+    (d / "data/reviews.csv").write_text("n,customer,body\n1,Ann,Great\n2,Bob,Poor\n")
     return d
 
 
@@ -67,7 +53,7 @@ def test_a_typo_in_a_column_fails_validate_plan_and_apply_before_anything_is_sen
         assert main(command) == 1, command
         error = one_error(capsys.readouterr().err)
         assert error.startswith(f"error: {d / 'm.yaml'}:{line}: "), error
-        assert "spec.outputs[0].columns.label" in error and says in error
+        assert "spec.outputs[1].columns.label" in error and says in error
         assert f"a sample {flavour.name} answer" in error
     assert not (d / "batches.lock").exists()
     with serve(flavour, tmp_path / "emu", monkeypatch, 0.1) as emu:
@@ -102,16 +88,13 @@ def test_a_usage_field_of_another_provider_fails(tmp_path: Path,
 def test_each_openai_endpoint_is_checked_against_its_own_answer(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], endpoint: str, column: str,
         ok: bool) -> None:
-    request = '    input: "{{ row.text }}"\n'
     text = (MANIFEST.replace("provider: gemini", "provider: openai")
             .replace("model: gemini-2.5-flash", f"model: gpt-4o-mini\n  endpoint: {endpoint}")
-            .replace('    contents: [{role: user, parts: [{text: "Review: {{ row.text }}"}]}]\n',
-                     request)
+            .replace("    contents: [{role: user, parts: [{text: \"Item {{ row.n }}: "
+                     "{{ row.body }}\"}]}]\n", '    input: "{{ row.body }}"\n')
             .replace("COLUMN", f'"{column}"'))
-    d = tmp_path / "proj"
+    d = project(tmp_path, FLAVOURS[0], column)
     write_manifest(d, text)
-    (d / "data").mkdir()
-    (d / "data/reviews.csv").write_text("id,customer,text\n1,Ann,Great\n")
     assert main(["validate", str(d)]) == (0 if ok else 1), capsys.readouterr().err
 
 
@@ -119,21 +102,17 @@ def test_inline_items_are_the_rows_checked(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     d = tmp_path / "proj"
     write_manifest(d, MANIFEST.replace("rows: data/reviews.csv",
-                                       "items: [{id: 1, text: a}, {id: 2, text: b}]")
-                   .replace("COLUMN", '"{{ row.texts }}"'))
+                                       "items: [{n: 1, body: a}, {n: 2, body: b}]")
+                   .replace("COLUMN", '"{{ row.bodies }}"'))
     assert main(["validate", str(d)]) == 1
     error = one_error(capsys.readouterr().err)
-    assert "spec.items item 1" in error and "has no attribute 'texts'" in error
+    assert "spec.items item 1" in error and "has no attribute 'bodies'" in error
 
 
 def test_a_jsonl_output_alone_needs_no_check(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    d = tmp_path / "proj"
-    write_manifest(d, MANIFEST.replace("    - path: out/reviews.csv\n      columns:\n"
-                                       "        id: \"{{ row.id }}\"\n        label: COLUMN\n",
-                                       "    - path: out/reviews.jsonl\n"))
-    (d / "data").mkdir()
-    (d / "data/reviews.csv").write_text("id,text\n1,Great\n")
+    d = project(tmp_path, FLAVOURS[0], "{{ txt }}")
+    write_manifest(d, MANIFEST[:MANIFEST.index("    - path: out/big.csv")])
     assert main(["validate", str(d)]) == 0, capsys.readouterr().err
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from conftest import write_manifest
+from conftest import MINIMAL, ROWS_MANIFEST, write_manifest
 from providers_matrix import ANTHROPIC, GEMINI, OPENAI, PROVIDERS, Flavour, serve
 
 from runner import lockfile
@@ -31,27 +31,10 @@ GEMINI_SCHEMA = {"type": "OBJECT", "properties": {
     "stars": {"type": "INTEGER", "minimum": 1, "maximum": 5},
     "summary": {"type": "STRING", "maxLength": "30"}},
     "required": ["topic", "stars", "summary"], "propertyOrdering": ["summary", "topic"]}
-PROMPT = "Classify: {{ row.text }}"
-
-MANIFEST = """\
-apiVersion: batch-runner/v1
-kind: Batch
-metadata: {{name: topics}}
-spec:
-  provider: {provider}
-  model: {model}
-{extra}  rows: data/reviews.csv
-  key: "r{{{{ row.id }}}}"
-  request: {request}
-  outputs:
-    - path: out/topics.jsonl
-    - path: out/topics.csv
-      columns:
-        id: "{{{{ row.id }}}}"
-        topic: "{{{{ json.topic }}}}"
-        stars: "{{{{ json.stars }}}}"
-        summary: "{{{{ (text | fromjson).summary }}}}"
-"""
+PROMPT = "Classify: {{ row.body }}"
+TEXTS = ["Arrived late", "Broke in a week", "Too dear", "Fine"]
+COLUMNS = ('\n        id: "{{ row.n }}"\n        topic: "{{ json.topic }}"'
+           '\n        stars: "{{ json.stars }}"\n        summary: "{{ (text | fromjson).summary }}"')
 
 
 def request_of(flavour: Flavour, schema: dict[str, Any] | None = None,
@@ -77,12 +60,16 @@ def request_of(flavour: Flavour, schema: dict[str, Any] | None = None,
 
 
 def project(tmp_path: Path, flavour: Flavour, request: str, extra: str = "") -> Path:
+    """ROWS_MANIFEST for `flavour`, sending `request`, with the answers' fields as columns."""
     d = tmp_path / "proj"
-    write_manifest(d, MANIFEST.format(provider=flavour.name, model=flavour.model, extra=extra,
-                                      request=request))
+    start, end = ROWS_MANIFEST.index("  request:"), ROWS_MANIFEST.index("  outputs:")
+    write_manifest(d, (ROWS_MANIFEST[:start] + f"  request: {request}\n" + ROWS_MANIFEST[end:])
+                   .replace("provider: gemini\n  model: gemini-2.5-flash\n",
+                            f"provider: {flavour.name}\n  model: {flavour.model}\n{extra}")
+                   .replace('{n: "{{ row.n }}", answer: "{{ text }}"}', COLUMNS))
     (d / "data").mkdir()
-    (d / "data/reviews.csv").write_text(
-        "id,text\n1,Arrived late\n2,Broke in a week\n3,Too dear\n4,Fine\n")
+    (d / "data/rows.jsonl").write_text("".join(json.dumps({"n": n, "body": text}) + "\n"
+                                               for n, text in enumerate(TEXTS, 1)))
     return d
 
 
@@ -105,18 +92,18 @@ def test_a_declared_json_answer_becomes_columns(
     d = project(tmp_path, flavour, request_of(flavour, endpoint=endpoint), extra)
     with serve(flavour, tmp_path / "emu", monkeypatch, 0.1):
         assert main(["apply", str(d)]) == 0, capsys.readouterr().err
-    rows = read_csv(d / "out/topics.csv")
+    rows = read_csv(d / "out/big.csv")
     assert [r["id"] for r in rows] == ["1", "2", "3", "4"]
-    for row, text in zip(rows, ["Arrived late", "Broke in a week", "Too dear", "Fine"]):
+    for row, text in zip(rows, TEXTS):
         expected = document(SCHEMA, f"Classify: {text}")
         assert row == {"id": row["id"], "topic": expected["topic"],
                        "stars": str(expected["stars"]), "summary": expected["summary"]}
         assert row["topic"] in LABELS and 1 <= int(row["stars"]) <= 5
         assert row["summary"] == f"echo: Classify: {text}"[:30]
     assert len({r["topic"] for r in rows}) > 1      # derived from each prompt
-    for line in (d / "out/topics.jsonl").read_text().splitlines():
+    for line in (d / "out/big.jsonl").read_text().splitlines():
         jsonschema.validate(json.loads(json.loads(line)["text"]), SCHEMA)
-    assert (d / "out/topics.errors.jsonl").read_text() == ""
+    assert (d / "out/big.errors.jsonl").read_text() == ""
 
 
 def test_an_answer_that_misses_the_schema_is_a_failed_request_sent_again(
@@ -133,15 +120,15 @@ def test_an_answer_that_misses_the_schema_is_a_failed_request_sent_again(
         assert main(["apply", str(d)]) == 1
         assert len(GEMINI.jobs(emu)) == 2               # the job, and its follow-up
     assert "4 of 4 requests failed" in capsys.readouterr().out
-    failed = errors(d / "out/topics.errors.jsonl")
+    failed = errors(d / "out/big.errors.jsonl")
     assert [f["key"] for f in failed] == ["r1", "r2", "r3", "r4"]
     message = failed[0]["error"]["message"]
     assert message.startswith("the answer does not match "
                               "spec.request.generationConfig.responseSchema: at $.summary: ")
     assert "does not match '^[0-9]+$'" in message
     assert "candidates" in failed[0]["error"]["response"]
-    assert read_csv(d / "out/topics.csv") == []
-    entry = lockfile.load(d / "batches.lock").batches["topics"]
+    assert read_csv(d / "out/big.csv") == []
+    entry = lockfile.load(d / "batches.lock").batches["big"]
     assert entry.counts == {"succeeded": 0, "failed": 4} and len(entry.retries) == 1
 
 
@@ -153,7 +140,7 @@ def test_an_answer_cut_short_is_not_json_and_fails_its_request(
                 extra='  allowed_failures: "100%"\n')
     with serve(ANTHROPIC, tmp_path / "emu", monkeypatch, 0.1):
         assert main(["apply", str(d)]) == 0, capsys.readouterr().err
-    failed = errors(d / "out/topics.errors.jsonl")
+    failed = errors(d / "out/big.errors.jsonl")
     assert len(failed) == 4
     assert failed[0]["error"]["message"].startswith(
         "the answer is not JSON, as spec.request.output_config.format.schema asks: ")
@@ -166,27 +153,18 @@ def test_without_a_declaration_json_is_whatever_the_text_holds(
     """No schema declared: the echo is not JSON, so `json` is None, which a column can test;
     the request is not failed for it."""
     d = tmp_path / "proj"
-    write_manifest(d, """\
-apiVersion: batch-runner/v1
-kind: Batch
-metadata: {name: plain}
-spec:
-  provider: gemini
-  model: gemini-2.5-flash
-  items: [{id: 1, meta: '{"size": 3}'}]
-  key: "{{ row.id }}"
-  request:
-    contents: [{role: user, parts: [{text: "Hello {{ row.id }}"}]}]
-  outputs:
+    write_manifest(d, MINIMAL.replace("What is 1+1?\"}", "What is 1+1?\", meta: '{\"size\": 3}'}")
+                   .replace("    - path: out/tiny.jsonl\n", """\
     - path: out/plain.csv
       columns:
         parsed: "{{ json is none }}"
-        size: "{{ (row.meta | fromjson).size }}"
+        size: "{{ (row.meta | fromjson).size if row.meta is defined else '' }}"
         topic: "{{ json.topic if json else 'none' }}"
-""")
+"""))
     with serve(GEMINI, tmp_path / "emu", monkeypatch, 0.1):
         assert main(["apply", str(d)]) == 0, capsys.readouterr().err
-    assert read_csv(d / "out/plain.csv") == [{"parsed": "True", "size": "3", "topic": "none"}]
+    assert read_csv(d / "out/plain.csv") == [{"parsed": "True", "size": "3", "topic": "none"},
+                                            {"parsed": "True", "size": "", "topic": "none"}]
 
 
 @PROVIDERS
