@@ -96,7 +96,8 @@ class ToyDialect:
 
     def sample_result(self, key: str, text: str, model: str, endpoint: str | None
                       ) -> dict[str, Any]:
-        return {"id": self.wire_key(key), "outcome": {"answer": text, "tokens": {}}}
+        return {"id": self.wire_key(key),
+                "outcome": {"answer": text, "tokens": {"in": 1, "out": 1}}}
 
     def request_tokens(self, request: Mapping[str, Any], endpoint: str | None
                        ) -> tuple[int, int]:
