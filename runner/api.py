@@ -36,6 +36,7 @@ from .errors import RunnerError as RunnerError
 from .identity import establish
 from .lockfile import Lock
 from .manifest import Manifest
+from .outputcheck import check_outputs
 from .plan import plan as make_plan
 from .pricing import Spent
 from .progress import Progress
@@ -91,6 +92,7 @@ def validate_of(ws: Workspace) -> dict[str, int]:
     for m in ws.manifests:
         renderer = Renderer(m)
         counts[m.name] = sum(1 for _ in renderer.requests())
+        check_outputs(m, renderer)
         templates[m.name] = renderer.used_templates
     check_templates(ws.manifests, templates)
     return counts

@@ -31,10 +31,12 @@ from typing import IO, Any
 
 import orjson
 
+from .answers import AnswerCheck, template_context
 from .errors import InputsChanged, OutputError, ResultsError
 from .fsutil import atomic_writer
 from .hashing import ContentHasher, canonical_bytes, file_digest, request_hash
 from .manifest import Manifest
+from .outputcheck import declared_answer
 from .parallel import render_jsonl
 from .providers.dialect import UNFINISHED, Answer, Dialect
 from .render import Renderer
@@ -55,7 +57,7 @@ class Written:
     failed: int
     unmatched: int              # results whose key no request has
     repeated: int               # results whose key came again in the same results file
-    usage: Usage                # the successful responses' usage, summed
+    usage: Usage                # the answers' usage, summed (one failing its schema too)
     unfinished: int = 0         # of the failed: requests their job expired before running
 
 
@@ -254,6 +256,7 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         if sent is not None and join.content_hash != sent:
             raise InputsChanged(manifest.name, manifest.source)
         rows = manifest.iter_rows() if tables else None
+        answers = AnswerCheck(manifest, declared_answer(renderer))
         dialect = renderer.dialect
         loads, read_result = orjson.loads, dialect.read_result
         unwire = dialect.key_of_wire if dialect.maps_keys else None
@@ -262,6 +265,11 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
             result = None if line is None else loads(line)
             key = loads(key_json) if unwire is None else unwire(loads(key_json))
             read = read_result(result)
+            if isinstance(read, Answer) and (tables or answers.declared is not None):
+                value, problem = answers.read(read.text)
+                if problem is not None:     # paid for all the same
+                    usage, read = usage + read.usage, {"message": problem,
+                                                       "response": read.response}
             if not isinstance(read, Answer):
                 failed += 1
                 unfinished += read.get(UNFINISHED) is True
@@ -270,17 +278,14 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
                 continue
             succeeded += 1
             usage += read.usage
-            text, finish, response = read.text, read.finish_reason, read.response
-            record = {"key": key, "text": text, "finish_reason": finish,
-                      "usage": read.usage_raw, "request_hash": rhash, "response": response}
+            record = {"key": key, "text": read.text, "finish_reason": read.finish_reason,
+                      "usage": read.usage_raw, "request_hash": rhash, "response": read.response}
             if jsonl:
                 data = orjson.dumps(record) + b"\n"
                 for f in jsonl:
                     f.write(data)
             if row is not None:
-                ctx = {"key": key, "index": index, "row": row.data,
-                       "vars": manifest.vars, "text": text, "finish_reason": finish,
-                       "usage": record["usage"], "request_hash": rhash, "response": response}
+                ctx = template_context(manifest, key, index, row.data, read, rhash, value)
                 for w, columns in tables:
                     w.writerow([renderer.render_column(c, ctx, row) for c in columns])
         if rows is not None and _stamp(manifest.rows) != rows_stamp:

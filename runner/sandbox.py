@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import jinja2
+import orjson
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import (
@@ -109,6 +110,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         super().__init__(**options)
         for name in CHANCE_GLOBALS:
             self.globals.pop(name, None)
+        self.filters["fromjson"] = fromjson
         self.filters = {name: _guarded(self, name, f) for name, f in self.filters.items()
                         if name not in CHANCE_FILTERS}
         self.finalize = self._finalize
@@ -222,6 +224,14 @@ class _Formatter(_Bounded):
 
 class _EscapeFormatter(_Bounded, SandboxedEscapeFormatter):
     pass
+
+
+def fromjson(value: Any) -> Any:
+    """The `fromjson` filter: the value a JSON text holds; None for text that is not JSON."""
+    try:
+        return orjson.loads(value if isinstance(value, (str, bytes)) else str(value))
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _guarded(env: BoundedSandbox, name: str, f: Callable[..., Any]) -> Callable[..., Any]:

@@ -17,6 +17,7 @@ from .errors import LockfileError, OutputError
 from .freshness import needs_remote, needs_tag_search
 from .layout import LOCKFILE_NAME, STATE_DIR
 from .manifest import Manifest, load_directory, parse_cache
+from .outputcheck import check_outputs
 from .ownership import disown
 from .parsecache import ParseCache, salt
 from .providers import registry
@@ -86,6 +87,10 @@ class Workspace:
                    for m in self.manifests]
         check_templates(self.manifests, {d.name: d.inputs.get("templates", {})
                                                 for d in desired})
+        for m, want in zip(self.manifests, desired):
+            entry = self.lock.batches.get(m.name)
+            if entry is None or entry.spec_hash != want.spec_hash:
+                check_outputs(m)    # else unchanged since the run that checked them
         cache.save()    # only once every manifest rendered: bad input leaves nothing behind
         for parsed in self.parsed:
             parsed.save()

@@ -47,6 +47,11 @@ def remote(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[GeminiPro
     provider.close()
 
 
+# The examples' Gemini jobs: review-sentiment runs as 2 shards (max_requests: 2), and
+# product-summaries, ui-translations and review-topics as one each.
+GEMINI_JOBS = 5
+
+
 def jobs(provider: GeminiProvider) -> list[str]:
     return sorted(j.display_name for j in provider.list_jobs())
 
@@ -63,7 +68,7 @@ def lines(path: Path) -> list[dict[str, Any]]:
 def test_apply_examples_end_to_end_then_nothing_to_do(examples: Path, remote: GeminiProvider,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["apply", str(examples)]) == 0
-    assert len(jobs(remote)) == 4       # review-sentiment runs as 2 shards (max_requests: 2)
+    assert len(jobs(remote)) == GEMINI_JOBS
     summaries = lines(examples / "results/product-summaries.jsonl")
     assert [s["key"] for s in summaries] == ["KB-101", "KB-102", "KB-103", "KB-104", "KB-105"]
     first = summaries[0]
@@ -86,6 +91,13 @@ def test_apply_examples_end_to_end_then_nothing_to_do(examples: Path, remote: Ge
     # the emulator, as Claude would, stops at max_tokens (5)
     assert anthropic[1]["label"].startswith("echo: Classify")
     assert int(anthropic[1]["tokens"]) == 5
+    # structured answers: the emulator's JSON documents, parsed into columns
+    topics = read_csv(examples / "results/review-topics.csv")
+    assert [r["id"] for r in topics] == ["1001", "1002", "1003", "1004"]
+    assert all(r["topic"] in {"delivery", "quality", "design", "price", "other"} and
+               r["sentiment"] in {"positive", "neutral", "negative"} for r in topics)
+    assert topics[1]["summary"].startswith("echo: What is this review (2 stars) about?")
+    assert (examples / "results/review-topics.errors.jsonl").read_text() == ""
     assert (examples / "results/product-summaries.errors.jsonl").read_text() == ""
     lock = lockfile.load(examples / "batches.lock")
     entry = lock.batches["product-summaries"]
@@ -100,7 +112,7 @@ def test_apply_examples_end_to_end_then_nothing_to_do(examples: Path, remote: Ge
     assert main(["plan", str(examples), "--detailed-exitcode"]) == 0
     assert "No changes" in capsys.readouterr().out
     assert main(["apply", str(examples)]) == 0
-    assert len(jobs(remote)) == 4
+    assert len(jobs(remote)) == GEMINI_JOBS
     assert (examples / "batches.lock").read_bytes() == before
 
 
@@ -117,7 +129,7 @@ def test_changed_row_replaces_one_batch_only(examples: Path, remote: GeminiProvi
     assert "-/+" in changed[0] and "product-summaries" in changed[0]
     assert "row data changed" in changed[0]
     assert main(["apply", str(examples)]) == 0
-    assert len(jobs(remote)) == 5
+    assert len(jobs(remote)) == GEMINI_JOBS + 1
     summaries = lines(examples / "results/product-summaries.jsonl")
     assert summaries[2]["text"].startswith("echo: Summarise Steel pen")
 
@@ -139,7 +151,7 @@ def test_deleted_output_is_restored_by_download_not_resubmission(
     assert actions["review-sentiment"]["action"] == "nothing"
     assert main(["apply", str(examples)]) == 0
     assert out.read_bytes() == original
-    assert len(jobs(remote)) == 4
+    assert len(jobs(remote)) == GEMINI_JOBS
 
 
 def test_no_wait_then_resume(examples: Path, remote: GeminiProvider) -> None:
@@ -153,7 +165,7 @@ def test_no_wait_then_resume(examples: Path, remote: GeminiProvider) -> None:
     assert main(["apply", str(examples)]) == 0
     lock = lockfile.load(examples / "batches.lock")
     assert {e.state for e in lock.batches.values()} == {"SUCCEEDED"}
-    assert len(jobs(remote)) == 4
+    assert len(jobs(remote)) == GEMINI_JOBS
 
 
 def test_per_request_errors_land_in_errors_file(examples: Path, remote: GeminiProvider) -> None:
@@ -173,9 +185,9 @@ def test_dropped_create_is_adopted_not_duplicated(examples: Path, remote: Gemini
     emu.faults = replace(emu.faults, drop_after_create=1.0)
     assert main(["apply", str(examples), "--no-wait"]) == 0
     emu.faults = replace(emu.faults, drop_after_create=0.0)
-    assert len(jobs(remote)) == 4
+    assert len(jobs(remote)) == GEMINI_JOBS
     assert main(["apply", str(examples)]) == 0
-    assert len(jobs(remote)) == 4
+    assert len(jobs(remote)) == GEMINI_JOBS
 
 
 def test_interrupted_intent_is_resolved_by_the_tag(examples: Path, remote: GeminiProvider) -> None:
@@ -188,7 +200,7 @@ def test_interrupted_intent_is_resolved_by_the_tag(examples: Path, remote: Gemin
             part.job, part.state = None, JobState.CREATING
     lockfile.save(path, lock)
     assert main(["apply", str(examples)]) == 0
-    assert len(jobs(remote)) == 4
+    assert len(jobs(remote)) == GEMINI_JOBS
 
 
 def test_embedded_emulator_flag(examples: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -198,7 +210,7 @@ def test_embedded_emulator_flag(examples: Path, capsys: pytest.CaptureFixture[st
     capsys.readouterr()
     assert main(["status", str(examples), "--emulator"]) == 0
     out = capsys.readouterr().out
-    assert "product-summaries" in out and out.count("SUCCEEDED") == 10
+    assert "product-summaries" in out and out.count("SUCCEEDED") == 12
 
 
 def test_missing_key_is_one_clear_line(examples: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -218,7 +230,7 @@ def test_a_fresh_clones_apply_creates_no_job_for_any_provider(
             return {p: len(list(clients[p].list_jobs())) for p in ("gemini", "openai",
                                                                  "anthropic")}
     before = every_job()
-    assert before == {"gemini": 4, "openai": 1, "anthropic": 1}
+    assert before == {"gemini": GEMINI_JOBS, "openai": 1, "anthropic": 1}
     clone = tmp_path / "clone"
     shutil.copytree(examples, clone, ignore=shutil.ignore_patterns(".runner", "results"))
     assert main(["apply", str(clone), "--quiet"]) == 0

@@ -43,6 +43,15 @@ class Answer:
     response: Mapping[str, Any]     # the provider's whole response, for the outputs' `response`
 
 
+@dataclass(frozen=True)
+class JsonAnswer:
+    """A request that declares its answer JSON: the JSON Schema the answer must match (None:
+    any JSON will do), and the path of the declaration in the request, for messages."""
+
+    schema: Mapping[str, Any] | None
+    at: tuple[str, ...]
+
+
 class Malformed(ValueError):
     """A result whose response is not shaped as the API says: its request fails, saying which
     field, rather than the whole batch (or a wrong value slipping into the outputs)."""
@@ -153,6 +162,18 @@ class Dialect(Protocol):
 
     def usage(self, raw: Mapping[str, Any]) -> Usage:
         """Usage as one response reports it; raises ValueError naming a bad field."""
+        ...
+
+    def json_answer(self, request: Mapping[str, Any], endpoint: str | None
+                    ) -> JsonAnswer | None:
+        """Whether a request (as a line carries it) asks for a JSON answer, and with which
+        schema, converted to JSON Schema; None when it asks for text."""
+        ...
+
+    def sample_result(self, key: str, text: str, model: str, endpoint: str | None
+                      ) -> dict[str, Any]:
+        """A successful result line answering `text`, with every field a real one has: what
+        validate renders the output templates against before anything is sent."""
         ...
 
     def request_tokens(self, request: Mapping[str, Any], endpoint: str | None

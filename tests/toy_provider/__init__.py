@@ -21,7 +21,7 @@ from typing import Any
 
 from runner.limits import Limits
 from runner.providers.base import JobState, OnProgress, Provider, RemoteJob
-from runner.providers.dialect import Answer, Endpoint, Framing, Malformed
+from runner.providers.dialect import Answer, Endpoint, Framing, JsonAnswer, Malformed
 from runner.tokens import integer_setting, text_tokens
 from runner.usage import Usage
 
@@ -89,6 +89,15 @@ class ToyDialect:
         if type(prompt) is not int or type(output) is not int:
             raise Malformed("tokens", raw, "counts")
         return Usage.of_request(prompt, output)
+
+    def json_answer(self, request: Mapping[str, Any], endpoint: str | None
+                    ) -> JsonAnswer | None:
+        return None         # the toy API answers text only
+
+    def sample_result(self, key: str, text: str, model: str, endpoint: str | None
+                      ) -> dict[str, Any]:
+        return {"id": self.wire_key(key),
+                "outcome": {"answer": text, "tokens": {"in": 1, "out": 1}}}
 
     def request_tokens(self, request: Mapping[str, Any], endpoint: str | None
                        ) -> tuple[int, int]:

@@ -7,6 +7,9 @@
   characters a token, `stop_reason` "max_tokens") or whole (`stop_reason` "end_turn");
 - `usage`: input_tokens = ceil(len(prompt) / 4), at least 1; output_tokens = ceil(len(text)
   / 4); the Message `id` is "msg_" + a hash of the request's canonical JSON (unpadded);
+- a request that asks for JSON (`output_config.format`, `type: json_schema`) is answered with
+  a document that fits its `schema` (runner.emulator.documents) instead of the echo, cut at
+  `max_tokens` likewise (and then no longer JSON, as a real answer cut short is not);
 - `model` is the request's own.
 
 The real API checks each request's `params` only when it processes it ("validation errors are
@@ -22,7 +25,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from runner.emulator import model
+from runner.emulator import documents, model
 from runner.emulator.wire import JSON
 
 # The API version that removed the sampling parameters ("even at their default values").
@@ -67,9 +70,19 @@ def invalid(params: Mapping[str, Any], version: str) -> str | None:
     return None
 
 
+def _reply(params: Mapping[str, Any], prompt: str) -> str:
+    """The answer's text: an echo, or the JSON document the request's format asks for."""
+    config = params.get("output_config")
+    found = config.get("format") if isinstance(config, dict) else None
+    if not (isinstance(found, dict) and found.get("type") == "json_schema"):
+        return model.reply_text(prompt)
+    schema = found.get("schema")
+    return documents.text_of({} if schema is None else schema, prompt)
+
+
 def message(params: Mapping[str, Any], prompt: str) -> JSON:
     """The Message answering `params` (already checked by `invalid`), whose prompt is given."""
-    text, was_cut = model.cut(model.reply_text(prompt), params["max_tokens"])
+    text, was_cut = model.cut(_reply(params, prompt), params["max_tokens"])
     return {
         "id": "msg_" + model.response_id(params).rstrip("="),
         "type": "message",

@@ -3,7 +3,9 @@
 - `prompt` is the `text` of every part of every item of `contents`, in order, joined with
   "\\n" (parts without text, such as inline data, and `systemInstruction` are ignored);
 - the response is a GenerateContentResponse with one candidate whose only part is the text
-  `"echo: " + prompt`, role "model", finishReason "STOP", index 0;
+  `"echo: " + prompt`, role "model", finishReason "STOP", index 0; a request whose
+  `generationConfig` asks for `responseMimeType: application/json` gets instead a document
+  that fits its `responseJsonSchema` or `responseSchema` (runner.emulator.documents);
 - `usageMetadata`: promptTokenCount = ceil(len(prompt) / 4), at least 1;
   candidatesTokenCount = ceil(len(text) / 4); totalTokenCount = their sum;
 - `modelVersion` is the batch's model id (e.g. "gemini-2.5-flash"); `responseId` is a hash of
@@ -20,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from runner.emulator import model
-from runner.emulator.gemini.protojson import rpc_status
+from runner.emulator import documents, model
+from runner.emulator.gemini.protojson import pick, rpc_status
 from runner.emulator.wire import JSON
 
 
@@ -38,7 +40,7 @@ def prompt_of(request: Mapping[str, Any]) -> str:
 
 def answer(request: Mapping[str, Any], prompt: str, model_id: str) -> JSON:
     """The response to `request`, whose `prompt_of` the caller has already computed."""
-    text = model.reply_text(prompt)
+    text = reply(request, prompt)
     prompt_tokens = model.prompt_tokens_of(prompt)
     answer_tokens = model.answer_tokens_of(text)
     return {
@@ -57,6 +59,16 @@ def answer(request: Mapping[str, Any], prompt: str, model_id: str) -> JSON:
         "modelVersion": model_id,
         "responseId": model.response_id(request),
     }
+
+
+def reply(request: Mapping[str, Any], prompt: str) -> str:
+    """The answer's text: an echo, or the JSON document the request's config asks for."""
+    config = pick(request, "generationConfig")
+    if not isinstance(config, dict) or pick(config, "responseMimeType") != "application/json":
+        return model.reply_text(prompt)
+    schema = pick(config, "responseJsonSchema")
+    return documents.text_of(pick(config, "responseSchema") if schema is None else schema,
+                             prompt)
 
 
 def error_for(policy: model.FailurePolicy, prompt: str, identity: str) -> JSON | None:

@@ -10,8 +10,11 @@ The prompt of a request is the text it asks about, joined with "\\n", per endpoi
 
 Chat answers "echo: " + prompt as `choices[0].message.content` with finish_reason "stop" and
 usage prompt_tokens / completion_tokens / total_tokens; the Responses API answers the same
-text as `output[0].content[0].text` with usage input_tokens / output_tokens; embeddings answer
-one unit vector per input, derived from a hash of its text (`dimensions` long, 16 if unset).
+text as `output[0].content[0].text` with usage input_tokens / output_tokens. A request that
+asks for JSON (chat's `response_format`, the Responses API's `text.format`: `json_schema` or
+`json_object`) gets a document that fits its schema instead (runner.emulator.documents);
+embeddings answer one unit vector per input, derived from a hash of its text (`dimensions`
+long, 16 if unset).
 The answer's `model` is the request's. A request that fails (a prompt containing
 EMULATOR_FAIL, or one the batch's `request_error_rate` picks) gets an error body instead.
 """
@@ -25,7 +28,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-from runner.emulator import model
+from runner.emulator import documents, model
 from runner.emulator.openai.errors import error_type
 from runner.emulator.wire import JSON
 
@@ -94,7 +97,7 @@ def answer(endpoint: str, body: Mapping[str, Any], prompt: str, created: int) ->
     rid = model.response_id(body).translate(_NOT_ALNUM)
     if endpoint == EMBEDDINGS:
         return _embeddings(body, name)
-    text = model.reply_text(prompt)
+    text = _reply(endpoint, body, prompt)
     prompt_tokens = model.prompt_tokens_of(prompt)
     answer_tokens = model.answer_tokens_of(text)
     total = prompt_tokens + answer_tokens
@@ -123,6 +126,22 @@ def answer(endpoint: str, body: Mapping[str, Any], prompt: str, created: int) ->
                   "output_tokens": answer_tokens,
                   "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": total},
     }
+
+
+def _reply(endpoint: str, body: Mapping[str, Any], prompt: str) -> str:
+    """The answer's text: an echo, or the JSON document the request's format asks for."""
+    settings = body.get("response_format") if endpoint == CHAT else body.get("text")
+    if endpoint == RESPONSES and isinstance(settings, dict):
+        settings = settings.get("format")
+    kind = settings.get("type") if isinstance(settings, dict) else None
+    if kind == "json_object":
+        return documents.text_of(None, prompt)
+    if kind != "json_schema":
+        return model.reply_text(prompt)
+    assert isinstance(settings, dict)
+    inner = settings.get("json_schema") if endpoint == CHAT else settings
+    schema = inner.get("schema") if isinstance(inner, dict) else None
+    return documents.text_of({} if schema is None else schema, prompt)
 
 
 def usage_of(endpoint: str, response: JSON) -> tuple[int, int]:

@@ -28,8 +28,8 @@ from typing import Any
 from ...limits import Limits
 from ...usage import Usage
 from ..base import Provider
-from ..dialect import Answer, Endpoint, Framing
-from . import keys, results, tokens
+from ..dialect import Answer, Endpoint, Framing, JsonAnswer
+from . import answers, keys, results, tokens
 from .client import API_VERSION, DEFAULT_BASE_URL, LIMITS, AnthropicProvider
 
 FRAMING = Framing(b'{"custom_id":', b',"params":')
@@ -83,6 +83,14 @@ class AnthropicDialect:
 
     def usage(self, raw: Mapping[str, Any]) -> Usage:
         return results.usage_of(raw)
+
+    def json_answer(self, request: Mapping[str, Any], endpoint: str | None
+                    ) -> JsonAnswer | None:
+        return answers.json_answer(request)
+
+    def sample_result(self, key: str, text: str, model: str, endpoint: str | None
+                      ) -> dict[str, Any]:
+        return answers.sample_result(self.wire_key(key), text, model)
 
     def request_tokens(self, request: Mapping[str, Any], endpoint: str | None
                        ) -> tuple[int, int]:

@@ -18,8 +18,8 @@ from typing import Any
 from ...limits import Limits
 from ...usage import Usage
 from ..base import Provider
-from ..dialect import Answer, Endpoint, Framing
-from . import results, tokens
+from ..dialect import Answer, Endpoint, Framing, JsonAnswer
+from . import answers, results, tokens
 from .client import CHUNK, DEFAULT_BASE_URL, LIMITS, GeminiProvider
 
 FRAMING = Framing(b'{"key":', b',"request":')
@@ -73,6 +73,14 @@ class GeminiDialect:
 
     def usage(self, raw: Mapping[str, Any]) -> Usage:
         return results.usage_of(raw)
+
+    def json_answer(self, request: Mapping[str, Any], endpoint: str | None
+                    ) -> JsonAnswer | None:
+        return answers.json_answer(request)
+
+    def sample_result(self, key: str, text: str, model: str, endpoint: str | None
+                      ) -> dict[str, Any]:
+        return answers.sample_result(key, text, model)
 
     def request_tokens(self, request: Mapping[str, Any], endpoint: str | None
                        ) -> tuple[int, int]:

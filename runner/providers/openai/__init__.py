@@ -21,8 +21,8 @@ from typing import Any
 from ...limits import Limits
 from ...usage import Usage
 from ..base import Provider
-from ..dialect import Answer, Endpoint, Framing
-from . import results, tokens
+from ..dialect import Answer, Endpoint, Framing, JsonAnswer
+from . import answers, results, tokens
 from .client import DEFAULT_BASE_URL, LIMITS, OpenAIProvider
 from .tokens import CHAT, EMBEDDINGS, RESPONSES
 
@@ -82,6 +82,14 @@ class OpenAIDialect:
 
     def usage(self, raw: Mapping[str, Any]) -> Usage:
         return results.usage_of(raw)
+
+    def json_answer(self, request: Mapping[str, Any], endpoint: str | None
+                    ) -> JsonAnswer | None:
+        return answers.json_answer(request, endpoint or CHAT)
+
+    def sample_result(self, key: str, text: str, model: str, endpoint: str | None
+                      ) -> dict[str, Any]:
+        return answers.sample_result(key, text, model, endpoint or CHAT)
 
     def request_tokens(self, request: Mapping[str, Any], endpoint: str | None
                        ) -> tuple[int, int]:
