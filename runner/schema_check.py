@@ -125,9 +125,13 @@ def _first_error(check: jsonschema.protocols.Validator, data: Any, doc: Document
     if check.is_valid(data):            # the common case, without collecting every error
         return None
     errors = list(check.iter_errors(data))
-    error = jsonschema.exceptions.best_match(errors)
-    if error is None:
+    if not errors:
         return None
+    error = max(errors, key=jsonschema.exceptions.relevance)
+    if prefix:                          # a request: unions of the provider's types
+        error = _narrow(error)
+    elif error.context:
+        error = jsonschema.exceptions.best_match(errors) or error
     if error.validator == "required":   # a misspelt key explains a missing one: name it
         error = next((e for e in errors if e.validator == "additionalProperties"
                       and e.absolute_path == error.absolute_path), error)
@@ -153,6 +157,53 @@ def _first_error(check: jsonschema.protocols.Validator, data: Any, doc: Document
     if len(msg) > 200:
         msg = msg[:197] + "..."
     return ManifestError(f"{where}: {msg}" if where else msg, path=source, where=str(line))
+
+
+def _narrow(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """The error inside a union (`anyOf`, `oneOf`) that says what is wrong: the one of the
+    alternative the value meant, which its discriminating key names (`type: function`,
+    `role: user`), rather than jsonschema's pick, which prefers the deepest error and so
+    blames a discriminator of an alternative the value never meant."""
+    while error.validator in ("anyOf", "oneOf") and error.context:
+        branches: dict[int, list[jsonschema.ValidationError]] = {}
+        for sub in error.context:
+            branches.setdefault(int(sub.schema_path[0]), []).append(sub)
+        meant = {i: subs for i, subs in branches.items() if not any(_rules_out(e) for e in subs)}
+        if not meant:
+            return _no_alternative(error, list(branches.values())) or error
+        subs = min(meant.values(), key=len)
+        error = max(subs, key=jsonschema.exceptions.relevance)
+    return error
+
+
+def _rules_out(error: jsonschema.ValidationError) -> bool:
+    """Whether an error shows the value is not of this alternative at all: another type,
+    or another constant at a discriminating key."""
+    if not error.relative_path:
+        return error.validator == "type"
+    return len(error.relative_path) == 1 and error.validator in ("enum", "const")
+
+
+def _no_alternative(error: jsonschema.ValidationError,
+                    branches: list[list[jsonschema.ValidationError]]
+                    ) -> jsonschema.ValidationError | None:
+    """A value whose discriminating key names no alternative: that key, with every value
+    the alternatives take."""
+    keyed = [e for subs in branches for e in subs
+             if len(e.relative_path) == 1 and e.validator in ("enum", "const")]
+    keys = {e.relative_path[0] for e in keyed}
+    if len(keys) != 1 or not isinstance(error.instance, dict):
+        return None
+    key = keys.pop()
+    values: list[Any] = []
+    for e in keyed:
+        schema = e.schema if isinstance(e.schema, dict) else {}
+        for v in schema.get("enum", [schema["const"]] if "const" in schema else []):
+            if v not in values:
+                values.append(v)
+    return jsonschema.ValidationError(
+        "not one of the values", validator="enum", path=[*error.absolute_path, key],
+        schema={"enum": values}, instance=error.instance.get(key))
 
 
 @cache

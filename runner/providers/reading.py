@@ -105,3 +105,12 @@ def error_message(body: bytes, text: str) -> str:
     if isinstance(err, dict) and err.get("message"):
         return one_line(str(err["message"]))
     return one_line(str(err) if err else text, 300 if err else 200)
+
+
+def model_name(item: object) -> str:
+    """A model's id in an item of a provider's list of models (`id`, or Gemini's `name`)."""
+    if isinstance(item, dict):
+        for key in ("id", "name"):
+            if isinstance(item.get(key), str):
+                return str(item[key]).removeprefix("models/")
+    raise ProviderError(f"a listed model is {kind(item)}, expected an object with an id")

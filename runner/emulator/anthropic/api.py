@@ -18,6 +18,7 @@ import os
 from collections.abc import Sequence
 from typing import IO
 
+from runner.emulator import models
 from runner.emulator.anthropic import views
 from runner.emulator.anthropic.batches import Batches
 from runner.emulator.anthropic.disk import Disk
@@ -49,6 +50,7 @@ class AnthropicApi:
         self._routes = (
             route("POST", _BATCHES, self._create),
             route("GET", _BATCHES, self._list),
+            route("GET", "/v1/models", self._models),
             route("GET", rf"{_BATCHES}/{_ID}", self._retrieve),
             route("POST", rf"{_BATCHES}/{_ID}/cancel", self._cancel),
             route("DELETE", rf"{_BATCHES}/{_ID}", self._delete),
@@ -130,6 +132,12 @@ class AnthropicApi:
         found, more = self._batches.page(limit, before, after)
         listed = [views.message_batch(seen, request.base_url) for seen in found]
         return _json(views.page(listed, more))
+
+    @staticmethod
+    def _models(request: Request, params: dict[str, str]) -> Reply:
+        return _json(models.anthropic(_limit(request.query.get("limit")),
+                                      request.query.get("before_id"),
+                                      request.query.get("after_id")))
 
     def _retrieve(self, request: Request, params: dict[str, str]) -> Reply:
         return _json(views.message_batch(self._batches.get(params["id"]), request.base_url))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from runner.emulator import model, paging
+from runner.emulator import model, models, paging
 from runner.emulator.gemini import echo, views
 from runner.emulator.gemini.batches import Batches
 from runner.emulator.gemini.disk import Disk
@@ -45,6 +45,7 @@ class GeminiApi:
         self._routes = (
             route("POST", rf"/{_VERSION}/models/{_MODEL}:batchGenerateContent", self._create),
             route("POST", rf"/{_VERSION}/models/{_MODEL}:countTokens", self._count_tokens),
+            route("GET", rf"/{_VERSION}/models", self._list_models),
             route("GET", rf"/{_VERSION}/batches", self._list_batches),
             route("GET", rf"/{_VERSION}/batches/{_ID}", self._get_batch),
             route("POST", rf"/{_VERSION}/batches/{_ID}:cancel", self._cancel_batch),
@@ -128,6 +129,11 @@ class GeminiApi:
         body = request.json()
         inner = body.get("generateContentRequest") or body.get("generate_content_request") or body
         return Reply.json({"totalTokens": model.prompt_tokens_of(echo.prompt_of(inner))})
+
+    @staticmethod
+    def _list_models(request: Request, params: dict[str, str]) -> Reply:
+        return Reply.json(models.gemini(request.query.get("pageSize"),
+                                        request.query.get("pageToken")))
 
     def _get_batch(self, request: Request, params: dict[str, str]) -> Reply:
         return Reply.json(views.operation(self._batches.get(params["id"])))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from runner.emulator import models
 from runner.emulator.hostile import Shapes
 from runner.emulator.messages import Reply, Request
 from runner.emulator.openai import listing, views
@@ -48,6 +49,7 @@ class OpenAiApi:
             for method, pattern, handler in (
                 ("POST", "/batches", self._create),
                 ("GET", "/batches", self._list),
+                ("GET", "/models", lambda request, params: Reply.json(models.openai())),
                 ("GET", f"/batches/{_ID}", self._get),
                 ("POST", f"/batches/{_ID}/cancel", self._cancel),
                 ("POST", "/files", files.create),

@@ -43,7 +43,7 @@ from ..calls import (
     OverCalls,
     results_limit,
 )
-from ..reading import is_id
+from ..reading import is_id, model_name
 from ..transport import check_base_url
 from .download import checked_url, download
 from .inline import InlineBody
@@ -119,6 +119,13 @@ class AnthropicProvider(OverCalls):
             batch = self._batch(item, whose)
             if not batch.archived:      # gone for the runner's purposes, as get_job says
                 yield batch.job
+
+    def list_models(self) -> Iterator[str]:
+        """The ids of the models the key may use, every page."""
+        for _, item in self._calls.pages(self._batches.removesuffix("messages/batches")
+                                         + "models", "list models",
+                                         lambda token: paging(token, 1000), parse_page):
+            yield model_name(item)
 
     def get_job(self, name: str) -> RemoteJob | None:
         """The batch, or None when it is gone for the runner's purposes: deleted, or archived

@@ -32,6 +32,7 @@ from ...limits import Limits
 from ...retry import Backoff, Sleep, real_sleep
 from ..base import OnProgress, RemoteJob
 from ..calls import CALL_TIMEOUT, MAX_PAGES, MIN_RATE, RETRIABLE, Calls, NotFound, OverCalls
+from ..reading import model_name
 from ..transport import Late, check_base_url, read_within, timeouts
 from .upload import ResumableUpload
 from .wire import (
@@ -101,6 +102,12 @@ class GeminiProvider(OverCalls):
                 self._url("batches"), "list batches", paging,
                 functools.partial(parse_page, items="operations")):
             yield self._job(op, whose)
+
+    def list_models(self) -> Iterator[str]:
+        """The ids of the models the key may use (`models/` left off), every page."""
+        for _, item in self._calls.pages(self._url("models"), "list models", paging,
+                                         functools.partial(parse_page, items="models")):
+            yield model_name(item)
 
     def get_job(self, name: str) -> RemoteJob | None:
         try:

@@ -39,7 +39,7 @@ from ..calls import (
     OverCalls,
     results_limit,
 )
-from ..reading import is_id
+from ..reading import is_id, model_name
 from ..transport import check_base_url
 from .files import Files
 from .tokens import CHAT
@@ -110,6 +110,12 @@ class OpenAIProvider(OverCalls):
                                              lambda token: paging(token, LIST_LIMIT),
                                              parse_page):
             yield self._batch(item, whose).job
+
+    def list_models(self) -> Iterator[str]:
+        """The ids of the models the key may use: one list, not paged."""
+        page = self._calls.json("GET", f"{self._base}/models", what="list models")
+        for item in page.get("data", []) if isinstance(page, dict) else []:
+            yield model_name(item)
 
     def get_job(self, name: str) -> RemoteJob | None:
         """The batch, or None when it is gone for the runner's purposes: OpenAI keeps a batch

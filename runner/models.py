@@ -1,0 +1,104 @@
+"""Model names checked before anything is sent.
+
+`validate` is offline: it knows the models of the shipped price table (`prices.json`) and
+warns, without failing, about a name it does not know, suggesting the closest one, or saying
+which provider's model it is (`gpt-4o` under provider gemini). `plan` asks each provider for
+its own list (Gemini's and Anthropic's paged, OpenAI's whole), kept under `.runner/models/`
+for a day, and refuses a model the provider does not list, naming the closest, before any
+job is created. OpenAI's fine-tuned models (`ft:...`) are the account's own, and pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import time
+from collections.abc import Callable, Iterable
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from .errors import ManifestError
+from .fsutil import write_text
+
+EXPIRY = 24 * 3600                      # seconds a provider's list is kept
+_NAMES = {"gemini": "a Gemini", "openai": "an OpenAI", "anthropic": "an Anthropic"}
+
+
+@cache
+def known(provider: str) -> tuple[str, ...]:
+    """The models of `provider` the shipped price table lists."""
+    table = json.loads(resources.files("runner").joinpath("prices.json").read_text("utf-8"))
+    models = table.get("providers", {}).get(provider, {}).get("models", {})
+    return tuple(sorted(models))
+
+
+def _bare(model: str) -> str:
+    return model.removeprefix("models/")
+
+
+def _listed(model: str, names: Iterable[str]) -> bool:
+    """Whether `names` holds the model, or the model it is a dated snapshot of
+    (`gpt-4o-2024-08-06`, `claude-sonnet-4-5-20250929`)."""
+    for name in names:
+        rest = model.removeprefix(name)
+        if rest == "" or (rest != model and rest[:1] == "-" and rest[1:2].isdigit()):
+            return True
+    return False
+
+
+def _own(provider: str, model: str) -> bool:
+    return provider == "openai" and model.startswith("ft:")
+
+
+def _closest(model: str, names: Iterable[str]) -> str:
+    close = difflib.get_close_matches(model, sorted(names), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def offline_warning(provider: str, model: str) -> str | None:
+    """What `validate` says of a model it does not know, or None."""
+    bare = _bare(model)
+    if _own(provider, bare) or not known(provider) or _listed(bare, known(provider)):
+        return None
+    for other, article in _NAMES.items():
+        if other != provider and _listed(bare, known(other)):
+            return (f"{model!r} is {article} model, not {_NAMES.get(provider, provider)} "
+                    f"one (spec.provider is {provider})")
+    return (f"{model!r} is not {_NAMES.get(provider, provider)} model this runner knows"
+            f"{_closest(bare, known(provider))}; plan checks it against the provider's list")
+
+
+class Catalogue:
+    """Each provider's list of models, fetched once a day (`EXPIRY`) and kept under the
+    state directory; `fetch(provider)` asks the provider."""
+
+    def __init__(self, state_dir: Path, fetch: Callable[[str], list[str]], *,
+                 tag: str = "", now: Callable[[], float] = time.time):
+        self._dir, self._fetch, self._tag, self._now = state_dir / "models", fetch, tag, now
+
+    def models(self, provider: str) -> list[str]:
+        path = self._dir / f"{provider}{self._tag}.json"
+        try:
+            kept = json.loads(path.read_text(encoding="utf-8"))
+            if 0 <= self._now() - float(kept["fetched_at"]) < EXPIRY and \
+                    all(isinstance(m, str) for m in kept["models"]):
+                return list(kept["models"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass                        # none kept, too old or unreadable: ask again
+        models = sorted({_bare(m) for m in self._fetch(provider)})
+        self._dir.mkdir(parents=True, exist_ok=True)
+        write_text(path, json.dumps({"fetched_at": self._now(), "models": models}) + "\n")
+        return models
+
+    def check(self, provider: str, model: str, *, source: object, where: str) -> None:
+        """Raises ManifestError naming the closest model when the provider lists no
+        `model`."""
+        bare = _bare(model)
+        if _own(provider, bare):
+            return
+        listed = self.models(provider)
+        if not _listed(bare, listed):
+            raise ManifestError(f"spec.model: {provider} has no model {model!r}"
+                                f"{_closest(bare, listed)}; nothing was submitted",
+                                path=source, where=where)
