@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 
 from .errors import ManifestError, excerpt
+from .fastpath import is_template
 from .providers import registry
 from .yamllines import Document
 
@@ -206,10 +207,30 @@ def _no_alternative(error: jsonschema.ValidationError,
         schema={"enum": values}, instance=error.instance.get(key))
 
 
+def _unless_templated(check: Any) -> Any:
+    """A keyword's check that lets a template through: what `{{ row.max }}` renders to is
+    known row by row only, so a templated string stands for a value of any type and shape
+    (the provider checks what it renders to)."""
+    def checked(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+        if isinstance(instance, str) and is_template(instance):
+            return
+        yield from check(validator, value, instance, schema)
+    return checked
+
+
+_SCALAR_KEYWORDS = ("type", "enum", "const", "pattern", "format", "minimum", "maximum",
+                    "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",
+                    "multipleOf")
+_RequestValidator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator, {
+    k: _unless_templated(jsonschema.Draft202012Validator.VALIDATORS[k])
+    for k in _SCALAR_KEYWORDS})
+
+
 @cache
 def request_validator(provider: str, endpoint: str | None) -> jsonschema.protocols.Validator:
     """The validator of a provider's `spec.request` (for requests to `endpoint`), built
     once."""
-    built: jsonschema.protocols.Validator = jsonschema.Draft202012Validator(
+    built: jsonschema.protocols.Validator = _RequestValidator(
         registry.dialect(provider).request_schema(endpoint))
     return built

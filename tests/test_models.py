@@ -17,6 +17,7 @@ from google.genai import types
 
 from runner.cli import main
 from runner.emulator import Emulator
+from runner.emulator.models import MODELS
 from runner.models import EXPIRY, known, offline_warning
 
 MANIFEST = """\
@@ -107,3 +108,10 @@ def test_the_sdks_list_the_emulators_models(emu: Emulator) -> None:
     claude = anthropic.Anthropic(api_key="k", base_url=emu.base_url + "/anthropic",
                                  max_retries=0)
     assert [m.id for m in claude.models.list(limit=4)] == list(known("anthropic"))
+
+
+@pytest.mark.parametrize("provider", ["gemini", "openai", "anthropic"])
+def test_the_emulator_offers_the_models_the_price_table_knows(provider: str) -> None:
+    """Written out in the emulator (a server apart from the runner's core), kept the same:
+    every model the examples and the docs may name is one the emulator lists."""
+    assert set(MODELS[provider]) == set(known(provider))

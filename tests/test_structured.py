@@ -44,8 +44,10 @@ def request_of(flavour: Flavour, schema: dict[str, Any] | None = None,
     body: dict[str, Any]
     if flavour is GEMINI:
         body = {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}],
-                "generationConfig": {"responseMimeType": "application/json",
-                                     "responseSchema": schema or GEMINI_SCHEMA}}
+                "generationConfig": {"responseMimeType": "application/json", **(
+                    # Google's own schema takes OBJECT, STRING...; a JSON Schema goes as such
+                    {"responseJsonSchema": schema} if schema and schema["type"].islower()
+                    else {"responseSchema": schema or GEMINI_SCHEMA})}}
     elif flavour is OPENAI and endpoint == "/v1/responses":
         body = {"input": PROMPT, "text": {"format": {
             "type": "json_schema", "name": "topics", "strict": True, "schema": schema or SCHEMA}}}
