@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from .actions import Kind, Plan
 from .lockfile import Lock
 from .providers.base import JobState, RemoteJob
-from .records import LIVE, Part
+from .records import LIVE, LockEntry, Part
+from .states import Desired
 
 
 class Sync(str, enum.Enum):
@@ -98,16 +99,33 @@ def _remote_state(job: str | None, remote: Mapping[str, RemoteJob | None]) -> st
     return seen.state.value if seen is not None else ("gone" if job in remote else None)
 
 
-def statuses(plan: Plan, lock: Lock, remote: Mapping[str, RemoteJob | None]) -> list[BatchStatus]:
+def _previous_answers(entry: LockEntry, want: Desired | None) -> bool:
+    """Whether the batch's output files on disk are not the ones its record wrote: the
+    answers of the requests before an edit, which its running job will replace."""
+    if want is None:
+        return False
+    on_disk = {path: digest for path, digest in want.outputs.items() if digest is not None}
+    return bool(on_disk) and on_disk != {p: entry.outputs.get(p) for p in on_disk}
+
+
+def statuses(plan: Plan, lock: Lock, remote: Mapping[str, RemoteJob | None],
+             desired: Mapping[str, Desired] | None = None) -> list[BatchStatus]:
     """One status per planned batch: the plan says what is out of sync and why; the recorded
-    and remote job states say how healthy it is."""
+    and remote job states say how healthy it is. With `desired` (the manifests as hashed
+    now, outputs on disk included), a batch whose replacement job runs while its outputs
+    still hold the answers from before its edit is out of sync, as it is."""
     out = []
     for action in plan.actions:
         entry = lock.batches.get(action.name)
+        reason = "up to date" if action.kind == Kind.NOTHING else action.reason
         if action.kind == Kind.ORPHAN:
             sync = Sync.ORPHANED
         elif action.kind in _OUT_OF_SYNC:
             sync = Sync.OUT_OF_SYNC
+        elif action.kind == Kind.WAIT and not action.retry and entry is not None and \
+                _previous_answers(entry, (desired or {}).get(action.name)):
+            sync = Sync.OUT_OF_SYNC
+            reason += "; the outputs hold the answers from before the edit until it finishes"
         else:
             sync = Sync.SYNCED
         job_name: str | None = None
@@ -136,7 +154,7 @@ def statuses(plan: Plan, lock: Lock, remote: Mapping[str, RemoteJob | None]) -> 
         counts = entry.counts if entry is not None else {}
         out.append(BatchStatus(
             name=action.name, sync=sync, health=health,
-            reason="up to date" if action.kind == Kind.NOTHING else action.reason,
+            reason=reason,
             recorded=entry.state.value if entry is not None else None, remote=remote_state,
             job=job_name, requests=action.requests or (entry.requests if entry else 0),
             succeeded=counts.get("succeeded"), failed=counts.get("failed"), shards=shards))

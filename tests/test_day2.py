@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL, remote_jobs, write_manifest
+from conftest import MINIMAL, finish_all, remote_jobs, write_manifest
 
 import runner
 from runner import lockfile
@@ -48,18 +48,43 @@ def test_library_plan_apply_status(proj: Path, emu: Emulator) -> None:
 
 
 def test_status_two_axes_while_running_and_after_output_loss(
-        proj: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+        proj: Path, slow: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    """(The job runs until the emulator's clock is moved: a job that ended on its own before
+    status looked would be, rightly, out of sync: its results wait to be downloaded.)"""
     assert main(["apply", str(proj), "--no-wait"]) == 0
     capsys.readouterr()
     assert main(["status", str(proj), "--json"]) == 0
     [row] = json.loads(capsys.readouterr().out)
     assert (row["sync"], row["health"]) == ("Synced", "Progressing")
+    finish_all(slow)
     assert main(["apply", str(proj)]) == 0
     (proj / "out/tiny.jsonl").unlink()
     capsys.readouterr()
     assert main(["status", str(proj)]) == 0
     out = capsys.readouterr().out
     assert "OutOfSync" in out and "Healthy" in out and "output missing: out/tiny.jsonl" in out
+
+
+def test_status_is_out_of_sync_while_a_replacement_runs_over_old_outputs(
+        proj: Path, slow: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    """A first job running is Synced and Progressing (nothing written yet to be out of date);
+    a job replacing an edited batch's is OutOfSync until it finishes: the outputs on disk
+    still hold the answers to the requests before the edit."""
+    assert main(["apply", str(proj), "--no-wait", "--quiet"]) == 0
+    finish_all(slow)
+    assert main(["apply", str(proj), "--quiet"]) == 0
+    (proj / "m.yaml").write_text(MINIMAL.replace("What is 2+2?", "What is 3+3?"))
+    assert main(["apply", str(proj), "--no-wait", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["status", str(proj), "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert (row["sync"], row["health"]) == ("OutOfSync", "Progressing")
+    assert "the outputs hold the answers from before the edit" in row["reason"]
+    finish_all(slow)
+    assert main(["apply", str(proj), "--quiet"]) == 0
+    assert main(["status", str(proj), "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert (row["sync"], row["health"]) == ("Synced", "Healthy")
 
 
 def test_cancel_then_resubmit(proj: Path, slow: Emulator,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import MINIMAL, write_manifest
+from conftest import MINIMAL, finish_all, write_manifest
 from providers_matrix import PROVIDERS, Flavour
 
 from runner.emulator import Emulator, Faults
@@ -55,11 +55,14 @@ def proj(tmp_path: Path) -> Path:
     return d
 
 
-def test_second_run_fails_fast_naming_the_holder(proj: Path, emu: Emulator) -> None:
-    first = start(proj, emu)
+def test_second_run_fails_fast_naming_the_holder(proj: Path, slow: Emulator) -> None:
+    """The first run's job runs until the emulator's clock is moved, so the first run holds
+    the lock however slow the machine."""
+    first = start(proj, slow)
     wait_for_lock(proj)
     second = subprocess.run([sys.executable, "-m", "runner.cli", "apply", str(proj)],
-                            env=env_for(emu), capture_output=True, text=True, timeout=30)
+                            env=env_for(slow), capture_output=True, text=True, timeout=30)
+    finish_all(slow)
     assert second.returncode == 1
     line = second.stderr.strip()
     assert "\n" not in line

@@ -88,7 +88,7 @@ def test_a_template_that_would_make_too_much_fails_at_once(template: str, tmp_pa
     with pytest.raises(TemplateError, match="spec.items item 1: template over a limit in "
                        r"spec\.request\.contents\[0\]\.parts\[0\]\.text: " + HOSTILE[template]):
         render_one(tmp_path, template)
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 20     # at the limit, not after making it all
 
 
 # Ordinary templates, one feature each, render exactly as with Jinja2's own sandbox.
