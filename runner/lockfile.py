@@ -10,7 +10,6 @@ the file.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import re
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from .layout import LOCKFILE_NAME
 from .providers.base import JobState
 from .records import Job, LockEntry, Retry, Shard
 from .schema_check import validator
+from .tags import epoch
 from .yamllines import Document
 from .yamlsrc import read_documents
 
@@ -207,18 +207,11 @@ def _check_times(path: Path, lockdoc: Document) -> None:
             value = record.get(key)
             if value is None:
                 continue
-            if _moment(value) is None:
+            if epoch(value) is None:
                 where = ".".join(map(str, [*at, key]))
                 raise LockfileError(f"lockfile {where} is not a real date and time "
                                     f"({excerpt(value)}); {RESTORE}",
                                     path=path, where=str(lockdoc.line_of([*at, key])))
-
-
-def _moment(value: str) -> float | None:
-    try:
-        return datetime.datetime.fromisoformat(value[:26].rstrip("Z") + "+00:00").timestamp()
-    except ValueError:
-        return None
 
 
 def _check_jobs_named_once(path: Path, lockdoc: Document) -> None:

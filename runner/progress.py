@@ -3,8 +3,9 @@
 Three modes, chosen by where the output goes (`Progress.for_stream`):
 
 - live, on a terminal: one line per batch, redrawn in place with ANSI cursor movement: its
-  state, requests done of total, time since this run first saw it, and bytes while uploading
-  or downloading. Coloured unless NO_COLOR is set (https://no-color.org: present and not
+  state, requests done of total, time since its job was created (since this run first saw
+  it, when the provider does not say), ticking every second, and bytes while uploading or
+  downloading. Coloured unless NO_COLOR is set (https://no-color.org: present and not
   empty). A terminal that cannot move the cursor (TERM=dumb) gets the plain mode.
 - plain, for CI logs and pipes: a line when a batch's state changes, never the same one
   twice; an upload or download prints when it starts and when it ends, not per chunk, so a
@@ -12,7 +13,8 @@ Three modes, chosen by where the output goes (`Progress.for_stream`):
 - quiet: nothing but errors.
 
 Other report lines (`message`) print above the live block, so they scroll away like a log
-while the block stays at the bottom.
+while the block stays at the bottom; once closed, the block stays where it is and what
+follows (the run's summary) prints below it, once.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from __future__ import annotations
 import enum
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, TextIO
 
 from .providers.base import JobState
+from .tags import epoch
 
 Transfer = Literal["upload", "download"]
 
@@ -59,15 +63,27 @@ class Progress:
     terminal's, so that a live line never wraps and breaks the redraw."""
 
     def __init__(self, stream: TextIO, *, tty: bool, color: bool = False, quiet: bool = False,
-                 clock: Callable[[], float] = time.monotonic, width: int | None = None):
+                 clock: Callable[[], float] = time.monotonic, width: int | None = None,
+                 wall: Callable[[], float] = time.time, tick: float | None = None):
+        """`wall` gives the time of day (seconds since 1970), to age a job from its creation;
+        `tick`, in live mode, redraws the block that often (seconds) between events, so that
+        the elapsed times keep counting while a run waits on its jobs."""
         self.stream = stream
         self.mode = Mode.QUIET if quiet else Mode.LIVE if tty else Mode.PLAIN
         self.color = color and self.mode == Mode.LIVE
         self.clock = clock
+        self.wall = wall
         self.width = width
         self._batches: dict[str, _Batch] = {}
         self._printed: dict[str, str] = {}     # plain mode: the last line printed per batch
         self._drawn: list[str] = []            # live mode: the block as it is on screen
+        self._lock = threading.RLock()         # the ticker draws from a thread of its own
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        if tick is not None and self.mode == Mode.LIVE:
+            self._ticker = threading.Thread(target=self._tick, args=(tick,), daemon=True,
+                                            name="progress-ticker")
+            self._ticker.start()
 
     @classmethod
     def for_stream(cls, stream: TextIO, *, quiet: bool = False,
@@ -76,20 +92,29 @@ class Progress:
         tty = stream.isatty() and environ.get("TERM") != "dumb"
         width = shutil.get_terminal_size().columns if tty else None
         return cls(stream, tty=tty, color=tty and not environ.get("NO_COLOR"), quiet=quiet,
-                   clock=clock, width=width)
+                   clock=clock, width=width, tick=1.0)
 
     # -- events ----------------------------------------------------------------------------
 
     def state(self, name: str, state: str, done: int | None = None,
-              total: int | None = None) -> None:
+              total: int | None = None, created: str | None = None) -> None:
         """A batch's state (a JobState value or a word such as "submitting"), and how many of
-        its requests are done, when the provider says (batchStats)."""
+        its requests are done, when the provider says (batchStats); `created`, the job's
+        creation time (RFC 3339) as the provider says, is what its age counts from."""
+        with self._lock:
+            self._state(name, state, done, total, created)
+
+    def _state(self, name: str, state: str, done: int | None, total: int | None,
+               created: str | None) -> None:
         batch = self._batch(name, state)
         batch.state, batch.done, batch.total, batch.transfer = state, done, total, None
         if state.lower() in _TERMINAL:
             batch.finished = batch.finished if batch.finished is not None else self.clock()
         elif batch.finished is not None:       # submitted again (e.g. after expiring): a new job
             batch.started, batch.finished = self.clock(), None
+        since = epoch(created)
+        if since is not None and batch.finished is None:
+            batch.started = self.clock() - max(0.0, self.wall() - since)
         if self.mode == Mode.PLAIN:
             key = state.lower()
             if self._printed.get(name) != key:
@@ -100,6 +125,10 @@ class Progress:
 
     def transfer(self, name: str, what: Transfer, sent: int, total_bytes: int) -> None:
         """Bytes of a batch's input uploaded, or of its results downloaded, so far."""
+        with self._lock:
+            self._transfer(name, what, sent, total_bytes)
+
+    def _transfer(self, name: str, what: Transfer, sent: int, total_bytes: int) -> None:
         batch = self._batch(name, f"{what}ing")
         started = batch.transfer is None or batch.transfer[0] != what
         batch.transfer = (what, sent, total_bytes)
@@ -117,15 +146,30 @@ class Progress:
     def message(self, line: str) -> None:
         """Any other report line; in live mode it prints above the block."""
         if self.mode != Mode.QUIET:
-            self._above(line)
+            with self._lock:
+                self._above(line)
 
     def error(self, line: str) -> None:
         """A line that must be seen: printed in every mode, quiet included."""
-        self._above(line)
+        with self._lock:
+            self._above(line)
 
     def close(self) -> None:
-        """Leaves the last state on screen and the cursor below it."""
-        self.stream.flush()
+        """Leaves the last state on screen and the cursor below it: the block is not drawn
+        again, so what prints next (the run's summary) comes below it, once."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        with self._lock:
+            self._drawn = []
+            self.mode = Mode.PLAIN if self.mode == Mode.LIVE else self.mode
+            self.stream.flush()
+
+    def _tick(self, every: float) -> None:
+        while not self._stop.wait(every):
+            with self._lock:
+                if self._drawn:
+                    self._redraw()
 
     # -- drawing ---------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ and the provider's job list: the planner reads them, and apply tags what it crea
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable
 
 from .hashing import short
@@ -55,6 +56,17 @@ def twins(jobs: Iterable[RemoteJob], tag: str) -> tuple[RemoteJob | None, list[R
     found = [j for j in jobs if j.display_name == tag and j.state in RANK]
     keep = best(found)
     return keep, [j for j in found if j is not keep and not j.state.terminal]
+
+
+def epoch(t: str | None) -> float | None:
+    """Seconds since 1970 of an RFC 3339 UTC time (any fraction digits), None for none or
+    for one that is not a real time."""
+    if not t:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(t[:26].rstrip("Zz") + "+00:00").timestamp()
+    except ValueError:
+        return None
 
 
 def moment(t: str | None) -> str:

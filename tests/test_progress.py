@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 
 from runner.progress import Mode, Progress
 
@@ -158,6 +159,33 @@ def test_colour_marks_the_state_and_no_color_removes_it() -> None:
     assert q.mode == Mode.LIVE and UP.search(plain.getvalue())     # still redrawn in place
     assert not COLOR.search(plain.getvalue())
     assert COLOR.sub("", coloured.getvalue()) == plain.getvalue()
+
+
+def test_a_jobs_age_counts_from_its_creation() -> None:
+    """A job created ten minutes before this apply looked at it is ten minutes old."""
+    out, clock = io.StringIO(), Clock()
+    p = Progress(out, tty=True, color=False, clock=clock, wall=lambda: 1_767_225_600.0)
+    p.state("a", "RUNNING", 1, 2, created="2025-12-31T23:50:00.123Z")
+    assert out.getvalue().rstrip().endswith(" 9m59s")
+    p.state("b", "RUNNING", created="not a time")           # the provider's word is not
+    assert out.getvalue().rstrip().endswith(" 0s")          # trusted: from now on
+
+
+def test_the_live_block_ticks_between_events_and_stays_put_when_closed() -> None:
+    out, clock = Terminal(), Clock()
+    p = Progress(out, tty=True, color=False, clock=clock, tick=0.01)
+    p.state("a", "RUNNING", 1, 2)
+    clock.now += 3
+    deadline = time.monotonic() + 10
+    while not out.getvalue().rstrip().endswith(" 3s"):     # drawn again by the ticker alone
+        assert time.monotonic() < deadline, out.getvalue()
+        time.sleep(0.01)
+    p.close()
+    p.message("Apply complete: every declared output is up to date.")
+    clock.now += 5
+    time.sleep(0.05)
+    assert out.getvalue().endswith(" 3s\nApply complete: every declared output is up to "
+                                   "date.\n")                # the block not drawn again
 
 
 def test_mode_follows_the_stream() -> None:

@@ -301,7 +301,7 @@ class Scheduler:
                                         "provider while waiting; run apply again to resubmit")
                 self.progress.state(self.journal.label(name, record), job.state.value,
                                     job.succeeded + job.failed if job.total else None,
-                                    job.total or None)
+                                    job.total or None, job.create_time)
                 if job.state.terminal:
                     self._ended(name, record, job, inflight)
                 else:
