@@ -210,7 +210,7 @@ def desire(manifest: Manifest, entry: LockEntry | None, cache: DigestCache = NO_
 
 
 _JOB_FIELDS = ("display_name", "state", "input_file", "job", "submitted_at", "finished_at",
-               "attempts", "error")
+               "attempts", "error", "inferred")
 
 
 def record_for(m: Manifest, rendered: Rendered, inputs: dict[str, Any],

@@ -9,6 +9,7 @@ and the provider's job list: the planner reads them, and apply tags what it crea
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterable
 
 from .hashing import short
@@ -58,15 +59,23 @@ def twins(jobs: Iterable[RemoteJob], tag: str) -> tuple[RemoteJob | None, list[R
     return keep, [j for j in found if j is not keep and not j.state.terminal]
 
 
+_UTC = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
+                  r"(?:\.([0-9]{1,9}))?Z")
+
+
 def epoch(t: str | None) -> float | None:
-    """Seconds since 1970 of an RFC 3339 UTC time (any fraction digits), None for none or
-    for one that is not a real time."""
-    if not t:
+    """Seconds since 1970 of an RFC 3339 UTC time as the runner writes it (`Z`, 0 to 9
+    fraction digits), None for none or for one that is not a real time."""
+    found = _UTC.fullmatch(t) if t else None
+    if found is None:
         return None
+    year, month, day, hour, minute, second, fraction = found.groups()
     try:
-        return datetime.datetime.fromisoformat(t[:26].rstrip("Zz") + "+00:00").timestamp()
+        whole = datetime.datetime(int(year), int(month), int(day), int(hour), int(minute),
+                                  int(second), tzinfo=datetime.timezone.utc).timestamp()
     except ValueError:
         return None
+    return whole + (int(fraction) / 10 ** len(fraction) if fraction else 0.0)
 
 
 def moment(t: str | None) -> str:

@@ -115,9 +115,10 @@ def test_an_expired_batch_with_an_output_file_keeps_what_it_finished() -> None:
 def test_an_ended_batch_whose_files_were_deleted_is_gone() -> None:
     """OpenAI keeps a batch for good; deleting one (delete_job) deletes its files: with
     them gone, the batch is gone for the runner, whose plan then reads it as deleted."""
-    wire = script(ok(batch("batch_1", "completed", output_file_id="file-out")),
-                  httpx.Response(404, json={"error": {"message": "No such File object"}}))
+    gone = httpx.Response(404, json={"error": {"message": "No such File object"}})
+    wire = script(ok(batch("batch_1", "completed", output_file_id="file-out")), gone, gone)
     assert wire.provider().get_job("batch_1") is None
+    assert len(wire.sleeps) == 1        # a 404 is confirmed by a second, a moment later
 
 
 def test_a_failed_batch_says_why() -> None:

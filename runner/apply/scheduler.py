@@ -188,6 +188,8 @@ class Scheduler:
                 raise
             self.report(f"{self.journal.label(m.name, record)}: {e}")
             entry = self.journal.entry(m.name)
+            if isinstance(record, Retry):   # never received: the follow-up is made again
+                self.journal.drop_retry(entry, record)
             jobs = {name: found for name in sorted({r.job for r in (*entry.parts(),
                                                                     *entry.retries) if r.job})
                     if name != e.job and (found := crew.provider.get_job(name)) is not None}

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..errors import ProviderError
 
+# RFC 3339 as providers write it: `Z` or an offset, 0 to 9 digits of fraction (and more)
+_TIME = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})"
+                   r"(?:\.([0-9]+))?(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # An id that may go in a URL path as one segment, as OpenAI's and Anthropic's ids are
 # (`batch_…`, `file-…`, `msgbatch_…`): nothing a path or a query could be made of.
@@ -93,6 +97,27 @@ class Reader:
         if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
             return int(value)       # an int64 has at most 19 digits (Python refuses 4,301)
         raise self.wrong(path, value, "a count")
+
+    def time(self, value: object, path: str) -> str | None:
+        """An RFC 3339 time as RFC 3339 UTC (`2026-01-02T03:04:05.123Z`); None if absent."""
+        text = self.string(value, path)
+        if text is None:
+            return None
+        found = _TIME.fullmatch(text)
+        try:
+            if found is None:
+                raise ValueError(text)
+            day, clock, fraction, sign, hours, minutes = found.groups()
+            moment = datetime.strptime(f"{day}T{clock}", "%Y-%m-%dT%H:%M:%S")
+            if sign is not None:
+                offset = timedelta(hours=int(hours), minutes=int(minutes))
+                moment = moment - offset if sign == "+" else moment + offset
+        except (ValueError, OverflowError):
+            raise ProviderError(f"{self.whose}: the provider sent {path} "
+                                f"{one_line(text, 80)!r}, which is not an RFC 3339 time"
+                                ) from None
+        return moment.isoformat(timespec="seconds") + \
+            (f".{fraction[:9]}" if fraction else "") + "Z"
 
 
 def error_message(body: bytes, text: str) -> str:

@@ -25,45 +25,15 @@ the lockfile's intents (Dialect.tags_jobs is False).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 from ...errors import ProviderError
 from ..base import JobState, RemoteJob
 from ..reading import Reader, one_line
 
-_TIME = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})"
-                   r"(?:\.([0-9]+))?(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))")
 _STATUSES = ("in_progress", "canceling", "ended")
 COUNTS = ("processing", "succeeded", "errored", "canceled", "expired")
-
-
-
-class AnthropicReader(Reader):
-    """Reader, with the ids and times Anthropic's answers carry."""
-
-    def time(self, value: object, path: str) -> str | None:
-        """An RFC 3339 time as RFC 3339 UTC (`2026-01-02T03:04:05.123Z`); None if absent."""
-        text = self.string(value, path)
-        if text is None:
-            return None
-        found = _TIME.fullmatch(text)
-        try:
-            if found is None:
-                raise ValueError(text)
-            day, clock, fraction, sign, hours, minutes = found.groups()
-            moment = datetime.strptime(f"{day}T{clock}", "%Y-%m-%dT%H:%M:%S")
-            if sign is not None:
-                offset = timedelta(hours=int(hours), minutes=int(minutes))
-                moment = moment - offset if sign == "+" else moment + offset
-        except (ValueError, OverflowError):
-            raise ProviderError(f"{self.whose}: the provider sent {path} "
-                                f"{one_line(text, 80)!r}, which is not an RFC 3339 time"
-                                ) from None
-        return moment.strftime("%Y-%m-%dT%H:%M:%S") + \
-            (f".{fraction[:9]}" if fraction else "") + "Z"
 
 
 @dataclass(frozen=True)
@@ -80,7 +50,7 @@ class Batch:
 def parse_batch(answer: object, whose: str = "the provider's answer") -> Batch:
     """A MessageBatch (create, get, cancel, or one item of a list). `whose` names the call
     until the batch's id is known; from then on complaints name the batch."""
-    r = AnthropicReader(whose)
+    r = Reader(whose)
     if not isinstance(answer, dict):
         raise r.wrong("the batch", answer, "an object")
     name = r.ident(answer.get("id"), "id")
@@ -142,7 +112,7 @@ def parse_page(page: object, whose: str) -> tuple[list[Any], str]:
     the next page's token, `last_id` as the SDK pages ("" on the last page). A page that says
     more follow yet holds nothing, or names no last_id, has no way on, and is refused: a
     list cut short would hide a batch."""
-    r = AnthropicReader(whose)
+    r = Reader(whose)
     if not isinstance(page, dict):
         raise r.wrong("the page", page, "an object")
     items = r.array(page.get("data"), "data")

@@ -121,12 +121,12 @@ class OpenAIProvider(OverCalls):
         """The batch, or None when it is gone for the runner's purposes: OpenAI keeps a batch
         for good, so an ended batch whose result files were deleted (what delete_job does)
         counts as deleted. A listing cannot tell (it would take a call a batch): a download
-        that finds the files gone raises ResultsGone."""
+        that finds them all gone raises ResultsGone."""
         batch = self._fetch(name)
         if batch is None:
             return None
-        results = batch.output_file or batch.error_file
-        if batch.job.state.terminal and results and not self._files.exists(results):
+        files = batch.files_of_results
+        if batch.job.state.terminal and files and not any(map(self._files.exists, files)):
             return None
         return batch.job
 
@@ -196,7 +196,7 @@ class OpenAIProvider(OverCalls):
         batch = self._fetch(job.name)
         if batch is None:
             raise ProviderError(f"{job.name} is no longer on the provider")
-        files = [f for f in (batch.output_file, batch.error_file) if f]
+        files = batch.files_of_results
         if not files:
             raise ProviderError(f"{job.name} ended {batch.job.state.value.lower()} but has no "
                                 "output or error file")

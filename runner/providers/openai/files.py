@@ -15,7 +15,7 @@ a transfer that fails starts that file again (the Files API promises no ranges).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -66,14 +66,19 @@ class Files:
         return stored.id
 
     def exists(self, file_id: str) -> bool:
-        """Whether the file is still kept (deleted by a user, or 30 days on, it is not)."""
+        """Whether the file is still kept (deleted by a user, or 30 days on, it is not). Told
+        by the status alone (what the answer says of the file is not needed), and a 404 only
+        after a second one a moment later: a batch is sent again on it."""
         what = f"get file {file_id}"
-        try:
-            self.calls.parse(parse_file, self.calls.json("GET", f"{self.base}/files/{file_id}",
-                                                         what=what), what)
-        except NotFound:
-            return False
-        return True
+        for confirming in (False, True):
+            if confirming:
+                self.calls.pause(self.calls.backoff().next_delay(), what)
+            try:
+                self.calls.send("GET", f"{self.base}/files/{file_id}", what=what)
+                return True
+            except NotFound:
+                continue
+        return False
 
     def delete(self, file_id: str) -> None:
         """Deletes a file; one already gone is fine."""
@@ -85,17 +90,44 @@ class Files:
         if not self.calls.parse(parse_deleted, answer, what):
             raise ProviderError(f"{what}: the provider did not delete it")
 
-    def download(self, file_ids: Iterable[str], dest: Path,
+    def download(self, file_ids: Sequence[str], dest: Path,
                  on_progress: OnProgress | None, limit: int) -> None:
         """The files' contents one after the other into `dest`, each ending with a newline;
-        more than `limit` bytes in all is an error (see calls.results_limit)."""
+        more than `limit` bytes in all is an error (see calls.results_limit). A file that is
+        gone (deleted, or past its 30 days) is left out, and the requests it answered have no
+        result; all of them gone is NotFound. A 404 for a file that is still there is an
+        error (the next apply tries again), never taken for gone."""
+        gone = []
         with open(dest, "w+b") as out:
             for file_id in file_ids:
-                self._one(file_id, out, on_progress, limit)
+                if not self._kept(file_id, out, on_progress, limit):
+                    gone.append(file_id)
+                    continue
                 if out.tell():
                     out.seek(-1, 2)
                     if out.read(1) != b"\n":
                         out.write(b"\n")
+        if gone and len(gone) == len(file_ids):
+            raise NotFound(f"download of {', '.join(gone)}")
+
+    def _kept(self, file_id: str, out: BinaryIO, on_progress: OnProgress | None,
+              limit: int) -> bool:
+        """The file's content appended to `out`; False (nothing appended) when it is gone.
+        A 404 for a file the provider still has is tried once more, then an error."""
+        start = out.tell()
+        for again in (False, True):
+            try:
+                self._one(file_id, out, on_progress, limit)
+                return True
+            except NotFound:
+                out.seek(start)
+                out.truncate()
+                if not self.exists(file_id):
+                    return False
+                if again:
+                    raise self.calls.fail(f"download of {file_id} failed: HTTP 404 for a "
+                                          "file the provider still has") from None
+        raise AssertionError("unreachable")
 
     def _one(self, file_id: str, out: BinaryIO, on_progress: OnProgress | None,
              limit: int) -> None:

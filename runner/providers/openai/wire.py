@@ -72,6 +72,11 @@ class Batch:
         """Every file of the batch: its input, output and error files."""
         return tuple(f for f in (self.job.input_file, self.output_file, self.error_file) if f)
 
+    @property
+    def files_of_results(self) -> list[str]:
+        """The files its results are in: the output file's answers, then the error file's."""
+        return [f for f in (self.output_file, self.error_file) if f]
+
 
 def parse_batch(answer: object, whose: str = "the provider's answer") -> Batch:
     """A Batch object (create, get, cancel, or one item of a list). `whose` names the call
