@@ -11,7 +11,9 @@ fails here.
   console block) runs in a copy of the example project and must exit 0; `python3 -m venv` and
   `pip install` are set-up, not run. Any other command makes the block fail until it is marked.
 - ```json: parses.
-- ```text: output or a diagram; nothing to run.
+- ```text: output or a diagram. Output marked `<!-- output of: <scenario> -->` before its fence
+  is compared with what the runner prints in that scenario (OUTPUTS below): each line of the
+  block, spaces collapsed and `…` standing for anything, is a line of the output, in order.
 
 A block that cannot run is marked on the line before its fence with
 `<!-- not run: <reason> -->`; it is reported as skipped with that reason. A fence without a
@@ -23,7 +25,7 @@ import json
 import re
 import shlex
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 FENCE = re.compile(r"^(`{3,})([\w+-]*)\s*$")
 NOT_RUN = re.compile(r"^<!--\s*not run:\s*(.+?)\s*-->$")
+OUTPUT_OF = re.compile(r"^<!--\s*output of:\s*([\w-]+)\s*-->$")
 EXCERPT_HEAD = re.compile(r"^# (batches\.d/[\w.-]+\.ya?ml)\b")
 
 # Data files a documented manifest names that the example project does not have: a few rows
@@ -61,6 +64,7 @@ class Block:
     lang: str
     text: str
     not_run: str | None
+    output_of: str | None = None
 
     @property
     def id(self) -> str:
@@ -83,9 +87,9 @@ def blocks(path: Path) -> Iterator[Block]:
             end += 1
         assert end < len(lines), f"{doc}:{start + 1}: the fence is never closed"
         before = next((ln.strip() for ln in reversed(lines[:start]) if ln.strip()), "")
-        mark = NOT_RUN.match(before)
+        mark, output = NOT_RUN.match(before), OUTPUT_OF.match(before)
         yield Block(doc, start + 1, m.group(2).lower(), "\n".join(lines[start + 1:end]) + "\n",
-                    mark.group(1) if mark else None)
+                    mark.group(1) if mark else None, output.group(1) if output else None)
         i = end + 1
 
 
@@ -96,6 +100,7 @@ def test_blocks_found() -> None:
     """The scan sees the blocks it should: each kind these docs hold, README's first."""
     assert ALL[0].doc == "README.md"
     assert {"python", "yaml", "sh", "text"} <= {b.lang for b in ALL}
+    assert {b.output_of for b in ALL} >= set(OUTPUTS)
     assert len(ALL) >= 15
 
 
@@ -220,6 +225,58 @@ def commands(block: Block) -> list[list[str]]:
     return found
 
 
+def _collapse(line: str) -> str:
+    return " ".join(line.split())
+
+
+def shows(doc: str, actual: str) -> bool:
+    """Whether each non-blank line of `doc` is a line of `actual`, in order, spaces collapsed
+    and `…` standing for anything."""
+    have = iter([_collapse(ln) for ln in actual.splitlines()])
+    for ln in filter(None, map(_collapse, doc.splitlines())):
+        pattern = re.compile(".*".join(map(re.escape, ln.split("…"))))
+        if not any(pattern.fullmatch(h) for h in have):
+            return False
+    return True
+
+
+def plan_after_edits(where: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """The README's walk-through: the quickstart's apply, a product's title edited, a result
+    deleted, then plan."""
+    run_cli(["apply", "batches.d/", "--emulator", "--quiet"], capsys, where)
+    products = Path("batches.d/data/products.jsonl")
+    rows = products.read_text().splitlines()
+    first = json.loads(rows[0])
+    first["title"] = "New " + first["title"]
+    products.write_text("\n".join([json.dumps(first), *rows[1:]]) + "\n")
+    Path("batches.d/results/review-sentiment.csv").unlink()
+    return run_cli(["plan", "batches.d/", "--emulator"], capsys, where)
+
+
+def misspelt(name: str, right: str, wrong: str) -> Callable[[str, pytest.CaptureFixture[str]], str]:
+    """`runner validate batches.d/` with `right` misspelt `wrong` in batches.d/<name>: it exits
+    1 and says why on stderr."""
+    def scenario(where: str, capsys: pytest.CaptureFixture[str]) -> str:
+        path = Path("batches.d") / name
+        text = path.read_text()
+        assert right in text, f"{where}: {path} no longer holds {right!r}"
+        path.write_text(text.replace(right, wrong))
+        code = main(["validate", "batches.d/"])
+        out, err = capsys.readouterr()
+        assert code == 1, f"{where}: validate exited {code}:\n{out}{err}"
+        return err
+    return scenario
+
+
+OUTPUTS: dict[str, Callable[[str, pytest.CaptureFixture[str]], str]] = {
+    "plan-after-edits": plan_after_edits,
+    "validate-txt": misspelt("review-sentiment-openai.yaml", "{{ text | trim }}",
+                             "{{ txt | trim }}"),
+    "validate-maxoutputtoken": misspelt("review-topics.yaml", "maxOutputTokens:",
+                                        "maxOutputToken:"),
+}
+
+
 def run_shell(block: Block, capsys: pytest.CaptureFixture[str]) -> None:
     for argv in commands(block):
         run_cli(argv, capsys, block.id)
@@ -243,6 +300,12 @@ def test_block(block: Block, request: pytest.FixtureRequest,
             run_shell(block, capsys)
         case "json":
             json.loads(block.text)
+        case "text" if block.output_of is not None:
+            assert block.output_of in OUTPUTS, f"{block.id}: no scenario {block.output_of!r}"
+            request.getfixturevalue("project")
+            actual = OUTPUTS[block.output_of](block.id, capsys)
+            assert shows(block.text, actual), (
+                f"{block.id}: the runner prints something else now:\n{actual}")
         case "text":
             pytest.skip("text: output or a diagram, nothing to run")
         case _:
@@ -268,6 +331,13 @@ def test_shell_split() -> None:
     assert commands(c) == [["plan", "batches.d/"]]
     with pytest.raises(AssertionError, match="not a runner command"):
         commands(Block("x.md", 1, "sh", "curl https://example.com\n", None))
+
+
+def test_shows() -> None:
+    actual = "error: /tmp/x/batches.d/m.yaml:3: bad\n  a    b\nlast\n"
+    assert shows("error: …/batches.d/m.yaml:3: bad\n\na b\n", actual)
+    assert not shows("error: …/batches.d/m.yaml:4: bad\n", actual)
+    assert not shows("a b\nerror: …\n", actual)             # out of order
 
 
 def test_excerpt_match() -> None:
