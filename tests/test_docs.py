@@ -127,6 +127,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         monkeypatch.setenv(f"{key}_API_KEY", "k")
         monkeypatch.setenv(f"{key}_BASE_URL", url)
     monkeypatch.setenv("RUNNER_POLL_SECONDS", "0.05")
+    monkeypatch.setenv("RUNNER_EMULATOR_LATENCY", "0.2")      # `--emulator`'s jobs: 0.2 s, not 2
     monkeypatch.setenv("NO_COLOR", "1")
     return tmp_path
 
