@@ -48,6 +48,7 @@ from .render import Renderer
 from .runlock import held
 from .states import Desired
 from .status import BatchStatus, statuses
+from .store.project import project_store, stored_packs
 from .stream import Streams
 from .tags import attempt_of, display_name
 from .workspace import Workspace, observe
@@ -124,8 +125,9 @@ def plan_of(ws: Workspace, desired: list[Desired], clients: Clients, *,
             max_attempts: int = 3, resubmit: Iterable[str] = ()) -> Plan:
     """`plan` of an open workspace and what it desires (`ws.desired()`)."""
     observed = observe(clients, ws.lock, desired)
+    stored = stored_packs(project_store(ws.directory), ws.lock, desired)
     return make_plan(desired, ws.lock, observed, max_attempts=max_attempts,
-                     resubmit=frozenset(resubmit))
+                     resubmit=frozenset(resubmit), stored=stored)
 
 
 def apply(directory: PathLike, *, provider: Providers | None = None, emulator: bool = False,
