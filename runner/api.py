@@ -203,7 +203,8 @@ def status_of(ws: Workspace, desired: list[Desired], clients: Clients) -> list[B
         jobs = {p.job for p in entry.parts()} | {entry.current_job}
         for job in sorted(j for j in jobs - set(remote) if j):
             remote[job] = clients[entry.provider].get_job(job)
-    return statuses(make_plan(desired, ws.lock, observed), ws.lock, remote,
+    stored = stored_packs(project_store(ws.directory), ws.lock, desired)
+    return statuses(make_plan(desired, ws.lock, observed, stored=stored), ws.lock, remote,
                     {d.name: d for d in desired})
 
 
