@@ -5,7 +5,11 @@ after the provider deleted the job. Over real HTTP: the emulator, and moto's S3 
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 import s3server
-from conftest import MINIMAL, ROWS_MANIFEST, write_manifest, write_rows
+from conftest import MINIMAL, OUTSIDE, ROWS_MANIFEST, write_manifest, write_rows
 from providers_matrix import GEMINI, serve
 
 from runner import api, lockfile
@@ -216,3 +220,43 @@ def test_the_lockfile_names_packs_in_order_and_refuses_a_bad_one(tmp_path: Path)
     path.write_text(text.replace("b" * 64, "B" * 64))
     with pytest.raises(LockfileError, match="packs"):
         lockfile.load(path)
+
+
+def test_a_store_that_cannot_be_reached_stops_apply_before_anything_is_sent(
+        emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, MINIMAL)
+    for name, value in s3server.environment("http://127.0.0.1:9").items():
+        monkeypatch.setenv(name, value)
+    (d / STORE_FILE).write_text("kind: Store\nurl: s3://nowhere/results\noptions:\n"
+                                "  config_kwargs: {retries: {max_attempts: 1}, "
+                                "connect_timeout: 2}\n")
+    capsys.readouterr()
+    assert main(["apply", str(d), "--quiet"]) == 1
+    out = capsys.readouterr()
+    lines = (out.out + out.err).strip().splitlines()
+    assert len(lines) == 1 and "s3://nowhere/results" in lines[0], lines
+    assert len(GEMINI.jobs(emu)) == 0
+
+
+def test_killed_after_the_packs_and_outputs_before_the_lockfile_then_converges(
+        emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The packs are written before the lockfile names them: a run killed in between leaves
+    a lockfile naming none, and the next run names packs that are all there, whole."""
+    d, shared = tmp_path / "proj", tmp_path / "shared"
+    monkeypatch.setenv(STORE_ENV, str(shared))
+    write_manifest(d, MINIMAL)
+    env = {k: v for k, v in os.environ.items() if k not in OUTSIDE}
+    env.update(GEMINI.env(emu, "k"), RUNNER_POLL_SECONDS="0.05",
+               RUNNER_FAILPOINT="after-outputs")
+    killed = subprocess.run([sys.executable, "-m", "runner.cli", "apply", str(d), "--quiet"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not lockfile.load(d / "batches.lock").batches["tiny"].packs
+    assert main(["apply", str(d), "--quiet"]) == 0
+    packs = lockfile.load(d / "batches.lock").batches["tiny"].packs
+    assert packs
+    for pack in packs:
+        open_store(shared).verify(pack)
+    assert len(GEMINI.jobs(emu)) == 1

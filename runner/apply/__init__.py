@@ -28,7 +28,7 @@ from ..progress import Progress
 from ..providers.clients import Clients
 from ..runlock import held
 from ..states import Desired
-from ..store.project import project_store, stored_packs
+from ..store.project import project_store, reachable, stored_packs
 from ..stream import Streams, sweep_dead
 from ..sweep import sweep
 from ..workspace import Workspace, merged, observe_each
@@ -87,6 +87,7 @@ def _apply(first: Workspace, desired: list[Desired], streams: Streams, clients: 
     sweep_dead()                    # input files of killed runs, in the temporary directory
     observed = observe_each(clients, ws.lock, desired)
     store = project_store(ws.directory)
+    reachable(store)
     actions = plan(desired, ws.lock, merged(observed.values()),
                    max_attempts=options.max_attempts,
                    resubmit=options.resubmit, prune=options.prune,

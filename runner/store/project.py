@@ -76,6 +76,13 @@ def declared_store(directory: Path) -> tuple[str, dict[str, Any] | None] | None:
     raise StoreError(f"the store it declares is not right: {problem}", path=path)
 
 
+def reachable(store: Store) -> None:
+    """Asks the store one question (is a pack that no one writes there?), so that a store
+    that cannot be reached stops apply before anything is sent rather than after a job was
+    paid for: StoreError naming the store."""
+    store.backend.modified(pack_object("sha256:" + "0" * 64))
+
+
 def stored_packs(store: Store, lock: Lock, desired: Iterable[Desired]) -> frozenset[str]:
     """The packs the store holds of those named by the batches whose outputs must be written
     again: the plan restores those from the store, not the provider. Only they are asked
