@@ -31,7 +31,7 @@ def _one(step: str, directory: str) -> None:
     store = open_store(d / "store")
     packs_file = d / "packs.json"
 
-    def write(results: list[Path], keep: Keep | None, stored: bool = False) -> Written:
+    def write(results: list[Path], keep: Keep | None, stored: int | None = None) -> Written:
         return write_outputs(m, results, d / ".work", keep=keep, stored=stored)
 
     start = time.perf_counter()
@@ -43,7 +43,7 @@ def _one(step: str, directory: str) -> None:
         packs_file.write_text(json.dumps(packs))
     else:
         packs = json.loads(packs_file.read_text())
-        found = rebuild(store, packs, lambda r, k: write(list(r), k, True), d / ".work", print)
+        found = rebuild(store, packs, lambda r, k: write(list(r), k, 0), d / ".work", print)
         assert found is not None
         written = found
     elapsed = time.perf_counter() - start

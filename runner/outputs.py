@@ -32,7 +32,7 @@ from typing import IO, Any
 import orjson
 
 from .answers import AnswerCheck, template_context
-from .errors import InputsChanged, OutputError, ResultsError
+from .errors import InputsChanged, OutputError, ResultsError, StoreIncomplete
 from .fsutil import atomic_writer
 from .hashing import ContentHasher, canonical_bytes, file_digest, request_hash
 from .manifest import Manifest
@@ -251,14 +251,16 @@ def in_order(path: Path, start: int, count: int) -> list[bytes]:
 
 def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
                   sent: str | None = None, spooled: Sequence[Path] | None = None,
-                  keep: Keep | None = None, stored: bool = False) -> Written:
+                  keep: Keep | None = None, stored: int | None = None) -> Written:
     """Every output of the manifest from its results files, in input order; a later results
     file's line for a key wins over an earlier one's (see Join). `sent` is the content hash of
     the requests that were submitted: outputs are built from those only, so when the files
     render other requests now (edited while apply waited) nothing is written. `spooled`:
     the input files of the requests as this run rendered them, read instead of rendering.
-    `keep` is given every result line joined to a request (for the result store); `stored`
-    says the results are the store's lines (see spill_stored), found by request hash."""
+    `keep` is given every result line joined to a request (for the result store). With
+    `stored`, the results are the store's lines (see spill_stored), found by request hash,
+    and at most `stored` requests may have none (those that failed when the outputs were
+    first written): more is StoreIncomplete, and nothing is written."""
     renderer = Renderer(manifest)
     succeeded = failed = unfinished = 0
     usage = Usage()
@@ -284,7 +286,8 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         temp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="join-",
                                                                     dir=workdir)))
         rows_stamp = _stamp(manifest.rows)
-        join = Join(manifest, renderer, results, temp, spooled, stored)
+        join = Join(manifest, renderer, results, temp, spooled, stored is not None)
+        gaps = stored if stored is not None else -1
         if sent is not None and join.content_hash != sent:
             raise InputsChanged(manifest.name, manifest.source)
         rows = manifest.iter_rows() if tables else None
@@ -294,6 +297,12 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         unwire = dialect.key_of_wire if dialect.maps_keys else None
         for index, key_json, rhash, line in join:
             row = next(rows) if rows is not None else None
+            if line is None and gaps >= 0:
+                gaps -= 1
+                if gaps < 0:
+                    raise StoreIncomplete(f"{manifest.name}: the packs its lockfile entry "
+                                          "names lack some of its results",
+                                          path=manifest.source)
             result = None if line is None else loads(line)
             key = loads(key_json) if unwire is None else unwire(loads(key_json))
             read = read_result(result)

@@ -260,3 +260,23 @@ def test_killed_after_the_packs_and_outputs_before_the_lockfile_then_converges(
     for pack in packs:
         open_store(shared).verify(pack)
     assert len(GEMINI.jobs(emu)) == 1
+
+
+def test_packs_edited_to_name_another_batchs_are_not_written_from(
+        emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "proj"
+    write_manifest(d, MINIMAL)
+    assert main(["apply", str(d), "--quiet"]) == 0
+    first = (d / "out/tiny.jsonl").read_bytes()
+    with open_store(d / ".runner/store").writer() as w:     # someone else's results
+        w.add("sha256:" + "0" * 64, b'{"key":"a","response":{}}', True)
+    lock = lockfile.load(d / "batches.lock")
+    lock.batches["tiny"].packs = list(w.packs)
+    lockfile.save(d / "batches.lock", lock)
+    (d / "out/tiny.jsonl").unlink()
+    capsys.readouterr()
+    assert main(["apply", str(d)]) == 0
+    assert "lack some of its results; fetching them from the provider" in capsys.readouterr().out
+    assert (d / "out/tiny.jsonl").read_bytes() == first
+    assert lockfile.load(d / "batches.lock").batches["tiny"].packs != w.packs
+    assert len(GEMINI.jobs(emu)) == 1

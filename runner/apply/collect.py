@@ -98,7 +98,7 @@ class Collector(Worker):
         def write(results: Sequence[Path], keep: Keep | None) -> Written:
             return write_outputs(m, results, results[0].parent, sent=entry.content_hash,
                                  spooled=self.streams.spooled(m, entry.content_hash),
-                                 stored=True)
+                                 stored=entry.counts.get("failed", 0))
 
         written = rebuild(self.store, entry.packs, write, self.journal.ws.state_dir / "results",
                           self.report)

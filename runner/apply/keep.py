@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..errors import PackDamaged, PackMissing
+from ..errors import PackDamaged, PackMissing, StoreIncomplete
 from ..outputs import Keep, Written
 from ..store import Store
 
@@ -34,7 +34,8 @@ def write_keeping(store: Store, write: WriteOutputs, results: Sequence[Path]
 def rebuild(store: Store, packs: Sequence[str], write: WriteOutputs, workdir: Path,
             report: Callable[[str], None]) -> Written | None:
     """The outputs written from the store's lines in `packs` (found by request hash), or None
-    when a pack is missing or damaged: the caller fetches the results from the provider,
+    when a pack is missing or damaged, or the packs lack results the outputs were written
+    from (StoreIncomplete, see write_outputs): the caller fetches the results from the provider,
     which puts them in the store again. Outputs are replaced atomically, so a pack found
     damaged halfway through leaves the old ones."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -44,7 +45,7 @@ def rebuild(store: Store, packs: Sequence[str], write: WriteOutputs, workdir: Pa
             for result in store.results(packs):
                 f.write(result.request_hash.encode() + b"\t" + result.line + b"\n")
         return write([path], None)
-    except (PackMissing, PackDamaged) as e:
+    except (PackMissing, PackDamaged, StoreIncomplete) as e:
         report(f"{e}; fetching them from the provider")
         return None
     finally:
