@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,17 +44,6 @@ def s3_endpoint() -> Iterator[str]:
         yield endpoint
 
 
-def s3_url(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh prefix of a bucket on the S3 server, reached as a user's shell would."""
-    for name, value in s3server.environment(endpoint).items():
-        monkeypatch.setenv(name, value)
-    url = f"s3://{BUCKET}/{uuid.uuid4().hex}"
-    fs = open_store(url).backend.fs  # type: ignore[attr-defined]
-    if not fs.exists(BUCKET):
-        fs.mkdir(BUCKET)
-    return url
-
-
 def finished(d: Path, emu: Emulator) -> str:
     """Applies the project to the end; its one job, deleted on the provider since."""
     assert main(["apply", str(d), "--quiet"]) == 0
@@ -67,6 +55,14 @@ def finished(d: Path, emu: Emulator) -> str:
     finally:
         client.close()
     return entry.job
+
+
+def one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """What a command said, which must be one line."""
+    said = capsys.readouterr()
+    lines = (said.out + said.err).strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
 
 
 def clone(d: Path, to: Path) -> Path:
@@ -84,7 +80,8 @@ def test_a_fresh_clone_sharing_the_store_rebuilds_the_outputs_without_the_provid
     if where == "path":
         monkeypatch.setenv(STORE_ENV, str(tmp_path / "shared"))
     else:       # declared in the directory, versioned with it
-        url = s3_url(request.getfixturevalue("s3_endpoint"), monkeypatch)
+        url = s3server.fresh_prefix(request.getfixturevalue("s3_endpoint"), BUCKET,
+                                    monkeypatch.setenv)
         (d / STORE_FILE).write_text(f"kind: Store\nurl: {url}\n")
     finished(d, emu)
     before = GEMINI.jobs(emu)
@@ -109,9 +106,8 @@ def test_without_a_shared_store_a_fresh_clone_pays_for_nothing(
     ci = clone(d, tmp_path / "ci")      # the default store, under .runner/, stayed behind
     capsys.readouterr()
     assert main(["apply", str(ci), "--quiet"]) == 1
-    said = capsys.readouterr()
-    lines = (said.out + said.err).strip().splitlines()
-    assert len(lines) == 1 and "apply --resubmit tiny" in lines[0], lines
+    line = one_line(capsys)
+    assert "apply --resubmit tiny" in line, line
     assert GEMINI.jobs(emu) == before
 
 
@@ -159,9 +155,8 @@ def test_a_damaged_pack_and_no_job_is_one_line_and_exit_1(
     ci = clone(d, tmp_path / "ci")
     capsys.readouterr()
     assert main(["apply", str(ci), "--quiet"]) == 1
-    said = capsys.readouterr()
-    lines = (said.out + said.err).strip().splitlines()
-    assert len(lines) == 1 and "provider" in lines[0], lines
+    line = one_line(capsys)
+    assert "provider" in line, line
     assert len(GEMINI.jobs(emu)) == 0
     assert not (ci / "out/tiny.jsonl").exists()
 
@@ -178,9 +173,8 @@ def test_a_wrong_store_location_is_one_line_and_exit_1(
     write_manifest(d, MINIMAL)
     monkeypatch.setenv(STORE_ENV, location)
     assert main(["apply", str(d), "--quiet"]) == 1
-    out = capsys.readouterr()
-    lines = (out.out + out.err).strip().splitlines()
-    assert len(lines) == 1 and said in lines[0] and "pw" not in lines[0], lines
+    line = one_line(capsys)
+    assert said in line and "pw" not in line, line
     assert len(GEMINI.jobs(emu)) == 0
 
 
@@ -190,9 +184,8 @@ def test_a_store_file_that_is_not_right_is_one_line_and_exit_1(
     write_manifest(d, MINIMAL)
     (d / STORE_FILE).write_text("kind: Store\nurl: s3://b/p\nkey: AKIA...\n")
     assert main(["plan", str(d)]) == 1
-    out = capsys.readouterr()
-    lines = (out.out + out.err).strip().splitlines()
-    assert len(lines) == 1 and "unknown key 'key'" in lines[0] and STORE_FILE in lines[0], lines
+    line = one_line(capsys)
+    assert "unknown key 'key'" in line and STORE_FILE in line, line
 
 
 def test_two_rows_asking_the_same_share_the_line_the_store_keeps(
@@ -234,9 +227,8 @@ def test_a_store_that_cannot_be_reached_stops_apply_before_anything_is_sent(
                                 "connect_timeout: 2}\n")
     capsys.readouterr()
     assert main(["apply", str(d), "--quiet"]) == 1
-    out = capsys.readouterr()
-    lines = (out.out + out.err).strip().splitlines()
-    assert len(lines) == 1 and "s3://nowhere/results" in lines[0], lines
+    line = one_line(capsys)
+    assert "s3://nowhere/results" in line, line
     assert len(GEMINI.jobs(emu)) == 0
 
 
