@@ -48,6 +48,7 @@ from .render import Renderer
 from .runlock import held
 from .states import Desired
 from .status import BatchStatus, statuses
+from .store.project import project_store, stored_packs
 from .stream import Streams
 from .tags import attempt_of, display_name
 from .workspace import Workspace, observe
@@ -124,8 +125,9 @@ def plan_of(ws: Workspace, desired: list[Desired], clients: Clients, *,
             max_attempts: int = 3, resubmit: Iterable[str] = ()) -> Plan:
     """`plan` of an open workspace and what it desires (`ws.desired()`)."""
     observed = observe(clients, ws.lock, desired)
+    stored = stored_packs(project_store(ws.directory), ws.lock, desired)
     return make_plan(desired, ws.lock, observed, max_attempts=max_attempts,
-                     resubmit=frozenset(resubmit))
+                     resubmit=frozenset(resubmit), stored=stored)
 
 
 def apply(directory: PathLike, *, provider: Providers | None = None, emulator: bool = False,
@@ -201,7 +203,8 @@ def status_of(ws: Workspace, desired: list[Desired], clients: Clients) -> list[B
         jobs = {p.job for p in entry.parts()} | {entry.current_job}
         for job in sorted(j for j in jobs - set(remote) if j):
             remote[job] = clients[entry.provider].get_job(job)
-    return statuses(make_plan(desired, ws.lock, observed), ws.lock, remote,
+    stored = stored_packs(project_store(ws.directory), ws.lock, desired)
+    return statuses(make_plan(desired, ws.lock, observed, stored=stored), ws.lock, remote,
                     {d.name: d for d in desired})
 
 

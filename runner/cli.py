@@ -19,6 +19,8 @@ from .commands.forget import forget
 from .commands.plan import plan
 from .commands.render import render
 from .commands.status import status
+from .commands.store import gc as store_gc
+from .commands.store import show as store_show
 from .commands.validate import validate
 from .errors import RunnerError
 from .report import Report
@@ -139,6 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
     for sp in (c, ad, f):
         sp.add_argument("--lock-timeout", type=_non_negative, default=0.0,
                         help="wait up to SECONDS for another run to release the directory")
+    st = sub.add_parser("store", help="what the result store holds per batch; gc removes "
+                        "the packs no lockfile entry names", description="runner store DIR: "
+                        "what the result store holds per batch. runner store gc DIR: remove "
+                        "the packs no entry of DIR's lockfile names (a dry run unless --yes)")
+    st.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                    help="show tracebacks for internal errors")
+    st.add_argument("action", nargs="?", choices=["gc"], help="gc: remove unnamed packs")
+    st.add_argument("directory", metavar="DIR", help="the manifest directory")
+    st.add_argument("--yes", "--delete", action="store_true", dest="delete",
+                    help="with gc: remove them (without it, only say what would go)")
+    st.add_argument("--min-age", type=_non_negative, metavar="DAYS",
+                    help="with gc: leave packs younger than DAYS (default 7): another clone "
+                    "may have written them for a lockfile not yet committed")
     e = command("emulator", "serve the local emulator of the providers' batch APIs")
     e.add_argument("--host", default="127.0.0.1")
     e.add_argument("--port", type=_whole(0, 65535), default=8089,
@@ -182,6 +197,12 @@ def run(args: argparse.Namespace, report: Report) -> None:
                   lock_timeout=args.lock_timeout, out=out)
         case "forget":
             forget(args.directory, args.names, lock_timeout=args.lock_timeout, out=out)
+        case "store" if args.action == "gc":
+            store_gc(args.directory, delete=args.delete, min_age_days=args.min_age, out=out)
+        case "store":
+            if args.delete or args.min_age is not None:
+                raise RunnerError("--yes and --min-age go with runner store gc")
+            store_show(args.directory, out=out)
         case "emulator":
             emulator(args.state_dir, host=args.host, port=args.port, latency=args.latency,
                      out=out)

@@ -152,6 +152,12 @@ class PackDamaged(StoreError):
                          "from the provider again", path=location)
 
 
+class StoreIncomplete(StoreError):
+    """The packs a lockfile entry names lack results its outputs were written from (a
+    `packs:` line edited by hand, or merged from another branch): nothing is written from
+    them, and the results are fetched from the provider instead."""
+
+
 class LeaseLost(StoreError):
     """A lease this run held was taken over (it expired before it was renewed): another run
     may now act on the same content hash."""

@@ -32,7 +32,7 @@ from typing import IO, Any
 import orjson
 
 from .answers import AnswerCheck, template_context
-from .errors import InputsChanged, OutputError, ResultsError
+from .errors import InputsChanged, OutputError, ResultsError, StoreIncomplete
 from .fsutil import atomic_writer
 from .hashing import ContentHasher, canonical_bytes, file_digest, request_hash
 from .manifest import Manifest
@@ -48,6 +48,9 @@ _BUFFER = 1 << 16           # per temp file being written
 _READ = 1 << 20
 
 Write = Callable[[bytes], object]
+# Each joined result line as the provider wrote it (without its newline), with its request hash
+# and whether it is a successful answer: what the result store keeps (runner.apply.keep)
+Keep = Callable[[str, bytes, bool], None]
 
 
 @dataclass(frozen=True)
@@ -73,18 +76,23 @@ class Join:
     module docstring); iterate for the requests in input order, then read `unmatched`."""
 
     def __init__(self, manifest: Manifest, renderer: Renderer, results: Sequence[Path],
-                 directory: Path, spooled: Sequence[Path] | None = None):
+                 directory: Path, spooled: Sequence[Path] | None = None,
+                 by_hash: bool = False):
         size = sum(path.stat().st_size for path in results)
         n = _files_for(size)
         requests = [directory / f"requests-{i}" for i in range(n)]
         lines = [directory / f"results-{i}" for i in range(n)]
         hasher = ContentHasher(manifest.provider, manifest.model)
         with _writers(requests) as writes:
-            self.requests = spill_requests(manifest, renderer, writes, hasher.add, spooled)
+            self.requests = spill_requests(manifest, renderer, writes, hasher.add, spooled,
+                                           by_hash)
         # the requests as the files render them now: the caller compares them with what was sent
         self.content_hash = hasher.hexdigest()
         with _writers(lines) as writes:
-            spill_results(renderer.dialect, results, writes)
+            if by_hash:
+                spill_stored(results, writes)
+            else:
+                spill_results(renderer.dialect, results, writes)
         pairs = size + sum(path.stat().st_size for path in requests)
         self._per_range = max(1, -(-self.requests // _files_for(pairs)))
         ranges = [directory / f"range-{i}"
@@ -92,7 +100,7 @@ class Join:
         self.unmatched = self.repeated = 0
         with _writers(ranges) as writes:
             for req, res in zip(requests, lines):
-                unmatched, repeated = join_bucket(res, req, writes, self._per_range)
+                unmatched, repeated = join_bucket(res, req, writes, self._per_range, by_hash)
                 self.unmatched += unmatched
                 self.repeated += repeated
                 req.unlink()
@@ -120,12 +128,13 @@ def _writers(paths: list[Path]) -> Iterator[list[Write]]:
 
 
 def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write],
-                   lines: Callable[[bytes], None], spooled: Sequence[Path] | None = None) -> int:
+                   lines: Callable[[bytes], None], spooled: Sequence[Path] | None = None,
+                   by_hash: bool = False) -> int:
     """Renders the requests in input order into the buckets as `index\\tkey\\thash\\n`, passing
     each input line to `lines` as well; returns how many. A JSONL rows file renders by the same
     fast path as the provider's input (across cores when it is large); the request hash comes
     from the rendered bytes. `spooled`, input files this run rendered (runner.stream), are
-    read instead of rendering again."""
+    read instead of rendering again. `by_hash`: bucketed by request hash, not by key."""
     provider, model, n = manifest.provider, manifest.model, len(writes)
     split = renderer.framing.split
     count = 0
@@ -135,7 +144,8 @@ def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write],
         index = count
         for key_json, request in pairs:
             rhash = request_hash(provider, model, request).encode()
-            writes[hash(key_json) % n](b"%d\t%s\t%s\n" % (index, key_json, rhash))
+            writes[hash(rhash if by_hash else key_json) % n](
+                b"%d\t%s\t%s\n" % (index, key_json, rhash))
             index += 1
         count = index
 
@@ -189,11 +199,24 @@ def spill_results(dialect: Dialect, results: Sequence[Path], writes: list[Write]
                 writes[hash(key_json) % n](key_json + tag + line)
 
 
-def join_bucket(results: Path, requests: Path, writes: list[Write], per_range: int
-                ) -> tuple[int, int]:
+def spill_stored(results: Sequence[Path], writes: list[Write]) -> None:
+    """Result lines from the store (files of `hash\\tline` records, runner.apply.keep) into
+    the buckets by request hash, as spill_results puts them by key: a line is found by the
+    request it answers, so two requests alike (two keys) share the one line the store keeps."""
+    n = len(writes)
+    for path in results:
+        with open(path, "rb", buffering=_READ) as f:
+            for record in f:
+                rhash, line = record.split(b"\t", 1)
+                writes[hash(rhash) % n](rhash + b"\t0\t" + line)
+
+
+def join_bucket(results: Path, requests: Path, writes: list[Write], per_range: int,
+                by_hash: bool = False) -> tuple[int, int]:
     """Pairs each request of a bucket with its result line (a later line for a key wins) into
     the range files as `index\\tkey\\thash\\tline`, an empty line for none; returns how many
-    results no request took, and how many repeated a key within their own results file."""
+    results no request took, and how many repeated a key within their own results file.
+    `by_hash`: the results are the store's, found by request hash (see spill_stored)."""
     lines: dict[bytes, bytes] = {}
     files: dict[bytes, bytes] = {}
     repeated = 0
@@ -204,11 +227,17 @@ def join_bucket(results: Path, requests: Path, writes: list[Write], per_range: i
                 repeated += 1
             files[key_json] = number
             lines[key_json] = line
+    taken: set[bytes] = set()
     with open(requests, "rb", buffering=_READ) as f:
         for record in f:
-            index, key_json, _ = record.split(b"\t", 2)
-            writes[int(index) // per_range](record[:-1] + b"\t" + lines.pop(key_json, b"\n"))
-    return len(lines), repeated
+            index, key_json, rhash = record.split(b"\t", 2)
+            if by_hash:
+                taken.add(rhash := rhash[:-1])
+                line = lines.get(rhash, b"\n")
+            else:
+                line = lines.pop(key_json, b"\n")
+            writes[int(index) // per_range](record[:-1] + b"\t" + line)
+    return len(lines.keys() - taken) if by_hash else len(lines), repeated
 
 
 def in_order(path: Path, start: int, count: int) -> list[bytes]:
@@ -221,12 +250,17 @@ def in_order(path: Path, start: int, count: int) -> list[bytes]:
 
 
 def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
-                  sent: str | None = None, spooled: Sequence[Path] | None = None) -> Written:
+                  sent: str | None = None, spooled: Sequence[Path] | None = None,
+                  keep: Keep | None = None, stored: int | None = None) -> Written:
     """Every output of the manifest from its results files, in input order; a later results
     file's line for a key wins over an earlier one's (see Join). `sent` is the content hash of
     the requests that were submitted: outputs are built from those only, so when the files
     render other requests now (edited while apply waited) nothing is written. `spooled`:
-    the input files of the requests as this run rendered them, read instead of rendering."""
+    the input files of the requests as this run rendered them, read instead of rendering.
+    `keep` is given every result line joined to a request (for the result store). With
+    `stored`, the results are the store's lines (see spill_stored), found by request hash,
+    and at most `stored` requests may have none (those that failed when the outputs were
+    first written): more is StoreIncomplete, and nothing is written."""
     renderer = Renderer(manifest)
     succeeded = failed = unfinished = 0
     usage = Usage()
@@ -252,7 +286,8 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         temp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="join-",
                                                                     dir=workdir)))
         rows_stamp = _stamp(manifest.rows)
-        join = Join(manifest, renderer, results, temp, spooled)
+        join = Join(manifest, renderer, results, temp, spooled, stored is not None)
+        gaps = stored if stored is not None else -1
         if sent is not None and join.content_hash != sent:
             raise InputsChanged(manifest.name, manifest.source)
         rows = manifest.iter_rows() if tables else None
@@ -262,9 +297,17 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         unwire = dialect.key_of_wire if dialect.maps_keys else None
         for index, key_json, rhash, line in join:
             row = next(rows) if rows is not None else None
+            if line is None and gaps >= 0:
+                gaps -= 1
+                if gaps < 0:
+                    raise StoreIncomplete(f"{manifest.name}: the packs its lockfile entry "
+                                          "names lack some of its results",
+                                          path=manifest.source)
             result = None if line is None else loads(line)
             key = loads(key_json) if unwire is None else unwire(loads(key_json))
             read = read_result(result)
+            if keep is not None and line is not None:
+                keep(rhash, line[:-1], isinstance(read, Answer))
             if isinstance(read, Answer) and (tables or answers.declared is not None):
                 value, problem = answers.read(read.text)
                 if problem is not None:     # paid for all the same

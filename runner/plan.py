@@ -104,10 +104,11 @@ def _lost(name: str, why: str, resubmit_asked: bool, resubmit: dict[str, Any]) -
 
 
 def _for_settled(want: Desired, entry: LockEntry, observed: Observed,
-                 resubmit_asked: bool, max_attempts: int) -> list[Action]:
+                 resubmit_asked: bool, max_attempts: int, stored: frozenset[str]) -> list[Action]:
     """Every job's results are in: the outputs, follow-ups of failures, or nothing to do.
-    Rewriting outputs needs every part's results; a part whose results are gone from the
-    provider is submitted again."""
+    Rewriting outputs needs every part's results: from the result store when it holds every
+    pack the record names (`stored`), else from the provider; results gone from both were
+    paid for, so they are lost until asked for again."""
     parts = entry.parts()
     job = observed.jobs.get(parts[0].job or "") if len(parts) == 1 else None
     base: dict[str, Any] = dict(name=want.name, requests=want.requests,
@@ -131,6 +132,9 @@ def _for_settled(want: Desired, entry: LockEntry, observed: Observed,
                            **base)]
         return [Action(Kind.NOTHING, reason="up to date", job=job,
                        recorded=parts[0].job if len(parts) == 1 else None, **base)]
+    if same and entry.packs and stored.issuperset(entry.packs):
+        return [Action(Kind.DOWNLOAD, reason=f"{why}; restored from the result store", job=job,
+                       **base)]
     wanted = {s.content_hash for s in want.parts}
     gone = [p for p in parts if p.content_hash in wanted and (
         (j := observed.jobs.get(p.job or "")) is None or j.state != JobState.SUCCEEDED)]
@@ -190,7 +194,7 @@ def _expiry(provider: str) -> str:
 
 
 def _for_batch(want: Desired, entry: LockEntry | None, observed: Observed, max_attempts: int,
-               resubmit_asked: bool) -> Action:
+               resubmit_asked: bool, stored: frozenset[str]) -> Action:
     """One action for the batch; for a split batch, one per shard to act on, gathered."""
     disowned = ""
     if entry is not None and not registry.dialect(want.provider).tags_jobs and \
@@ -198,14 +202,14 @@ def _for_batch(want: Desired, entry: LockEntry | None, observed: Observed, max_a
         return Action(Kind.FAILED, want.name, why, want.requests, want.content_hash)
     if entry is not None:
         entry, disowned = disown(want, entry, observed)
-    action = _for_records(want, entry, observed, max_attempts, resubmit_asked)
+    action = _for_records(want, entry, observed, max_attempts, resubmit_asked, stored)
     if disowned:
         action = dataclasses.replace(action, reason=f"{disowned}: {action.reason}")
     return action
 
 
 def _for_records(want: Desired, entry: LockEntry | None, observed: Observed, max_attempts: int,
-                 resubmit_asked: bool) -> Action:
+                 resubmit_asked: bool, stored: frozenset[str]) -> Action:
     if entry is not None and entry.content_hash == want.content_hash:
         # the same requests: the recorded shards stand, even if the limits have moved since
         wanted = [ShardHash(p.content_hash, p.requests) for p in entry.parts()]
@@ -229,7 +233,8 @@ def _for_records(want: Desired, entry: LockEntry | None, observed: Observed, max
     if not actions:
         assert entry is not None
         actions = [dataclasses.replace(a, part=None)
-                   for a in _for_settled(want, entry, observed, resubmit_asked, max_attempts)]
+                   for a in _for_settled(want, entry, observed, resubmit_asked, max_attempts,
+                                         stored)]
         if len(wanted) > 1 and actions[0].kind in (Kind.RESUBMIT, Kind.LOST):
             index = {s.content_hash: i for i, s in enumerate(wanted)}
             actions = [dataclasses.replace(a, part=index[a.content_hash or ""])
@@ -274,15 +279,16 @@ def _shards(numbers: list[int], total: int) -> str:
 
 def plan(desired: list[Desired], lock: Lock, observed: Observed, *,
          max_attempts: int = 3, resubmit: frozenset[str] = frozenset(),
-         prune: bool = False) -> Plan:
+         prune: bool = False, stored: frozenset[str] = frozenset()) -> Plan:
     """One action per manifest (and per orphaned lockfile entry). `resubmit` names batches
     whose failed or cancelled job the user asked to submit again; `prune`, that orphans are
-    to be pruned (apply --prune), which their reason then says."""
+    to be pruned (apply --prune), which their reason then says; `stored`, the packs the
+    result store holds of those the lockfile names (runner.store.project.held)."""
     actions: list[Action] = []
     warnings: list[str] = []
     for want in desired:
         actions.append(_for_batch(want, lock.batches.get(want.name), observed, max_attempts,
-                                  want.name in resubmit))
+                                  want.name in resubmit, stored))
     names = {d.name for d in desired}
     warnings.extend(f"--resubmit {n}: no such batch" for n in sorted(resubmit - names))
     for name in sorted(set(lock.batches) - names):

@@ -77,6 +77,8 @@ class LockEntry:
     inferred: bool = False      # as Job.inferred
     counts: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    # the store's packs that hold the results the outputs were written from (runner.store)
+    packs: list[str] = field(default_factory=list)
     spent: dict[str, Any] | None = None
     retries: list[Retry] = field(default_factory=list)
     shards: list[Shard] = field(default_factory=list)

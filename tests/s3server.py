@@ -25,7 +25,8 @@ import select
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 STARTUP = 60.0      # seconds for the server to say its port
@@ -36,6 +37,20 @@ def environment(endpoint: str) -> dict[str, str]:
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": endpoint,
             # nothing from the real ~/.aws of whoever runs the suite
             "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+
+
+def fresh_prefix(endpoint: str, bucket: str, setenv: Callable[[str, str], object]) -> str:
+    """The URL of a new prefix of `bucket` (made if need be) on the server at `endpoint`,
+    with the environment a client needs set through `setenv` (a test's monkeypatch)."""
+    from runner.store import open_store
+
+    for name, value in environment(endpoint).items():
+        setenv(name, value)
+    url = f"s3://{bucket}/{uuid.uuid4().hex}"
+    fs = open_store(url).backend.fs  # type: ignore[attr-defined]
+    if not fs.exists(bucket):
+        fs.mkdir(bucket)
+    return url
 
 
 @contextlib.contextmanager

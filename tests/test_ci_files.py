@@ -45,3 +45,11 @@ def test_workflow_is_off_by_default_and_applies_one_at_a_time() -> None:
     assert "--format markdown" in plan_script
     comment = next(s for s in plan["steps"] if s.get("uses", "").startswith("actions/github-script"))
     assert "updateComment" in comment["with"]["script"]
+
+
+def test_workflow_gives_the_runs_the_store_a_repository_variable_names() -> None:
+    flow = load(".github/workflows/batch-runner.yml")
+    assert flow["env"]["RUNNER_STORE"] == "${{ vars.BATCH_RUNNER_STORE }}"
+    for job in flow["jobs"].values():
+        script = "\n".join(step.get("run", "") for step in job["steps"])
+        assert "s3://*) extra=s3fs" in script and 'pip install "$RUNNER_PACKAGE" $extra' in script

@@ -41,14 +41,8 @@ def location(request: pytest.FixtureRequest, tmp_path: Path,
              monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "path":
         return str(tmp_path / "store")
-    endpoint = request.getfixturevalue("s3_endpoint")
-    for name, value in s3server.environment(endpoint).items():
-        monkeypatch.setenv(name, value)
-    url = f"s3://{BUCKET}/{uuid.uuid4().hex}"
-    fs = open_store(url).backend.fs  # type: ignore[attr-defined]
-    if not fs.exists(BUCKET):
-        fs.mkdir(BUCKET)
-    return url
+    return s3server.fresh_prefix(request.getfixturevalue("s3_endpoint"), BUCKET,
+                                 monkeypatch.setenv)
 
 
 class Between:

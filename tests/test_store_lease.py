@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,14 +39,8 @@ def location(request: pytest.FixtureRequest, tmp_path: Path,
     (the AWS_* variables set for this process and those it starts)."""
     if request.param == "path":
         return str(tmp_path / "store")
-    endpoint = request.getfixturevalue("s3_endpoint")
-    for name, value in s3server.environment(endpoint).items():
-        monkeypatch.setenv(name, value)
-    url = f"s3://{BUCKET}/{uuid.uuid4().hex}"
-    fs = open_store(url).backend.fs  # type: ignore[attr-defined]
-    if not fs.exists(BUCKET):
-        fs.mkdir(BUCKET)
-    return url
+    return s3server.fresh_prefix(request.getfixturevalue("s3_endpoint"), BUCKET,
+                                 monkeypatch.setenv)
 
 
 def later(location: str, seconds: float) -> Store:

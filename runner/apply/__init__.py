@@ -28,6 +28,7 @@ from ..progress import Progress
 from ..providers.clients import Clients
 from ..runlock import held
 from ..states import Desired
+from ..store.project import project_store, reachable, stored_packs
 from ..stream import Streams, sweep_dead
 from ..sweep import sweep
 from ..workspace import Workspace, merged, observe_each
@@ -85,9 +86,12 @@ def _apply(first: Workspace, desired: list[Desired], streams: Streams, clients: 
                                                    for o in m.declared_paths())])
     sweep_dead()                    # input files of killed runs, in the temporary directory
     observed = observe_each(clients, ws.lock, desired)
+    store = project_store(ws.directory)
+    reachable(store)
     actions = plan(desired, ws.lock, merged(observed.values()),
                    max_attempts=options.max_attempts,
-                   resubmit=options.resubmit, prune=options.prune)
+                   resubmit=options.resubmit, prune=options.prune,
+                   stored=stored_packs(store, ws.lock, desired))
     streams.release({a.name for a in actions.actions if not {p.kind for p in (a, *a.parts)}
                      & {*SUBMITS, Kind.WAIT, Kind.ADOPT, Kind.DOWNLOAD}})
     if show_plan is not None:
@@ -95,4 +99,4 @@ def _apply(first: Workspace, desired: list[Desired], streams: Streams, clients: 
     check_budgets(ws, actions, options.max_cost, streams)
     progress = progress or Progress(io.StringIO(), tty=False, quiet=True)
     return Scheduler(ws, clients, options, progress, desired, observed, identity,
-                     streams).run(actions)
+                     streams, store).run(actions)

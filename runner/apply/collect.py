@@ -1,9 +1,11 @@
 """Results into outputs: each job's results fetched once and kept until the outputs are
 written from them (see runner.downloads), a batch's outputs written when every part's results
-are in, with its follow-ups' merged over them."""
+are in, with its follow-ups' merged over them, every line kept in the result store as they are
+(runner.apply.keep); outputs rebuilt from the store when it holds the batch's packs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,19 +14,22 @@ from ..downloads import cached, discard, keep, results_path
 from ..errors import InputsChanged, ProviderError, ResultsError
 from ..failpoints import hit
 from ..manifest import Manifest
-from ..outputs import Written, write_outputs
+from ..outputs import Keep, Written, write_outputs
 from ..ownership import foreign, not_its_own
 from ..pricing import load_prices, spent
 from ..providers.base import JobState, RemoteJob
 from ..records import LockEntry, Part, Retry
+from ..store import Store
 from ..tags import best, moment
 from .confirm import not_sent_by
+from .keep import rebuild, write_keeping
 from .options import note
 from .worker import Worker
 
 
 @dataclass
 class Collector(Worker):
+    store: Store | None = None
     # batch -> the jobs whose results its outputs were written from, this run
     _written: dict[str, tuple[str | None, ...]] = field(default_factory=dict, init=False)
 
@@ -35,11 +40,14 @@ class Collector(Worker):
         fetched now, and waits. Returns whether the outputs were written."""
         entry = self.journal.entry(m.name)
         record = self.journal.record_of(m.name, job.name) if job is not None else None
-        if job is not None and record is not None:
+        # the outputs again, from results received before (and kept in the store)
+        again = bool(entry.packs) and (record is None or record.state == JobState.SUCCEEDED)
+        if job is not None and record is not None and not again:
             # fetched before the record says they were received: results the provider no
             # longer has (ResultsGone) leave it saying they never were
             self._results(m, record, job)
             self.journal.succeeded(record, job)
+            entry.packs = []    # they no longer hold every result: written again below
             if entry.shards:    # recorded before the other shards' results are fetched
                 self.journal.save()
         if not entry.settled:
@@ -57,8 +65,11 @@ class Collector(Worker):
         jobs = tuple(r.job for r in records)
         if self._written.get(m.name) == jobs:
             return False    # written this run from these very results (shards re-adopted)
-        paths = [self._results(m, r, job) for r in records]
-        written = self._write(m, entry, records, paths)
+        written = self._rebuild(m, entry) if again else None
+        paths: list[Path] = []
+        if written is None:
+            paths = [self._results(m, r, job) for r in records]
+            written = self._write(m, entry, records, paths)
         hit("after-outputs")
         self.journal.outputs(m.name, written, spent(load_prices(self.journal.ws.directory),
                                                     m.model, written.usage).to_dict(),
@@ -77,11 +88,35 @@ class Collector(Worker):
         self.report(f"{name}: retry {retry.job} ended {retry.state.value.lower()}; its "
                     "requests stay in the errors output")
 
+    def _rebuild(self, m: Manifest, entry: LockEntry) -> Written | None:
+        """The outputs from the store's lines, when the record names the packs that hold the
+        batch's results (recorded with the outputs, cleared when a job's results came in
+        since); None to fetch them from the provider instead."""
+        if self.store is None or not entry.packs:
+            return None
+
+        def write(results: Sequence[Path], keep: Keep | None) -> Written:
+            return write_outputs(m, results, results[0].parent, sent=entry.content_hash,
+                                 spooled=self.streams.spooled(m, entry.content_hash),
+                                 stored=entry.counts.get("failed", 0))
+
+        written = rebuild(self.store, entry.packs, write, self.journal.ws.state_dir / "results",
+                          self.report)
+        if written is not None:
+            self.report(f"{m.name}: rebuilt from the result store ({self.store.location})")
+        return written
+
     def _write(self, m: Manifest, entry: LockEntry, records: list[Part | Retry],
                paths: list[Path]) -> Written:
+        def write(results: Sequence[Path], keep: Keep | None) -> Written:
+            return write_outputs(m, results, paths[0].parent, sent=entry.content_hash,
+                                 spooled=self.streams.spooled(m, entry.content_hash), keep=keep)
+
         try:
-            return write_outputs(m, paths, paths[0].parent, sent=entry.content_hash,
-                                 spooled=self.streams.spooled(m, entry.content_hash))
+            if self.store is None:
+                return write(paths, None)
+            written, entry.packs = write_keeping(self.store, write, paths)
+            return written
         except ResultsError as e:
             bad = next((r for r, p in zip(records, paths) if str(p) == e.path), None)
             if bad is None:

@@ -13,6 +13,7 @@ from ..providers.base import Provider
 from ..providers.clients import Clients
 from ..providers.registry import dialect
 from ..states import Desired, Observed
+from ..store import Store
 from ..stream import Streams
 from .collect import Collector
 from .journal import Journal
@@ -45,6 +46,7 @@ class Crews:
     streams: Streams
     identity: Identity
     observed: Mapping[str, Observed]
+    store: Store | None = None      # where results are kept (runner.apply.keep)
 
     def __post_init__(self) -> None:
         self._crews: dict[str, Crew] = {}
@@ -77,6 +79,6 @@ class Crews:
                 Submitter(self.journal, listing, client, self.progress, self.outcome,
                           self.streams, self.identity, self.options.sleep),
                 Collector(self.journal, listing, client, self.progress, self.outcome,
-                          self.streams),
+                          self.streams, self.store),
                 self.options.max_jobs or dialect(provider).limits.concurrent_jobs)
         return crew

@@ -25,6 +25,8 @@ from ..providers.clients import Clients
 from ..records import Part, Retry
 from ..retry import Backoff
 from ..states import Desired, Observed
+from ..store import Store
+from ..store.project import project_store
 from ..stream import Streams
 from ..workspace import Workspace
 from .crew import Crew, Crews
@@ -37,7 +39,8 @@ from .prune import prune
 class Scheduler:
     def __init__(self, ws: Workspace, clients: Clients, options: Options, progress: Progress,
                  desired: list[Desired], observed: Mapping[str, Observed] | None = None,
-                 identity: Identity | None = None, streams: Streams | None = None):
+                 identity: Identity | None = None, streams: Streams | None = None,
+                 store: Store | None = None):
         self.ws = ws
         self.clients = clients
         self.options = options
@@ -49,7 +52,8 @@ class Scheduler:
         self.journal = Journal(ws, self.desired)
         self.streams = streams or Streams(spool=True)
         self._crews = Crews(self.journal, clients, self.desired, options, progress,
-                            self.outcome, self.streams, identity, observed or {})
+                            self.outcome, self.streams, identity, observed or {},
+                            store or project_store(ws.directory))
         self._queued: list[Action] = []     # submissions waiting for a job slot
 
     def _crew(self, name: str) -> Crew:

@@ -1,0 +1,52 @@
+"""The result store's side of writing outputs: every result line joined to a request goes
+into the store as the outputs are written, and outputs are rebuilt from the store's lines.
+
+Crash safety comes from the order: the packs are written (whole, under their hashes) before
+the lockfile names them, so a record never names a pack that was not written; a run killed
+between leaves packs no record names, which `runner store gc` removes. Memory stays bounded:
+lines stream into the PackWriter and, to rebuild, out of the packs into a file on disk that
+the join reads as it reads a provider's results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..errors import PackDamaged, PackMissing, StoreIncomplete
+from ..outputs import Keep, Written
+from ..store import Store
+
+# writes a batch's outputs from results files, giving each joined line to `keep` when set
+WriteOutputs = Callable[[Sequence[Path], Keep | None], Written]
+
+
+def write_keeping(store: Store, write: WriteOutputs, results: Sequence[Path]
+                  ) -> tuple[Written, list[str]]:
+    """The outputs written from `results`, every line also put in the store; the packs that
+    hold them, in the order written (deterministic for the same results). An error leaves the
+    packs written so far unnamed: nothing records them."""
+    with store.writer() as writer:
+        written = write(results, writer.add)
+    return written, list(writer.packs)
+
+
+def rebuild(store: Store, packs: Sequence[str], write: WriteOutputs, workdir: Path,
+            report: Callable[[str], None]) -> Written | None:
+    """The outputs written from the store's lines in `packs` (found by request hash), or None
+    when a pack is missing or damaged, or the packs lack results the outputs were written
+    from (StoreIncomplete, see write_outputs): the caller fetches the results from the provider,
+    which puts them in the store again. Outputs are replaced atomically, so a pack found
+    damaged halfway through leaves the old ones."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "stored.tsv"
+    try:
+        with open(path, "wb") as f:
+            for result in store.results(packs):
+                f.write(result.request_hash.encode() + b"\t" + result.line + b"\n")
+        return write([path], None)
+    except (PackMissing, PackDamaged, StoreIncomplete) as e:
+        report(f"{e}; fetching them from the provider")
+        return None
+    finally:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,93 @@
+"""`runner store DIR`: what the result store holds for each batch; `runner store gc DIR`:
+removes the packs no lockfile entry names (a dry run unless `--yes`).
+
+Both read the lockfile, not the manifests: what the store holds is what the lockfile says it
+does, and neither renders anything. gc sees only this directory's lockfile, so it leaves
+packs younger than `--min-age` days (another clone may have written them for a lockfile not
+yet committed or merged): see Store.gc.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TextIO
+
+from .. import api, lockfile
+from ..errors import StoreError
+from ..store import Store
+from ..store.project import project_store
+from ..store.store import GC_MIN_AGE
+
+DAY = 86400.0
+
+
+def show(directory: api.PathLike, *, out: TextIO) -> None:
+    """One line per batch: its packs, the results they hold and their bytes as stored; then
+    what the store holds that no batch names."""
+    project = Path(directory).absolute()
+    lock = lockfile.load(lockfile.lock_path(project))
+    store = project_store(project)
+    listed = {p.pack: p.size for p in store.packs()}
+    print(f"store: {store.location}", file=out)
+    named: set[str] = set()
+    width = max((len(n) for n in lock.batches), default=0)
+    for name in sorted(lock.batches):
+        packs = lock.batches[name].packs
+        named.update(packs)
+        held = [p for p in packs if p in listed]
+        results = sum(_results(store, p) for p in held)
+        size = sum(listed[p] for p in held)
+        line = f"  {name:<{width}}  {_count(len(packs), 'pack')}, " \
+               f"{_count(results, 'result')}, {_bytes(size)}"
+        if len(held) < len(packs):
+            line += f"; {len(packs) - len(held)} missing (apply fetches them again from the " \
+                    "provider while it keeps them)"
+        elif not packs:
+            line = f"  {name:<{width}}  nothing stored (no outputs written since the store " \
+                   "was wired in)"
+        print(line, file=out)
+    others = [p for p in listed if p not in named]
+    print(f"not named by this lockfile: {_count(len(others), 'pack')}, "
+          f"{_bytes(sum(listed[p] for p in others))}", file=out, flush=True)
+
+
+def gc(directory: api.PathLike, *, delete: bool, min_age_days: float | None,
+       out: TextIO) -> None:
+    """Removes (with `delete`; else says what it would remove) the packs no entry of the
+    directory's lockfile names, older than `min_age_days`."""
+    project = Path(directory).absolute()
+    lock = lockfile.load(lockfile.lock_path(project))
+    store = project_store(project)
+    keep = {p for entry in lock.batches.values() for p in entry.packs}
+    min_age = GC_MIN_AGE if min_age_days is None else min_age_days * DAY
+    done = store.gc(keep, dry_run=not delete, min_age=min_age)
+    verb = "removed" if delete else "would remove"
+    print(f"store: {store.location}", file=out)
+    for p in done.removed:
+        print(f"  {verb} {p.pack} ({_bytes(p.size)})", file=out)
+    young = f"; {done.young} unnamed but younger than {min_age / DAY:g} days, left" \
+        if done.young else ""
+    tail = "" if delete or not done.removed else "; run again with --yes to remove them"
+    print(f"{verb} {_count(len(done.removed), 'pack')} ({_bytes(done.freed)}), kept "
+          f"{done.kept} named by the lockfile{young}{tail}", file=out, flush=True)
+
+
+def _results(store: Store, pack: str) -> int:
+    """The results a pack holds, from its head; none for one damaged (apply says so)."""
+    try:
+        return int(store.head(pack).count)
+    except StoreError:
+        return 0
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
