@@ -69,8 +69,8 @@ def read(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             try:
                 batch = next(batches, None)
             except (pa.ArrowException, OSError) as e:
-                raise DataError(f"damaged Parquet file: {clipped(str(e))}", path=path,
-                                where=f"after row {n}") from None
+                raise DataError(f"damaged Parquet file, after row {n}: {clipped(str(e))}",
+                                path=path) from None
             if batch is None:
                 return
             columns = [convert(batch.column(i)) for i, convert in enumerate(converts)]
