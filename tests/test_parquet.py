@@ -77,7 +77,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return d
 
 
-def test_rows_and_output_end_to_end(project: Path) -> None:
+def test_rows_and_output_end_to_end(project: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
     assert pq.ParquetFile(project / "data/tickets.parquet").num_row_groups == 3
     assert main(["apply", str(project), "--emulator"]) == 0
     table = pq.read_table(project / "out/tickets.parquet")
@@ -86,12 +87,15 @@ def test_rows_and_output_end_to_end(project: Path) -> None:
         "zip": "string", "score": "int64", "urgent": "bool", "answer": "string"}
     rows = table.to_pylist()
     assert [r["n"] for r in rows] == list(range(ROWS))         # input order
-    assert rows[3] == {**rows[3], "half": 1.5, "even": False, "sometimes": None, "zip": "00003"}
+    assert {k: rows[3][k] for k in ("half", "even", "sometimes", "zip")} == {
+        "half": 1.5, "even": False, "sometimes": None, "zip": "00003"}
     assert rows[4]["sometimes"] == 4 and rows[0]["even"] is True
     assert all(isinstance(r["score"], int) and isinstance(r["urgent"], bool) for r in rows)
-    # the JSONL output beside it holds the same answers; the rows reached the request as
-    # JSON values: the timestamp as ISO 8601, the decimal as its exact digits
+    # the rows reached the requests as JSON values: the timestamp in ISO 8601, the decimal
+    # as its exact digits
+    capsys.readouterr()
     assert main(["render", str(project), "--name", "tickets", "--limit", "1"]) == 0
+    assert "0 2024-01-01T00:00:00 0.50 ticket 0" in capsys.readouterr().out
     assert main(["plan", str(project), "--emulator", "--detailed-exitcode"]) == 0
 
 
