@@ -73,7 +73,12 @@ def read(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                                 path=path) from None
             if batch is None:
                 return
-            columns = [convert(batch.column(i)) for i, convert in enumerate(converts)]
+            try:
+                columns = [convert(batch.column(i)) for i, convert in enumerate(converts)]
+            except (pa.ArrowException, ValueError, OverflowError) as e:
+                # a value Python has no type for: nanoseconds nested in a struct, a year 0
+                raise DataError(f"rows {n + 1} to {n + batch.num_rows}: a value cannot be read "
+                                f"into Python: {clipped(str(e))}", path=path) from None
             for values in zip(*columns):
                 n += 1
                 yield f"row {n}", dict(zip(names, values))
@@ -84,15 +89,16 @@ _Convert = Callable[[Any], list[Any]]
 
 def _converter(pa: Any, field: Any, path: Path) -> _Convert:
     """How a column of `field`'s type becomes JSON-able Python values: a plain one as pyarrow
-    gives it, others through `_jsonable`; a binary one is refused, naming the column."""
+    gives it, others through `_jsonable`; a binary or duration one is refused, naming the
+    column."""
     types = pa.types
     kind = field.type
-    if _holds(kind, lambda t: types.is_binary(t) or types.is_large_binary(t)
+    if _holds(types, kind, lambda t: types.is_binary(t) or types.is_large_binary(t)
               or types.is_fixed_size_binary(t)):
         raise DataError(f"column {excerpt(field.name)} holds binary data, which a template "
                         "cannot use; store it as a string (base64, or the text it holds)",
                         path=path)
-    if _holds(kind, lambda t: types.is_duration(t) or types.is_interval(t)):
+    if _holds(types, kind, lambda t: types.is_duration(t) or types.is_interval(t)):
         raise DataError(f"column {excerpt(field.name)} holds durations, which JSON has no "
                         "type for; store them as numbers (of seconds, say)", path=path)
     if types.is_floating(kind):
@@ -107,11 +113,14 @@ def _converter(pa: Any, field: Any, path: Path) -> _Convert:
     return lambda column: [_jsonable(v) for v in column.to_pylist()]
 
 
-def _holds(kind: Any, test: Callable[[Any], bool]) -> bool:
-    """Whether a type, or a type nested in it (list items, struct fields, map entries) passes."""
+def _holds(types: Any, kind: Any, test: Callable[[Any], bool]) -> bool:
+    """Whether a type, or a type nested in it (list items, struct fields, map entries, the
+    values of a dictionary-encoded column) passes."""
     if test(kind):
         return True
-    return any(_holds(kind.field(i).type, test) for i in range(kind.num_fields))
+    if types.is_dictionary(kind):
+        return _holds(types, kind.value_type, test)
+    return any(_holds(types, kind.field(i).type, test) for i in range(kind.num_fields))
 
 
 def _jsonable(value: Any) -> Any:

@@ -129,11 +129,20 @@ def test_row_values_as_json_holds_them(tmp_path: Path) -> None:
         "label": "x"}
 
 
-@pytest.mark.parametrize("column", [pa.array([b"\x00"]), pa.array([[b"\x00"]])])
+@pytest.mark.parametrize("column", [pa.array([b"\x00"]), pa.array([[b"\x00"]]),
+                                    pa.array([b"\x00"]).dictionary_encode()])
 def test_a_binary_column_is_refused_by_name(tmp_path: Path, column: pa.Array) -> None:
     path = tmp_path / "x.parquet"
     pq.write_table(pa.table({"n": [1], "blob": column}), path)
     with pytest.raises(DataError, match="column 'blob' holds binary data"):
+        list(read_rows(path))
+
+
+def test_a_value_python_cannot_hold_is_one_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.parquet"
+    nested = pa.struct([("at", pa.timestamp("ns"))])     # a nanosecond a datetime cannot hold
+    pq.write_table(pa.table({"s": pa.array([{"at": 1}], nested)}), path)
+    with pytest.raises(DataError, match="rows 1 to 1: a value cannot be read into Python"):
         list(read_rows(path))
 
 
