@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import sources
+from . import parquet, sources
 from .clashes import check_outputs
 from .errors import DataError, ManifestError, excerpt
 from .hashing import canonical, digest
@@ -33,7 +33,7 @@ PATH_EXCERPT = 120      # a path from a manifest is quoted whole up to this leng
 class Output:
     rel: str           # as written, relative to the project directory
     path: Path         # resolved, absolute
-    format: str        # "jsonl" | "csv"
+    format: str        # "jsonl" | "csv" | "parquet"
     columns: tuple[tuple[str, str], ...] = ()
     line: int = field(default=0, compare=False)   # where it is declared, for messages
 
@@ -141,11 +141,15 @@ def _build(doc: Located, source: Path, project: Path, resolve: Resolver) -> Mani
     outputs = []
     for i, out in enumerate(spec["outputs"]):
         line = doc.line_of(["spec", "outputs", i, "path"])
-        fmt = out.get("format") or ("csv" if out["path"].lower().endswith(".csv") else "jsonl")
-        if fmt == "csv" and not out.get("columns"):
-            raise ManifestError("a csv output needs columns", path=source, where=str(line))
+        fmt = out.get("format") or _format_of(out["path"])
+        if fmt != "jsonl" and not out.get("columns"):
+            raise ManifestError(f"a {fmt} output needs columns", path=source, where=str(line))
         if fmt == "jsonl" and out.get("columns"):
-            raise ManifestError("columns apply to csv outputs only", path=source, where=str(line))
+            raise ManifestError("columns apply to csv and parquet outputs only", path=source,
+                                where=str(line))
+        if fmt == "parquet" and not parquet.available():
+            raise ManifestError(f"a parquet output needs pyarrow: {parquet.EXTRA}",
+                                path=source, where=str(line))
         outputs.append(Output(out["path"], _inside(project, out["path"], source, line, "output",
                                                    resolve),
                               fmt, tuple(out.get("columns", {}).items()), line))
@@ -179,6 +183,12 @@ def _endpoint(spec: dict[str, Any]) -> str | None:
     """The endpoint the requests go to: as given, or the provider's default (its first)."""
     endpoints = registry.dialect(spec["provider"]).endpoints
     return spec.get("endpoint") or (endpoints[0] if endpoints else None)
+
+
+def _format_of(path: str) -> str:
+    """An output's format by its path's extension: .csv and .parquet, anything else jsonl."""
+    suffix = path.lower().rsplit(".", 1)[-1]
+    return suffix if suffix in ("csv", "parquet") else "jsonl"
 
 
 def _default_errors(first_output: str) -> str:

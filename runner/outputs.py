@@ -31,6 +31,7 @@ from typing import IO, Any
 
 import orjson
 
+from . import parquet
 from .answers import AnswerCheck, template_context
 from .errors import InputsChanged, OutputError, ResultsError, StoreIncomplete
 from .fsutil import atomic_writer
@@ -272,19 +273,23 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         except OSError as e:
             raise OutputError(f"cannot write output: {e.strerror}: {e.filename}",
                               path=manifest.source) from None
-        jsonl: list[IO[bytes]] = []
-        tables: list[tuple[Any, list[Any]]] = []
-        for out, columns in zip(manifest.outputs, renderer.columns):
-            if out.format == "csv":
-                w = csv.writer(files[out.rel], lineterminator="\n")
-                w.writerow([name for name, _ in out.columns])
-                tables.append((w, columns))
-            else:
-                jsonl.append(files[out.rel])
-        errors = files[manifest.errors.rel]
         workdir.mkdir(parents=True, exist_ok=True)
         temp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="join-",
                                                                     dir=workdir)))
+        jsonl: list[IO[bytes]] = []
+        tables: list[tuple[Any, list[Any]]] = []
+        for out, columns in zip(manifest.outputs, renderer.columns):
+            names = [name for name, _ in out.columns]
+            if out.format == "csv":
+                w = csv.writer(files[out.rel], lineterminator="\n")
+                w.writerow(names)
+                tables.append((w, columns))
+            elif out.format == "parquet":   # written when the block ends: see runner.parquet
+                tables.append((stack.enter_context(parquet.table(files[out.rel], out.path,
+                                                                 names, temp)), columns))
+            else:
+                jsonl.append(files[out.rel])
+        errors = files[manifest.errors.rel]
         rows_stamp = _stamp(manifest.rows)
         join = Join(manifest, renderer, results, temp, spooled, stored is not None)
         gaps = stored if stored is not None else -1

@@ -45,7 +45,7 @@ _TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string",
 _PATTERN_HINTS = {
     "name": "use lowercase letters, digits and dashes, at most 63, starting and ending with a "
             "letter or digit",
-    "rows": "a rows file must end in .jsonl, .csv, .json, .yaml or .yml",
+    "rows": "a rows file must end in .jsonl, .csv, .json, .yaml, .yml or .parquet",
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import orjson
 import yaml
 
+from . import parquet
 from .errors import DataError, excerpt
 from .yamlsrc import describe_yaml_error, load_documents
 
@@ -267,12 +268,20 @@ def inline(items: list[Any], path: Path, prefix: str = "item") -> Iterator[Row]:
         yield Row(i, value, f"{prefix} {i + 1}")
 
 
-_READERS = {".jsonl": _jsonl, ".csv": _csv, ".json": _whole, ".yaml": _whole, ".yml": _whole}
+def _parquet(path: Path) -> Iterator[Row]:
+    """Read a record batch at a time (runner.parquet, where pyarrow is kept)."""
+    for index, (where, data) in enumerate(parquet.read(path)):
+        yield Row(index, data, where)
+
+
+_READERS = {".jsonl": _jsonl, ".csv": _csv, ".json": _whole, ".yaml": _whole, ".yml": _whole,
+            ".parquet": _parquet}
 
 
 def read_rows(path: Path) -> Iterator[Row]:
     """Rows of a data file, by its extension; an empty file yields none (the caller decides)."""
     reader = _READERS.get(path.suffix.lower())
     if reader is None:
-        raise DataError("unsupported rows file type (use .jsonl, .csv, .json or .yaml)", path=path)
+        raise DataError("unsupported rows file type (use .jsonl, .csv, .json, .yaml or "
+                        ".parquet)", path=path)
     return reader(path)
