@@ -1,30 +1,14 @@
-"""Results -> declared outputs, in input order, written atomically.
-
-The provider does not promise result order, and a large batch's results do not fit in memory,
-so results are joined back to the requests by key on disk, in temp files (a partitioned hash
-join, then a partitioned sort back into input order):
-
-1. each request, rendered in input order, goes to one of `n` bucket files chosen by the hash of
-   its key, as (index, key, request hash); each result line goes to the bucket of the same
-   number in a second set, as (key, line), the results files read in the order given;
-2. bucket by bucket, the results are held in a dict, where a later line for a key replaces an
-   earlier one (a follow-up batch's line wins over the job's), and each request of the bucket
-   takes its line out; the pair goes to one of `m` range files chosen by the request's index.
-   What is left in the dict are results no request asked for;
-3. range by range, the pairs are put back in input order and the outputs written.
-
-Memory holds one bucket's results or one range's pairs, never the batch: `n` and `m` grow with
-the size of the results so that each holds about BUCKET_BYTES. Every request ends in exactly
-one place: a success in the outputs, a failure (or a result the provider never returned) in the
-errors file.
-"""
+"""Results -> declared outputs, in input order, written atomically: each output rendered
+from the joined results (runner.join), successes to the outputs and failures, with results
+the provider never returned, to the errors file; every line kept also goes to the result
+store (`keep`)."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -33,22 +17,16 @@ import orjson
 
 from . import parquet
 from .answers import AnswerCheck, template_context
-from .errors import InputsChanged, OutputError, ResultsError, StoreIncomplete
+from .errors import InputsChanged, OutputError, StoreIncomplete
 from .fsutil import atomic_writer
-from .hashing import ContentHasher, canonical_bytes, file_digest, request_hash
+from .hashing import file_digest
+from .join import Join
 from .manifest import Manifest
 from .outputcheck import declared_answer
-from .parallel import render_jsonl
-from .providers.dialect import UNFINISHED, Answer, Dialect
+from .providers.dialect import UNFINISHED, Answer
 from .render import Renderer
 from .usage import Usage
 
-BUCKET_BYTES = 8 << 20      # results (or pairs) held in memory at once, about
-MAX_FILES = 256             # temp files open at once, at most: past that, buckets grow
-_BUFFER = 1 << 16           # per temp file being written
-_READ = 1 << 20
-
-Write = Callable[[bytes], object]
 # Each joined result line as the provider wrote it (without its newline), with its request hash
 # and whether it is a successful answer: what the result store keeps (runner.apply.keep)
 Keep = Callable[[str, bytes, bool], None]
@@ -64,190 +42,6 @@ class Written:
     usage: Usage                # the answers' usage, summed (one failing its schema too)
     unfinished: int = 0         # of the failed: requests their job expired before running
 
-
-# One request, in input order: its index, its key's JSON, its request hash and its result line
-# (None when the provider sent none). A plain tuple, as a million are made per batch. Keys stay
-# JSON, which holds neither a tab nor a newline, so that the temp files' records are lines of
-# tab-separated fields, a result line always the last of them.
-Joined = tuple[int, bytes, str, bytes | None]
-
-
-class Join:
-    """Joins results files to a manifest's requests in temp files under `directory` (see the
-    module docstring); iterate for the requests in input order, then read `unmatched`."""
-
-    def __init__(self, manifest: Manifest, renderer: Renderer, results: Sequence[Path],
-                 directory: Path, spooled: Sequence[Path] | None = None,
-                 by_hash: bool = False):
-        size = sum(path.stat().st_size for path in results)
-        n = _files_for(size)
-        requests = [directory / f"requests-{i}" for i in range(n)]
-        lines = [directory / f"results-{i}" for i in range(n)]
-        hasher = ContentHasher(manifest.provider, manifest.model)
-        with _writers(requests) as writes:
-            self.requests = spill_requests(manifest, renderer, writes, hasher.add, spooled,
-                                           by_hash)
-        # the requests as the files render them now: the caller compares them with what was sent
-        self.content_hash = hasher.hexdigest()
-        with _writers(lines) as writes:
-            if by_hash:
-                spill_stored(results, writes)
-            else:
-                spill_results(renderer.dialect, results, writes)
-        pairs = size + sum(path.stat().st_size for path in requests)
-        self._per_range = max(1, -(-self.requests // _files_for(pairs)))
-        ranges = [directory / f"range-{i}"
-                  for i in range(-(-self.requests // self._per_range))]
-        self.unmatched = self.repeated = 0
-        with _writers(ranges) as writes:
-            for req, res in zip(requests, lines):
-                unmatched, repeated = join_bucket(res, req, writes, self._per_range, by_hash)
-                self.unmatched += unmatched
-                self.repeated += repeated
-                req.unlink()
-                res.unlink()
-        self._ranges = ranges
-
-    def __iter__(self) -> Iterator[Joined]:
-        for number, path in enumerate(self._ranges):
-            start = number * self._per_range
-            for record in in_order(path, start, min(self._per_range, self.requests - start)):
-                index, key_json, rhash, line = record.split(b"\t", 3)
-                yield int(index), key_json, rhash.decode(), None if line == b"\n" else line
-            path.unlink()
-
-
-def _files_for(size: int) -> int:
-    return min(MAX_FILES, max(1, -(-size // BUCKET_BYTES)))
-
-
-@contextlib.contextmanager
-def _writers(paths: list[Path]) -> Iterator[list[Write]]:
-    with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(open(path, "wb", buffering=_BUFFER)).write
-               for path in paths]
-
-
-def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write],
-                   lines: Callable[[bytes], None], spooled: Sequence[Path] | None = None,
-                   by_hash: bool = False) -> int:
-    """Renders the requests in input order into the buckets as `index\\tkey\\thash\\n`, passing
-    each input line to `lines` as well; returns how many. A JSONL rows file renders by the same
-    fast path as the provider's input (across cores when it is large); the request hash comes
-    from the rendered bytes. `spooled`, input files this run rendered (runner.stream), are
-    read instead of rendering again. `by_hash`: bucketed by request hash, not by key."""
-    provider, model, n = manifest.provider, manifest.model, len(writes)
-    split = renderer.framing.split
-    count = 0
-
-    def add(pairs: Iterable[tuple[bytes, bytes]]) -> None:
-        nonlocal count
-        index = count
-        for key_json, request in pairs:
-            rhash = request_hash(provider, model, request).encode()
-            writes[hash(rhash if by_hash else key_json) % n](
-                b"%d\t%s\t%s\n" % (index, key_json, rhash))
-            index += 1
-        count = index
-
-    def block(data: bytes) -> None:
-        lines(data)
-        add(map(split, data.split(b"\n")[:-1]))
-
-    rows = manifest.rows
-    if spooled is not None:
-        for path in spooled:
-            with open(path, "rb") as f:
-                while data := b"".join(f.readlines(_READ)):
-                    block(data)
-    elif rows is not None and rows.suffix.lower() == ".jsonl" and rows.is_file():
-        render_jsonl(renderer, rows, block)
-    else:   # other formats, inline items, and a missing rows file (said at spec.rows)
-        def each() -> Iterator[tuple[bytes, bytes]]:
-            for req in renderer.requests():
-                line = renderer.line(req)       # the key as sent, as the results hold it
-                lines(line + b"\n")
-                yield split(line)
-
-        add(each())
-    return count
-
-
-def spill_results(dialect: Dialect, results: Sequence[Path], writes: list[Write]) -> None:
-    """Every result line with a string key into the buckets as `key\\tfile\\tline`, in file
-    order (`file` numbers the results file, to tell a key repeated within one file from a
-    follow-up's answer)."""
-    n, loads, key_of = len(writes), orjson.loads, dialect.result_key
-    for number_of_file, path in enumerate(results):
-        tag = b"\t%d\t" % number_of_file
-        with open(path, "rb", buffering=_READ) as f:
-            for number, line in enumerate(f, 1):
-                try:
-                    result = loads(line)
-                except orjson.JSONDecodeError:
-                    result = None
-                if type(result) is not dict:
-                    if line.isspace():
-                        continue
-                    raise ResultsError("a results line is not a JSON object", path=path,
-                                       where=str(number))
-                key = key_of(result)
-                if type(key) is not str:
-                    continue
-                key_json = canonical_bytes(key)
-                if line[-1] != 0x0A:        # the last line of a file may have no newline
-                    line += b"\n"
-                writes[hash(key_json) % n](key_json + tag + line)
-
-
-def spill_stored(results: Sequence[Path], writes: list[Write]) -> None:
-    """Result lines from the store (files of `hash\\tline` records, runner.apply.keep) into
-    the buckets by request hash, as spill_results puts them by key: a line is found by the
-    request it answers, so two requests alike (two keys) share the one line the store keeps."""
-    n = len(writes)
-    for path in results:
-        with open(path, "rb", buffering=_READ) as f:
-            for record in f:
-                rhash, line = record.split(b"\t", 1)
-                writes[hash(rhash) % n](rhash + b"\t0\t" + line)
-
-
-def join_bucket(results: Path, requests: Path, writes: list[Write], per_range: int,
-                by_hash: bool = False) -> tuple[int, int]:
-    """Pairs each request of a bucket with its result line (a later line for a key wins) into
-    the range files as `index\\tkey\\thash\\tline`, an empty line for none; returns how many
-    results no request took, and how many repeated a key within their own results file.
-    `by_hash`: the results are the store's, found by request hash (see spill_stored)."""
-    lines: dict[bytes, bytes] = {}
-    files: dict[bytes, bytes] = {}
-    repeated = 0
-    with open(results, "rb", buffering=_READ) as f:
-        for record in f:
-            key_json, number, line = record.split(b"\t", 2)
-            if files.get(key_json) == number:
-                repeated += 1
-            files[key_json] = number
-            lines[key_json] = line
-    taken: set[bytes] = set()
-    with open(requests, "rb", buffering=_READ) as f:
-        for record in f:
-            index, key_json, rhash = record.split(b"\t", 2)
-            if by_hash:
-                taken.add(rhash := rhash[:-1])
-                line = lines.get(rhash, b"\n")
-            else:
-                line = lines.pop(key_json, b"\n")
-            writes[int(index) // per_range](record[:-1] + b"\t" + line)
-    return len(lines.keys() - taken) if by_hash else len(lines), repeated
-
-
-def in_order(path: Path, start: int, count: int) -> list[bytes]:
-    """A range file's records, placed by their index (from `start`)."""
-    slots = [b""] * count
-    with open(path, "rb", buffering=_READ) as f:
-        for record in f:
-            slots[int(record[:record.index(b"\t")]) - start] = record
-    return slots
 
 
 def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,

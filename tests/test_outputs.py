@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import ROWS_MANIFEST, write_manifest, write_rows
 
-from runner import outputs
+from runner import join
 from runner.errors import ProviderError
 from runner.manifest import load_directory
 from runner.outputs import write_outputs
@@ -40,7 +40,7 @@ def project(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("order", ["in-order", "windowed", "shuffled"])
 def test_every_key_found_whatever_the_order(project: Path, order: str, bucket_bytes: int,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(outputs, "BUCKET_BYTES", bucket_bytes)  # 500: ~150 buckets and ranges
+    monkeypatch.setattr(join, "BUCKET_BYTES", bucket_bytes)  # 500: ~150 buckets and ranges
     keys = [f"r{i}" for i in range(1000)]
     arrived = list(keys)
     rng = random.Random(3)

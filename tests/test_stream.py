@@ -55,7 +55,7 @@ def renders(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
             return real(renderer, *args, **kwargs)
         return spy
 
-    for importer in ("runner.desired", "runner.outputs"):
+    for importer in ("runner.desired", "runner.join"):
         monkeypatch.setattr(f"{importer}.render_jsonl", counting(parallel.render_jsonl))
     monkeypatch.setattr(Renderer, "requests", counting(Renderer.requests))
     return counted
