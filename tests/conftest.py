@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import s3server
 
 from runner.emulator import Emulator
 from runner.providers.base import RemoteJob
@@ -154,3 +155,23 @@ def remote_jobs(emu: Emulator) -> list[RemoteJob]:
         return list(p.list_jobs())
     finally:
         p.close()
+
+
+# -- the result store's tests: a directory, or moto's S3 server ------------------------------
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server in a process of its own, one for a test module's tests."""
+    with s3server.running() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(params=["path", "s3"])
+def location(request: pytest.FixtureRequest, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> str:
+    """Where an empty store is: a directory, or a fresh prefix of a bucket on the server
+    (the AWS_* variables set for this process and those it starts)."""
+    if request.param == "path":
+        return str(tmp_path / "store")
+    return s3server.fresh_prefix(request.getfixturevalue("s3_endpoint"), "store-tests",
+                                 monkeypatch.setenv)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,26 +22,10 @@ from runner.store.reader import HEAD_READ
 BUCKET = "store-tests"
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with s3server.running() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(params=["path", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path,
-          monkeypatch: pytest.MonkeyPatch) -> Store:
+@pytest.fixture
+def store(location: str) -> Store:
     """An empty store: a directory, or a fresh prefix of a bucket on the S3 server."""
-    if request.param == "path":
-        return open_store(tmp_path / "store")
-    endpoint = request.getfixturevalue("s3_endpoint")
-    for name, value in s3server.environment(endpoint).items():
-        monkeypatch.setenv(name, value)
-    s = open_store(f"s3://{BUCKET}/{uuid.uuid4().hex}")
-    fs = s.backend.fs  # type: ignore[attr-defined]
-    if not fs.exists(BUCKET):
-        fs.mkdir(BUCKET)
-    return s
+    return open_store(location)
 
 
 def rhash(i: int) -> str:

@@ -38,12 +38,6 @@ def emu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
         yield e
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with s3server.running() as endpoint:
-        yield endpoint
-
-
 def finished(d: Path, emu: Emulator) -> str:
     """Applies the project to the end; its one job, deleted on the provider since."""
     assert main(["apply", str(d), "--quiet"]) == 0

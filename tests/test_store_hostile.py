@@ -14,7 +14,7 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -28,21 +28,6 @@ from runner.store.names import PACKS, generation_object, pack_object
 
 BUCKET = "hostile-tests"
 H = "sha256:" + "cd" * 32
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with s3server.running() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(params=["path", "s3"])
-def location(request: pytest.FixtureRequest, tmp_path: Path,
-             monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "path":
-        return str(tmp_path / "store")
-    return s3server.fresh_prefix(request.getfixturevalue("s3_endpoint"), BUCKET,
-                                 monkeypatch.setenv)
 
 
 class Between:

@@ -11,36 +11,16 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import s3server
 
 from runner.errors import LeaseLost
 from runner.store import Store, open_store
 from runner.store.backends import Backend, Stat
 from runner.store.names import generation_object
 
-BUCKET = "lease-tests"
 H = "sha256:" + "ab" * 32
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with s3server.running() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(params=["path", "s3"])
-def location(request: pytest.FixtureRequest, tmp_path: Path,
-             monkeypatch: pytest.MonkeyPatch) -> str:
-    """Where an empty store is: a directory, or a fresh prefix of a bucket on the server
-    (the AWS_* variables set for this process and those it starts)."""
-    if request.param == "path":
-        return str(tmp_path / "store")
-    return s3server.fresh_prefix(request.getfixturevalue("s3_endpoint"), BUCKET,
-                                 monkeypatch.setenv)
 
 
 def later(location: str, seconds: float) -> Store:
