@@ -39,6 +39,19 @@ def remove(flavour: Flavour, emu: Emulator, job: str, how: str) -> None:
         client.close()
 
 
+def applied(flavour: Flavour, emu: Emulator, root: Path, *, wait: bool) -> tuple[Path, str]:
+    """MINIMAL applied for `flavour` in `root/proj`, and its job: its outputs written
+    (`wait`), or its job ended with its results not yet received."""
+    d = root / "proj"
+    write_manifest(d, flavour.adapt(MINIMAL))
+    assert main(["apply", str(d), "--quiet", *([] if wait else ["--no-wait"])]) == 0
+    if not wait:
+        advance(emu, 120)
+    job = lockfile.load(d / "batches.lock").batches["tiny"].job
+    assert job is not None
+    return d, job
+
+
 GONE = [pytest.param(f, "deleted", id=f"{f.name}-deleted") for f in FLAVOURS] + [
     pytest.param(ANTHROPIC, "retention", id="anthropic-retention")]
 
@@ -47,11 +60,7 @@ GONE = [pytest.param(f, "deleted", id=f"{f.name}-deleted") for f in FLAVOURS] + 
 def test_results_received_once_and_gone_are_not_paid_for_again(
         flavour: Flavour, how: str, emu: Emulator, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    d = tmp_path / "proj"
-    write_manifest(d, flavour.adapt(MINIMAL))
-    assert main(["apply", str(d), "--quiet"]) == 0
-    job = lockfile.load(d / "batches.lock").batches["tiny"].job
-    assert job is not None
+    d, job = applied(flavour, emu, tmp_path, wait=True)
     remove(flavour, emu, job, how)
     before = flavour.jobs(emu)
     clone = tmp_path / "clone"          # what a CI checkout holds: no .runner/, no outputs
@@ -74,12 +83,7 @@ def test_results_received_once_and_gone_are_not_paid_for_again(
 def test_results_gone_before_they_were_received_are_sent_again(
         flavour: Flavour, how: str, emu: Emulator, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    d = tmp_path / "proj"
-    write_manifest(d, flavour.adapt(MINIMAL))
-    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
-    advance(emu, 120)
-    job = lockfile.load(d / "batches.lock").batches["tiny"].job
-    assert job is not None
+    d, job = applied(flavour, emu, tmp_path, wait=False)
     remove(flavour, emu, job, how)
     [action] = api.plan(d).actions
     assert action.kind.value == "resubmit", action.reason
@@ -96,12 +100,7 @@ def test_files_found_gone_at_download_send_the_batch_again(
     """OpenAI's list shows a batch whose files were deleted as completed (telling would take
     a call a batch): the plan says download, and the download, finding the files gone, sends
     the batch again in the same apply. A second batch makes the plan list every job."""
-    d = tmp_path / "proj"
-    write_manifest(d, flavour.adapt(MINIMAL))
-    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
-    advance(emu, 120)
-    job = lockfile.load(d / "batches.lock").batches["tiny"].job
-    assert job is not None
+    d, job = applied(flavour, emu, tmp_path, wait=False)
     remove(flavour, emu, job, "deleted")
     (d / "other.yaml").write_text(flavour.adapt(MINIMAL).replace(
         "name: tiny", "name: other").replace("out/tiny", "out/other"))
