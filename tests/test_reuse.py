@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROWS_MANIFEST, remote_jobs, write_manifest, write_rows
-from providers_matrix import GEMINI, serve
+from providers_matrix import GEMINI, PROVIDERS, Flavour, serve
 
 from runner import api, lockfile
 from runner.actions import Kind
@@ -237,3 +237,28 @@ def test_a_hand_edited_reuse_count_is_refused_at_its_line(emu: Emulator, tmp_pat
     line = text.splitlines().index("    reused: 39") + 1
     assert e.value.where == str(line)
     assert "1 requests in its shards and 38 reused, not 40" in str(e.value)
+
+
+@PROVIDERS
+def test_every_provider_sends_only_the_edited_request(
+        flavour: Flavour, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenAI and Anthropic answer under their own keys (custom_id); a result reused from
+    another key is written under the key of the request that reuses it."""
+    with serve(flavour, tmp_path / "emu", monkeypatch, 0.0) as emu:
+        d = tmp_path / "p"
+        write_manifest(d, flavour.adapt(ROWS_MANIFEST))
+        write_rows(d, 12, "hello")
+        assert api.apply(d).exit_code == 0
+        twin = ROWS_MANIFEST.replace("{name: big}", "{name: twin}").replace(
+            'key: "r{{ row.n }}"', 'key: "t{{ row.n }}"').replace("out/big", "out/twin")
+        write_manifest(d, flavour.adapt(twin), "twin.yaml")
+        edit_rows(d, {4: "edited"})
+        before = {j.name for j in flavour.jobs(emu)}
+        assert api.apply(d).exit_code == 0
+        # the edited row is sent once for each manifest; nothing else is
+        assert sorted(j.total for j in flavour.jobs(emu) if j.name not in before) == [1, 1]
+        big = [json.loads(x) for x in (d / "out/big.jsonl").read_text().splitlines()]
+        twins = [json.loads(x) for x in (d / "out/twin.jsonl").read_text().splitlines()]
+        assert [r["key"] for r in twins] == [f"t{n}" for n in range(12)]
+        assert [r["text"] for r in twins] == [r["text"] for r in big]
+        assert "edited" in big[4]["text"]
