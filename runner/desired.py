@@ -8,6 +8,7 @@ rows are rendered as a stream, cut into shards that fit a job, and hashed line b
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import orjson
 
 from .errors import InputsChanged
 from .failures import allowance
-from .hashing import ContentHasher, canonical, combine, digest, request_hash
+from .hashing import ContentHasher, canonical, combine, digest, request_hash_head
 from .manifest import Manifest
 from .parallel import PARALLEL, Parallel, render_jsonl
 from .providers.base import JobState
@@ -137,19 +138,20 @@ class _Held:
 
     def __init__(self, manifest: Manifest, framing: Framing, reuse: Reusable,
                  send: Callable[[bytes], None], skip: Callable[[bytes], None]):
-        self._provider, self._model = manifest.provider, manifest.model
+        # request_hash's bytes, around each request's (the first 8 bytes are what is looked up)
+        self._head = request_hash_head(manifest.provider, manifest.model)
         self._split, self._reuse = framing.split, reuse
         self._send, self._skip = send, skip
         self.count = 0
         self.packs: set[int] = set()
 
     def __call__(self, lines: bytes) -> None:
-        provider, model, split, pack_of = self._provider, self._model, self._split, \
-            self._reuse.pack_of
+        head, split, pack_of, sha256, from_bytes = self._head, self._split, \
+            self._reuse.pack_of_prefix, hashlib.sha256, int.from_bytes
         start = run = 0
         held: bool | None = None      # whether the run of lines from `start` is held
         for line in lines.split(b"\n")[:-1]:
-            pack = pack_of(request_hash(provider, model, split(line)[1]))
+            pack = pack_of(from_bytes(sha256(head + split(line)[1] + b"]").digest()[:8], "big"))
             if pack is not None:
                 self.count += 1
                 self.packs.add(pack)

@@ -22,9 +22,11 @@ given another request's answer.
 
 from __future__ import annotations
 
+import heapq
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
+from itertools import repeat
 from pathlib import Path
 
 from .errors import PackDamaged, PackMissing
@@ -32,6 +34,8 @@ from .store import Store
 from .store.pack import OK
 
 _PREFIX = 8
+_SHIFT = 48           # the top 16 bits of a key choose its slot
+_SLOTS = 1 << 16
 
 
 def prefix_of(request_hash: str) -> int:
@@ -42,11 +46,22 @@ def prefix_of(request_hash: str) -> int:
 class Reusable:
     """The successes held by a set of packs, by request hash (see the module docstring)."""
 
-    def __init__(self, packs: Iterable[str] = (), prefixes: Iterable[tuple[int, int]] = ()):
+    def __init__(self, packs: Iterable[str] = (), keys: Iterable[array[int]] = ()):
+        """`keys`: for each of `packs`, the sorted prefixes of its successes."""
         self.packs = tuple(packs)
-        pairs = sorted(prefixes)
-        self._keys = array("Q", (k for k, _ in pairs))
-        self._packs = array("H", (p for _, p in pairs))
+        sources = list(keys)
+        if len(sources) == 1:
+            self._keys = sources[0]
+            self._packs = array("H", [0]) * len(self._keys)
+        else:   # merged in order, each key with the number of its pack
+            self._keys, self._packs = array("Q"), array("H")
+            for key, number in heapq.merge(*(zip(k, repeat(n)) for n, k in enumerate(sources))):
+                self._keys.append(key)
+                self._packs.append(number)
+        # where each value of the top 16 bits starts among the keys: a search looks among the
+        # few keys that share them (a million keys: about 15), not all of them
+        self._starts = array("I", (bisect_left(self._keys, top << _SHIFT)
+                                   for top in range(_SLOTS + 1)))
 
     @classmethod
     def load(cls, store: Store, packs: Iterable[str],
@@ -54,30 +69,34 @@ class Reusable:
         """The index of the packs' successes, from their heads alone. A pack missing or
         damaged is left out (its requests are sent again), and said through `report`."""
         kept: list[str] = []
-        pairs: list[tuple[int, int]] = []
-        for pack in sorted(set(packs)):
+        keys: list[array[int]] = []
+        for pack in sorted(set(packs))[:1 << 16]:
             try:
                 head = store.head(pack)
             except (PackMissing, PackDamaged) as e:
                 if report is not None:
                     report(f"{e}; its requests are not reused")
                 continue
-            number = len(kept)
-            if number >= 1 << 16:
-                break
             kept.append(pack)
-            pairs.extend((int.from_bytes(request[:_PREFIX], "big"), number)
-                         for request, _, _, _, status in head.entries() if status == OK)
-        return cls(kept, pairs)
+            # the index is sorted by request hash, so its prefixes come sorted
+            keys.append(array("Q", (int.from_bytes(request[:_PREFIX], "big")
+                                    for request, _, _, _, status in head.entries()
+                                    if status == OK)))
+        return cls(kept, keys)
 
     def __len__(self) -> int:
         return len(self._keys)
 
     def pack_of(self, request_hash: str) -> int | None:
         """The number (in `packs`) of a pack holding a success for the request, or None."""
-        key = prefix_of(request_hash)
-        i = bisect_left(self._keys, key)
-        return self._packs[i] if i < len(self._keys) and self._keys[i] == key else None
+        return self.pack_of_prefix(prefix_of(request_hash))
+
+    def pack_of_prefix(self, key: int) -> int | None:
+        """As pack_of, given the first 8 bytes of the request hash as an integer."""
+        top = key >> _SHIFT
+        hi = self._starts[top + 1]
+        i = bisect_left(self._keys, key, self._starts[top], hi)
+        return self._packs[i] if i < hi and self._keys[i] == key else None
 
 
 def extract(store: Store, packs: Iterable[str], path: Path) -> None:

@@ -262,3 +262,35 @@ def test_every_provider_sends_only_the_edited_request(
         assert [r["key"] for r in twins] == [f"t{n}" for n in range(12)]
         assert [r["text"] for r in twins] == [r["text"] for r in big]
         assert "edited" in big[4]["text"]
+
+
+def test_the_index_holds_the_successes_of_every_pack_and_says_which(tmp_path: Path) -> None:
+    """Two packs, a success in each, a failure, and a pack gone: looked up by request hash,
+    each success names its own pack; the failure and the gone pack's lines are not there."""
+    from runner.hashing import digest
+    from runner.reuse import Reusable
+    from runner.store import open_store
+
+    store = open_store(tmp_path / "store")
+    hashes = [digest(str(n).encode()) for n in range(400)]
+    packs = []
+    for part in (hashes[:200], hashes[200:]):
+        with store.writer() as w:
+            for n, h in enumerate(part):
+                w.add(h, b'{"n": %d}' % n, ok=n % 7 != 0)
+        packs += list(w.packs)
+    with store.writer() as w:
+        w.add(digest(b"elsewhere"), b"{}", ok=True)
+    gone = list(w.packs)
+    (tmp_path / "store/packs" / (gone[0].split(":")[1] + ".pack")).unlink()
+    said: list[str] = []
+    index = Reusable.load(store, packs + gone, said.append)
+    assert len(index) == 400 - 2 * 29
+    assert index.packs == tuple(sorted(packs))
+    for group, part in enumerate((hashes[:200], hashes[200:])):
+        for n, h in enumerate(part):
+            found = index.pack_of(h)
+            assert (found is None) == (n % 7 == 0)
+            assert found is None or index.packs[found] == packs[group]
+    assert index.pack_of(digest(b"elsewhere")) is None and "not reused" in said[0]
+    assert index.pack_of(digest(b"never")) is None
