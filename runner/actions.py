@@ -54,6 +54,7 @@ class Action:
     part: int | None = None             # the shard it concerns (0-based), in a split batch
     parts: tuple[Action, ...] = ()      # a split batch's action: one per shard to act on
     recorded: str | None = None         # the job the lockfile names, when none was looked at
+    reused: int = 0                     # requests not sent: their results are in the store
 
     @property
     def job_name(self) -> str | None:

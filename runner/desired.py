@@ -8,6 +8,7 @@ rows are rendered as a stream, cut into shards that fit a job, and hashed line b
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import orjson
 
 from .errors import InputsChanged
 from .failures import allowance
-from .hashing import ContentHasher, canonical, combine, digest
+from .hashing import ContentHasher, canonical, combine, digest, request_hash_head
 from .manifest import Manifest
 from .parallel import PARALLEL, Parallel, render_jsonl
 from .providers.base import JobState
@@ -26,6 +27,7 @@ from .providers.registry import dialect_of
 from .records import LockEntry, Shard
 from .render import Renderer
 from .resolve import Resolver, leaves
+from .reuse import Reusable
 from .shards import ShardHash, Splitter
 from .statcache import NO_CACHE, DigestCache, digest_or_none
 from .states import Desired
@@ -41,6 +43,8 @@ class Rendered:
     shards: tuple[ShardHash, ...]       # one, the whole batch, when it fits a single job
     paths: tuple[Path, ...] = ()        # the shards' input files, when written
     tokens: TokenEstimate | None = None  # the requests' tokens, when tallied
+    reused: int = 0                     # requests not in any shard: the store holds them
+    reuse_packs: tuple[str, ...] = ()   # the packs holding their results
 
 
 def _render(manifest: Manifest, emit: Callable[[bytes], None], parallel: Parallel
@@ -92,26 +96,72 @@ def render_into(manifest: Manifest, sink: IO[bytes] | None = None,
 
 def render_shards(manifest: Manifest, directory: Path | None = None,
                   parallel: Parallel = PARALLEL, cuts: Sequence[int] = (),
-                  tally: bool = False) -> Rendered:
+                  tally: bool = False, reuse: Reusable | None = None) -> Rendered:
     """The batch cut into shards within its provider's limits (see runner.shards), or with
     `cuts`, as many requests a shard as an earlier render gave; with a `directory`, each
     shard's input file is written there as `<hash>.jsonl`; with `tally`, the requests'
-    tokens are counted in the same pass."""
+    tokens are counted in the same pass. With `reuse`, the requests whose success it holds
+    are in no shard (runner.reuse): the shards hold the requests to send, and a batch with
+    nothing to send has none."""
     dialect = dialect_of(manifest)
+    framing = dialect.framing(manifest.endpoint)
     limits = dialect.limits.capped(manifest.max_requests)
+    reuse = reuse if reuse and manifest.reuse else None
     splitter = Splitter(manifest.provider, manifest.model, limits, directory, manifest.source,
-                        cuts)
+                        cuts, skips=reuse is not None)
     tokens = TokenTally(dialect, endpoint=manifest.endpoint) if tally else None
-    emit = splitter.add if tokens is None else \
-        _tallying(dialect.framing(manifest.endpoint), tokens, splitter.add)
+    emit = splitter.add if tokens is None else _tallying(framing, tokens, splitter.add)
+    held = _Held(manifest, framing, reuse, emit, splitter.skip) if reuse is not None else None
     try:
-        count, templates = _render(manifest, emit, parallel)
+        count, templates = _render(manifest, emit if held is None else held, parallel)
         shards = splitter.finish()
     except BaseException:
         splitter.abort()
         raise
-    return Rendered(splitter.content_hash, count, templates, tuple(shards),
-                    tuple(splitter.paths), None if tokens is None else tokens.result())
+    if held is None or not held.count:
+        return Rendered(splitter.content_hash, count, templates, tuple(shards),
+                        tuple(splitter.paths), None if tokens is None else tokens.result())
+    assert reuse is not None
+    paths: tuple[Path, ...] = tuple(splitter.paths)
+    if shards[-1].requests == 0:        # nothing to send: no job, not one empty one
+        for path in paths:
+            path.unlink(missing_ok=True)
+        shards, paths = [], ()
+    return Rendered(splitter.content_hash, count, templates, tuple(shards), paths,
+                    None if tokens is None else tokens.result(), held.count,
+                    tuple(reuse.packs[i] for i in sorted(held.packs)))
+
+
+class _Held:
+    """Request lines on their way to the shards, those the store holds taken aside: they go
+    into the batch's hash (`skip`) and no further, and the packs that hold them are noted."""
+
+    def __init__(self, manifest: Manifest, framing: Framing, reuse: Reusable,
+                 send: Callable[[bytes], None], skip: Callable[[bytes], None]):
+        # request_hash's bytes, around each request's (the first 8 bytes are what is looked up)
+        self._head = request_hash_head(manifest.provider, manifest.model)
+        self._split, self._reuse = framing.split, reuse
+        self._send, self._skip = send, skip
+        self.count = 0
+        self.packs: set[int] = set()
+
+    def __call__(self, lines: bytes) -> None:
+        head, split, pack_of, sha256, from_bytes = self._head, self._split, \
+            self._reuse.pack_of_prefix, hashlib.sha256, int.from_bytes
+        start = run = 0
+        held: bool | None = None      # whether the run of lines from `start` is held
+        for line in lines.split(b"\n")[:-1]:
+            pack = pack_of(from_bytes(sha256(head + split(line)[1] + b"]").digest()[:8], "big"))
+            if pack is not None:
+                self.count += 1
+                self.packs.add(pack)
+            if held is not None and held != (pack is not None):
+                (self._skip if held else self._send)(lines[start:run])
+                start = run
+            held = pack is not None
+            run += len(line) + 1
+        if held is not None:
+            (self._skip if held else self._send)(lines[start:run])
 
 
 def _tallying(framing: Framing, tally: TokenTally, emit: Callable[[bytes], None]
@@ -128,13 +178,13 @@ def _tallying(framing: Framing, tally: TokenTally, emit: Callable[[bytes], None]
 
 
 def render_recorded(manifest: Manifest, directory: Path | None = None, cuts: Sequence[int] = (),
-                    tally: bool = False, cache: DigestCache = NO_CACHE
-                    ) -> tuple[dict[str, Any], Rendered]:
+                    tally: bool = False, cache: DigestCache = NO_CACHE,
+                    reuse: Reusable | None = None) -> tuple[dict[str, Any], Rendered]:
     """render_shards, with the spec inputs to record: digested before rendering, so that an
     edit made while it renders, or while the job runs, is seen by the next plan, not recorded
     as if it was sent."""
     inputs = spec_inputs(manifest, {}, cache)
-    rendered = render_shards(manifest, directory, cuts=cuts, tally=tally)
+    rendered = render_shards(manifest, directory, cuts=cuts, tally=tally, reuse=reuse)
     if rendered.templates:
         inputs["templates"] = rendered.templates
     return inputs, rendered
@@ -195,7 +245,8 @@ def desire(manifest: Manifest, entry: LockEntry | None, cache: DigestCache = NO_
             inputs = spec_inputs(manifest, templates, cache)
             if spec_hash(inputs) == entry.spec_hash:
                 shards = tuple(ShardHash(p.content_hash, p.requests) for p in entry.parts())
-                rendered = Rendered(entry.content_hash, entry.requests, templates, shards)
+                rendered = Rendered(entry.content_hash, entry.requests, templates, shards,
+                                    reused=entry.reused, reuse_packs=tuple(entry.reuse_packs))
     if rendered is None:
         inputs, rendered = render(manifest) if render is not None else \
             render_recorded(manifest, cache=cache)
@@ -206,7 +257,7 @@ def desire(manifest: Manifest, entry: LockEntry | None, cache: DigestCache = NO_
         outputs=output_digests(manifest, cache), retry_failed=manifest.retry_failed,
         allowed_failures=allowance(manifest.allowed_failures, rendered.requests),
         errors_output=manifest.errors.rel,
-        shards=rendered.shards)
+        shards=rendered.shards, reused=rendered.reused, reuse_packs=rendered.reuse_packs)
 
 
 _JOB_FIELDS = ("display_name", "state", "input_file", "job", "submitted_at", "finished_at",
@@ -226,12 +277,14 @@ def record_for(m: Manifest, rendered: Rendered, inputs: dict[str, Any],
                         state=JobState.CREATING)
         return {f: getattr(part, f) for f in _JOB_FIELDS}
 
-    split = len(rendered.shards) > 1
+    split = len(rendered.shards) > 1 or rendered.reused > 0
     own = dict(display_name=display_name(m.name, rendered.content_hash),
-               state=JobState.CREATING) if split else job_fields(rendered.shards[0])
+               state=JobState.CREATING if rendered.shards else JobState.SUCCEEDED) if split \
+        else job_fields(rendered.shards[0])
     entry = LockEntry(manifest=m.rel_source, spec_hash=spec_hash(inputs), inputs=inputs,
                       content_hash=rendered.content_hash, provider=m.provider, model=m.model,
-                      requests=rendered.requests, outputs_hash=outputs_hash(m), **own)
+                      requests=rendered.requests, outputs_hash=outputs_hash(m),
+                      reused=rendered.reused, reuse_packs=list(rendered.reuse_packs), **own)
     if split:
         entry.shards = [Shard(s.content_hash, s.requests, **job_fields(s))
                         for s in rendered.shards]

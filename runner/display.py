@@ -115,15 +115,14 @@ def plan_text(plan: Plan, directory: str, costs: Costs | None = None) -> str:
     shown = [a for a in plan.actions if a.kind != Kind.NOTHING]
     width = max((len(a.name) for a in plan.actions), default=0)
     charged = {a.name for a in _charged(plan, costs)} if costs is not None else set()
-    for a in plan.actions:
-        if a.kind == Kind.NOTHING:
-            continue
-        count = f"{a.requests} requests" if a.requests else ""
+    counts = {a.name: _count(a) for a in shown}
+    room = max(16, *map(len, counts.values())) if counts else 16
+    for a in shown:
         price = ""
         if costs is not None:
             price = f"{cost_range(costs[a.name]) if a.name in charged else '':<20}  "
-        lines.append(f"  {a.symbol:>3} {a.name:<{width}}  {a.kind.value:<8}  {count:<16}  "
-                     f"{price}{a.reason}")
+        lines.append(f"  {a.symbol:>3} {a.name:<{width}}  {a.kind.value:<8}  "
+                     f"{counts[a.name]:<{room}}  {price}{a.reason}")
     unchanged = len(plan.actions) - len(shown)
     if not shown:
         lines.append("  No changes. Outputs are up to date with the manifests.")
@@ -139,6 +138,13 @@ def plan_text(plan: Plan, directory: str, costs: Costs | None = None) -> str:
     return "\n".join(lines)
 
 
+def _count(a: Action) -> str:
+    """`12 requests`; `1 to send, 99,999 reused` for a batch that reuses stored results."""
+    if a.reused:
+        return f"{a.requests:,} to send, {a.reused:,} reused"
+    return f"{a.requests} requests" if a.requests else ""
+
+
 def plan_json(plan: Plan, costs: Costs | None = None) -> str:
     """The plan for machines. With `costs`, each action carries `estimated_cost` (null for an
     action that submits nothing or a model without a price) and the plan a total."""
@@ -146,7 +152,7 @@ def plan_json(plan: Plan, costs: Costs | None = None) -> str:
     for a in plan.actions:
         item: dict[str, Any] = {
             "name": a.name, "action": a.kind.value, "symbol": a.symbol, "reason": a.reason,
-            "requests": a.requests, "content_hash": a.content_hash,
+            "requests": a.requests, "reused": a.reused, "content_hash": a.content_hash,
             "display_name": a.display_name, "job": a.job_name,
             "change": a.kind in CHANGES,
         }
@@ -193,8 +199,8 @@ def plan_markdown(plan: Plan, directory: str, costs: Costs | None = None) -> str
         align = [":-:", "---", "---", "--:", "---"] + (["--:"] if priced else [])
         lines += [_row(head), _row(align)]
         for a in shown:
-            cells = [f"`{a.symbol}`", a.kind.value, f"`{a.name}`",
-                     str(a.requests) if a.requests else "", _md(a.reason)]
+            cells = [f"`{a.symbol}`", a.kind.value, f"`{a.name}`", _count(a).removesuffix(
+                " requests"), _md(a.reason)]
             if costs is not None:
                 cells.append(_md(cost_range(costs[a.name])) if a.name in charged else "–")
             lines.append(_row(cells))

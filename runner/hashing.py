@@ -54,7 +54,12 @@ def file_digest(path: Path) -> str:
 def request_hash(provider: str, model: str, request_bytes: bytes) -> str:
     """Names one request's content, independent of its key, so an unchanged result can be
     reused: the canonical JSON of [provider, model, request], from the request's bytes."""
-    return digest(canonical_bytes([provider, model])[:-1] + b"," + request_bytes + b"]")
+    return digest(request_hash_head(provider, model) + request_bytes + b"]")
+
+
+def request_hash_head(provider: str, model: str) -> bytes:
+    """What request_hash hashes before the request's bytes (after them, `]`)."""
+    return canonical_bytes([provider, model])[:-1] + b","
 
 
 class ContentHasher:

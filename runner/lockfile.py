@@ -184,6 +184,7 @@ def _parse(path: Path, lockdoc: Document) -> Lock:
     lock = Lock({name: entry_from(entry) for name, entry in doc["batches"].items()})
     _check_times(path, lockdoc)
     _check_jobs_named_once(path, lockdoc)
+    _check_reused(path, lockdoc)
     return lock
 
 
@@ -229,6 +230,22 @@ def _check_jobs_named_once(path: Path, lockdoc: Document) -> None:
                 f"{'.'.join(map(str, at))}; one job answers one record: keep it where it "
                 f"belongs and remove the other's job line, or {RESTORE}",
                 path=path, where=str(lockdoc.line_of([*at, "job"])))
+
+
+def _check_reused(path: Path, lockdoc: Document) -> None:
+    """A batch that reused results sends the rest in its shards: the two add up to its
+    requests, and the packs it reused from are named. Otherwise requests would be written from
+    nowhere (an error line each) or sent twice."""
+    for name, entry in lockdoc.data["batches"].items():
+        reused = entry.get("reused", 0)
+        if not reused:
+            continue
+        sent = sum(s["requests"] for s in entry.get("shards", []))
+        if sent + reused != entry["requests"] or not entry.get("reuse_packs"):
+            problem = "names no reuse_packs" if sent + reused == entry["requests"] else \
+                f"has {sent} requests in its shards and {reused} reused, not {entry['requests']}"
+            raise LockfileError(f"lockfile batches.{name} {problem}; {RESTORE}", path=path,
+                                where=str(lockdoc.line_of(["batches", name, "reused"])))
 
 
 def entry_from(data: dict[str, Any]) -> LockEntry:

@@ -55,6 +55,7 @@ class Manifest:
     allowed_failures: int | str = 0     # a count, or a share of the batch ("0.5%")
     budget: float | None = None
     max_requests: int | None = None     # requests per job; more are split into shards
+    reuse: bool = True                  # requests the result store holds are not sent again
     endpoint: str | None = None         # where requests go, for a provider with several
     rows: Path | None = None
     items: tuple[Any, ...] | None = None
@@ -172,7 +173,7 @@ def _build(doc: Located, source: Path, project: Path, resolve: Resolver) -> Mani
         outputs=tuple(outputs), errors=errors, vars=spec.get("vars", {}),
         retry_failed=spec.get("retry_failed", 0), budget=spec.get("budget"),
         allowed_failures=spec.get("allowed_failures", 0),
-        max_requests=spec.get("max_requests"), rows=rows,
+        max_requests=spec.get("max_requests"), reuse=spec.get("reuse", True), rows=rows,
         endpoint=_endpoint(spec),
         items=tuple(spec["items"]) if "items" in spec else None,
         document_hash=digest(canonical(data).encode()), document=doc,

@@ -24,6 +24,7 @@ from .join import Join
 from .manifest import Manifest
 from .outputcheck import declared_answer
 from .providers.dialect import UNFINISHED, Answer
+from .rejoin import ReuseJoin
 from .render import Renderer
 from .usage import Usage
 
@@ -46,7 +47,8 @@ class Written:
 
 def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
                   sent: str | None = None, spooled: Sequence[Path] | None = None,
-                  keep: Keep | None = None, stored: int | None = None) -> Written:
+                  keep: Keep | None = None, stored: int | None = None,
+                  reused: Path | None = None) -> Written:
     """Every output of the manifest from its results files, in input order; a later results
     file's line for a key wins over an earlier one's (see Join). `sent` is the content hash of
     the requests that were submitted: outputs are built from those only, so when the files
@@ -55,7 +57,9 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
     `keep` is given every result line joined to a request (for the result store). With
     `stored`, the results are the store's lines (see spill_stored), found by request hash,
     and at most `stored` requests may have none (those that failed when the outputs were
-    first written): more is StoreIncomplete, and nothing is written."""
+    first written): more is StoreIncomplete, and nothing is written. `reused`: the store's
+    lines for the requests the batch reused (runner.rejoin), found by request hash where the
+    results files have no line for a request's key."""
     renderer = Renderer(manifest)
     succeeded = failed = unfinished = 0
     usage = Usage()
@@ -85,7 +89,9 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
                 jsonl.append(files[out.rel])
         errors = files[manifest.errors.rel]
         rows_stamp = _stamp(manifest.rows)
-        join = Join(manifest, renderer, results, temp, spooled, stored is not None)
+        join: Join | ReuseJoin = ReuseJoin(manifest, renderer, results, reused, temp, spooled) \
+            if reused is not None else Join(manifest, renderer, results, temp, spooled,
+                                            stored is not None)
         gaps = stored if stored is not None else -1
         if sent is not None and join.content_hash != sent:
             raise InputsChanged(manifest.name, manifest.source)

@@ -135,6 +135,11 @@ def _for_settled(want: Desired, entry: LockEntry, observed: Observed,
     if same and entry.packs and stored.issuperset(entry.packs):
         return [Action(Kind.DOWNLOAD, reason=f"{why}; restored from the result store", job=job,
                        **base)]
+    if entry.reused and not stored.issuperset(entry.reuse_packs):
+        return [Action(Kind.LOST, reason=f"{why}, and the results of its {entry.reused} "
+                       "requests reused from the result store are gone from it; point "
+                       f"RUNNER_STORE at a store that holds them, or runner forget {want.name} "
+                       "and apply to send them all again", **base)]
     wanted = {s.content_hash for s in want.parts}
     gone = [p for p in parts if p.content_hash in wanted and (
         (j := observed.jobs.get(p.job or "")) is None or j.state != JobState.SUCCEEDED)]
@@ -210,6 +215,20 @@ def _for_batch(want: Desired, entry: LockEntry | None, observed: Observed, max_a
 
 def _for_records(want: Desired, entry: LockEntry | None, observed: Observed, max_attempts: int,
                  resubmit_asked: bool, stored: frozenset[str]) -> Action:
+    action = _for_jobs(want, entry, observed, max_attempts, resubmit_asked, stored)
+    if want.reused and (entry is None or entry.content_hash != want.content_hash):
+        action = dataclasses.replace(action, reused=want.reused)
+    return action
+
+
+def _for_jobs(want: Desired, entry: LockEntry | None, observed: Observed, max_attempts: int,
+              resubmit_asked: bool, stored: frozenset[str]) -> Action:
+    if not want.parts and (entry is None or entry.content_hash != want.content_hash):
+        # every request reused (rows removed, an edit reverted): no job, outputs rewritten
+        why = "new batch" if entry is None else change_reason(entry, want)
+        old_jobs = _superseded(entry, want, observed) if entry is not None else ()
+        return Action(Kind.DOWNLOAD, want.name, f"{why}; every result is in the result store",
+                      0, want.content_hash, old_jobs=old_jobs)
     if entry is not None and entry.content_hash == want.content_hash:
         # the same requests: the recorded shards stand, even if the limits have moved since
         wanted = [ShardHash(p.content_hash, p.requests) for p in entry.parts()]

@@ -79,6 +79,9 @@ class LockEntry:
     outputs: dict[str, str] = field(default_factory=dict)
     # the store's packs that hold the results the outputs were written from (runner.store)
     packs: list[str] = field(default_factory=list)
+    # requests no job holds: their successes were in the store (runner.reuse), in these packs
+    reused: int = 0
+    reuse_packs: list[str] = field(default_factory=list)
     spent: dict[str, Any] | None = None
     retries: list[Retry] = field(default_factory=list)
     shards: list[Shard] = field(default_factory=list)
@@ -90,6 +93,8 @@ class LockEntry:
         out = {k: v for k, v in data.items() if v not in (None, {}, []) and v is not False}
         if self.shards:     # a split batch's jobs are its shards'
             out.pop("attempts", None)
+        if not self.reused:
+            out.pop("reused", None)
         for records in ("retries", "shards"):
             if records in out:
                 out[records] = [{k: v for k, v in r.items() if v is not None and v is not False}
@@ -104,8 +109,10 @@ class LockEntry:
             self.state = next((s for s in _ROLL_UP if s in states), JobState.SUCCEEDED)
 
     def parts(self) -> list[LockEntry | Shard]:
-        """The records of the batch's jobs: its shards, or itself when it is not split."""
-        return list(self.shards) if self.shards else [self]
+        """The records of the batch's jobs: its shards, or itself when it is not split. A
+        batch that reuses results always keeps its jobs as shards (none when every request
+        was reused): its own hash names requests that no job holds."""
+        return list(self.shards) if self.shards or self.reused else [self]
 
     @property
     def settled(self) -> bool:

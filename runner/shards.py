@@ -34,11 +34,12 @@ class Splitter:
 
     def __init__(self, provider: str, model: str, limits: Limits,
                  directory: Path | None = None, source: Path | None = None,
-                 cuts: Sequence[int] = ()):
+                 cuts: Sequence[int] = (), skips: bool = False):
         self._provider, self._model = provider, model
         self._source = source       # the manifest, named in errors
         self._limits = limits
         self._cuts = cuts           # requests per shard, to cut as an earlier render did
+        self._skips = skips         # some lines may be skipped: no shard is the whole stream
         self._dir = directory
         self._whole = ContentHasher(provider, model)
         self._hasher: ContentHasher | None = None
@@ -76,6 +77,12 @@ class Splitter:
                 lines = lines[cut:]
             self._close()
 
+    def skip(self, lines: bytes) -> None:
+        """Lines of the batch that no shard holds (requests reused, runner.reuse): in the
+        batch's hash, in their place, and nowhere else."""
+        assert self._skips
+        self._whole.add(lines)
+
     @staticmethod
     def _cut(lines: bytes, room: int, space: int) -> int:
         """Bytes of the leading whole lines that fit both `room` lines and `space` bytes."""
@@ -91,7 +98,7 @@ class Splitter:
         # the first shard is the batch's stream up to its cut: it is hashed once, by the
         # whole's hasher, which is copied at the cut (a batch that fits one job, the usual
         # case, is hashed once, not twice)
-        self._hasher = self._whole if not self.shards else \
+        self._hasher = self._whole if not self.shards and not self._skips else \
             ContentHasher(self._provider, self._model)
         self._count = self._size = 0
         if self._dir is not None:

@@ -35,10 +35,15 @@ class Desired:
     allowed_failures: int = 0           # failed requests the batch may end with, healthy
     errors_output: str = ""             # where they are written
     shards: tuple[ShardHash, ...] = ()  # the jobs it takes (see runner.shards); () for one
+    reused: int = 0                     # requests in no shard: the store holds their results
+    reuse_packs: tuple[str, ...] = ()   # the packs that hold them (runner.reuse)
 
     @property
     def parts(self) -> tuple[ShardHash, ...]:
-        return self.shards or (ShardHash(self.content_hash, self.requests),)
+        """The jobs it takes: none when every request is reused."""
+        if self.shards or self.reused:
+            return self.shards
+        return (ShardHash(self.content_hash, self.requests),)
 
 
 @dataclass(frozen=True)

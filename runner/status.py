@@ -139,7 +139,7 @@ def statuses(plan: Plan, lock: Lock, remote: Mapping[str, RemoteJob | None],
             health = Health.PROGRESSING
             job_name = entry.open_retry.job
         else:
-            found = {_health(p, remote) for p in entry.parts()}
+            found = {_health(p, remote) for p in entry.parts()} or {Health.HEALTHY}
             health = next(h for h in _WORST if h in found)
         if entry is not None and entry.shards:
             shards = tuple(ShardStatus(p.job, p.state.value, _remote_state(p.job, remote),

@@ -33,6 +33,7 @@ from typing import Any
 from .desired import Rendered, render_recorded, spec_inputs
 from .fsutil import cannot_write
 from .manifest import Manifest
+from .reuse import Reuse
 from .statcache import NO_CACHE, DigestCache
 
 Stamp = tuple[int, int, int]
@@ -64,14 +65,17 @@ class Streams:
         self._tally = tally         # count tokens as it renders: for prices and budgets
         self.spool: Path | None = None      # made when the first manifest is rendered
         self._made: dict[str, Stream] = {}
+        self.reuse: Reuse | None = None     # what renders reuse (set by Workspace.desired)
         self.renders = 0            # how many times a manifest was rendered: for the tests
 
     def of(self, m: Manifest, cuts: Sequence[int] = (), need: str | None = None,
-           fresh: DigestCache | None = None) -> Stream:
+           fresh: DigestCache | None = None, reused: Sequence[str] | None = None) -> Stream:
         """The manifest's stream: rendered now unless it was this run, cut as `cuts` says
         (request counts per shard; () for the provider's limits), or again when the input
         file of the shard `need` is gone, or (with `fresh`, the digest cache) when its files
-        changed since it was rendered."""
+        changed since it was rendered. Requests the result store holds are in no shard
+        (runner.reuse): those of any pack the lockfile names, or with `reused`, as a record
+        says, of those packs alone."""
         made = self._made.get(m.name)
         if made is not None and (not cuts or made.cuts() == list(cuts)) and (
                 need is None or not self._spool or self._file(made, need) is not None) and (
@@ -91,7 +95,8 @@ class Streams:
         rows = stamp(m.rows)
         inputs, rendered = render_recorded(
             m, None if self.spool is None else self.spool / m.name, cuts, tally=self._tally,
-            cache=fresh or NO_CACHE)
+            cache=fresh or NO_CACHE,
+            reuse=self.reuse.index(reused) if self.reuse is not None and m.reuse else None)
         self.renders += 1
         self._made[m.name] = made = Stream(inputs, rendered, rows)
         return made
@@ -113,8 +118,8 @@ class Streams:
         is as it was read then: what the join may read instead of rendering again."""
         made = self._made.get(m.name)
         if made is None or made.rendered.content_hash != content_hash or \
-                not made.rendered.paths or stamp(m.rows) != made.rows:
-            return None
+                not made.rendered.paths or stamp(m.rows) != made.rows or made.rendered.reused:
+            return None     # (the files of a batch that reuses results hold some requests)
         paths = list(made.rendered.paths)
         return paths if all(p.is_file() for p in paths) else None
 

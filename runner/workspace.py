@@ -12,7 +12,7 @@ from typing import Any
 
 from . import hashing, lockfile
 from .clashes import check_templates
-from .desired import Rendered, desire
+from .desired import Rendered, desire, render_recorded
 from .errors import LockfileError, OutputError
 from .freshness import needs_remote, needs_tag_search
 from .layout import LOCKFILE_NAME, STATE_DIR
@@ -25,9 +25,11 @@ from .providers.base import JobState, Provider, RemoteJob
 from .providers.clients import Clients
 from .records import CANCELLED_BY_USER
 from .resolve import Resolver, leaves
+from .reuse import Reuse
 from .schema_check import load_schema
 from .statcache import cache_for
 from .states import Desired, Observed
+from .store.project import project_store
 from .stream import Stream, Streams
 
 # Above this many jobs to look at, one paged list costs less than a get per job.
@@ -82,8 +84,17 @@ class Workspace:
         """What each manifest asks for now; a manifest is rendered only when its inputs moved,
         by `streams` when given (which keeps what the rest of the run needs of it)."""
         cache = cache_for(self.state_dir)
-        desired = [desire(m, self.lock.batches.get(m.name), cache, None if streams is None else
-                          lambda m: _inputs_and_render(streams.of(m, fresh=cache)))
+        reuse = Reuse(lambda: project_store(self.directory), (
+            p for e in self.lock.batches.values() for p in (*e.packs, *e.reuse_packs)))
+        if streams is not None:
+            streams.reuse = reuse
+
+        def render(m: Manifest) -> tuple[dict[str, Any], Rendered]:
+            if streams is not None:
+                return _inputs_and_render(streams.of(m, fresh=cache))
+            return render_recorded(m, cache=cache, reuse=reuse.index() if m.reuse else None)
+
+        desired = [desire(m, self.lock.batches.get(m.name), cache, render)
                    for m in self.manifests]
         check_templates(self.manifests, {d.name: d.inputs.get("templates", {})
                                                 for d in desired})

@@ -11,7 +11,14 @@ from pathlib import Path
 
 from ..desired import outputs_hash
 from ..downloads import cached, discard, keep, results_path
-from ..errors import InputsChanged, ProviderError, ResultsError
+from ..errors import (
+    InputsChanged,
+    PackDamaged,
+    PackMissing,
+    ProviderError,
+    ResultsError,
+    StoreError,
+)
 from ..failpoints import hit
 from ..manifest import Manifest
 from ..outputs import Keep, Written, write_outputs
@@ -19,6 +26,7 @@ from ..ownership import foreign, not_its_own
 from ..pricing import load_prices, spent
 from ..providers.base import JobState, RemoteJob
 from ..records import LockEntry, Part, Retry
+from ..reuse import extract
 from ..store import Store
 from ..tags import best, moment
 from .confirm import not_sent_by
@@ -108,9 +116,13 @@ class Collector(Worker):
 
     def _write(self, m: Manifest, entry: LockEntry, records: list[Part | Retry],
                paths: list[Path]) -> Written:
+        workdir = self.journal.ws.state_dir / "results"
+        reused = self._reused(m, entry, workdir)
+
         def write(results: Sequence[Path], keep: Keep | None) -> Written:
-            return write_outputs(m, results, paths[0].parent, sent=entry.content_hash,
-                                 spooled=self.streams.spooled(m, entry.content_hash), keep=keep)
+            return write_outputs(m, results, workdir, sent=entry.content_hash,
+                                 spooled=self.streams.spooled(m, entry.content_hash), keep=keep,
+                                 reused=reused)
 
         try:
             if self.store is None:
@@ -126,6 +138,28 @@ class Collector(Worker):
                                 f"({Path(e.path or '').name} line {e.where}: {e.args[0]}); "
                                 "the copy was removed, and the next apply downloads them "
                                 "again", path=m.source) from None
+        finally:
+            if reused is not None:
+                reused.unlink(missing_ok=True)
+
+    def _reused(self, m: Manifest, entry: LockEntry, workdir: Path) -> Path | None:
+        """The store's lines for the requests the batch reused, in a file for the join
+        (runner.rejoin); None when it reused none. A pack gone or damaged since the plan
+        leaves the outputs as they were, with how to go on."""
+        if not entry.reused:
+            return None
+        if self.store is None:
+            raise StoreError(f"{m.name}: its lockfile entry reuses results from a result "
+                             "store, and this run has none", path=m.source)
+        workdir.mkdir(parents=True, exist_ok=True)
+        path = workdir / f"reused-{m.name}.tsv"
+        try:
+            extract(self.store, entry.reuse_packs, path)
+        except (PackMissing, PackDamaged) as e:
+            path.unlink(missing_ok=True)
+            raise StoreError(f"{m.name}: {e}, which holds results it reuses; run plan to see "
+                             "what to do", path=m.source) from None
+        return path
 
     def _report(self, m: Manifest, entry: LockEntry, written: Written, retry: bool) -> None:
         extra = f", {written.failed} failed (see {m.errors.rel})" if written.failed else ""

@@ -40,7 +40,7 @@ def _sent(m: Manifest, entry: LockEntry, record: Part | Retry, streams: Streams
     for content_hash in hashes:
         path = streams.input_file(m, content_hash)
         if path is None:
-            streams.of(m, cuts, content_hash)
+            streams.of(m, cuts, content_hash, reused=entry.reuse_packs)
             path = streams.input_file(m, content_hash)
         if path is None:        # the manifest renders other requests now
             raise InputsChanged(m.name, m.source)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import PackDamaged, PackMissing, StoreIncomplete
 from ..outputs import Keep, Written
+from ..reuse import extract
 from ..store import Store
 
 # writes a batch's outputs from results files, giving each joined line to `keep` when set
@@ -41,9 +42,7 @@ def rebuild(store: Store, packs: Sequence[str], write: WriteOutputs, workdir: Pa
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "stored.tsv"
     try:
-        with open(path, "wb") as f:
-            for result in store.results(packs):
-                f.write(result.request_hash.encode() + b"\t" + result.line + b"\n")
+        extract(store, packs, path)
         return write([path], None)
     except (PackMissing, PackDamaged, StoreIncomplete) as e:
         report(f"{e}; fetching them from the provider")

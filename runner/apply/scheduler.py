@@ -149,9 +149,9 @@ class Scheduler:
             assert action.job is not None
             inflight[action.job.name] = (name, action.job)
         elif action.kind == Kind.DOWNLOAD:
-            assert entry is not None
-            if entry.content_hash != self.desired[name].content_hash:
-                # shards dropped (rows removed from the end): the rest are still good
+            if entry is None or entry.content_hash != self.desired[name].content_hash:
+                # shards dropped (rows removed from the end): the rest are still good; or
+                # every request reused from the result store
                 crew.submitter.relay(m)
             self._collect(m, action.job, inflight)
         elif action.kind == Kind.RECORD and action.retry:

@@ -59,9 +59,11 @@ class Submitter(Worker):
         hash. With `files`, rendered again only if the input file of the shard `need` is gone
         (another run cleared it)."""
         entry = self.journal.get(m.name)
-        cuts = [p.requests for p in entry.parts()] if entry is not None and \
-            entry.content_hash == self.journal.desired[m.name].content_hash else []
-        stream = self.streams.of(m, cuts, need if files else None)
+        same = entry is not None and \
+            entry.content_hash == self.journal.desired[m.name].content_hash
+        cuts = [p.requests for p in entry.parts()] if entry is not None and same else []
+        stream = self.streams.of(m, cuts, need if files else None,
+                                 reused=entry.reuse_packs if entry is not None and same else None)
         return stream.inputs, stream.rendered
 
     def relay(self, m: Manifest, files: bool = False, need: str | None = None) -> LockEntry:

@@ -85,10 +85,12 @@ def reachable(store: Store) -> None:
 
 def stored_packs(store: Store, lock: Lock, desired: Iterable[Desired]) -> frozenset[str]:
     """The packs the store holds of those named by the batches whose outputs must be written
-    again: the plan restores those from the store, not the provider. Only they are asked
+    again (the packs of their results, and of the results they reused): the plan restores
+    those from the store, not the provider. Only they are asked
     about, so a plan with nothing to restore does not reach the store."""
-    wanted = [p for w in desired if (e := lock.batches.get(w.name)) is not None and e.packs
-              and outputs_reason(e, w) is not None for p in e.packs]
+    wanted = [p for w in desired if (e := lock.batches.get(w.name)) is not None
+              and (e.packs or e.reuse_packs) and outputs_reason(e, w) is not None
+              for p in (*e.packs, *e.reuse_packs)]
     return held(store, wanted) if wanted else frozenset()
 
 

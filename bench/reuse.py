@@ -1,0 +1,84 @@
+"""What one edited row costs a big batch, with request-level reuse (runner/reuse.py).
+
+    python -m bench.reuse               # 200,000 rows
+    python -m bench.reuse 1000000
+
+A batch applied to the end against the emulator (no latency; in this process, the runner in
+its own), then one row edited: `runner plan` and `runner apply` timed, each a fresh process
+with its peak RSS, and the jobs the apply created counted with their requests. The issue's
+goal at 1,000,000 rows: plan within 10 s; apply sends 1 request and rewrites the outputs
+within 30 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench._common import make_dataset
+
+
+def _run(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Seconds and peak RSS (MB, of the runner's own process: its render workers are not
+    counted) of one runner command in a fresh process."""
+    start = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-m", "runner.cli", *args], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert child.stderr is not None
+    err = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.perf_counter() - start
+    if child.returncode not in (0, 2):
+        raise SystemExit(f"runner {' '.join(args)} exited {child.returncode}:\n"
+                         f"{err.decode(errors='replace')}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def _edit_one_row(rows: Path, n: int) -> None:
+    """Row `n`'s body changed, every other byte of the file as it was."""
+    with open(rows, "rb") as f:
+        lines = f.readlines()
+    row = json.loads(lines[n])
+    row["body"] = "edited " + row["body"]
+    lines[n] = json.dumps(row).encode() + b"\n"
+    with open(rows, "wb") as f:
+        f.writelines(lines)
+
+
+def main(argv: list[str]) -> None:
+    from runner.emulator import Emulator
+    from runner.providers.gemini import GeminiProvider
+
+    sizes = [int(a) for a in argv] or [200_000]
+    print(f"{'rows':>10} {'step':<34} {'seconds':>8} {'peak RSS MB':>12}")
+    for rows in sizes:
+        with tempfile.TemporaryDirectory() as tmp, \
+                Emulator(Path(tmp) / "emu", latency=0.0) as emu:
+            d = make_dataset(Path(tmp) / "p", "bench", rows)
+            env = dict(os.environ, GEMINI_API_KEY="k", GEMINI_BASE_URL=emu.base_url,
+                       RUNNER_POLL_SECONDS="0.2",
+                       PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+            env.pop("RUNNER_STORE", None)
+            for step, args in (("first apply (everything sent)", ["apply", str(d), "--quiet"]),
+                               ("edit one row: plan", ["plan", str(d)])):
+                if step.startswith("edit"):
+                    _edit_one_row(d / "data/bench.jsonl", rows // 2)
+                    provider = GeminiProvider("k", emu.base_url)
+                    before = {j.name for j in provider.list_jobs()}
+                seconds, peak = _run(args, env)
+                print(f"{rows:>10,} {step:<34} {seconds:>8.1f} {peak:>12.1f}", flush=True)
+            seconds, peak = _run(["apply", str(d), "--quiet"], env)
+            sent = [j.total for j in provider.list_jobs() if j.name not in before]
+            provider.close()
+            print(f"{rows:>10,} {'edit one row: apply':<34} {seconds:>8.1f} {peak:>12.1f}"
+                  f"   jobs created: {len(sent)}, requests sent: {sum(sent)}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,131 @@
+"""Request-level reuse: a request whose successful result the result store holds is not sent.
+
+The requests of a directory are named by their request hash (runner.hashing.request_hash:
+provider, model and the request, not its key), and the store keeps every result line under
+that hash, in packs the lockfile names. So when a batch is rendered, each request is looked up
+among the successes of the packs any lockfile entry names: one found is reused (its result
+comes from the store when the outputs are written), the rest are cut into shards and sent.
+Edit one row of a million and one request is sent; remove rows or revert an edit and none is.
+
+What is never reused: a per-request error (a follow-up batch sends it again, as
+`retry_failed` says), a result of another provider or model (they are in the hash), and any
+request of a manifest with `reuse: false` (a sampling temperature, where a fresh answer is
+the point).
+
+The index holds the first 8 bytes of each success's hash, sorted, with the pack it came from:
+about 10 bytes a result (10 MB for a million), searched with the C bisect. Two different
+requests sharing 64 bits of their sha256 are a chance of about one in 10^7 at a million
+results each side; the outputs are joined on the whole hash, so such a request would be
+written to the errors output as one without a result (and sent again by a follow-up), never
+given another request's answer.
+"""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
+from itertools import repeat
+from pathlib import Path
+
+from .errors import PackDamaged, PackMissing
+from .store import Store
+from .store.pack import OK
+
+_PREFIX = 8
+_SHIFT = 48           # the top 16 bits of a key choose its slot
+_SLOTS = 1 << 16
+
+
+def prefix_of(request_hash: str) -> int:
+    """The first 8 bytes of a `sha256:<hex>` request hash, as the index keeps them."""
+    return int(request_hash[7:7 + 2 * _PREFIX], 16)
+
+
+class Reusable:
+    """The successes held by a set of packs, by request hash (see the module docstring)."""
+
+    def __init__(self, packs: Iterable[str] = (), keys: Iterable[array[int]] = ()):
+        """`keys`: for each of `packs`, the sorted prefixes of its successes."""
+        self.packs = tuple(packs)
+        sources = list(keys)
+        if len(sources) == 1:
+            self._keys = sources[0]
+            self._packs = array("H", [0]) * len(self._keys)
+        else:   # merged in order, each key with the number of its pack
+            self._keys, self._packs = array("Q"), array("H")
+            for key, number in heapq.merge(*(zip(k, repeat(n)) for n, k in enumerate(sources))):
+                self._keys.append(key)
+                self._packs.append(number)
+        # where each value of the top 16 bits starts among the keys: a search looks among the
+        # few keys that share them (a million keys: about 15), not all of them
+        self._starts = array("I", (bisect_left(self._keys, top << _SHIFT)
+                                   for top in range(_SLOTS + 1)))
+
+    @classmethod
+    def load(cls, store: Store, packs: Iterable[str],
+             report: Callable[[str], None] | None = None) -> Reusable:
+        """The index of the packs' successes, from their heads alone. A pack missing or
+        damaged is left out (its requests are sent again), and said through `report`."""
+        kept: list[str] = []
+        keys: list[array[int]] = []
+        for pack in sorted(set(packs))[:1 << 16]:
+            try:
+                head = store.head(pack)
+            except (PackMissing, PackDamaged) as e:
+                if report is not None:
+                    report(f"{e}; its requests are not reused")
+                continue
+            kept.append(pack)
+            # the index is sorted by request hash, so its prefixes come sorted
+            keys.append(array("Q", (int.from_bytes(request[:_PREFIX], "big")
+                                    for request, _, _, _, status in head.entries()
+                                    if status == OK)))
+        return cls(kept, keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def pack_of(self, request_hash: str) -> int | None:
+        """The number (in `packs`) of a pack holding a success for the request, or None."""
+        return self.pack_of_prefix(prefix_of(request_hash))
+
+    def pack_of_prefix(self, key: int) -> int | None:
+        """As pack_of, given the first 8 bytes of the request hash as an integer."""
+        top = key >> _SHIFT
+        hi = self._starts[top + 1]
+        i = bisect_left(self._keys, key, self._starts[top], hi)
+        return self._packs[i] if i < hi and self._keys[i] == key else None
+
+
+def extract(store: Store, packs: Iterable[str], path: Path) -> None:
+    """The result lines of `packs` into `path` as `hash\\tline` records, the form the join reads
+    the store's results in (runner.join.spill_stored). PackMissing, PackDamaged."""
+    with open(path, "wb") as f:
+        for result in store.results(packs):
+            f.write(result.request_hash.encode() + b"\t" + result.line + b"\n")
+
+
+class Reuse:
+    """What a directory's renders reuse: the successes of the packs its lockfile names, read
+    from its store the first time a render needs them. A batch rendered again to reproduce
+    its record (its input files, once more) reuses from the packs the record says it did,
+    and nothing else: packs written since must not move its requests between its shards and
+    the store."""
+
+    def __init__(self, store: Callable[[], Store], packs: Iterable[str],
+                 report: Callable[[str], None] | None = None):
+        self._store = store
+        self._packs = tuple(sorted(set(packs)))
+        self._report = report
+        self._made: dict[tuple[str, ...], Reusable] = {}
+
+    def index(self, packs: Iterable[str] | None = None) -> Reusable:
+        """The index of `packs`, or of every pack the lockfile names when None."""
+        key = self._packs if packs is None else tuple(sorted(set(packs)))
+        made = self._made.get(key)
+        if made is None:
+            made = Reusable.load(self._store(), key, self._report) if key else Reusable()
+            self._made[key] = made
+        return made
