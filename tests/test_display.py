@@ -168,7 +168,7 @@ def test_plan_json_is_the_librarys_action_under_its_own_names() -> None:
         "kind": "replace", "name": "split", "reason": "shard 2 of 3: row data changed",
         "requests": 4, "content_hash": H, "display_name": "split-bbbb", "job": None,
         "old_jobs": ["batches/old"], "attempt": 2, "retry": False, "part": 1, "parts": [],
-        "recorded": None, "symbol": "-/+", "job_name": None, "change": True}]
+        "recorded": None, "reused": 0, "symbol": "-/+", "job_name": None, "change": True}]
     assert wait["job"] == {"name": "batches/old", "state": "RUNNING"}
     assert wait["job_name"] == "batches/old"
     assert (nothing["job"], nothing["recorded"], nothing["job_name"], nothing["change"]) == (
