@@ -1,13 +1,15 @@
 """What a plan says: one Action per batch, of a Kind, gathered in a Plan.
 
 Plain data, shared by the planner that makes them (runner.plan) and everything that reads them:
-apply's scheduler, the display, status, costs and the library surface.
+apply's scheduler, the display, status, costs and the library surface. `Action.to_dict` is the
+action as `plan --json` prints it, under the same names.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from .providers.base import RemoteJob
 
@@ -64,6 +66,33 @@ class Action:
     @property
     def symbol(self) -> str:
         return SYMBOLS[self.kind]
+
+    @property
+    def change(self) -> bool:
+        """Whether `apply` acts on it (`--detailed-exitcode` reports 2 when one does)."""
+        return self.kind in CHANGES
+
+    def to_dict(self) -> dict[str, Any]:
+        """The action as JSON data, as `plan --json` prints it: every field under its own
+        name (`kind` as its value, `job` as the job's name and state, `parts` each turned
+        the same way), then the properties `symbol`, `job_name` and `change`."""
+        out = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        return {**out, "symbol": self.symbol, "job_name": self.job_name, "change": self.change}
+
+
+def _plain(value: object) -> Any:
+    """A field's value as JSON data."""
+    if isinstance(value, Action):
+        return value.to_dict()
+    if isinstance(value, RemoteJob):
+        return {"name": value.name, "state": value.state.value}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float):
+        return value
+    raise TypeError(f"no JSON form for an action's {type(value).__name__}")
 
 
 @dataclass(frozen=True)

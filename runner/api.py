@@ -36,6 +36,7 @@ from .errors import RunnerError as RunnerError
 from .identity import establish
 from .lockfile import Lock
 from .manifest import Manifest
+from .models import check_plan
 from .outputcheck import check_outputs
 from .plan import plan as make_plan
 from .pricing import Spent
@@ -114,7 +115,9 @@ def render(directory: PathLike, name: str) -> Iterator[str]:
 
 def plan(directory: PathLike, *, provider: Providers | None = None, emulator: bool = False,
          max_attempts: int = 3, resubmit: Iterable[str] = ()) -> Plan:
-    """What apply would do, and why. Reads the provider; changes nothing."""
+    """What apply would do, and why. Reads the provider; changes nothing (but the provider's
+    list of models, kept a day under .runner/models/). Raises ManifestError for a batch to
+    submit whose model the provider does not list."""
     ws = Workspace.open(Path(directory))
     desired = ws.desired()                  # bad input fails before the provider is reached
     with _provider(directory, provider, emulator) as p:
@@ -123,11 +126,13 @@ def plan(directory: PathLike, *, provider: Providers | None = None, emulator: bo
 
 def plan_of(ws: Workspace, desired: list[Desired], clients: Clients, *,
             max_attempts: int = 3, resubmit: Iterable[str] = ()) -> Plan:
-    """`plan` of an open workspace and what it desires (`ws.desired()`)."""
+    """`plan` of an open workspace and what it desires (`ws.desired()`), the model of each
+    batch it submits checked against the provider's list (a ManifestError if unknown)."""
     observed = observe(clients, ws.lock, desired)
     stored = stored_packs(project_store(ws.directory), ws.lock, desired)
-    return make_plan(desired, ws.lock, observed, max_attempts=max_attempts,
-                     resubmit=frozenset(resubmit), stored=stored)
+    found = make_plan(desired, ws.lock, observed, max_attempts=max_attempts,
+                      resubmit=frozenset(resubmit), stored=stored)
+    return check_plan(found, ws.manifests, clients, ws.state_dir)
 
 
 def apply(directory: PathLike, *, provider: Providers | None = None, emulator: bool = False,
@@ -137,7 +142,7 @@ def apply(directory: PathLike, *, provider: Providers | None = None, emulator: b
     """Carries out the plan: submit, wait (unless options.wait is False), write outputs.
     `progress` is told each event (silent by default); `show_plan` gets the plan before
     anything is done. Raises BudgetError, naming the batch, before sending anything over
-    budget."""
+    budget, and ManifestError for a model the provider does not list."""
     prepared = prepare(Path(directory), (options or Options()).max_cost)    # bad input first
     with _provider(directory, provider, emulator) as p:
         return apply_directory(Path(directory), p, options, progress, lock_timeout=lock_timeout,

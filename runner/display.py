@@ -14,11 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .actions import CHANGES, SUBMITS, Action, Kind, Plan
+from .actions import SUBMITS, Action, Kind, Plan
 from .pricing import CostEstimate, Spent, money
 from .status import BatchStatus
 
-PLAN_FORMAT = 1
+# 2: each action is Action.to_dict (`kind`, `job` as an object, `parts`); 1 said `action`,
+# `job` as a name and `shards`
+PLAN_FORMAT = 2
 
 Costs = Mapping[str, CostEstimate | None]
 
@@ -146,21 +148,12 @@ def _count(a: Action) -> str:
 
 
 def plan_json(plan: Plan, costs: Costs | None = None) -> str:
-    """The plan for machines. With `costs`, each action carries `estimated_cost` (null for an
-    action that submits nothing or a model without a price) and the plan a total."""
+    """The plan for machines: each action as `Action.to_dict` makes it, the library's names.
+    With `costs`, each action carries `estimated_cost` (null for an action that submits
+    nothing or a model without a price) and the plan a total."""
     actions = []
     for a in plan.actions:
-        item: dict[str, Any] = {
-            "name": a.name, "action": a.kind.value, "symbol": a.symbol, "reason": a.reason,
-            "requests": a.requests, "reused": a.reused, "content_hash": a.content_hash,
-            "display_name": a.display_name, "job": a.job_name,
-            "change": a.kind in CHANGES,
-        }
-        if a.parts:     # a split batch: what each shard to act on needs
-            item["shards"] = [{"shard": (p.part or 0) + 1, "action": p.kind.value,
-                               "reason": p.reason, "requests": p.requests,
-                               "content_hash": p.content_hash, "display_name": p.display_name,
-                               "job": p.job.name if p.job else None} for p in a.parts]
+        item = a.to_dict()
         if costs is not None:
             cost = costs.get(a.name) if a.kind in SUBMITS else None
             item["estimated_cost"] = cost.to_dict() if cost is not None else None

@@ -2,14 +2,18 @@
 
 `validate` is offline: it knows the models of the shipped price table (`prices.json`) and
 warns, without failing, about a name it does not know, suggesting the closest one, or saying
-which provider's model it is (`gpt-4o` under provider gemini). `plan` asks each provider for
-its own list (Gemini's and Anthropic's paged, OpenAI's whole), kept under `.runner/models/`
-for a day, and refuses a model the provider does not list, naming the closest, before any
-job is created. OpenAI's fine-tuned models (`ft:...`) are the account's own, and pass.
+which provider's model it is (`gpt-4o` under provider gemini). `plan` (the command and the
+library's) and `apply` make one check (`check_plan`): the model of each batch the plan submits
+against its provider's own list (`Provider.list_models`: Gemini's and Anthropic's paged,
+OpenAI's whole), kept under `.runner/models/` for a day; a model the provider does not list is
+refused, naming the closest, before any job is created. A list that cannot be fetched is a
+warning, not an error: the provider refuses an unknown model at create anyway. OpenAI's
+fine-tuned models (`ft:...`) are the account's own, and pass.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import time
@@ -17,9 +21,15 @@ from collections.abc import Callable, Iterable
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import ManifestError
+from .actions import SUBMITS, Plan
+from .errors import ManifestError, ProviderError
 from .fsutil import write_text
+
+if TYPE_CHECKING:
+    from .manifest import Manifest
+    from .providers.clients import Clients
 
 EXPIRY = 24 * 3600                      # seconds a provider's list is kept
 _NAMES = {"gemini": "a Gemini", "openai": "an OpenAI", "anthropic": "an Anthropic"}
@@ -102,3 +112,32 @@ class Catalogue:
             raise ManifestError(f"spec.model: {provider} has no model {model!r}"
                                 f"{_closest(bare, listed)}; nothing was submitted",
                                 path=source, where=where)
+
+
+def check_plan(plan: Plan, manifests: Iterable[Manifest], clients: Clients,
+               state_dir: Path) -> Plan:
+    """The model of every batch `plan` submits, checked against its provider's list (kept a
+    day under `state_dir`): what `plan` and `apply` do before anything is sent. A model the
+    provider does not list raises ManifestError naming the manifest, its `spec.model` line and
+    the closest name. A provider whose list cannot be fetched leaves its models unchecked and
+    the returned plan says so in a warning."""
+    submits = {a.name for a in plan.actions if any(p.kind in SUBMITS for p in (a, *a.parts))}
+    catalogue = Catalogue(state_dir, lambda provider: list(clients[provider].list_models()),
+                          tag="-emulator" if clients.emulator else "")
+    failed: dict[str, str] = {}             # provider -> why its list could not be had
+    unchecked: dict[str, list[str]] = {}    # provider -> the batches left unchecked
+    for m in sorted((m for m in manifests if m.name in submits), key=lambda m: m.name):
+        if m.provider not in failed:
+            try:
+                catalogue.check(m.provider, m.model, source=m.source,
+                                where=str(m.line_of(["spec", "model"])))
+                continue
+            except ProviderError as e:
+                failed[m.provider] = str(e)
+        unchecked.setdefault(m.provider, []).append(m.name)
+    if not failed:
+        return plan
+    warnings = tuple(f"{provider}'s list of models could not be fetched ({failed[provider]}); "
+                     f"the model of {', '.join(names)} is not checked before submitting"
+                     for provider, names in unchecked.items())
+    return dataclasses.replace(plan, warnings=plan.warnings + warnings)

@@ -177,6 +177,9 @@ class Recognising:
     def count_tokens(self, model: str, request: Mapping[str, Any]) -> int:
         return self.inner.count_tokens(model, request)
 
+    def list_models(self) -> Iterator[str]:
+        return self.inner.list_models()
+
     def delete_job(self, name: str) -> None:
         self.inner.delete_job(name)
 

@@ -72,7 +72,7 @@ def test_validate_and_plan(tmp_path: Path, emu: Emulator,
     assert "1 manifest(s) valid, 4 requests" in capsys.readouterr().out
     assert main(["plan", str(d), "--json"]) == 0
     [action] = json.loads(capsys.readouterr().out)["actions"]
-    assert (action["name"], action["action"], action["requests"]) == ("claude", "create", 4)
+    assert (action["name"], action["kind"], action["requests"]) == ("claude", "create", 4)
     assert main(["plan", str(d)]) == 0
     assert "no upper bound" not in capsys.readouterr().out      # max_tokens bounds it
     assert batches(emu) == []

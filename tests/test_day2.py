@@ -99,7 +99,7 @@ def test_cancel_then_resubmit(proj: Path, slow: Emulator,
     assert entry.state == "CANCELLED"
     assert main(["plan", str(proj), "--json"]) == 0
     [action] = json.loads(capsys.readouterr().out)["actions"]
-    assert action["action"] == "failed" and "runner cancel" in action["reason"]
+    assert action["kind"] == "failed" and "runner cancel" in action["reason"]
     assert main(["apply", str(proj), "--resubmit", "tiny", "--no-wait"]) == 0
     assert len(job_states(slow)) == 2
 
@@ -111,7 +111,8 @@ def test_plan_json_names_the_job_of_an_up_to_date_batch(
     capsys.readouterr()
     assert main(["plan", str(proj), "--json"]) == 0
     [action] = json.loads(capsys.readouterr().out)["actions"]
-    assert action["action"] == "nothing" and action["job"] == job is not None
+    assert action["kind"] == "nothing" and job is not None
+    assert action["recorded"] == action["job_name"] == job     # no job looked at: recorded
 
 
 def test_forget_then_adopt_rebinds_without_submitting(proj: Path, emu: Emulator,

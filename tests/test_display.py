@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import fields
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from runner.actions import Action, Kind, Plan
 from runner.display import cost_range, cost_total, plan_json, plan_markdown, plan_text, status_text
 from runner.pricing import CostEstimate, Spent, Usage
+from runner.providers.base import JobState, RemoteJob
 from runner.status import BatchStatus, Health, Sync
 
 H = "a" * 64
@@ -144,6 +146,33 @@ def test_plan_json_carries_estimated_cost_only_when_asked() -> None:
     assert doc["estimated_cost"] == {"low": 0.5, "high": None, "currency": "USD",
                                      "unpriced": ["new-one"]}
     assert doc["warnings"][-1].startswith("new-one: no price")
+
+
+def test_plan_json_is_the_librarys_action_under_its_own_names() -> None:
+    """Format 2: each action is Action.to_dict, every field of Action under its own name
+    (`kind`, `job` as the job's name and state, `parts` the same way), then its properties."""
+    old = RemoteJob("batches/old", "split-aaaa", JobState.RUNNING, total=4)
+    part = Action(Kind.REPLACE, "split", "shard 2 of 3: row data changed", 4, H,
+                  display_name="split-bbbb", old_jobs=("batches/old",), part=1, attempt=2)
+    split = Action(Kind.REPLACE, "split", "shard 2 of 3: row data changed", 4, H, parts=(part,))
+    waiting = Action(Kind.WAIT, "w", "job running", 2, H, job=old)
+    done = Action(Kind.NOTHING, "d", "up to date", 2, H, recorded="batches/done")
+    doc = json.loads(plan_json(Plan((split, waiting, done))))
+    assert doc["format_version"] == 2
+    assert doc["actions"] == [split.to_dict(), waiting.to_dict(), done.to_dict()]
+    names = {f.name for f in fields(Action)} | {"symbol", "job_name", "change"}
+    [first, wait, nothing] = doc["actions"]
+    assert set(first) == set(first["parts"][0]) == names
+    assert first["kind"] == "replace" and first["symbol"] == "-/+" and first["change"] is True
+    assert first["parts"] == [{
+        "kind": "replace", "name": "split", "reason": "shard 2 of 3: row data changed",
+        "requests": 4, "content_hash": H, "display_name": "split-bbbb", "job": None,
+        "old_jobs": ["batches/old"], "attempt": 2, "retry": False, "part": 1, "parts": [],
+        "recorded": None, "reused": 0, "symbol": "-/+", "job_name": None, "change": True}]
+    assert wait["job"] == {"name": "batches/old", "state": "RUNNING"}
+    assert wait["job_name"] == "batches/old"
+    assert (nothing["job"], nothing["recorded"], nothing["job_name"], nothing["change"]) == (
+        None, "batches/done", "batches/done", False)
 
 
 def status(name: str, sync: Sync, health: Health, reason: str, **kw: Any) -> BatchStatus:

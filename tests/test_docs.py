@@ -241,9 +241,9 @@ def shows(doc: str, actual: str) -> bool:
     return True
 
 
-def plan_after_edits(where: str, capsys: pytest.CaptureFixture[str]) -> str:
+def plan_after_edits(where: str, capsys: pytest.CaptureFixture[str], *options: str) -> str:
     """The README's walk-through: the quickstart's apply, a product's title edited, a result
-    deleted, then plan."""
+    deleted, then plan (with `options`)."""
     run_cli(["apply", "batches.d/", "--emulator", "--quiet"], capsys, where)
     products = Path("batches.d/data/products.jsonl")
     rows = products.read_text().splitlines()
@@ -251,7 +251,7 @@ def plan_after_edits(where: str, capsys: pytest.CaptureFixture[str]) -> str:
     first["title"] = "New " + first["title"]
     products.write_text("\n".join([json.dumps(first), *rows[1:]]) + "\n")
     Path("batches.d/results/review-sentiment.csv").unlink()
-    return run_cli(["plan", "batches.d/", "--emulator"], capsys, where)
+    return run_cli(["plan", "batches.d/", "--emulator", *options], capsys, where)
 
 
 def misspelt(name: str, right: str, wrong: str) -> Callable[[str, pytest.CaptureFixture[str]], str]:
@@ -271,6 +271,7 @@ def misspelt(name: str, right: str, wrong: str) -> Callable[[str, pytest.Capture
 
 OUTPUTS: dict[str, Callable[[str, pytest.CaptureFixture[str]], str]] = {
     "plan-after-edits": plan_after_edits,
+    "plan-json-after-edits": lambda where, capsys: plan_after_edits(where, capsys, "--json"),
     "validate-txt": misspelt("review-sentiment-openai.yaml", "{{ text | trim }}",
                              "{{ txt | trim }}"),
     "validate-maxoutputtoken": misspelt("review-topics.yaml", "maxOutputTokens:",

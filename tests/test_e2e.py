@@ -144,12 +144,12 @@ def test_deleted_output_is_restored_by_download_not_resubmission(
     capsys.readouterr()
     assert main(["plan", str(examples), "--json"]) == 0
     actions = {a["name"]: a for a in json.loads(capsys.readouterr().out)["actions"]}
-    assert actions["product-summaries"]["action"] == "download"
+    assert actions["product-summaries"]["kind"] == "download"
     assert actions["product-summaries"]["reason"] == \
         "output missing: results/product-summaries.csv; restored from the result store"
     assert actions["ui-translations"]["reason"] == \
         "output modified: results/ui-translations.jsonl; restored from the result store"
-    assert actions["review-sentiment"]["action"] == "nothing"
+    assert actions["review-sentiment"]["kind"] == "nothing"
     assert main(["apply", str(examples)]) == 0
     assert out.read_bytes() == original
     assert len(jobs(remote)) == GEMINI_JOBS

@@ -1,12 +1,15 @@
-"""Model names: validate warns offline about a name it does not know, plan refuses a model the
-provider's list (served by the emulator, kept a day under .runner/models/) does not hold, and
-the official SDKs' models.list() walk the emulator's lists."""
+"""Model names: validate warns offline about a name it does not know; plan (the command and the
+library's) and apply refuse the model of a batch to submit that the provider's list (served by
+the emulator, kept a day under .runner/models/) does not hold, and warn and go on when the list
+cannot be fetched; the official SDKs' models.list() walk the emulator's lists."""
 
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import openai
@@ -15,10 +18,16 @@ from conftest import write_manifest
 from google import genai
 from google.genai import types
 
+import runner
+from runner import api
+from runner.actions import Kind
 from runner.cli import main
 from runner.emulator import Emulator
 from runner.emulator.models import MODELS
+from runner.errors import ManifestError
 from runner.models import EXPIRY, known, offline_warning
+from runner.providers.base import Provider
+from runner.providers.gemini import GeminiProvider
 
 MANIFEST = """\
 apiVersion: batch-runner/v1
@@ -115,3 +124,84 @@ def test_the_emulator_offers_the_models_the_price_table_knows(provider: str) -> 
     """Written out in the emulator (a server apart from the runner's core), kept the same:
     every model the examples and the docs may name is one the emulator lists."""
     assert set(MODELS[provider]) == set(known(provider))
+
+
+@pytest.mark.parametrize(("provider", "model", "closest"), [
+    ("gemini", "gemini-2.5-flsh", "gemini-2.5-flash"),
+    ("openai", "gpt-4o-mni", "gpt-4o-mini"),
+    ("anthropic", "claude-haiku-4.5", "claude-haiku-4-5")])
+def test_apply_refuses_a_model_the_provider_does_not_list(
+        tmp_path: Path, provider: str, model: str, closest: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    manifest(tmp_path, provider, model)
+    assert main(["apply", str(tmp_path), "--emulator"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"error: {tmp_path / 'm.yaml'}:6: spec.model: {provider} has no model {model!r} "
+        f"(did you mean {closest!r}?); nothing was submitted"]
+    assert not (tmp_path / "batches.lock").exists()
+    assert not (tmp_path / "out").exists()
+    with api.connect(tmp_path, emulator=True) as clients:
+        assert list(clients[provider].list_jobs()) == []
+
+
+def test_the_librarys_plan_refuses_a_model_the_provider_does_not_list(
+        tmp_path: Path) -> None:
+    manifest(tmp_path, "openai", "gpt-4o-mni")
+    with pytest.raises(ManifestError) as e:
+        runner.plan(tmp_path, emulator=True)
+    assert (e.value.path, e.value.where) == (str(tmp_path / "m.yaml"), "6")
+    assert str(e.value) == (f"{tmp_path / 'm.yaml'}:6: spec.model: openai has no model 'gpt-4o-mni' (did you mean "
+                            "'gpt-4o-mini'?); nothing was submitted")
+
+
+def test_only_the_batches_to_submit_are_checked(tmp_path: Path) -> None:
+    """A model the provider no longer lists does not hold up a batch that is up to date: it
+    is not sent again, so there is nothing to check (and nothing to pay for)."""
+    manifest(tmp_path, "gemini", "gemini-2.5-flash")
+    assert runner.apply(tmp_path, emulator=True).exit_code == 0
+    kept = tmp_path / ".runner" / "models" / "gemini-emulator.json"
+    listed = json.loads(kept.read_text())
+    kept.write_text(json.dumps({**listed, "models": ["gemini-3.5-flash"]}))   # retired
+    plan = runner.plan(tmp_path, emulator=True)
+    assert [a.kind for a in plan.actions] == [Kind.NOTHING] and not plan.warnings
+    assert runner.apply(tmp_path, emulator=True).exit_code == 0
+
+
+class _Unlisted:
+    """The emulator's Gemini API, but for its list of models, asked of a port where nothing
+    listens: a provider whose list cannot be fetched."""
+
+    def __init__(self, real: Provider, dead: Provider):
+        self._real, self._dead = real, dead
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def list_models(self) -> Iterator[str]:
+        return self._dead.list_models()
+
+
+def _dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_list_that_cannot_be_fetched_does_not_block_apply(tmp_path: Path) -> None:
+    manifest(tmp_path, "gemini", "gemini-2.5-flash")
+    dead = GeminiProvider("k", f"http://127.0.0.1:{_dead_port()}", max_attempts=1)
+    shown: list[runner.Plan] = []
+    with api.connect(tmp_path, emulator=True) as real:
+        provider = _Unlisted(real["gemini"], dead)
+        plan = runner.plan(tmp_path, provider=provider)
+        outcome = runner.apply(tmp_path, provider=provider, show_plan=shown.append)
+    dead.close()
+    for p in (plan, *shown):
+        [warning] = p.warnings
+        assert warning.startswith("gemini's list of models could not be fetched (list "
+                                  "models"), warning
+        assert warning.endswith("; the model of m is not checked before submitting")
+    assert [a.kind for a in plan.actions] == [Kind.CREATE]
+    assert outcome.exit_code == 0 and (tmp_path / "out/m.jsonl").exists()
+    assert not (tmp_path / ".runner" / "models").exists()      # nothing kept of a failure

@@ -90,7 +90,7 @@ def test_chat_validates_plans_and_applies_once(tmp_path: Path, emu: Emulator,
     assert "1 manifest(s) valid, 6 requests" in capsys.readouterr().out
     assert main(["plan", str(d), "--json"]) == 0
     [action] = json.loads(capsys.readouterr().out)["actions"]
-    assert (action["name"], action["action"], action["requests"]) == ("chat", "create", 6)
+    assert (action["name"], action["kind"], action["requests"]) == ("chat", "create", 6)
     assert main(["apply", str(d), "--quiet"]) == 0
     out = lines(d / "out/chat.jsonl")
     assert [o["key"] for o in out] == ["a", "b", "d", "e", "f"]

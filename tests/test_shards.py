@@ -155,8 +155,10 @@ def test_changed_row_resubmits_its_shard_alone(tmp_path: Path, emu: Emulator,
     assert "shard 2 of 3: row data changed" in split_action.reason
     assert main(["plan", str(d), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    [shards] = [a["shards"] for a in doc["actions"] if a["name"] == "split"]
-    assert [(s["shard"], s["action"]) for s in shards] == [(2, "replace")]
+    [parts] = [a["parts"] for a in doc["actions"] if a["name"] == "split"]
+    assert [(p["part"], p["kind"]) for p in parts] == [(1, "replace")]     # the library's
+    assert [{k: v for k, v in a.items() if k != "estimated_cost"} for a in doc["actions"]] \
+        == [a.to_dict() for a in plan.actions]          # the same names, the same values
 
     jobs_before = len(remote_jobs(emu))
     assert api.apply(d).exit_code == 0

@@ -85,7 +85,7 @@ def test_a_job_expired_with_nothing_finished_is_resubmitted_up_to_the_limit(
     assert (entry.state, entry.attempts) == ("EXPIRED", 2)
     emu.faults = Faults()
     action = plan_actions(d, capsys)["tiny"]
-    assert action["action"] == "resubmit" and "expired" in action["reason"]
+    assert action["kind"] == "resubmit" and "expired" in action["reason"]
     assert main(["apply", str(d)]) == 0
     assert len(flavour.jobs(emu)) == 3
     assert lockfile.load(d / "batches.lock").batches["tiny"].state == "SUCCEEDED"
@@ -124,7 +124,7 @@ def test_a_failed_job_is_reported_and_resubmitted_only_when_asked(
     entry = lockfile.load(proj / "batches.lock").batches["tiny"]
     emu.faults = Faults()
     action = plan_actions(proj, capsys)["tiny"]
-    assert action["action"] == "failed"
+    assert action["kind"] == "failed"
     assert main(["apply", str(proj)]) == 1
     assert len(flavour.jobs(emu)) == 1
     if flavour.name == "anthropic":
@@ -157,7 +157,7 @@ def test_a_job_cancelled_outside_is_drift(flavour: Flavour, slow: Emulator, proj
     client.close()
     advance(slow, 120)
     action = plan_actions(proj, capsys)["tiny"]
-    assert action["action"] == "failed" and "drift" in action["reason"]
+    assert action["kind"] == "failed" and "drift" in action["reason"]
     assert main(["apply", str(proj), "--resubmit", "tiny", "--no-wait"]) == 0
     advance(slow, 120)
     assert main(["apply", str(proj)]) == 0
@@ -180,7 +180,7 @@ def test_a_job_deleted_before_its_results_were_saved_is_recreated(
     client.delete_job(job)
     client.close()
     action = plan_actions(proj, capsys)["tiny"]
-    assert action["action"] == "resubmit" and "deleted on the provider" in action["reason"]
+    assert action["kind"] == "resubmit" and "deleted on the provider" in action["reason"]
     assert main(["apply", str(proj)]) == 0
     # the deleted job no longer lists (OpenAI's does: its batches stay); one new one does
     assert len(flavour.jobs(emu)) == (2 if flavour.name == "openai" else 1)
@@ -224,7 +224,7 @@ def test_failed_requests_are_retried_and_merged_in_input_order(
     assert main(["apply", str(d), "--no-wait"]) == 0
     emu.faults = Faults()   # the job keeps the fault it was created with; its retry will not
     time.sleep(0.4)
-    assert plan_actions(d, capsys)["flaky"]["action"] == "download"
+    assert plan_actions(d, capsys)["flaky"]["kind"] == "download"
     assert main(["apply", str(d), "--no-wait"]) == 0     # writes outputs, submits retry 1
     errors = (d / "out/flaky.errors.jsonl").read_text().splitlines()
     entry = lockfile.load(d / "batches.lock").batches["flaky"]
@@ -242,7 +242,7 @@ def test_failed_requests_are_retried_and_merged_in_input_order(
     if flavour.tags_jobs:
         assert any(j.display_name.endswith("-retry1") for j in jobs)
     assert sorted(flavour.tags(emu, d).values()) == [1, 1]
-    assert plan_actions(d, capsys)["flaky"]["action"] == "nothing"
+    assert plan_actions(d, capsys)["flaky"]["kind"] == "nothing"
 
 
 @PROVIDERS

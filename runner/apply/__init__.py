@@ -23,6 +23,7 @@ from pathlib import Path
 from ..actions import SUBMITS, Kind, Plan
 from ..costs import check_budgets
 from ..identity import establish
+from ..models import check_plan
 from ..plan import plan
 from ..progress import Progress
 from ..providers.clients import Clients
@@ -92,6 +93,7 @@ def _apply(first: Workspace, desired: list[Desired], streams: Streams, clients: 
                    max_attempts=options.max_attempts,
                    resubmit=options.resubmit, prune=options.prune,
                    stored=stored_packs(store, ws.lock, desired))
+    actions = check_plan(actions, ws.manifests, clients, ws.state_dir)    # nothing sent yet
     streams.release({a.name for a in actions.actions if not {p.kind for p in (a, *a.parts)}
                      & {*SUBMITS, Kind.WAIT, Kind.ADOPT, Kind.DOWNLOAD}})
     if show_plan is not None:

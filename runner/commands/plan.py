@@ -6,12 +6,10 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Literal, TextIO
 
 from .. import api
 from ..display import plan_json, plan_markdown, plan_text
-from ..models import Catalogue
-from ..providers.clients import Clients
 from ..report import Report
 from ..stream import Streams
 from ..workspace import Workspace
@@ -32,7 +30,6 @@ def plan(directory: api.PathLike, *, emulator: bool, max_attempts: int,
     streams = Streams()             # each manifest rendered once: for its hashes and its price
     desired = ws.desired(streams)   # bad input fails before the provider is reached
     with api.connect(directory, emulator=emulator) as clients:
-        check_models(ws, clients, emulator=emulator)
         found = api.plan_of(ws, desired, clients, max_attempts=max_attempts,
                             resubmit=resubmit)
         costs = api.costs_of(ws, found, counter=clients if count_tokens else None,
@@ -47,19 +44,3 @@ def plan(directory: api.PathLike, *, emulator: bool, max_attempts: int,
     report.planned(changes=bool(found.changes), failing=[a.name for a in found.failing],
                    detailed_exitcode=detailed_exitcode)
 
-
-def check_models(ws: Workspace, clients: Clients, *, emulator: bool) -> None:
-    """Every manifest's model against its provider's list (kept a day under .runner/),
-    before anything is planned or sent: an unknown model is a ManifestError naming the
-    closest."""
-    def lister(provider: str) -> Any:
-        client = clients[provider]
-        return getattr(getattr(client, "inner", client), "list_models", None)
-
-    catalogue = Catalogue(ws.state_dir, lambda provider: list(lister(provider)()),
-                          tag="-emulator" if emulator else "")
-    for m in ws.manifests:
-        if lister(m.provider) is None:  # a provider that keeps no list (a test's own)
-            continue
-        catalogue.check(m.provider, m.model, source=m.source,
-                        where=str(m.line_of(["spec", "model"])))

@@ -46,6 +46,11 @@ class Clients:
         self._records: Callable[[str], Iterable[Intent]] = lambda name: ()
         self.deadline: float | None = None
 
+    @property
+    def emulator(self) -> bool:
+        """Whether the clients this object opens talk to the embedded emulator."""
+        return self._emulator
+
     @classmethod
     def of(cls, provider: Provider) -> Clients:
         """Clients that are this one provider (for its own provider name)."""

@@ -7,6 +7,7 @@ the request is `{"prompt", "max_tokens"}` with the model inside it, an input lin
 "tokens": {"in", "out"}}}` or `{"id", "failure"}`. The client keeps its jobs as JSON files in
 the directory named by TOY_STATE (whatever base URL it is given), and a job succeeds the
 second time it is fetched (get_job), so that apply has to poll for it. A prompt holding FAIL fails.
+Its models are toy-1 and toy-2.
 """
 
 from __future__ import annotations
@@ -190,6 +191,9 @@ class ToyClient:
 
     def count_tokens(self, model: str, request: Mapping[str, Any]) -> int:
         return len(str(request.get("prompt", "")))
+
+    def list_models(self) -> Iterator[str]:
+        yield from ("toy-1", "toy-2")
 
     def delete_job(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
