@@ -12,7 +12,9 @@ process apart, whose memory counts for neither), in alternating order round by r
 cache and the emulator's own state favour whoever runs second. "peak RSS" is the largest
 process of the side (the kernel's figure, from wait4); "all procs" samples the side's process
 tree (the runner's render workers and fork server), shared pages counted in each process, so
-an upper bound. Both poll the job every POLL seconds at first (the runner backs off from there,
+an upper bound. "CPU s" is the side's own user and system time (its processes together),
+"emu CPU" the emulator's while the side ran: on a busy machine they move less than the wall
+time. Both poll the job every POLL seconds at first (the runner backs off from there,
 as it does against Google).
 """
 
@@ -86,10 +88,18 @@ def _script(directory: str, base: str) -> None:
                                 "response": response}) + "\n")
 
 
-def _run(command: list[str], env: dict[str, str]) -> dict[str, float]:
-    """Runs `command`, returning its wall time, its largest process's peak RSS and the sampled
-    peak of its process tree."""
+def _cpu_seconds(pid: int) -> float:
+    """User and system time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _run(command: list[str], env: dict[str, str], emulator: int) -> dict[str, float]:
+    """Runs `command`, returning its wall time, its largest process's peak RSS, the sampled
+    peak of its process tree, and the CPU time it and the emulator used meanwhile."""
     tree = 0.0
+    served = _cpu_seconds(emulator)
     start = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
     stop = threading.Event()
@@ -103,12 +113,14 @@ def _run(command: list[str], env: dict[str, str]) -> dict[str, float]:
     sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
+    served = _cpu_seconds(emulator) - served
     proc.returncode = os.waitstatus_to_exitcode(status)
     stop.set()
     sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"{command[:4]} exited {proc.returncode}")
-    return {"seconds": elapsed, "peak_rss_mb": usage.ru_maxrss / 1024, "tree_rss_mb": tree}
+    return {"seconds": elapsed, "peak_rss_mb": usage.ru_maxrss / 1024, "tree_rss_mb": tree,
+            "cpu": usage.ru_utime + usage.ru_stime, "emulator_cpu": served}
 
 
 def _fresh(source: Path, target: Path) -> Path:
@@ -124,7 +136,8 @@ def _count_lines(path: Path) -> int:
         return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
 
 
-def _size(t: Path, rows: int, rounds: int, base: str, env: dict[str, str]) -> None:
+def _size(t: Path, rows: int, rounds: int, base: str, env: dict[str, str], emulator: int
+          ) -> None:
     source = make_dataset(t / "source", "bench", rows)
     runner = [sys.executable, "-m", "runner.cli", "apply", "--quiet"]
     script = [sys.executable, "-m", "bench.e2e", "--script"]
@@ -133,13 +146,14 @@ def _size(t: Path, rows: int, rounds: int, base: str, env: dict[str, str]) -> No
         for who in ("runner", "script")[::1 if number % 2 == 0 else -1]:
             d = _fresh(source, t / f"{who}-{number}")
             f = _run([*(runner if who == "runner" else script), str(d)]
-                     + ([] if who == "runner" else [base]), env)
+                     + ([] if who == "runner" else [base]), env, emulator)
             lines = _count_lines(d / "out" / "bench.jsonl")
             assert lines == rows, (who, lines)
             shutil.rmtree(d)
             name = "batch-runner" if who == "runner" else "google-genai script"
             print(f"{rows:>10,} {number + 1:>5} {name:<20} {f['seconds']:>8.1f} "
-                  f"{f['peak_rss_mb']:>12.1f} {f['tree_rss_mb']:>12.1f}", flush=True)
+                  f"{f['peak_rss_mb']:>12.1f} {f['tree_rss_mb']:>12.1f} {f['cpu']:>8.1f} "
+                  f"{f['emulator_cpu']:>8.1f}", flush=True)
             if f["seconds"] < best.get(who, {"seconds": float("inf")})["seconds"]:
                 best[who] = f
     ratio = best["script"]["seconds"] / best["runner"]["seconds"]
@@ -156,7 +170,7 @@ def main(argv: list[str]) -> None:
         rounds, argv = int(argv[1]), argv[2:]
     sizes = [int(a) for a in argv] or list(SIZES)
     print(f"{'requests':>10} {'round':>5} {'who':<20} {'seconds':>8} {'peak RSS MB':>12} "
-          f"{'all procs MB':>12}")
+          f"{'all procs MB':>12} {'CPU s':>8} {'emu CPU':>8}")
     for rows in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             t = Path(tmp)
@@ -170,7 +184,7 @@ def main(argv: list[str]) -> None:
                 base = server.stdout.readline().split(" on ", 1)[1].split(" ", 1)[0]
                 env.update(GEMINI_BASE_URL=base, GEMINI_API_KEY=KEY,
                            RUNNER_POLL_SECONDS=str(POLL))
-                _size(t, rows, rounds, base, env)
+                _size(t, rows, rounds, base, env, server.pid)
             finally:
                 server.terminate()
                 server.wait()
