@@ -105,7 +105,7 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         fast = not tables and answers.declared is None      # JSONL only: runner.joinlines
         if fast:
             counts = (format_ranges(join, manifest, pieces.write, errors.write, keep)
-                      if across_cores(join) else
+                      if isinstance(join, Join) and across_cores(join) else
                       format_lines(dialect, join, pieces.write, errors.write, keep))
             if stored is not None and counts.missing > stored:
                 raise _incomplete(manifest)
