@@ -22,22 +22,28 @@ errors file.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
+import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from zlib import crc32
 
 import orjson
 
 from .errors import ResultsError
 from .hashing import ContentHasher, canonical_bytes, request_hash
 from .manifest import Manifest
-from .parallel import render_jsonl
+from .parallel import _context, _cpus, render_jsonl
 from .providers.dialect import Dialect
+from .providers.registry import dialect_of
 from .render import Renderer
 
 BUCKET_BYTES = 8 << 20      # results (or pairs) held in memory at once, about
 MAX_FILES = 256             # temp files open at once, at most: past that, buckets grow
 _BUFFER = 1 << 16           # per temp file being written
 _READ = 1 << 20
+APART_BYTES = 32 << 20      # results spilled by another process from this size on
 
 Write = Callable[[bytes], object]
 
@@ -60,16 +66,19 @@ class Join:
         requests = [directory / f"requests-{i}" for i in range(n)]
         lines = [directory / f"results-{i}" for i in range(n)]
         hasher = ContentHasher(manifest.provider, manifest.model)
+        # large results are spilled by another process while this one spills the requests
+        apart = None if by_hash or size < APART_BYTES else _apart(manifest, results, lines)
         with _writers(requests) as writes:
             self.requests = spill_requests(manifest, renderer, writes, hasher.add, spooled,
                                            by_hash)
         # the requests as the files render them now: the caller compares them with what was sent
         self.content_hash = hasher.hexdigest()
-        with _writers(lines) as writes:
-            if by_hash:
-                spill_stored(results, writes)
-            else:
-                spill_results(renderer.dialect, results, writes)
+        if apart is None or not _spilled(apart):
+            with _writers(lines) as writes:
+                if by_hash:
+                    spill_stored(results, writes)
+                else:
+                    spill_results(renderer.dialect, results, writes)
         pairs = size + sum(path.stat().st_size for path in requests)
         self._per_range = max(1, -(-self.requests // _files_for(pairs)))
         ranges = [directory / f"range-{i}"
@@ -83,6 +92,14 @@ class Join:
                 req.unlink()
                 res.unlink()
         self._ranges = ranges
+
+    def ranges(self) -> list[tuple[Path, int, int]]:
+        """The range files, in input order, each with the index of its first request and how
+        many it holds: read them (runner.join.in_order) instead of iterating, and remove
+        them."""
+        return [(path, number * self._per_range,
+                 min(self._per_range, self.requests - number * self._per_range))
+                for number, path in enumerate(self._ranges)]
 
     def __iter__(self) -> Iterator[Joined]:
         for number, path in enumerate(self._ranges):
@@ -121,7 +138,7 @@ def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write],
         index = count
         for key_json, request in pairs:
             rhash = request_hash(provider, model, request).encode()
-            writes[hash(rhash if by_hash else key_json) % n](
+            writes[crc32(rhash if by_hash else key_json) % n](
                 b"%d\t%s\t%s\n" % (index, key_json, rhash))
             index += 1
         count = index
@@ -173,7 +190,7 @@ def spill_results(dialect: Dialect, results: Sequence[Path], writes: list[Write]
                 key_json = canonical_bytes(key)
                 if line[-1] != 0x0A:        # the last line of a file may have no newline
                     line += b"\n"
-                writes[hash(key_json) % n](key_json + tag + line)
+                writes[crc32(key_json) % n](key_json + tag + line)
 
 
 def spill_stored(results: Sequence[Path], writes: list[Write]) -> None:
@@ -185,7 +202,7 @@ def spill_stored(results: Sequence[Path], writes: list[Write]) -> None:
         with open(path, "rb", buffering=_READ) as f:
             for record in f:
                 rhash, line = record.split(b"\t", 1)
-                writes[hash(rhash) % n](rhash + b"\t0\t" + line)
+                writes[crc32(rhash) % n](rhash + b"\t0\t" + line)
 
 
 def join_bucket(results: Path, requests: Path, writes: list[Write], per_range: int,
@@ -215,6 +232,38 @@ def join_bucket(results: Path, requests: Path, writes: list[Write], per_range: i
                 line = lines.pop(key_json, b"\n")
             writes[int(index) // per_range](record[:-1] + b"\t" + line)
     return len(lines.keys() - taken) if by_hash else len(lines), repeated
+
+
+def _apart(manifest: Manifest, results: Sequence[Path], lines: list[Path]
+           ) -> tuple[ProcessPoolExecutor, Future[None]] | None:
+    """spill_results started in a worker process; None where there is no second core."""
+    if multiprocessing.parent_process() is not None or _cpus() < 2:
+        return None
+    pool = ProcessPoolExecutor(1, mp_context=_context())
+    try:
+        return pool, pool.submit(_spill_results, manifest, list(results), lines)
+    except Exception:   # noqa: BLE001 - no worker: spilled here
+        pool.shutdown(cancel_futures=True)
+        return None
+
+
+def _spilled(apart: tuple[ProcessPoolExecutor, Future[None]]) -> bool:
+    """Whether the worker spilled the results; when it failed (a bad results line, a lost
+    worker) they are spilled again here, which raises what one process raises."""
+    pool, future = apart
+    try:
+        future.result()
+        return True
+    except Exception:   # noqa: BLE001
+        return False
+    finally:
+        pool.shutdown()
+
+
+def _spill_results(manifest: Manifest, results: list[Path], lines: list[Path]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is for the parent to handle
+    with _writers(lines) as writes:
+        spill_results(dialect_of(manifest), results, writes)
 
 
 def in_order(path: Path, start: int, count: int) -> list[bytes]:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -19,8 +20,9 @@ from . import parquet
 from .answers import AnswerCheck, template_context
 from .errors import InputsChanged, OutputError, StoreIncomplete
 from .fsutil import atomic_writer
-from .hashing import file_digest
-from .join import Join
+from .hashing import ALGORITHM, file_digest
+from .join import Join, Joined
+from .joinlines import Pieces, across_cores, format_lines, format_ranges
 from .manifest import Manifest
 from .outputcheck import declared_answer
 from .providers.dialect import UNFINISHED, Answer
@@ -74,7 +76,8 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         workdir.mkdir(parents=True, exist_ok=True)
         temp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="join-",
                                                                     dir=workdir)))
-        jsonl: list[IO[bytes]] = []
+        hashers: dict[str, Any] = {}
+        pieces = Pieces()       # the JSONL outputs, hashed as written
         tables: list[tuple[Any, list[Any]]] = []
         for out, columns in zip(manifest.outputs, renderer.columns):
             names = [name for name, _ in out.columns]
@@ -86,7 +89,8 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
                 tables.append((stack.enter_context(parquet.table(files[out.rel], out.path,
                                                                  names, temp)), columns))
             else:
-                jsonl.append(files[out.rel])
+                pieces.files.append((files[out.rel], hashers.setdefault(out.rel,
+                                                                        hashlib.sha256())))
         errors = files[manifest.errors.rel]
         rows_stamp = _stamp(manifest.rows)
         join: Join | ReuseJoin = ReuseJoin(manifest, renderer, results, reused, temp, spooled) \
@@ -98,16 +102,23 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         rows = manifest.iter_rows() if tables else None
         answers = AnswerCheck(manifest, declared_answer(renderer))
         dialect = renderer.dialect
-        loads, read_result = orjson.loads, dialect.read_result
+        fast = not tables and answers.declared is None      # JSONL only: runner.joinlines
+        if fast:
+            counts = (format_ranges(join, manifest, pieces.write, errors.write, keep)
+                      if isinstance(join, Join) and across_cores(join) else
+                      format_lines(dialect, join, pieces.write, errors.write, keep))
+            if stored is not None and counts.missing > stored:
+                raise _incomplete(manifest)
+            succeeded, failed, unfinished, _, usage = counts
+        loads, dumps, read_result = orjson.loads, orjson.dumps, dialect.read_result
         unwire = dialect.key_of_wire if dialect.maps_keys else None
-        for index, key_json, rhash, line in join:
+        joined: Iterable[Joined] = () if fast else join
+        for index, key_json, rhash, line in joined:
             row = next(rows) if rows is not None else None
             if line is None and gaps >= 0:
                 gaps -= 1
                 if gaps < 0:
-                    raise StoreIncomplete(f"{manifest.name}: the packs its lockfile entry "
-                                          "names lack some of its results",
-                                          path=manifest.source)
+                    raise _incomplete(manifest)
             result = None if line is None else loads(line)
             key = loads(key_json) if unwire is None else unwire(loads(key_json))
             read = read_result(result)
@@ -126,22 +137,27 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
                 continue
             succeeded += 1
             usage += read.usage
-            record = {"key": key, "text": read.text, "finish_reason": read.finish_reason,
-                      "usage": read.usage_raw, "request_hash": rhash, "response": read.response}
-            if jsonl:
-                data = orjson.dumps(record) + b"\n"
-                for f in jsonl:
-                    f.write(data)
+            if pieces.files:
+                pieces.write(dumps({"key": key, "text": read.text,
+                                    "finish_reason": read.finish_reason, "usage": read.usage_raw,
+                                    "request_hash": rhash, "response": read.response}) + b"\n")
             if row is not None:
                 ctx = template_context(manifest, key, index, row.data, read, rhash, value)
                 for w, columns in tables:
                     w.writerow([renderer.render_column(c, ctx, row) for c in columns])
+        pieces.flush()
         if rows is not None and _stamp(manifest.rows) != rows_stamp:
             # the columns read the rows a second time: they must be the rows just joined
             raise InputsChanged(manifest.name, manifest.source)
-    digests = {o.rel: file_digest(o.path) for o in manifest.declared_paths()}
+    digests = {o.rel: f"{ALGORITHM}:{hashers[o.rel].hexdigest()}" if o.rel in hashers
+               else file_digest(o.path) for o in manifest.declared_paths()}
     return Written(digests, succeeded, failed, join.unmatched, join.repeated, usage,
                    unfinished)
+
+
+def _incomplete(manifest: Manifest) -> StoreIncomplete:
+    return StoreIncomplete(f"{manifest.name}: the packs its lockfile entry names lack some of "
+                           "its results", path=manifest.source)
 
 
 def _stamp(path: Path | None) -> tuple[int, int, int] | None:

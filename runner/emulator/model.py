@@ -50,7 +50,12 @@ def cut(text: str, max_tokens: int) -> tuple[str, bool]:
 
 
 def response_id(request: Any) -> str:
-    digest = hashlib.sha256(canonical(request).encode()).digest()
+    return response_id_of(canonical(request).encode())
+
+
+def response_id_of(canonical_request: bytes) -> str:
+    """The response id of a request from its canonical JSON, encoded."""
+    digest = hashlib.sha256(canonical_request).digest()
     return base64.urlsafe_b64encode(digest[:17]).decode()
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 
 from ..errors import ProviderError
 from ..failpoints import hit
@@ -226,8 +227,14 @@ class OverCalls:
 def decode(resp: httpx.Response, what: str) -> Any:
     """A JSON answer. NaN and Infinity, which Python's parser lets through, are refused: no
     JSON writer downstream would take them back."""
+    if not resp.content:
+        return {}
+    try:    # orjson refuses NaN and Infinity too, and is 5x faster on a job's inline results
+        return orjson.loads(resp.content)
+    except orjson.JSONDecodeError:  # an integer past 64 bits, or not JSON: the json module's
+        pass
     try:
-        return json.loads(resp.content, parse_constant=_refuse) if resp.content else {}
+        return json.loads(resp.content, parse_constant=_refuse)
     except ValueError:
         raise ProviderError(f"{what}: the provider answered with invalid JSON") from None
 

@@ -12,6 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from runner.emulator import paging
 from runner.emulator.clock import Clock
 from runner.emulator.faults import Faults
@@ -166,6 +168,14 @@ class Batches:
             return Observation(record, current)
         try:
             with self._disk.inline_responses(record.id).open("rb") as lines:
-                return Observation(record, current, [json.loads(line) for line in lines])
+                return Observation(record, current, [_loads(line) for line in lines])
         except FileNotFoundError:
             raise not_found(record.id) from None
+
+
+def _loads(line: bytes) -> Any:
+    """A stored line: by orjson, or by the json module where orjson refuses it (NaN)."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return json.loads(line)

@@ -38,8 +38,10 @@ def prompt_of(request: Mapping[str, Any]) -> str:
     return "\n".join(texts)
 
 
-def answer(request: Mapping[str, Any], prompt: str, model_id: str) -> JSON:
-    """The response to `request`, whose `prompt_of` the caller has already computed."""
+def answer(request: Mapping[str, Any], prompt: str, model_id: str,
+           canonical_request: bytes | None = None) -> JSON:
+    """The response to `request`, whose `prompt_of` the caller has already computed (and its
+    canonical JSON, when at hand)."""
     text = reply(request, prompt)
     prompt_tokens = model.prompt_tokens_of(prompt)
     answer_tokens = model.answer_tokens_of(text)
@@ -57,7 +59,8 @@ def answer(request: Mapping[str, Any], prompt: str, model_id: str) -> JSON:
             "totalTokenCount": prompt_tokens + answer_tokens,
         },
         "modelVersion": model_id,
-        "responseId": model.response_id(request),
+        "responseId": model.response_id(request) if canonical_request is None
+        else model.response_id_of(canonical_request),
     }
 
 

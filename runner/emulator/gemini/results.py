@@ -17,11 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from runner.emulator.gemini import echo
 from runner.emulator.gemini.protojson import rpc_status
 from runner.emulator.model import FailurePolicy
 from runner.emulator.production import InvalidInput, Tally, write_results
-from runner.emulator.wire import JSON, canonical
+from runner.emulator.wire import JSON, canonical, fast_dumps, may_hold_floats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,14 +45,19 @@ class Producer:
         with source.open("rb") as lines:
             return write_results(self._inline_results(lines), target, self.order, self.stop)
 
-    def _file_results(self, lines: IO[bytes]) -> Iterator[tuple[JSON, bool]]:
+    def _file_results(self, lines: IO[bytes]) -> Iterator[tuple[JSON | bytes, bool]]:
         for number, raw in enumerate(lines, 1):
             if not raw.strip():
                 continue
+            fast = True     # parsed by orjson, so written by it too (wire.fast_dumps)
             try:
-                line = json.loads(raw)
-            except ValueError:
-                raise InvalidInput(f"Error on line {number}: invalid JSON") from None
+                line = orjson.loads(raw)
+            except orjson.JSONDecodeError:  # what orjson refuses, the json module decides
+                fast = False
+                try:
+                    line = json.loads(raw)
+                except ValueError:
+                    raise InvalidInput(f"Error on line {number}: invalid JSON") from None
             if not isinstance(line, dict):
                 raise InvalidInput(f"Error on line {number}: expected a JSON object")
             if "request" in line:
@@ -59,27 +66,38 @@ class Producer:
                 identity = str(line["key"]) if "key" in line else canonical(request)
             else:
                 request, echoed, identity = line, {}, canonical(line)
-            kind, value = self._result(request, identity)
-            yield {**echoed, kind: value}, kind == "response"
+            floats = fast and may_hold_floats(raw)
+            kind, value = self._result(request, identity, fast, floats)
+            result = {**echoed, kind: value}
+            yield fast_dumps(result, floats=floats) if fast else result, kind == "response"
 
-    def _inline_results(self, lines: IO[bytes]) -> Iterator[tuple[JSON, bool]]:
+    def _inline_results(self, lines: IO[bytes]) -> Iterator[tuple[JSON | bytes, bool]]:
         for raw in lines:
-            item = json.loads(raw)
+            fast = True     # as in _file_results
+            try:
+                item = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                item, fast = json.loads(raw), False
             request = item.get("request")
             metadata = item.get("metadata")
             has_key = isinstance(metadata, dict) and "key" in metadata
             identity = str(metadata["key"]) if has_key else canonical(request)
-            kind, value = self._result(request, identity)
+            floats = fast and may_hold_floats(raw)
+            kind, value = self._result(request, identity, fast, floats)
             result: JSON = {kind: value}
             if metadata is not None:
                 result["metadata"] = metadata
-            yield result, kind == "response"
+            yield fast_dumps(result, floats=floats) if fast else result, kind == "response"
 
-    def _result(self, request: Any, identity: str) -> tuple[str, JSON]:
+    def _result(self, request: Any, identity: str, fast: bool = False, floats: bool = True
+                ) -> tuple[str, JSON]:
+        """The kind of result ("response" or "error") and its value; `fast`: the request was
+        parsed by orjson (holding floats only if `floats`), so it may be written by it."""
         if not isinstance(request, dict):
             return "error", rpc_status("INVALID_ARGUMENT", "request must be a JSON object")
         prompt = echo.prompt_of(request)
         error = echo.error_for(self.policy, prompt, identity)
         if error is not None:
             return "error", error
-        return "response", echo.answer(request, prompt, self.model)
+        return "response", echo.answer(request, prompt, self.model,
+                                       fast_dumps(request, True, floats) if fast else None)

@@ -15,6 +15,7 @@ Only idempotent calls are retried. A create that may have reached the server rai
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -34,6 +35,7 @@ from ..base import OnProgress, RemoteJob
 from ..calls import CALL_TIMEOUT, MAX_PAGES, MIN_RATE, RETRIABLE, Calls, NotFound, OverCalls
 from ..reading import model_name
 from ..transport import Late, check_base_url, read_within, timeouts
+from .inline import InlineBody
 from .upload import ResumableUpload
 from .wire import (
     paging,
@@ -118,21 +120,25 @@ class GeminiProvider(OverCalls):
     def create_job(self, model: str, display_name: str, *, input_file: str | None = None,
                    inline_lines: Path | None = None, endpoint: str | None = None
                    ) -> RemoteJob:
-        if input_file is not None:
-            input_config: dict[str, Any] = {"fileName": input_file}
-            size = 0
-        elif inline_lines is not None:
-            input_config = {"requests": {"requests": list(_inline_requests(inline_lines))}}
-            size = inline_lines.stat().st_size
-        else:
-            raise ValueError("create_job needs input_file or inline_lines")
-        body = {"batch": {"displayName": display_name, "inputConfig": input_config}}
         what = f"create batch {display_name}"
-        try:
-            op = self._json("POST", f"models/{model}:batchGenerateContent", what=what,
-                            idempotent=False, size=size, json=body)
-        except NotFound:
-            raise ProviderError(f"model {model!r} not found by the provider") from None
+        with contextlib.ExitStack() as stack:
+            if input_file is not None:
+                body = {"batch": {"displayName": display_name,
+                                  "inputConfig": {"fileName": input_file}}}
+                send: dict[str, Any] = {"json": body, "size": 0}
+            elif inline_lines is not None:
+                inline = stack.enter_context(contextlib.closing(
+                    InlineBody(display_name, inline_lines)))
+                send = {"content": inline, "size": inline_lines.stat().st_size,
+                        "headers": {"Content-Type": "application/json",
+                                    "Content-Length": str(inline.size)}}
+            else:
+                raise ValueError("create_job needs input_file or inline_lines")
+            try:
+                op = self._json("POST", f"models/{model}:batchGenerateContent", what=what,
+                                idempotent=False, **send)
+            except NotFound:
+                raise ProviderError(f"model {model!r} not found by the provider") from None
         return self._job(op, what)
 
     def count_tokens(self, model: str, request: Mapping[str, Any]) -> int:
@@ -259,10 +265,3 @@ class GeminiProvider(OverCalls):
 
 class _Retry(Exception):
     pass
-
-
-def _inline_requests(lines_path: Path) -> Iterator[dict[str, Any]]:
-    with open(lines_path, encoding="utf-8") as f:
-        for line in f:
-            item = json.loads(line)
-            yield {"request": item["request"], "metadata": {"key": item["key"]}}

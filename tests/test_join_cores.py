@@ -1,0 +1,121 @@
+"""The join across cores (results spilled by a worker, JSONL lines formatted range by range by
+workers: runner.join, runner.joinlines) writes the bytes one process writes, keeps the same lines
+in the same order, counts the same, and fails the same way."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from conftest import write_manifest, write_rows
+
+from runner import join, joinlines
+from runner.errors import ProviderError, StoreIncomplete
+from runner.hashing import request_hash
+from runner.manifest import load_directory
+from runner.outputs import Written, write_outputs
+from runner.render import Renderer
+
+MANIFEST = """\
+apiVersion: batch-runner/v1
+kind: Batch
+metadata: {name: big}
+spec:
+  provider: gemini
+  model: gemini-2.5-flash
+  rows: data/rows.jsonl
+  key: "r{{ row.n }}"
+  request:
+    contents: [{role: user, parts: [{text: "Item {{ row.n }}: {{ row.body }}"}]}]
+  outputs:
+    - path: out/big.jsonl
+    - path: out/copy.jsonl
+"""
+
+ROWS = 3000
+
+
+def result(key: str, i: int) -> dict[str, object]:
+    if i % 97 == 0:
+        return {"key": key, "error": {"code": 13, "message": f"failed {i}"}}
+    if i % 89 == 0:
+        return {"key": key, "response": {"promptFeedback": {"blockReason": "SAFETY"}}}
+    return {"key": key, "response": {"candidates": [{"content": {"parts": [
+        {"text": f"answer é {i}"}]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": i, "candidatesTokenCount": 2}}}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> tuple[Path, list[Path]]:
+    d = tmp_path / "p"
+    write_manifest(d, MANIFEST)
+    write_rows(d, ROWS, "lorem ipsum")
+    keys = [f"r{i}" for i in range(ROWS) if i != 1234] + ["stray", "r5"]    # one lost
+    random.Random(7).shuffle(keys)
+    first = d / "a.jsonl"
+    first.write_text("".join(json.dumps(result(k, int(k[1:]) if k[1:].isdigit() else 0))
+                             + "\n" for k in keys))
+    second = d / "b.jsonl"      # a follow-up: a later file wins
+    second.write_text("".join(json.dumps(result(f"r{i}", i + 1)) + "\n"
+                              for i in range(0, ROWS, 97)))
+    return d, [first, second]
+
+
+def run(d: Path, results: list[Path], cores: bool, monkeypatch: pytest.MonkeyPatch,
+        stored: int | None = None) -> tuple[Written, dict[str, bytes], list[object]]:
+    monkeypatch.setattr(join, "BUCKET_BYTES", 20_000)       # several buckets and ranges
+    monkeypatch.setattr(join, "APART_BYTES", 0 if cores else 1 << 60)
+    monkeypatch.setattr(joinlines, "MIN_REQUESTS", 0 if cores else 1 << 60)
+    monkeypatch.setattr(joinlines, "_cpus", lambda: 2)
+    [m] = load_directory(d)
+    kept: list[object] = []
+    written = write_outputs(m, results, d / "work", stored=stored,
+                            keep=None if stored is not None else
+                            lambda *line: kept.append(line))
+    assert list((d / "work").iterdir()) == []       # the temp files are removed
+    return written, {o.rel: o.path.read_bytes() for o in m.declared_paths()}, kept
+
+
+def test_across_cores_writes_and_keeps_what_one_process_does(
+        project: tuple[Path, list[Path]], monkeypatch: pytest.MonkeyPatch) -> None:
+    d, results = project
+    one = run(d, results, False, monkeypatch)
+    many = run(d, results, True, monkeypatch)
+    assert many == one
+    written, files, kept = many
+    assert (written.succeeded + written.failed, written.unmatched, written.repeated) == \
+        (ROWS, 1, 1)
+    assert written.failed > 1 and len(kept) == ROWS - 1            # one request lost
+    assert files["out/big.jsonl"] == files["out/copy.jsonl"]
+
+
+def test_a_bad_line_fails_with_its_place_across_cores(
+        project: tuple[Path, list[Path]], monkeypatch: pytest.MonkeyPatch) -> None:
+    d, results = project
+    with open(results[1], "a") as f:
+        f.write("not json\n")
+    with pytest.raises(ProviderError, match=r"b.jsonl:32: a results line is not a JSON object"):
+        run(d, results, True, monkeypatch)
+    assert not (d / "out").exists() or list((d / "out").iterdir()) == []
+
+
+def test_stored_lines_across_cores(project: tuple[Path, list[Path]],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    d, _ = project
+    [m] = load_directory(d)
+    renderer = Renderer(m)
+    stored = d / "stored.tsv"
+    with open(stored, "wb") as f:
+        for i, req in enumerate(renderer.requests()):
+            if i != 10:
+                line = renderer.line(req)
+                body = line.split(b',"request":', 1)[1][:-1]
+                rhash = request_hash(m.provider, m.model, body)
+                f.write(rhash.encode() + b"\t" + json.dumps(result(req.key, i)).encode()
+                        + b"\n")
+    one = run(d, [stored], False, monkeypatch, stored=1)
+    assert run(d, [stored], True, monkeypatch, stored=1) == one
+    with pytest.raises(StoreIncomplete):
+        run(d, [stored], True, monkeypatch, stored=0)
