@@ -110,6 +110,12 @@ class Join:
             path.unlink()
 
 
+def bucket(data: bytes, n: int) -> int:
+    """Which of `n` temp files a key or request hash goes to: the same in every process (the
+    join runs across cores), unlike the built-in hash of bytes."""
+    return crc32(data) % n
+
+
 def _files_for(size: int) -> int:
     return min(MAX_FILES, max(1, -(-size // BUCKET_BYTES)))
 
@@ -138,7 +144,7 @@ def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write],
         index = count
         for key_json, request in pairs:
             rhash = request_hash(provider, model, request).encode()
-            writes[crc32(rhash if by_hash else key_json) % n](
+            writes[bucket(rhash if by_hash else key_json, n)](
                 b"%d\t%s\t%s\n" % (index, key_json, rhash))
             index += 1
         count = index
@@ -190,7 +196,7 @@ def spill_results(dialect: Dialect, results: Sequence[Path], writes: list[Write]
                 key_json = canonical_bytes(key)
                 if line[-1] != 0x0A:        # the last line of a file may have no newline
                     line += b"\n"
-                writes[crc32(key_json) % n](key_json + tag + line)
+                writes[bucket(key_json, n)](key_json + tag + line)
 
 
 def spill_stored(results: Sequence[Path], writes: list[Write]) -> None:
@@ -202,7 +208,7 @@ def spill_stored(results: Sequence[Path], writes: list[Write]) -> None:
         with open(path, "rb", buffering=_READ) as f:
             for record in f:
                 rhash, line = record.split(b"\t", 1)
-                writes[crc32(rhash) % n](rhash + b"\t0\t" + line)
+                writes[bucket(rhash, n)](rhash + b"\t0\t" + line)
 
 
 def join_bucket(results: Path, requests: Path, writes: list[Write], per_range: int,

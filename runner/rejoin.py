@@ -23,6 +23,7 @@ from .join import (
     Write,
     _files_for,
     _writers,
+    bucket,
     in_order,
     join_bucket,
     spill_requests,
@@ -91,7 +92,7 @@ def _route(out: Write, aside: list[Write]) -> Write:
     def write(record: bytes) -> None:
         if record.endswith(b"\t\n"):
             rhash = record[:-2].rsplit(b"\t", 1)[1]
-            aside[hash(rhash) % n](record[:-2] + b"\n")
+            aside[bucket(rhash, n)](record[:-2] + b"\n")
         else:
             out(record)
 

@@ -294,3 +294,18 @@ def test_the_index_holds_the_successes_of_every_pack_and_says_which(tmp_path: Pa
             assert found is None or index.packs[found] == packs[group]
     assert index.pack_of(digest(b"elsewhere")) is None and "not reused" in said[0]
     assert index.pack_of(digest(b"never")) is None
+
+
+def test_the_reuse_join_is_right_over_many_temp_files(
+        emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big batch's join spreads requests and results over many temp files; the requests
+    answered by no job and the store's lines must land in the same one."""
+    import runner.join
+    monkeypatch.setattr(runner.join, "BUCKET_BYTES", 256)
+    d = project(tmp_path / "p")
+    assert api.apply(d).exit_code == 0
+    edit_rows(d, {7: "edited", 30: "edited too"})
+    assert api.apply(d).exit_code == 0
+    entry = lockfile.load(d / "batches.lock").batches["big"]
+    assert entry.reused == 38 and entry.counts["succeeded"] == 40
+    same_as_fresh(tmp_path, d, "many-files")
