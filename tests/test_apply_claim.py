@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from conftest import MINIMAL, write_manifest
 from providers_matrix import ANTHROPIC, GEMINI, Flavour, serve
@@ -24,6 +25,7 @@ from runner.emulator import Emulator
 from runner.records import LockEntry
 from runner.store import Store, open_store
 from runner.store.claims import Claim
+from runner.store.names import claim_object
 from runner.store.project import STORE_ENV
 
 OTHER = "ci-runner-7 pid 4242 0a1b2c [0123456789ab]"     # a run of another machine
@@ -170,3 +172,21 @@ def test_a_job_made_by_a_run_killed_before_its_claim_is_found_by_its_intent(
     assert apply(b) == 0
     assert [j.name for j in ANTHROPIC.jobs(anthropic)] == [job.name]
     assert entry(b).job == job.name
+
+
+def test_a_claim_is_read_back_and_anything_else_under_its_name_is_none(
+        tmp_path: Path) -> None:
+    store = open_store(tmp_path / "store")
+    content_hash = "sha256:" + "cd" * 32
+    said = Claim(content_hash, "gemini", "tiny-cdcdcdcdcdcd", OTHER, 2,
+                 "2026-01-01T00:00:00.000000Z", "batches/123")
+    store.write_claim(said)
+    assert store.claim(content_hash, "gemini", "tiny-cdcdcdcdcdcd") == said
+    assert store.claim(content_hash, "openai", "tiny-cdcdcdcdcdcd") is None
+    name = claim_object(content_hash, "gemini", "tiny-cdcdcdcdcdcd")
+    for body in (b"not json", b"[]", b'{"content_hash": "x"}',
+                 orjson.dumps({**orjson.loads(store.backend.read(name)), "tag": "other"}),
+                 orjson.dumps({**orjson.loads(store.backend.read(name)), "job": "\x1b[2J"}),
+                 orjson.dumps({**orjson.loads(store.backend.read(name)), "requests": True})):
+        store.backend.write(name, body)
+        assert store.claim(content_hash, "gemini", "tiny-cdcdcdcdcdcd") is None, body

@@ -19,6 +19,10 @@ remove a newer holder's. Old generations are cleared away, so a run that looked 
 can create a cleared name again; it checks after each create that no newer generation
 exists, and if one does, it lost.
 
+A caller that knows a holder's run has ended (apply holding the run lock of the directory
+that holder ran in: runner.apply.claim) takes its lease as a stale one, by the same
+exclusive create, without waiting for the ttl.
+
 A create whose answer was lost (a timeout after the store wrote it; a retried PUT refused
 as "exists") is settled by reading the generation back: if it holds our token, we won.
 
