@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import s3server
 from conftest import MINIMAL, write_manifest
 from providers_matrix import ANTHROPIC, GEMINI, Flavour, serve
 
@@ -190,3 +191,19 @@ def test_a_claim_is_read_back_and_anything_else_under_its_name_is_none(
                  orjson.dumps({**orjson.loads(store.backend.read(name)), "requests": True})):
         store.backend.write(name, body)
         assert store.claim(content_hash, "gemini", "tiny-cdcdcdcdcdcd") is None, body
+
+
+def test_a_store_that_ignores_exclusive_creates_stops_apply_before_the_create(
+        tmp_path: Path, gemini: Emulator, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "proj"
+    project(d, GEMINI)
+    with s3server.running(ignoring_conditions=True) as endpoint:
+        monkeypatch.setenv(STORE_ENV, s3server.fresh_prefix(endpoint, "ignoring",
+                                                            monkeypatch.setenv))
+        capsys.readouterr()
+        assert apply(d) == 1
+        said = capsys.readouterr()
+        lines = [x for x in (said.out + said.err).splitlines() if x.strip()]
+        assert len(lines) == 1 and "leases cannot work on it" in lines[0], lines
+    assert GEMINI.jobs(gemini) == []

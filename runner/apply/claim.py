@@ -139,19 +139,29 @@ class Claims:
             lease = self.store.lease(content_hash, self.holder, self.ttl, over=self._over)
             claim = self.store.claim(content_hash, self.provider.name, tag)
             if lease.held:
-                slot = Slot(tag, _claims=self, _renewer=_Renewer(self.store, lease, self.ttl))
-                if claim is not None and claim.job is not None:
-                    slot.job = self._usable(m, record, tag, claim.job)
-                elif claim is not None and claim.holder != self.holder:
-                    slot.fresh = True
-                    slot.job = self._recognised(m, record, tag, claim)
-                return slot
+                try:
+                    return self._held(m, record, tag, lease, claim)
+                except BaseException:
+                    with contextlib.suppress(StoreError):
+                        self.store.release(lease)
+                    raise
             if claim is not None and claim.job is not None and \
                     (job := self._usable(m, record, tag, claim.job)) is not None:
                 return Slot(tag, job=job)
             if self.clock() >= deadline:
                 return Slot(tag, left=lease.holder)
             self.sleep(POLL)
+
+    def _held(self, m: Manifest, record: Part | Retry, tag: str, lease: Lease,
+              claim: Claim | None) -> Slot:
+        """The lease taken: what the claim says."""
+        slot = Slot(tag, _claims=self, _renewer=_Renewer(self.store, lease, self.ttl))
+        if claim is not None and claim.job is not None:
+            slot.job = self._usable(m, record, tag, claim.job)
+        elif claim is not None and claim.holder != self.holder:
+            slot.fresh = True
+            slot.job = self._recognised(m, record, tag, claim)
+        return slot
 
     def _over(self, holder: str) -> bool:
         """Whether a holder was a run of this directory on this machine: this run holds the
