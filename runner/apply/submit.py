@@ -4,6 +4,8 @@ Each batch is rendered once a run. Before a create, the intent (state CREATING, 
 displayName tag) is saved and the tag looked for: a job an earlier run created and then lost
 is adopted, not created again. A create whose answer was lost is resolved by looking for the
 tag, never by a blind retry; a create answered with another batch's job is not recorded.
+All of it is done holding the store's lease on the content hash, and the job made is claimed
+in the store, so that another clone applying the same change adopts it (runner.apply.claim).
 """
 
 from __future__ import annotations
