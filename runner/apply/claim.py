@@ -12,7 +12,8 @@ job says so in the store (runner.store.claims) before it releases the lease:
 2. holding it, read the claim: a job named there, still on the provider and this batch's own
    (runner.ownership), is adopted, not created; an intent naming no job, left by a run killed
    while it held the lease, means the job may exist: it is looked for in a fresh listing, by
-   its tag, or for a provider that keeps none by the intent's time and size (runner.recognise);
+   its tag, or for a provider that keeps none by the intent's time and size (runner.recognise;
+   the run's own clone has that intent in its lockfile, and a job it let go is not taken);
 3. the intent (the lockfile's, then the claim's), the create, the claim naming the job,
    and the lease released. While the create runs (a big upload), a thread renews the lease.
 
@@ -39,11 +40,11 @@ from ..manifest import Manifest
 from ..ownership import foreign
 from ..providers.base import JobState, Provider, RemoteJob
 from ..providers.registry import dialect
-from ..recognise import recognise
+from ..recognise import SKEW, recognise
 from ..records import Part, Retry
 from ..store import Lease, Store
 from ..store.claims import Claim
-from ..tags import RANK
+from ..tags import RANK, epoch
 from .listing import Listing
 
 TTL = 120.0         # seconds a lease is promised for
@@ -160,7 +161,8 @@ class Claims:
             slot.job = self._usable(m, record, tag, claim.job)
         elif claim is not None and claim.holder != self.holder:
             slot.fresh = True
-            slot.job = self._recognised(m, record, tag, claim)
+            if not claim.holder.endswith(f"[{self.scope}]"):    # this clone has its intent
+                slot.job = self._recognised(m, record, tag, claim)
         return slot
 
     def _over(self, holder: str) -> bool:
@@ -197,7 +199,11 @@ class Claims:
         the caller, and the job found by its tag."""
         if self.tags_jobs or claim.intent_at is None:
             return None
-        untagged = [j for j in self.listing.jobs(fresh=True) if not j.display_name]
+        # a job this clone already let go (its results answered other requests) is not taken
+        # again: letting it go put the record's intent past its creation (Journal.unbind)
+        since = epoch(record.submitted_at) if record.job is None else None
+        untagged = [j for j in self.listing.jobs(fresh=True) if not j.display_name
+                    and (since is None or (epoch(j.create_time) or 0.0) >= since - SKEW)]
         intent = _Intent(tag, claim.requests, claim.intent_at)
         found = [j for j in recognise(untagged, [intent], {}) if j.display_name == tag]
         return self._checked(m, record, tag, found[0]) if found else None
