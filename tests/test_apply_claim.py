@@ -23,6 +23,7 @@ from runner import api, lockfile
 from runner.apply import claim
 from runner.cli import main
 from runner.emulator import Emulator
+from runner.recognise import intent_time
 from runner.records import LockEntry
 from runner.store import Store, open_store
 from runner.store.claims import Claim
@@ -207,3 +208,33 @@ def test_a_store_that_ignores_exclusive_creates_stops_apply_before_the_create(
         lines = [x for x in (said.out + said.err).splitlines() if x.strip()]
         assert len(lines) == 1 and "leases cannot work on it" in lines[0], lines
     assert GEMINI.jobs(gemini) == []
+
+
+def test_a_job_wrongly_recognised_from_another_clones_intent_is_let_go_for_good(
+        tmp_path: Path, shared: Store, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Another clone's intent is in the store, its job never made; someone else's batch of
+    the same size comes in its window and is taken for it. Its results answer other keys:
+    nothing is written, the record lets it go, and the next apply makes the batch's own job
+    instead of taking that one again."""
+    with serve(ANTHROPIC, tmp_path / "emu", monkeypatch, 0.3) as emu:
+        d, other = tmp_path / "proj", tmp_path / "other"
+        content_hash = project(d, ANTHROPIC)
+        [action] = api.plan(d).actions
+        assert action.display_name is not None
+        shared.write_claim(Claim(content_hash, "anthropic", action.display_name, OTHER, 2,
+                                 intent_time(time.time()), None))
+        write_manifest(other, ANTHROPIC.adapt(MINIMAL).replace("{id: ", "{id: x"))
+        monkeypatch.setenv(STORE_ENV, str(tmp_path / "theirs"))
+        assert main(["apply", str(other), "--quiet"]) == 0
+        [theirs] = ANTHROPIC.jobs(emu)
+        monkeypatch.setenv(STORE_ENV, str(tmp_path / "shared"))
+        capsys.readouterr()
+        assert main(["apply", str(d), "--quiet"]) == 1
+        assert "answers a request it was not sent" in capsys.readouterr().err
+        code = main(["apply", str(d)])
+        said = capsys.readouterr()
+        assert code == 0, said.out + said.err
+        mine = entry(d).job
+        assert mine is not None and mine != theirs.name
+        assert {j.name for j in ANTHROPIC.jobs(emu)} == {theirs.name, mine}

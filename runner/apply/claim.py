@@ -66,12 +66,15 @@ class Slot:
     _intent: Claim | None = field(default=None, repr=False)
 
     def intended(self, record: Part | Retry) -> None:
-        """The intent, saved in the lockfile, said in the store too."""
-        if self._claims is not None and self._renewer is not None:
+        """The intent, saved in the lockfile, said in the store too. Not when a job was
+        found for it: the claim that named it stays, and so does an intent that a job was
+        recognised by (a guess is not made a claim)."""
+        if self._claims is not None and self._renewer is not None and self.job is None:
             self._intent = self._claims.say(self._renewer.lease, record, None)
 
     def created(self, job: RemoteJob) -> None:
-        """The job is made (or found): the claim names it, for every run after this one."""
+        """The job is made (or found by its tag): the claim names it, for every run after
+        this one."""
         if self._claims is not None and self._renewer is not None and self._intent is not None:
             self._claims.say(self._renewer.lease, self._intent, job.name)
 
@@ -185,6 +188,8 @@ class Claims:
                  ) -> RemoteJob | None:
         why = foreign(m.name, m.model, record, job) or \
             (None if job.display_name == tag else f"it is tagged {job.display_name!r}")
+        if why is None and not self.tags_jobs and _let_go(record, job):
+            return None
         if why is not None:
             self.report(f"{m.name}: the result store says job {job.name} was made for "
                         f"{tag}, but it is not this batch's ({why}); not adopted")
@@ -199,14 +204,18 @@ class Claims:
         the caller, and the job found by its tag."""
         if self.tags_jobs or claim.intent_at is None:
             return None
-        # a job this clone already let go (its results answered other requests) is not taken
-        # again: letting it go put the record's intent past its creation (Journal.unbind)
-        since = epoch(record.submitted_at) if record.job is None else None
-        untagged = [j for j in self.listing.jobs(fresh=True) if not j.display_name
-                    and (since is None or (epoch(j.create_time) or 0.0) >= since - SKEW)]
+        untagged = [j for j in self.listing.jobs(fresh=True) if not j.display_name]
         intent = _Intent(tag, claim.requests, claim.intent_at)
         found = [j for j in recognise(untagged, [intent], {}) if j.display_name == tag]
         return self._checked(m, record, tag, found[0]) if found else None
+
+
+def _let_go(record: Part | Retry, job: RemoteJob) -> bool:
+    """Whether this clone let `job` go already (its results answered other requests):
+    letting it go put the record's intent more than SKEW past the job's creation
+    (Journal.unbind), and only a job created after that can be the record's."""
+    since = epoch(record.submitted_at) if record.job is None else None
+    return since is not None and (epoch(job.create_time) or 0.0) < since - SKEW
 
 
 class _Renewer:
