@@ -8,7 +8,11 @@ before its claim found from its intent."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -238,3 +242,26 @@ def test_a_job_wrongly_recognised_from_another_clones_intent_is_let_go_for_good(
         mine = entry(d).job
         assert mine is not None and mine != theirs.name
         assert {j.name for j in ANTHROPIC.jobs(emu)} == {theirs.name, mine}
+
+
+def test_a_run_killed_holding_the_lease_does_not_hold_up_its_directorys_next_run(
+        tmp_path: Path, shared: Store, anthropic: Emulator,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILLed right after its create reached the provider: the lease stays the killed
+    run's, and the next run of the directory takes it at once and adopts the job."""
+    monkeypatch.setattr(claim, "WAIT", 60.0)
+    d = tmp_path / "proj"
+    content_hash = project(d, ANTHROPIC)
+    env = dict(os.environ, RUNNER_FAILPOINT="after-create-sent")
+    killed = subprocess.run([sys.executable, "-m", "runner.cli", "apply", str(d), "--quiet",
+                             "--no-wait"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    held = shared.holder(content_hash)
+    assert held is not None and held.holder.endswith(f"[{claim.run_holder(d)[1]}]")
+    [job] = ANTHROPIC.jobs(anthropic)
+    started = time.monotonic()
+    assert apply(d) == 0
+    assert time.monotonic() - started < 30
+    assert [j.name for j in ANTHROPIC.jobs(anthropic)] == [job.name]
+    assert entry(d).job == job.name
