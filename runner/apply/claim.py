@@ -139,6 +139,7 @@ class Claims:
     def _slot(self, m: Manifest, record: Part | Retry, tag: str) -> Slot:
         content_hash = record.content_hash
         deadline = self.clock() + self.wait
+        refused: set[str] = set()       # jobs a claim named that are not to be adopted
         while True:
             lease = self.store.lease(content_hash, self.holder, self.ttl, over=self._over)
             claim = self.store.claim(content_hash, self.provider.name, tag)
@@ -149,9 +150,11 @@ class Claims:
                     with contextlib.suppress(StoreError):
                         self.store.release(lease)
                     raise
-            if claim is not None and claim.job is not None and \
-                    (job := self._usable(m, record, tag, claim.job)) is not None:
-                return Slot(tag, job=job)
+            if claim is not None and claim.job is not None and claim.job not in refused:
+                job = self._usable(m, record, tag, claim.job)
+                if job is not None:
+                    return Slot(tag, job=job)
+                refused.add(claim.job)
             if self.clock() >= deadline:
                 return Slot(tag, left=lease.holder)
             self.sleep(POLL)
