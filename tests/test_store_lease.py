@@ -62,6 +62,16 @@ def test_a_stale_lease_is_taken_over_and_its_old_holder_learns_it(location: str)
     assert holder is not None and holder.holder == "next-run"
 
 
+def test_a_lease_whose_holders_run_is_over_is_taken_as_a_stale_one(location: str) -> None:
+    store = open_store(location)
+    killed = store.lease(H, "here pid 1 [mark]", 300)
+    assert not store.lease(H, "there", 30, over=lambda h: h.endswith("[elsewhere]")).held
+    mine = store.lease(H, "here pid 2 [mark]", 30, over=lambda h: h.endswith("[mark]"))
+    assert mine.held and mine.generation == killed.generation + 1
+    with pytest.raises(LeaseLost):
+        store.renew(killed, 30)
+
+
 def test_a_lease_that_does_not_read_as_one_expires_by_its_age(location: str) -> None:
     store = open_store(location)
     store.backend.create(generation_object(H, 1), b"\x00garbage")

@@ -9,9 +9,11 @@ a blind retry.
 The parts, each with one job: `scheduler` (the run: the plan's actions, the cap on jobs at
 once, and planning a batch again when one of its jobs ends), `polling` (fresh states, pauses
 within the time limit), `journal` (every change of a lockfile record, saved), `submit`
-(rendering, the intent, the tag search, creating, twins), `collect` (results into outputs),
-`prune` (removed manifests), `listing` (the provider's jobs), `worker` (what submit and collect
-share) and `options` (what a run is asked, and its outcome).
+(rendering, the intent, the tag search, creating, twins), `claim` (the store's lease on a
+content hash around its create, and the claim naming the job made, for other clones),
+`collect` (results into outputs), `prune` (removed manifests), `listing` (the provider's
+jobs), `worker` (what submit and collect share) and `options` (what a run is asked, and its
+outcome).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from ..providers.registry import dialect
 from ..states import Desired, Observed
 from ..store import Store
 from ..stream import Streams
+from .claim import Claims, run_holder
 from .collect import Collector
 from .journal import Journal
 from .listing import Listing
@@ -50,6 +51,7 @@ class Crews:
 
     def __post_init__(self) -> None:
         self._crews: dict[str, Crew] = {}
+        self._holder = run_holder(self.journal.ws.directory)     # this run, as a lease's
 
     def all(self) -> Iterator[Crew]:
         return iter(list(self._crews.values()))
@@ -74,10 +76,12 @@ class Crews:
         if crew is None:
             client = self.clients[provider]
             listing = Listing(client, self.observed.get(provider))
+            claims = None if self.store is None else Claims(
+                self.store, client, listing, *self._holder, report=self.progress.message)
             crew = self._crews[provider] = Crew(
                 client, listing,
                 Submitter(self.journal, listing, client, self.progress, self.outcome,
-                          self.streams, self.identity, self.options.sleep),
+                          self.streams, self.identity, self.options.sleep, claims),
                 Collector(self.journal, listing, client, self.progress, self.outcome,
                           self.streams, self.store),
                 self.options.max_jobs or dialect(provider).limits.concurrent_jobs)

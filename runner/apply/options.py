@@ -34,6 +34,7 @@ class Outcome:
     completed: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)   # another run was submitting them
 
     @property
     def exit_code(self) -> int:

@@ -132,7 +132,8 @@ class Scheduler:
         self._old_crew(name).submitter.cancel_superseded(m, action)
         entry = self.journal.get(name)
         if action.kind in (Kind.CREATE, Kind.REPLACE, Kind.RESUBMIT):
-            inflight[crew.submitter.submit(m, action)] = (name, None)
+            if (job_name := crew.submitter.submit(m, action)) is not None:
+                inflight[job_name] = (name, None)
         elif action.kind == Kind.RETRY:
             crew.submitter.submit_retry(m, action)
             self._track_retry(name, inflight)

@@ -4,6 +4,8 @@ Each batch is rendered once a run. Before a create, the intent (state CREATING, 
 displayName tag) is saved and the tag looked for: a job an earlier run created and then lost
 is adopted, not created again. A create whose answer was lost is resolved by looking for the
 tag, never by a blind retry; a create answered with another batch's job is not recorded.
+All of it is done holding the store's lease on the content hash, and the job made is claimed
+in the store, so that another clone applying the same change adopts it (runner.apply.claim).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..recognise import newest
 from ..records import LockEntry, Part, Retry
 from ..retry import Sleep
 from ..tags import display_name, twins
+from .claim import Claims, Slot
 from .journal import part_of
 from .options import note
 from .worker import Worker
@@ -43,6 +46,7 @@ Moved = tuple[str, str, RemoteJob]
 class Submitter(Worker):
     identity: Identity
     sleep: Sleep
+    claims: Claims | None = None    # the store's leases and claims (runner.apply.claim)
     # the jobs this run created, to check for twins (see heal)
     _created: list[tuple[str, Part | Retry]] = field(default_factory=list, init=False)
 
@@ -96,22 +100,33 @@ class Submitter(Worker):
             self.provider.cancel_job(job)
             self.report(f"{m.name}: cancelled superseded job {job}")
 
-    def submit(self, m: Manifest, action: Action) -> str:
-        """Render, record the intent, look for the tag (a job an earlier run created and
-        then lost), and only then create. Returns the job's name."""
+    def submit(self, m: Manifest, action: Action) -> str | None:
+        """Render, take the lease, record the intent, look for the job (in the store's claim,
+        by its tag: a job another run created, or an earlier run created and then lost), and
+        only then create. Returns the job's name; None when another run holds the lease."""
         _, part = self.layout(m, action.content_hash, files=True)
         tag = display_name(m.name, part.content_hash, action.attempt)
-        self.journal.intent(part, tag, action.attempt, self._fence())
-        hit("after-intent")
-        path = self.streams.input_file(m, part.content_hash)
-        if path is None:        # rendered above: only a change made behind its back
-            raise InputsChanged(m.name, m.source)
-        job = self.listing.find(tag) or self._create(m, part, path)
-        self.journal.bind(part, job)
+        with self._hold(m, part, tag) as slot:      # the store's lease (runner.apply.claim)
+            if slot.left is not None:
+                self._left(m, part, slot.left)
+                return None
+            self.journal.intent(part, tag, action.attempt, self._fence())
+            slot.intended(part)
+            hit("after-intent")
+            path = self.streams.input_file(m, part.content_hash)
+            if path is None:        # rendered above: only a change made behind its back
+                raise InputsChanged(m.name, m.source)
+            job = slot.job or self.listing.find(tag, fresh=slot.fresh) or \
+                self._create(m, part, path)
+            self.journal.bind(part, job)
+            slot.created(job)
         hit("after-job-recorded")
+        label = self.journal.label(m.name, part)
+        if slot.job is not None:
+            self.report(f"{label}: adopted {job.name}, which another run created ({tag})")
+            return job.name
         note(self.outcome.submitted, m.name)
-        self.report(f"{self.journal.label(m.name, part)}: submitted {part.requests} requests "
-                    f"as {job.name} ({tag})")
+        self.report(f"{label}: submitted {part.requests} requests as {job.name} ({tag})")
         return job.name     # its input file stays until the run ends: the join may read it
 
     def adopt(self, m: Manifest, action: Action) -> None:
@@ -137,19 +152,39 @@ class Submitter(Worker):
                 self.journal.drop_retry(entry, retry)
             path.unlink(missing_ok=True)
             return
-        if retry is None:
-            assert action.display_name is not None
-            retry = Retry(rendered.content_hash, rendered.requests, action.display_name,
-                          JobState.CREATING)
-            self.journal.retry_intent(entry, retry, self._fence())
-            hit("after-intent")
-        job = self.listing.find(retry.display_name) or self._create(m, retry, path)
-        self.journal.bind(retry, job)
+        assert retry is not None or action.display_name is not None
+        record = retry or Retry(rendered.content_hash, rendered.requests,
+                                action.display_name or "", JobState.CREATING)
+        with self._hold(m, record, record.display_name) as slot:
+            if slot.left is not None:
+                self._left(m, record, slot.left)
+                path.unlink(missing_ok=True)
+                return
+            if retry is None:
+                retry = record
+                self.journal.retry_intent(entry, retry, self._fence())
+                hit("after-intent")
+            slot.intended(retry)
+            job = slot.job or self.listing.find(retry.display_name, fresh=slot.fresh) or \
+                self._create(m, retry, path)
+            self.journal.bind(retry, job)
+            slot.created(job)
         self.outcome.submitted.append(m.name)
         self.report(f"{m.name}: resubmitted {rendered.requests} failed requests as {job.name} "
                     f"({retry.display_name})")
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+    def _hold(self, m: Manifest, record: Part | Retry, tag: str
+              ) -> contextlib.AbstractContextManager[Slot]:
+        return self.claims.hold(m, record, tag) if self.claims is not None \
+            else contextlib.nullcontext(Slot(tag))
+
+    def _left(self, m: Manifest, record: Part | Retry, holder: str) -> None:
+        """Another live run holds the lease: not waited for, not a failure."""
+        note(self.outcome.left, m.name)
+        self.progress.error(f"{self.journal.label(m.name, record)}: another run ({holder}) "
+                            "is submitting it; left to the next apply")
 
     def _fence(self) -> str | None:
         """For a provider that keeps no tag: the creation time of the newest job seen, which

@@ -11,6 +11,9 @@ Objects (runner.store.names):
 
     packs/<hex>.pack                    written once, whole, under the pack's hash
     leases/<content hex>/<gen>.json     one run at a time per content hash (runner.store.lease)
+    claims/<content hex>/<tag hex>.json which job a run made for a content hash and its tag
+                                        (runner.store.claims): the intent before the create,
+                                        then the job; another clone adopts it
 
 Pack format, version 1. Integers are little-endian; a pack is its head, then its blocks.
 
@@ -52,7 +55,8 @@ to zstd when `compression.zstd` (Python 3.14) is everywhere.
 
 What is guaranteed: a pack is visible whole or not at all (a rename on a path, one PUT on
 object storage), and writing it again is harmless (same bytes, same name); a line returned was
-checked against the pack's name; of two runs taking one lease, one wins. docs/store.md says
+checked against the pack's name; of two runs taking one lease, one wins, and only the holder
+writes the claim (runner.apply.claim takes the lease before every create). docs/store.md says
 more, for users.
 """
 

@@ -19,6 +19,10 @@ remove a newer holder's. Old generations are cleared away, so a run that looked 
 can create a cleared name again; it checks after each create that no newer generation
 exists, and if one does, it lost.
 
+A caller that knows a holder's run has ended (apply holding the run lock of the directory
+that holder ran in: runner.apply.claim) takes its lease as a stale one, by the same
+exclusive create, without waiting for the ttl.
+
 A create whose answer was lost (a timeout after the store wrote it; a retried PUT refused
 as "exists") is settled by reading the generation back: if it holds our token, we won.
 
@@ -76,9 +80,11 @@ class _Seen:
 
 
 def take(backend: Backend, content_hash: str, holder: str, ttl: float,
-         clock: Clock = time.time) -> Lease:
+         clock: Clock = time.time, over: Callable[[str], bool] | None = None) -> Lease:
     """Takes the lease if it is free or stale; otherwise says who holds it (held False).
-    `holder` names this run (host, process, a random part: unique per run)."""
+    `holder` names this run (host, process, a random part: unique per run). `over` says of
+    a holder's name (as read, so as anyone who can write to the store wrote it) that its run
+    is known to have ended: its lease is taken as a stale one is, by the next generation."""
     if not 0 < ttl <= MAX_TTL:
         raise ValueError(f"a lease's ttl is between 0 and {MAX_TTL:.0f} seconds, not {ttl}")
     _check_exclusive(backend)
@@ -90,7 +96,8 @@ def take(backend: Backend, content_hash: str, holder: str, ttl: float,
             seen = _read(backend, stat, ttl)
             if seen is None:
                 continue        # renewed or released meanwhile: look again
-            if not seen.released and clock() < seen.expires:
+            if not seen.released and clock() < seen.expires and \
+                    not (over is not None and over(seen.holder)):
                 return Lease(content_hash, seen.holder, False, generation, seen.expires)
             target = generation + 1
         lease = _create(backend, content_hash, target, holder, ttl, clock)

@@ -2,6 +2,7 @@
 
     packs/<64 hex digits>.pack                  a pack, named by its hash
     leases/<64 hex digits>/<20 digits>.json     one generation of a content hash's lease
+    claims/<64 hex digits>/<64 hex digits>.json which job a run made for a content hash and tag
 
 Only names of these shapes are ever built or acted on: anything else in a listing (a temp
 file, an object someone put there) is ignored, and a hash that is not sha256 hex is refused
@@ -10,10 +11,12 @@ before it becomes part of a path.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 PACKS = "packs"
 LEASES = "leases"
+CLAIMS = "claims"
 _HEX = re.compile(r"[0-9a-f]{64}")
 _PACK = re.compile(r"packs/([0-9a-f]{64})\.pack")
 _GENERATION = re.compile(r"leases/[0-9a-f]{64}/([0-9]{20})\.json")
@@ -48,3 +51,10 @@ def generation_object(content_hash: str, generation: int) -> str:
 def generation_of(name: str) -> int | None:
     m = _GENERATION.fullmatch(name)
     return int(m.group(1)) if m else None
+
+
+def claim_object(content_hash: str, provider: str, tag: str) -> str:
+    """Where the claim on a content hash's job of `provider` tagged `tag` is kept: the tag
+    (a batch's name is in it) is hashed, so that the name is only ever hex."""
+    which = hashlib.sha256(f"{provider}\n{tag}".encode()).hexdigest()
+    return f"{CLAIMS}/{_hex(content_hash, 'content')}/{which}.json"

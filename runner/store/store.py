@@ -11,16 +11,17 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from ..errors import StoreError
 from ..layout import STATE_DIR
+from . import claims, reader
 from . import lease as leases
-from . import reader
 from .backends import Backend, PathBackend, Stat
+from .claims import Claim
 from .lease import Clock, Lease
 from .names import PACKS, pack_object, pack_of
 from .pack import Head
@@ -129,10 +130,12 @@ class Store:
                 self.backend.delete(s.name)
         return Collected(sorted(removed), kept, young, dry_run)
 
-    def lease(self, content_hash: str, holder: str, ttl: float) -> Lease:
-        """Takes the lease on a content hash if it is free or stale, else says who holds it
-        (`held` False). See runner.store.lease for why two takers never both win."""
-        return leases.take(self.backend, content_hash, holder, ttl, self._clock)
+    def lease(self, content_hash: str, holder: str, ttl: float,
+              over: Callable[[str], bool] | None = None) -> Lease:
+        """Takes the lease on a content hash if it is free or stale (or its holder's run is
+        `over`), else says who holds it (`held` False). See runner.store.lease for why two
+        takers never both win."""
+        return leases.take(self.backend, content_hash, holder, ttl, self._clock, over)
 
     def renew(self, lease: Lease, ttl: float) -> Lease:
         """LeaseLost when another run took it meanwhile."""
@@ -144,6 +147,14 @@ class Store:
     def holder(self, content_hash: str) -> Lease | None:
         """Who holds the lease on a content hash now, if anyone."""
         return leases.look(self.backend, content_hash, self._clock)
+
+    def claim(self, content_hash: str, provider: str, tag: str) -> Claim | None:
+        """Which job a run made (or meant to make) for a content hash and tag, if one said."""
+        return claims.read(self.backend, content_hash, provider, tag)
+
+    def write_claim(self, claim: Claim) -> None:
+        """Written by the lease's holder only (runner.store.claims)."""
+        claims.write(self.backend, claim)
 
 
 def _leftovers(listed: Iterable[Stat], before: float) -> list[Stat]:
