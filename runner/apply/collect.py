@@ -154,7 +154,7 @@ class Collector(Worker):
         workdir.mkdir(parents=True, exist_ok=True)
         path = workdir / f"reused-{m.name}.tsv"
         try:
-            extract(self.store, entry.reuse_packs, path)
+            extract(self.store, entry.reuse_packs, path, successes=True)
         except (PackMissing, PackDamaged) as e:
             path.unlink(missing_ok=True)
             raise StoreError(f"{m.name}: {e}, which holds results it reuses; run plan to see "
