@@ -13,6 +13,7 @@ from conftest import ROWS_MANIFEST, remote_jobs, write_manifest
 from providers_matrix import GEMINI, serve
 
 from runner import api, lockfile
+from runner.cli import main
 from runner.emulator import Emulator
 from runner.emulator.faults import Faults
 from runner.providers.base import RemoteJob
@@ -86,3 +87,24 @@ def test_a_reused_success_is_not_replaced_by_an_older_failure_of_the_same_reques
     assert sorted(entry(d).reuse_packs) == sorted(p1 + p2)
     assert result.exit_code == 0, [str(a) for a in answers(d)]
     assert len(answers(d)) == ROWS
+
+
+# --- store gc ----------------------------------------------------------------------------------
+
+def test_store_gc_keeps_the_packs_a_running_batch_reuses(
+        emu: Emulator, tmp_path: Path) -> None:
+    """A batch edited and submitted (--no-wait) names the packs it reuses in reuse_packs only:
+    its new record has no packs of its own yet, and no other entry names the old ones. gc
+    must count them as named, or the batch's reused results are deleted under it: its job's
+    answer arrives, the outputs cannot be written, and the batch is lost (sent whole again)."""
+    d = project(tmp_path / "p", "hello")
+    assert api.apply(d).exit_code == 0
+    p1 = list(entry(d).packs)
+    rows(d, "hello", {7: "edited"})
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    assert entry(d).reuse_packs == p1 and entry(d).reused == ROWS - 1
+    assert main(["store", "gc", str(d), "--yes", "--min-age", "0"]) == 0
+    before = remote_jobs(emu)
+    assert api.apply(d).exit_code == 0
+    assert new_jobs(emu, before) == []
+    assert len(answers(d)) == ROWS and "edited" in str(answers(d)[7]["text"])
