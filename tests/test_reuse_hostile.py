@@ -9,13 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROWS_MANIFEST, remote_jobs, write_manifest
-from providers_matrix import GEMINI, serve
+from conftest import ROWS_MANIFEST, finish_all, remote_jobs, write_manifest
+from providers_matrix import GEMINI, PROVIDERS, Flavour, serve
 
 from runner import api, lockfile
 from runner.cli import main
 from runner.emulator import Emulator
 from runner.emulator.faults import Faults
+from runner.failpoints import POINTS
 from runner.providers.base import RemoteJob
 from runner.records import LockEntry
 
@@ -107,4 +108,129 @@ def test_store_gc_keeps_the_packs_a_running_batch_reuses(
     before = remote_jobs(emu)
     assert api.apply(d).exit_code == 0
     assert new_jobs(emu, before) == []
+    assert len(answers(d)) == ROWS and "edited" in str(answers(d)[7]["text"])
+
+
+# --- crash safety ------------------------------------------------------------------------------
+
+def _killed_apply(d: Path, env: dict[str, str], point: str) -> int:
+    import os
+    import subprocess
+    import sys
+
+    from conftest import OUTSIDE
+    run_env = {k: v for k, v in os.environ.items() if k not in OUTSIDE}
+    run_env.update(env, RUNNER_POLL_SECONDS="0.05", RUNNER_FAILPOINT=point)
+    return subprocess.run([sys.executable, "-m", "runner.cli", "apply", str(d), "--quiet"],
+                          env=run_env, capture_output=True, text=True, timeout=120).returncode
+
+
+KILLS = [pytest.param(revert, point, id=f"{'all-reused' if revert else 'one-edited'}-{point}")
+         for point in POINTS if point != "during-upload"
+         for revert in (False, True)
+         if not revert or point in ("after-intent", "after-outputs")]
+
+
+@pytest.mark.parametrize("revert, point", KILLS)
+@PROVIDERS
+def test_a_kill_at_any_step_of_a_batch_that_reuses_converges(
+        flavour: Flavour, revert: bool, point: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row edited (one request sent, the rest reused), or the edit reverted (nothing sent):
+    apply is killed at `point`, then run again. The edited request is sent once at most,
+    and the outputs are those of a project that reused nothing."""
+    if point in dict(flavour.no_step):
+        pytest.skip(dict(flavour.no_step)[point])
+    with serve(flavour, tmp_path / "emu", monkeypatch, 0.0) as emu:
+        d = tmp_path / "p"
+        write_manifest(d, flavour.adapt(ROWS_MANIFEST))
+        rows(d, "hello")
+        assert api.apply(d).exit_code == 0
+        rows(d, "hello", {4: "edited"})
+        if revert:
+            assert api.apply(d).exit_code == 0
+            rows(d, "hello")
+        before = {j.name for j in flavour.jobs(emu)}
+        env = flavour.env(emu, "k")
+        _killed_apply(d, env, point)
+        assert api.apply(d).exit_code == 0
+        sent = [j.total for j in flavour.jobs(emu) if j.name not in before]
+        assert sent == ([] if revert else [1]), sent
+        got = answers(d)
+        assert [r["key"] for r in got] == [f"r{n}" for n in range(ROWS)]
+        assert [("edited" in str(r["text"])) for r in got] == \
+            [n == 4 and not revert for n in range(ROWS)]
+        assert main(["plan", str(d), "--detailed-exitcode"]) == 0
+
+
+# --- follow-ups and edits while a job runs -----------------------------------------------------
+
+def test_a_follow_up_of_a_batch_that_reused_sends_its_failures_alone(
+        emu: Emulator, tmp_path: Path) -> None:
+    """Four rows edited, sent with failures (retry_failed: 1): the follow-up sends the
+    failed ones, not the reused ones, and every row ends answered under its own key."""
+    d = project(tmp_path / "p", "hello", "  retry_failed: 1\n")
+    assert api.apply(d).exit_code == 0
+    edits = {n: f"edited {n}" for n in (1, 4, 7, 10)}
+    rows(d, "hello", edits)
+    emu.faults = Faults(request_error_rate=0.5, seed=11)
+    before = remote_jobs(emu)
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    emu.faults = Faults()       # the job keeps the faults it was created with; not the retry
+    assert api.apply(d).exit_code == 0
+    totals = sorted(j.total for j in new_jobs(emu, before))
+    assert len(totals) == 2 and totals[1] == 4 and 0 < totals[0] < 4, totals
+    got = answers(d)
+    assert [r["key"] for r in got] == [f"r{n}" for n in range(ROWS)]
+    assert [("edited" in str(r["text"])) for r in got] == [n in edits for n in range(ROWS)]
+    assert not (d / "out/big.errors.jsonl").read_text().strip()
+    assert entry(d).reused == ROWS - 4
+
+
+def test_an_edit_reverted_while_its_job_runs_cancels_it_and_reuses(
+        slow: Emulator, tmp_path: Path) -> None:
+    """Row 3 edited and submitted (--no-wait); reverted before the job ends: the batch's every
+    answer is in the store again, so nothing is sent, the running job is cancelled, and the
+    outputs are the original answers."""
+    emu = slow
+    d = project(tmp_path / "p", "hello")
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    finish_all(emu)
+    assert api.apply(d).exit_code == 0
+    first = answers(d)
+    rows(d, "hello", {3: "edited"})
+    before = remote_jobs(emu)
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    [running] = new_jobs(emu, before)
+    rows(d, "hello")
+    assert api.apply(d).exit_code == 0
+    assert answers(d) == first
+    assert [j.name for j in new_jobs(emu, before)] == [running.name]
+    assert entry(d).reused == ROWS and not entry(d).shards
+    assert main(["plan", str(d), "--detailed-exitcode"]) == 0
+
+
+# --- the store damaged -------------------------------------------------------------------------
+
+def test_a_damaged_reused_pack_says_what_to_do_and_that_leads_somewhere(
+        emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The pack a running batch reuses from is damaged (its blocks, not its head) before the
+    outputs are written. Apply cannot write them. It said "run plan to see what to do", but
+    plan reads only whether packs exist, and showed a download that failed the same way at
+    every apply: now apply says what to do, and doing it converges."""
+    d = project(tmp_path / "p", "hello")
+    assert api.apply(d).exit_code == 0
+    [p1] = entry(d).packs
+    rows(d, "hello", {7: "edited"})
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    pack = d / ".runner/store/packs" / (p1.split(":")[1] + ".pack")
+    data = bytearray(pack.read_bytes())
+    data[-5] ^= 0xFF                        # a byte of its last block
+    pack.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["apply", str(d), "--quiet"]) != 0
+    said = "".join(capsys.readouterr())
+    assert "runner forget big" in said and "run plan" not in said, said
+    assert main(["forget", str(d), "big"]) == 0
+    assert api.apply(d).exit_code == 0
     assert len(answers(d)) == ROWS and "edited" in str(answers(d)[7]["text"])
