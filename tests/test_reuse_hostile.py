@@ -276,3 +276,27 @@ def test_a_request_to_another_endpoint_is_not_reused(tmp_path: Path,
         before = {j.name for j in OPENAI.jobs(emu)}
         api.apply(d)
         assert [j.total for j in OPENAI.jobs(emu) if j.name not in before] == [2]
+
+
+# --- what counts as a success ------------------------------------------------------------------
+
+def test_an_answer_that_failed_its_declared_schema_is_sent_again_not_reused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claude's answers stop at max_tokens, mid-document: each request fails (the answer is
+    not the JSON its request declares). They were kept in the store as successes (the
+    provider's word), so the next change reused them: a failed request never sent again, as
+    `failed requests are never reused` promises."""
+    from providers_matrix import ANTHROPIC
+    from test_structured import TEXTS, request_of
+    from test_structured import project as structured
+    d = structured(tmp_path, ANTHROPIC, request_of(ANTHROPIC, max_tokens=5),
+                   extra='  allowed_failures: "100%"\n')
+    with serve(ANTHROPIC, tmp_path / "emu", monkeypatch, 0.0) as emu:
+        assert api.apply(d).exit_code == 0
+        assert len((d / "out/big.errors.jsonl").read_text().splitlines()) == len(TEXTS)
+        with open(d / "data/rows.jsonl", "a") as f:      # one row appended: a change
+            f.write(json.dumps({"n": len(TEXTS) + 1, "body": "Lost"}) + "\n")
+        before = {j.name for j in ANTHROPIC.jobs(emu)}
+        assert api.apply(d).exit_code == 0
+        assert [j.total for j in ANTHROPIC.jobs(emu) if j.name not in before] == \
+            [len(TEXTS) + 1]
