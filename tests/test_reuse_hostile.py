@@ -300,3 +300,24 @@ def test_an_answer_that_failed_its_declared_schema_is_sent_again_not_reused(
         assert api.apply(d).exit_code == 0
         assert [j.total for j in ANTHROPIC.jobs(emu) if j.name not in before] == \
             [len(TEXTS) + 1]
+
+
+# --- reuse: false ------------------------------------------------------------------------------
+
+def test_reuse_turned_off_while_a_batch_that_reused_waits_to_be_sent(
+        emu: Emulator, tmp_path: Path) -> None:
+    """An apply killed after recording its intent (one edited request to send, the rest
+    reused); the manifest then says `reuse: false`. The next apply must converge: it sends
+    the recorded request, or the whole batch afresh, and writes every answer."""
+    d = project(tmp_path / "p", "hello")
+    assert api.apply(d).exit_code == 0
+    rows(d, "hello", {7: "edited"})
+    env = GEMINI.env(emu, "k")
+    assert _killed_apply(d, env, "after-intent") < 0
+    manifest = d / "m.yaml"
+    manifest.write_text(manifest.read_text().replace(
+        "  rows: data/rows.jsonl\n", "  rows: data/rows.jsonl\n  reuse: false\n"))
+    assert api.apply(d).exit_code == 0
+    got = answers(d)
+    assert [("edited" in str(r["text"])) for r in got] == [n == 7 for n in range(ROWS)]
+    assert main(["plan", str(d), "--detailed-exitcode"]) == 0
