@@ -205,7 +205,8 @@ def test_an_edit_reverted_while_its_job_runs_cancels_it_and_reuses(
     rows(d, "hello")
     assert api.apply(d).exit_code == 0
     assert answers(d) == first
-    assert [j.name for j in new_jobs(emu, before)] == [running.name]
+    [after] = new_jobs(emu, before)
+    assert after.name == running.name and after.state.value == "CANCELLED", after
     assert entry(d).reused == ROWS and not entry(d).shards
     assert main(["plan", str(d), "--detailed-exitcode"]) == 0
 
