@@ -106,7 +106,7 @@ def render_shards(manifest: Manifest, directory: Path | None = None,
     dialect = dialect_of(manifest)
     framing = dialect.framing(manifest.endpoint)
     limits = dialect.limits.capped(manifest.max_requests)
-    reuse = reuse if reuse and manifest.reuse else None
+    reuse = reuse if reuse else None     # (the caller asks for none under reuse: false)
     splitter = Splitter(manifest.provider, manifest.model, limits, directory, manifest.source,
                         cuts, skips=reuse is not None)
     tokens = TokenTally(dialect, endpoint=manifest.endpoint) if tally else None

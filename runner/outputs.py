@@ -122,13 +122,16 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
             result = None if line is None else loads(line)
             key = loads(key_json) if unwire is None else unwire(loads(key_json))
             read = read_result(result)
-            if keep is not None and line is not None:
-                keep(rhash, line[:-1], isinstance(read, Answer))
             if isinstance(read, Answer) and (tables or answers.declared is not None):
                 value, problem = answers.read(read.text)
                 if problem is not None:     # paid for all the same
                     usage, read = usage + read.usage, {"message": problem,
                                                        "response": read.response}
+            if keep is not None and line is not None:
+                # kept as a failure when its answer is not the one its request declares (the
+                # check reads the request alone, so it fails alike wherever it is reused):
+                # runner.reuse reuses successes only, and this request must be sent again
+                keep(rhash, line[:-1], isinstance(read, Answer))
             if not isinstance(read, Answer):
                 failed += 1
                 unfinished += read.get(UNFINISHED) is True

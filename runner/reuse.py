@@ -99,12 +99,20 @@ class Reusable:
         return self._packs[i] if i < hi and self._keys[i] == key else None
 
 
-def extract(store: Store, packs: Iterable[str], path: Path) -> None:
+def extract(store: Store, packs: Iterable[str], path: Path, successes: bool = False) -> None:
     """The result lines of `packs` into `path` as `hash\\tline` records, the form the join reads
-    the store's results in (runner.join.spill_stored). PackMissing, PackDamaged."""
+    the store's results in (runner.join.spill_stored); with `successes`, those alone.
+    PackMissing, PackDamaged.
+
+    A batch's reused requests take `successes` only: the join by hash keeps the last line read
+    for a hash, and one pack may hold an error for a request another pack holds a success
+    for (it failed once, then succeeded), which would otherwise undo the success the index
+    reused it for; and a request sent again was sent because no pack held its success, so it
+    can find none here (a stale error would stand in for the job's own answer)."""
     with open(path, "wb") as f:
         for result in store.results(packs):
-            f.write(result.request_hash.encode() + b"\t" + result.line + b"\n")
+            if result.ok or not successes:
+                f.write(result.request_hash.encode() + b"\t" + result.line + b"\n")
 
 
 class Reuse:

@@ -96,7 +96,10 @@ class Streams:
         inputs, rendered = render_recorded(
             m, None if self.spool is None else self.spool / m.name, cuts, tally=self._tally,
             cache=fresh or NO_CACHE,
-            reuse=self.reuse.index(reused) if self.reuse is not None and m.reuse else None)
+            # a record reproduced reuses as it did, even if the manifest has said reuse: false
+            # since (its shards must come out the same; the next change sends all afresh)
+            reuse=self.reuse.index(reused) if self.reuse is not None and (
+                m.reuse or reused is not None) else None)
         self.renders += 1
         self._made[m.name] = made = Stream(inputs, rendered, rows)
         return made

@@ -154,11 +154,18 @@ class Collector(Worker):
         workdir.mkdir(parents=True, exist_ok=True)
         path = workdir / f"reused-{m.name}.tsv"
         try:
-            extract(self.store, entry.reuse_packs, path)
-        except (PackMissing, PackDamaged) as e:
+            extract(self.store, entry.reuse_packs, path, successes=True)
+        except PackMissing as e:        # plan says the batch is lost, and what to do
             path.unlink(missing_ok=True)
             raise StoreError(f"{m.name}: {e}, which holds results it reuses; run plan to see "
                              "what to do", path=m.source) from None
+        except PackDamaged as e:
+            # plan cannot tell (it does not read the packs' blocks): say here what to do
+            path.unlink(missing_ok=True)
+            raise StoreError(f"{m.name}: {e}, which holds results it reuses; point "
+                             "RUNNER_STORE at a store that holds them undamaged, or runner "
+                             f"forget {m.name} and apply to send them all again",
+                             path=m.source) from None
         return path
 
     def _report(self, m: Manifest, entry: LockEntry, written: Written, retry: bool) -> None:

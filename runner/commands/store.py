@@ -1,5 +1,6 @@
 """`runner store DIR`: what the result store holds for each batch; `runner store gc DIR`:
-removes the packs no lockfile entry names (a dry run unless `--yes`).
+removes the packs no lockfile entry names, as its `packs` or its `reuse_packs` (a dry run
+unless `--yes`).
 
 Both read the lockfile, not the manifests: what the store holds is what the lockfile says it
 does, and neither renders anything. gc sees only this directory's lockfile, so it leaves
@@ -33,7 +34,7 @@ def show(directory: api.PathLike, *, out: TextIO) -> None:
     width = max((len(n) for n in lock.batches), default=0)
     for name in sorted(lock.batches):
         packs = lock.batches[name].packs
-        named.update(packs)
+        named.update(packs, lock.batches[name].reuse_packs)
         held = [p for p in packs if p in listed]
         results = sum(_results(store, p) for p in held)
         size = sum(listed[p] for p in held)
@@ -58,7 +59,9 @@ def gc(directory: api.PathLike, *, delete: bool, min_age_days: float | None,
     project = Path(directory).absolute()
     lock = lockfile.load(lockfile.lock_path(project))
     store = project_store(project)
-    keep = {p for entry in lock.batches.values() for p in entry.packs}
+    # a batch that reused results reads its reuse_packs when its outputs are written: they
+    # may be named nowhere else (its own packs come then; the entry they came from is gone)
+    keep = {p for entry in lock.batches.values() for p in (*entry.packs, *entry.reuse_packs)}
     min_age = GC_MIN_AGE if min_age_days is None else min_age_days * DAY
     done = store.gc(keep, dry_run=not delete, min_age=min_age)
     verb = "removed" if delete else "would remove"
