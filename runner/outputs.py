@@ -93,7 +93,7 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
                                                                         hashlib.sha256())))
         errors = files[manifest.errors.rel]
         rows_stamp = _stamp(manifest.rows)
-        join: Join | ReuseJoin = ReuseJoin(manifest, renderer, results, reused, temp, spooled) \
+        join: Join = ReuseJoin(manifest, renderer, results, reused, temp, spooled) \
             if reused is not None else Join(manifest, renderer, results, temp, spooled,
                                             stored is not None)
         gaps = stored if stored is not None else -1
@@ -103,9 +103,10 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         answers = AnswerCheck(manifest, declared_answer(renderer))
         dialect = renderer.dialect
         fast = not tables and answers.declared is None      # JSONL only: runner.joinlines
+        # (a ReuseJoin's ranges are the same files, but untested across cores: one process)
         if fast:
             counts = (format_ranges(join, manifest, pieces.write, errors.write, keep)
-                      if isinstance(join, Join) and across_cores(join) else
+                      if type(join) is Join and across_cores(join) else
                       format_lines(dialect, join, pieces.write, errors.write, keep))
             if stored is not None and counts.missing > stored:
                 raise _incomplete(manifest)

@@ -14,17 +14,16 @@ results too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from .hashing import ContentHasher
 from .join import (
-    Joined,
+    Join,
     Write,
     _files_for,
     _writers,
     bucket,
-    in_order,
     join_bucket,
     spill_requests,
     spill_results,
@@ -34,8 +33,9 @@ from .manifest import Manifest
 from .render import Renderer
 
 
-class ReuseJoin:
-    """As runner.join.Join, with `stored`: a file of the store's lines for the requests
+class ReuseJoin(Join):
+    """As runner.join.Join (whose range files it writes the same way, and reads the same
+    way), with `stored`: a file of the store's lines for the requests
     reused (runner.reuse.extract), found by request hash when no results file has a line
     for the request's key."""
 
@@ -73,14 +73,6 @@ class ReuseJoin:
                 req.unlink()
                 res.unlink()
         self._ranges = ranges
-
-    def __iter__(self) -> Iterator[Joined]:
-        for number, path in enumerate(self._ranges):
-            start = number * self._per_range
-            for record in in_order(path, start, min(self._per_range, self.requests - start)):
-                index, key_json, rhash, line = record.split(b"\t", 3)
-                yield int(index), key_json, rhash.decode(), None if line == b"\n" else line
-            path.unlink()
 
 
 def _route(out: Write, aside: list[Write]) -> Write:
