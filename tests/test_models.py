@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,73 @@ def test_a_list_that_cannot_be_fetched_does_not_block_apply(tmp_path: Path) -> N
     assert [a.kind for a in plan.actions] == [Kind.CREATE]
     assert outcome.exit_code == 0 and (tmp_path / "out/m.jsonl").exists()
     assert not (tmp_path / ".runner" / "models").exists()      # nothing kept of a failure
+
+
+def test_an_alias_passes_when_the_provider_lists_only_its_dated_snapshot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Anthropic's /v1/models lists dated ids (`claude-haiku-4-5-20251001`), not the aliases
+    the price table and the examples use (`claude-haiku-4-5`, `claude-3-5-haiku-latest`): an
+    alias of a listed snapshot is a model the provider has; a shorter name is not."""
+    monkeypatch.setitem(MODELS, "anthropic", ("claude-haiku-4-5-20251001",
+                                              "claude-3-5-haiku-20241022",
+                                              "claude-sonnet-4-5-20250929"))
+    for model in ("claude-haiku-4-5", "claude-3-5-haiku-latest", "claude-sonnet-4-5-20250929"):
+        manifest(tmp_path, "anthropic", model)
+        assert main(["plan", str(tmp_path), "--emulator"]) == 0, capsys.readouterr().err
+    manifest(tmp_path, "anthropic", "claude-haiku-4")
+    assert main(["plan", str(tmp_path), "--emulator"]) == 1
+    assert "anthropic has no model 'claude-haiku-4'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("provider", ["gemini", "openai", "anthropic"])
+def test_an_empty_list_is_a_list_that_could_not_be_had(
+        tmp_path: Path, provider: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider (or a proxy in front of it) that lists no model at all has not told the
+    truth about the key's models: it must not refuse every batch, nor be kept for a day."""
+    monkeypatch.setitem(MODELS, provider, ())
+    manifest(tmp_path, provider, known(provider)[0])
+    plan = runner.plan(tmp_path, emulator=True)
+    [warning] = plan.warnings
+    assert warning.startswith(f"{provider}'s list of models could not be fetched"), warning
+    assert [a.kind for a in plan.actions] == [Kind.CREATE]
+    assert not (tmp_path / ".runner" / "models").exists()
+
+
+@pytest.mark.parametrize("models", ['"gemini-2.5-flash"', '{"gemini-2.5-flash": 1}', "[]"])
+def test_a_kept_list_of_the_wrong_shape_is_asked_for_again(tmp_path: Path, models: str) -> None:
+    """A kept list edited by hand into a string (read letter by letter), an object or an empty
+    list is not a list of models: fetched again, not used to refuse the batch."""
+    manifest(tmp_path, "gemini", "gemini-2.5-flash")
+    kept = tmp_path / ".runner" / "models" / "gemini-emulator.json"
+    kept.parent.mkdir(parents=True)
+    kept.write_text(f'{{"fetched_at": {time.time()}, "models": {models}}}')
+    assert runner.plan(tmp_path, emulator=True).warnings == ()
+    assert json.loads(kept.read_text())["models"] == sorted(known("gemini"))
+
+
+def test_a_kept_list_that_is_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    """.runner/models/ is the runner's own: a link there (to a file elsewhere, to /dev/zero) is
+    not read; the list is fetched again and written in its place, the target left alone."""
+    manifest(tmp_path, "gemini", "gemini-2.5-flash")
+    elsewhere = tmp_path / "elsewhere.json"
+    text = json.dumps({"fetched_at": time.time(), "models": ["only-this-one"]})
+    elsewhere.write_text(text)
+    kept = tmp_path / ".runner" / "models" / "gemini-emulator.json"
+    kept.parent.mkdir(parents=True)
+    kept.symlink_to(elsewhere)
+    assert runner.plan(tmp_path, emulator=True).warnings == ()
+    assert elsewhere.read_text() == text and not kept.is_symlink()
+
+
+@pytest.mark.parametrize(("provider", "model"), [
+    ("openai", "gpt-4o-mini-2"), ("gemini", "gemini-2.5-flash-9"),
+    ("anthropic", "claude-sonnet-4-5-2")])
+def test_a_listed_name_and_any_digits_is_not_a_snapshot(
+        tmp_path: Path, provider: str, model: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A snapshot's id ends with a date (`-2024-08-06`, `-20250929`) or Gemini's version
+    (`-001`); a listed name with a stray digit after it is a model the provider does not
+    have, refused before anything is sent."""
+    manifest(tmp_path, provider, model)
+    assert main(["plan", str(tmp_path), "--emulator"]) == 1
+    assert f"{provider} has no model {model!r}" in capsys.readouterr().err
