@@ -5,11 +5,13 @@ warns, without failing, about a name it does not know, suggesting the closest on
 which provider's model it is (`gpt-4o` under provider gemini). `plan` (the command and the
 library's) and `apply` make one check (`check_plan`): the model of each batch the plan submits
 against its provider's own list (`Provider.list_models`: Gemini's and Anthropic's paged,
-OpenAI's whole), kept under `.runner/models/` for a day; a model the provider does not list is
+OpenAI's whole), kept under `.runner/models/` for a day (a name it lacks is looked for in a
+list fetched anew, once a run, before it is refused); a model the provider does not list is
 refused, naming the closest, before any job is created; a name the list holds a dated
 snapshot of (Anthropic lists only `claude-haiku-4-5-20251001`) is its alias, and passes. A
-list that cannot be fetched, or that holds no model at all, is a warning, not an error: the provider refuses an unknown model at create anyway. OpenAI's
-fine-tuned models (`ft:...`) are the account's own, and pass.
+list that cannot be fetched, or that holds no model at all, is a warning, not an error: the
+provider refuses an unknown model at create anyway. OpenAI's fine-tuned models (`ft:...`) are
+the account's own, and pass.
 """
 
 from __future__ import annotations
@@ -103,10 +105,14 @@ class Catalogue:
     def __init__(self, state_dir: Path, fetch: Callable[[str], list[str]], *,
                  tag: str = "", now: Callable[[], float] = time.time):
         self._dir, self._fetch, self._tag, self._now = state_dir / "models", fetch, tag, now
+        self._fetched: set[str] = set()     # the providers asked in this run
 
-    def models(self, provider: str) -> list[str]:
+    def models(self, provider: str, *, anew: bool = False) -> list[str]:
+        """The provider's list: the one kept, while it is fresh, unless `anew`."""
         path = self._dir / f"{provider}{self._tag}.json"
         try:
+            if anew:
+                raise OSError("asked for anew")
             kept = json.loads(_read_kept(path))
             models = kept["models"]
             if 0 <= self._now() - float(kept["fetched_at"]) < EXPIRY and \
@@ -119,17 +125,21 @@ class Catalogue:
         if not models:                  # no key may use no model: a provider (or a proxy)
             raise ProviderError(        # that answers so is not to refuse every batch
                 "list models: the provider listed no model at all")
+        self._fetched.add(provider)
         self._dir.mkdir(parents=True, exist_ok=True)
         write_text(path, json.dumps({"fetched_at": self._now(), "models": models}) + "\n")
         return models
 
     def check(self, provider: str, model: str, *, source: object, where: str) -> None:
         """Raises ManifestError naming the closest model when the provider lists no
-        `model`."""
+        `model`. A name the kept list lacks is looked for in a list fetched anew (once a
+        run): a model released, or a key changed, since the list was kept is not refused."""
         bare = _bare(model)
         if _own(provider, bare):
             return
         listed = self.models(provider)
+        if not _listed(bare, listed) and provider not in self._fetched:
+            listed = self.models(provider, anew=True)
         if not _listed(bare, listed):
             raise ManifestError(f"spec.model: {provider} has no model {model!r}"
                                 f"{_closest(bare, listed)}; nothing was submitted",

@@ -99,12 +99,13 @@ def test_plan_keeps_the_list_a_day(tmp_path: Path, provider: str,
     kept = tmp_path / ".runner" / "models" / f"{provider}-emulator.json"
     listed = json.loads(kept.read_text())
     assert listed["models"] == sorted(known(provider))
-    listed["models"] = ["only-this-one"]        # a kept list is used while it is fresh
+    listed["models"].append("only-this-one")    # a kept list is used while it is fresh
     kept.write_text(json.dumps(listed))
-    assert main(["plan", str(tmp_path), "--emulator"]) == 1
+    manifest(tmp_path, provider, "only-this-one")
+    assert main(["plan", str(tmp_path), "--emulator"]) == 0
     listed["fetched_at"] -= EXPIRY + 1          # and asked for again once it is older
     kept.write_text(json.dumps(listed))
-    assert main(["plan", str(tmp_path), "--emulator"]) == 0
+    assert main(["plan", str(tmp_path), "--emulator"]) == 1
 
 
 def test_the_sdks_list_the_emulators_models(emu: Emulator) -> None:
@@ -276,3 +277,20 @@ def test_a_listed_name_and_any_digits_is_not_a_snapshot(
     manifest(tmp_path, provider, model)
     assert main(["plan", str(tmp_path), "--emulator"]) == 1
     assert f"{provider} has no model {model!r}" in capsys.readouterr().err
+
+
+def test_a_model_the_kept_list_lacks_is_asked_of_the_provider_before_refusing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model released since the list was kept this morning, or one the key newly set may
+    use, is not refused for the rest of the day: a name the kept list lacks is checked
+    against a list fetched anew, which is kept in its place."""
+    manifest(tmp_path, "gemini", "gemini-2.5-flash")
+    assert runner.plan(tmp_path, emulator=True).warnings == ()
+    monkeypatch.setitem(MODELS, "gemini", (*MODELS["gemini"], "gemini-9-flash"))
+    manifest(tmp_path, "gemini", "gemini-9-flash")
+    assert [a.kind for a in runner.plan(tmp_path, emulator=True).actions] == [Kind.CREATE]
+    kept = tmp_path / ".runner" / "models" / "gemini-emulator.json"
+    assert "gemini-9-flash" in json.loads(kept.read_text())["models"]
+    manifest(tmp_path, "gemini", "gemini-9-flsh")           # still refused, once fetched
+    with pytest.raises(ManifestError, match="did you mean 'gemini-9-flash'"):
+        runner.plan(tmp_path, emulator=True)
