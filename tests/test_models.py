@@ -294,3 +294,21 @@ def test_a_model_the_kept_list_lacks_is_asked_of_the_provider_before_refusing(
     manifest(tmp_path, "gemini", "gemini-9-flsh")           # still refused, once fetched
     with pytest.raises(ManifestError, match="did you mean 'gemini-9-flash'"):
         runner.plan(tmp_path, emulator=True)
+
+
+@pytest.mark.xfail(strict=True, reason="an up-to-date split batch's action has job and "
+                   "recorded None and no parts: plan --json names none of its shards' jobs")
+def test_plan_json_names_the_jobs_of_an_up_to_date_split_batch(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 13 item 6: plan --json names the job of an up-to-date batch; a split batch's
+    is a job per shard, which the lockfile records."""
+    write_manifest(tmp_path, MANIFEST.format(provider="gemini", model="gemini-2.5-flash",
+                                             request=REQUESTS["gemini"])
+                   .replace("items: [{id: a}]", "items: [{id: a}, {id: b}]\n  max_requests: 1"))
+    assert runner.apply(tmp_path, emulator=True).exit_code == 0
+    capsys.readouterr()
+    assert main(["plan", str(tmp_path), "--emulator", "--json"]) == 0
+    [action] = json.loads(capsys.readouterr().out)["actions"]
+    assert action["kind"] == "nothing"
+    named = {action["job_name"]} | {p["job_name"] for p in action["parts"]}
+    assert len(named - {None}) == 2, action
