@@ -24,6 +24,7 @@ from runner import api
 from runner.actions import Kind
 from runner.cli import main
 from runner.emulator import Emulator
+from runner.emulator import models as emulator_models
 from runner.emulator.models import MODELS
 from runner.errors import ManifestError
 from runner.models import EXPIRY, known, offline_warning
@@ -312,3 +313,18 @@ def test_plan_json_names_the_jobs_of_an_up_to_date_split_batch(
     assert action["kind"] == "nothing"
     named = {action["job_name"]} | {p["job_name"] for p in action["parts"]}
     assert len(named - {None}) == 2, action
+
+
+@pytest.mark.parametrize("answer", [{"data": None}, {"data": "gpt-4o"}, {"data": {"id": 1}},
+                                    {"data": [None]}, [], "models"])
+def test_an_openai_list_of_the_wrong_shape_is_a_warning_not_a_traceback(
+        tmp_path: Path, answer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a proxy in front of OpenAI may answer to GET /v1/models: a list that is not one is
+    a list that could not be had, with the usual warning, never a TypeError."""
+    monkeypatch.setattr(emulator_models, "openai", lambda: answer)
+    manifest(tmp_path, "openai", "gpt-4o-mini")
+    plan = runner.plan(tmp_path, emulator=True)
+    [warning] = plan.warnings
+    assert warning.startswith("openai's list of models could not be fetched (list models"), \
+        warning
+    assert not (tmp_path / ".runner" / "models").exists()
