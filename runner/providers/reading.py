@@ -132,10 +132,12 @@ def error_message(body: bytes, text: str) -> str:
     return one_line(str(err) if err else text, 300 if err else 200)
 
 
-def model_name(item: object) -> str:
-    """A model's id in an item of a provider's list of models (`id`, or Gemini's `name`)."""
+def model_name(item: object, whose: str) -> str:
+    """A model's id in an item of a provider's list of models (`id`, or Gemini's `name`);
+    `whose` names the item in a complaint."""
     if isinstance(item, dict):
         for key in ("id", "name"):
             if isinstance(item.get(key), str):
                 return str(item[key]).removeprefix("models/")
-    raise ProviderError(f"a listed model is {kind(item)}, expected an object with an id")
+    raise ProviderError(f"{whose}: a listed model is {kind(item)}, expected an object with "
+                        "an id")

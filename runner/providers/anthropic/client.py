@@ -122,10 +122,10 @@ class AnthropicProvider(OverCalls):
 
     def list_models(self) -> Iterator[str]:
         """The ids of the models the key may use, every page."""
-        for _, item in self._calls.pages(self._batches.removesuffix("messages/batches")
-                                         + "models", "list models",
-                                         lambda token: paging(token, 1000), parse_page):
-            yield model_name(item)
+        for whose, item in self._calls.pages(self._batches.removesuffix("messages/batches")
+                                             + "models", "list models",
+                                             lambda token: paging(token, 1000), parse_page):
+            yield self._calls.parse(model_name, item, whose)
 
     def get_job(self, name: str) -> RemoteJob | None:
         """The batch, or None when it is gone for the runner's purposes: deleted, or archived

@@ -107,9 +107,9 @@ class GeminiProvider(OverCalls):
 
     def list_models(self) -> Iterator[str]:
         """The ids of the models the key may use (`models/` left off), every page."""
-        for _, item in self._calls.pages(self._url("models"), "list models", paging,
-                                         functools.partial(parse_page, items="models")):
-            yield model_name(item)
+        for whose, item in self._calls.pages(self._url("models"), "list models", paging,
+                                             functools.partial(parse_page, items="models")):
+            yield self._calls.parse(model_name, item, whose)
 
     def get_job(self, name: str) -> RemoteJob | None:
         try:

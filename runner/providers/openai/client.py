@@ -43,7 +43,7 @@ from ..reading import is_id, model_name
 from ..transport import check_base_url
 from .files import Files
 from .tokens import CHAT
-from .wire import TAG, Batch, paging, parse_batch, parse_page
+from .wire import TAG, Batch, paging, parse_batch, parse_models, parse_page
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # A job holds at most 50,000 requests in an input file of at most 200 MB (kept a little under,
@@ -114,8 +114,9 @@ class OpenAIProvider(OverCalls):
     def list_models(self) -> Iterator[str]:
         """The ids of the models the key may use: one list, not paged."""
         page = self._calls.json("GET", f"{self._base}/models", what="list models")
-        for item in page.get("data", []) if isinstance(page, dict) else []:
-            yield model_name(item)
+        items = self._calls.parse(parse_models, page, "list models")
+        for i, item in enumerate(items, 1):
+            yield self._calls.parse(model_name, item, f"list models, item {i}")
 
     def get_job(self, name: str) -> RemoteJob | None:
         """The batch, or None when it is gone for the runner's purposes: OpenAI keeps a batch

@@ -140,6 +140,14 @@ def paging(token: str, limit: int) -> dict[str, Any]:
     return {"limit": limit, **({"after": token} if token else {})}
 
 
+def parse_models(page: object, whose: str) -> list[Any]:
+    """The items of the list of models (`{"object": "list", "data"}`, one page)."""
+    r = OpenAiReader(whose)
+    if not isinstance(page, dict):
+        raise r.wrong("the page", page, "an object")
+    return r.array(page.get("data"), "data")
+
+
 def parse_page(page: object, whose: str) -> tuple[list[Any], str]:
     """One page of a list (`{"object": "list", "data", "has_more", ...}`): its items and the
     next page's token, the last item's id as the SDK pages ("" on the last page). A page
