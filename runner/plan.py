@@ -130,8 +130,13 @@ def _for_settled(want: Desired, entry: LockEntry, observed: Observed,
         if entry.spec_hash != want.spec_hash:
             return [Action(Kind.RECORD, reason="manifest edited, requests unchanged", job=job,
                            **base)]
+        # a split batch's jobs are its shards': each named, for plan --json and the library
+        shards = tuple(Action(Kind.NOTHING, want.name, "up to date", p.requests,
+                              p.content_hash, part=i, recorded=p.job)
+                       for i, p in enumerate(parts)) if entry.shards else ()
         return [Action(Kind.NOTHING, reason="up to date", job=job,
-                       recorded=parts[0].job if len(parts) == 1 else None, **base)]
+                       recorded=parts[0].job if len(parts) == 1 else None, parts=shards,
+                       **base)]
     if same and entry.packs and stored.issuperset(entry.packs):
         return [Action(Kind.DOWNLOAD, reason=f"{why}; restored from the result store", job=job,
                        **base)]

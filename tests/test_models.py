@@ -297,8 +297,6 @@ def test_a_model_the_kept_list_lacks_is_asked_of_the_provider_before_refusing(
         runner.plan(tmp_path, emulator=True)
 
 
-@pytest.mark.xfail(strict=True, reason="an up-to-date split batch's action has job and "
-                   "recorded None and no parts: plan --json names none of its shards' jobs")
 def test_plan_json_names_the_jobs_of_an_up_to_date_split_batch(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Issue 13 item 6: plan --json names the job of an up-to-date batch; a split batch's

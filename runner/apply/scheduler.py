@@ -87,6 +87,8 @@ class Scheduler:
     def _act(self, action: Action, inflight: Inflight) -> None:
         """A planned action; a split batch's, shard by shard. A submission waits for a job
         slot: providers cap the jobs a project runs at once, and refuse a create over it."""
+        if action.kind == Kind.NOTHING:
+            return
         if action.parts:
             self._lay_out(action)
             for part in action.parts:
