@@ -177,7 +177,10 @@ class Collector(Worker):
             extra += (f"; {written.repeated} result(s) repeated a key within one results "
                       "file, and the last of each was kept")
         merged = f" (with retry {len(entry.retries)})" if retry else ""
-        shards = f" from {len(entry.shards)} shards" if entry.shards else ""
+        shards = f" from {len(entry.shards)} shards" if len(entry.shards) > 1 else ""
+        if entry.reused:
+            shards += (f" ({entry.requests - entry.reused} sent, {entry.reused} reused from the "
+                       "result store)")
         self.report(f"{m.name}: wrote {', '.join(o.rel for o in m.outputs)}{shards}{merged}: "
                     f"{written.succeeded} succeeded{extra}")
 
