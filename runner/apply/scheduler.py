@@ -23,7 +23,6 @@ from ..providers import registry
 from ..providers.base import JobState, RemoteJob
 from ..providers.clients import Clients
 from ..records import Part, Retry
-from ..retry import Backoff
 from ..states import Desired, Observed
 from ..store import Store
 from ..store.project import project_store
@@ -32,7 +31,7 @@ from ..workspace import Workspace
 from .crew import Crew, Crews
 from .journal import Journal
 from .options import Options, Outcome, note
-from .polling import Inflight, pause, refresh
+from .polling import Inflight, Pace, pause, refresh
 from .prune import prune
 
 
@@ -289,7 +288,7 @@ class Scheduler:
     def _wait(self, inflight: Inflight) -> None:
         """Polls until every in-flight job has ended (or the time limit), acting as each
         ends."""
-        backoff = Backoff(self.options.poll_base, self.options.poll_cap)
+        pace = Pace(self.options.poll_base, self.options.poll_cap)
         start = self.options.clock()
         while inflight or self._queued:
             self._submit_queued(inflight)
@@ -317,5 +316,6 @@ class Scheduler:
                     self.journal.seen(record, job.state)
                     inflight[job_name] = (name, None)
             if inflight or self._queued:
-                pause(self.options, backoff.next_delay(), start, self._running(inflight))
+                waited = self.options.clock() - start
+                pause(self.options, pace.next_delay(waited), start, self._running(inflight))
 
