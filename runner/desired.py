@@ -8,7 +8,6 @@ rows are rendered as a stream, cut into shards that fit a job, and hashed line b
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,10 @@ import orjson
 
 from .errors import InputsChanged
 from .failures import allowance
-from .hashing import ContentHasher, canonical, combine, digest, request_hash_head
+from .hashing import ContentHasher, canonical, combine, digest
+from .held import Held, KeysFile, Lookup
 from .manifest import Manifest
-from .parallel import PARALLEL, Parallel, render_jsonl
+from .parallel import PARALLEL, Parallel, render_jsonl, render_looked
 from .providers.base import JobState
 from .providers.dialect import Framing
 from .providers.registry import dialect_of
@@ -45,16 +45,21 @@ class Rendered:
     tokens: TokenEstimate | None = None  # the requests' tokens, when tallied
     reused: int = 0                     # requests not in any shard: the store holds them
     reuse_packs: tuple[str, ...] = ()   # the packs holding their results
+    keys: Path | None = None            # every request's key and hash, when written (held.py)
 
 
-def _render(manifest: Manifest, emit: Callable[[bytes], None], parallel: Parallel
-            ) -> tuple[int, dict[str, str]]:
-    """Passes every request line to `emit`, in order.
-    A large JSONL rows file is rendered across cores (see runner.parallel), to the same bytes."""
+def _render(manifest: Manifest, emit: Callable[[bytes], None], parallel: Parallel,
+            held: Held | None = None) -> tuple[int, dict[str, str]]:
+    """Passes every request line to `emit`, in order, or with `held`, to it (which passes
+    the lines the store does not hold to `emit`). A large JSONL rows file is rendered across
+    cores (see runner.parallel), to the same bytes, and looked up there."""
     renderer = Renderer(manifest)
     rows = manifest.rows
+    if held is not None:
+        emit = held
     if rows is not None and rows.suffix.lower() == ".jsonl" and rows.is_file():
-        count = render_jsonl(renderer, rows, emit, parallel)
+        count = render_jsonl(renderer, rows, emit, parallel) if held is None else \
+            render_looked(renderer, rows, held.take, held.lookup, parallel)
     else:   # other formats, inline items, and a rows file that is missing (said at spec.rows)
         count = 0
         for req in renderer.requests():
@@ -99,10 +104,10 @@ def render_shards(manifest: Manifest, directory: Path | None = None,
                   tally: bool = False, reuse: Reusable | None = None) -> Rendered:
     """The batch cut into shards within its provider's limits (see runner.shards), or with
     `cuts`, as many requests a shard as an earlier render gave; with a `directory`, each
-    shard's input file is written there as `<hash>.jsonl`; with `tally`, the requests'
-    tokens are counted in the same pass. With `reuse`, the requests whose success it holds
-    are in no shard (runner.reuse): the shards hold the requests to send, and a batch with
-    nothing to send has none."""
+    shard's input file is written there as `<hash>.jsonl`, and every request's key and hash
+    as `<hash>.keys` (runner.held); with `tally`, the requests' tokens are counted in the same
+    pass. With `reuse`, the requests whose success it holds are in no shard (runner.reuse):
+    the shards hold the requests to send, and a batch with nothing to send has none."""
     dialect = dialect_of(manifest)
     framing = dialect.framing(manifest.endpoint)
     limits = dialect.limits.capped(manifest.max_requests)
@@ -111,16 +116,23 @@ def render_shards(manifest: Manifest, directory: Path | None = None,
                         cuts, skips=reuse is not None)
     tokens = TokenTally(dialect, endpoint=manifest.endpoint) if tally else None
     emit = splitter.add if tokens is None else _tallying(framing, tokens, splitter.add)
-    held = _Held(manifest, framing, reuse, emit, splitter.skip) if reuse is not None else None
+    keys = None if directory is None else KeysFile(directory)
+    held = None if reuse is None and keys is None else Held(
+        Lookup.of(manifest.provider, manifest.model, framing, reuse, keys is not None), emit,
+        splitter.skip, None if keys is None else keys.write)
     try:
-        count, templates = _render(manifest, emit if held is None else held, parallel)
+        count, templates = _render(manifest, emit, parallel, held)
         shards = splitter.finish()
+        keyed = None if keys is None else keys.finish(splitter.content_hash)
     except BaseException:
         splitter.abort()
+        if keys is not None:
+            keys.abort()
         raise
     if held is None or not held.count:
         return Rendered(splitter.content_hash, count, templates, tuple(shards),
-                        tuple(splitter.paths), None if tokens is None else tokens.result())
+                        tuple(splitter.paths), None if tokens is None else tokens.result(),
+                        keys=keyed)
     assert reuse is not None
     paths: tuple[Path, ...] = tuple(splitter.paths)
     if shards[-1].requests == 0:        # nothing to send: no job, not one empty one
@@ -129,39 +141,7 @@ def render_shards(manifest: Manifest, directory: Path | None = None,
         shards, paths = [], ()
     return Rendered(splitter.content_hash, count, templates, tuple(shards), paths,
                     None if tokens is None else tokens.result(), held.count,
-                    tuple(reuse.packs[i] for i in sorted(held.packs)))
-
-
-class _Held:
-    """Request lines on their way to the shards, those the store holds taken aside: they go
-    into the batch's hash (`skip`) and no further, and the packs that hold them are noted."""
-
-    def __init__(self, manifest: Manifest, framing: Framing, reuse: Reusable,
-                 send: Callable[[bytes], None], skip: Callable[[bytes], None]):
-        # request_hash's bytes, around each request's (the first 8 bytes are what is looked up)
-        self._head = request_hash_head(manifest.provider, manifest.model)
-        self._split, self._reuse = framing.split, reuse
-        self._send, self._skip = send, skip
-        self.count = 0
-        self.packs: set[int] = set()
-
-    def __call__(self, lines: bytes) -> None:
-        head, split, pack_of, sha256, from_bytes = self._head, self._split, \
-            self._reuse.pack_of_prefix, hashlib.sha256, int.from_bytes
-        start = run = 0
-        held: bool | None = None      # whether the run of lines from `start` is held
-        for line in lines.split(b"\n")[:-1]:
-            pack = pack_of(from_bytes(sha256(head + split(line)[1] + b"]").digest()[:8], "big"))
-            if pack is not None:
-                self.count += 1
-                self.packs.add(pack)
-            if held is not None and held != (pack is not None):
-                (self._skip if held else self._send)(lines[start:run])
-                start = run
-            held = pack is not None
-            run += len(line) + 1
-        if held is not None:
-            (self._skip if held else self._send)(lines[start:run])
+                    tuple(reuse.packs[i] for i in sorted(held.packs)), keyed)
 
 
 def _tallying(framing: Framing, tally: TokenTally, emit: Callable[[bytes], None]

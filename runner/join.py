@@ -27,6 +27,7 @@ import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 from zlib import crc32
 
 import orjson
@@ -54,25 +55,31 @@ Write = Callable[[bytes], object]
 Joined = tuple[int, bytes, str, bytes | None]
 
 
+class Spooled(NamedTuple):
+    """A batch's requests as this run rendered them (runner.stream): the file of every
+    request's key and hash, in input order (runner.held.KeysFile), and the content hash of
+    the requests it was made from."""
+
+    keys: Path
+    content_hash: str
+
+
 class Join:
     """Joins results files to a manifest's requests in temp files under `directory` (see the
     module docstring); iterate for the requests in input order, then read `unmatched`."""
 
     def __init__(self, manifest: Manifest, renderer: Renderer, results: Sequence[Path],
-                 directory: Path, spooled: Sequence[Path] | None = None,
+                 directory: Path, spooled: Spooled | None = None,
                  by_hash: bool = False):
         size = sum(path.stat().st_size for path in results)
         n = _files_for(size)
         requests = [directory / f"requests-{i}" for i in range(n)]
         lines = [directory / f"results-{i}" for i in range(n)]
-        hasher = ContentHasher(manifest.provider, manifest.model)
         # large results are spilled by another process while this one spills the requests
         apart = None if by_hash or size < APART_BYTES else _apart(manifest, results, lines)
         with _writers(requests) as writes:
-            self.requests = spill_requests(manifest, renderer, writes, hasher.add, spooled,
-                                           by_hash)
-        # the requests as the files render them now: the caller compares them with what was sent
-        self.content_hash = hasher.hexdigest()
+            self.requests, self.content_hash = spill_requests(manifest, renderer, writes,
+                                                              spooled, by_hash)
         if apart is None or not _spilled(apart):
             with _writers(lines) as writes:
                 if by_hash:
@@ -128,15 +135,16 @@ def _writers(paths: list[Path]) -> Iterator[list[Write]]:
 
 
 def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write],
-                   lines: Callable[[bytes], None], spooled: Sequence[Path] | None = None,
-                   by_hash: bool = False) -> int:
-    """Renders the requests in input order into the buckets as `index\\tkey\\thash\\n`, passing
-    each input line to `lines` as well; returns how many. A JSONL rows file renders by the same
-    fast path as the provider's input (across cores when it is large); the request hash comes
-    from the rendered bytes. `spooled`, input files this run rendered (runner.stream), are
+                   spooled: Spooled | None = None, by_hash: bool = False) -> tuple[int, str]:
+    """Every request, in input order, into the buckets as `index\tkey\thash\n`; returns how
+    many, and the content hash of the requests as the files render them now (the caller
+    compares it with what was sent). `spooled`, this run's keys and hashes of the batch, are
     read instead of rendering again. `by_hash`: bucketed by request hash, not by key."""
+    if spooled is not None:
+        return spill_keys(spooled.keys, writes, by_hash), spooled.content_hash
     provider, model, n = manifest.provider, manifest.model, len(writes)
     split = renderer.framing.split
+    hasher = ContentHasher(provider, model)
     count = 0
 
     def add(pairs: Iterable[tuple[bytes, bytes]]) -> None:
@@ -150,26 +158,34 @@ def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write],
         count = index
 
     def block(data: bytes) -> None:
-        lines(data)
+        hasher.add(data)
         add(map(split, data.split(b"\n")[:-1]))
 
     rows = manifest.rows
-    if spooled is not None:
-        for path in spooled:
-            with open(path, "rb") as f:
-                while data := b"".join(f.readlines(_READ)):
-                    block(data)
-    elif rows is not None and rows.suffix.lower() == ".jsonl" and rows.is_file():
+    if rows is not None and rows.suffix.lower() == ".jsonl" and rows.is_file():
         render_jsonl(renderer, rows, block)
     else:   # other formats, inline items, and a missing rows file (said at spec.rows)
         def each() -> Iterator[tuple[bytes, bytes]]:
             for req in renderer.requests():
                 line = renderer.line(req)       # the key as sent, as the results hold it
-                lines(line + b"\n")
+                hasher.add(line + b"\n")
                 yield split(line)
 
         add(each())
-    return count
+    return count, hasher.hexdigest()
+
+
+def spill_keys(keys: Path, writes: list[Write], by_hash: bool = False) -> int:
+    """spill_requests from a file of `key\thash\n` lines (runner.held.KeysFile)."""
+    n = len(writes)
+    index = 0
+    with open(keys, "rb", buffering=_READ) as f:
+        for record in f:
+            tab = record.index(b"\t")
+            writes[bucket(record[tab + 1:-1] if by_hash else record[:tab], n)](
+                b"%d\t" % index + record)
+            index += 1
+    return index
 
 
 def spill_results(dialect: Dialect, results: Sequence[Path], writes: list[Write]) -> None:

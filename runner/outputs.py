@@ -21,7 +21,7 @@ from .answers import AnswerCheck, template_context
 from .errors import InputsChanged, OutputError, StoreIncomplete
 from .fsutil import atomic_writer
 from .hashing import ALGORITHM, file_digest
-from .join import Join, Joined
+from .join import Join, Joined, Spooled
 from .joinlines import Pieces, across_cores, format_lines, format_ranges
 from .manifest import Manifest
 from .outputcheck import declared_answer
@@ -48,14 +48,14 @@ class Written:
 
 
 def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
-                  sent: str | None = None, spooled: Sequence[Path] | None = None,
+                  sent: str | None = None, spooled: Spooled | None = None,
                   keep: Keep | None = None, stored: int | None = None,
                   reused: Path | None = None) -> Written:
     """Every output of the manifest from its results files, in input order; a later results
     file's line for a key wins over an earlier one's (see Join). `sent` is the content hash of
     the requests that were submitted: outputs are built from those only, so when the files
     render other requests now (edited while apply waited) nothing is written. `spooled`:
-    the input files of the requests as this run rendered them, read instead of rendering.
+    the requests' keys and hashes as this run rendered them, read instead of rendering.
     `keep` is given every result line joined to a request (for the result store). With
     `stored`, the results are the store's lines (see spill_stored), found by request hash,
     and at most `stored` requests may have none (those that failed when the outputs were
@@ -103,10 +103,9 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         answers = AnswerCheck(manifest, declared_answer(renderer))
         dialect = renderer.dialect
         fast = not tables and answers.declared is None      # JSONL only: runner.joinlines
-        # (a ReuseJoin's ranges are the same files, but untested across cores: one process)
-        if fast:
+        if fast:    # (a ReuseJoin's ranges are a Join's: the same files, read the same way)
             counts = (format_ranges(join, manifest, pieces.write, errors.write, keep)
-                      if type(join) is Join and across_cores(join) else
+                      if across_cores(join) else
                       format_lines(dialect, join, pieces.write, errors.write, keep))
             if stored is not None and counts.missing > stored:
                 raise _incomplete(manifest)

@@ -28,7 +28,7 @@ from contextlib import closing
 from io import BufferedReader
 from itertools import islice
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from .keyset import KeySet
 from .manifest import Manifest
@@ -36,6 +36,8 @@ from .render import Renderer
 from .sources import blank, open_jsonl
 
 Emit = Callable[[bytes], None]
+T = TypeVar("T")
+Look = Callable[[bytes], Any]       # a pure function of a block's lines, run where rendered
 
 
 class Parallel(NamedTuple):
@@ -54,13 +56,26 @@ def render_jsonl(renderer: Renderer, path: Path, emit: Emit, parallel: Parallel 
                  ) -> int:
     """Renders the rows file `path` (JSONL) and passes its input lines to `emit` in order, many
     at a time. Returns the number of input lines."""
+    return _render_file(renderer, path, lambda data, _: emit(data), None, parallel)
+
+
+def render_looked(renderer: Renderer, path: Path, emit: Callable[[bytes, T], None],
+                  look: Callable[[bytes], T], parallel: Parallel = PARALLEL) -> int:
+    """render_jsonl, with each run of input lines given to `look` where it is rendered (in a
+    worker, across cores: `look` must pickle) and what it returns passed to `emit` with the
+    lines: work a line needs besides its bytes (runner.held's lookups) done across cores."""
+    return _render_file(renderer, path, emit, look, parallel)
+
+
+def _render_file(renderer: Renderer, path: Path, emit: Callable[[bytes, Any], None],
+                 look: Look | None, parallel: Parallel) -> int:
     # in a worker process (ours or a caller's), no pool inside the pool
     workers = 1 if multiprocessing.parent_process() else parallel.workers or _cpus()
     keys = KeySet()
     if workers > 1 and path.stat().st_size > parallel.min_bytes:
-        rows = _across_cores(renderer, path, emit, keys, parallel.block_bytes, workers)
+        rows = _across_cores(renderer, path, emit, look, keys, parallel.block_bytes, workers)
     else:
-        rows = _in_process(renderer, path, emit, keys)
+        rows = _in_process(renderer, path, emit, look, keys)
     if rows == 0:   # the row reader reports an empty file, at spec.rows
         for _ in renderer.requests():
             pass
@@ -68,8 +83,9 @@ def render_jsonl(renderer: Renderer, path: Path, emit: Emit, parallel: Parallel 
     return rows
 
 
-def _in_process(renderer: Renderer, path: Path, emit: Emit, keys: KeySet, start: int = 0,
-                index: int = 0, line: int = 1) -> int:
+def _in_process(renderer: Renderer, path: Path, emit: Callable[[bytes, Any], None],
+                look: Look | None, keys: KeySet, start: int = 0, index: int = 0, line: int = 1
+                ) -> int:
     """Renders from byte `start` (line `line`, row `index`) to the end of the file. Returns the
     rows, each an input line."""
     rows = 0
@@ -83,7 +99,8 @@ def _in_process(renderer: Renderer, path: Path, emit: Emit, keys: KeySet, start:
             if n == 0:
                 return rows
             if out:
-                emit(b"".join(out))
+                data = b"".join(out)
+                emit(data, None if look is None else look(data))
             keys.update(chunk_keys)
             index, line, rows = index + r, line + n, rows + r
 
@@ -134,30 +151,34 @@ class _Done(NamedTuple):
     rows: int
     keys: list[str]             # every row's key
     templates: frozenset[str]   # included templates seen so far by the one that rendered it
+    looked: Any = None          # what the run's `look` made of the data, if it has one
 
 
-def _render_block(renderer: Renderer, f: BufferedReader, block: Block) -> _Done:
+def _render_block(renderer: Renderer, f: BufferedReader, block: Block, look: Look | None
+                  ) -> _Done:
     f.seek(block.start)
     out: list[bytes] = []
     keys: list[str] = []
     rows, _ = renderer.render_jsonl(islice(f, block.lines), block.first_row, block.first_line,
                                     out.append, keys.append)
-    return _Done(b"".join(out), rows, keys, renderer.used_templates)
+    data = b"".join(out)
+    return _Done(data, rows, keys, renderer.used_templates,
+                 None if look is None else look(data))
 
 
-def _across_cores(renderer: Renderer, path: Path, emit: Emit, keys: KeySet,
-                  block_bytes: int, workers: int) -> int:
+def _across_cores(renderer: Renderer, path: Path, emit: Callable[[bytes, Any], None],
+                  look: Look | None, keys: KeySet, block_bytes: int, workers: int) -> int:
     """Renders the file block by block with `workers` processes, writing blocks in order as
     they come back. Returns the rows, each an input line."""
     rows = 0
     failed: Block | None = None
     pool = ProcessPoolExecutor(workers, _context(), initializer=_start,
-                               initargs=(renderer.manifest,))
+                               initargs=(renderer.manifest, look))
     started = threading.Event()
     threading.Thread(target=_warm_up, args=(pool, workers, started), daemon=True).start()
     with pool, open_jsonl(path) as f:
         def render_here(block: Block) -> _Done:
-            return _render_block(renderer, f, block)
+            return _render_block(renderer, f, block, look)
 
         blocks = jsonl_blocks(path, block_bytes)
         with closing(_rendered(pool, blocks, render_here, started, 2 * workers)) as done:
@@ -167,13 +188,13 @@ def _across_cores(renderer: Renderer, path: Path, emit: Emit, keys: KeySet,
                     failed = block
                     pool.shutdown(wait=False, cancel_futures=True)
                     break
-                emit(result.data)
+                emit(result.data, result.looked)
                 keys.update(result.keys)
                 renderer.add_used_templates(result.templates)
                 rows += result.rows
     if failed is not None:
-        rows += _in_process(renderer, path, emit, keys, failed.start, failed.first_row,
-                            failed.first_line)
+        rows += _in_process(renderer, path, emit, look, keys, failed.start,
+                            failed.first_row, failed.first_line)
     return rows
 
 
@@ -241,17 +262,17 @@ def _cpus() -> int:
 
 # -- in a worker process ----------------------------------------------------------------------
 
-_worker: tuple[Renderer, BufferedReader] | None = None
+_worker: tuple[Renderer, BufferedReader, Look | None] | None = None
 
 
-def _start(manifest: Manifest) -> None:
+def _start(manifest: Manifest, look: Look | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is for the parent to handle
     global _worker
     assert manifest.rows is not None
-    _worker = (Renderer(manifest), open_jsonl(manifest.rows))
+    _worker = (Renderer(manifest), open_jsonl(manifest.rows), look)
 
 
 def _work(block: Block) -> _Done:
     assert _worker is not None
-    renderer, f = _worker
-    return _render_block(renderer, f, block)
+    renderer, f, look = _worker
+    return _render_block(renderer, f, block, look)

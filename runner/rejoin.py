@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .hashing import ContentHasher
 from .join import (
     Join,
+    Spooled,
     Write,
     _files_for,
     _writers,
@@ -40,15 +40,14 @@ class ReuseJoin(Join):
     for the request's key."""
 
     def __init__(self, manifest: Manifest, renderer: Renderer, results: Sequence[Path],
-                 stored: Path, directory: Path, spooled: Sequence[Path] | None = None):
+                 stored: Path, directory: Path, spooled: Spooled | None = None):
         size = sum(path.stat().st_size for path in (*results, stored))
         n = _files_for(size)
         requests = [directory / f"requests-{i}" for i in range(n)]
         lines = [directory / f"results-{i}" for i in range(n)]
-        hasher = ContentHasher(manifest.provider, manifest.model)
         with _writers(requests) as writes:
-            self.requests = spill_requests(manifest, renderer, writes, hasher.add, spooled)
-        self.content_hash = hasher.hexdigest()
+            self.requests, self.content_hash = spill_requests(manifest, renderer, writes,
+                                                              spooled)
         with _writers(lines) as writes:
             spill_results(renderer.dialect, results, writes)
         pairs = size + sum(path.stat().st_size for path in requests)

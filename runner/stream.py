@@ -32,6 +32,7 @@ from typing import Any
 
 from .desired import Rendered, render_recorded, spec_inputs
 from .fsutil import cannot_write
+from .join import Spooled
 from .manifest import Manifest
 from .reuse import Reuse
 from .statcache import NO_CACHE, DigestCache
@@ -115,16 +116,17 @@ class Streams:
         name = f"{content_hash.split(':', 1)[-1]}.jsonl"
         return next((p for p in made.rendered.paths if p.name == name and p.is_file()), None)
 
-    def spooled(self, m: Manifest, content_hash: str) -> list[Path] | None:
-        """The input files of every shard of the batch whose requests hash to `content_hash`,
-        in order, when this run rendered them and they are all still there and the rows file
-        is as it was read then: what the join may read instead of rendering again."""
+    def spooled(self, m: Manifest, content_hash: str) -> Spooled | None:
+        """The keys and hashes of the requests of the batch whose requests hash to
+        `content_hash` (runner.held.KeysFile), when this run rendered them, the file is
+        still there and the rows file is as it was read then: what the join may read instead
+        of rendering again."""
         made = self._made.get(m.name)
-        if made is None or made.rendered.content_hash != content_hash or \
-                not made.rendered.paths or stamp(m.rows) != made.rows or made.rendered.reused:
-            return None     # (the files of a batch that reuses results hold some requests)
-        paths = list(made.rendered.paths)
-        return paths if all(p.is_file() for p in paths) else None
+        keys = made.rendered.keys if made is not None else None
+        if made is None or keys is None or made.rendered.content_hash != content_hash or \
+                stamp(m.rows) != made.rows or not keys.is_file():
+            return None
+        return Spooled(keys, content_hash)
 
     def release(self, names: set[str]) -> None:
         """Removes the input files of these batches, which the run will not send or join:
@@ -152,6 +154,8 @@ class Streams:
     def _discard(made: Stream) -> None:
         for path in made.rendered.paths:
             path.unlink(missing_ok=True)
+        if made.rendered.keys is not None:
+            made.rendered.keys.unlink(missing_ok=True)
 
 
 def sweep_dead(directory: Path | None = None) -> int:

@@ -15,6 +15,7 @@ from runner.manifest import load_directory
 from runner.outputs import write_outputs
 from runner.providers.anthropic import DIALECT
 from runner.render import Renderer
+from runner.stream import Streams
 
 KEYS = ["plain", "b/2 é", "row.3", "日本", "__x", "a b"]
 MANIFEST = """\
@@ -59,9 +60,11 @@ def test_every_key_comes_back_as_written(tmp_path: Path, kind: str, spool: bool)
     wires = [json.loads(line)["custom_id"] for line in sent]
     assert wires[0] == "plain" and all(w.startswith("__") for w in wires[1:])
     spooled = None
-    if spool:       # the requests as this run rendered them, read instead of rendering
-        spooled = [d / "in.jsonl"]
-        spooled[0].write_bytes(b"".join(line + b"\n" for line in sent))
+    streams = Streams(spool=True)
+    if spool:       # the requests' keys as this run rendered them, read instead of rendering
+        made = streams.of(m)
+        spooled = streams.spooled(m, made.rendered.content_hash)
+        assert spooled is not None
     arrived = [(key, wire) for key, wire in zip(KEYS, wires) if key != "row.3"]
     random.Random(1).shuffle(arrived)
     results = d / "results.jsonl"
@@ -71,6 +74,7 @@ def test_every_key_comes_back_as_written(tmp_path: Path, kind: str, spool: bool)
                                          "usage": {"input_tokens": 1, "output_tokens": 2}}}})
         + "\n" for key, wire in arrived))
     written = write_outputs(m, [results], d / "work", spooled=spooled)
+    streams.discard()
     assert (written.succeeded, written.failed, written.unmatched) == (5, 1, 0)
     out = [json.loads(line) for line in (d / "out/c.jsonl").read_text().splitlines()]
     assert [o["key"] for o in out] == [k for k in KEYS if k != "row.3"]

@@ -97,7 +97,7 @@ class Here:
             return block(*args)
 
         def spy_in_process(*args: Any) -> Any:
-            self.in_process.append(args[5:])     # where it starts
+            self.in_process.append(args[6:])     # where it starts
             return in_process(*args)
         monkeypatch.setattr(parallel, "_render_block", spy_block)
         monkeypatch.setattr(parallel, "_in_process", spy_in_process)
@@ -233,3 +233,37 @@ def test_key_set_finds_a_repeat_among_many() -> None:
     assert keys.repeated() == set()
     keys.add("k500")
     assert keys.repeated() == {hash("k500")}
+
+
+def test_lookups_across_cores_take_aside_what_one_process_does(tmp_path: Path,
+                                                                here: Here) -> None:
+    """The store's lookups run in the render workers (runner.held): the same requests taken
+    aside, in the same shards, the same packs noted, as when this process looks them up."""
+    from array import array
+
+    from runner.desired import render_shards
+    from runner.hashing import request_hash
+    from runner.reuse import Reusable, prefix_of
+
+    project(tmp_path, rows_with_blanks())
+    [m] = load_directory(tmp_path)
+    renderer = Renderer(m)
+    hashes = [request_hash(m.provider, m.model, renderer.framing.split(renderer.line(r))[1])
+              for r in renderer.requests()]
+    # runs of held and sent requests, of every length, in two packs
+    held = [h for n, h in enumerate(hashes) if (n // 7) % 3 or n % 11 == 0]
+    index = Reusable(["pack-a", "pack-b"],
+                     [array("Q", sorted(prefix_of(h) for h in held[0::2])),
+                      array("Q", sorted(prefix_of(h) for h in held[1::2]))])
+    single = render_shards(m, parallel=ONE, reuse=index)
+    assert here.in_process and not here.blocks
+    here.in_process.clear()
+    across = render_shards(m, parallel=CORES, reuse=index)
+    assert not here.in_process, "a worker failed and this process rendered in its place"
+    blocks = list(jsonl_blocks(tmp_path / "data/rows.jsonl", CORES.block_bytes))
+    assert len(here.blocks) < len(blocks), "the workers rendered no block"
+    assert single.reused == across.reused == len(held)
+    assert single.reuse_packs == across.reuse_packs == ("pack-a", "pack-b")
+    assert single.content_hash == across.content_hash
+    assert single.shards == across.shards
+    assert sum(s.requests for s in across.shards) == ROWS - len(held)

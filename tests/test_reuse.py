@@ -309,3 +309,37 @@ def test_the_reuse_join_is_right_over_many_temp_files(
     entry = lockfile.load(d / "batches.lock").batches["big"]
     assert entry.reused == 38 and entry.counts["succeeded"] == 40
     same_as_fresh(tmp_path, d, "many-files")
+
+
+def test_the_reuse_join_runs_across_cores_from_the_keys_rendered_once(
+        emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch that reused is joined from the keys and hashes its render wrote (it is not
+    rendered again: the input files hold only the requests sent) and formatted range by
+    range across cores, as a batch that reused nothing is."""
+    import runner.join
+    import runner.joinlines
+    monkeypatch.setattr(runner.join, "BUCKET_BYTES", 2048)      # several ranges
+    monkeypatch.setattr(runner.joinlines, "MIN_REQUESTS", 1)
+    ranges: list[int] = []
+    real = runner.joinlines.format_ranges
+
+    def spy(join: runner.join.Join, *args: object, **kwargs: object) -> object:
+        ranges.append(len(join.ranges()))
+        return real(join, *args, **kwargs)      # type: ignore[arg-type]
+
+    monkeypatch.setattr("runner.outputs.format_ranges", spy)
+    d = project(tmp_path / "p")
+    write_manifest(d, ROWS_MANIFEST.replace(      # JSONL outputs only: runner.joinlines
+        '    - path: out/big.csv\n      columns: {n: "{{ row.n }}", answer: "{{ text }}"}\n', ""))
+    assert api.apply(d).exit_code == 0
+    assert ranges and ranges[0] > 1, "the join was not formatted across cores"
+    edit_rows(d, {3: "edited", 21: "edited too"})
+    rendering = runner.join.render_jsonl
+    monkeypatch.setattr(runner.join, "render_jsonl", None)     # the join may not render
+    ranges.clear()
+    assert api.apply(d).exit_code == 0
+    assert ranges and ranges[0] > 1, "the reuse join was not formatted across cores"
+    entry = lockfile.load(d / "batches.lock").batches["big"]
+    assert entry.reused == 38 and entry.counts["succeeded"] == 40
+    monkeypatch.setattr(runner.join, "render_jsonl", rendering)
+    same_as_fresh(tmp_path, d, "across-cores")

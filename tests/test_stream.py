@@ -57,6 +57,7 @@ def renders(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
     for importer in ("runner.desired", "runner.join"):
         monkeypatch.setattr(f"{importer}.render_jsonl", counting(parallel.render_jsonl))
+    monkeypatch.setattr("runner.desired.render_looked", counting(parallel.render_looked))
     monkeypatch.setattr(Renderer, "requests", counting(Renderer.requests))
     return counted
 
@@ -91,8 +92,10 @@ def test_the_join_renders_again_when_the_rows_changed_since(tmp_path: Path) -> N
     streams = Streams(spool=True)
     made = streams.of(m)
     assert made.rendered.tokens is not None and made.rendered.tokens.requests == 10
-    paths = streams.spooled(m, made.rendered.content_hash)
-    assert paths is not None and len(paths) == 3
+    assert len(made.rendered.paths) == 3
+    spooled = streams.spooled(m, made.rendered.content_hash)
+    assert spooled is not None and spooled.content_hash == made.rendered.content_hash
+    assert len(spooled.keys.read_bytes().splitlines()) == 10     # every request's key
     assert streams.spooled(m, "sha256:other") is None
     write_rows(d, 10, "lorem")                      # the same rows, written again
     assert streams.spooled(m, made.rendered.content_hash) is None
