@@ -318,6 +318,7 @@ def test_the_reuse_join_runs_across_cores_from_the_keys_rendered_once(
     range across cores, as a batch that reused nothing is."""
     import runner.join
     import runner.joinlines
+    import runner.parallel
     monkeypatch.setattr(runner.join, "BUCKET_BYTES", 2048)      # several ranges
     monkeypatch.setattr(runner.joinlines, "MIN_REQUESTS", 1)
     ranges: list[int] = []
@@ -334,7 +335,7 @@ def test_the_reuse_join_runs_across_cores_from_the_keys_rendered_once(
     assert api.apply(d).exit_code == 0
     assert ranges and ranges[0] > 1, "the join was not formatted across cores"
     edit_rows(d, {3: "edited", 21: "edited too"})
-    rendering = runner.join.render_jsonl
+    rendering = runner.parallel.render_jsonl
     monkeypatch.setattr(runner.join, "render_jsonl", None)     # the join may not render
     ranges.clear()
     assert api.apply(d).exit_code == 0

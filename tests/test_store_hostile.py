@@ -219,15 +219,17 @@ def test_memory_does_not_grow_with_the_number_of_short_results(tmp_path: Path) -
 
 
 BOMB = textwrap.dedent("""
-    import hashlib, resource, sys, zlib
+    import hashlib, resource, sys, zlib, zstandard
     from runner.errors import PackDamaged
     from runner.store import open_store
     from runner.store.names import pack_object
-    from runner.store.pack import CODEC_ZLIB, ENTRY, encode_head
+    from runner.store.pack import CODEC_ZLIB, CODEC_ZSTD, ENTRY, encode_head
     store = open_store(sys.argv[1])
-    stored = zlib.compress(bytes(64 << 20), 9)      # 64 MB of zeros in about 64 KB
+    codec = int(sys.argv[2])
+    stored = zlib.compress(bytes(64 << 20), 9) if codec == CODEC_ZLIB else \
+        zstandard.ZstdCompressor(level=19).compress(bytes(64 << 20))     # 64 MB of zeros
     request = hashlib.sha256(b"bomb").digest()
-    pack, head = encode_head(CODEC_ZLIB, [(len(stored), 100, hashlib.sha256(stored).digest())],
+    pack, head = encode_head(codec, [(len(stored), 100, hashlib.sha256(stored).digest())],
                              ENTRY.pack(request, 0, 0, 10, 1))
     store.backend.write(pack_object(pack), head + stored)
     del stored
@@ -240,12 +242,44 @@ BOMB = textwrap.dedent("""
 """)
 
 
+@pytest.mark.parametrize("codec", [1, 2])
 def test_a_block_that_decompresses_to_far_more_than_its_head_says_is_not_held(
-        tmp_path: Path) -> None:
+        tmp_path: Path, codec: int) -> None:
     """A pack named by its hash can still be hostile (a lockfile edited to name it): a block
-    of 64 KB whose head says 100 bytes, and that decompresses to 64 MB, is refused without
-    being decompressed whole."""
-    out = subprocess.run([sys.executable, "-c", BOMB, str(tmp_path)], capture_output=True,
+    of a few KB whose head says 100 bytes, and that decompresses to 64 MB, is refused without
+    being decompressed whole, zlib (packs of before) or zstd, whose frame header states the
+    64 MB its one-shot call would allocate."""
+    out = subprocess.run([sys.executable, "-c", BOMB, str(tmp_path), str(codec)],
+                         capture_output=True,
                          text=True, check=True, timeout=120).stdout.splitlines()
     assert out[0] == "a block does not decompress to its stated length"
     assert int(out[1]) < 16, out
+
+
+def test_packs_written_with_zlib_before_zstd_are_still_read(tmp_path: Path) -> None:
+    """Packs were zlib before zstd: a store written then reads on, line for line, and the
+    writer now makes zstd packs."""
+    import zlib
+
+    from runner.store.pack import CODEC_ZLIB, CODEC_ZSTD, ENTRY, FIXED, encode_head
+    store = open_store(tmp_path)
+    lines = [b'{"key":"a","response":{}}', b'{"key":"b","error":{"code":3}}']
+    raw = b"".join(line + b"\n" for line in lines)
+    stored = zlib.compress(raw, 1)
+    hashes = sorted(hashlib.sha256(line).digest() for line in lines)
+    spots = {hashlib.sha256(lines[0]).digest(): (0, len(lines[0]), 1),
+             hashlib.sha256(lines[1]).digest(): (len(lines[0]) + 1, len(lines[1]), 0)}
+    index = b"".join(ENTRY.pack(h, 0, *spots[h]) for h in hashes)
+    old, head = encode_head(CODEC_ZLIB, [(len(stored), len(raw),
+                                          hashlib.sha256(stored).digest())], index)
+    store.backend.write(pack_object(old), head + stored)
+    got = {(r.request_hash, r.ok, r.line) for r in store.results([old])}
+    assert got == {("sha256:" + hashlib.sha256(lines[0]).hexdigest(), True, lines[0]),
+                   ("sha256:" + hashlib.sha256(lines[1]).hexdigest(), False, lines[1])}
+    with store.writer() as writer:
+        writer.add("sha256:" + "ab" * 32, lines[0], True)
+    [new] = writer.packs
+    data = store.backend.read(pack_object(new), 0, FIXED.size)
+    assert FIXED.unpack(data)[2] == CODEC_ZSTD
+    [result] = store.results([new])
+    assert result.line == lines[0]

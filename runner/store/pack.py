@@ -22,9 +22,13 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
+import zstandard
+
 MAGIC = b"\x89BRPACK\n"     # a high byte and a newline, as PNG: a copy mangled as text shows
 VERSION = 1
-CODEC_ZLIB = 1
+CODEC_ZLIB = 1               # packs written before zstd: read, never written
+CODEC_ZSTD = 2
+CODECS = (CODEC_ZLIB, CODEC_ZSTD)
 OK, FAILED = 1, 0           # an entry's status: a successful result, or a per-request error
 
 FIXED = struct.Struct("<8sHBBIII")  # magic, version, codec, flags, head length, blocks, entries
@@ -37,7 +41,7 @@ MAX_ENTRIES = 1 << 20
 # a block's bytes once decompressed, at most: what a hostile head cannot make a reader hold
 # (a block holds about 1 MB, more only for one long line: the writer refuses a longer one)
 MAX_RAW = 1 << 28
-LEVEL = 1                   # zlib's fastest: 5x smaller at 110 MB/s (see docs/store.md)
+LEVEL = 1                   # zstd's fastest but one (see runner.store's docstring)
 
 
 class Damaged(Exception):
@@ -72,7 +76,9 @@ def text_hash(raw: bytes) -> str:
 
 
 def compress(raw: bytes) -> bytes:
-    return zlib.compress(raw, LEVEL)
+    """A block's stored bytes (CODEC_ZSTD). A compressor is not safe to share between
+    threads, and one made per block of a megabyte costs nothing against the block."""
+    return zstandard.ZstdCompressor(level=LEVEL).compress(raw)
 
 
 def encode_head(codec: int, blocks: Sequence[tuple[int, int, bytes]],
@@ -98,7 +104,7 @@ def head_length(prefix: bytes) -> int:
     magic, version, codec, _, length, blocks, entries = FIXED.unpack_from(prefix)
     if magic != MAGIC:
         raise Damaged("not a pack (its first bytes are not the pack's magic)")
-    if version != VERSION or codec != CODEC_ZLIB:
+    if version != VERSION or codec not in CODECS:
         raise Damaged(f"pack format {version} (codec {codec}) is not one this batch-runner "
                       f"reads ({VERSION}); a newer batch-runner may have written it")
     if blocks > MAX_BLOCKS or entries > MAX_ENTRIES \
@@ -118,7 +124,7 @@ class Head:
         if "sha256:" + hashlib.sha256(data).hexdigest() != name:
             raise Damaged("its head does not hash to its name")
         self.name = name
-        _, _, _, _, _, count, entries = FIXED.unpack_from(data)
+        _, _, self.codec, _, _, count, entries = FIXED.unpack_from(data)
         self.blocks = [Block(*b) for b in BLOCK.iter_unpack(
             data[FIXED.size:FIXED.size + BLOCK.size * count])]
         self._index = memoryview(data)[FIXED.size + BLOCK.size * count:]
@@ -166,7 +172,7 @@ class _Keys(Sequence[bytes]):
         return bytes(self._index[start:start + 32])
 
 
-def open_block(block: Block, stored: bytes) -> bytes:
+def open_block(block: Block, stored: bytes, codec: int = CODEC_ZSTD) -> bytes:
     """A block's raw bytes from its stored ones, checked against the head's digest."""
     if len(stored) != block.stored:
         raise Damaged(f"a block is {len(stored)} bytes, not {block.stored} (truncated?)")
@@ -174,11 +180,28 @@ def open_block(block: Block, stored: bytes) -> bytes:
         raise Damaged("a block does not hash to the digest its head gives")
     # never more than the head says, plus one byte to tell a longer block: a small block
     # that decompresses to gigabytes (a zip bomb) is refused, not held
-    stream = zlib.decompressobj()
     try:
-        raw = stream.decompress(stored, block.raw + 1)
-    except zlib.error as e:     # only a faulty writer: the digest matched
+        raw, ended = (_unzlib if codec == CODEC_ZLIB else _unzstd)(stored, block.raw + 1)
+    except (zlib.error, zstandard.ZstdError) as e:  # only a faulty writer: the digest matched
         raise Damaged(f"a block does not decompress: {e}") from None
-    if len(raw) != block.raw or not stream.eof:
+    if len(raw) != block.raw or not ended:
         raise Damaged("a block does not decompress to its stated length")
     return raw
+
+
+def _unzlib(stored: bytes, most: int) -> tuple[bytes, bool]:
+    stream = zlib.decompressobj()
+    raw = stream.decompress(stored, most)
+    return raw, stream.eof
+
+
+def _unzstd(stored: bytes, most: int) -> tuple[bytes, bool]:
+    """At most `most` bytes, read from a stream: zstd's one-shot call allocates whatever
+    size the frame's header claims, which is the writer's to choose."""
+    reader = zstandard.ZstdDecompressor().stream_reader(stored)
+    parts: list[bytes] = []
+    got = 0
+    while got < most and (part := reader.read(most - got)):
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts), got < most

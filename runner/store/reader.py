@@ -108,7 +108,7 @@ def _pack_results(backend: Backend, pack: str, want: set[bytes] | None) -> Itera
             for i in run:
                 block = blocks[i]
                 raw = open_block(block, data[block.offset - start:
-                                             block.offset - start + block.stored])
+                                             block.offset - start + block.stored], head.codec)
                 for place in chosen[i]:
                     request, _, offset, length, status = head.entry(place)
                     if offset + length > len(raw):

@@ -5,7 +5,7 @@ about BLOCK_BYTES (the unit a lookup decompresses) and blocks into packs of abou
 (the unit written). Memory holds the pack being filled, compressed, and its index: it does not
 grow with the number of results.
 
-Compressing blocks and writing a full pack go to two worker threads (zlib, sha256 and the
+Compressing blocks and writing a full pack go to two worker threads (zstd, sha256 and the
 network let go of the GIL), so the caller goes on reading results meanwhile. Each is bounded:
 at most PENDING blocks wait to be compressed (the caller waits past that) and one pack to be
 written, so memory holds about two packs compressed and a few raw blocks, however fast the
@@ -22,7 +22,7 @@ from types import TracebackType
 
 from .backends import Backend
 from .names import pack_object
-from .pack import CODEC_ZLIB, ENTRY, FAILED, MAX_BLOCKS, MAX_RAW, OK, compress, encode_head
+from .pack import CODEC_ZSTD, ENTRY, FAILED, MAX_BLOCKS, MAX_RAW, OK, compress, encode_head
 
 PACK_BYTES = 32 << 20       # raw bytes of result lines in one pack, about: ~6 MB compressed
 BLOCK_BYTES = 1 << 20       # raw bytes in one block, about
@@ -47,7 +47,7 @@ class PackWriter:
                  block_bytes: int = BLOCK_BYTES):
         self._backend = backend
         self._pack_bytes, self._block_bytes = pack_bytes, min(block_bytes, MAX_RAW // 2)
-        self._compress = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-zlib")
+        self._compress = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-zstd")
         self._uploads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-put")
         self._upload: Future[str] | None = None
         self.packs: list[str] = []
@@ -108,7 +108,7 @@ class PackWriter:
                 index += ENTRY.pack(request, block, offset, length, rank)
         self._keys = []
         sealed = [f.result() for f in self._blocks]
-        name, head = encode_head(CODEC_ZLIB, [(len(s), raw, digest) for s, raw, digest in sealed],
+        name, head = encode_head(CODEC_ZSTD, [(len(s), raw, digest) for s, raw, digest in sealed],
                                  bytes(index))
         data = b"".join([head, *(s for s, _, _ in sealed)])
         self._wait()
