@@ -39,8 +39,8 @@ Pack format, version 1. Integers are little-endian; a pack is its head, then its
               length       u32      the line's bytes, without its newline
               status       u8       1: a successful answer; 0: a per-request error
     blocks  each a zstd frame (or zlib stream) of result lines, each ending in a newline (a
-            block reads as JSONL once decompressed); lines the index does not point at may remain (a request
-            added twice keeps one, a success over an error, else the later)
+            block reads as JSONL once decompressed); lines the index does not point at may
+            remain (a request added twice keeps one, a success over an error, else the later)
 
 The pack's hash, and so its name, is the sha256 of its head. The head holds the sha256 of every
 block, so the name vouches for every byte, and any part can be checked alone: a lookup reads
