@@ -70,6 +70,16 @@ def write_manifest(directory: Path, text: str, name: str = "m.yaml") -> Path:
     return path
 
 
+# The head of a Gemini batch named tickets, for a test's manifest to go on from `spec:`
+TICKETS_HEAD = """\
+apiVersion: batch-runner/v1
+kind: Batch
+metadata: {name: tickets}
+spec:
+  provider: gemini
+  model: gemini-2.5-flash
+"""
+
 MINIMAL = """\
 apiVersion: batch-runner/v1
 kind: Batch

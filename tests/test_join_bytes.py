@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
+from conftest import TICKETS_HEAD
 
 from runner.hashing import digest, request_hash
 from runner.manifest import load_directory
@@ -26,13 +27,7 @@ from runner.providers.gemini.results import response_text, usage_of
 from runner.render import Renderer
 from runner.usage import Usage
 
-JSONL_MANIFEST = """\
-apiVersion: batch-runner/v1
-kind: Batch
-metadata: {name: tickets}
-spec:
-  provider: gemini
-  model: gemini-2.5-flash
+JSONL_MANIFEST = TICKETS_HEAD + """\
   rows: data/tickets.jsonl
   key: "{{ row.id }}"
   vars: {tone: dry}

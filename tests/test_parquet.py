@@ -11,20 +11,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import write_manifest
+from conftest import TICKETS_HEAD, write_manifest
 
 from runner import parquet
 from runner.cli import main
 from runner.errors import DataError
 from runner.sources import read_rows
 
-MANIFEST = """\
-apiVersion: batch-runner/v1
-kind: Batch
-metadata: {name: tickets}
-spec:
-  provider: gemini
-  model: gemini-2.5-flash
+MANIFEST = TICKETS_HEAD + """\
   rows: data/tickets.parquet
   key: "t{{ row.n }}"
   request:

@@ -13,14 +13,8 @@ from conftest import write_manifest
 
 from runner.cli import main
 from runner.emulator import Emulator
-from runner.pricing import (
-    PriceTable,
-    Usage,
-    actual_cost,
-    estimate_cost,
-    load_prices,
-    spent,
-)
+from runner.pricetable import PriceTable, load_prices
+from runner.pricing import Usage, actual_cost, estimate_cost, spent
 from runner.tokens import TokenEstimate
 
 OPENAI = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o3", "o4-mini",

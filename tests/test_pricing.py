@@ -14,17 +14,15 @@ from conftest import MINIMAL, write_manifest
 from runner.costs import estimate_manifest
 from runner.errors import PricesError
 from runner.manifest import load_directory
+from runner.pricetable import PriceTable, load_prices, parse_prices
 from runner.pricing import (
     CostEstimate,
-    PriceTable,
     Spent,
     Usage,
     actual_cost,
     budget_refusals,
     estimate_cost,
-    load_prices,
     money,
-    parse_prices,
     spent,
 )
 from runner.providers.gemini import DIALECT as GEMINI

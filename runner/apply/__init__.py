@@ -6,14 +6,14 @@ anywhere leaves either an entry that the next plan resolves by finding the tagge
 nothing submitted. A create whose answer was lost is resolved by looking for the tag, never by
 a blind retry.
 
-The parts, each with one job: `scheduler` (the run: the plan's actions, the cap on jobs at
-once, and planning a batch again when one of its jobs ends), `polling` (fresh states, pauses
-within the time limit), `journal` (every change of a lockfile record, saved), `submit`
-(rendering, the intent, the tag search, creating, twins), `claim` (the store's lease on a
-content hash around its create, and the claim naming the job made, for other clones),
-`collect` (results into outputs), `prune` (removed manifests), `listing` (the provider's
-jobs), `worker` (what submit and collect share) and `options` (what a run is asked, and its
-outcome).
+The parts, each with one job: `scheduler` (the run: the plan's actions, and planning a
+batch again when one of its jobs ends), `slots` (the cap on jobs at once per provider, and the
+submissions waiting for a slot), `polling` (fresh states, pauses within the time limit),
+`journal` (every change of a lockfile record, saved), `submit` (rendering, the intent, the tag
+search, creating, twins), `claim` (the store's lease on a content hash around its create, and
+the claim naming the job made, for other clones), `collect` (results into outputs), `prune`
+(removed manifests), `listing` (the provider's jobs), `worker` (what submit and collect share)
+and `options` (what a run is asked, and its outcome).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from .journal import Journal
 from .options import Options, Outcome, note
 from .polling import Inflight, Pace, pause, refresh
 from .prune import prune
+from .slots import Slots
 
 
 class Scheduler:
@@ -53,7 +54,7 @@ class Scheduler:
         self._crews = Crews(self.journal, clients, self.desired, options, progress,
                             self.outcome, self.streams, identity, observed or {},
                             store or project_store(ws.directory))
-        self._queued: list[Action] = []     # submissions waiting for a job slot
+        self._slots = Slots(self._crews, self.report)
 
     def _crew(self, name: str) -> Crew:
         return self._crews.of_batch(name)
@@ -74,12 +75,8 @@ class Scheduler:
                 self._wait(inflight)
         finally:
             self.streams.discard()      # the input files rendered this run
-        self.outcome.pending = sorted(self._running(inflight))
+        self.outcome.pending = sorted(self._slots.running(inflight))
         return self.outcome
-
-    def _running(self, inflight: Inflight) -> set[str]:
-        """The batches with a job in flight or a submission waiting for a slot."""
-        return {name for name, _ in inflight.values()} | {a.name for a in self._queued}
 
     # -- acting on actions ----------------------------------------------------------------------
 
@@ -93,12 +90,8 @@ class Scheduler:
             for part in action.parts:
                 self._act(part, inflight)
             return
-        if action.kind in SUBMITS and not self._slot_free(action.name, inflight):
-            if not self._queued:
-                crew = self._crew(action.name)
-                self.report(f"{crew.max_jobs} jobs in flight on {crew.provider.name}, the most "
-                            "at once; the next submissions wait for one to finish")
-            self._queued.append(action)
+        if action.kind in SUBMITS and not self._slots.free(action.name, inflight):
+            self._slots.wait(action)
             self.progress.state(self._label(action), "WAITING FOR A JOB SLOT")
             return
         self._do(action, inflight)
@@ -245,7 +238,7 @@ class Scheduler:
             self.progress.error(f"{label}: job {job.state.value.lower()}"
                                 + (f": {job.error}" if job.error else ""))
 
-    # -- job slots and polling ----------------------------------------------------------------
+    # -- jobs in flight, and polling ------------------------------------------------------------
 
     def _label(self, action: Action) -> str:
         """How progress names the job an action is about, before it has a record."""
@@ -254,25 +247,6 @@ class Scheduler:
         if action.part is None or shards < 2:
             return action.name
         return f"{action.name} [shard {action.part + 1}/{shards}]"
-
-    def _slot_free(self, name: str, inflight: Inflight) -> bool:
-        """Whether one more job of batch `name`'s provider may be submitted (a split batch
-        can have many)."""
-        crew = self._crew(name)
-        if crew.max_jobs is None:
-            return True
-        live = sum(1 for batch, seen in inflight.values()
-                   if (seen is None or not seen.state.terminal) and self._crew(batch) is crew)
-        return live < crew.max_jobs
-
-    def _submit_queued(self, inflight: Inflight) -> None:
-        """Submits what waited for a slot, in order, as far as each provider has slots."""
-        waiting, self._queued = self._queued, []
-        for action in waiting:
-            if self._slot_free(action.name, inflight):
-                self._act(action, inflight)
-            else:
-                self._queued.append(action)
 
     def _track_retry(self, name: str, inflight: Inflight) -> None:
         retry = self.journal.entry(name).open_retry
@@ -290,8 +264,8 @@ class Scheduler:
         ends."""
         pace = Pace(self.options.poll_base, self.options.poll_cap)
         start = self.options.clock()
-        while inflight or self._queued:
-            self._submit_queued(inflight)
+        while inflight or self._slots.queued:
+            self._slots.release(inflight, self._act)
             self._heal(inflight)
             for crew in self._crews.all():
                 mine = {job: seen for job, seen in inflight.items()
@@ -315,7 +289,7 @@ class Scheduler:
                 else:
                     self.journal.seen(record, job.state)
                     inflight[job_name] = (name, None)
-            if inflight or self._queued:
+            if inflight or self._slots.queued:
                 waited = self.options.clock() - start
-                pause(self.options, pace.next_delay(waited), start, self._running(inflight))
+                pause(self.options, pace.next_delay(waited), start, self._slots.running(inflight))
 
