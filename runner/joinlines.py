@@ -15,10 +15,10 @@ from __future__ import annotations
 import multiprocessing
 import signal
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, Protocol
 
 import orjson
 
@@ -27,12 +27,24 @@ from .manifest import Manifest
 from .parallel import _context, _cpus
 from .providers.dialect import UNFINISHED, Answer, Dialect
 from .providers.registry import dialect_of
+from .store.pack import FAILED, OK
+from .store.writer import RECORD
 from .usage import Usage
 
 MIN_REQUESTS = 100_000      # below this, starting workers costs more than it saves
 _PIECE = 1 << 20
 
-Keep = Callable[[str, bytes, bool], None]
+
+
+class Keep(Protocol):
+    """Where every result line joined to a request goes, with its request hash and whether
+    it is a successful answer: the result store's pack writer (runner.store.writer)."""
+
+    def add(self, request_hash: str, line: bytes, ok: bool) -> None:
+        """One line (without its newline)."""
+
+    def add_records(self, data: bytes) -> None:
+        """Many lines, each a RECORD (raw hash, status, length) then its bytes."""
 
 
 class Pieces:
@@ -85,13 +97,13 @@ def format_lines(dialect: Dialect, joined: Iterable[Joined], out: Write, errors:
         read = read_result(result)
         if not isinstance(read, Answer):
             if keep is not None and line is not None:
-                keep(rhash, line[:-1], False)
+                keep.add(rhash, line[:-1], False)
             failed += 1
             unfinished += read.get(UNFINISHED) is True
             errors(dumps({"key": key, "request_hash": rhash, "error": read}) + b"\n")
             continue
         if keep is not None and line is not None:
-            keep(rhash, line[:-1], True)
+            keep.add(rhash, line[:-1], True)
         succeeded += 1
         usage += read.usage
         out(dumps({"key": key, "text": read.text, "finish_reason": read.finish_reason,
@@ -142,10 +154,7 @@ def format_ranges(join: Join, manifest: Manifest, out: Write, errors: Write,
             _copy(r.out, out)
             _copy(r.errors, errors)
             if r.kept is not None and keep is not None:
-                with open(r.kept, "rb", buffering=_PIECE) as f:
-                    for record in f:
-                        rhash, line = record.split(b"\t", 1)
-                        keep(rhash[1:].decode(), line[:-1], rhash[0] == 0x31)
+                keep.add_records(r.kept.read_bytes())     # a range's: a few MB
                 r.kept.unlink()
             r.path.unlink()
             for r in todo:
@@ -184,12 +193,21 @@ def _format_range(dialect: Dialect, r: _Range) -> Counts:
         if r.kept is None:
             return format_lines(dialect, joined, out.write, errors.write, None)
         with open(r.kept, "wb", buffering=_PIECE) as kept:
-            write = kept.write
+            return format_lines(dialect, joined, out.write, errors.write, _Records(kept.write))
 
-            def keep(rhash: str, line: bytes, ok: bool) -> None:
-                write(b"%d%s\t%s\n" % (ok, rhash.encode(), line))
 
-            return format_lines(dialect, joined, out.write, errors.write, keep)
+class _Records:
+    """A Keep writing the lines as Keep.add_records takes them, for this process's parent."""
+
+    def __init__(self, write: Write):
+        self._write = write
+
+    def add(self, request_hash: str, line: bytes, ok: bool) -> None:
+        self._write(RECORD.pack(bytes.fromhex(request_hash[7:]), OK if ok else FAILED,
+                                len(line)) + line)
+
+    def add_records(self, data: bytes) -> None:
+        self._write(data)
 
 
 def _joined(record: bytes) -> Joined:

@@ -9,7 +9,7 @@ import contextlib
 import csv
 import hashlib
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -22,6 +22,7 @@ from .errors import InputsChanged, OutputError, StoreIncomplete
 from .fsutil import atomic_writer
 from .hashing import ALGORITHM, file_digest
 from .join import Join, Joined, Spooled
+from .joinlines import Keep as Keep
 from .joinlines import Pieces, across_cores, format_lines, format_ranges
 from .manifest import Manifest
 from .outputcheck import declared_answer
@@ -29,10 +30,6 @@ from .providers.dialect import UNFINISHED, Answer
 from .rejoin import ReuseJoin
 from .render import Renderer
 from .usage import Usage
-
-# Each joined result line as the provider wrote it (without its newline), with its request hash
-# and whether it is a successful answer: what the result store keeps (runner.apply.keep)
-Keep = Callable[[str, bytes, bool], None]
 
 
 @dataclass(frozen=True)
@@ -131,7 +128,7 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
                 # kept as a failure when its answer is not the one its request declares (the
                 # check reads the request alone, so it fails alike wherever it is reused):
                 # runner.reuse reuses successes only, and this request must be sent again
-                keep(rhash, line[:-1], isinstance(read, Answer))
+                keep.add(rhash, line[:-1], isinstance(read, Answer))
             if not isinstance(read, Answer):
                 failed += 1
                 unfinished += read.get(UNFINISHED) is True

@@ -59,12 +59,30 @@ def run(d: Path, results: list[Path], cores: bool, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(joinlines, "MIN_REQUESTS", 0 if cores else 1 << 60)
     monkeypatch.setattr(joinlines, "_cpus", lambda: 2)
     [m] = load_directory(d)
-    kept: list[object] = []
+    kept = Kept()
     written = write_outputs(m, results, d / "work", stored=stored,
-                            keep=None if stored is not None else
-                            lambda *line: kept.append(line))
+                            keep=None if stored is not None else kept)
     assert list((d / "work").iterdir()) == []       # the temp files are removed
-    return written, {o.rel: o.path.read_bytes() for o in m.declared_paths()}, kept
+    return written, {o.rel: o.path.read_bytes() for o in m.declared_paths()}, kept.lines
+
+
+class Kept:
+    """The lines given to the store, as `add` takes them, whichever way they came."""
+
+    def __init__(self) -> None:
+        self.lines: list[object] = []
+
+    def add(self, request_hash: str, line: bytes, ok: bool) -> None:
+        self.lines.append((request_hash, bytes(line), ok))
+
+    def add_records(self, data: bytes) -> None:
+        from runner.store.pack import OK
+        from runner.store.writer import RECORD
+        at = 0
+        while at < len(data):
+            request, status, length = RECORD.unpack_from(data, at)
+            at += RECORD.size + length
+            self.add("sha256:" + request.hex(), data[at - length:at], status == OK)
 
 
 def test_across_cores_writes_and_keeps_what_one_process_does(

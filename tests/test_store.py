@@ -247,3 +247,28 @@ def test_a_pack_ends_at_its_most_entries(tmp_path: Path, monkeypatch: pytest.Mon
     store = open_store(tmp_path)
     packs = fill(store, 2_500, pack_bytes=1 << 30)
     assert [store.head(p).count for p in packs] == [1_000, 1_000, 500]
+
+
+def test_lines_added_as_records_make_the_packs_add_makes(tmp_path: Path) -> None:
+    """The join's workers hand their lines over as records (PackWriter.add_records): the
+    same packs, byte for byte, as adding them one by one; a record that does not add up is
+    refused."""
+    from runner.store.pack import FAILED, OK
+    from runner.store.writer import RECORD
+    lines = [(hashlib.sha256(b"%d" % (i % 900)).digest(), b'{"key":"k%d","n":%d}' % (i, i),
+              i % 7 != 0) for i in range(2_000)]
+    one, many = open_store(tmp_path / "one"), open_store(tmp_path / "many")
+    with one.writer(pack_bytes=20_000, block_bytes=4_000) as by_line:
+        for request, line, ok in lines:
+            by_line.add("sha256:" + request.hex(), line, ok)
+    records = [RECORD.pack(request, OK if ok else FAILED, len(line)) + line
+               for request, line, ok in lines]
+    with many.writer(pack_bytes=20_000, block_bytes=4_000) as by_record:
+        by_record.add_records(b"".join(records[:700]))      # as ranges come, a few at a time
+        by_record.add_records(b"".join(records[700:]))
+    assert len(by_line.packs) > 2 and by_record.packs == by_line.packs
+    for bad in (records[0][:-1],                                    # shorter than it says
+                RECORD.pack(b"x" * 32, 7, 2) + b"{}",               # no such status
+                RECORD.pack(b"x" * 32, OK, 3) + b"{\n}"):           # a line of two
+        with pytest.raises(ValueError), open_store(tmp_path / "bad").writer() as writer:
+            writer.add_records(bad)

@@ -28,7 +28,7 @@ def write_keeping(store: Store, write: WriteOutputs, results: Sequence[Path]
     hold them, in the order written (deterministic for the same results). An error leaves the
     packs written so far unnamed: nothing records them."""
     with store.writer() as writer:
-        written = write(results, writer.add)
+        written = write(results, writer)
     return written, list(writer.packs)
 
 
