@@ -30,7 +30,7 @@ from .reuse import Reusable
 class Looked:
     """What a block of request lines holds: its runs as (end offset, held), in order, with
     how many lines the store holds and the numbers of the packs that hold them; and each
-    line's `key\thash\n` (its key's JSON and its request hash), when asked for."""
+    line's `key\\thash\\n` (its key's JSON and its request hash), when asked for."""
 
     runs: tuple[tuple[int, bool], ...]
     count: int

@@ -136,7 +136,7 @@ def _writers(paths: list[Path]) -> Iterator[list[Write]]:
 
 def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write],
                    spooled: Spooled | None = None, by_hash: bool = False) -> tuple[int, str]:
-    """Every request, in input order, into the buckets as `index\tkey\thash\n`; returns how
+    """Every request, in input order, into the buckets as `index\\tkey\\thash\\n`; returns how
     many, and the content hash of the requests as the files render them now (the caller
     compares it with what was sent). `spooled`, this run's keys and hashes of the batch, are
     read instead of rendering again. `by_hash`: bucketed by request hash, not by key."""
@@ -176,7 +176,7 @@ def spill_requests(manifest: Manifest, renderer: Renderer, writes: list[Write],
 
 
 def spill_keys(keys: Path, writes: list[Write], by_hash: bool = False) -> int:
-    """spill_requests from a file of `key\thash\n` lines (runner.held.KeysFile)."""
+    """spill_requests from a file of `key\\thash\\n` lines (runner.held.KeysFile)."""
     n = len(writes)
     index = 0
     with open(keys, "rb", buffering=_READ) as f:
