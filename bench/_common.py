@@ -10,6 +10,8 @@ import resource
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 MANIFEST = """\
@@ -108,3 +110,21 @@ def in_fresh_process(module: str, *args: str) -> dict[str, float]:
                          env=env, check=True).stdout
     figures: dict[str, float] = json.loads(out.strip().splitlines()[-1])
     return figures
+
+
+@contextmanager
+def standalone_emulator(state: Path, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """`runner emulator` with no latency in a process of its own: its base URL and pid. Not
+    in the benchmark's process, whose memory would count as its children's: Linux carries a
+    process's peak RSS over fork and exec, so a child of a process holding an emulator's
+    state reports at least that much (a plan of a million rows read 432 MB that way, against
+    about 65 MB of its own)."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "runner.cli", "emulator", "--port", "0", "--latency", "0",
+         "--state-dir", str(state)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert server.stdout is not None
+        yield server.stdout.readline().split(" on ", 1)[1].split(" ", 1)[0], server.pid
+    finally:
+        server.terminate()
+        server.wait()

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import _tree_rss_mb, make_dataset
+from bench._common import _tree_rss_mb, make_dataset, standalone_emulator
 
 SIZES = (20_000, 1_000_000)
 KEY = "bench-key"
@@ -175,20 +175,10 @@ def main(argv: list[str]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             t = Path(tmp)
             env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
-            server = subprocess.Popen(
-                [sys.executable, "-m", "runner.cli", "emulator", "--port", "0", "--latency",
-                 "0", "--state-dir", str(t / "emu")], stdout=subprocess.PIPE, text=True,
-                env=env)
-            try:
-                assert server.stdout is not None
-                base = server.stdout.readline().split(" on ", 1)[1].split(" ", 1)[0]
+            with standalone_emulator(t / "emu", env) as (base, pid):
                 env.update(GEMINI_BASE_URL=base, GEMINI_API_KEY=KEY,
                            RUNNER_POLL_SECONDS=str(POLL))
-                _size(t, rows, rounds, base, env, server.pid)
-            finally:
-                server.terminate()
-                server.wait()
-
+                _size(t, rows, rounds, base, env, pid)
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -3,8 +3,8 @@
     python -m bench.reuse               # 200,000 rows
     python -m bench.reuse 1000000
 
-A batch applied to the end against the emulator (no latency; in this process, the runner in
-its own), then one row edited: `runner plan` and `runner apply` timed, each a fresh process
+A batch applied to the end against the emulator (no latency; a process of its own, as is
+the runner), then one row edited: `runner plan` and `runner apply` timed, each a fresh process
 with its peak RSS, and the jobs the apply created counted with their requests. The issue's
 goal at 1,000,000 rows: plan within 10 s; apply sends 1 request and rewrites the outputs
 within 30 s.
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._common import make_dataset
+from bench._common import make_dataset, standalone_emulator
 
 
 def _run(args: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -41,35 +41,36 @@ def _run(args: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 def _edit_one_row(rows: Path, n: int) -> None:
-    """Row `n`'s body changed, every other byte of the file as it was."""
-    with open(rows, "rb") as f:
-        lines = f.readlines()
-    row = json.loads(lines[n])
-    row["body"] = "edited " + row["body"]
-    lines[n] = json.dumps(row).encode() + b"\n"
-    with open(rows, "wb") as f:
-        f.writelines(lines)
+    """Row `n`'s body changed, every other byte of the file as it was; a line at a time, as
+    this process's peak RSS is its children's too (see standalone_emulator)."""
+    edited = rows.with_suffix(".edited")
+    with open(rows, "rb") as f, open(edited, "wb") as out:
+        for number, line in enumerate(f):
+            if number == n:
+                row = json.loads(line)
+                row["body"] = "edited " + row["body"]
+                line = json.dumps(row).encode() + b"\n"
+            out.write(line)
+    edited.replace(rows)
 
 
 def main(argv: list[str]) -> None:
-    from runner.emulator import Emulator
     from runner.providers.gemini import GeminiProvider
 
     sizes = [int(a) for a in argv] or [200_000]
     print(f"{'rows':>10} {'step':<34} {'seconds':>8} {'peak RSS MB':>12}")
     for rows in sizes:
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        env.pop("RUNNER_STORE", None)
         with tempfile.TemporaryDirectory() as tmp, \
-                Emulator(Path(tmp) / "emu", latency=0.0) as emu:
+                standalone_emulator(Path(tmp) / "emu", env) as (base, _):
             d = make_dataset(Path(tmp) / "p", "bench", rows)
-            env = dict(os.environ, GEMINI_API_KEY="k", GEMINI_BASE_URL=emu.base_url,
-                       RUNNER_POLL_SECONDS="0.2",
-                       PYTHONPATH=str(Path(__file__).resolve().parent.parent))
-            env.pop("RUNNER_STORE", None)
+            env.update(GEMINI_API_KEY="k", GEMINI_BASE_URL=base, RUNNER_POLL_SECONDS="0.2")
             for step, args in (("first apply (everything sent)", ["apply", str(d), "--quiet"]),
                                ("edit one row: plan", ["plan", str(d)])):
                 if step.startswith("edit"):
                     _edit_one_row(d / "data/bench.jsonl", rows // 2)
-                    provider = GeminiProvider("k", emu.base_url)
+                    provider = GeminiProvider("k", base)
                     before = {j.name for j in provider.list_jobs()}
                 seconds, peak = _run(args, env)
                 print(f"{rows:>10,} {step:<34} {seconds:>8.1f} {peak:>12.1f}", flush=True)
