@@ -591,3 +591,36 @@ def test_big_inputs_are_produced_in_the_background(
     assert sorted(json.loads(x)["key"] for x in results.text.splitlines()) == sorted(
         f"k{i}" for i in range(200)
     )
+
+
+def test_a_big_job_is_answered_across_cores_to_the_same_bytes(
+    http: httpx.Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Above cores.APART_BYTES a job's lines are answered by worker processes, chunk by chunk
+    (shrunk here so that a small file takes the path): the same results in the same order as
+    one process gives, failures and blank lines included, and a bad line is named by its
+    number in the whole file."""
+    from runner.emulator.gemini import cores
+
+    keys = [f"k{i:03}" for i in range(300)]
+    data = b"".join(
+        jsonl(line(k, "EMULATOR_FAIL" if i % 37 == 0 else f"prompt {i} " + "x" * (i % 50)))
+        + (b"\n" if i % 101 == 0 else b"")
+        for i, k in enumerate(keys)
+    )
+    set_faults(http, request_error_rate=0.2, seed=3)
+    one = finished_file_results(http, data)
+    monkeypatch.setattr(cores, "APART_BYTES", 0)
+    monkeypatch.setattr(cores, "CHUNK_BYTES", 2048)
+    (tmp_path / "in.jsonl").write_bytes(data)
+    assert len(list(cores._chunks(tmp_path / "in.jsonl"))) > 5
+    many = finished_file_results(http, data)
+    assert many[1] == one[1] and len(one[1]) == 300
+    assert many[0]["metadata"]["batchStats"] == one[0]["metadata"]["batchStats"]
+    set_faults(http, shuffle_results=True)
+    shuffled = finished_file_results(http, data)[1]
+    assert shuffled != one[1] and sorted(shuffled, key=str) == sorted(one[1], key=str)
+    bad = data + jsonl(line("a", "x")) + b'{"key": "b", oops\n'
+    done, _ = finished_file_results(http, bad)
+    lines = bad.count(b"\n")
+    assert done["error"]["message"] == f"Error on line {lines}: invalid JSON"

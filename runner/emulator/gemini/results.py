@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import orjson
 
-from runner.emulator.gemini import echo
+from runner.emulator.gemini import cores, echo
 from runner.emulator.gemini.protojson import rpc_status
 from runner.emulator.model import FailurePolicy
 from runner.emulator.production import InvalidInput, Tally, write_results
@@ -36,17 +36,23 @@ class Producer:
     stop: threading.Event | None = None
 
     def run_file(self, source: Path, target: IO[bytes]) -> Tally:
-        """File mode: each input line `{key, request, ...}` or a bare request, to a result line."""
+        """File mode: each input line `{key, request, ...}` or a bare request, to a result line;
+        a big file's across cores (runner.emulator.gemini.cores), to the same bytes."""
+        if source.stat().st_size >= cores.APART_BYTES:
+            return write_results(cores.across_cores(self, source), target, self.order, self.stop)
         with source.open("rb") as lines:
-            return write_results(self._file_results(lines), target, self.order, self.stop)
+            return write_results(self.file_results(lines), target, self.order, self.stop)
 
     def run_inline(self, source: Path, target: IO[bytes]) -> Tally:
         """Inline mode: each stored InlinedRequest `{request, metadata}` to an InlinedResponse."""
         with source.open("rb") as lines:
             return write_results(self._inline_results(lines), target, self.order, self.stop)
 
-    def _file_results(self, lines: IO[bytes]) -> Iterator[tuple[JSON | bytes, bool]]:
-        for number, raw in enumerate(lines, 1):
+    def file_results(self, lines: IO[bytes], first: int = 1
+                     ) -> Iterator[tuple[JSON | bytes, bool]]:
+        """Each line's result, and whether it succeeded; `first`: the number of the first
+        line, for InvalidInput's message."""
+        for number, raw in enumerate(lines, first):
             if not raw.strip():
                 continue
             fast = True     # parsed by orjson, so written by it too (wire.fast_dumps)
@@ -73,7 +79,7 @@ class Producer:
 
     def _inline_results(self, lines: IO[bytes]) -> Iterator[tuple[JSON | bytes, bool]]:
         for raw in lines:
-            fast = True     # as in _file_results
+            fast = True     # as in file_results
             try:
                 item = orjson.loads(raw)
             except orjson.JSONDecodeError:
