@@ -594,7 +594,7 @@ def test_big_inputs_are_produced_in_the_background(
 
 
 def test_a_big_job_is_answered_across_cores_to_the_same_bytes(
-    http: httpx.Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Above cores.APART_BYTES a job's lines are answered by worker processes, chunk by chunk
     (shrunk here so that a small file takes the path): the same results in the same order as
@@ -602,6 +602,8 @@ def test_a_big_job_is_answered_across_cores_to_the_same_bytes(
     number in the whole file."""
     from runner.emulator.gemini import cores
 
+    # starting the workers (a fork server, then each worker) can outlast a read's 5 s
+    http = httpx.Client(base_url=emu.base_url, headers=KEY, timeout=120)
     keys = [f"k{i:03}" for i in range(300)]
     data = b"".join(
         jsonl(line(k, "EMULATOR_FAIL" if i % 37 == 0 else f"prompt {i} " + "x" * (i % 50)))
@@ -624,3 +626,4 @@ def test_a_big_job_is_answered_across_cores_to_the_same_bytes(
     done, _ = finished_file_results(http, bad)
     lines = bad.count(b"\n")
     assert done["error"]["message"] == f"Error on line {lines}: invalid JSON"
+    http.close()
