@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 
 from runner.emulator import model, models, paging
-from runner.emulator.gemini import echo, views
+from runner.emulator.gemini import echo, fieldmask, views
 from runner.emulator.gemini.batches import Batches
 from runner.emulator.gemini.disk import Disk
 from runner.emulator.gemini.file_routes import FileRoutes
@@ -28,6 +28,9 @@ from runner.emulator.provider import Route, Shared, route
 from runner.emulator.wire import JSON, ApiError
 
 MAX_CREATE_BYTES = 20 * 1024 * 1024
+# The fields of an Operation and of a list of them, which a partial response may choose.
+_OPERATION = frozenset({"name", "metadata", "done", "error", "response"})
+_LISTING = frozenset({"operations", "nextPageToken"})
 
 _VERSION = r"(?P<version>v1|v1beta)"
 _ID = r"(?P<id>[a-z0-9-]+)"
@@ -136,15 +139,24 @@ class GeminiApi:
                                         request.query.get("pageToken")))
 
     def _get_batch(self, request: Request, params: dict[str, str]) -> Reply:
-        return Reply.json(views.operation(self._batches.get(params["id"])))
+        """A batch, or the fields of it a partial response asks for (`fields`): a mask that
+        leaves the inline answers out spares reading them."""
+        mask = fieldmask.requested(request)
+        fieldmask.check(mask, _OPERATION)
+        seen = self._batches.get(params["id"], inline=_wants_inline(mask))
+        return Reply.json(fieldmask.apply(mask, views.operation(seen)))
 
     def _list_batches(self, request: Request, params: dict[str, str]) -> Reply:
+        mask = fieldmask.requested(request)
+        fieldmask.check(mask, _LISTING)
+        inner = None if mask is None else mask.get("operations", mask.get("*"))
         size = paging.page_size(request.query.get("pageSize"))
-        found, token = self._batches.page(size, request.query.get("pageToken"))
+        found, token = self._batches.page(size, request.query.get("pageToken"),
+                                          inline=_wants_inline(inner))
         listing: JSON = {"operations": [views.operation(seen) for seen in found]}
         if token:
             listing["nextPageToken"] = token
-        return Reply.json(listing)
+        return Reply.json(fieldmask.apply(mask, listing))
 
     def _cancel_batch(self, request: Request, params: dict[str, str]) -> Reply:
         self._batches.cancel(params["id"])
@@ -153,3 +165,9 @@ class GeminiApi:
     def _delete_batch(self, request: Request, params: dict[str, str]) -> Reply:
         self._batches.delete(params["id"])
         return Reply.json({})
+
+
+def _wants_inline(mask: fieldmask.Mask | None) -> bool:
+    """Whether an Operation under `mask` shows inline answers (in either place it has them)."""
+    return (fieldmask.wants(mask, "metadata", "output", "inlinedResponses")
+            or fieldmask.wants(mask, "response", "inlinedResponses"))

@@ -108,28 +108,30 @@ class Batches:
                 out.write(dumps(stored) + b"\n")
         return len(items)
 
-    def get(self, batch_id: str) -> Observation:
-        """The job and its current phase, settling it first if it has just finished."""
+    def get(self, batch_id: str, inline: bool = True) -> Observation:
+        """The job and its current phase, settling it first if it has just finished; its
+        inline answers only if `inline` (a partial response may leave them out)."""
         record = self._disk.batches.get(batch_id)
         if record is None:
             raise not_found(batch_id)
-        return self._observe(record)
+        return self._observe(record, inline)
 
-    def page(self, size: int, token: str | None) -> tuple[list[Observation], str | None]:
+    def page(self, size: int, token: str | None, inline: bool = True
+             ) -> tuple[list[Observation], str | None]:
         chosen, next_token = paging.paginate(
             self._disk.batches.all(), lambda r: (r.create_time, r.id), size, token
         )
         observed = []
         for record in chosen:
             try:
-                observed.append(self._observe(record))
+                observed.append(self._observe(record, inline))
             except ApiError:
                 continue  # deleted while the page was being read
         return observed, next_token
 
     def cancel(self, batch_id: str) -> None:
         """Cancel an unfinished job; a job that is already finishing ends as planned."""
-        if self.get(batch_id).phase.done:
+        if self.get(batch_id, inline=False).phase.done:
             return
         with self._disk.lock(f"batches/{batch_id}"):
             record = self._disk.batches.get(batch_id)
@@ -157,7 +159,7 @@ class Batches:
         """Stop background production (it resumes on a later read) and wait for it."""
         self._settler.close()
 
-    def _observe(self, record: BatchRecord) -> Observation:
+    def _observe(self, record: BatchRecord, inline: bool = True) -> Observation:
         current = phase(record, self._clock.now())
         if current.done and record.state is None:
             settled = self._settler.settle(record, current)
@@ -168,7 +170,8 @@ class Batches:
             return Observation(record, current)
         try:
             with self._disk.inline_responses(record.id).open("rb") as lines:
-                return Observation(record, current, [_loads(line) for line in lines])
+                return Observation(record, current,
+                                   [_loads(line) for line in lines] if inline else [])
         except FileNotFoundError:
             raise not_found(record.id) from None
 
