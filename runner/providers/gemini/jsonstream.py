@@ -109,6 +109,8 @@ class Reader:
                 raise Malformed("the answer is not valid JSON, or is cut short") from None
             except ValueError as e:     # an integer of more digits than Python converts
                 raise Malformed(f"the answer holds a value Python refuses: {e}") from None
+            if end - self._at > self._most:
+                raise self._too_large()
             if end == len(self._buf) and self._grow():
                 continue                # a number may go on in the next piece
             self._at = end
@@ -118,9 +120,12 @@ class Reader:
         """More text for a value that did not fit: as much again, so that reading a long
         value over again costs at most twice."""
         pending = len(self._buf) - self._at
-        if pending >= self._most:
-            raise Malformed(f"a value in the answer is larger than {self._most >> 20} MiB")
+        if pending > self._most:
+            raise self._too_large()
         return self._more(pending)
+
+    def _too_large(self) -> Malformed:
+        return Malformed(f"a value in the answer is larger than {self._most >> 20} MiB")
 
     def skip(self) -> None:
         self.value()
