@@ -6,7 +6,7 @@ script doing the same with the official google-genai SDK, in the same run.
     python -m bench.e2e                       # 20,000 (sent inline) and 1,000,000
     python -m bench.e2e 100000 500000         # other sizes
     python -m bench.e2e --rounds 1 20000      # rounds per size (default 2)
-    python -m bench.e2e --words 100 20000     # longer rows: about 19 MB, still sent inline
+    python -m bench.e2e --words 93 20000      # longer rows: 18 MB, just under the inline limit
 
 Each side runs as a subprocess in a fresh copy of the project, against the same emulator (a
 process apart, whose memory counts for neither), in alternating order round by round: the disk
