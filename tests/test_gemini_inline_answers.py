@@ -194,6 +194,27 @@ def test_the_answers_are_asked_for_alone(hostile: Any, tmp_path: Path) -> None:
     assert httpx.URL(path).params["fields"] == ANSWER_FIELDS
 
 
+def test_a_refused_mask_gets_the_whole_batch_read_as_well(hostile: Any,
+                                                         tmp_path: Path) -> None:
+    """Without a partial response the answers come twice, in `metadata.output` and again in
+    `response`: the first are written, the copy is left unread."""
+    items = [answer("a"), answer("b")]
+    whole = json.dumps(operation(items) | {"done": True, "response": {
+        "inlinedResponses": {"inlinedResponses": items}}}).encode()
+
+    def send(handler: BaseHTTPRequestHandler) -> None:
+        if "fields=" in handler.path:
+            error = b'{"error": {"code": 400, "message": "Invalid field selection"}}'
+            handler.send_response(400)
+            handler.send_header("Content-Length", str(len(error)))
+            handler.end_headers()
+            handler.wfile.write(error)
+        else:
+            body(whole)(handler)
+    dest = fetch(hostile(send), tmp_path)
+    assert [orjson.loads(line)["key"] for line in dest.read_bytes().splitlines()] == ["a", "b"]
+
+
 @pytest.mark.parametrize(("document", "says"), [
     (operation("many"), "metadata.output.inlinedResponses.inlinedResponses as a string, "
                         "expected an array"),

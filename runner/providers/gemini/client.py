@@ -67,6 +67,7 @@ DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 LIMITS = Limits(inline_bytes=20_000_000, file_bytes=2_000_000_000, concurrent_jobs=100)
 INLINE_LIMIT = LIMITS.inline_bytes
 CHUNK = 8 * 1024 * 1024            # upload chunk: the server's granularity
+_SMALLEST_REQUEST = 32             # bytes of the least InlinedRequest, `{"request":{...}}`
 
 
 class GeminiProvider(OverCalls):
@@ -216,7 +217,8 @@ class GeminiProvider(OverCalls):
                                   "deleted, or expired") from None
             return
         what = f"get {job.name} (its inline answers)"
-        limit = results_limit(job.total)
+        # the provider's count, which may lie, capped at what 20 MB of requests can hold
+        limit = results_limit(job.total, self.inline_limit // _SMALLEST_REQUEST)
         with tempfile.TemporaryFile(dir=dest.parent, prefix=".answer-") as spool:
             try:
                 self._masked(lambda params: transfer(
