@@ -18,8 +18,6 @@ import json
 from collections.abc import Callable
 from typing import IO, Any, TextIO
 
-import orjson
-
 from ...errors import ProviderError
 from ..reading import kind
 from .jsonstream import Malformed, Reader
@@ -108,10 +106,9 @@ class _Lines:
             line["error"] = item["error"]
         else:
             line["response"] = item.get("response", {})
-        try:
-            text = orjson.dumps(line).decode()
-        except TypeError:           # an integer past 64 bits: the json module writes it
-            text = json.dumps(line, ensure_ascii=False, separators=(",", ":"))
+        # the json module's default spacing: the same bytes as when the answers were parsed
+        # whole, so the result store's packs of a batch stay what they were
+        text = json.dumps(line, ensure_ascii=False)
         self._dest.write(self._redact(text).encode() + b"\n")
         self.count += 1
 

@@ -81,7 +81,7 @@ class Reader:
         """What the next value is, in words: "an object", "a number"…"""
         char = self.peek()
         if not char:
-            raise Malformed("the answer ends before its end")
+            raise Malformed("the answer ends too soon")
         return _KINDS.get(char, "a number")
 
     def _expect(self, char: str) -> None:
