@@ -106,3 +106,16 @@ def test_a_mask_over_a_repeated_field_applies_to_each_element() -> None:
         == {"items": [{"id": 1}]}
     assert fieldmask.apply(mask, {"items": [{"id": 1, "x": 2}], "n": 3}) == \
         {"items": [{"id": 1}], "n": 3}
+
+
+def test_a_mask_inside_each_answer_and_the_whole_agree(done: tuple[Emulator, str]) -> None:
+    """Whole answers are written as stored, unparsed; a mask reaching inside each answer
+    parses them: both say the same."""
+    emu, name = done
+    whole = get(emu, name).json()
+    items = whole["metadata"]["output"]["inlinedResponses"]["inlinedResponses"]
+    assert items == whole["response"]["inlinedResponses"]["inlinedResponses"]
+    keys = get(emu, name, params={
+        "fields": "metadata.output.inlinedResponses.inlinedResponses.metadata"}).json()
+    assert keys["metadata"]["output"]["inlinedResponses"]["inlinedResponses"] == \
+        [{"metadata": item["metadata"]} for item in items]

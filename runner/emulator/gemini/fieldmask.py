@@ -134,6 +134,18 @@ def wants(mask: Mask | None, *path: str) -> bool:
     return True
 
 
+def whole(mask: Mask | None, *path: str) -> bool:
+    """Whether the answer under `mask` shows the value at `path` whole, or not at all: then
+    it may be written as it is stored, unparsed."""
+    for name in path:
+        if mask is None:
+            return True
+        if name not in mask and "*" not in mask:
+            return True
+        mask = mask.get(name, mask.get("*"))
+    return mask is None
+
+
 def check(mask: Mask | None, fields: frozenset[str]) -> None:
     """A mask naming a top-level field the answer's message does not have is refused, as the
     real API refuses it (HTTP 400)."""
