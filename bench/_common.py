@@ -37,14 +37,16 @@ WORDS = ("order refund late parcel broken screen charger invoice account passwor
          "delivery address colour size exchange warranty battery").split()
 
 
-def make_dataset(directory: Path, name: str, rows: int, seed: int = 0) -> Path:
-    """A manifest with `rows` rows, two templated fields, about 400 bytes a request."""
+def make_dataset(directory: Path, name: str, rows: int, seed: int = 0, words: int = 40
+                 ) -> Path:
+    """A manifest with `rows` rows, two templated fields, about 400 bytes a request (with
+    the default 40 words of body; each word more adds about 6.5)."""
     (directory / "data").mkdir(parents=True, exist_ok=True)
     (directory / f"{name}.yaml").write_text(MANIFEST.format(name=name))
     rng = random.Random(seed)
     with open(directory / "data" / f"{name}.jsonl", "w") as f:
         for i in range(rows):
-            body = " ".join(rng.choice(WORDS) for _ in range(40))
+            body = " ".join(rng.choice(WORDS) for _ in range(words))
             f.write(json.dumps({"id": f"t{i:08d}", "customer": f"c{rng.randrange(10**6)}",
                                 "body": body}) + "\n")
     return directory

@@ -6,6 +6,7 @@ script doing the same with the official google-genai SDK, in the same run.
     python -m bench.e2e                       # 20,000 (sent inline) and 1,000,000
     python -m bench.e2e 100000 500000         # other sizes
     python -m bench.e2e --rounds 1 20000      # rounds per size (default 2)
+    python -m bench.e2e --words 93 20000      # longer rows: 18 MB, just under the inline limit
 
 Each side runs as a subprocess in a fresh copy of the project, against the same emulator (a
 process apart, whose memory counts for neither), in alternating order round by round: the disk
@@ -136,9 +137,9 @@ def _count_lines(path: Path) -> int:
         return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
 
 
-def _size(t: Path, rows: int, rounds: int, base: str, env: dict[str, str], emulator: int
-          ) -> None:
-    source = make_dataset(t / "source", "bench", rows)
+def _size(t: Path, rows: int, rounds: int, base: str, env: dict[str, str], emulator: int,
+          words: int) -> None:
+    source = make_dataset(t / "source", "bench", rows, words=words)
     runner = [sys.executable, "-m", "runner.cli", "apply", "--quiet"]
     script = [sys.executable, "-m", "bench.e2e", "--script"]
     best: dict[str, dict[str, float]] = {}
@@ -165,9 +166,13 @@ def main(argv: list[str]) -> None:
     if argv and argv[0] == "--script":
         _script(argv[1], argv[2])
         return
-    rounds = 2
-    if argv and argv[0] == "--rounds":
-        rounds, argv = int(argv[1]), argv[2:]
+    rounds, words = 2, 40
+    while argv and argv[0] in ("--rounds", "--words"):
+        if argv[0] == "--rounds":
+            rounds = int(argv[1])
+        else:
+            words = int(argv[1])
+        argv = argv[2:]
     sizes = [int(a) for a in argv] or list(SIZES)
     print(f"{'requests':>10} {'round':>5} {'who':<20} {'seconds':>8} {'peak RSS MB':>12} "
           f"{'all procs MB':>12} {'CPU s':>8} {'emu CPU':>8}")
@@ -178,7 +183,8 @@ def main(argv: list[str]) -> None:
             with standalone_emulator(t / "emu", env) as (base, pid):
                 env.update(GEMINI_BASE_URL=base, GEMINI_API_KEY=KEY,
                            RUNNER_POLL_SECONDS=str(POLL))
-                _size(t, rows, rounds, base, env, pid)
+                _size(t, rows, rounds, base, env, pid, words)
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -16,6 +16,7 @@ from fake_server import Answer, FakeServer, in_order, ok
 from runner.errors import ProviderError
 from runner.providers.base import AmbiguousCreate, JobState
 from runner.providers.gemini import GeminiProvider
+from runner.providers.gemini.wire import JOB_FIELDS, LIST_FIELDS
 
 KEY = "test-key-0123456789"
 BASE = "http://127.0.0.1:9"            # loopback http: no proxy from the environment applies
@@ -52,9 +53,41 @@ def test_list_follows_page_tokens_and_stops_on_an_empty_one() -> None:
     names = [job.name for job in wire.provider().list_jobs()]
     assert names == ["batches/a", "batches/b", "batches/c", "batches/d"]
     assert [(r.method, r.url.path) for r in wire.requests] == [("GET", "/v1beta/batches")] * 3
+    mask = {"fields": LIST_FIELDS}
     assert [dict(r.url.params) for r in wire.requests] == [
-        {"pageSize": "100"}, {"pageSize": "100", "pageToken": "t1"},
-        {"pageSize": "100", "pageToken": "t2"}]
+        {"pageSize": "100", **mask}, {"pageSize": "100", "pageToken": "t1", **mask},
+        {"pageSize": "100", "pageToken": "t2", **mask}]
+
+
+def test_polls_and_lists_ask_for_a_partial_response_without_inline_answers() -> None:
+    """The masks name the fields read, never `inlinedResponses`, which a finished inline job
+    carries in full: polling and listing stay small whatever the batch's size."""
+    wire = script(ok(op("batches/j1")), ok({"operations": [op("batches/j1")]}))
+    provider = wire.provider()
+    provider.get_job("batches/j1")
+    list(provider.list_jobs())
+    assert [r.url.params["fields"] for r in wire.requests] == [JOB_FIELDS, LIST_FIELDS]
+    assert "inlinedResponses" not in JOB_FIELDS + LIST_FIELDS
+    assert LIST_FIELDS.endswith(",nextPageToken")      # or paging would stop at page one
+
+
+def test_a_refused_mask_is_dropped_and_the_call_made_whole() -> None:
+    """A server in between that refuses the `fields` parameter (HTTP 400) gets the call
+    again without it, and no mask after that."""
+    refused = httpx.Response(400, json={"error": {"message": "Invalid field selection"}})
+    wire = script(refused, ok(op("batches/j1")), ok({"operations": []}))
+    provider = wire.provider()
+    job = provider.get_job("batches/j1")
+    assert job is not None and job.name == "batches/j1"
+    assert list(provider.list_jobs()) == []
+    assert ["fields" in r.url.params for r in wire.requests] == [True, False, False]
+
+
+def test_a_bad_request_without_a_mask_is_still_an_error() -> None:
+    refused = httpx.Response(400, json={"error": {"message": "no such batch name"}})
+    wire = script(refused, refused)
+    with pytest.raises(ProviderError, match="HTTP 400: no such batch name"):
+        wire.provider().get_job("batches/j1")
 
 
 def test_list_refuses_a_page_token_that_comes_back() -> None:

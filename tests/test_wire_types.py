@@ -8,10 +8,9 @@ with hypothesis over random JSON and over real answers with one value swapped fo
 from __future__ import annotations
 
 import copy
-import functools
+import io
 import json
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from runner.errors import ProviderError
 from runner.providers.base import JobState, RemoteJob
 from runner.providers.calls import decode
 from runner.providers.dialect import Answer
-from runner.providers.gemini import GeminiProvider
+from runner.providers.gemini.inline_results import write_results
 from runner.providers.gemini.results import read_result
 from runner.providers.gemini.wire import (
     parse_count,
@@ -205,7 +204,6 @@ def check_job(job: RemoteJob) -> None:
     for optional in (job.create_time, job.end_time, job.error, job.results_file,
                      job.input_file):
         assert optional is None or isinstance(optional, str)
-    assert job.inline_results is None or all(isinstance(i, dict) for i in job.inline_results)
 
 
 def check_result(line: Any) -> None:
@@ -258,26 +256,17 @@ def test_fuzz_result_lines_give_a_success_or_a_reason(line: Any) -> None:
 @FUZZ
 @given(mutated([INLINE_DONE]))
 def test_fuzz_inline_results_from_operation_to_outputs(answer: Any) -> None:
-    """A finished inline job as parsed, written out by the provider, read back as outputs do:
-    every line a success or a failure with its reason."""
+    """A finished inline job as the provider sends it, written out a response at a time as
+    the client does, read back as outputs do: every line a success or a failure with its
+    reason, or one line naming what is wrong with the answer."""
+    text = json.dumps(answer, ensure_ascii=False)
+    out = io.BytesIO()
     try:
-        job = parse_operation(answer)
+        write_results(io.StringIO(text), out, "batches/x", lambda s: s)
     except ProviderError as e:
-        one_line_error(e)
+        assert one_line_error(e).startswith("batches/x")
         return
-    if job.inline_results is None or job.results_file:
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        dest = Path(tmp) / "results.jsonl"
-        offline().download_results(job, dest)
-        for raw in dest.read_bytes().splitlines():
-            line = orjson.loads(raw)
-            if isinstance(line.get("key"), str):
-                check_result(line)
-
-
-@functools.cache
-def offline() -> GeminiProvider:
-    """A provider for what needs no server (writing inline results), made once: a client
-    costs more than a fuzzed example."""
-    return GeminiProvider("fuzz-key-0123456789", "http://127.0.0.1:9")
+    for raw in out.getvalue().splitlines():
+        line = orjson.loads(raw)
+        if isinstance(line.get("key"), str):
+            check_result(line)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,7 +44,6 @@ class RemoteJob:
     results_file: str | None = None
     input_file: str | None = None
     inferred: bool = False      # its tag was inferred, not kept by the provider (recognise)
-    inline_results: list[Any] | None = field(default=None, repr=False, compare=False)
 
 
 # Called with (bytes so far, total bytes or 0 when unknown) during uploads and downloads.

@@ -54,6 +54,11 @@ class NotFound(ProviderError):
         super().__init__(f"{what} failed: HTTP 404 (not found)")
 
 
+class BadRequest(ProviderError):
+    """HTTP 400: the provider refused the call as it was asked. Gemini's client then asks
+    again without its partial-response mask, in case a server does not take that mask."""
+
+
 class Calls:
     def __init__(self, base_url: httpx.URL, api_key: str, *, headers: Mapping[str, str],
                  read: float, call_timeout: float, min_rate: float, max_pages: int,
@@ -159,8 +164,9 @@ class Calls:
         mind about: NotFound for a 404, which callers that expect one catch."""
         if status == 404:
             return NotFound(what)
-        return self.fail(f"{what} failed: HTTP {status}: "
-                         f"{error_message(body, body.decode('utf-8', 'replace'))}")
+        message = self.redact(f"{what} failed: HTTP {status}: "
+                              f"{error_message(body, body.decode('utf-8', 'replace'))}")
+        return BadRequest(message) if status == 400 else ProviderError(message)
 
     def attempt(self, method: str, url: str, *, what: str, size: int = 0,
                 **kwargs: Any) -> httpx.Response | None:

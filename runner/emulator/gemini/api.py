@@ -9,17 +9,19 @@ Google's error body.
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from collections.abc import Sequence
 
 from runner.emulator import model, models, paging
-from runner.emulator.gemini import echo, views
-from runner.emulator.gemini.batches import Batches
+from runner.emulator.gemini import echo, fieldmask, views
+from runner.emulator.gemini.batches import Batches, Inline
 from runner.emulator.gemini.disk import Disk
 from runner.emulator.gemini.file_routes import FileRoutes
 from runner.emulator.gemini.files import Files
 from runner.emulator.gemini.hostile import SHAPES
-from runner.emulator.gemini.lifecycle import Observation, Phase
+from runner.emulator.gemini.lifecycle import Observation, Phase, RawArray
 from runner.emulator.gemini.protojson import error_body
 from runner.emulator.gemini.records import PENDING
 from runner.emulator.hostile import Shapes
@@ -28,6 +30,9 @@ from runner.emulator.provider import Route, Shared, route
 from runner.emulator.wire import JSON, ApiError
 
 MAX_CREATE_BYTES = 20 * 1024 * 1024
+# The fields of an Operation and of a list of them, which a partial response may choose.
+_OPERATION = frozenset({"name", "metadata", "done", "error", "response"})
+_LISTING = frozenset({"operations", "nextPageToken"})
 
 _VERSION = r"(?P<version>v1|v1beta)"
 _ID = r"(?P<id>[a-z0-9-]+)"
@@ -136,15 +141,24 @@ class GeminiApi:
                                         request.query.get("pageToken")))
 
     def _get_batch(self, request: Request, params: dict[str, str]) -> Reply:
-        return Reply.json(views.operation(self._batches.get(params["id"])))
+        """A batch, or the fields of it a partial response asks for (`fields`): a mask that
+        leaves the inline answers out spares reading them."""
+        mask = fieldmask.requested(request)
+        fieldmask.check(mask, _OPERATION)
+        seen = self._batches.get(params["id"], inline=_inline_form(mask))
+        return _reply(fieldmask.apply(mask, views.operation(seen)))
 
     def _list_batches(self, request: Request, params: dict[str, str]) -> Reply:
+        mask = fieldmask.requested(request)
+        fieldmask.check(mask, _LISTING)
+        inner = None if mask is None else mask.get("operations", mask.get("*"))
         size = paging.page_size(request.query.get("pageSize"))
-        found, token = self._batches.page(size, request.query.get("pageToken"))
+        found, token = self._batches.page(size, request.query.get("pageToken"),
+                                          inline=_inline_form(inner))
         listing: JSON = {"operations": [views.operation(seen) for seen in found]}
         if token:
             listing["nextPageToken"] = token
-        return Reply.json(listing)
+        return _reply(fieldmask.apply(mask, listing))
 
     def _cancel_batch(self, request: Request, params: dict[str, str]) -> Reply:
         self._batches.cancel(params["id"])
@@ -153,3 +167,36 @@ class GeminiApi:
     def _delete_batch(self, request: Request, params: dict[str, str]) -> Reply:
         self._batches.delete(params["id"])
         return Reply.json({})
+
+
+_INLINE_AT = (("metadata", "output", "inlinedResponses", "inlinedResponses"),
+              ("response", "inlinedResponses", "inlinedResponses"))
+# Where an answer's inline answers go, as their stored text: a string no name or display
+# name holds, replaced once the rest is written.
+_MARK = f"\ue000inline answers {uuid.uuid4()}\ue000"
+_SPLICE = json.dumps(_MARK, ensure_ascii=False).encode()
+
+
+def _inline_form(mask: fieldmask.Mask | None) -> Inline:
+    """How an Operation under `mask` needs its inline answers: not at all, whole (their
+    stored text), or parsed (a mask that reaches inside each)."""
+    if not any(fieldmask.wants(mask, *path) for path in _INLINE_AT):
+        return None
+    return "raw" if all(fieldmask.whole(mask, *path) for path in _INLINE_AT) else "parsed"
+
+
+def _reply(data: JSON) -> Reply:
+    """`data` as a JSON answer, inline answers held as their text spliced in unparsed."""
+    raw: list[bytes] = []
+
+    def splice(value: object) -> str:
+        if not isinstance(value, RawArray):
+            raise TypeError(f"{type(value).__name__} is not JSON")
+        raw.append(value.text)
+        return _MARK
+
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=splice).encode()
+    if raw:
+        first, *rest = body.split(_SPLICE)
+        body = first + b"".join(text + after for text, after in zip(raw, rest, strict=True))
+    return Reply(body=body)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -18,7 +18,7 @@ from runner.emulator import paging
 from runner.emulator.clock import Clock
 from runner.emulator.faults import Faults
 from runner.emulator.gemini.disk import Disk
-from runner.emulator.gemini.lifecycle import Observation, Phase, not_found, phase
+from runner.emulator.gemini.lifecycle import Observation, Phase, RawArray, not_found, phase
 from runner.emulator.gemini.protojson import pick, pick_int, pick_object, pick_str, rpc_status
 from runner.emulator.gemini.records import (
     CANCELLED,
@@ -31,6 +31,9 @@ from runner.emulator.gemini.records import (
 from runner.emulator.gemini.settle import Settler
 from runner.emulator.store import atomic_file
 from runner.emulator.wire import JSON, ApiError, dumps
+
+Inline = Literal["parsed", "raw"] | None
+"""How a read wants a batch's inline answers (see Batches.get)."""
 
 
 class Batches:
@@ -108,28 +111,31 @@ class Batches:
                 out.write(dumps(stored) + b"\n")
         return len(items)
 
-    def get(self, batch_id: str) -> Observation:
-        """The job and its current phase, settling it first if it has just finished."""
+    def get(self, batch_id: str, inline: Inline = "parsed") -> Observation:
+        """The job and its current phase, settling it first if it has just finished; its
+        inline answers parsed, as their text ("raw"), or not at all (None: a partial
+        response may leave them out)."""
         record = self._disk.batches.get(batch_id)
         if record is None:
             raise not_found(batch_id)
-        return self._observe(record)
+        return self._observe(record, inline)
 
-    def page(self, size: int, token: str | None) -> tuple[list[Observation], str | None]:
+    def page(self, size: int, token: str | None, inline: Inline = "parsed"
+             ) -> tuple[list[Observation], str | None]:
         chosen, next_token = paging.paginate(
             self._disk.batches.all(), lambda r: (r.create_time, r.id), size, token
         )
         observed = []
         for record in chosen:
             try:
-                observed.append(self._observe(record))
+                observed.append(self._observe(record, inline))
             except ApiError:
                 continue  # deleted while the page was being read
         return observed, next_token
 
     def cancel(self, batch_id: str) -> None:
         """Cancel an unfinished job; a job that is already finishing ends as planned."""
-        if self.get(batch_id).phase.done:
+        if self.get(batch_id, inline=None).phase.done:
             return
         with self._disk.lock(f"batches/{batch_id}"):
             record = self._disk.batches.get(batch_id)
@@ -157,7 +163,7 @@ class Batches:
         """Stop background production (it resumes on a later read) and wait for it."""
         self._settler.close()
 
-    def _observe(self, record: BatchRecord) -> Observation:
+    def _observe(self, record: BatchRecord, inline: Inline = "parsed") -> Observation:
         current = phase(record, self._clock.now())
         if current.done and record.state is None:
             settled = self._settler.settle(record, current)
@@ -168,7 +174,11 @@ class Batches:
             return Observation(record, current)
         try:
             with self._disk.inline_responses(record.id).open("rb") as lines:
-                return Observation(record, current, [_loads(line) for line in lines])
+                if inline == "raw":
+                    text = b",".join(line.rstrip(b"\n") for line in lines if line.strip())
+                    return Observation(record, current, RawArray(b"[" + text + b"]"))
+                return Observation(record, current,
+                                   [_loads(line) for line in lines] if inline else [])
         except FileNotFoundError:
             raise not_found(record.id) from None
 

@@ -55,12 +55,21 @@ def phase(record: BatchRecord, now: float) -> Phase:
 
 
 @dataclasses.dataclass(frozen=True)
+class RawArray:
+    """A JSON array as the text it is stored as, spliced into an answer unparsed: a batch's
+    20 MB of inline answers cost seconds to parse and write again on every read."""
+
+    text: bytes
+
+
+@dataclasses.dataclass(frozen=True)
 class Observation:
-    """A job as one read saw it: record, phase, and inline results once it has succeeded."""
+    """A job as one read saw it: record, phase, and inline results once it has succeeded
+    (parsed, or as their text)."""
 
     record: BatchRecord
     phase: Phase
-    inline: list[JSON] | None = None
+    inline: list[JSON] | RawArray | None = None
 
 
 def not_found(batch_id: str) -> ApiError:

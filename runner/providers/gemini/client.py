@@ -18,26 +18,40 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
+import io
+import itertools
 import os
-import time
-from collections.abc import Iterator, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, TypeVar
 
 import httpx
 
 from ...errors import ProviderError, ResultsGone
-from ...failpoints import hit
 from ...limits import Limits
 from ...retry import Backoff, Sleep, real_sleep
 from ..base import OnProgress, RemoteJob
-from ..calls import CALL_TIMEOUT, MAX_PAGES, MIN_RATE, RETRIABLE, Calls, NotFound, OverCalls
+from ..calls import (
+    CALL_TIMEOUT,
+    MAX_PAGES,
+    MIN_RATE,
+    BadRequest,
+    Calls,
+    NotFound,
+    OverCalls,
+    results_limit,
+)
 from ..reading import model_name
-from ..transport import Late, check_base_url, read_within, timeouts
+from ..transport import check_base_url
+from .download import transfer
 from .inline import InlineBody
+from .inline_results import write_results
 from .upload import ResumableUpload
 from .wire import (
+    ANSWER_FIELDS,
+    JOB_FIELDS,
+    LIST_FIELDS,
     paging,
     parse_count,
     parse_file,
@@ -45,13 +59,15 @@ from .wire import (
     parse_page,
 )
 
+T = TypeVar("T")
+
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 # Inline requests up to 20 MB (kept under it, for the envelope), an input file up to 2 GB,
 # 100 batch jobs in flight per project; no documented cap on requests a job.
 LIMITS = Limits(inline_bytes=20_000_000, file_bytes=2_000_000_000, concurrent_jobs=100)
 INLINE_LIMIT = LIMITS.inline_bytes
 CHUNK = 8 * 1024 * 1024            # upload chunk: the server's granularity
-_PIECE = 1 << 20                   # bytes between progress reports of a download
+_SMALLEST_REQUEST = 32             # bytes of the least InlinedRequest, `{"request":{...}}`
 
 
 class GeminiProvider(OverCalls):
@@ -78,6 +94,7 @@ class GeminiProvider(OverCalls):
         self._version = api_version
         self.inline_limit = inline_limit
         self._chunk = chunk_size
+        self._fields = True                 # partial responses, until refused
         self._calls = Calls(self._base_url, api_key, headers={"x-goog-api-key": api_key},
                             read=timeout, call_timeout=call_timeout,
                             min_rate=min_rate, max_pages=max_pages, max_attempts=max_attempts,
@@ -100,10 +117,20 @@ class GeminiProvider(OverCalls):
     # -- batches ---------------------------------------------------------------------------
 
     def list_jobs(self) -> Iterator[RemoteJob]:
-        for whose, op in self._calls.pages(
-                self._url("batches"), "list batches", paging,
-                functools.partial(parse_page, items="operations")):
+        """Every batch, each without its inline answers (a partial response)."""
+        pages = self._masked(lambda params: self._first_page(params.get("fields")),
+                             LIST_FIELDS)
+        for whose, op in pages:
             yield self._job(op, whose)
+
+    def _first_page(self, fields: str | None) -> Iterator[tuple[str, Any]]:
+        """The list walk, its first page read before returning: a mask it refuses shows
+        there."""
+        walk = self._calls.pages(self._url("batches"), "list batches",
+                                 functools.partial(paging, fields=fields),
+                                 functools.partial(parse_page, items="operations"))
+        first = next(walk, None)
+        return itertools.chain(() if first is None else (first,), walk)
 
     def list_models(self) -> Iterator[str]:
         """The ids of the models the key may use (`models/` left off), every page."""
@@ -113,9 +140,11 @@ class GeminiProvider(OverCalls):
 
     def get_job(self, name: str) -> RemoteJob | None:
         try:
-            return self._job(self._json("GET", name, what=f"get {name}"), name)
+            op = self._masked(lambda params: self._json("GET", name, what=f"get {name}",
+                                                        params=params), JOB_FIELDS)
         except NotFound:
             return None
+        return self._job(op, name)
 
     def create_job(self, model: str, display_name: str, *, input_file: str | None = None,
                    inline_lines: Path | None = None, endpoint: str | None = None
@@ -177,7 +206,9 @@ class GeminiProvider(OverCalls):
 
     def download_results(self, job: RemoteJob, dest: Path, *,
                          on_progress: OnProgress | None = None) -> None:
-        """Writes the job's results to `dest` as JSONL lines `{"key", "response"|"error"}`."""
+        """Writes the job's results to `dest` as JSONL lines `{"key", "response"|"error"}`:
+        its results file, or its inline answers, read from the batch resource as it arrives
+        (spooled beside `dest`) and written one answer at a time."""
         if job.results_file:
             try:
                 self.download_file(job.results_file, dest, on_progress=on_progress)
@@ -185,83 +216,38 @@ class GeminiProvider(OverCalls):
                 raise ResultsGone(job.name, f"its results file {job.results_file} was "
                                   "deleted, or expired") from None
             return
-        if job.inline_results is None:
-            raise ProviderError(f"{job.name} succeeded but reports no results")
-        with open(dest, "w", encoding="utf-8") as out:
-            for item in job.inline_results:     # objects with an object `metadata`: parsed
-                line: dict[str, Any] = {"key": (item.get("metadata") or {}).get("key")}
-                if "error" in item:
-                    line["error"] = item["error"]
-                else:
-                    line["response"] = item.get("response", {})
-                out.write(self._calls.redact(json.dumps(line, ensure_ascii=False)) + "\n")
+        what = f"get {job.name} (its inline answers)"
+        # the provider's count, which may lie, capped at what 20 MB of requests can hold
+        limit = results_limit(job.total, self.inline_limit // _SMALLEST_REQUEST)
+        with tempfile.TemporaryFile(dir=dest.parent, prefix=".answer-") as spool:
+            try:
+                self._masked(lambda params: transfer(
+                    self._calls, self._url(job.name), params, spool, what, resume=False,
+                    limit=limit, on_progress=on_progress), ANSWER_FIELDS)
+            except NotFound:
+                raise ResultsGone(job.name, "the batch was deleted, or expired") from None
+            spool.seek(0)
+            source = io.TextIOWrapper(spool, encoding="utf-8", newline="")
+            with open(dest, "wb") as out:
+                write_results(source, out, job.name, self._calls.redact)
 
     def download_file(self, file_name: str, dest: Path, *,
                       on_progress: OnProgress | None = None) -> None:
         """Streams a file to disk; an interrupted transfer resumes with a Range request. It
         must keep up min_rate bytes a second on average, so a trickle ends and a slow but
         steady transfer does not."""
-        url = self._url(f"{file_name}:download")
-        what = f"download of {file_name}"
-        backoff = self._calls.backoff()
         with open(dest, "wb") as out:
-            for attempt in range(1, self._calls.max_attempts + 1):
-                have = out.tell()
-                headers = {"Range": f"bytes={have}-"} if have else {}
-                until = self._calls.until(what)
-                started = time.monotonic()
-                try:
-                    with self._calls.http.stream("GET", url, params={"alt": "media"},
-                                                 headers=headers,
-                                                 timeout=timeouts(self._calls.read, until)) as resp:
-                        if resp.status_code not in (200, 206):
-                            if resp.status_code in RETRIABLE:
-                                raise _Retry()
-                            raise self._calls.refused(what, resp.status_code,
-                                                      read_within(resp, until))
-                        if resp.status_code == 200 and have:
-                            out.seek(0)
-                            out.truncate()
-                        elif resp.status_code == 206 and not resp.headers.get(
-                                "content-range", "").startswith(f"bytes {have}-"):
-                            raise ProviderError(f"{what}: the provider resumed at another "
-                                                "offset than the one asked for")
-                        length = resp.headers.get("content-length", "")
-                        total = out.tell() + (int(length) if length.isdigit() else 0)
-                        self._stream_to(out, resp, started, what, on_progress, total)
-                    return
-                except Late:
-                    raise self._calls.late(what) from None
-                except (httpx.TransportError, _Retry):
-                    if self.deadline is not None and time.monotonic() >= self.deadline:
-                        raise self._calls.late(what) from None
-                    if attempt == self._calls.max_attempts:
-                        raise ProviderError(f"{what} failed after {attempt} attempts") from None
-                    self._calls.pause(backoff.next_delay(), what)
+            transfer(self._calls, self._url(f"{file_name}:download"), {"alt": "media"}, out,
+                     f"download of {file_name}", resume=True, on_progress=on_progress)
 
-    def _stream_to(self, out: BinaryIO, resp: httpx.Response, started: float, what: str,
-                   on_progress: OnProgress | None, total: int) -> None:
-        """The answer's bytes to `out`, each piece as it arrives, while it keeps up."""
-        got = reported = 0
-        for piece in resp.iter_bytes():
-            out.write(piece)
-            got += len(piece)
-            now = time.monotonic()
-            if now > started + self._calls.call_timeout + got / self._calls.min_rate or \
-                    (self.deadline is not None and now > self.deadline):
-                raise Late
-            if got - reported >= _PIECE:
-                reported = got
-                self._written(out, on_progress, total)
-        self._written(out, on_progress, total)
-
-    @staticmethod
-    def _written(out: BinaryIO, on_progress: OnProgress | None, total: int) -> None:
-        out.flush()
-        hit("during-download")
-        if on_progress is not None:
-            on_progress(out.tell(), total)
-
-
-class _Retry(Exception):
-    pass
+    def _masked(self, call: Callable[[dict[str, Any]], T], fields: str) -> T:
+        """`call(params)` with the partial-response mask `fields`, as long as the provider
+        takes masks: one it refuses (HTTP 400) is not sent again, and the call is made whole.
+        Every method of the API takes the `fields` system parameter; this is for a server in
+        between that would not."""
+        if self._fields:
+            try:
+                return call({"fields": fields})
+            except BadRequest:
+                self._fields = False
+        return call({})

@@ -21,6 +21,14 @@ _STATES = {
     "FAILED": JobState.FAILED, "CANCELLED": JobState.CANCELLED, "EXPIRED": JobState.EXPIRED,
     "UNSPECIFIED": JobState.PENDING,
 }
+# Partial responses (Google's `fields` system parameter, which every method of the API takes):
+# a batch's state, counts and names without its inline answers, which a finished batch sent
+# inline carries in full, twice (`metadata.output` and `response`), on every get and in every
+# list page; and the answers alone, once, when they are read.
+JOB_FIELDS = ("name,done,error,metadata(name,displayName,model,state,createTime,endTime,"
+              "batchStats,inputConfig.fileName,output.responsesFile),response.responsesFile")
+LIST_FIELDS = f"operations({JOB_FIELDS}),nextPageToken"
+ANSWER_FIELDS = "metadata.output.inlinedResponses"
 _NAME = {kind: re.compile(rf"{kind}/[A-Za-z0-9][A-Za-z0-9._~-]*") for kind in ("batches", "files")}
 
 
@@ -64,15 +72,6 @@ def parse_operation(op: object, whose: str = "the provider's answer") -> RemoteJ
     output = r.mapping(meta.get("output"), "metadata.output") or response
     where = "metadata.output" if meta.get("output") else "response"
     stats = r.mapping(meta.get("batchStats"), "metadata.batchStats")
-    inline = r.mapping(output.get("inlinedResponses"), f"{where}.inlinedResponses")
-    items = inline.get("inlinedResponses")
-    if items is not None:
-        items = r.array(items, f"{where}.inlinedResponses.inlinedResponses")
-        for i, item in enumerate(items):
-            field = f"{where}.inlinedResponses.inlinedResponses[{i}]"
-            if not isinstance(item, dict):
-                raise r.wrong(field, item, "an object")
-            r.mapping(item.get("metadata"), f"{field}.metadata")
     error = r.mapping(op.get("error"), "error") or None
     input_config = r.mapping(meta.get("inputConfig"), "metadata.inputConfig")
     model = r.string(meta.get("model"), "metadata.model") or ""
@@ -92,7 +91,6 @@ def parse_operation(op: object, whose: str = "the provider's answer") -> RemoteJ
         error=None if error is None else _status(r, error),
         results_file=r.name(output.get("responsesFile"), f"{where}.responsesFile", "files"),
         input_file=r.name(input_config.get("fileName"), "metadata.inputConfig.fileName", "files"),
-        inline_results=items,
     )
 
 
@@ -105,9 +103,11 @@ def _status(r: GeminiReader, error: dict[str, Any]) -> str:
     return one_line(f"{message} (code {code})")
 
 
-def paging(token: str) -> dict[str, Any]:
-    """The query of the list page `token` names ("" for the first)."""
-    return {"pageSize": 100, **({"pageToken": token} if token else {})}
+def paging(token: str, fields: str | None = None) -> dict[str, Any]:
+    """The query of the list page `token` names ("" for the first), with the partial-response
+    mask `fields` if given."""
+    return {"pageSize": 100, **({"pageToken": token} if token else {}),
+            **({"fields": fields} if fields else {})}
 
 
 def parse_page(page: object, whose: str, items: str) -> tuple[list[Any], str]:
