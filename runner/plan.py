@@ -137,7 +137,7 @@ def _for_settled(want: Desired, entry: LockEntry, observed: Observed,
         return [Action(Kind.NOTHING, reason="up to date", job=job,
                        recorded=parts[0].job if len(parts) == 1 else None, parts=shards,
                        **base)]
-    if same and entry.packs and stored.issuperset(entry.packs):
+    if same and entry.packs and not entry.packs_jobs and stored.issuperset(entry.packs):
         return [Action(Kind.DOWNLOAD, reason=f"{why}; restored from the result store", job=job,
                        **base)]
     if entry.reused and not stored.issuperset(entry.reuse_packs):
