@@ -128,8 +128,8 @@ def plan_of(ws: Workspace, desired: list[Desired], clients: Clients, *,
             max_attempts: int = 3, resubmit: Iterable[str] = ()) -> Plan:
     """`plan` of an open workspace and what it desires (`ws.desired()`), the model of each
     batch it submits checked against the provider's list (a ManifestError if unknown)."""
-    observed = observe(clients, ws.lock, desired)
     stored = stored_packs(project_store(ws.directory), ws.lock, desired)
+    observed = observe(clients, ws.lock, desired, stored)   # not of batches restored from it
     found = make_plan(desired, ws.lock, observed, max_attempts=max_attempts,
                       resubmit=frozenset(resubmit), stored=stored)
     return check_plan(found, ws.manifests, clients, ws.state_dir)

@@ -88,13 +88,14 @@ def _apply(first: Workspace, desired: list[Desired], streams: Streams, clients: 
     sweep(ws.state_dir, ws.lock, [ws.lock_path, *(o.path for m in ws.manifests
                                                    for o in m.declared_paths())])
     sweep_dead()                    # input files of killed runs, in the temporary directory
-    observed = observe_each(clients, ws.lock, desired)
     store = project_store(ws.directory)
     reachable(store)
+    stored = stored_packs(store, ws.lock, desired)
+    # a batch restored from the store is not asked about: its jobs may be long deleted
+    observed = observe_each(clients, ws.lock, desired, stored)
     actions = plan(desired, ws.lock, merged(observed.values()),
                    max_attempts=options.max_attempts,
-                   resubmit=options.resubmit, prune=options.prune,
-                   stored=stored_packs(store, ws.lock, desired))
+                   resubmit=options.resubmit, prune=options.prune, stored=stored)
     actions = check_plan(actions, ws.manifests, clients, ws.state_dir)    # nothing sent yet
     streams.release({a.name for a in actions.actions if not {p.kind for p in (a, *a.parts)}
                      & {*SUBMITS, Kind.WAIT, Kind.ADOPT, Kind.DOWNLOAD}})
