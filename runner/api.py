@@ -143,7 +143,8 @@ def apply(directory: PathLike, *, provider: Providers | None = None, emulator: b
     `progress` is told each event (silent by default); `show_plan` gets the plan before
     anything is done. Raises BudgetError, naming the batch, before sending anything over
     budget, and ManifestError for a model the provider does not list."""
-    prepared = prepare(Path(directory), (options or Options()).max_cost)    # bad input first
+    prepared = prepare(Path(directory), (options or Options()).max_cost,     # bad input first
+                       None if progress is None else progress.error)
     with _provider(directory, provider, emulator) as p:
         return apply_directory(Path(directory), p, options, progress, lock_timeout=lock_timeout,
                                show_plan=show_plan, prepared=prepared)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,12 +80,19 @@ class Workspace:
                 return m
         raise KeyError(name)
 
-    def desired(self, streams: Streams | None = None) -> list[Desired]:
+    def desired(self, streams: Streams | None = None,
+                report: Callable[[str], None] | None = None) -> list[Desired]:
         """What each manifest asks for now; a manifest is rendered only when its inputs moved,
-        by `streams` when given (which keeps what the rest of the run needs of it)."""
+        by `streams` when given (which keeps what the rest of the run needs of it). `report`
+        is told of a pack the lockfile names that the store lacks or holds damaged: its
+        results are not reused (runner.reuse)."""
         cache = cache_for(self.state_dir)
-        reuse = Reuse(lambda: project_store(self.directory), (
-            p for e in self.lock.batches.values() for p in (*e.packs, *e.reuse_packs)))
+        owners: dict[str, list[str]] = {}
+        for name in sorted(self.lock.batches):
+            record = self.lock.batches[name]
+            for pack in dict.fromkeys((*record.packs, *record.reuse_packs)):
+                owners.setdefault(pack, []).append(name)
+        reuse = Reuse(lambda: project_store(self.directory), owners, report)
         if streams is not None:
             streams.reuse = reuse
 
