@@ -128,8 +128,8 @@ def plan_of(ws: Workspace, desired: list[Desired], clients: Clients, *,
             max_attempts: int = 3, resubmit: Iterable[str] = ()) -> Plan:
     """`plan` of an open workspace and what it desires (`ws.desired()`), the model of each
     batch it submits checked against the provider's list (a ManifestError if unknown)."""
-    observed = observe(clients, ws.lock, desired)
     stored = stored_packs(project_store(ws.directory), ws.lock, desired)
+    observed = observe(clients, ws.lock, desired, stored)   # not of batches restored from it
     found = make_plan(desired, ws.lock, observed, max_attempts=max_attempts,
                       resubmit=frozenset(resubmit), stored=stored)
     return check_plan(found, ws.manifests, clients, ws.state_dir)
@@ -143,7 +143,8 @@ def apply(directory: PathLike, *, provider: Providers | None = None, emulator: b
     `progress` is told each event (silent by default); `show_plan` gets the plan before
     anything is done. Raises BudgetError, naming the batch, before sending anything over
     budget, and ManifestError for a model the provider does not list."""
-    prepared = prepare(Path(directory), (options or Options()).max_cost)    # bad input first
+    prepared = prepare(Path(directory), (options or Options()).max_cost,     # bad input first
+                       None if progress is None else progress.error)
     with _provider(directory, provider, emulator) as p:
         return apply_directory(Path(directory), p, options, progress, lock_timeout=lock_timeout,
                                show_plan=show_plan, prepared=prepared)

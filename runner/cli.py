@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("store", help="what the result store holds per batch; gc removes "
                         "the packs no lockfile entry names", description="runner store DIR: "
                         "what the result store holds per batch. runner store gc DIR: remove "
-                        "the packs no entry of DIR's lockfile names (a dry run unless --yes)")
+                        "the packs no entry of DIR's lockfile names, leases expired over an "
+                        "hour ago and claims of jobs no entry names (a dry run unless --yes)")
     st.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
                     help="show tracebacks for internal errors")
     st.add_argument("action", nargs="?", choices=["gc"], help="gc: remove unnamed packs")
@@ -152,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--yes", "--delete", action="store_true", dest="delete",
                     help="with gc: remove them (without it, only say what would go)")
     st.add_argument("--min-age", type=_non_negative, metavar="DAYS",
-                    help="with gc: leave packs younger than DAYS (default 7): another clone "
-                    "may have written them for a lockfile not yet committed")
+                    help="with gc: leave packs and claims younger than DAYS (default 7; "
+                    "claims never under 3): another clone may have written them for a "
+                    "lockfile not yet committed")
     e = command("emulator", "serve the local emulator of the providers' batch APIs")
     e.add_argument("--host", default="127.0.0.1")
     e.add_argument("--port", type=_whole(0, 65535), default=8089,

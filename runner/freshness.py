@@ -47,11 +47,24 @@ def outputs_reason(entry: LockEntry, want: Desired) -> str | None:
     return None
 
 
-def needs_remote(entry: LockEntry | None, want: Desired) -> bool:
+def needs_remote(entry: LockEntry | None, want: Desired,
+                 stored: frozenset[str] = frozenset()) -> bool:
     """Whether planning this batch needs the provider's view: not when it succeeded with
-    unchanged content and intact outputs, so an unchanged plan makes no call at all."""
+    unchanged content and intact outputs, so an unchanged plan makes no call at all; nor
+    when its outputs are restored from the result store, which holds every pack of it
+    (`stored`: the packs the store holds): a fresh clone whose jobs the provider deleted
+    restores them without a call."""
     return not (entry is not None and entry.content_hash == want.content_hash and entry.settled
-                and entry.open_retry is None and outputs_reason(entry, want) is None)
+                and entry.open_retry is None and (outputs_reason(entry, want) is None
+                                                  or restorable(entry, stored)))
+
+
+def restorable(entry: LockEntry, stored: frozenset[str]) -> bool:
+    """Whether the record's outputs can be written again from the result store alone: its
+    packs hold the results of every job of it (no job's came in since they were written),
+    and the store holds each of them (`stored`). Their bytes are checked when they are read;
+    one found damaged then is fetched from the provider after all (runner.apply.collect)."""
+    return bool(entry.packs) and not entry.packs_jobs and stored.issuperset(entry.packs)
 
 
 def needs_tag_search(entry: LockEntry | None, want: Desired) -> bool:

@@ -185,6 +185,7 @@ def _parse(path: Path, lockdoc: Document) -> Lock:
     _check_times(path, lockdoc)
     _check_jobs_named_once(path, lockdoc)
     _check_reused(path, lockdoc)
+    _check_packs_jobs(path, lockdoc)
     return lock
 
 
@@ -246,6 +247,31 @@ def _check_reused(path: Path, lockdoc: Document) -> None:
                 f"has {sent} requests in its shards and {reused} reused, not {entry['requests']}"
             raise LockfileError(f"lockfile batches.{name} {problem}; {RESTORE}", path=path,
                                 where=str(lockdoc.line_of(["batches", name, "reused"])))
+
+
+def _check_packs_jobs(path: Path, lockdoc: Document) -> None:
+    """`packs_jobs` says which jobs' results the packs hold, and those are read from the
+    packs instead of the provider (runner.apply.collect): beside packs, and never a job of
+    the batch whose results have not come in (its requests would be written from the
+    packs' older lines). A name no record has any more (a shard submitted again since) is
+    left: nothing reads it."""
+    for name, entry in lockdoc.data["batches"].items():
+        named = entry.get("packs_jobs")
+        if not named:
+            continue
+        at = ["batches", name, "packs_jobs"]
+        if not entry.get("packs"):
+            raise LockfileError(f"lockfile batches.{name} names packs_jobs but no packs; "
+                                f"{RESTORE}", path=path, where=str(lockdoc.line_of(at)))
+        waiting = {r.get("job") for r in (entry, *entry.get("shards", []),
+                                          *entry.get("retries", []))
+                   if r.get("state") != JobState.SUCCEEDED.value}
+        for i, job in enumerate(named):
+            if job in waiting:
+                raise LockfileError(f"lockfile batches.{name}.packs_jobs names {excerpt(job)}, "
+                                    "a job of the batch whose results have not come in; "
+                                    f"{RESTORE}", path=path,
+                                    where=str(lockdoc.line_of([*at, i])))
 
 
 def entry_from(data: dict[str, Any]) -> LockEntry:

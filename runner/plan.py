@@ -17,7 +17,7 @@ from typing import Any
 
 from .actions import SUBMITS, Action, Kind, Plan
 from .failures import for_retry, too_many_failures
-from .freshness import change_reason, outputs_reason
+from .freshness import change_reason, outputs_reason, restorable
 from .lockfile import Lock
 from .ownership import disown, misdated
 from .providers import registry
@@ -137,7 +137,7 @@ def _for_settled(want: Desired, entry: LockEntry, observed: Observed,
         return [Action(Kind.NOTHING, reason="up to date", job=job,
                        recorded=parts[0].job if len(parts) == 1 else None, parts=shards,
                        **base)]
-    if same and entry.packs and stored.issuperset(entry.packs):
+    if same and restorable(entry, stored):
         return [Action(Kind.DOWNLOAD, reason=f"{why}; restored from the result store", job=job,
                        **base)]
     if entry.reused and not stored.issuperset(entry.reuse_packs):

@@ -79,6 +79,9 @@ class LockEntry:
     outputs: dict[str, str] = field(default_factory=dict)
     # the store's packs that hold the results the outputs were written from (runner.store)
     packs: list[str] = field(default_factory=list)
+    # the jobs whose results `packs` hold, once another job's results came in after they were
+    # written (runner.apply.collect reads those from the packs); empty: every succeeded job's
+    packs_jobs: list[str] = field(default_factory=list)
     # requests no job holds: their successes were in the store (runner.reuse), in these packs
     reused: int = 0
     reuse_packs: list[str] = field(default_factory=list)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import heapq
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from pathlib import Path
 
@@ -65,9 +65,13 @@ class Reusable:
 
     @classmethod
     def load(cls, store: Store, packs: Iterable[str],
-             report: Callable[[str], None] | None = None) -> Reusable:
-        """The index of the packs' successes, from their heads alone. A pack missing or
-        damaged is left out (its requests are sent again), and said through `report`."""
+             report: Callable[[str], None] | None = None,
+             owners: Mapping[str, Sequence[str]] | None = None) -> Reusable:
+        """The index of the packs' successes, from their heads alone (each checked against
+        the pack's name). A pack missing, or whose head is damaged, is left out: its results
+        are not offered, so the requests that would have reused them are sent. Each is said
+        once through `report`, naming the batches whose lockfile entries name it (`owners`):
+        without a word, a user would see requests sent that were answered before."""
         kept: list[str] = []
         keys: list[array[int]] = []
         for pack in sorted(set(packs))[:1 << 16]:
@@ -75,7 +79,7 @@ class Reusable:
                 head = store.head(pack)
             except (PackMissing, PackDamaged) as e:
                 if report is not None:
-                    report(f"{e}; its requests are not reused")
+                    report(_unusable(pack, e, (owners or {}).get(pack, ())))
                 continue
             kept.append(pack)
             # the index is sorted by request hash, so its prefixes come sorted
@@ -115,18 +119,29 @@ def extract(store: Store, packs: Iterable[str], path: Path, successes: bool = Fa
                 f.write(result.request_hash.encode() + b"\t" + result.line + b"\n")
 
 
+def _unusable(pack: str, e: PackMissing | PackDamaged, batches: Sequence[str]) -> str:
+    """The warning for a pack the index leaves out: which batches name it, what is wrong."""
+    named = ", ".join(batches) or "a lockfile entry"
+    why = "is not in the store" if isinstance(e, PackMissing) else f"is damaged ({e.reason})"
+    return (f"warning: {named}: pack {pack} {why}; its results are not reused, and requests "
+            "that would have reused them are sent")
+
+
 class Reuse:
     """What a directory's renders reuse: the successes of the packs its lockfile names, read
     from its store the first time a render needs them. A batch rendered again to reproduce
     its record (its input files, once more) reuses from the packs the record says it did,
     and nothing else: packs written since must not move its requests between its shards and
-    the store."""
+    the store. `packs` maps each pack to the batches whose entries name it (for warnings);
+    a pack found missing or damaged is said once a run, however many renders look."""
 
-    def __init__(self, store: Callable[[], Store], packs: Iterable[str],
+    def __init__(self, store: Callable[[], Store], packs: Mapping[str, Sequence[str]],
                  report: Callable[[str], None] | None = None):
         self._store = store
-        self._packs = tuple(sorted(set(packs)))
+        self._owners = packs
+        self._packs = tuple(sorted(packs))
         self._report = report
+        self._said: set[str] = set()
         self._made: dict[tuple[str, ...], Reusable] = {}
 
     def index(self, packs: Iterable[str] | None = None) -> Reusable:
@@ -134,6 +149,12 @@ class Reuse:
         key = self._packs if packs is None else tuple(sorted(set(packs)))
         made = self._made.get(key)
         if made is None:
-            made = Reusable.load(self._store(), key, self._report) if key else Reusable()
+            made = Reusable.load(self._store(), key, self._once, self._owners) if key \
+                else Reusable()
             self._made[key] = made
         return made
+
+    def _once(self, line: str) -> None:
+        if self._report is not None and line not in self._said:
+            self._said.add(line)
+            self._report(line)

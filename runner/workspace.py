@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,12 +80,19 @@ class Workspace:
                 return m
         raise KeyError(name)
 
-    def desired(self, streams: Streams | None = None) -> list[Desired]:
+    def desired(self, streams: Streams | None = None,
+                report: Callable[[str], None] | None = None) -> list[Desired]:
         """What each manifest asks for now; a manifest is rendered only when its inputs moved,
-        by `streams` when given (which keeps what the rest of the run needs of it)."""
+        by `streams` when given (which keeps what the rest of the run needs of it). `report`
+        is told of a pack the lockfile names that the store lacks or holds damaged: its
+        results are not reused (runner.reuse)."""
         cache = cache_for(self.state_dir)
-        reuse = Reuse(lambda: project_store(self.directory), (
-            p for e in self.lock.batches.values() for p in (*e.packs, *e.reuse_packs)))
+        owners: dict[str, list[str]] = {}
+        for name in sorted(self.lock.batches):
+            record = self.lock.batches[name]
+            for pack in dict.fromkeys((*record.packs, *record.reuse_packs)):
+                owners.setdefault(pack, []).append(name)
+        reuse = Reuse(lambda: project_store(self.directory), owners, report)
         if streams is not None:
             streams.reuse = reuse
 
@@ -154,21 +161,25 @@ def _load_lock(path: Path, cache: ParseCache) -> lockfile.Lock:
     return lock
 
 
-def observe(clients: Clients, lock: lockfile.Lock, desired: list[Desired]) -> Observed:
+def observe(clients: Clients, lock: lockfile.Lock, desired: list[Desired],
+            stored: frozenset[str] = frozenset()) -> Observed:
     """observe_each, as one view for the planner."""
-    return merged(observe_each(clients, lock, desired).values())
+    return merged(observe_each(clients, lock, desired, stored).values())
 
 
-def observe_each(clients: Clients, lock: lockfile.Lock, desired: list[Desired]
-                 ) -> dict[str, Observed]:
+def observe_each(clients: Clients, lock: lockfile.Lock, desired: list[Desired],
+                 stored: frozenset[str] = frozenset()) -> dict[str, Observed]:
     """What each provider the manifests name has (see observe_one), by provider name. The
     jobs of a provider that keeps no tag are recognised from `lock`'s records from now on
-    (Clients.follow): the run records its intents in this very lock."""
+    (Clients.follow): the run records its intents in this very lock. `stored`: the packs
+    the result store holds (runner.store.project.stored_packs); a batch restored from them
+    is not asked about."""
     clients.follow(lock.records)
     groups: dict[str, list[Desired]] = {}
     for want in desired:
         groups.setdefault(want.provider, []).append(want)
-    views = {name: observe_one(clients[name], lock, group) for name, group in groups.items()}
+    views = {name: observe_one(clients[name], lock, group, stored)
+             for name, group in groups.items()}
     # a batch moved to another provider: its recorded jobs are on the one its record names,
     # and are looked at there, so that replacing the batch ends them there
     moved: dict[str, dict[str, RemoteJob]] = {}
@@ -195,15 +206,16 @@ def merged(views: Iterable[Observed]) -> Observed:
     return Observed(jobs, bool(views) and all(v.complete for v in views))
 
 
-def observe_one(provider: Provider, lock: lockfile.Lock, desired: list[Desired]) -> Observed:
-    """The remote jobs a plan needs: the recorded job of every batch not yet settled, and,
-    when a batch may need creating or adopting, every job on the provider (to find it by its
-    displayName tag). Live jobs are refreshed by listing, page by page, when there are several,
-    rather than one get each."""
+def observe_one(provider: Provider, lock: lockfile.Lock, desired: list[Desired],
+                stored: frozenset[str] = frozenset()) -> Observed:
+    """The remote jobs a plan needs: the recorded job of every batch not yet settled (nor
+    restored from the packs `stored`), and, when a batch may need creating or adopting,
+    every job on the provider (to find it by its displayName tag). Live jobs are refreshed
+    by listing, page by page, when there are several, rather than one get each."""
     jobs: dict[str, RemoteJob] = {}
     entries = [(lock.batches.get(w.name), w) for w in desired]
     wanted = {job for e, w in entries if e is not None and e.provider == provider.name
-              and needs_remote(e, w)
+              and needs_remote(e, w, stored)
               for job in (*(p.job for p in e.parts()), e.current_job) if job}
     complete = any(needs_tag_search(e, w) for e, w in entries) or len(wanted) > LIST_THRESHOLD
     if complete:

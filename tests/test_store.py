@@ -70,6 +70,9 @@ class Counting:
     def list(self, folder: str) -> list[Stat]:
         return self.inner.list(folder)
 
+    def folders(self, folder: str) -> tuple[str, ...]:
+        return self.inner.folders(folder)
+
     def modified(self, name: str) -> float | None:
         return self.inner.modified(name)
 

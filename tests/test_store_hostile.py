@@ -60,6 +60,9 @@ class Between:
         self._after("list", folder)
         return found
 
+    def folders(self, folder: str) -> tuple[str, ...]:
+        return self.inner.folders(folder)
+
     def modified(self, name: str) -> float | None:
         return self.inner.modified(name)
 

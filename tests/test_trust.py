@@ -122,6 +122,9 @@ def test_a_lockfile_naming_another_batchs_job_is_not_trusted(tmp_path: Path,
     good = (d / "out/tiny.jsonl").read_bytes()
     point_job(d, "tiny", theirs)
     (d / "out/tiny.jsonl").unlink()
+    # restored from the result store, the batch needs no job and the provider is not asked
+    # (runner.freshness.restorable): without the packs, its job is, and checked
+    shutil.rmtree(d / ".runner/store/packs")
     [action] = [a for a in api.plan(d).actions if a.name == "tiny"]
     assert action.kind.value == "adopt" and action.job is not None and action.job.name == mine
     assert f"names job {theirs}, which is not this batch's" in action.reason

@@ -45,15 +45,17 @@ __all__ = ["Options", "Outcome", "apply_directory", "now", "prepare"]
 Prepared = tuple[Workspace, list[Desired], Streams]
 
 
-def prepare(directory: Path, max_cost: float | None = None) -> Prepared:
+def prepare(directory: Path, max_cost: float | None = None,
+            report: Callable[[str], None] | None = None) -> Prepared:
     """The workspace and what it desires, each changed manifest rendered once (the stream
     the whole run shares: runner.stream), its tokens counted when a budget or `max_cost`
-    needs them; bad input fails here, leaving nothing behind."""
+    needs them; bad input fails here, leaving nothing behind. `report` is told of a pack
+    whose results cannot be reused (runner.reuse)."""
     ws = Workspace.open(directory)
     streams = Streams(spool=True, tally=max_cost is not None or any(
         m.budget is not None for m in ws.manifests))
     try:
-        return ws, ws.desired(streams), streams
+        return ws, ws.desired(streams, report), streams
     except BaseException:
         streams.discard()
         raise
@@ -83,18 +85,19 @@ def _apply(first: Workspace, desired: list[Desired], streams: Streams, clients: 
     """apply_directory under the run lock."""
     ws = first.reloaded()               # the lockfile again: another run may have saved
     if ws.lock != first.lock:
-        desired = ws.desired(streams)
+        desired = ws.desired(streams, None if progress is None else progress.error)
     identity = establish(ws.directory, ws.lock, options.take_over)
     sweep(ws.state_dir, ws.lock, [ws.lock_path, *(o.path for m in ws.manifests
                                                    for o in m.declared_paths())])
     sweep_dead()                    # input files of killed runs, in the temporary directory
-    observed = observe_each(clients, ws.lock, desired)
     store = project_store(ws.directory)
     reachable(store)
+    stored = stored_packs(store, ws.lock, desired)
+    # a batch restored from the store is not asked about: its jobs may be long deleted
+    observed = observe_each(clients, ws.lock, desired, stored)
     actions = plan(desired, ws.lock, merged(observed.values()),
                    max_attempts=options.max_attempts,
-                   resubmit=options.resubmit, prune=options.prune,
-                   stored=stored_packs(store, ws.lock, desired))
+                   resubmit=options.resubmit, prune=options.prune, stored=stored)
     actions = check_plan(actions, ws.manifests, clients, ws.state_dir)    # nothing sent yet
     streams.release({a.name for a in actions.actions if not {p.kind for p in (a, *a.parts)}
                      & {*SUBMITS, Kind.WAIT, Kind.ADOPT, Kind.DOWNLOAD}})

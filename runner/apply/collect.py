@@ -18,6 +18,7 @@ from ..errors import (
     ProviderError,
     ResultsError,
     StoreError,
+    StoreIncomplete,
 )
 from ..failpoints import hit
 from ..manifest import Manifest
@@ -30,7 +31,7 @@ from ..reuse import extract
 from ..store import Store
 from ..tags import best, moment
 from .confirm import not_sent_by
-from .keep import rebuild, write_keeping
+from .keep import earlier, rebuild, write_keeping
 from .options import note
 from .worker import Worker
 
@@ -49,13 +50,21 @@ class Collector(Worker):
         entry = self.journal.entry(m.name)
         record = self.journal.record_of(m.name, job.name) if job is not None else None
         # the outputs again, from results received before (and kept in the store)
-        again = bool(entry.packs) and (record is None or record.state == JobState.SUCCEEDED)
+        again = bool(entry.packs) and not entry.packs_jobs and (
+            record is None or record.state == JobState.SUCCEEDED)
         if job is not None and record is not None and not again:
             # fetched before the record says they were received: results the provider no
             # longer has (ResultsGone) leave it saying they never were
             self._results(m, record, job)
+            if entry.packs and not entry.packs_jobs:
+                # the packs hold the results of the jobs received before this one: said, so
+                # that the outputs written below (or by another clone, if this run is
+                # killed first) read those from the packs, not the provider
+                entry.packs_jobs = [r.job for r in (*entry.parts(), *entry.retries)
+                                    if r.job and r.state == JobState.SUCCEEDED]
+                if not entry.packs_jobs:
+                    entry.packs = []
             self.journal.succeeded(record, job)
-            entry.packs = []    # they no longer hold every result: written again below
             if entry.shards:    # recorded before the other shards' results are fetched
                 self.journal.save()
         if not entry.settled:
@@ -76,8 +85,7 @@ class Collector(Worker):
         written = self._rebuild(m, entry) if again else None
         paths: list[Path] = []
         if written is None:
-            paths = [self._results(m, r, job) for r in records]
-            written = self._write(m, entry, records, paths)
+            written, paths = self._from_results(m, entry, records, job)
         hit("after-outputs")
         self.journal.outputs(m.name, written, spent(load_prices(self.journal.ws.directory),
                                                     m.model, written.usage).to_dict(),
@@ -114,20 +122,61 @@ class Collector(Worker):
             self.report(f"{m.name}: rebuilt from the result store ({self.store.location})")
         return written
 
+    def _from_results(self, m: Manifest, entry: LockEntry, records: list[Part | Retry],
+                      job: RemoteJob | None) -> tuple[Written, list[Path]]:
+        """The outputs written from the records' results: those of the jobs the packs hold
+        (packs_jobs) read from the store, the rest fetched from the provider (all of them
+        when the store's lines fall short); with the results files read."""
+        stored = self._earlier(m, entry, records)
+        try:
+            if stored is not None:
+                try:
+                    later = [r for r in records if r.job not in entry.packs_jobs]
+                    paths = [self._results(m, r, job) for r in later]
+                    return self._write(m, entry, later, paths, stored), paths
+                except StoreIncomplete as e:
+                    self.report(f"{e}; fetching them from the provider")
+                    entry.packs, entry.packs_jobs = [], []
+            paths = [self._results(m, r, job) for r in records]
+            return self._write(m, entry, records, paths), paths
+        finally:
+            if stored is not None:
+                stored.unlink(missing_ok=True)
+
+    def _earlier(self, m: Manifest, entry: LockEntry, records: list[Part | Retry]
+                 ) -> Path | None:
+        """The store's lines of the jobs whose results the packs hold (`packs_jobs`: those
+        received before the packs were written, when a follow-up's or a shard's came in
+        since), in a file for the join; None when no record is one of them, or the packs
+        are missing or damaged: then every job's results come from the provider."""
+        if self.store is None or not entry.packs_jobs or \
+                not any(r.job in entry.packs_jobs for r in records):
+            return None
+        return earlier(self.store, entry.packs, self.journal.ws.state_dir / "results",
+                       m.name, self.report)
+
     def _write(self, m: Manifest, entry: LockEntry, records: list[Part | Retry],
-               paths: list[Path]) -> Written:
+               paths: list[Path], stored: Path | None = None) -> Written:
+        """The outputs from the records' results files and, with `stored`, the store's lines
+        of the jobs before them (every request they answer, so `reused` lines too): the
+        files' lines are joined by key and win; the rest is found by request hash, at most
+        as many requests left without a line as failed when the packs were written (more:
+        the packs lack results, and the provider's are fetched instead)."""
         workdir = self.journal.ws.state_dir / "results"
-        reused = self._reused(m, entry, workdir)
+        reused = stored if stored is not None else self._reused(m, entry, workdir)
+        gaps = entry.counts.get("failed", 0) if stored is not None else None
 
         def write(results: Sequence[Path], keep: Keep | None) -> Written:
             return write_outputs(m, results, workdir, sent=entry.content_hash,
                                  spooled=self.streams.spooled(m, entry.content_hash), keep=keep,
-                                 reused=reused)
+                                 reused=reused, stored=gaps)
 
         try:
             if self.store is None:
+                entry.packs, entry.packs_jobs = [], []
                 return write(paths, None)
-            written, entry.packs = write_keeping(self.store, write, paths)
+            written, packs = write_keeping(self.store, write, paths)
+            entry.packs, entry.packs_jobs = packs, []
             return written
         except ResultsError as e:
             bad = next((r for r, p in zip(records, paths) if str(p) == e.path), None)

@@ -49,3 +49,21 @@ def rebuild(store: Store, packs: Sequence[str], write: WriteOutputs, workdir: Pa
         return None
     finally:
         path.unlink(missing_ok=True)
+
+
+def earlier(store: Store, packs: Sequence[str], workdir: Path, name: str,
+            report: Callable[[str], None]) -> Path | None:
+    """The store's lines in `packs` (each block checked against the pack's hash) in a file
+    for the join, when a job's results came in after the packs were written: the jobs'
+    results they hold need not be fetched from the provider again, which may no longer have
+    them (a fresh clone has no copy). None when a pack is missing or damaged, said through
+    `report` (naming the batch): the caller fetches every job's results instead."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"earlier-{name}.tsv"
+    try:
+        extract(store, packs, path)
+        return path
+    except (PackMissing, PackDamaged) as e:
+        path.unlink(missing_ok=True)
+        report(f"{name}: {e}")
+        return None

@@ -28,7 +28,7 @@ def plan(directory: api.PathLike, *, emulator: bool, max_attempts: int,
         print(f"note: {path.name}: skipped, not a batch-runner manifest", file=sys.stderr,
               flush=True)
     streams = Streams()             # each manifest rendered once: for its hashes and its price
-    desired = ws.desired(streams)   # bad input fails before the provider is reached
+    desired = ws.desired(streams, _warn)    # bad input fails before the provider is reached
     with api.connect(directory, emulator=emulator) as clients:
         found = api.plan_of(ws, desired, clients, max_attempts=max_attempts,
                             resubmit=resubmit)
@@ -44,3 +44,7 @@ def plan(directory: api.PathLike, *, emulator: bool, max_attempts: int,
     report.planned(changes=bool(found.changes), failing=[a.name for a in found.failing],
                    detailed_exitcode=detailed_exitcode)
 
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

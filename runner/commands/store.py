@@ -1,6 +1,6 @@
 """`runner store DIR`: what the result store holds for each batch; `runner store gc DIR`:
-removes the packs no lockfile entry names, as its `packs` or its `reuse_packs` (a dry run
-unless `--yes`).
+removes the packs no lockfile entry names, as its `packs` or its `reuse_packs`, the leases
+long expired and the old claims whose job no entry names (a dry run unless `--yes`).
 
 Both read the lockfile, not the manifests: what the store holds is what the lockfile says it
 does, and neither renders anything. gc sees only this directory's lockfile, so it leaves
@@ -18,6 +18,7 @@ from ..errors import StoreError
 from ..store import Store
 from ..store.project import project_store
 from ..store.store import GC_MIN_AGE
+from ..store.tidy import CLAIM_MIN_AGE, LEASE_MARGIN
 
 DAY = 86400.0
 
@@ -55,7 +56,9 @@ def show(directory: api.PathLike, *, out: TextIO) -> None:
 def gc(directory: api.PathLike, *, delete: bool, min_age_days: float | None,
        out: TextIO) -> None:
     """Removes (with `delete`; else says what it would remove) the packs no entry of the
-    directory's lockfile names, older than `min_age_days`."""
+    directory's lockfile names, older than `min_age_days`; the leases expired over an hour
+    ago; the claims whose job no record names, older than `min_age_days` and never younger
+    than three days (runner.store.tidy says why)."""
     project = Path(directory).absolute()
     lock = lockfile.load(lockfile.lock_path(project))
     store = project_store(project)
@@ -64,13 +67,24 @@ def gc(directory: api.PathLike, *, delete: bool, min_age_days: float | None,
     keep = {p for entry in lock.batches.values() for p in (*entry.packs, *entry.reuse_packs)}
     min_age = GC_MIN_AGE if min_age_days is None else min_age_days * DAY
     done = store.gc(keep, dry_run=not delete, min_age=min_age)
+    # the claims whose jobs a record names stay: another clone adopts those jobs from them
+    jobs = {job for entry in lock.batches.values()
+            for job in (entry.job, *(s.job for s in entry.shards),
+                        *(r.job for r in entry.retries)) if job}
+    tidied = store.tidy(jobs, dry_run=not delete, claim_age=min_age)
     verb = "removed" if delete else "would remove"
     print(f"store: {store.location}", file=out)
     for p in done.removed:
         print(f"  {verb} {p.pack} ({_bytes(p.size)})", file=out)
+    print(f"leases: {verb} {len(tidied.leases):,} expired over {LEASE_MARGIN / 3600:g} h "
+          f"ago, left {tidied.live_leases:,}", file=out)
+    print(f"claims: {verb} {len(tidied.claims):,} whose job no lockfile entry names, older "
+          f"than {max(min_age, CLAIM_MIN_AGE) / DAY:g} days; left {tidied.named_claims:,} "
+          f"named and {tidied.young_claims:,} younger", file=out)
     young = f"; {done.young} unnamed but younger than {min_age / DAY:g} days, left" \
         if done.young else ""
-    tail = "" if delete or not done.removed else "; run again with --yes to remove them"
+    tail = "" if delete or not (done.removed or tidied.leases or tidied.claims) else \
+        "; run again with --yes to remove them"
     print(f"{verb} {_count(len(done.removed), 'pack')} ({_bytes(done.freed)}), kept "
           f"{done.kept} named by the lockfile{young}{tail}", file=out, flush=True)
 

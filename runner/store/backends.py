@@ -51,6 +51,10 @@ class Backend(Protocol):
     def list(self, folder: str) -> list[Stat]:
         """The objects directly in `folder`; none when it does not exist."""
 
+    def folders(self, folder: str) -> tuple[str, ...]:
+        """The folders directly in `folder` (their names, as `list` names objects); none when
+        it does not exist. gc walks leases/ and claims/ with it (runner.store.tidy)."""
+
     def modified(self, name: str) -> float | None:
         """When an object was last written, as `list` says it; None when it does not exist."""
 
@@ -162,6 +166,20 @@ class PathBackend:
         except OSError as e:
             raise _failed(self, folder, "listing it", e) from None
         return found
+
+    def folders(self, folder: str) -> tuple[str, ...]:
+        found = []
+        try:
+            with os.scandir(self._path(folder)) as entries:
+                for entry in entries:
+                    with contextlib.suppress(FileNotFoundError):    # removed meanwhile
+                        if entry.is_dir(follow_symlinks=False):
+                            found.append(f"{folder}/{entry.name}")
+        except FileNotFoundError:
+            return ()
+        except OSError as e:
+            raise _failed(self, folder, "listing it", e) from None
+        return tuple(found)
 
     def modified(self, name: str) -> float | None:
         try:

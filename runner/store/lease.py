@@ -89,7 +89,8 @@ def take(backend: Backend, content_hash: str, holder: str, ttl: float,
         raise ValueError(f"a lease's ttl is between 0 and {MAX_TTL:.0f} seconds, not {ttl}")
     _check_exclusive(backend)
     for _ in range(ATTEMPTS):
-        top = _top(backend, content_hash)
+        listed = _generations(backend, content_hash)
+        top = max(listed, default=None, key=lambda pair: pair[0])
         target = 1
         if top is not None:
             generation, stat = top
@@ -100,7 +101,8 @@ def take(backend: Backend, content_hash: str, holder: str, ttl: float,
                     not (over is not None and over(seen.holder)):
                 return Lease(content_hash, seen.holder, False, generation, seen.expires)
             target = generation + 1
-        lease = _create(backend, content_hash, target, holder, ttl, clock)
+        lease = _create(backend, content_hash, target, holder, ttl, clock,
+                        seen=_seen(listed))
         if lease is not None:
             return lease
     raise StoreError(f"could not take the lease on {content_hash}: it changed "
@@ -109,9 +111,9 @@ def take(backend: Backend, content_hash: str, holder: str, ttl: float,
 
 def renew(backend: Backend, lease: Lease, ttl: float, clock: Clock = time.time) -> Lease:
     """The same lease for `ttl` more seconds from now. LeaseLost when another run took it."""
-    _check_own(backend, lease)
+    seen = _check_own(backend, lease)
     renewed = _create(backend, lease.content_hash, lease.generation + 1, lease.holder, ttl,
-                      clock)
+                      clock, seen=seen)
     if renewed is None:
         raise LeaseLost(f"the lease on {lease.content_hash} was taken by another run",
                         path=backend.location)
@@ -122,11 +124,11 @@ def release(backend: Backend, lease: Lease, clock: Clock = time.time) -> None:
     """Frees a lease this run holds, so another may take it at once. One already lost is
     left as it is."""
     try:
-        _check_own(backend, lease)
+        seen = _check_own(backend, lease)
     except LeaseLost:
         return
     _create(backend, lease.content_hash, lease.generation + 1, lease.holder, MAX_TTL, clock,
-            released=True)
+            released=True, seen=seen)
 
 
 def look(backend: Backend, content_hash: str, clock: Clock = time.time) -> Lease | None:
@@ -138,6 +140,16 @@ def look(backend: Backend, content_hash: str, clock: Clock = time.time) -> Lease
     if seen is None or seen.released or clock() >= seen.expires:
         return None
     return Lease(content_hash, seen.holder, False, top[0], seen.expires)
+
+
+def free_since(backend: Backend, stat: Stat) -> float | None:
+    """When the lease whose newest generation is `stat` became free: when it was written if
+    it says "released", else when its ttl ran out (one that does not read as a lease: the
+    longest ttl after it was written); None when it is gone. For gc (runner.store.tidy)."""
+    seen = _read(backend, stat, MAX_TTL)
+    if seen is None:
+        return None
+    return stat.modified if seen.released else seen.expires
 
 
 def _check_exclusive(backend: Backend) -> None:
@@ -159,18 +171,30 @@ def _check_exclusive(backend: Backend) -> None:
     _EXCLUSIVE.add(backend)
 
 
-def _check_own(backend: Backend, lease: Lease) -> None:
-    top = _top(backend, lease.content_hash)
+def _check_own(backend: Backend, lease: Lease) -> frozenset[tuple[int, float]]:
+    """LeaseLost unless the newest generation is the lease's own; the generations seen."""
+    listed = _generations(backend, lease.content_hash)
+    top = max(listed, default=None, key=lambda pair: pair[0])
     seen = None if top is None or top[0] != lease.generation \
         else _read(backend, top[1], MAX_TTL)
     if seen is None or not lease.held or seen.token != lease.token:
         raise LeaseLost(f"the lease on {lease.content_hash} was taken by another run",
                         path=backend.location)
+    return _seen(listed)
 
 
 def _create(backend: Backend, content_hash: str, generation: int, holder: str, ttl: float,
-            clock: Clock, released: bool = False) -> Lease | None:
-    """Generation `generation`, if this run is the one to create it; None if another is."""
+            clock: Clock, released: bool = False,
+            seen: frozenset[tuple[int, float]] = frozenset()) -> Lease | None:
+    """Generation `generation`, if this run is the one to create it; None if another is.
+    `seen`: the generations listed when this run chose `generation`, with their times. One
+    below it that was not among them (or is, written since) was created by a run that found
+    the folder empty: gc removed an expired lease whole (runner.store.tidy), so numbering
+    started again at 1, and that run may hold generation 1 while this one creates the next
+    of the old. Both cannot hold it: this run lost (and the other, seeing this run's newer
+    generation, lost too if it had not checked yet; the lease is then free once this run's
+    generation goes stale). gc removes only leases free for an hour, so a generation
+    written again never has the time of the one removed."""
     if generation >= GENERATIONS:
         raise StoreError(f"the lease on {content_hash} is at its last generation",
                          path=backend.location)
@@ -183,14 +207,15 @@ def _create(backend: Backend, content_hash: str, generation: int, holder: str, t
     name = generation_object(content_hash, generation)
     start = clock()
     if not backend.create(name, canonical_bytes(body)):
-        seen = _read(backend, Stat(name, 0, start), ttl)
-        if seen is None or seen.token != token:
+        written = _read(backend, Stat(name, 0, start), ttl)
+        if written is None or written.token != token:
             return None
     # Older generations are cleared away below, so a run that looked long ago can create a
     # cleared name again: it won only if no newer generation exists after its create.
     listed = [(g, s) for s in backend.list(lease_folder(content_hash))
               if (g := generation_of(s.name)) is not None]
-    if any(g > generation for g, _ in listed):
+    if any(g > generation or (g < generation and (g, s.modified) not in seen)
+           for g, s in listed):
         return None
     for old, stat in listed:
         if old < generation:
@@ -200,9 +225,17 @@ def _create(backend: Backend, content_hash: str, generation: int, holder: str, t
 
 def _top(backend: Backend, content_hash: str) -> tuple[int, Stat] | None:
     """The newest generation and its listing entry."""
-    found = [(g, s) for s in backend.list(lease_folder(content_hash))
-             if (g := generation_of(s.name)) is not None]
-    return max(found, default=None, key=lambda pair: pair[0])
+    return max(_generations(backend, content_hash), default=None, key=lambda pair: pair[0])
+
+
+def _seen(listed: list[tuple[int, Stat]]) -> frozenset[tuple[int, float]]:
+    return frozenset((g, s.modified) for g, s in listed)
+
+
+def _generations(backend: Backend, content_hash: str) -> list[tuple[int, Stat]]:
+    """Every generation of the lease, with its listing entry."""
+    return [(g, s) for s in backend.list(lease_folder(content_hash))
+            if (g := generation_of(s.name)) is not None]
 
 
 def _read(backend: Backend, stat: Stat, ttl: float) -> _Seen | None:

@@ -163,6 +163,19 @@ class FsspecBackend:
                               self._when(folder, name, item)))
         return found
 
+    def folders(self, folder: str) -> tuple[str, ...]:
+        path = self._path(folder)
+        try:
+            self.fs.invalidate_cache(path)
+            items = self.fs.ls(path, detail=True)
+        except FileNotFoundError:
+            return ()
+        except self._errors as e:
+            raise self._failed(folder, "listing it", e) from None
+        return tuple(f"{folder}/{name[len(path) + 1:]}" for item in items
+                     if item.get("type") == "directory"
+                     and (name := str(item["name"]).rstrip("/")).startswith(path + "/"))
+
     def modified(self, name: str) -> float | None:
         path = self._path(name)
         try:

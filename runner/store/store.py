@@ -27,6 +27,7 @@ from .names import PACKS, pack_object, pack_of
 from .pack import Head
 from .reader import Result
 from .remote import FsspecBackend, scheme_of
+from .tidy import CLAIM_MIN_AGE, Tidied, tidy
 from .writer import BLOCK_BYTES, PACK_BYTES, PackWriter
 
 LOCAL = "store"             # the default store: DIR/.runner/store
@@ -129,6 +130,13 @@ class Store:
             for s in _leftovers(listed, now - min_age):
                 self.backend.delete(s.name)
         return Collected(sorted(removed), kept, young, dry_run)
+
+    def tidy(self, jobs: Collection[str], *, dry_run: bool = True,
+             claim_age: float = CLAIM_MIN_AGE) -> Tidied:
+        """Removes the leases long expired and the claims whose job none of `jobs` (those
+        the lockfile names) is, older than `claim_age` (never under CLAIM_MIN_AGE: a claim
+        may name a job in flight), only when not a dry run. See runner.store.tidy."""
+        return tidy(self.backend, jobs, self._clock, dry_run=dry_run, claim_age=claim_age)
 
     def lease(self, content_hash: str, holder: str, ttl: float,
               over: Callable[[str], bool] | None = None) -> Lease:
