@@ -14,7 +14,8 @@ cache and the emulator's own state favour whoever runs second. "peak RSS" is the
 process of the side (the kernel's figure, from wait4); "all procs" samples the side's process
 tree (the runner's render workers and fork server), shared pages counted in each process, so
 an upper bound. "CPU s" is the side's own user and system time (its processes together),
-"emu CPU" the emulator's while the side ran: on a busy machine they move less than the wall
+"emu CPU" the emulator's while the side ran (its workers' too, which answer a big job
+across cores): on a busy machine they move less than the wall
 time. Both poll the job every POLL seconds at first (the runner backs off from there,
 as it does against Google).
 """
@@ -89,11 +90,28 @@ def _script(directory: str, base: str) -> None:
                                 "response": response}) + "\n")
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User and system time a process has used so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _cpu_seconds(root: int) -> float:
+    """User and system time a process and every process under it have used so far, the
+    ended ones they waited for included: the emulator answers a big job in worker processes
+    (runner.emulator.gemini.cores), children of a forkserver of its own."""
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:     # the process ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        ticks[int(entry)] = sum(int(t) for t in fields[11:15])  # utime stime cutime cstime
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += ticks.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _run(command: list[str], env: dict[str, str], emulator: int) -> dict[str, float]:

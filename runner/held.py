@@ -13,6 +13,7 @@ of lines held and lines to send, and writes the keys as they come.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable
@@ -126,19 +127,31 @@ class KeysFile:
 
     def write(self, keys: bytes) -> None:
         assert self._sink is not None
-        self._sink.write(keys)
+        try:
+            self._sink.write(keys)
+        except OSError as e:
+            raise cannot_write(self._part, "writing the keys of a batch", e) from None
 
     def finish(self, content_hash: str) -> Path:
         """The file, named for the batch's content hash."""
         assert self._sink is not None
-        self._sink.close()
+        try:
+            self._sink.close()
+        except OSError as e:
+            raise cannot_write(self._part, "writing the keys of a batch", e) from None
         self._sink = None
         path = self._part.with_name(f"{content_hash.split(':', 1)[-1]}.keys")
-        os.replace(self._part, path)
+        try:
+            os.replace(self._part, path)
+        except OSError as e:
+            raise cannot_write(path, "putting the keys of a batch in place", e) from None
         return path
 
     def abort(self) -> None:
+        """Removes what was written: a render that fails leaves no keys file behind."""
         if self._sink is not None:
-            self._sink.close()
+            with contextlib.suppress(OSError):     # a full disk fails the flush again
+                self._sink.close()
             self._sink = None
-        self._part.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self._part.unlink(missing_ok=True)

@@ -627,3 +627,53 @@ def test_a_big_job_is_answered_across_cores_to_the_same_bytes(
     lines = bad.count(b"\n")
     assert done["error"]["message"] == f"Error on line {lines}: invalid JSON"
     http.close()
+
+
+_CTRL_C = """
+import sys, time
+from pathlib import Path
+from runner.emulator.gemini import cores
+from runner.emulator.gemini.results import Producer
+from runner.emulator.model import FailurePolicy
+
+if __name__ == "__main__":
+    cores.CHUNK_BYTES = 2048
+    answers = cores.across_cores(Producer("gemini-2.0-flash", FailurePolicy(), None),
+                                 Path(sys.argv[1]))
+    next(answers)       # the workers are up
+    print("ready", flush=True)
+    try:
+        time.sleep(60)
+    except KeyboardInterrupt:
+        answers.close()
+        sys.exit(130)
+"""
+
+
+def test_ctrl_c_leaves_the_emulators_workers_quiet(tmp_path: Path) -> None:
+    """Ctrl-C reaches every process of the terminal's group: the workers answering a big job
+    leave it to the emulator (which stops the job and closes the pool), as the runner's own
+    workers do, instead of each dying with a KeyboardInterrupt traceback on stderr."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"".join(jsonl(line(f"k{i}", f"prompt {i}")) for i in range(2000)))
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(_CTRL_C)
+    proc = subprocess.Popen([sys.executable, str(script), str(source)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"
+        time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert b"Traceback" not in stderr, stderr.decode()
+    assert proc.returncode == 130

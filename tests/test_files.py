@@ -147,6 +147,32 @@ def test_a_full_disk_while_writing_a_jobs_requests_names_the_file(
     assert os.listdir(tmp_path / "inputs") == []
 
 
+
+@pytest.mark.parametrize("size", [100_000, 10])     # written through, or at the last flush
+def test_a_full_disk_while_writing_a_batchs_keys_names_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    """The keys and hashes of a batch's requests (runner.held.KeysFile) are written beside
+    its input files as it renders: a full disk names that file, as for the input files, and
+    the part written is removed."""
+    from runner import held
+
+    def on_full_disk(path: Path, mode: str) -> Any:
+        f = open(path, mode)
+        full = os.open("/dev/full", os.O_WRONLY)
+        os.dup2(full, f.fileno())
+        os.close(full)
+        return f
+    monkeypatch.setattr(held, "open", on_full_disk, raising=False)
+    keys = held.KeysFile(tmp_path / "inputs")
+    try:
+        with pytest.raises(OutputError, match=r"inputs/\.keys\.part: cannot write this "
+                           r"file \(writing the keys of a batch\): No space left on device$"):
+            keys.write(b'"a"\tsha256:00\n' * (size // 15 + 1))
+            keys.finish("sha256:" + "0" * 64)
+    finally:
+        keys.abort()
+    assert os.listdir(tmp_path / "inputs") == []
+
 def test_apply_names_the_folder_it_cannot_render_into_and_submits_nothing(
         proj: Path, emu: Emulator, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -272,6 +272,7 @@ def test_lines_added_as_records_make_the_packs_add_makes(tmp_path: Path) -> None
     assert len(by_line.packs) > 2 and by_record.packs == by_line.packs
     for bad in (records[0][:-1],                                    # shorter than it says
                 RECORD.pack(b"x" * 32, 7, 2) + b"{}",               # no such status
-                RECORD.pack(b"x" * 32, OK, 3) + b"{\n}"):           # a line of two
+                RECORD.pack(b"x" * 32, OK, 3) + b"{\n}",            # a line of two
+                records[0] + records[1][:RECORD.size - 1]):     # a record's head cut short
         with pytest.raises(ValueError), open_store(tmp_path / "bad").writer() as writer:
             writer.add_records(bad)

@@ -95,6 +95,8 @@ class PackWriter:
         longest = MAX_RAW - self._block_bytes
         at, end = 0, len(data)
         while at < end:
+            if at + size > end:
+                raise ValueError("a record of result lines that does not add up")
             request, status, length = unpack(data, at)
             start = at + size
             at = start + length

@@ -14,6 +14,7 @@ import dataclasses
 import io
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -38,7 +39,7 @@ def across_cores(producer: Producer, source: Path) -> Iterator[tuple[JSON | byte
                          else os.cpu_count() or 1, 4))
     context = multiprocessing.get_context(
         "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start)
     pending: deque[Future[Answered]] = deque()
     try:
         for chunk in _chunks(source):
@@ -67,6 +68,10 @@ def _chunks(source: Path) -> Iterator[tuple[int, int, int]]:
             yield start, end, line
             line += data.count(b"\n", 0, end) if data else 1
             start += end
+
+
+def _start() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the emulator's to handle
 
 
 def _answer(producer: Producer, source: Path, start: int, length: int, first: int) -> Answered:
