@@ -84,8 +84,15 @@ class TreeRss:
 
 
 def _tree_rss_mb(root: int) -> float:
+    return sum(int(fields[21]) for fields in proc_tree(root)) \
+        * os.sysconf("SC_PAGE_SIZE") / 2**20     # resident pages
+
+
+def proc_tree(root: int) -> list[list[str]]:
+    """The /proc/PID/stat fields (after the command's name) of `root` and every process
+    under it, as they are now (a process that ends meanwhile is left out)."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
+    stats: dict[int, list[str]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -94,15 +101,15 @@ def _tree_rss_mb(root: int) -> float:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:     # the process ended meanwhile
             continue
-        pid = int(entry)
-        children.setdefault(int(fields[1]), []).append(pid)
-        rss[pid] = int(fields[21])     # resident pages
-    total, todo = 0, [root]
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        stats[int(entry)] = fields
+    found, todo = [], [root]
     while todo:
         pid = todo.pop()
-        total += rss.get(pid, 0)
+        if pid in stats:
+            found.append(stats[pid])
         todo.extend(children.get(pid, []))
-    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return found
 
 
 def in_fresh_process(module: str, *args: str) -> dict[str, float]:

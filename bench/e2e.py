@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import _tree_rss_mb, make_dataset, standalone_emulator
+from bench._common import _tree_rss_mb, make_dataset, proc_tree, standalone_emulator
 
 SIZES = (20_000, 1_000_000)
 KEY = "bench-key"
@@ -94,24 +94,8 @@ def _cpu_seconds(root: int) -> float:
     """User and system time a process and every process under it have used so far, the
     ended ones they waited for included: the emulator answers a big job in worker processes
     (runner.emulator.gemini.cores), children of a forkserver of its own."""
-    children: dict[int, list[int]] = {}
-    ticks: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:     # the process ended meanwhile
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry))
-        ticks[int(entry)] = sum(int(t) for t in fields[11:15])  # utime stime cutime cstime
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += ticks.get(pid, 0)
-        todo.extend(children.get(pid, []))
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(sum(int(t) for t in fields[11:15])       # utime stime cutime cstime
+               for fields in proc_tree(root)) / os.sysconf("SC_CLK_TCK")
 
 
 def _run(command: list[str], env: dict[str, str], emulator: int) -> dict[str, float]:

@@ -126,14 +126,17 @@ def test_an_error_that_is_not_the_disks_is_left_as_it_is(tmp_path: Path) -> None
     assert os.listdir(tmp_path) == []
 
 
+def on_full_disk(path: Path, mode: str) -> Any:
+    """`open`, for a file whose writes fail as on a full disk."""
+    f = open(path, mode)
+    full = os.open("/dev/full", os.O_WRONLY)
+    os.dup2(full, f.fileno())
+    os.close(full)
+    return f
+
+
 def test_a_full_disk_while_writing_a_jobs_requests_names_the_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def on_full_disk(path: Path, mode: str) -> Any:
-        f = open(path, mode)
-        full = os.open("/dev/full", os.O_WRONLY)
-        os.dup2(full, f.fileno())
-        os.close(full)
-        return f
     monkeypatch.setattr(shards, "open", on_full_disk, raising=False)
     splitter = shards.Splitter("gemini", "m", Limits(20_000_000, 2_000_000_000),
                                tmp_path / "inputs")
@@ -156,12 +159,6 @@ def test_a_full_disk_while_writing_a_batchs_keys_names_the_file(
     the part written is removed."""
     from runner import held
 
-    def on_full_disk(path: Path, mode: str) -> Any:
-        f = open(path, mode)
-        full = os.open("/dev/full", os.O_WRONLY)
-        os.dup2(full, f.fileno())
-        os.close(full)
-        return f
     monkeypatch.setattr(held, "open", on_full_disk, raising=False)
     keys = held.KeysFile(tmp_path / "inputs")
     try:

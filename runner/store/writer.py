@@ -73,19 +73,7 @@ class PackWriter:
                              f"under {MAX_RAW - self._block_bytes}")
         if len(request_hash) != 71 or not request_hash.startswith("sha256:"):
             raise ValueError(f"not a sha256 request hash: {request_hash[:80]!r}")
-        block = self._block
-        offset = len(block)
-        block += line
-        block += b"\n"
-        keys = self._keys
-        keys.append(_KEY.pack(bytes.fromhex(request_hash[7:]), OK if ok else FAILED, len(keys),
-                              len(self._blocks), offset, len(line)))
-        if len(block) >= self._block_bytes:
-            self._end_block()
-            if self._raw >= self._pack_bytes or len(self._blocks) >= MAX_BLOCKS:
-                self._end_pack()
-        if len(keys) >= PACK_ENTRIES:
-            self._end_pack()
+        self._append(bytes.fromhex(request_hash[7:]), OK if ok else FAILED, line)
 
     def add_records(self, data: bytes) -> None:
         """Many lines at once, each a RECORD then its bytes (no newline): as `add`, for lines
@@ -104,17 +92,21 @@ class PackWriter:
                 raise ValueError("a record of result lines that does not add up")
             if data.find(b"\n", start, at) >= 0:
                 raise ValueError("a result line holds a newline")
-            block, keys = self._block, self._keys
-            offset = len(block)
-            block += view[start:at]
-            block += b"\n"
-            keys.append(_KEY.pack(request, status, len(keys), len(self._blocks), offset, length))
-            if len(block) >= self._block_bytes:
-                self._end_block()
-                if self._raw >= self._pack_bytes or len(self._blocks) >= MAX_BLOCKS:
-                    self._end_pack()
-            if len(keys) >= PACK_ENTRIES:
+            self._append(request, status, view[start:at])
+
+    def _append(self, request: bytes, status: int, line: bytes | memoryview) -> None:
+        """A checked line into the block being filled, and its key into the pack's index."""
+        block, keys = self._block, self._keys
+        offset = len(block)
+        block += line
+        block += b"\n"
+        keys.append(_KEY.pack(request, status, len(keys), len(self._blocks), offset, len(line)))
+        if len(block) >= self._block_bytes:
+            self._end_block()
+            if self._raw >= self._pack_bytes or len(self._blocks) >= MAX_BLOCKS:
                 self._end_pack()
+        if len(keys) >= PACK_ENTRIES:
+            self._end_pack()
 
     def _end_block(self) -> None:
         raw = bytes(self._block)
