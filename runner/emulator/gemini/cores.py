@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import multiprocessing
-import os
 import signal
 from collections import deque
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.emulator.wire import JSON
+from runner.parallel import _context, _cpus
 
 if TYPE_CHECKING:
     from runner.emulator.gemini.results import Producer
@@ -35,11 +34,11 @@ Answered = list[tuple[JSON | bytes, bool]]
 def across_cores(producer: Producer, source: Path) -> Iterator[tuple[JSON | bytes, bool]]:
     """The results of `source`'s lines, as Producer.file_results gives them, in order."""
     plain = dataclasses.replace(producer, order=None, stop=None)    # what a worker needs
-    workers = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                         else os.cpu_count() or 1, 4))
-    context = multiprocessing.get_context(
-        "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start)
+    # the runner's own context: one fork server a process, which the first pool starts with
+    # its preload; another preload (the main module, multiprocessing's default) left the
+    # render's workers unable to start in a process that ran this first
+    pool = ProcessPoolExecutor(workers := min(_cpus(), 4), mp_context=_context(),
+                               initializer=_start)
     pending: deque[Future[Answered]] = deque()
     try:
         for chunk in _chunks(source):
