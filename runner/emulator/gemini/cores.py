@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import multiprocessing
+import os
 import signal
 from collections import deque
 from collections.abc import Iterator
@@ -20,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.emulator.wire import JSON
-from runner.parallel import _context, _cpus
 
 if TYPE_CHECKING:
     from runner.emulator.gemini.results import Producer
@@ -34,11 +35,9 @@ Answered = list[tuple[JSON | bytes, bool]]
 def across_cores(producer: Producer, source: Path) -> Iterator[tuple[JSON | bytes, bool]]:
     """The results of `source`'s lines, as Producer.file_results gives them, in order."""
     plain = dataclasses.replace(producer, order=None, stop=None)    # what a worker needs
-    # the runner's own context: one fork server a process, which the first pool starts with
-    # its preload; another preload (the main module, multiprocessing's default) left the
-    # render's workers unable to start in a process that ran this first
-    pool = ProcessPoolExecutor(workers := min(_cpus(), 4), mp_context=_context(),
-                               initializer=_start)
+    workers = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                         else os.cpu_count() or 1, 4))
+    pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start)
     pending: deque[Future[Answered]] = deque()
     try:
         for chunk in _chunks(source):
@@ -49,6 +48,19 @@ def across_cores(producer: Producer, source: Path) -> Iterator[tuple[JSON | byte
             yield from pending.popleft().result()
     finally:        # stopped (the emulator closing) or failed: no chunk runs on
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """The fork server the runner's render uses, preloading what it preloads: a process has
+    one fork server, started with the first pool's preload, and another one (the main module,
+    multiprocessing's default) left the render's workers unable to start in a process that
+    had run this first. The module is named, not imported: the emulator imports nothing of
+    the runner's core (its workers, in their own processes, may)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["runner.parallel"])
+    return context
 
 
 def _chunks(source: Path) -> Iterator[tuple[int, int, int]]:
