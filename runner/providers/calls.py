@@ -114,6 +114,22 @@ class Calls:
     def backoff(self) -> Backoff:
         return Backoff(self._backoff.base, self._backoff.cap, rng=self._backoff.rng)
 
+    def again(self, attempt: int, backoff: Backoff, what: str) -> None:
+        """After a transfer's attempt `attempt` broke off: the wait before the next, or the
+        error that ends it (out of attempts, or past the run's deadline)."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise self.late(what) from None
+        if attempt == self.max_attempts:
+            raise ProviderError(f"{what} failed after {attempt} attempts") from None
+        self.pause(backoff.next_delay(), what)
+
+    def lagging(self, started: float, got: int) -> bool:
+        """Whether a transfer that started at `started` (monotonic) and has moved `got` bytes
+        falls behind `min_rate`, or has run past the run's deadline."""
+        now = time.monotonic()
+        return now > started + self.call_timeout + got / self.min_rate or \
+            (self.deadline is not None and now > self.deadline)
+
     # -- calls -----------------------------------------------------------------------------
 
     def send(self, method: str, url: str, *, what: str, idempotent: bool = True, size: int = 0,

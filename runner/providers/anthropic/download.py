@@ -16,7 +16,6 @@ from typing import BinaryIO
 
 import httpx
 
-from ...errors import ProviderError
 from ...failpoints import hit
 from ..base import OnProgress
 from ..calls import RETRIABLE, Calls
@@ -58,11 +57,7 @@ def download(calls: Calls, url: str, dest: Path, what: str, limit: int,
             except Late:
                 raise calls.late(what) from None
             except (httpx.TransportError, _Retry):
-                if calls.deadline is not None and time.monotonic() >= calls.deadline:
-                    raise calls.late(what) from None
-                if attempt == calls.max_attempts:
-                    raise ProviderError(f"{what} failed after {attempt} attempts") from None
-                calls.pause(backoff.next_delay(), what)
+                calls.again(attempt, backoff, what)
         if out.tell():
             out.seek(-1, 2)
             if out.read(1) != b"\n":
@@ -79,9 +74,7 @@ def _stream(calls: Calls, resp: httpx.Response, out: BinaryIO, started: float, w
         if got > limit:
             raise calls.fail(f"{what}: the results are larger than the {limit:,} bytes "
                              "expected of this batch; stopped (the answer does not end)")
-        now = time.monotonic()
-        if now > started + calls.call_timeout + got / calls.min_rate or \
-                (calls.deadline is not None and now > calls.deadline):
+        if calls.lagging(started, got):
             raise Late
         out.flush()
         hit("during-download")

@@ -58,11 +58,7 @@ def transfer(calls: Calls, url: str, params: dict[str, Any], out: BinaryIO, what
         except Late:
             raise calls.late(what) from None
         except (httpx.TransportError, _Retry):
-            if calls.deadline is not None and time.monotonic() >= calls.deadline:
-                raise calls.late(what) from None
-            if attempt == calls.max_attempts:
-                raise ProviderError(f"{what} failed after {attempt} attempts") from None
-            calls.pause(backoff.next_delay(), what)
+            calls.again(attempt, backoff, what)
 
 
 def _stream_to(calls: Calls, out: BinaryIO, resp: httpx.Response, started: float, what: str,
@@ -75,9 +71,7 @@ def _stream_to(calls: Calls, out: BinaryIO, resp: httpx.Response, started: float
         if limit is not None and out.tell() > limit:
             raise calls.fail(f"{what}: the provider's answer is larger than {limit >> 20} MiB "
                              "(more than the job's requests can take); not read")
-        now = time.monotonic()
-        if now > started + calls.call_timeout + got / calls.min_rate or \
-                (calls.deadline is not None and now > calls.deadline):
+        if calls.lagging(started, got):
             raise Late
         if got - reported >= _PIECE:
             reported = got

@@ -155,11 +155,7 @@ class Files:
             except Late:
                 raise self.calls.late(what) from None
             except (httpx.TransportError, _Retry):
-                if self.calls.deadline is not None and time.monotonic() >= self.calls.deadline:
-                    raise self.calls.late(what) from None
-                if attempt == self.calls.max_attempts:
-                    raise ProviderError(f"{what} failed after {attempt} attempts") from None
-                self.calls.pause(backoff.next_delay(), what)
+                self.calls.again(attempt, backoff, what)
 
     def _stream(self, resp: httpx.Response, out: BinaryIO, started: float, what: str,
                 on_progress: OnProgress | None, total: int, limit: int) -> None:
@@ -172,9 +168,7 @@ class Files:
             if out.tell() > limit:
                 raise self.calls.fail(f"{what}: the results pass {limit:,} bytes, more than "
                                       "the batch's requests can take; stopped")
-            now = time.monotonic()
-            if now > started + self.calls.call_timeout + got / self.calls.min_rate or \
-                    (self.calls.deadline is not None and now > self.calls.deadline):
+            if self.calls.lagging(started, got):
                 raise Late
             out.flush()
             hit("during-download")
