@@ -62,12 +62,11 @@ def write_results(
             raise Interrupted
         if order is not None:
             order.shuffle(window)
-        for line in window:
-            digest.update(line)
-            target.write(line)
-        written = sum(map(len, window))
+        data = b"".join(window)     # one write and one hash a window, not a line
         window.clear()
-        return written
+        digest.update(data)
+        target.write(data)
+        return len(data)
 
     for result, ok in results:
         succeeded += ok

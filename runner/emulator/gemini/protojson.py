@@ -8,6 +8,7 @@ read like the spec.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -45,6 +46,7 @@ def rpc_status(status: str, message: str) -> JSON:
     return {"code": GRPC_CODE[status], "message": message, "status": status}
 
 
+@functools.lru_cache(maxsize=512)     # the field names the routes read: a regex each, per request
 def snake(camel: str) -> str:
     return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), camel)
 
