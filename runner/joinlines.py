@@ -1,13 +1,15 @@
 """The JSONL outputs' lines and the errors file's, from joined results: in this process, or, for
-a large batch whose outputs are JSONL only, range by range across cores.
+a large batch whose outputs are JSONL only, a group of ranges at a time across cores.
 
 Formatting a line (parse the result, read its answer, write the record) is most of a join's
-time, and the join's ranges (runner.join) are independent: each worker formats whole ranges
-into temp files, and this process copies them into the outputs in input order, so the bytes
-are the ones one process writes. The lines the result store keeps come back the same way, in
-input order, so the packs are the same too. A range that fails in a worker (a lost worker, a
-stored line that does not parse) is formatted again here, which raises what one process
-raises.
+time, and the join's ranges (runner.join) are independent: each worker formats a group of
+consecutive ranges into temp files, and this process copies them into the outputs in input
+order, so the bytes are the ones one process writes. The lines the result store keeps are
+made into packs by the worker too (a PackBuilder: indexing and compressing a line costs
+about half of formatting it), which this process hands to the store's writer in input
+order: the same lines, in packs cut where a group ends rather than where one process's
+writer fills them. A group that fails in a worker (a lost worker, a stored line that does
+not parse) is formatted again here, which raises what one process raises.
 """
 
 from __future__ import annotations
@@ -27,8 +29,7 @@ from .manifest import Manifest
 from .parallel import _context, _cpus
 from .providers.dialect import UNFINISHED, Answer, Dialect
 from .providers.registry import dialect_of
-from .store.pack import FAILED, OK
-from .store.writer import RECORD
+from .store.writer import PACK_BYTES, PackBuilder
 from .usage import Usage
 
 MIN_REQUESTS = 100_000      # below this, starting workers costs more than it saves
@@ -36,15 +37,20 @@ _PIECE = 1 << 20
 
 
 
-class Keep(Protocol):
+class Adds(Protocol):
     """Where every result line joined to a request goes, with its request hash and whether
-    it is a successful answer: the result store's pack writer (runner.store.writer)."""
+    it is a successful answer: the result store's pack writer or builder
+    (runner.store.writer)."""
 
     def add(self, request_hash: str, line: bytes, ok: bool) -> None:
         """One line (without its newline)."""
 
-    def add_records(self, data: bytes) -> None:
-        """Many lines, each a RECORD (raw hash, status, length) then its bytes."""
+
+class Keep(Adds, Protocol):
+    """An Adds that takes whole packs too: the result store's pack writer."""
+
+    def add_pack(self, name: str, data: bytes) -> None:
+        """A whole pack of lines, made by a PackBuilder, named by its hash."""
 
 
 class Pieces:
@@ -78,9 +84,14 @@ class Counts(NamedTuple):
     missing: int        # requests without a result line
     usage: Usage
 
+    def plus(self, other: Counts) -> Counts:
+        return Counts(self.succeeded + other.succeeded, self.failed + other.failed,
+                      self.unfinished + other.unfinished, self.missing + other.missing,
+                      self.usage + other.usage)
+
 
 def format_lines(dialect: Dialect, joined: Iterable[Joined], out: Write, errors: Write,
-                 keep: Keep | None) -> Counts:
+                 keep: Adds | None) -> Counts:
     """Each joined request's output line (a success) or errors line (a failure, or no result),
     each result line given to `keep` too, with whether it is an answer."""
     loads, dumps, read_result = orjson.loads, orjson.dumps, dialect.read_result
@@ -118,65 +129,88 @@ def across_cores(join: Join) -> bool:
         and _cpus() > 1
 
 
-class _Range(NamedTuple):
-    path: Path
-    start: int
-    requests: int
+class _Group(NamedTuple):
+    """Consecutive ranges of the join, formatted together by one worker: its lines go to
+    `out` and `errors`, and with `packs`, the lines to keep into whole packs, in files
+    named by it."""
+
+    ranges: list[tuple[Path, int, int]]     # as Join.ranges gives them
     out: Path
     errors: Path
-    kept: Path | None
+    packs: Path | None
+
+
+class Formatted(NamedTuple):
+    counts: Counts
+    packs: list[tuple[str, Path]]           # each pack's name, and the file holding it
 
 
 def format_ranges(join: Join, manifest: Manifest, out: Write, errors: Write,
                   keep: Keep | None) -> Counts:
-    """format_lines over the join's ranges, by worker processes, copied into `out` and
-    `errors` (and `keep`) in input order."""
-    ranges = [_Range(path, start, requests, path.with_suffix(".out"), path.with_suffix(".err"),
-                     path.with_suffix(".kept") if keep is not None else None)
-              for path, start, requests in join.ranges()]
+    """format_lines over the join's ranges, a group of them at a time by worker processes,
+    copied into `out` and `errors` in input order. The lines to `keep` come back as whole
+    packs (each group's lines in packs of their own, cut where the group ends): making them
+    is most of the cost of keeping a line, and done here it left the workers waiting."""
+    groups = _groups(join.ranges(), keep is not None)
     total = Counts(0, 0, 0, 0, Usage())
     dialect = dialect_of(manifest)
     workers = _cpus()
     with ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start,
                              initargs=(manifest,)) as pool:
-        pending: deque[tuple[_Range, Future[Counts] | None]] = deque()
-        todo = iter(ranges)
-        for r in todo:
-            pending.append((r, _submit(pool, r)))
+        pending: deque[tuple[_Group, Future[Formatted] | None]] = deque()
+        todo = iter(groups)
+        for g in todo:
+            pending.append((g, _submit(pool, g)))
             if len(pending) > workers:
                 break
         while pending:
-            r, future = pending.popleft()
-            counts = _collect(dialect, r, future)
-            total = Counts(total.succeeded + counts.succeeded, total.failed + counts.failed,
-                           total.unfinished + counts.unfinished,
-                           total.missing + counts.missing, total.usage + counts.usage)
-            _copy(r.out, out)
-            _copy(r.errors, errors)
-            if r.kept is not None and keep is not None:
-                keep.add_records(r.kept.read_bytes())     # a range's: a few MB
-                r.kept.unlink()
-            r.path.unlink()
-            for r in todo:
-                pending.append((r, _submit(pool, r)))
+            g, future = pending.popleft()
+            counts, packs = _collect(dialect, g, future)
+            total = total.plus(counts)
+            _copy(g.out, out)
+            _copy(g.errors, errors)
+            for name, path in packs:
+                assert keep is not None
+                keep.add_pack(name, path.read_bytes())      # a pack's: a few MB
+                path.unlink()
+            for path, _, _ in g.ranges:
+                path.unlink()
+            for g in todo:
+                pending.append((g, _submit(pool, g)))
                 break
     return total
 
 
-def _submit(pool: ProcessPoolExecutor, r: _Range) -> Future[Counts] | None:
+def _groups(ranges: list[tuple[Path, int, int]], packs: bool) -> list[_Group]:
+    """The ranges in groups of about a pack's worth of lines (range files hold the result
+    lines and a little more), so that a worker's packs are about the size of the writer's."""
+    groups: list[_Group] = []
+    size, group = 0, []
+    for r in ranges:
+        group.append(r)
+        size += r[0].stat().st_size
+        if size >= PACK_BYTES or r is ranges[-1]:
+            first = group[0][0]
+            groups.append(_Group(group, first.with_suffix(".out"), first.with_suffix(".err"),
+                                 first.with_suffix(".packs") if packs else None))
+            size, group = 0, []
+    return groups
+
+
+def _submit(pool: ProcessPoolExecutor, g: _Group) -> Future[Formatted] | None:
     try:
-        return pool.submit(_work, r)
-    except Exception:   # noqa: BLE001 - the pool broke: this range is formatted here
+        return pool.submit(_work, g)
+    except Exception:   # noqa: BLE001 - the pool broke: this group is formatted here
         return None
 
 
-def _collect(dialect: Dialect, r: _Range, future: Future[Counts] | None) -> Counts:
+def _collect(dialect: Dialect, g: _Group, future: Future[Formatted] | None) -> Formatted:
     if future is not None:
         try:
             return future.result()
         except Exception:   # noqa: BLE001 - formatted again here, to raise it with its place
             pass
-    return _format_range(dialect, r)
+    return _format_group(dialect, g)
 
 
 def _copy(path: Path, write: Write) -> None:
@@ -186,28 +220,26 @@ def _copy(path: Path, write: Write) -> None:
     path.unlink()
 
 
-def _format_range(dialect: Dialect, r: _Range) -> Counts:
-    joined = (_joined(record) for record in in_order(r.path, r.start, r.requests))
-    with open(r.out, "wb", buffering=_PIECE) as out, \
-            open(r.errors, "wb", buffering=_PIECE) as errors:
-        if r.kept is None:
-            return format_lines(dialect, joined, out.write, errors.write, None)
-        with open(r.kept, "wb", buffering=_PIECE) as kept:
-            return format_lines(dialect, joined, out.write, errors.write, _Records(kept.write))
+def _format_group(dialect: Dialect, g: _Group) -> Formatted:
+    """A group's lines into its files; its packs, when it keeps lines."""
+    packs: list[tuple[str, Path]] = []
+    total = Counts(0, 0, 0, 0, Usage())
 
+    def made(name: str, data: bytes) -> None:
+        assert g.packs is not None
+        path = g.packs.with_name(f"{g.packs.name}-{len(packs)}")
+        path.write_bytes(data)
+        packs.append((name, path))
 
-class _Records:
-    """A Keep writing the lines as Keep.add_records takes them, for this process's parent."""
-
-    def __init__(self, write: Write):
-        self._write = write
-
-    def add(self, request_hash: str, line: bytes, ok: bool) -> None:
-        self._write(RECORD.pack(bytes.fromhex(request_hash[7:]), OK if ok else FAILED,
-                                len(line)) + line)
-
-    def add_records(self, data: bytes) -> None:
-        self._write(data)
+    builder = PackBuilder(made) if g.packs is not None else None
+    with open(g.out, "wb", buffering=_PIECE) as out, \
+            open(g.errors, "wb", buffering=_PIECE) as errors:
+        for path, start, requests in g.ranges:
+            joined = (_joined(record) for record in in_order(path, start, requests))
+            total = total.plus(format_lines(dialect, joined, out.write, errors.write, builder))
+    if builder is not None:
+        builder.end_pack()
+    return Formatted(total, packs)
 
 
 def _joined(record: bytes) -> Joined:
@@ -226,6 +258,6 @@ def _start(manifest: Manifest) -> None:
     _dialect = dialect_of(manifest)
 
 
-def _work(r: _Range) -> Counts:
+def _work(g: _Group) -> Formatted:
     assert _dialect is not None
-    return _format_range(_dialect, r)
+    return _format_group(_dialect, g)

@@ -17,6 +17,7 @@ from runner.hashing import request_hash
 from runner.manifest import load_directory
 from runner.outputs import Written, write_outputs
 from runner.render import Renderer
+from runner.store.pack import OK, Head, head_length, open_block
 
 # JSONL outputs only, the kind the join across cores writes
 MANIFEST = ROWS_MANIFEST.replace(
@@ -57,12 +58,14 @@ def run(d: Path, results: list[Path], cores: bool, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(join, "BUCKET_BYTES", 20_000)       # several buckets and ranges
     monkeypatch.setattr(join, "APART_BYTES", 0 if cores else 1 << 60)
     monkeypatch.setattr(joinlines, "MIN_REQUESTS", 0 if cores else 1 << 60)
+    monkeypatch.setattr(joinlines, "PACK_BYTES", 100_000)     # several groups of ranges
     monkeypatch.setattr(joinlines, "_cpus", lambda: 2)
     [m] = load_directory(d)
     kept = Kept()
     written = write_outputs(m, results, d / "work", stored=stored,
                             keep=None if stored is not None else kept)
     assert list((d / "work").iterdir()) == []       # the temp files are removed
+    assert (kept.packs > 2) == (cores and stored is None)     # packs of a few groups
     return written, {o.rel: o.path.read_bytes() for o in m.declared_paths()}, kept.lines
 
 
@@ -71,18 +74,21 @@ class Kept:
 
     def __init__(self) -> None:
         self.lines: list[object] = []
+        self.packs = 0
 
     def add(self, request_hash: str, line: bytes, ok: bool) -> None:
         self.lines.append((request_hash, bytes(line), ok))
 
-    def add_records(self, data: bytes) -> None:
-        from runner.store.pack import OK
-        from runner.store.writer import RECORD
-        at = 0
-        while at < len(data):
-            request, status, length = RECORD.unpack_from(data, at)
-            at += RECORD.size + length
-            self.add("sha256:" + request.hex(), data[at - length:at], status == OK)
+    def add_pack(self, name: str, data: bytes) -> None:
+        """A pack's lines, in the order they were added (by their place in its blocks)."""
+        self.packs += 1
+        head = Head(name, data[:head_length(data)])
+        raws = [open_block(b, data[b.offset:b.offset + b.stored], head.codec)
+                for b in head.blocks]
+        for request, block, offset, length, status in sorted(
+                head.entries(), key=lambda e: (e[1], e[2])):
+            self.add("sha256:" + request.hex(), raws[block][offset:offset + length],
+                     status == OK)
 
 
 def test_across_cores_writes_and_keeps_what_one_process_does(

@@ -252,27 +252,33 @@ def test_a_pack_ends_at_its_most_entries(tmp_path: Path, monkeypatch: pytest.Mon
     assert [store.head(p).count for p in packs] == [1_000, 1_000, 500]
 
 
-def test_lines_added_as_records_make_the_packs_add_makes(tmp_path: Path) -> None:
-    """The join's workers hand their lines over as records (PackWriter.add_records): the
-    same packs, byte for byte, as adding them one by one; a record that does not add up is
-    refused."""
-    from runner.store.pack import FAILED, OK
-    from runner.store.writer import RECORD
-    lines = [(hashlib.sha256(b"%d" % (i % 900)).digest(), b'{"key":"k%d","n":%d}' % (i, i),
-              i % 7 != 0) for i in range(2_000)]
+def test_packs_built_elsewhere_are_the_ones_the_writer_builds(tmp_path: Path) -> None:
+    """The join's workers build packs of their own (PackBuilder) and hand them over whole
+    (PackWriter.add_pack): the same bytes as the writer makes of the same lines, written in
+    the order of the lines, the writer's own pack ended before one handed over."""
+    from runner.store.writer import PackBuilder
+    lines = [("sha256:" + hashlib.sha256(b"%d" % (i % 900)).hexdigest(),
+              b'{"key":"k%d","n":%d}' % (i, i), i % 7 != 0) for i in range(2_000)]
     one, many = open_store(tmp_path / "one"), open_store(tmp_path / "many")
     with one.writer(pack_bytes=20_000, block_bytes=4_000) as by_line:
-        for request, line, ok in lines:
-            by_line.add("sha256:" + request.hex(), line, ok)
-    records = [RECORD.pack(request, OK if ok else FAILED, len(line)) + line
-               for request, line, ok in lines]
-    with many.writer(pack_bytes=20_000, block_bytes=4_000) as by_record:
-        by_record.add_records(b"".join(records[:700]))      # as ranges come, a few at a time
-        by_record.add_records(b"".join(records[700:]))
-    assert len(by_line.packs) > 2 and by_record.packs == by_line.packs
-    for bad in (records[0][:-1],                                    # shorter than it says
-                RECORD.pack(b"x" * 32, 7, 2) + b"{}",               # no such status
-                RECORD.pack(b"x" * 32, OK, 3) + b"{\n}",            # a line of two
-                records[0] + records[1][:RECORD.size - 1]):     # a record's head cut short
-        with pytest.raises(ValueError), open_store(tmp_path / "bad").writer() as writer:
-            writer.add_records(bad)
+        for line in lines:
+            by_line.add(*line)
+    built: list[tuple[str, bytes]] = []
+    builder = PackBuilder(lambda name, data: built.append((name, data)), 20_000, 4_000)
+    for line in lines[:1_500]:
+        builder.add(*line)
+    builder.end_pack()
+    with many.writer(pack_bytes=20_000, block_bytes=4_000) as mixed:
+        for name, data in built:
+            mixed.add_pack(name, data)
+        for line in lines[1_500:]:
+            mixed.add(*line)
+    full = len(built) - 1       # the last one built is cut where its lines end
+    assert full >= 1 and [name for name, _ in built[:full]] == by_line.packs[:full]
+    assert mixed.packs[:len(built)] == [name for name, _ in built]
+    assert sorted(many.results(mixed.packs)) == sorted(one.results(by_line.packs))
+    with many.writer() as out_of_turn:      # lines added before a pack is handed over
+        out_of_turn.add(*lines[0])
+        out_of_turn.add_pack(*built[0])
+    assert out_of_turn.packs[1] == built[0][0] and \
+        [r.line for r in many.results(out_of_turn.packs[:1])] == [lines[0][1]]

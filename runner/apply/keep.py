@@ -25,7 +25,8 @@ WriteOutputs = Callable[[Sequence[Path], Keep | None], Written]
 def write_keeping(store: Store, write: WriteOutputs, results: Sequence[Path]
                   ) -> tuple[Written, list[str]]:
     """The outputs written from `results`, every line also put in the store; the packs that
-    hold them, in the order written (deterministic for the same results). An error leaves the
+    hold them, in the order written (the same for the same results on a machine of as many
+    cores: runner.joinlines cuts them where its groups end). An error leaves the
     packs written so far unnamed: nothing records them."""
     with store.writer() as writer:
         written = write(results, writer)

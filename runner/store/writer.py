@@ -5,18 +5,21 @@ about BLOCK_BYTES (the unit a lookup decompresses) and blocks into packs of abou
 (the unit written). Memory holds the pack being filled, compressed, and its index: it does not
 grow with the number of results.
 
-Compressing blocks and writing a full pack go to two worker threads (zstd, sha256 and the
-network let go of the GIL), so the caller goes on reading results meanwhile. Each is bounded:
-at most PENDING blocks wait to be compressed (the caller waits past that) and one pack to be
-written, so memory holds about two packs compressed and a few raw blocks, however fast the
-caller and however slow the store.
+A PackBuilder makes a pack's bytes, no I/O: the PackWriter gives it lines and writes what it
+makes; the join's worker processes (runner.joinlines) run a builder of their own and hand
+the PackWriter whole packs. In the writer, compressing blocks and writing a full pack go to
+two worker threads (zstd, sha256 and the network let go of the GIL), so the caller goes on
+reading results meanwhile. Each is bounded: at most PENDING blocks wait to be compressed (the
+caller waits past that) and one pack to be written, so memory holds about two packs
+compressed and a few raw blocks, however fast the caller and however slow the store.
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from itertools import chain, pairwise
 from types import TracebackType
 
@@ -33,30 +36,26 @@ PACK_ENTRIES = 1 << 17
 # a line's sort key: request hash, rank (OK for a success, FAILED for an error), sequence, then
 # its place (block, offset, length); sorted, the last key of a request hash is the line that wins
 _KEY = struct.Struct(">32sBIIII")
-# a line as add_records takes them: request hash, status (OK or FAILED), length; the line after
-RECORD = struct.Struct("<32sBI")
+
+Sealed = tuple[bytes, int, bytes]       # a block as stored, its raw length, its sha256
 
 
-class PackWriter:
-    """Gathers result lines under their request hashes; `close` writes what is left and
-    returns the hashes of the packs written, in order (also in `packs` as they are written).
+class PackBuilder:
+    """Lines in, whole packs out: `made(name, data)` is called with each pack as it fills,
+    and for the last one by `finish`. Blocks are compressed by `compressor` when given (a
+    thread, while the caller goes on), else as they fill.
 
-    A request hash added twice keeps one line: a success over an error, else the later one
-    (a follow-up batch's answer over the job's). Leaving a `with` block by an exception
-    writes nothing more: the caller records none of it."""
+    A request hash added twice keeps one line in a pack: a success over an error, else the
+    later one (a follow-up batch's answer over the job's)."""
 
-    def __init__(self, backend: Backend, pack_bytes: int = PACK_BYTES,
-                 block_bytes: int = BLOCK_BYTES):
-        self._backend = backend
+    def __init__(self, made: Callable[[str, bytes], None], pack_bytes: int = PACK_BYTES,
+                 block_bytes: int = BLOCK_BYTES, compressor: Executor | None = None):
+        self._made, self._compressor = made, compressor
         self._pack_bytes, self._block_bytes = pack_bytes, min(block_bytes, MAX_RAW // 2)
-        self._compress = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-zstd")
-        self._uploads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-put")
-        self._upload: Future[str] | None = None
-        self.packs: list[str] = []
         self._start_pack()
 
     def _start_pack(self) -> None:
-        self._blocks: list[Future[tuple[bytes, int, bytes]]] = []
+        self._blocks: list[Future[Sealed]] = []
         self._keys: list[bytes] = []
         self._block = bytearray()
         self._raw = 0
@@ -73,50 +72,34 @@ class PackWriter:
                              f"under {MAX_RAW - self._block_bytes}")
         if len(request_hash) != 71 or not request_hash.startswith("sha256:"):
             raise ValueError(f"not a sha256 request hash: {request_hash[:80]!r}")
-        self._append(bytes.fromhex(request_hash[7:]), OK if ok else FAILED, line)
-
-    def add_records(self, data: bytes) -> None:
-        """Many lines at once, each a RECORD then its bytes (no newline): as `add`, for lines
-        made elsewhere (runner.joinlines' worker processes), at a fraction of its cost a line:
-        the hash comes as bytes, and the checks are made on the whole."""
-        size, unpack, view = RECORD.size, RECORD.unpack_from, memoryview(data)
-        longest = MAX_RAW - self._block_bytes
-        at, end = 0, len(data)
-        while at < end:
-            if at + size > end:
-                raise ValueError("a record of result lines that does not add up")
-            request, status, length = unpack(data, at)
-            start = at + size
-            at = start + length
-            if at > end or length >= longest or status not in (OK, FAILED):
-                raise ValueError("a record of result lines that does not add up")
-            if data.find(b"\n", start, at) >= 0:
-                raise ValueError("a result line holds a newline")
-            self._append(request, status, view[start:at])
-
-    def _append(self, request: bytes, status: int, line: bytes | memoryview) -> None:
-        """A checked line into the block being filled, and its key into the pack's index."""
         block, keys = self._block, self._keys
         offset = len(block)
         block += line
         block += b"\n"
-        keys.append(_KEY.pack(request, status, len(keys), len(self._blocks), offset, len(line)))
+        keys.append(_KEY.pack(bytes.fromhex(request_hash[7:]), OK if ok else FAILED,
+                              len(keys), len(self._blocks), offset, len(line)))
         if len(block) >= self._block_bytes:
             self._end_block()
             if self._raw >= self._pack_bytes or len(self._blocks) >= MAX_BLOCKS:
-                self._end_pack()
+                self.end_pack()
         if len(keys) >= PACK_ENTRIES:
-            self._end_pack()
+            self.end_pack()
 
     def _end_block(self) -> None:
         raw = bytes(self._block)
         self._raw += len(raw)
-        self._blocks.append(self._compress.submit(_seal, raw))
         self._block = bytearray()
+        if self._compressor is None:
+            done: Future[Sealed] = Future()
+            done.set_result(_seal(raw))
+            self._blocks.append(done)
+            return
+        self._blocks.append(self._compressor.submit(_seal, raw))
         if len(self._blocks) > PENDING:
             self._blocks[-PENDING - 1].result()     # they finish in order: one worker
 
-    def _end_pack(self) -> None:
+    def end_pack(self) -> None:
+        """The pack being filled made now (when it holds any line), the next one begun."""
         if self._block:
             self._end_block()
         if not self._keys:
@@ -133,10 +116,40 @@ class PackWriter:
         sealed = [f.result() for f in self._blocks]
         name, head = encode_head(CODEC_ZSTD, [(len(s), raw, digest) for s, raw, digest in sealed],
                                  bytes(index))
-        data = b"".join([head, *(s for s, _, _ in sealed)])
+        self._start_pack()
+        self._made(name, b"".join([head, *(s for s, _, _ in sealed)]))
+
+
+class PackWriter:
+    """Gathers result lines under their request hashes (see PackBuilder); `close` writes
+    what is left and returns the hashes of the packs written, in order (also in `packs` as
+    they are written). Leaving a `with` block by an exception writes nothing more: the caller
+    records none of it."""
+
+    def __init__(self, backend: Backend, pack_bytes: int = PACK_BYTES,
+                 block_bytes: int = BLOCK_BYTES):
+        self._backend = backend
+        self._compress = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-zstd")
+        self._uploads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-put")
+        self._upload: Future[str] | None = None
+        self.packs: list[str] = []
+        self._builder = PackBuilder(self._write, pack_bytes, block_bytes, self._compress)
+
+    def add(self, request_hash: str, line: bytes, ok: bool) -> None:
+        """One result line (its newline optional) under its request hash; `ok` when it is a
+        successful answer, False for a per-request error."""
+        self._builder.add(request_hash, line, ok)
+
+    def add_pack(self, name: str, data: bytes) -> None:
+        """A whole pack a PackBuilder made elsewhere (runner.joinlines' workers), after the
+        lines added before it: their pack ends here, so the packs keep the order of the
+        lines."""
+        self._builder.end_pack()
+        self._write(name, data)
+
+    def _write(self, name: str, data: bytes) -> None:
         self._wait()
         self._upload = self._uploads.submit(self._put, name, data)
-        self._start_pack()
 
     def _put(self, name: str, data: bytes) -> str:
         self._backend.write(pack_object(name), data)
@@ -150,7 +163,7 @@ class PackWriter:
     def close(self) -> list[str]:
         """Writes the pack being filled and waits for every write; the packs' hashes."""
         try:
-            self._end_pack()
+            self._builder.end_pack()
             self._wait()
         finally:
             self._stop()
@@ -171,7 +184,7 @@ class PackWriter:
             self._stop()
 
 
-def _seal(raw: bytes) -> tuple[bytes, int, bytes]:
+def _seal(raw: bytes) -> Sealed:
     """A block as stored, its raw length and the sha256 of what is stored."""
     stored = compress(raw)
     return stored, len(raw), hashlib.sha256(stored).digest()
