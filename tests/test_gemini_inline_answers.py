@@ -290,3 +290,32 @@ def test_the_key_is_not_written_back(hostile: Any, tmp_path: Path) -> None:
     error = {"error": {"code": 3, "message": f"bad key {KEY}"}, "metadata": {"key": "a"}}
     dest = fetch(hostile(body(json.dumps(operation([error])).encode())), tmp_path)
     assert KEY not in dest.read_text() and "***" in dest.read_text()
+
+
+# -- answers JSON takes but a results line cannot hold ---------------------------------------
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    (rb'"\ud800 alone"', "inlinedResponses[1] holding a lone surrogate"),
+    (b"1e400", "inlinedResponses[1] holding a number too large for JSON"),
+    (b"-1e400", "inlinedResponses[1] holding a number too large for JSON"),
+])
+def test_a_value_no_results_line_can_hold_is_one_error_line(hostile: Any, tmp_path: Path,
+                                                            text: bytes, says: str) -> None:
+    """JSON's grammar lets a string escape half a surrogate pair and a number overflow a
+    double; neither can be written back as a UTF-8 JSON line (Python reads 1e400 as
+    infinity, which it writes as `Infinity`): one error line naming the answer, not a
+    UnicodeEncodeError's traceback nor a results line nothing can read back."""
+    data = json.dumps(operation([answer("a"), answer("b", "R")])).encode().replace(b'"R"',
+                                                                                   text)
+    with pytest.raises(ProviderError) as error:
+        fetch(hostile(body(data)), tmp_path)
+    assert says in one_line(error)
+
+
+def test_a_surrogate_pair_escaped_is_one_character(hostile: Any, tmp_path: Path) -> None:
+    data = json.dumps(operation([answer("a", "R")])).encode().replace(b'"R"',
+                                                                     rb'"\ud83d\ude00"')
+    dest = fetch(hostile(body(data)), tmp_path)
+    assert orjson.loads(dest.read_bytes())["response"]["candidates"][0]["content"][
+        "parts"][0]["text"] == "\U0001F600"
