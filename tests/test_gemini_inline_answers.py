@@ -319,3 +319,12 @@ def test_a_surrogate_pair_escaped_is_one_character(hostile: Any, tmp_path: Path)
     dest = fetch(hostile(body(data)), tmp_path)
     assert orjson.loads(dest.read_bytes())["response"]["candidates"][0]["content"][
         "parts"][0]["text"] == "\U0001F600"
+
+
+def test_a_stray_character_is_named_not_called_a_number(hostile: Any,
+                                                        tmp_path: Path) -> None:
+    """A byte order mark, or any character no JSON value starts with, is said as it is."""
+    data = "\ufeff".encode() + json.dumps(operation([answer("a")])).encode()
+    with pytest.raises(ProviderError) as error:
+        fetch(hostile(body(data)), tmp_path)
+    assert "'\\ufeff' where a value was due" in one_line(error)

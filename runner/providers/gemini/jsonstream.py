@@ -82,7 +82,13 @@ class Reader:
         char = self.peek()
         if not char:
             raise Malformed("the answer ends too soon")
-        return _KINDS.get(char, "a number")
+        if char in _KINDS:
+            return _KINDS[char]
+        if char == "-" or char.isascii() and char.isdigit():
+            return "a number"
+        # no value starts so (a byte order mark, a stray character): said as it is, not
+        # called a number of the wrong kind
+        raise Malformed(f"the answer holds {char!r} where a value was due")
 
     def _expect(self, char: str) -> None:
         if self.peek() != char:
