@@ -328,3 +328,32 @@ def test_a_stray_character_is_named_not_called_a_number(hostile: Any,
     with pytest.raises(ProviderError) as error:
         fetch(hostile(body(data)), tmp_path)
     assert "'\\ufeff' where a value was due" in one_line(error)
+
+
+def chunked(size: int) -> Send:
+    """A chunked answer of `size` bytes of result lines, as fast as the socket takes them."""
+    line = b'{"key": "a", "response": {}}\n' * 1024
+
+    def send(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        try:
+            for _ in range(size // len(line) + 1):
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+            handler.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass
+    return send
+
+
+def test_a_results_file_past_what_the_job_can_hold_is_not_read(hostile: Any,
+                                                               tmp_path: Path) -> None:
+    """A results file is bounded as the inline answers are (and as OpenAI's and Anthropic's
+    are): a job of 2 requests takes 64 MiB and 4 MiB a request, and an endless or bloated
+    file stops there instead of filling the disk."""
+    job = RemoteJob(name="batches/x", display_name="d", state=JobState.SUCCEEDED, model="m",
+                    total=2, results_file="files/out")
+    with pytest.raises(ProviderError) as error:
+        fetch(hostile(chunked(80 << 20)), tmp_path, job)
+    assert "answer is larger than 72 MiB" in str(error.value)
