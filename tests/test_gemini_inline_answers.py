@@ -358,3 +358,14 @@ def test_a_results_file_past_what_the_job_can_hold_is_not_read(hostile: Any,
     with pytest.raises(ProviderError) as error:
         fetch(hostile(chunked(80 << 20)), tmp_path, job)
     assert "answer is larger than 72 MiB" in str(error.value)
+
+
+def test_where_a_document_breaks_is_counted_from_its_start() -> None:
+    """The reader drops what it has read; a place it names is the document's, not the
+    place in what it still holds."""
+    document = json.dumps(operation([answer(f"k{n}", "x" * 1000) for n in range(3000)]))
+    at = document.rindex("]")
+    broken = document[:at] + "x" + document[at + 1:]
+    with pytest.raises(ProviderError) as error:
+        write_results(io.StringIO(broken), io.BytesIO(), "batches/x", lambda s: s)
+    assert f"expected ']' at character {at}, found 'x'" in one_line(error)

@@ -51,6 +51,7 @@ class Reader:
         self._most = most
         self._buf = ""
         self._at = 0
+        self._dropped = 0           # characters read and dropped before the buffer's start
         self._eof = False
 
     # -- the buffer ----------------------------------------------------------------------
@@ -66,6 +67,7 @@ class Reader:
         if not piece:
             self._eof = True
             return False
+        self._dropped += self._at
         self._buf = self._buf[self._at:] + piece
         self._at = 0
         return True
@@ -93,7 +95,7 @@ class Reader:
     def _expect(self, char: str) -> None:
         if self.peek() != char:
             found = self.peek()
-            raise Malformed(f"expected {char!r} at character {self._at}, found "
+            raise Malformed(f"expected {char!r} at character {self._dropped + self._at}, found "
                             f"{found!r}" if found else f"the answer ends where {char!r} was due")
         self._at += 1
 
