@@ -369,3 +369,34 @@ def test_where_a_document_breaks_is_counted_from_its_start() -> None:
     with pytest.raises(ProviderError) as error:
         write_results(io.StringIO(broken), io.BytesIO(), "batches/x", lambda s: s)
     assert f"expected ']' at character {at}, found 'x'" in one_line(error)
+
+
+def refusing(status: int) -> Send:
+    """A refusal whose body never ends: an error page is read for its message, no more."""
+    def send(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(status)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        piece = b"Forbidden. " * (1 << 16)
+        try:
+            while True:
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        except OSError:
+            pass
+    return send
+
+
+@pytest.mark.parametrize("job", [JOB, RemoteJob(
+    name="batches/x", display_name="d", state=JobState.SUCCEEDED, model="m", total=2,
+    results_file="files/out")], ids=["inline", "file"])
+def test_a_refusal_with_an_endless_body_is_one_error_line(hostile: Any, tmp_path: Path,
+                                                          job: RemoteJob) -> None:
+    """It was read whole into memory for its message, up to 256 MiB, and then past that
+    bound raised TooLarge, which nothing caught: an internal error, exit 3."""
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as error:
+        fetch(hostile(refusing(403)), tmp_path, job)
+    text = str(error.value)
+    assert "\n" not in text and len(text) < 400
+    assert "failed: HTTP 403: Forbidden. Forbidden." in text, text
+    assert time.monotonic() - started < 30
