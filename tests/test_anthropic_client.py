@@ -442,3 +442,14 @@ def test_results_download_is_bounded_even_when_request_counts_lie(
     with pytest.raises(ProviderError, match="larger than"):
         wire.provider().download_results(RemoteJob("msgbatch_1", "", JobState.SUCCEEDED),
                                           tmp_path / "r.jsonl")
+
+
+def test_a_refused_results_download_with_a_long_error_page_is_one_error_line(
+        tmp_path: Path) -> None:
+    """A refusal's body is read for its message: one of more than a megabyte (an HTML error
+    page, an endless one) was an internal error (TooLarge, uncaught), exit 3."""
+    page = httpx.Response(403, stream=httpx.ByteStream(b"<html>denied</html>" * (1 << 17)))
+    wire = script(ok(ended(succeeded=2)), page)
+    with pytest.raises(ProviderError, match=r"failed: HTTP 403: <html>denied</html><html>"):
+        wire.provider().download_results(RemoteJob("msgbatch_1", "", JobState.SUCCEEDED),
+                                          tmp_path / "r.jsonl")

@@ -66,8 +66,9 @@ def test_an_inline_batch_s_answers_come_whole_and_by_key(tmp_path: Path) -> None
     assert sorted(line["key"] for line in got) == sorted(f"k{n}" for n in range(50))
     assert all("q" in line["response"]["candidates"][0]["content"]["parts"][0]["text"]
                for line in got)
-    assert [p.name for p in tmp_path.iterdir()] != [] and \
-        not list(tmp_path.glob(".answer-*"))                # the spool is gone
+    # nothing else beside the results: the spool is a TemporaryFile, which has no name on
+    # Linux, so looking for it by name (as this did) could not fail; this can
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emu", "in.jsonl", "results.jsonl"]
 
 
 def test_writing_the_answers_holds_one_at_a_time(tmp_path: Path) -> None:
@@ -267,7 +268,7 @@ def test_an_endless_answer_stops_at_what_the_job_can_hold(hostile: Any,
         fetch(hostile(endless(b"x" * (1 << 20))), tmp_path)
     assert "answer is larger than 72 MiB" in one_line(error)
     assert time.monotonic() - started < 60
-    assert not list(tmp_path.glob(".answer-*"))
+    assert list(tmp_path.iterdir()) == []      # no results file, not even a part of one
 
 
 def test_a_trickling_endless_answer_stops_in_time(hostile: Any, tmp_path: Path) -> None:
@@ -290,3 +291,112 @@ def test_the_key_is_not_written_back(hostile: Any, tmp_path: Path) -> None:
     error = {"error": {"code": 3, "message": f"bad key {KEY}"}, "metadata": {"key": "a"}}
     dest = fetch(hostile(body(json.dumps(operation([error])).encode())), tmp_path)
     assert KEY not in dest.read_text() and "***" in dest.read_text()
+
+
+# -- answers JSON takes but a results line cannot hold ---------------------------------------
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    (rb'"\ud800 alone"', "inlinedResponses[1] holding a lone surrogate"),
+    (b"1e400", "inlinedResponses[1] holding a number too large for JSON"),
+    (b"-1e400", "inlinedResponses[1] holding a number too large for JSON"),
+])
+def test_a_value_no_results_line_can_hold_is_one_error_line(hostile: Any, tmp_path: Path,
+                                                            text: bytes, says: str) -> None:
+    """JSON's grammar lets a string escape half a surrogate pair and a number overflow a
+    double; neither can be written back as a UTF-8 JSON line (Python reads 1e400 as
+    infinity, which it writes as `Infinity`): one error line naming the answer, not a
+    UnicodeEncodeError's traceback nor a results line nothing can read back."""
+    data = json.dumps(operation([answer("a"), answer("b", "R")])).encode().replace(b'"R"',
+                                                                                   text)
+    with pytest.raises(ProviderError) as error:
+        fetch(hostile(body(data)), tmp_path)
+    assert says in one_line(error)
+
+
+def test_a_surrogate_pair_escaped_is_one_character(hostile: Any, tmp_path: Path) -> None:
+    data = json.dumps(operation([answer("a", "R")])).encode().replace(b'"R"',
+                                                                     rb'"\ud83d\ude00"')
+    dest = fetch(hostile(body(data)), tmp_path)
+    assert orjson.loads(dest.read_bytes())["response"]["candidates"][0]["content"][
+        "parts"][0]["text"] == "\U0001F600"
+
+
+def test_a_stray_character_is_named_not_called_a_number(hostile: Any,
+                                                        tmp_path: Path) -> None:
+    """A byte order mark, or any character no JSON value starts with, is said as it is."""
+    data = "\ufeff".encode() + json.dumps(operation([answer("a")])).encode()
+    with pytest.raises(ProviderError) as error:
+        fetch(hostile(body(data)), tmp_path)
+    assert "'\\ufeff' where a value was due" in one_line(error)
+
+
+def chunked(size: int) -> Send:
+    """A chunked answer of `size` bytes of result lines, as fast as the socket takes them."""
+    line = b'{"key": "a", "response": {}}\n' * 1024
+
+    def send(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        try:
+            for _ in range(size // len(line) + 1):
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+            handler.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass
+    return send
+
+
+def test_a_results_file_past_what_the_job_can_hold_is_not_read(hostile: Any,
+                                                               tmp_path: Path) -> None:
+    """A results file is bounded as the inline answers are (and as OpenAI's and Anthropic's
+    are): a job of 2 requests takes 64 MiB and 4 MiB a request, and an endless or bloated
+    file stops there instead of filling the disk."""
+    job = RemoteJob(name="batches/x", display_name="d", state=JobState.SUCCEEDED, model="m",
+                    total=2, results_file="files/out")
+    with pytest.raises(ProviderError) as error:
+        fetch(hostile(chunked(80 << 20)), tmp_path, job)
+    assert "answer is larger than 72 MiB" in str(error.value)
+
+
+def test_where_a_document_breaks_is_counted_from_its_start() -> None:
+    """The reader drops what it has read; a place it names is the document's, not the
+    place in what it still holds."""
+    document = json.dumps(operation([answer(f"k{n}", "x" * 1000) for n in range(3000)]))
+    at = document.rindex("]")
+    broken = document[:at] + "x" + document[at + 1:]
+    with pytest.raises(ProviderError) as error:
+        write_results(io.StringIO(broken), io.BytesIO(), "batches/x", lambda s: s)
+    assert f"expected ']' at character {at}, found 'x'" in one_line(error)
+
+
+def refusing(status: int) -> Send:
+    """A refusal whose body never ends: an error page is read for its message, no more."""
+    def send(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(status)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        piece = b"Forbidden. " * (1 << 16)
+        try:
+            while True:
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        except OSError:
+            pass
+    return send
+
+
+@pytest.mark.parametrize("job", [JOB, RemoteJob(
+    name="batches/x", display_name="d", state=JobState.SUCCEEDED, model="m", total=2,
+    results_file="files/out")], ids=["inline", "file"])
+def test_a_refusal_with_an_endless_body_is_one_error_line(hostile: Any, tmp_path: Path,
+                                                          job: RemoteJob) -> None:
+    """It was read whole into memory for its message, up to 256 MiB, and then past that
+    bound raised TooLarge, which nothing caught: an internal error, exit 3."""
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as error:
+        fetch(hostile(refusing(403)), tmp_path, job)
+    text = str(error.value)
+    assert "\n" not in text and len(text) < 400
+    assert "failed: HTTP 403: Forbidden. Forbidden." in text, text
+    assert time.monotonic() - started < 30

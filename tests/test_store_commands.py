@@ -77,3 +77,20 @@ def test_store_flags_without_gc_are_one_line_and_exit_1(
     assert main(["store", str(applied), "--yes"]) == 1
     out = capsys.readouterr()
     assert (out.out + out.err).strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("where", ["typo", "proj/out"])
+def test_store_gc_of_a_directory_without_a_lockfile_removes_nothing(
+        applied: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str) -> None:
+    """gc keeps what a lockfile names: with none (a path mistyped, a subfolder of the
+    project), it named nothing, and every pack of a shared store older than --min-age went.
+    Refused instead, in one line naming the lockfile it looked for."""
+    store = open_store(tmp_path / "shared")
+    assert len(store.packs()) == 2
+    capsys.readouterr()
+    for dry in ([], ["--yes"]):
+        assert main(["store", "gc", str(tmp_path / where), "--min-age", "0", *dry]) == 1
+        out = capsys.readouterr()
+        assert out.out == "" and out.err.count("\n") == 1, out
+        assert out.err.startswith(f"error: {tmp_path / where / 'batches.lock'}: no lockfile"), out
+    assert len(store.packs()) == 2

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.errors import LeaseLost
+from runner.errors import LeaseLost, StoreError
 from runner.store import Store, open_store
 from runner.store.backends import Backend, Stat
-from runner.store.names import generation_object
+from runner.store.names import generation_object, generation_of
 
 H = "sha256:" + "ab" * 32
 
@@ -194,3 +194,33 @@ def test_without_hard_links_a_directory_store_creates_with_o_excl(
     assert store.renew(mine, 30).generation == 2
     assert [p.name for p in (tmp_path / "leases" / H[7:]).iterdir()] == [
         "00000000000000000002.json"]      # no temp file left behind
+
+
+class NoDeletes(LostAnswers):
+    """A store that refuses to remove an old generation: a shared folder with the sticky bit
+    where another user wrote it, a bucket whose policy grants no delete to this role."""
+
+    def delete(self, name: str) -> None:
+        if generation_of(name) is not None:
+            raise StoreError(f"{name}: removing it: Permission denied", path=self.location)
+        self.inner.delete(name)
+
+    def create(self, name: str, data: bytes) -> bool:
+        return self.inner.create(name, data)
+
+
+def test_a_generation_left_behind_does_not_cost_the_lease_just_won(location: str) -> None:
+    """Clearing the older generations away is tidying: the new one is created and this run
+    holds the lease whether or not they go. Refused, it raised, so a take-over failed with
+    the lease won (every other run then kept off for its ttl) and a renewal left its
+    renewer with the generation before, which the next renewal called lost."""
+    plain = open_store(location)
+    assert plain.lease(H, "killed-run", 0.01).held
+    time.sleep(0.05)
+    store = Store(NoDeletes(plain.backend))
+    taken = store.lease(H, "run-a", 30)
+    assert taken.held and taken.generation == 2
+    renewed = store.renew(taken, 30)
+    assert renewed.held and store.renew(renewed, 30).generation == 4
+    holder = plain.holder(H)
+    assert holder is not None and holder.holder == "run-a" and holder.generation == 4

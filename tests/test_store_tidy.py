@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import s3server
 from conftest import MINIMAL, write_manifest
 from providers_matrix import GEMINI, serve
 
@@ -145,3 +146,24 @@ def test_a_run_that_saw_a_lease_gc_then_removed_does_not_hold_it_beside_a_new_ta
                       gc_then_x)).lease(STALE, "run-y", 60)
     [x] = taken
     assert x.held and not y.held
+
+
+def test_gc_passes_over_bucket_keys_no_store_object_can_have(
+        s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bucket takes any key, `..` and empty parts included (anyone who can write to the
+    store, or a tool that joined paths badly, may leave one): a listing shows them as
+    folders `leases/..` or `claims/.`, which are not names of the store's objects. gc passes
+    over them (it acted on nothing outside the shapes it builds) instead of failing with a
+    ValueError's traceback, and still collects the rest."""
+    url = s3server.fresh_prefix(s3_endpoint, "store-tests", monkeypatch.setenv)
+    store = open_store(url)
+    assert store.lease(STALE, "killed-run", 60).held
+    fs, root = store.backend.fs, store.backend.root  # type: ignore[attr-defined]
+    for key in ("leases/../evil.json", "leases//empty.json", "claims/./a.json",
+                "claims/x/../y/z.json", "packs/../p.pack"):
+        fs.pipe_file(f"{root}/{key}", b"{}")        # s3fs sends the key as it is
+    later = Store(store.backend, clock=lambda: time.time() + 4 * DAY)
+    assert later.gc(set()).removed == []
+    done = later.tidy(set(), dry_run=False)
+    assert done.leases == [STALE] and done.claims == []
+    assert fs.exists(f"{root}/leases/../evil.json")     # left as it was: not the store's

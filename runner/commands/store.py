@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .. import api, lockfile
-from ..errors import StoreError
+from ..errors import LockfileError, StoreError
 from ..store import Store
 from ..store.project import project_store
 from ..store.store import GC_MIN_AGE
@@ -60,7 +60,7 @@ def gc(directory: api.PathLike, *, delete: bool, min_age_days: float | None,
     ago; the claims whose job no record names, older than `min_age_days` and never younger
     than three days (runner.store.tidy says why)."""
     project = Path(directory).absolute()
-    lock = lockfile.load(lockfile.lock_path(project))
+    lock = lockfile.load(_lockfile_of(project))
     store = project_store(project)
     # a batch that reused results reads its reuse_packs when its outputs are written: they
     # may be named nowhere else (its own packs come then; the entry they came from is gone)
@@ -87,6 +87,18 @@ def gc(directory: api.PathLike, *, delete: bool, min_age_days: float | None,
         "; run again with --yes to remove them"
     print(f"{verb} {_count(len(done.removed), 'pack')} ({_bytes(done.freed)}), kept "
           f"{done.kept} named by the lockfile{young}{tail}", file=out, flush=True)
+
+
+def _lockfile_of(project: Path) -> Path:
+    """The lockfile gc keeps the packs of. Loading one that is not there reads as a lockfile
+    that names nothing, and every pack of the store (a shared one: the team's) older than
+    --min-age would go: a mistyped path, or a subfolder of the project, is refused instead."""
+    path = lockfile.lock_path(project)
+    if not path.is_file():
+        raise LockfileError("no lockfile here: gc removes every pack no lockfile entry names, "
+                            "so with none it would remove them all; run it on the manifest "
+                            "directory whose lockfile names the packs to keep", path=path)
+    return path
 
 
 def _results(store: Store, pack: str) -> int:

@@ -153,6 +153,22 @@ def read_within(resp: httpx.Response, deadline: float, limit: int = MAX_ANSWER) 
     return bytes(body)
 
 
+ERROR_BODY = 64 << 10              # bytes of a refusal's body read for its message
+
+
+def error_body(resp: httpx.Response, deadline: float) -> bytes:
+    """The start of a refused transfer's body, for its message (which quotes 300 characters
+    of it at most): read whole, an error page of any size (an endless one) held its bytes in
+    memory up to MAX_ANSWER and then raised TooLarge, which a transfer's caller does not
+    expect of a refusal. The rest is left unread; the connection closes with the stream."""
+    body = bytearray()
+    for piece in resp.iter_bytes():
+        body += piece
+        if len(body) >= ERROR_BODY or time.monotonic() > deadline:
+            break
+    return bytes(body[:ERROR_BODY])
+
+
 def receive(client: httpx.Client, method: str, url: str, *, deadline: float, read: float,
             **kwargs: Any) -> httpx.Response:
     """One request and its whole answer by `deadline` (a time.monotonic() value); raises Late

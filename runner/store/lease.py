@@ -35,6 +35,7 @@ dwarf the skew between them (minutes against the second or so of NTP-kept clocks
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 import weakref
@@ -219,8 +220,19 @@ def _create(backend: Backend, content_hash: str, generation: int, holder: str, t
         return None
     for old, stat in listed:
         if old < generation:
-            backend.delete(stat.name)       # only the newest counts; the rest is clutter
+            _clear(backend, stat.name)
     return Lease(content_hash, holder, not released, generation, start + ttl, token)
+
+
+def _clear(backend: Backend, name: str) -> None:
+    """Removes an older generation: only the newest counts, the rest is clutter, so one the
+    store will not remove (a shared folder with the sticky bit where another user wrote it,
+    a bucket that grants no delete) is left for the next create, or gc, to clear. Raised,
+    it would lose the lease just won: the caller learns nothing of its new generation, a
+    take-over fails while keeping others off for its ttl, and a renewer left holding the
+    generation before calls its next renewal lost."""
+    with contextlib.suppress(StoreError):
+        backend.delete(name)
 
 
 def _top(backend: Backend, content_hash: str) -> tuple[int, Stat] | None:

@@ -157,7 +157,7 @@ class FsspecBackend:
             if item.get("type") != "file":
                 continue
             name = str(item["name"]).rstrip("/")
-            if not name.startswith(path + "/"):
+            if not name.startswith(path + "/") or not _plain(name[len(path) + 1:]):
                 continue
             found.append(Stat(f"{folder}/{name[len(path) + 1:]}", int(item.get("size") or 0),
                               self._when(folder, name, item)))
@@ -174,7 +174,8 @@ class FsspecBackend:
             raise self._failed(folder, "listing it", e) from None
         return tuple(f"{folder}/{name[len(path) + 1:]}" for item in items
                      if item.get("type") == "directory"
-                     and (name := str(item["name"]).rstrip("/")).startswith(path + "/"))
+                     and (name := str(item["name"]).rstrip("/")).startswith(path + "/")
+                     and _plain(name[len(path) + 1:]))
 
     def modified(self, name: str) -> float | None:
         path = self._path(name)
@@ -210,6 +211,14 @@ class FsspecBackend:
             pass
         except self._errors as e:
             raise self._failed(name, "removing it", e) from None
+
+
+def _plain(part: str) -> bool:
+    """Whether a listed child's name is one part of an object name (check_name): a bucket
+    takes any key, `..` and empty parts included, and one such child, handed back as a
+    name, would be refused by every call after (gc walks whatever a listing holds). Only
+    the store's own names are acted on, so the others are not listed."""
+    return part not in ("", ".", "..") and "/" not in part
 
 
 # the options through which s3fs, gcsfs, adlfs and botocore take a credential

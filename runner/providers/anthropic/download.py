@@ -19,7 +19,7 @@ import httpx
 from ...failpoints import hit
 from ..base import OnProgress
 from ..calls import RETRIABLE, Calls
-from ..transport import Late, origin_text, read_within, same_origin, timeouts
+from ..transport import Late, error_body, origin_text, same_origin, timeouts
 
 
 def checked_url(calls: Calls, base: httpx.URL, url: str, whose: str) -> str:
@@ -48,8 +48,7 @@ def download(calls: Calls, url: str, dest: Path, what: str, limit: int,
                     if resp.status_code != 200:
                         if resp.status_code in RETRIABLE:
                             raise _Retry()
-                        raise calls.refused(what, resp.status_code,
-                                            read_within(resp, until, 1 << 20))
+                        raise calls.refused(what, resp.status_code, error_body(resp, until))
                     length = resp.headers.get("content-length", "")
                     total = int(length) if length.isdigit() else 0
                     _stream(calls, resp, out, started, what, limit, on_progress, total)

@@ -68,6 +68,7 @@ LIMITS = Limits(inline_bytes=20_000_000, file_bytes=2_000_000_000, concurrent_jo
 INLINE_LIMIT = LIMITS.inline_bytes
 CHUNK = 8 * 1024 * 1024            # upload chunk: the server's granularity
 _SMALLEST_REQUEST = 32             # bytes of the least InlinedRequest, `{"request":{...}}`
+_SMALLEST_LINE = 26                # bytes of the least input file line, `{"key":"k","request":{}}`
 
 
 class GeminiProvider(OverCalls):
@@ -210,8 +211,13 @@ class GeminiProvider(OverCalls):
         its results file, or its inline answers, read from the batch resource as it arrives
         (spooled beside `dest`) and written one answer at a time."""
         if job.results_file:
+            # bounded as the inline answers are, and as OpenAI's and Anthropic's results:
+            # an endless results file stops there instead of filling the disk (the count is
+            # the provider's, capped at what a 2 GB input file can hold)
+            limit = results_limit(job.total, LIMITS.file_bytes // _SMALLEST_LINE)
             try:
-                self.download_file(job.results_file, dest, on_progress=on_progress)
+                self.download_file(job.results_file, dest, on_progress=on_progress,
+                                   limit=limit)
             except NotFound:
                 raise ResultsGone(job.name, f"its results file {job.results_file} was "
                                   "deleted, or expired") from None
@@ -232,13 +238,15 @@ class GeminiProvider(OverCalls):
                 write_results(source, out, job.name, self._calls.redact)
 
     def download_file(self, file_name: str, dest: Path, *,
-                      on_progress: OnProgress | None = None) -> None:
+                      on_progress: OnProgress | None = None, limit: int | None = None
+                      ) -> None:
         """Streams a file to disk; an interrupted transfer resumes with a Range request. It
         must keep up min_rate bytes a second on average, so a trickle ends and a slow but
-        steady transfer does not."""
+        steady transfer does not; past `limit` bytes (when given) it ends too."""
         with open(dest, "wb") as out:
             transfer(self._calls, self._url(f"{file_name}:download"), {"alt": "media"}, out,
-                     f"download of {file_name}", resume=True, on_progress=on_progress)
+                     f"download of {file_name}", resume=True, limit=limit,
+                     on_progress=on_progress)
 
     def _masked(self, call: Callable[[dict[str, Any]], T], fields: str) -> T:
         """`call(params)` with the partial-response mask `fields`, as long as the provider

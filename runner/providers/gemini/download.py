@@ -18,7 +18,7 @@ from ...errors import ProviderError
 from ...failpoints import hit
 from ..base import OnProgress
 from ..calls import RETRIABLE, Calls
-from ..transport import Late, read_within, timeouts
+from ..transport import Late, error_body, timeouts
 
 _PIECE = 1 << 20                   # bytes between progress reports
 
@@ -43,7 +43,7 @@ def transfer(calls: Calls, url: str, params: dict[str, Any], out: BinaryIO, what
                 if resp.status_code not in (200, 206):
                     if resp.status_code in RETRIABLE:
                         raise _Retry()
-                    raise calls.refused(what, resp.status_code, read_within(resp, until))
+                    raise calls.refused(what, resp.status_code, error_body(resp, until))
                 if resp.status_code == 200 and have:
                     out.seek(0)
                     out.truncate()

@@ -107,9 +107,19 @@ class _Lines:
         else:
             line["response"] = item.get("response", {})
         # the json module's default spacing: the same bytes as when the answers were parsed
-        # whole, so the result store's packs of a batch stay what they were
-        text = json.dumps(line, ensure_ascii=False)
-        self._dest.write(self._redact(text).encode() + b"\n")
+        # whole, so the result store's packs of a batch stay what they were. JSON's grammar
+        # takes two values a UTF-8 JSON line cannot hold: a number past a double, which
+        # Python reads as infinity (and would write as `Infinity`, which nothing reads
+        # back), and a string escaping half a surrogate pair (which UTF-8 cannot encode)
+        try:
+            data = self._redact(json.dumps(line, ensure_ascii=False, allow_nan=False)
+                                ).encode()
+        except ValueError as e:
+            what = "a lone surrogate (half a character)" if \
+                isinstance(e, UnicodeEncodeError) else "a number too large for JSON"
+            raise ProviderError(f"{self.whose}: the provider sent {field} holding {what}; "
+                                "no results line can hold it") from None
+        self._dest.write(data + b"\n")
         self.count += 1
 
 

@@ -51,6 +51,7 @@ class Reader:
         self._most = most
         self._buf = ""
         self._at = 0
+        self._dropped = 0           # characters read and dropped before the buffer's start
         self._eof = False
 
     # -- the buffer ----------------------------------------------------------------------
@@ -66,6 +67,7 @@ class Reader:
         if not piece:
             self._eof = True
             return False
+        self._dropped += self._at
         self._buf = self._buf[self._at:] + piece
         self._at = 0
         return True
@@ -82,12 +84,18 @@ class Reader:
         char = self.peek()
         if not char:
             raise Malformed("the answer ends too soon")
-        return _KINDS.get(char, "a number")
+        if char in _KINDS:
+            return _KINDS[char]
+        if char == "-" or char.isascii() and char.isdigit():
+            return "a number"
+        # no value starts so (a byte order mark, a stray character): said as it is, not
+        # called a number of the wrong kind
+        raise Malformed(f"the answer holds {char!r} where a value was due")
 
     def _expect(self, char: str) -> None:
         if self.peek() != char:
             found = self.peek()
-            raise Malformed(f"expected {char!r} at character {self._at}, found "
+            raise Malformed(f"expected {char!r} at character {self._dropped + self._at}, found "
                             f"{found!r}" if found else f"the answer ends where {char!r} was due")
         self._at += 1
 

@@ -25,7 +25,7 @@ from ...errors import ProviderError
 from ...failpoints import hit
 from ..base import OnProgress
 from ..calls import RETRIABLE, Calls, NotFound, decode
-from ..transport import Late, read_within, timeouts
+from ..transport import Late, error_body, timeouts
 from .wire import paging, parse_deleted, parse_file, parse_page
 
 LIST_LIMIT = 10_000                 # files a page: the API's most
@@ -147,7 +147,7 @@ class Files:
                         if resp.status_code in RETRIABLE:
                             raise _Retry()
                         raise self.calls.refused(what, resp.status_code,
-                                                 read_within(resp, until))
+                                                 error_body(resp, until))
                     length = resp.headers.get("content-length", "")
                     total = start + int(length) if length.isdigit() else 0
                     self._stream(resp, out, started, what, on_progress, total, limit)
