@@ -30,7 +30,7 @@ from .parallel import _context, _cpus
 from .providers.dialect import UNFINISHED, Answer, Dialect
 from .providers.registry import dialect_of
 from .store.writer import PACK_BYTES, PackBuilder
-from .usage import Usage
+from .usage import Tally, Usage
 
 MIN_REQUESTS = 100_000      # below this, starting workers costs more than it saves
 _PIECE = 1 << 20
@@ -97,7 +97,7 @@ def format_lines(dialect: Dialect, joined: Iterable[Joined], out: Write, errors:
     loads, dumps, read_result = orjson.loads, orjson.dumps, dialect.read_result
     unwire = dialect.key_of_wire if dialect.maps_keys else None
     succeeded = failed = unfinished = missing = 0
-    usage = Usage()
+    usage = Tally()
     for _, key_json, rhash, line in joined:
         if line is None:
             missing += 1
@@ -116,11 +116,11 @@ def format_lines(dialect: Dialect, joined: Iterable[Joined], out: Write, errors:
         if keep is not None and line is not None:
             keep.add(rhash, line[:-1], True)
         succeeded += 1
-        usage += read.usage
+        usage.add(read.usage)
         out(dumps({"key": key, "text": read.text, "finish_reason": read.finish_reason,
                    "usage": read.usage_raw, "request_hash": rhash, "response": read.response})
             + b"\n")
-    return Counts(succeeded, failed, unfinished, missing, usage)
+    return Counts(succeeded, failed, unfinished, missing, usage.total())
 
 
 def across_cores(join: Join) -> bool:
@@ -182,19 +182,25 @@ def format_ranges(join: Join, manifest: Manifest, out: Write, errors: Write,
 
 
 def _groups(ranges: list[tuple[Path, int, int]], packs: bool) -> list[_Group]:
-    """The ranges in groups of about a pack's worth of lines (range files hold the result
-    lines and a little more), so that a worker's packs are about the size of the writer's."""
+    """The ranges in groups of at most a pack's worth of lines (range files hold the result
+    lines and a little more), so that each group makes one pack about the writer's size."""
     groups: list[_Group] = []
-    size, group = 0, []
+    group: list[tuple[Path, int, int]] = []
+    size = 0
     for r in ranges:
-        group.append(r)
-        size += r[0].stat().st_size
-        if size >= PACK_BYTES or r is ranges[-1]:
-            first = group[0][0]
-            groups.append(_Group(group, first.with_suffix(".out"), first.with_suffix(".err"),
-                                 first.with_suffix(".packs") if packs else None))
+        length = r[0].stat().st_size
+        if group and size + length > PACK_BYTES:
+            groups.append(_group(group, packs))
             size, group = 0, []
-    return groups
+        group.append(r)
+        size += length
+    return groups + [_group(group, packs)] if group else groups
+
+
+def _group(ranges: list[tuple[Path, int, int]], packs: bool) -> _Group:
+    first = ranges[0][0]
+    return _Group(ranges, first.with_suffix(".out"), first.with_suffix(".err"),
+                  first.with_suffix(".packs") if packs else None)
 
 
 def _submit(pool: ProcessPoolExecutor, g: _Group) -> Future[Formatted] | None:

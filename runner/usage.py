@@ -6,6 +6,7 @@ there on, summing, pricing and recording are the same for every provider.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -39,12 +40,7 @@ class Usage:
         """The usage of one response that read `prompt` tokens, `cached` of them from the
         prompt cache and `written` of them into it, and wrote `output`. Raises ValueError
         when the cache's share is more than the prompt."""
-        if cached + written > prompt:
-            raise ValueError(f"usage counts {cached + written} cached input tokens of a prompt "
-                             f"of {prompt}")
-        if prompt > LONG_PROMPT_TOKENS:
-            return _new(cls, prompt, output, prompt, output, cached, written, cached, written)
-        return _new(cls, prompt, output, 0, 0, cached, written, 0, 0)
+        return _of_request(prompt, output, cached, written)
 
     def __add__(self, other: Usage) -> Usage:
         # spelled out: a batch's usage is summed once a response, a million times for a big one
@@ -65,6 +61,41 @@ class Usage:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
         return cls(**{f.name: int(data.get(f.name, 0)) for f in fields(cls)})
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _of_request(prompt: int, output: int, cached: int, written: int) -> Usage:
+    """Usage.of_request, one object for each set of counts: a join reads a million
+    responses, whose counts repeat (a Usage is frozen, so it can be shared)."""
+    if cached + written > prompt:
+        raise ValueError(f"usage counts {cached + written} cached input tokens of a prompt "
+                         f"of {prompt}")
+    if prompt > LONG_PROMPT_TOKENS:
+        return _new(Usage, prompt, output, prompt, output, cached, written, cached, written)
+    return _new(Usage, prompt, output, 0, 0, cached, written, 0, 0)
+
+
+class Tally:
+    """Usage summed in place, a response at a time: a join sums a million, and a frozen
+    Usage made for each sum cost a sixth of the join. Most responses count prompt and
+    output tokens alone (every other count is part of a long prompt's or a cache's), so
+    those two are ints here and the rest is summed as Usage."""
+
+    __slots__ = ("input_tokens", "output_tokens", "rest")
+
+    def __init__(self) -> None:
+        self.input_tokens = self.output_tokens = 0
+        self.rest = Usage()
+
+    def add(self, usage: Usage) -> None:
+        if usage.long_input_tokens or usage.cached_input_tokens or usage.cache_write_tokens:
+            self.rest += usage
+        else:
+            self.input_tokens += usage.input_tokens
+            self.output_tokens += usage.output_tokens
+
+    def total(self) -> Usage:
+        return self.rest + _new(Usage, self.input_tokens, self.output_tokens, 0, 0, 0, 0, 0, 0)
 
 
 def _new(cls: type[Usage], input_tokens: int, output_tokens: int, long_input: int,

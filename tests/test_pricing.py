@@ -475,3 +475,20 @@ def test_estimating_is_constant_memory() -> None:
     assert est.requests == 50_000 and est.max_output_tokens == 250_000
     assert peak < 256 * 1024, f"peak {peak} bytes: the requests are being kept"
 
+
+
+def test_a_tally_sums_what_adding_usages_sums() -> None:
+    """The join sums usage in place (Tally): the same totals as adding Usage objects, long
+    prompts and cache reads and writes counted in their own fields."""
+    from runner.usage import Tally
+    usages = [Usage.of_request(10 + i % 7, 3 + i % 5) for i in range(200)]
+    usages += [Usage.of_request(300_000, 40), Usage.of_request(50, 9, cached=20),
+               Usage.of_request(250_000, 2, cached=100_000, written=5)]
+    tally, total = Tally(), Usage()
+    for u in usages:
+        tally.add(u)
+        total += u
+    assert tally.total() == total
+    assert total.long_input_tokens == 550_000 and total.cached_input_tokens == 100_020
+    with pytest.raises(ValueError, match="cached input tokens"):
+        Usage.of_request(5, 1, cached=6)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..limits import Limits
 from ..usage import Usage
@@ -32,9 +32,10 @@ def provider_error(error: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in error.items() if k != UNFINISHED}
 
 
-@dataclass(frozen=True)
-class Answer:
-    """A successful result, read: what every output is made of, whatever the provider."""
+class Answer(NamedTuple):
+    """A successful result, read: what every output is made of, whatever the provider. (A
+    named tuple: a join makes one a response, and a frozen dataclass's __init__ cost as much
+    as reading the response.)"""
 
     text: str
     finish_reason: str | None
