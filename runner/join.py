@@ -14,7 +14,8 @@ join, then a partitioned sort back into input order):
 3. range by range, the pairs are put back in input order and the outputs written.
 
 Memory holds one bucket's results or one range's pairs, never the batch: `n` and `m` grow with
-the size of the results so that each holds about BUCKET_BYTES. Every request ends in exactly
+the size of the results so that each holds about BUCKET_BYTES. For large results, steps 1 and
+2 run across cores (runner.joinapart), and a range is then two files. Every request ends in exactly
 one place: a success in the outputs, a failure (or a result the provider never returned) in the
 errors file.
 """
@@ -22,20 +23,19 @@ errors file.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
-import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 from zlib import crc32
 
 import orjson
 
+from . import joinapart
 from .errors import ResultsError
 from .hashing import ContentHasher, canonical_bytes, request_hash
+from .joinapart import Piece
 from .manifest import Manifest
-from .parallel import _context, _cpus, render_jsonl
+from .parallel import render_jsonl
 from .providers.dialect import Dialect
 from .providers.registry import dialect_of
 from .render import Renderer
@@ -44,7 +44,7 @@ BUCKET_BYTES = 8 << 20      # results (or pairs) held in memory at once, about
 MAX_FILES = 256             # temp files open at once, at most: past that, buckets grow
 _BUFFER = 1 << 16           # per temp file being written
 _READ = 1 << 20
-APART_BYTES = 32 << 20      # results spilled by another process from this size on
+APART_BYTES = 32 << 20      # results spilled and joined by two workers from this size on
 
 Write = Callable[[bytes], object]
 
@@ -74,47 +74,71 @@ class Join:
         size = sum(path.stat().st_size for path in results)
         n = _files_for(size)
         requests = [directory / f"requests-{i}" for i in range(n)]
-        lines = [directory / f"results-{i}" for i in range(n)]
-        # large results are spilled by another process while this one spills the requests
-        apart = None if by_hash or size < APART_BYTES else _apart(manifest, results, lines)
-        with _writers(requests) as writes:
-            self.requests, self.content_hash = spill_requests(manifest, renderer, writes,
-                                                              spooled, by_hash)
-        if apart is None or not _spilled(apart):
-            with _writers(lines) as writes:
-                if by_hash:
-                    spill_stored(results, writes)
-                else:
-                    spill_results(renderer.dialect, results, writes)
-        pairs = size + sum(path.stat().st_size for path in requests)
-        self._per_range = max(1, -(-self.requests // _files_for(pairs)))
-        ranges = [directory / f"range-{i}"
-                  for i in range(-(-self.requests // self._per_range))]
-        self.unmatched = self.repeated = 0
-        with _writers(ranges) as writes:
-            for req, res in zip(requests, lines):
-                unmatched, repeated = join_bucket(res, req, writes, self._per_range, by_hash)
-                self.unmatched += unmatched
-                self.repeated += repeated
-                req.unlink()
-                res.unlink()
-        self._ranges = ranges
+        # a large batch's results are spilled, and its buckets joined, by two workers
+        # (runner.joinapart) while this process spills the requests
+        pool = None if by_hash or size < APART_BYTES or not joinapart.possible() \
+            else joinapart.open_pool()
+        try:
+            sets = [[directory / f"results-{i}.{part}" for i in range(n)]
+                    for part in range(joinapart.WORKERS if pool is not None else 1)]
+            spilling = [] if pool is None else pool.run(spill_pieces, [
+                (manifest, part, paths) for part, paths in zip(joinapart.halves(results), sets)])
+            with _writers(requests) as writes:
+                self.requests, self.content_hash = spill_requests(manifest, renderer, writes,
+                                                                  spooled, by_hash)
+            if pool is None or not joinapart.done(spilling):
+                for paths in sets:
+                    joinapart.remove(paths)
+                sets = sets[:1]
+                with _writers(sets[0]) as writes:
+                    if by_hash:
+                        spill_stored(results, writes)
+                    else:
+                        spill_results(renderer.dialect, results, writes)
+            pairs = size + sum(path.stat().st_size for path in requests)
+            self._per_range = max(1, -(-self.requests // _files_for(pairs)))
+            count = -(-self.requests // self._per_range)
+            buckets = [([paths[i] for paths in sets], requests[i]) for i in range(n)]
+            self.unmatched = self.repeated = 0
+            if pool is not None:
+                shares = [[directory / f"range-{r}.{w}" for r in range(count)]
+                          for w in range(joinapart.WORKERS)]
+                share = -(-n // joinapart.WORKERS)
+                joining = pool.run(join_buckets, [
+                    (buckets[w * share:(w + 1) * share], paths, self._per_range)
+                    for w, paths in enumerate(shares)])
+                if joinapart.done(joining):
+                    for future in joining:
+                        unmatched, repeated = future.result()
+                        self.unmatched += unmatched
+                        self.repeated += repeated
+                    self._ranges = [list(paths) for paths in zip(*shares)]
+                    return
+                for paths in shares:
+                    joinapart.remove(paths)
+            ranges = [directory / f"range-{r}" for r in range(count)]
+            self.unmatched, self.repeated = join_buckets(buckets, ranges, self._per_range,
+                                                         by_hash)
+            self._ranges = [[path] for path in ranges]
+        finally:
+            if pool is not None:
+                pool.close()
 
-    def ranges(self) -> list[tuple[Path, int, int]]:
-        """The range files, in input order, each with the index of its first request and how
-        many it holds: read them (runner.join.in_order) instead of iterating, and remove
+    def ranges(self) -> list[tuple[list[Path], int, int]]:
+        """The ranges, in input order: each its files, the index of its first request and how
+        many it holds. Read them (runner.join.in_order) instead of iterating, and remove
         them."""
-        return [(path, number * self._per_range,
+        return [(paths, number * self._per_range,
                  min(self._per_range, self.requests - number * self._per_range))
-                for number, path in enumerate(self._ranges)]
+                for number, paths in enumerate(self._ranges)]
 
     def __iter__(self) -> Iterator[Joined]:
-        for number, path in enumerate(self._ranges):
-            start = number * self._per_range
-            for record in in_order(path, start, min(self._per_range, self.requests - start)):
+        for paths, start, count in self.ranges():
+            for record in in_order(paths, start, count):
                 index, key_json, rhash, line = record.split(b"\t", 3)
                 yield int(index), key_json, rhash.decode(), None if line == b"\n" else line
-            path.unlink()
+            for path in paths:
+                path.unlink()
 
 
 def bucket(data: bytes, n: int) -> int:
@@ -189,14 +213,26 @@ def spill_keys(keys: Path, writes: list[Write], by_hash: bool = False) -> int:
 
 
 def spill_results(dialect: Dialect, results: Sequence[Path], writes: list[Write]) -> None:
-    """Every result line with a string key into the buckets as `key\\tfile\\tline`, in file
+    """Every result line with a string key into the buckets as `key\tfile\tline`, in file
     order (`file` numbers the results file, to tell a key repeated within one file from a
     follow-up's answer)."""
+    _spill(dialect, [Piece(number, path) for number, path in enumerate(results)], writes)
+
+
+def _spill(dialect: Dialect, pieces: Sequence[Piece], writes: list[Write]) -> None:
+    """spill_results of parts of the results files (a bad line's number counts from the
+    start of its piece)."""
     n, loads, key_of = len(writes), orjson.loads, dialect.result_key
-    for number_of_file, path in enumerate(results):
+    for number_of_file, path, start, end in pieces:
         tag = b"\t%d\t" % number_of_file
+        left = end - start if end is not None else -1
         with open(path, "rb", buffering=_READ) as f:
+            f.seek(start)
             for number, line in enumerate(f, 1):
+                if left >= 0:
+                    if left == 0:
+                        break
+                    left -= len(line)
                 try:
                     result = loads(line)
                 except orjson.JSONDecodeError:
@@ -215,6 +251,12 @@ def spill_results(dialect: Dialect, results: Sequence[Path], writes: list[Write]
                 writes[bucket(key_json, n)](key_json + tag + line)
 
 
+def spill_pieces(manifest: Manifest, pieces: list[Piece], paths: list[Path]) -> None:
+    """In a worker (runner.joinapart): parts of the results into a set of bucket files."""
+    with _writers(paths) as writes:
+        _spill(dialect_of(manifest), pieces, writes)
+
+
 def spill_stored(results: Sequence[Path], writes: list[Write]) -> None:
     """Result lines from the store (files of `hash\\tline` records, runner.apply.keep) into
     the buckets by request hash, as spill_results puts them by key: a line is found by the
@@ -227,22 +269,24 @@ def spill_stored(results: Sequence[Path], writes: list[Write]) -> None:
                 writes[bucket(rhash, n)](rhash + b"\t0\t" + line)
 
 
-def join_bucket(results: Path, requests: Path, writes: list[Write], per_range: int,
+def join_bucket(results: Sequence[Path], requests: Path, writes: list[Write], per_range: int,
                 by_hash: bool = False) -> tuple[int, int]:
     """Pairs each request of a bucket with its result line (a later line for a key wins) into
-    the range files as `index\\tkey\\thash\\tline`, an empty line for none; returns how many
+    the range files as `index\\tkey\\thash\\tline`, an empty line for none (`results`: the
+    bucket's files, in the order their lines came); returns how many
     results no request took, and how many repeated a key within their own results file.
     `by_hash`: the results are the store's, found by request hash (see spill_stored)."""
     lines: dict[bytes, bytes] = {}
     files: dict[bytes, bytes] = {}
     repeated = 0
-    with open(results, "rb", buffering=_READ) as f:
-        for record in f:
-            key_json, number, line = record.split(b"\t", 2)
-            if files.get(key_json) == number:
-                repeated += 1
-            files[key_json] = number
-            lines[key_json] = line
+    for path in results:
+        with open(path, "rb", buffering=_READ) as f:
+            for record in f:
+                key_json, number, line = record.split(b"\t", 2)
+                if files.get(key_json) == number:
+                    repeated += 1
+                files[key_json] = number
+                lines[key_json] = line
     taken: set[bytes] = set()
     with open(requests, "rb", buffering=_READ) as f:
         for record in f:
@@ -256,42 +300,26 @@ def join_bucket(results: Path, requests: Path, writes: list[Write], per_range: i
     return len(lines.keys() - taken) if by_hash else len(lines), repeated
 
 
-def _apart(manifest: Manifest, results: Sequence[Path], lines: list[Path]
-           ) -> tuple[ProcessPoolExecutor, Future[None]] | None:
-    """spill_results started in a worker process; None where there is no second core."""
-    if multiprocessing.parent_process() is not None or _cpus() < 2:
-        return None
-    pool = ProcessPoolExecutor(1, mp_context=_context())
-    try:
-        return pool, pool.submit(_spill_results, manifest, list(results), lines)
-    except Exception:   # noqa: BLE001 - no worker: spilled here
-        pool.shutdown(cancel_futures=True)
-        return None
+def join_buckets(buckets: list[tuple[list[Path], Path]], ranges: list[Path], per_range: int,
+                 by_hash: bool = False) -> tuple[int, int]:
+    """join_bucket of each bucket (its results files, its requests file) into the range
+    files, removing the bucket's files; returns the unmatched and repeated, summed."""
+    unmatched = repeated = 0
+    with _writers(ranges) as writes:
+        for results, requests in buckets:
+            u, r = join_bucket(results, requests, writes, per_range, by_hash)
+            unmatched += u
+            repeated += r
+            for path in (*results, requests):
+                path.unlink(missing_ok=True)
+    return unmatched, repeated
 
 
-def _spilled(apart: tuple[ProcessPoolExecutor, Future[None]]) -> bool:
-    """Whether the worker spilled the results; when it failed (a bad results line, a lost
-    worker) they are spilled again here, which raises what one process raises."""
-    pool, future = apart
-    try:
-        future.result()
-        return True
-    except Exception:   # noqa: BLE001
-        return False
-    finally:
-        pool.shutdown()
-
-
-def _spill_results(manifest: Manifest, results: list[Path], lines: list[Path]) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is for the parent to handle
-    with _writers(lines) as writes:
-        spill_results(dialect_of(manifest), results, writes)
-
-
-def in_order(path: Path, start: int, count: int) -> list[bytes]:
-    """A range file's records, placed by their index (from `start`)."""
+def in_order(paths: Sequence[Path], start: int, count: int) -> list[bytes]:
+    """A range's records (from its files), placed by their index (from `start`)."""
     slots = [b""] * count
-    with open(path, "rb", buffering=_READ) as f:
-        for record in f:
-            slots[int(record[:record.index(b"\t")]) - start] = record
+    for path in paths:
+        with open(path, "rb", buffering=_READ) as f:
+            for record in f:
+                slots[int(record[:record.index(b"\t")]) - start] = record
     return slots

@@ -134,7 +134,7 @@ class _Group(NamedTuple):
     `out` and `errors`, and with `packs`, the lines to keep into whole packs, in files
     named by it."""
 
-    ranges: list[tuple[Path, int, int]]     # as Join.ranges gives them
+    ranges: list[tuple[list[Path], int, int]]   # as Join.ranges gives them
     out: Path
     errors: Path
     packs: Path | None
@@ -173,22 +173,23 @@ def format_ranges(join: Join, manifest: Manifest, out: Write, errors: Write,
                 assert keep is not None
                 keep.add_pack(name, path.read_bytes())      # a pack's: a few MB
                 path.unlink()
-            for path, _, _ in g.ranges:
-                path.unlink()
+            for paths, _, _ in g.ranges:
+                for path in paths:
+                    path.unlink()
             for g in todo:
                 pending.append((g, _submit(pool, g)))
                 break
     return total
 
 
-def _groups(ranges: list[tuple[Path, int, int]], packs: bool) -> list[_Group]:
+def _groups(ranges: list[tuple[list[Path], int, int]], packs: bool) -> list[_Group]:
     """The ranges in groups of at most a pack's worth of lines (range files hold the result
     lines and a little more), so that each group makes one pack about the writer's size."""
     groups: list[_Group] = []
-    group: list[tuple[Path, int, int]] = []
+    group: list[tuple[list[Path], int, int]] = []
     size = 0
     for r in ranges:
-        length = r[0].stat().st_size
+        length = sum(path.stat().st_size for path in r[0])
         if group and size + length > PACK_BYTES:
             groups.append(_group(group, packs))
             size, group = 0, []
@@ -197,8 +198,8 @@ def _groups(ranges: list[tuple[Path, int, int]], packs: bool) -> list[_Group]:
     return groups + [_group(group, packs)] if group else groups
 
 
-def _group(ranges: list[tuple[Path, int, int]], packs: bool) -> _Group:
-    first = ranges[0][0]
+def _group(ranges: list[tuple[list[Path], int, int]], packs: bool) -> _Group:
+    first = ranges[0][0][0]
     return _Group(ranges, first.with_suffix(".out"), first.with_suffix(".err"),
                   first.with_suffix(".packs") if packs else None)
 
@@ -240,8 +241,8 @@ def _format_group(dialect: Dialect, g: _Group) -> Formatted:
     builder = PackBuilder(made) if g.packs is not None else None
     with open(g.out, "wb", buffering=_PIECE) as out, \
             open(g.errors, "wb", buffering=_PIECE) as errors:
-        for path, start, requests in g.ranges:
-            joined = (_joined(record) for record in in_order(path, start, requests))
+        for paths, start, requests in g.ranges:
+            joined = (_joined(record) for record in in_order(paths, start, requests))
             total = total.plus(format_lines(dialect, joined, out.write, errors.write, builder))
     if builder is not None:
         builder.end_pack()

@@ -60,7 +60,7 @@ class ReuseJoin(Join):
             with _writers(left) as aside:
                 routes = [_route(write, aside) for write in out]
                 for req, res in zip(requests, lines):
-                    unmatched, repeated = join_bucket(res, req, routes, self._per_range)
+                    unmatched, repeated = join_bucket([res], req, routes, self._per_range)
                     self.unmatched += unmatched
                     self.repeated += repeated
                     req.unlink()
@@ -68,10 +68,10 @@ class ReuseJoin(Join):
             with _writers(kept) as writes:
                 spill_stored([stored], writes)
             for req, res in zip(left, kept):
-                join_bucket(res, req, out, self._per_range, by_hash=True)
+                join_bucket([res], req, out, self._per_range, by_hash=True)
                 req.unlink()
                 res.unlink()
-        self._ranges = ranges
+        self._ranges = [[path] for path in ranges]
 
 
 def _route(out: Write, aside: list[Write]) -> Write:

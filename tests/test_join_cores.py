@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import ROWS_MANIFEST, write_manifest, write_rows
 
-from runner import join, joinlines
+from runner import join, joinapart, joinlines
 from runner.errors import ProviderError, StoreIncomplete
 from runner.hashing import request_hash
 from runner.manifest import load_directory
@@ -60,6 +60,7 @@ def run(d: Path, results: list[Path], cores: bool, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(joinlines, "MIN_REQUESTS", 0 if cores else 1 << 60)
     monkeypatch.setattr(joinlines, "PACK_BYTES", 100_000)     # several groups of ranges
     monkeypatch.setattr(joinlines, "_cpus", lambda: 2)
+    monkeypatch.setattr(joinapart, "_cpus", lambda: 2)
     [m] = load_directory(d)
     kept = Kept()
     written = write_outputs(m, results, d / "work", stored=stored,
@@ -132,3 +133,28 @@ def test_stored_lines_across_cores(project: tuple[Path, list[Path]],
     assert run(d, [stored], True, monkeypatch, stored=1) == one
     with pytest.raises(StoreIncomplete):
         run(d, [stored], True, monkeypatch, stored=0)
+
+
+@pytest.mark.parametrize("sizes", [[0, 5000], [3000, 1, 2999], [1], [6001], [2000, 2000, 2000]])
+def test_halves_cut_the_results_at_a_line_end_once(tmp_path: Path, sizes: list[int]) -> None:
+    """The two workers' halves of the results hold every line once, in order, whole."""
+    paths = []
+    for number, size in enumerate(sizes):
+        path = tmp_path / f"{number}.jsonl"
+        lines = [b"x" * (7 + i % 90) + b"\n" for i in range(size // 50)]
+        path.write_bytes(b"".join(lines) + (b"tail" if size % 2 else b""))
+        paths.append(path)
+    halves = joinapart.halves(paths)
+
+    def read(piece: joinapart.Piece) -> bytes:
+        data = piece.path.read_bytes()
+        return data[piece.start:piece.end]
+
+    cut = [read(p) for p in halves[0]], [read(p) for p in halves[1]]
+    joined = b"".join(b"".join(half) for half in cut)
+    assert joined == b"".join(p.read_bytes() for p in paths)
+    last = halves[0][-1] if halves[0] else None
+    if last is not None and last.end is not None:      # cut at a line's end, or the file's
+        assert cut[0][-1].endswith(b"\n") or last.end == last.path.stat().st_size
+    whole = sum(p.stat().st_size for p in paths)
+    assert abs(sum(map(len, cut[0])) - whole / 2) <= 100 or whole < 200
