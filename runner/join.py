@@ -55,6 +55,11 @@ Write = Callable[[bytes], object]
 Joined = tuple[int, bytes, str, bytes | None]
 
 
+class OutOfOrder(Exception):
+    """Results read in input order (runner.inorder) that are not: the caller joins them by
+    key instead."""
+
+
 class Spooled(NamedTuple):
     """A batch's requests as this run rendered them (runner.stream): the file of every
     request's key and hash, in input order (runner.held.KeysFile), and the content hash of
@@ -124,21 +129,37 @@ class Join:
             if pool is not None:
                 pool.close()
 
-    def ranges(self) -> list[tuple[list[Path], int, int]]:
-        """The ranges, in input order: each its files, the index of its first request and how
-        many it holds. Read them (runner.join.in_order) instead of iterating, and remove
-        them."""
-        return [(paths, number * self._per_range,
-                 min(self._per_range, self.requests - number * self._per_range))
+    def ranges(self) -> list[Range]:
+        """The ranges, in input order: read them instead of iterating, and remove them."""
+        return [Range(paths, number * self._per_range,
+                      min(self._per_range, self.requests - number * self._per_range))
                 for number, paths in enumerate(self._ranges)]
 
     def __iter__(self) -> Iterator[Joined]:
-        for paths, start, count in self.ranges():
-            for record in in_order(paths, start, count):
-                index, key_json, rhash, line = record.split(b"\t", 3)
-                yield int(index), key_json, rhash.decode(), None if line == b"\n" else line
-            for path in paths:
-                path.unlink()
+        for r in self.ranges():
+            yield from r.joined()
+            r.remove()
+
+
+class Range(NamedTuple):
+    """Requests `start` to `start + requests` with their result lines, in range files."""
+
+    paths: list[Path]
+    start: int
+    requests: int
+
+    def size(self) -> int:
+        return sum(path.stat().st_size for path in self.paths)
+
+    def joined(self) -> Iterator[Joined]:
+        """The range's requests, in input order."""
+        for record in in_order(self.paths, self.start, self.requests):
+            index, key_json, rhash, line = record.split(b"\t", 3)
+            yield int(index), key_json, rhash.decode(), None if line == b"\n" else line
+
+    def remove(self) -> None:
+        for path in self.paths:
+            path.unlink()
 
 
 def bucket(data: bytes, n: int) -> int:

@@ -14,17 +14,18 @@ not parse) is formatted again here, which raises what one process raises.
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import signal
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import IO, Any, NamedTuple, Protocol
 
 import orjson
 
-from .join import Join, Joined, Write, in_order
+from .join import Joined, OutOfOrder, Write
 from .manifest import Manifest
 from .parallel import _context, _cpus
 from .providers.dialect import UNFINISHED, Answer, Dialect
@@ -46,8 +47,30 @@ class Adds(Protocol):
         """One line (without its newline)."""
 
 
+class Part(Protocol):
+    """Consecutive requests with their result lines, which a worker reads: a range of the
+    join (runner.join.Range) or a chunk of results in input order (runner.inorder.Chunk)."""
+
+    def size(self) -> int:
+        """Bytes to read, about."""
+
+    def joined(self) -> Iterable[Joined]:
+        """The requests, in input order, each with its result line."""
+
+    def remove(self) -> None:
+        """Its temp files, once read."""
+
+
 class Keep(Adds, Protocol):
-    """An Adds that takes whole packs too: the result store's pack writer."""
+    """An Adds that takes whole packs too, and forgets what it was given since a mark: the
+    result store's pack writer."""
+
+    def mark(self) -> int:
+        """A mark to rewind to."""
+
+    def rewind(self, mark: int) -> None:
+        """What was added since `mark` left out of what is kept (it may stay in the store,
+        where nothing names it)."""
 
     def add_pack(self, name: str, data: bytes) -> None:
         """A whole pack of lines, made by a PackBuilder, named by its hash."""
@@ -59,8 +82,27 @@ class Pieces:
 
     def __init__(self) -> None:
         self.files: list[tuple[IO[bytes], Any]] = []    # each file, with its hash
+        self._names: list[str] = []
         self._piece: list[bytes] = []
         self._size = 0
+
+    def add(self, name: str, f: IO[bytes]) -> None:
+        self._names.append(name)
+        self.files.append((f, hashlib.sha256()))
+
+    def hexdigest(self, name: str) -> str | None:
+        """The sha256 of the bytes written to the file added as `name`, if any was."""
+        return self.files[self._names.index(name)][1].hexdigest() \
+            if name in self._names else None
+
+    def restart(self) -> None:
+        """Every file empty again, as before the first line."""
+        self._piece.clear()
+        self._size = 0
+        for i, (f, _) in enumerate(self.files):
+            f.seek(0)
+            f.truncate()
+            self.files[i] = (f, hashlib.sha256())
 
     def write(self, data: bytes) -> None:
         self._piece.append(data)
@@ -123,9 +165,9 @@ def format_lines(dialect: Dialect, joined: Iterable[Joined], out: Write, errors:
     return Counts(succeeded, failed, unfinished, missing, usage.total())
 
 
-def across_cores(join: Join) -> bool:
-    """Whether the join's lines are worth formatting across cores (never from a worker)."""
-    return join.requests >= MIN_REQUESTS and multiprocessing.parent_process() is None \
+def across_cores(requests: int) -> bool:
+    """Whether a join's lines are worth formatting across cores (never from a worker)."""
+    return requests >= MIN_REQUESTS and multiprocessing.parent_process() is None \
         and _cpus() > 1
 
 
@@ -134,7 +176,7 @@ class _Group(NamedTuple):
     `out` and `errors`, and with `packs`, the lines to keep into whole packs, in files
     named by it."""
 
-    ranges: list[tuple[list[Path], int, int]]   # as Join.ranges gives them
+    parts: list[Part]
     out: Path
     errors: Path
     packs: Path | None
@@ -145,13 +187,13 @@ class Formatted(NamedTuple):
     packs: list[tuple[str, Path]]           # each pack's name, and the file holding it
 
 
-def format_ranges(join: Join, manifest: Manifest, out: Write, errors: Write,
-                  keep: Keep | None) -> Counts:
+def format_ranges(parts: Sequence[Part], manifest: Manifest, out: Write, errors: Write,
+                  keep: Keep | None, directory: Path) -> Counts:
     """format_lines over the join's ranges, a group of them at a time by worker processes,
     copied into `out` and `errors` in input order. The lines to `keep` come back as whole
     packs (each group's lines in packs of their own, cut where the group ends): making them
     is most of the cost of keeping a line, and done here it left the workers waiting."""
-    groups = _groups(join.ranges(), keep is not None)
+    groups = _groups(parts, keep is not None, directory)
     total = Counts(0, 0, 0, 0, Usage())
     dialect = dialect_of(manifest)
     workers = _cpus()
@@ -173,35 +215,35 @@ def format_ranges(join: Join, manifest: Manifest, out: Write, errors: Write,
                 assert keep is not None
                 keep.add_pack(name, path.read_bytes())      # a pack's: a few MB
                 path.unlink()
-            for paths, _, _ in g.ranges:
-                for path in paths:
-                    path.unlink()
+            for part in g.parts:
+                part.remove()
             for g in todo:
                 pending.append((g, _submit(pool, g)))
                 break
     return total
 
 
-def _groups(ranges: list[tuple[list[Path], int, int]], packs: bool) -> list[_Group]:
-    """The ranges in groups of at most a pack's worth of lines (range files hold the result
-    lines and a little more), so that each group makes one pack about the writer's size."""
+def _groups(parts: Sequence[Part], packs: bool, directory: Path) -> list[_Group]:
+    """The parts in groups of at most a pack's worth of lines (the parts' files hold the
+    result lines and a little more), so that each group makes one pack about the writer's
+    size."""
     groups: list[_Group] = []
-    group: list[tuple[list[Path], int, int]] = []
+    group: list[Part] = []
     size = 0
-    for r in ranges:
-        length = sum(path.stat().st_size for path in r[0])
+    for part in parts:
+        length = part.size()
         if group and size + length > PACK_BYTES:
-            groups.append(_group(group, packs))
+            groups.append(_group(directory, len(groups), group, packs))
             size, group = 0, []
-        group.append(r)
+        group.append(part)
         size += length
-    return groups + [_group(group, packs)] if group else groups
+    return groups + [_group(directory, len(groups), group, packs)] if group else groups
 
 
-def _group(ranges: list[tuple[list[Path], int, int]], packs: bool) -> _Group:
-    first = ranges[0][0][0]
-    return _Group(ranges, first.with_suffix(".out"), first.with_suffix(".err"),
-                  first.with_suffix(".packs") if packs else None)
+def _group(directory: Path, number: int, parts: list[Part], packs: bool) -> _Group:
+    name = directory / f"group-{number}"
+    return _Group(parts, name.with_suffix(".out"), name.with_suffix(".err"),
+                  name.with_suffix(".packs") if packs else None)
 
 
 def _submit(pool: ProcessPoolExecutor, g: _Group) -> Future[Formatted] | None:
@@ -215,6 +257,8 @@ def _collect(dialect: Dialect, g: _Group, future: Future[Formatted] | None) -> F
     if future is not None:
         try:
             return future.result()
+        except OutOfOrder:
+            raise
         except Exception:   # noqa: BLE001 - formatted again here, to raise it with its place
             pass
     return _format_group(dialect, g)
@@ -241,17 +285,12 @@ def _format_group(dialect: Dialect, g: _Group) -> Formatted:
     builder = PackBuilder(made) if g.packs is not None else None
     with open(g.out, "wb", buffering=_PIECE) as out, \
             open(g.errors, "wb", buffering=_PIECE) as errors:
-        for paths, start, requests in g.ranges:
-            joined = (_joined(record) for record in in_order(paths, start, requests))
-            total = total.plus(format_lines(dialect, joined, out.write, errors.write, builder))
+        for part in g.parts:
+            total = total.plus(format_lines(dialect, part.joined(), out.write, errors.write,
+                                            builder))
     if builder is not None:
         builder.end_pack()
     return Formatted(total, packs)
-
-
-def _joined(record: bytes) -> Joined:
-    index, key_json, rhash, line = record.split(b"\t", 3)
-    return int(index), key_json, rhash.decode(), None if line == b"\n" else line
 
 
 # -- in a worker process ----------------------------------------------------------------------

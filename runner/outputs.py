@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,14 +15,14 @@ from typing import IO, Any
 
 import orjson
 
-from . import parquet
+from . import inorder, joinapart, parquet
 from .answers import AnswerCheck, template_context
 from .errors import InputsChanged, OutputError, StoreIncomplete
 from .fsutil import atomic_writer
 from .hashing import ALGORITHM, file_digest
-from .join import Join, Joined, Spooled
+from .join import Join, Joined, OutOfOrder, Spooled
+from .joinlines import Counts, Pieces, across_cores, format_lines, format_ranges
 from .joinlines import Keep as Keep
-from .joinlines import Pieces, across_cores, format_lines, format_ranges
 from .manifest import Manifest
 from .outputcheck import declared_answer
 from .providers.dialect import UNFINISHED, Answer
@@ -73,7 +72,6 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         workdir.mkdir(parents=True, exist_ok=True)
         temp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="join-",
                                                                     dir=workdir)))
-        hashers: dict[str, Any] = {}
         pieces = Pieces()       # the JSONL outputs, hashed as written
         tables: list[tuple[Any, list[Any]]] = []
         for out, columns in zip(manifest.outputs, renderer.columns):
@@ -85,25 +83,50 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
             elif out.format == "parquet":   # written when the block ends: see runner.parquet
                 tables.append((stack.enter_context(parquet.table(files[out.rel], out.path,
                                                                  names, temp)), columns))
-            else:
-                pieces.files.append((files[out.rel], hashers.setdefault(out.rel,
-                                                                        hashlib.sha256())))
+            elif pieces.hexdigest(out.rel) is None:
+                pieces.add(out.rel, files[out.rel])
         errors = files[manifest.errors.rel]
         rows_stamp = _stamp(manifest.rows)
-        join: Join = ReuseJoin(manifest, renderer, results, reused, temp, spooled) \
-            if reused is not None else Join(manifest, renderer, results, temp, spooled,
-                                            stored is not None)
+        answers = AnswerCheck(manifest, declared_answer(renderer))
+        fast = not tables and answers.declared is None      # JSONL only: runner.joinlines
+        # a large batch's results in input order need no join by key (runner.inorder)
+        chunks = inorder.chunks(manifest.provider, spooled.keys, results[0]) \
+            if fast and spooled is not None and reused is None and stored is None \
+            and len(results) == 1 and results[0].stat().st_size >= inorder.MIN_BYTES \
+            and joinapart.possible() else None
+
+        def by_key() -> Join:
+            return ReuseJoin(manifest, renderer, results, reused, temp, spooled) \
+                if reused is not None else Join(manifest, renderer, results, temp, spooled,
+                                                stored is not None)
+
+        join: Join | inorder.Ordered = by_key() if chunks is None or spooled is None \
+            else inorder.Ordered(chunks, spooled.content_hash)
         gaps = stored if stored is not None else -1
         if sent is not None and join.content_hash != sent:
             raise InputsChanged(manifest.name, manifest.source)
         rows = manifest.iter_rows() if tables else None
-        answers = AnswerCheck(manifest, declared_answer(renderer))
         dialect = renderer.dialect
-        fast = not tables and answers.declared is None      # JSONL only: runner.joinlines
-        if fast:    # (a ReuseJoin's ranges are a Join's: the same files, read the same way)
-            counts = (format_ranges(join, manifest, pieces.write, errors.write, keep)
-                      if across_cores(join) else
-                      format_lines(dialect, join, pieces.write, errors.write, keep))
+
+        def formatted(join: Join | inorder.Ordered) -> Counts:
+            # (a ReuseJoin's ranges are a Join's: the same files, read the same way)
+            return (format_ranges(join.ranges(), manifest, pieces.write, errors.write, keep,
+                                  temp)
+                    if across_cores(join.requests) else
+                    format_lines(dialect, join, pieces.write, errors.write, keep))
+
+        if fast:
+            mark = keep.mark() if keep is not None else 0
+            try:
+                counts = formatted(join)
+            except OutOfOrder:      # written again, from the join by key
+                pieces.restart()
+                errors.seek(0)
+                errors.truncate()
+                if keep is not None:
+                    keep.rewind(mark)
+                join = by_key()
+                counts = formatted(join)
             if stored is not None and counts.missing > stored:
                 raise _incomplete(manifest)
             succeeded, failed, unfinished, _, usage = counts
@@ -149,7 +172,7 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         if rows is not None and _stamp(manifest.rows) != rows_stamp:
             # the columns read the rows a second time: they must be the rows just joined
             raise InputsChanged(manifest.name, manifest.source)
-    digests = {o.rel: f"{ALGORITHM}:{hashers[o.rel].hexdigest()}" if o.rel in hashers
+    digests = {o.rel: f"{ALGORITHM}:{digest}" if (digest := pieces.hexdigest(o.rel))
                else file_digest(o.path) for o in manifest.declared_paths()}
     return Written(digests, succeeded, failed, join.unmatched, join.repeated, usage,
                    unfinished)

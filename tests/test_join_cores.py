@@ -80,6 +80,12 @@ class Kept:
     def add(self, request_hash: str, line: bytes, ok: bool) -> None:
         self.lines.append((request_hash, bytes(line), ok))
 
+    def mark(self) -> int:
+        return len(self.lines)
+
+    def rewind(self, mark: int) -> None:
+        del self.lines[mark:]
+
     def add_pack(self, name: str, data: bytes) -> None:
         """A pack's lines, in the order they were added (by their place in its blocks)."""
         self.packs += 1

@@ -51,7 +51,7 @@ class PackBuilder:
     def __init__(self, made: Callable[[str, bytes], None], pack_bytes: int = PACK_BYTES,
                  block_bytes: int = BLOCK_BYTES, compressor: Executor | None = None):
         self._made, self._compressor = made, compressor
-        self._pack_bytes, self._block_bytes = pack_bytes, min(block_bytes, MAX_RAW // 2)
+        self.pack_bytes, self.block_bytes = pack_bytes, min(block_bytes, MAX_RAW // 2)
         self._start_pack()
 
     def _start_pack(self) -> None:
@@ -67,9 +67,9 @@ class PackBuilder:
             line = line[:-1]
         if b"\n" in line:
             raise ValueError("a result line holds a newline")
-        if len(line) >= MAX_RAW - self._block_bytes:
+        if len(line) >= MAX_RAW - self.block_bytes:
             raise ValueError(f"a result line of {len(line)} bytes: a pack holds lines of "
-                             f"under {MAX_RAW - self._block_bytes}")
+                             f"under {MAX_RAW - self.block_bytes}")
         if len(request_hash) != 71 or not request_hash.startswith("sha256:"):
             raise ValueError(f"not a sha256 request hash: {request_hash[:80]!r}")
         block, keys = self._block, self._keys
@@ -78,9 +78,9 @@ class PackBuilder:
         block += b"\n"
         keys.append(_KEY.pack(bytes.fromhex(request_hash[7:]), OK if ok else FAILED,
                               len(keys), len(self._blocks), offset, len(line)))
-        if len(block) >= self._block_bytes:
+        if len(block) >= self.block_bytes:
             self._end_block()
-            if self._raw >= self._pack_bytes or len(self._blocks) >= MAX_BLOCKS:
+            if self._raw >= self.pack_bytes or len(self._blocks) >= MAX_BLOCKS:
                 self.end_pack()
         if len(keys) >= PACK_ENTRIES:
             self.end_pack()
@@ -146,6 +146,20 @@ class PackWriter:
         lines."""
         self._builder.end_pack()
         self._write(name, data)
+
+    def mark(self) -> int:
+        """The packs written so far (what is being filled is ended first)."""
+        self._builder.end_pack()
+        self._wait()
+        return len(self.packs)
+
+    def rewind(self, mark: int) -> None:
+        """The packs written since `mark`, and lines added since, left out of `packs`: they
+        stay in the store unnamed, for `runner store gc`."""
+        self._builder = PackBuilder(self._write, self._builder.pack_bytes,
+                                    self._builder.block_bytes, self._compress)
+        self._wait()
+        del self.packs[mark:]
 
     def _write(self, name: str, data: bytes) -> None:
         self._wait()
