@@ -44,7 +44,6 @@ BUCKET_BYTES = 8 << 20      # results (or pairs) held in memory at once, about
 MAX_FILES = 256             # temp files open at once, at most: past that, buckets grow
 _BUFFER = 1 << 16           # per temp file being written
 _READ = 1 << 20
-APART_BYTES = 32 << 20      # results spilled and joined by two workers from this size on
 
 Write = Callable[[bytes], object]
 
@@ -81,7 +80,7 @@ class Join:
         requests = [directory / f"requests-{i}" for i in range(n)]
         # a large batch's results are spilled, and its buckets joined, by two workers
         # (runner.joinapart) while this process spills the requests
-        pool = None if by_hash or size < APART_BYTES or not joinapart.possible() \
+        pool = None if by_hash or size < joinapart.APART_BYTES or not joinapart.possible() \
             else joinapart.open_pool()
         try:
             sets = [[directory / f"results-{i}.{part}" for i in range(n)]
@@ -103,7 +102,7 @@ class Join:
             pairs = size + sum(path.stat().st_size for path in requests)
             self._per_range = max(1, -(-self.requests // _files_for(pairs)))
             count = -(-self.requests // self._per_range)
-            buckets = [([paths[i] for paths in sets], requests[i]) for i in range(n)]
+            buckets = [([paths[i] for paths in sets], [requests[i]]) for i in range(n)]
             self.unmatched = self.repeated = 0
             if pool is not None:
                 shares = [[directory / f"range-{r}.{w}" for r in range(count)]
@@ -290,8 +289,8 @@ def spill_stored(results: Sequence[Path], writes: list[Write]) -> None:
                 writes[bucket(rhash, n)](rhash + b"\t0\t" + line)
 
 
-def join_bucket(results: Sequence[Path], requests: Path, writes: list[Write], per_range: int,
-                by_hash: bool = False) -> tuple[int, int]:
+def join_bucket(results: Sequence[Path], requests: Sequence[Path], writes: list[Write],
+                per_range: int, by_hash: bool = False) -> tuple[int, int]:
     """Pairs each request of a bucket with its result line (a later line for a key wins) into
     the range files as `index\\tkey\\thash\\tline`, an empty line for none (`results`: the
     bucket's files, in the order their lines came); returns how many
@@ -309,30 +308,39 @@ def join_bucket(results: Sequence[Path], requests: Path, writes: list[Write], pe
                 files[key_json] = number
                 lines[key_json] = line
     taken: set[bytes] = set()
-    with open(requests, "rb", buffering=_READ) as f:
-        for record in f:
-            index, key_json, rhash = record.split(b"\t", 2)
-            if by_hash:
-                taken.add(rhash := rhash[:-1])
-                line = lines.get(rhash, b"\n")
-            else:
-                line = lines.pop(key_json, b"\n")
-            writes[int(index) // per_range](record[:-1] + b"\t" + line)
+    for path in requests:
+        with open(path, "rb", buffering=_READ) as f:
+            for record in f:
+                index, key_json, rhash = record.split(b"\t", 2)
+                if by_hash:
+                    taken.add(rhash := rhash[:-1])
+                    line = lines.get(rhash, b"\n")
+                else:
+                    line = lines.pop(key_json, b"\n")
+                writes[int(index) // per_range](record[:-1] + b"\t" + line)
     return len(lines.keys() - taken) if by_hash else len(lines), repeated
 
 
-def join_buckets(buckets: list[tuple[list[Path], Path]], ranges: list[Path], per_range: int,
+Bucket = tuple[list[Path], list[Path]]     # a bucket's results files and requests files
+
+
+def join_buckets(buckets: list[Bucket], ranges: list[Path], per_range: int,
                  by_hash: bool = False) -> tuple[int, int]:
-    """join_bucket of each bucket (its results files, its requests file) into the range
-    files, removing the bucket's files; returns the unmatched and repeated, summed."""
-    unmatched = repeated = 0
+    """join_bucket of each bucket into the range files, removing the bucket's files;
+    returns the unmatched and repeated, summed."""
     with _writers(ranges) as writes:
-        for results, requests in buckets:
-            u, r = join_bucket(results, requests, writes, per_range, by_hash)
-            unmatched += u
-            repeated += r
-            for path in (*results, requests):
-                path.unlink(missing_ok=True)
+        return _join_buckets(buckets, writes, per_range, by_hash)
+
+
+def _join_buckets(buckets: list[Bucket], writes: list[Write], per_range: int,
+                  by_hash: bool = False) -> tuple[int, int]:
+    unmatched = repeated = 0
+    for results, requests in buckets:
+        u, r = join_bucket(results, requests, writes, per_range, by_hash)
+        unmatched += u
+        repeated += r
+        for path in (*results, *requests):
+            path.unlink(missing_ok=True)
     return unmatched, repeated
 
 

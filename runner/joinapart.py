@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, TypeVar
 from .parallel import _context, _cpus
 
 WORKERS = 2
+APART_BYTES = 32 << 20      # results spilled and joined by the workers from this size on
 T = TypeVar("T")
 
 
@@ -111,6 +112,24 @@ def done(futures: Sequence[Future[Any]]) -> bool:
         except Exception:   # noqa: BLE001 - done again in this process, to raise it there
             ok = False
     return ok
+
+
+def each(pool: Pool | None, work: Callable[..., T], calls: Sequence[tuple[object, ...]]
+         ) -> list[T]:
+    """`work` for each tuple of arguments, by the pool's workers when there is one; a call
+    whose worker failed runs again here, which raises what it raises (each call must write
+    only files of its own, so that running it again writes them again)."""
+    futures = pool.run(work, calls) if pool is not None else [None] * len(calls)
+    done: list[T] = []
+    for args, future in zip(calls, futures):
+        try:
+            if future is not None:
+                done.append(future.result())
+                continue
+        except Exception:   # noqa: BLE001 - run again here, to raise it here
+            pass
+        done.append(work(*args))
+    return done
 
 
 def remove(paths: Sequence[Path]) -> None:

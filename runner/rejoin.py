@@ -17,14 +17,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import joinapart
 from .join import (
+    Bucket,
     Join,
     Spooled,
     Write,
     _files_for,
+    _join_buckets,
     _writers,
     bucket,
-    join_bucket,
+    join_buckets,
     spill_requests,
     spill_results,
     spill_stored,
@@ -37,7 +40,8 @@ class ReuseJoin(Join):
     """As runner.join.Join (whose range files it writes the same way, and reads the same
     way), with `stored`: a file of the store's lines for the requests
     reused (runner.reuse.extract), found by request hash when no results file has a line
-    for the request's key."""
+    for the request's key. For a large batch, both joins run in two workers, a share of
+    the buckets each (runner.joinapart), each writing range files of its own."""
 
     def __init__(self, manifest: Manifest, renderer: Renderer, results: Sequence[Path],
                  stored: Path, directory: Path, spooled: Spooled | None = None):
@@ -50,28 +54,41 @@ class ReuseJoin(Join):
                                                               spooled)
         with _writers(lines) as writes:
             spill_results(renderer.dialect, results, writes)
+        kept = [directory / f"stored-{i}" for i in range(n)]
+        with _writers(kept) as writes:
+            spill_stored([stored], writes)
         pairs = size + sum(path.stat().st_size for path in requests)
         self._per_range = max(1, -(-self.requests // _files_for(pairs)))
-        ranges = [directory / f"range-{i}" for i in range(-(-self.requests // self._per_range))]
-        left = [directory / f"left-{i}" for i in range(n)]
-        kept = [directory / f"stored-{i}" for i in range(n)]
-        self.unmatched = self.repeated = 0
-        with _writers(ranges) as out:
-            with _writers(left) as aside:
-                routes = [_route(write, aside) for write in out]
-                for req, res in zip(requests, lines):
-                    unmatched, repeated = join_bucket([res], req, routes, self._per_range)
-                    self.unmatched += unmatched
-                    self.repeated += repeated
-                    req.unlink()
-                    res.unlink()
-            with _writers(kept) as writes:
-                spill_stored([stored], writes)
-            for req, res in zip(left, kept):
-                join_bucket([res], req, out, self._per_range, by_hash=True)
-                req.unlink()
-                res.unlink()
-        self._ranges = [[path] for path in ranges]
+        count = -(-self.requests // self._per_range)
+        pool = joinapart.open_pool() \
+            if size >= joinapart.APART_BYTES and joinapart.possible() else None
+        shares = joinapart.WORKERS if pool is not None else 1
+        try:
+            ranges = [[directory / f"range-{r}.{step}.{w}" for r in range(count)]
+                      for step in range(2) for w in range(shares)]
+            left = [[directory / f"left-{i}.{w}" for i in range(n)] for w in range(shares)]
+            share = -(-n // shares)
+            by_key = joinapart.each(pool, _join_routed, [
+                ([([lines[i]], [requests[i]]) for i in range(w * share, (w + 1) * share)
+                  if i < n], ranges[w], left[w], self._per_range) for w in range(shares)])
+            by_hash = [([kept[i]], [aside[i] for aside in left]) for i in range(n)]
+            joinapart.each(pool, join_buckets, [
+                (by_hash[w * share:(w + 1) * share], ranges[shares + w], self._per_range,
+                 True) for w in range(shares)])
+        finally:
+            if pool is not None:
+                pool.close()
+        self.unmatched = sum(u for u, _ in by_key)
+        self.repeated = sum(r for _, r in by_key)
+        self._ranges = [list(paths) for paths in zip(*ranges)]
+
+
+def _join_routed(buckets: list[Bucket], ranges: list[Path], left: list[Path], per_range: int
+                 ) -> tuple[int, int]:
+    """join_buckets by key, requests without a line going aside into `left` (bucketed by
+    request hash, see _route) instead of into the range files."""
+    with _writers(ranges) as out, _writers(left) as aside:
+        return _join_buckets(buckets, [_route(write, aside) for write in out], per_range)
 
 
 def _route(out: Write, aside: list[Write]) -> Write:

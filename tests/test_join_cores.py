@@ -54,19 +54,21 @@ def project(tmp_path: Path) -> tuple[Path, list[Path]]:
 
 
 def run(d: Path, results: list[Path], cores: bool, monkeypatch: pytest.MonkeyPatch,
-        stored: int | None = None) -> tuple[Written, dict[str, bytes], list[object]]:
+        stored: int | None = None, reused: Path | None = None
+        ) -> tuple[Written, dict[str, bytes], list[object]]:
     monkeypatch.setattr(join, "BUCKET_BYTES", 20_000)       # several buckets and ranges
-    monkeypatch.setattr(join, "APART_BYTES", 0 if cores else 1 << 60)
+    monkeypatch.setattr(joinapart, "APART_BYTES", 0 if cores else 1 << 60)
     monkeypatch.setattr(joinlines, "MIN_REQUESTS", 0 if cores else 1 << 60)
     monkeypatch.setattr(joinlines, "PACK_BYTES", 100_000)     # several groups of ranges
     monkeypatch.setattr(joinlines, "_cpus", lambda: 2)
     monkeypatch.setattr(joinapart, "_cpus", lambda: 2)
     [m] = load_directory(d)
     kept = Kept()
-    written = write_outputs(m, results, d / "work", stored=stored,
+    written = write_outputs(m, results, d / "work", stored=stored, reused=reused,
                             keep=None if stored is not None else kept)
     assert list((d / "work").iterdir()) == []       # the temp files are removed
     assert (kept.packs > 2) == (cores and stored is None)     # packs of a few groups
+    assert reused is None or reused.exists()
     return written, {o.rel: o.path.read_bytes() for o in m.declared_paths()}, kept.lines
 
 
@@ -164,3 +166,30 @@ def test_halves_cut_the_results_at_a_line_end_once(tmp_path: Path, sizes: list[i
         assert cut[0][-1].endswith(b"\n") or last.end == last.path.stat().st_size
     whole = sum(p.stat().st_size for p in paths)
     assert abs(sum(map(len, cut[0])) - whole / 2) <= 100 or whole < 200
+
+
+def test_a_reuse_join_across_cores_writes_what_one_process_does(
+        project: tuple[Path, list[Path]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch that reused (runner.rejoin): some requests answered by its job's results, by
+    key, the rest by the store's lines, by request hash, both joins shared by two workers."""
+    d, _ = project
+    [m] = load_directory(d)
+    renderer = Renderer(m)
+    sent = d / "sent.jsonl"
+    stored = d / "stored.tsv"
+    with open(sent, "w") as job, open(stored, "wb") as store:
+        for i, req in enumerate(renderer.requests()):
+            body = renderer.line(req).split(b',"request":', 1)[1][:-1]
+            rhash = request_hash(m.provider, m.model, body)
+            if i % 3 == 0:      # sent: the job answered it
+                job.write(json.dumps(result(req.key, i + 7)) + "\n")
+            elif i != 11:       # reused: the store holds a success under another key
+                store.write(rhash.encode() + b"\t" + json.dumps(result(f"old-{i}", i)).encode()
+                            + b"\n")
+    one = run(d, [sent], False, monkeypatch, reused=stored)
+    many = run(d, [sent], True, monkeypatch, reused=stored)
+    assert many == one
+    written, files, _ = many
+    assert written.succeeded + written.failed == ROWS and written.unmatched == 0
+    first = files["out/big.jsonl"].splitlines()[0].decode()
+    assert '"text":"answer é 7"' in first          # the job's answer, not the store's
