@@ -66,7 +66,7 @@ class Chunk(NamedTuple):
 
     def _lines(self) -> dict[bytes, bytes] | None:
         """The chunk's result lines by their key's JSON, as the join by key reads them
-        (runner.join.spill_results); None for a line that does not parse, has no string
+        (runner.spill.spill_results); None for a line that does not parse, has no string
         key, or repeats a key: the join by key decides what those mean."""
         lines: dict[bytes, bytes] = {}
         key_of = dialect(self.provider).result_key

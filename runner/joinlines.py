@@ -25,11 +25,12 @@ from typing import IO, Any, NamedTuple, Protocol
 
 import orjson
 
-from .join import Joined, OutOfOrder, Write
+from .join import Joined, OutOfOrder
 from .manifest import Manifest
 from .parallel import _context, _cpus
 from .providers.dialect import UNFINISHED, Answer, Dialect
 from .providers.registry import dialect_of
+from .spill import Write
 from .store.writer import PACK_BYTES, PackBuilder
 from .usage import Tally, Usage
 

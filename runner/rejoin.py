@@ -18,22 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import joinapart
-from .join import (
-    Bucket,
-    Join,
-    Spooled,
-    Write,
-    _files_for,
-    _join_buckets,
-    _writers,
-    bucket,
-    join_buckets,
-    spill_requests,
-    spill_results,
-    spill_stored,
-)
+from .join import Bucket, Join, Spooled, _files_for, _join_buckets, join_buckets
 from .manifest import Manifest
 from .render import Renderer
+from .spill import Write, _writers, bucket, spill_requests, spill_results, spill_stored
 
 
 class ReuseJoin(Join):

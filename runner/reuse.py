@@ -105,7 +105,7 @@ class Reusable:
 
 def extract(store: Store, packs: Iterable[str], path: Path, successes: bool = False) -> None:
     """The result lines of `packs` into `path` as `hash\\tline` records, the form the join reads
-    the store's results in (runner.join.spill_stored); with `successes`, those alone.
+    the store's results in (runner.spill.spill_stored); with `successes`, those alone.
     PackMissing, PackDamaged.
 
     A batch's reused requests take `successes` only: the join by hash keeps the last line read

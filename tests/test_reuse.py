@@ -319,6 +319,7 @@ def test_the_reuse_join_runs_across_cores_from_the_keys_rendered_once(
     import runner.join
     import runner.joinlines
     import runner.parallel
+    import runner.spill
     monkeypatch.setattr(runner.join, "BUCKET_BYTES", 2048)      # several ranges
     monkeypatch.setattr(runner.joinlines, "MIN_REQUESTS", 1)
     ranges: list[int] = []
@@ -336,11 +337,11 @@ def test_the_reuse_join_runs_across_cores_from_the_keys_rendered_once(
     assert ranges and ranges[0] > 1, "the join was not formatted across cores"
     edit_rows(d, {3: "edited", 21: "edited too"})
     rendering = runner.parallel.render_jsonl
-    monkeypatch.setattr(runner.join, "render_jsonl", None)     # the join may not render
+    monkeypatch.setattr(runner.spill, "render_jsonl", None)    # the join may not render
     ranges.clear()
     assert api.apply(d).exit_code == 0
     assert ranges and ranges[0] > 1, "the reuse join was not formatted across cores"
     entry = lockfile.load(d / "batches.lock").batches["big"]
     assert entry.reused == 38 and entry.counts["succeeded"] == 40
-    monkeypatch.setattr(runner.join, "render_jsonl", rendering)
+    monkeypatch.setattr(runner.spill, "render_jsonl", rendering)
     same_as_fresh(tmp_path, d, "across-cores")
