@@ -104,13 +104,15 @@ class Join:
                           for w in range(joinapart.WORKERS)]
                 share = -(-n // joinapart.WORKERS)
                 joining = pool.run(join_buckets, [
-                    (buckets[w * share:(w + 1) * share], paths, self._per_range)
+                    (buckets[w * share:(w + 1) * share], paths, self._per_range, False, False)
                     for w, paths in enumerate(shares)])
                 if joinapart.done(joining):
                     for future in joining:
                         unmatched, repeated = future.result()
                         self.unmatched += unmatched
                         self.repeated += repeated
+                    for b in buckets:
+                        remove_bucket(b)
                     self._ranges = [list(paths) for paths in zip(*shares)]
                     return
                 for paths in shares:
@@ -196,23 +198,29 @@ Bucket = tuple[list[Path], list[Path]]     # a bucket's results files and reques
 
 
 def join_buckets(buckets: list[Bucket], ranges: list[Path], per_range: int,
-                 by_hash: bool = False) -> tuple[int, int]:
-    """join_bucket of each bucket into the range files, removing the bucket's files;
-    returns the unmatched and repeated, summed."""
+                 by_hash: bool = False, remove: bool = True) -> tuple[int, int]:
+    """join_bucket of each bucket into the range files, removing the bucket's files with
+    `remove` (a worker's share leaves them: should another share fail, this process joins
+    them again); returns the unmatched and repeated, summed."""
     with _writers(ranges) as writes:
-        return _join_buckets(buckets, writes, per_range, by_hash)
+        return _join_buckets(buckets, writes, per_range, by_hash, remove)
 
 
 def _join_buckets(buckets: list[Bucket], writes: list[Write], per_range: int,
-                  by_hash: bool = False) -> tuple[int, int]:
+                  by_hash: bool = False, remove: bool = True) -> tuple[int, int]:
     unmatched = repeated = 0
     for results, requests in buckets:
         u, r = join_bucket(results, requests, writes, per_range, by_hash)
         unmatched += u
         repeated += r
-        for path in (*results, *requests):
-            path.unlink(missing_ok=True)
+        if remove:
+            remove_bucket((results, requests))
     return unmatched, repeated
+
+
+def remove_bucket(b: Bucket) -> None:
+    for path in (*b[0], *b[1]):
+        path.unlink(missing_ok=True)
 
 
 def in_order(paths: Sequence[Path], start: int, count: int) -> list[bytes]:

@@ -88,8 +88,17 @@ class Pool:
 
     def run(self, work: Callable[..., T], calls: Sequence[tuple[object, ...]]
             ) -> list[Future[T]]:
-        """`work` begun in the workers, once for each tuple of arguments."""
-        return [self._pool.submit(work, *args) for args in calls]
+        """`work` begun in the workers, once for each tuple of arguments (a call no worker
+        could start for is a failed future: the step runs here)."""
+        futures: list[Future[T]] = []
+        for args in calls:
+            try:
+                futures.append(self._pool.submit(work, *args))
+            except Exception as e:  # noqa: BLE001 - a worker not started (an OSError...)
+                failed: Future[T] = Future()
+                failed.set_exception(e)
+                futures.append(failed)
+        return futures
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -18,7 +18,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import joinapart
-from .join import Bucket, Join, Spooled, _files_for, _join_buckets, join_buckets
+from .join import (
+    Bucket,
+    Join,
+    Spooled,
+    _files_for,
+    _join_buckets,
+    join_buckets,
+    remove_bucket,
+)
 from .manifest import Manifest
 from .render import Renderer
 from .spill import Write, _writers, bucket, spill_requests, spill_results, spill_stored
@@ -56,13 +64,19 @@ class ReuseJoin(Join):
                       for step in range(2) for w in range(shares)]
             left = [[directory / f"left-{i}.{w}" for i in range(n)] for w in range(shares)]
             share = -(-n // shares)
+            # the buckets are removed here once both shares are in: a share that failed in
+            # its worker runs again here, from them
             by_key = joinapart.each(pool, _join_routed, [
                 ([([lines[i]], [requests[i]]) for i in range(w * share, (w + 1) * share)
                   if i < n], ranges[w], left[w], self._per_range) for w in range(shares)])
+            for i in range(n):
+                remove_bucket(([lines[i]], [requests[i]]))
             by_hash = [([kept[i]], [aside[i] for aside in left]) for i in range(n)]
             joinapart.each(pool, join_buckets, [
                 (by_hash[w * share:(w + 1) * share], ranges[shares + w], self._per_range,
-                 True) for w in range(shares)])
+                 True, False) for w in range(shares)])
+            for b in by_hash:
+                remove_bucket(b)
         finally:
             if pool is not None:
                 pool.close()
@@ -76,7 +90,8 @@ def _join_routed(buckets: list[Bucket], ranges: list[Path], left: list[Path], pe
     """join_buckets by key, requests without a line going aside into `left` (bucketed by
     request hash, see _route) instead of into the range files."""
     with _writers(ranges) as out, _writers(left) as aside:
-        return _join_buckets(buckets, [_route(write, aside) for write in out], per_range)
+        return _join_buckets(buckets, [_route(write, aside) for write in out], per_range,
+                             remove=False)
 
 
 def _route(out: Write, aside: list[Write]) -> Write:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import random
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROWS_MANIFEST, write_manifest, write_rows
 
-from runner import join, joinapart, joinlines
+from runner import join, joinapart, joinlines, rejoin
 from runner.errors import ProviderError, StoreIncomplete
 from runner.hashing import request_hash
 from runner.manifest import load_directory
@@ -168,11 +170,9 @@ def test_halves_cut_the_results_at_a_line_end_once(tmp_path: Path, sizes: list[i
     assert abs(sum(map(len, cut[0])) - whole / 2) <= 100 or whole < 200
 
 
-def test_a_reuse_join_across_cores_writes_what_one_process_does(
-        project: tuple[Path, list[Path]], monkeypatch: pytest.MonkeyPatch) -> None:
-    """A batch that reused (runner.rejoin): some requests answered by its job's results, by
-    key, the rest by the store's lines, by request hash, both joins shared by two workers."""
-    d, _ = project
+def _reuse_files(d: Path) -> tuple[Path, Path]:
+    """A job's results for a third of the requests, by key, and the store's lines for the
+    rest but one, by request hash (under other keys)."""
     [m] = load_directory(d)
     renderer = Renderer(m)
     sent = d / "sent.jsonl"
@@ -186,6 +186,15 @@ def test_a_reuse_join_across_cores_writes_what_one_process_does(
             elif i != 11:       # reused: the store holds a success under another key
                 store.write(rhash.encode() + b"\t" + json.dumps(result(f"old-{i}", i)).encode()
                             + b"\n")
+    return sent, stored
+
+
+def test_a_reuse_join_across_cores_writes_what_one_process_does(
+        project: tuple[Path, list[Path]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch that reused (runner.rejoin): some requests answered by its job's results, by
+    key, the rest by the store's lines, by request hash, both joins shared by two workers."""
+    d, _ = project
+    sent, stored = _reuse_files(d)
     one = run(d, [sent], False, monkeypatch, reused=stored)
     many = run(d, [sent], True, monkeypatch, reused=stored)
     assert many == one
@@ -193,3 +202,57 @@ def test_a_reuse_join_across_cores_writes_what_one_process_does(
     assert written.succeeded + written.failed == ROWS and written.unmatched == 0
     first = files["out/big.jsonl"].splitlines()[0].decode()
     assert '"text":"answer é 7"' in first          # the job's answer, not the store's
+
+
+class _LosingPool:
+    """The workers' steps run here, the second share of each join dying after its first
+    bucket, as a worker killed (out of memory, a full disk) would."""
+
+    def run(self, work: Any, calls: list[tuple[Any, ...]]) -> list[Future[Any]]:
+        futures: list[Future[Any]] = []
+        for number, args in enumerate(calls):
+            future: Future[Any] = Future()
+            try:
+                if work in (join.join_buckets, rejoin._join_routed) and number == 1:
+                    work(args[0][:1], *args[1:])
+                    raise RuntimeError("worker lost")
+                future.set_result(work(*args))
+            except Exception as e:  # noqa: BLE001 - as the pool's future holds it
+                future.set_exception(e)
+            futures.append(future)
+        return futures
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_join_whose_worker_dies_is_done_again_here(
+        project: tuple[Path, list[Path]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A share whose worker died halfway is joined again in this process, from the bucket
+    files, which the workers leave for it: the outputs are one process's."""
+    d, results = project
+    one = run(d, results, False, monkeypatch)
+    monkeypatch.setattr(joinapart, "open_pool", _LosingPool)
+    assert run(d, results, True, monkeypatch) == one
+    reused = _reuse_files(d)
+    monkeypatch.undo()
+    alone = run(d, [reused[0]], False, monkeypatch, reused=reused[1])
+    monkeypatch.setattr(joinapart, "open_pool", _LosingPool)
+    assert run(d, [reused[0]], True, monkeypatch, reused=reused[1]) == alone
+
+
+def test_a_worker_that_cannot_start_leaves_the_step_here(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers start on the first call given them: one that cannot (too many open files)
+    makes a failed step, run again here, not a traceback."""
+    pool = joinapart.Pool()
+
+    def refuse(*args: object) -> object:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(pool._pool, "submit", refuse)
+    try:
+        assert not joinapart.done(pool.run(len, [("ab",)]))
+        assert joinapart.each(pool, len, [("ab",), ("abc",)]) == [2, 3]
+    finally:
+        pool.close()

@@ -42,7 +42,7 @@ Sealed = tuple[bytes, int, bytes]       # a block as stored, its raw length, its
 
 class PackBuilder:
     """Lines in, whole packs out: `made(name, data)` is called with each pack as it fills,
-    and for the last one by `finish`. Blocks are compressed by `compressor` when given (a
+    and for the last one by `end_pack`. Blocks are compressed by `compressor` when given (a
     thread, while the caller goes on), else as they fill.
 
     A request hash added twice keeps one line in a pack: a success over an error, else the
