@@ -55,7 +55,7 @@ def renders(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
             return real(renderer, *args, **kwargs)
         return spy
 
-    for importer in ("runner.desired", "runner.join"):
+    for importer in ("runner.desired", "runner.spill"):
         monkeypatch.setattr(f"{importer}.render_jsonl", counting(parallel.render_jsonl))
     monkeypatch.setattr("runner.desired.render_looked", counting(parallel.render_looked))
     monkeypatch.setattr(Renderer, "requests", counting(Renderer.requests))
