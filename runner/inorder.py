@@ -24,6 +24,7 @@ import orjson
 
 from .hashing import canonical_bytes
 from .join import Joined, OutOfOrder
+from .joinapart import lines_of
 from .providers.registry import dialect
 
 CHUNK_LINES = 20_000        # requests in a chunk, at most: its result lines are held in a dict
@@ -54,7 +55,7 @@ class Chunk(NamedTuple):
         lines = self._lines()
         if lines is None or len(lines) != self.requests:
             raise OutOfOrder
-        for index, record in enumerate(_read(self.keys, self.keys_at), self.start):
+        for index, record in enumerate(lines_of(self.keys, *self.keys_at), self.start):
             key_json, rhash = record[:-1].split(b"\t")
             line = lines.pop(key_json, None)
             if line is None:
@@ -70,7 +71,7 @@ class Chunk(NamedTuple):
         key, or repeats a key: the join by key decides what those mean."""
         lines: dict[bytes, bytes] = {}
         key_of = dialect(self.provider).result_key
-        for line in _read(self.results, self.results_at):
+        for line in lines_of(self.results, *self.results_at):
             try:
                 result = orjson.loads(line)
             except orjson.JSONDecodeError:
@@ -83,19 +84,6 @@ class Chunk(NamedTuple):
                 return None
             lines[key_json] = line if line[-1:] == b"\n" else line + b"\n"
         return lines
-
-
-def _read(path: Path, at: tuple[int, int]) -> Iterator[bytes]:
-    """The lines of `path` in the byte range `at` (which starts and ends at line ends)."""
-    start, end = at
-    with open(path, "rb", buffering=_READ) as f:
-        f.seek(start)
-        left = end - start
-        for line in f:
-            if left <= 0:
-                return
-            left -= len(line)
-            yield line
 
 
 class Ordered:

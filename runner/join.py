@@ -219,8 +219,7 @@ def _join_buckets(buckets: list[Bucket], writes: list[Write], per_range: int,
 
 
 def remove_bucket(b: Bucket) -> None:
-    for path in (*b[0], *b[1]):
-        path.unlink(missing_ok=True)
+    joinapart.remove([*b[0], *b[1]])
 
 
 def in_order(paths: Sequence[Path], start: int, count: int) -> list[bytes]:

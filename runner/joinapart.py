@@ -19,9 +19,8 @@ line, which a half that starts mid-file could not count.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -29,6 +28,7 @@ from typing import Any, NamedTuple, TypeVar
 from .parallel import _context, _cpus
 
 WORKERS = 2
+_READ = 1 << 20
 APART_BYTES = 32 << 20      # results spilled and joined by the workers from this size on
 T = TypeVar("T")
 
@@ -78,6 +78,20 @@ def _line_end(path: Path, at: int) -> int:
                 return at + newline + 1
             at += len(chunk)
     return at
+
+
+def lines_of(path: Path, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    """The lines of `path` from byte `start` to `end` (None: the end), which start and end
+    at line ends: a Piece's, or a chunk's of runner.inorder."""
+    left = end - start if end is not None else None
+    with open(path, "rb", buffering=_READ) as f:
+        f.seek(start)
+        for line in f:
+            if left is not None:
+                if left <= 0:
+                    return
+                left -= len(line)
+            yield line
 
 
 class Pool:
@@ -143,10 +157,7 @@ def each(pool: Pool | None, work: Callable[..., T], calls: Sequence[tuple[object
 
 def remove(paths: Sequence[Path]) -> None:
     for path in paths:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        path.unlink(missing_ok=True)
 
 
 def _start() -> None:

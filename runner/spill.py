@@ -17,7 +17,7 @@ import orjson
 
 from .errors import ResultsError
 from .hashing import ContentHasher, canonical_bytes, request_hash
-from .joinapart import Piece
+from .joinapart import Piece, lines_of
 from .manifest import Manifest
 from .parallel import render_jsonl
 from .providers.dialect import Dialect
@@ -113,30 +113,23 @@ def _spill(dialect: Dialect, pieces: Sequence[Piece], writes: list[Write]) -> No
     n, loads, key_of = len(writes), orjson.loads, dialect.result_key
     for number_of_file, path, start, end in pieces:
         tag = b"\t%d\t" % number_of_file
-        left = end - start if end is not None else -1
-        with open(path, "rb", buffering=_READ) as f:
-            f.seek(start)
-            for number, line in enumerate(f, 1):
-                if left >= 0:
-                    if left == 0:
-                        break
-                    left -= len(line)
-                try:
-                    result = loads(line)
-                except orjson.JSONDecodeError:
-                    result = None
-                if type(result) is not dict:
-                    if line.isspace():
-                        continue
-                    raise ResultsError("a results line is not a JSON object", path=path,
-                                       where=str(number))
-                key = key_of(result)
-                if type(key) is not str:
+        for number, line in enumerate(lines_of(path, start, end), 1):
+            try:
+                result = loads(line)
+            except orjson.JSONDecodeError:
+                result = None
+            if type(result) is not dict:
+                if line.isspace():
                     continue
-                key_json = canonical_bytes(key)
-                if line[-1] != 0x0A:        # the last line of a file may have no newline
-                    line += b"\n"
-                writes[bucket(key_json, n)](key_json + tag + line)
+                raise ResultsError("a results line is not a JSON object", path=path,
+                                   where=str(number))
+            key = key_of(result)
+            if type(key) is not str:
+                continue
+            key_json = canonical_bytes(key)
+            if line[-1] != 0x0A:        # the last line of a file may have no newline
+                line += b"\n"
+            writes[bucket(key_json, n)](key_json + tag + line)
 
 
 def spill_pieces(manifest: Manifest, pieces: list[Piece], paths: list[Path]) -> None:

@@ -18,11 +18,14 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 from ..errors import OutputError, StoreError, clipped
 from ..fsutil import atomic_writer
+
+T = TypeVar("T")
 
 # what link() fails with where a file system has no hard links (some FUSE, SMB, FAT mounts)
 _NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK,
@@ -152,29 +155,29 @@ class PathBackend:
             raise _failed(self, name, "reading it", e) from None
 
     def list(self, folder: str) -> list[Stat]:
-        found = []
-        try:
-            with os.scandir(self._path(folder)) as entries:
-                for entry in entries:
-                    with contextlib.suppress(FileNotFoundError):    # removed meanwhile
-                        if entry.is_file(follow_symlinks=False):
-                            st = entry.stat(follow_symlinks=False)
-                            found.append(Stat(f"{folder}/{entry.name}", st.st_size,
-                                              st.st_mtime))
-        except FileNotFoundError:
-            return []
-        except OSError as e:
-            raise _failed(self, folder, "listing it", e) from None
-        return found
+        def file_of(entry: os.DirEntry[str]) -> Stat | None:
+            if not entry.is_file(follow_symlinks=False):
+                return None
+            st = entry.stat(follow_symlinks=False)
+            return Stat(f"{folder}/{entry.name}", st.st_size, st.st_mtime)
+
+        return [*self._scan(folder, file_of)]
 
     def folders(self, folder: str) -> tuple[str, ...]:
+        return self._scan(folder, lambda entry: f"{folder}/{entry.name}"
+                          if entry.is_dir(follow_symlinks=False) else None)
+
+    def _scan(self, folder: str, pick: Callable[[os.DirEntry[str]], T | None]
+              ) -> tuple[T, ...]:
+        """What `pick` makes of each entry of `folder` (None: left out); an entry removed
+        meanwhile is left out, a folder that is not there holds nothing."""
         found = []
         try:
             with os.scandir(self._path(folder)) as entries:
                 for entry in entries:
                     with contextlib.suppress(FileNotFoundError):    # removed meanwhile
-                        if entry.is_dir(follow_symlinks=False):
-                            found.append(f"{folder}/{entry.name}")
+                        if (item := pick(entry)) is not None:
+                            found.append(item)
         except FileNotFoundError:
             return ()
         except OSError as e:
