@@ -16,7 +16,7 @@ says what is wrong. The work done until then is lost: little when the results ar
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -66,24 +66,28 @@ class Chunk(NamedTuple):
         """Nothing: the chunk is read from files the join does not own."""
 
     def _lines(self) -> dict[bytes, bytes] | None:
-        """The chunk's result lines by their key's JSON, as the join by key reads them
-        (runner.spill.spill_results); None for a line that does not parse, has no string
-        key, or repeats a key: the join by key decides what those mean."""
-        lines: dict[bytes, bytes] = {}
-        key_of = dialect(self.provider).result_key
-        for line in lines_of(self.results, *self.results_at):
-            try:
-                result = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                return None
-            key = key_of(result) if type(result) is dict else None
-            if type(key) is not str:
-                return None
-            key_json = canonical_bytes(key)
-            if key_json in lines:
-                return None
-            lines[key_json] = line if line[-1:] == b"\n" else line + b"\n"
-        return lines
+        return keyed_lines(self.provider, lines_of(self.results, *self.results_at))
+
+
+def keyed_lines(provider: str, results: Iterable[bytes]) -> dict[bytes, bytes] | None:
+    """Result lines by their key's JSON, as the join by key reads them
+    (runner.spill.spill_results), each with a newline; None for a line that does not parse,
+    has no string key, or repeats a key: the join by key decides what those mean."""
+    lines: dict[bytes, bytes] = {}
+    key_of = dialect(provider).result_key
+    for line in results:
+        try:
+            result = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+        key = key_of(result) if type(result) is dict else None
+        if type(key) is not str:
+            return None
+        key_json = canonical_bytes(key)
+        if key_json in lines:
+            return None
+        lines[key_json] = line if line[-1:] == b"\n" else line + b"\n"
+    return lines
 
 
 class Ordered:

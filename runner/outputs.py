@@ -16,6 +16,7 @@ from typing import IO, Any
 import orjson
 
 from . import inorder, joinapart, parquet
+from .aligned import AlignedJoin, Reused, align
 from .answers import AnswerCheck, template_context
 from .errors import InputsChanged, OutputError, StoreIncomplete
 from .fsutil import atomic_writer
@@ -46,7 +47,7 @@ class Written:
 def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
                   sent: str | None = None, spooled: Spooled | None = None,
                   keep: Keep | None = None, stored: int | None = None,
-                  reused: Path | None = None) -> Written:
+                  reused: Reused | None = None) -> Written:
     """Every output of the manifest from its results files, in input order; a later results
     file's line for a key wins over an earlier one's (see Join). `sent` is the content hash of
     the requests that were submitted: outputs are built from those only, so when the files
@@ -56,8 +57,9 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
     `stored`, the results are the store's lines (see spill_stored), found by request hash,
     and at most `stored` requests may have none (those that failed when the outputs were
     first written): more is StoreIncomplete, and nothing is written. `reused`: the store's
-    lines for the requests the batch reused (runner.rejoin), found by request hash where the
-    results files have no line for a request's key."""
+    lines for the requests the batch reused, found by request hash where the results files
+    have no line for a request's key: walked beside the requests when they come in input
+    order (runner.aligned), else joined by hash (runner.rejoin)."""
     renderer = Renderer(manifest)
     succeeded = failed = unfinished = 0
     usage = Usage()
@@ -96,19 +98,26 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
             and joinapart.possible() else None
 
         def by_key() -> Join:
-            return ReuseJoin(manifest, renderer, results, reused, temp, spooled) \
-                if reused is not None else Join(manifest, renderer, results, temp, spooled,
-                                                stored is not None)
+            if reused is not None:
+                return ReuseJoin(manifest, renderer, results, reused.lines(temp / "reused"),
+                                 temp, spooled)
+            return Join(manifest, renderer, results, temp, spooled, stored is not None)
 
-        join: Join | inorder.Ordered = by_key() if chunks is None or spooled is None \
-            else inorder.Ordered(chunks, spooled.content_hash)
+        join: Join | inorder.Ordered | AlignedJoin | None = None
+        if chunks is not None and spooled is not None:
+            join = inorder.Ordered(chunks, spooled.content_hash)
+        elif reused is not None and reused.store is not None and spooled is not None:
+            join = align(reused.store, reused.packs, manifest.provider, spooled.keys, results,
+                         temp / "aligned", spooled.content_hash)
+        if join is None:
+            join = by_key()
         gaps = stored if stored is not None else -1
         if sent is not None and join.content_hash != sent:
             raise InputsChanged(manifest.name, manifest.source)
         rows = manifest.iter_rows() if tables else None
         dialect = renderer.dialect
 
-        def formatted(join: Join | inorder.Ordered) -> Counts:
+        def formatted(join: Join | inorder.Ordered | AlignedJoin) -> Counts:
             # (a ReuseJoin's ranges are a Join's: the same files, read the same way)
             return (format_ranges(join.ranges(), manifest, pieces.write, errors.write, keep,
                                   temp)

@@ -14,6 +14,7 @@ import pytest
 from conftest import ROWS_MANIFEST, write_manifest, write_rows
 
 from runner import join, joinapart, joinlines, rejoin
+from runner.aligned import Reused
 from runner.errors import ProviderError, StoreIncomplete
 from runner.hashing import request_hash
 from runner.manifest import load_directory
@@ -66,7 +67,8 @@ def run(d: Path, results: list[Path], cores: bool, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(joinapart, "_cpus", lambda: 2)
     [m] = load_directory(d)
     kept = Kept()
-    written = write_outputs(m, results, d / "work", stored=stored, reused=reused,
+    written = write_outputs(m, results, d / "work", stored=stored,
+                            reused=None if reused is None else Reused(lambda _: reused),
                             keep=None if stored is not None else kept)
     assert list((d / "work").iterdir()) == []       # the temp files are removed
     assert (kept.packs > 2) == (cores and stored is None)     # packs of a few groups

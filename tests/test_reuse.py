@@ -311,17 +311,33 @@ def test_the_reuse_join_is_right_over_many_temp_files(
     same_as_fresh(tmp_path, d, "many-files")
 
 
+@pytest.mark.parametrize("walked", [True, False], ids=["packs-in-order", "join-by-hash"])
 def test_the_reuse_join_runs_across_cores_from_the_keys_rendered_once(
-        emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, walked: bool) -> None:
     """A batch that reused is joined from the keys and hashes its render wrote (it is not
     rendered again: the input files hold only the requests sent) and formatted range by
-    range across cores, as a batch that reused nothing is."""
+    range across cores, as a batch that reused nothing is: its packs walked beside the
+    requests in input order (runner.aligned), or, when the jobs' results are too many to
+    hold, joined by hash (runner.rejoin); the outputs are the same either way."""
+    import runner.aligned
+    import runner.inorder
     import runner.join
     import runner.joinlines
     import runner.parallel
     import runner.spill
     monkeypatch.setattr(runner.join, "BUCKET_BYTES", 2048)      # several ranges
+    monkeypatch.setattr(runner.inorder, "CHUNK_LINES", 7)       # several chunks
     monkeypatch.setattr(runner.joinlines, "MIN_REQUESTS", 1)
+    if not walked:
+        monkeypatch.setattr(runner.aligned, "RESULTS_BYTES", 0)
+    aligned: list[object] = []
+    real_align = runner.aligned.align
+
+    def spy_align(*args: object, **kwargs: object) -> object:
+        aligned.append(real_align(*args, **kwargs))  # type: ignore[arg-type]
+        return aligned[-1]
+
+    monkeypatch.setattr("runner.outputs.align", spy_align)
     ranges: list[int] = []
     real = runner.joinlines.format_ranges
 
@@ -341,6 +357,7 @@ def test_the_reuse_join_runs_across_cores_from_the_keys_rendered_once(
     ranges.clear()
     assert api.apply(d).exit_code == 0
     assert ranges and ranges[0] > 1, "the reuse join was not formatted across cores"
+    assert len(aligned) == 1 and (aligned[0] is not None) == walked
     entry = lockfile.load(d / "batches.lock").batches["big"]
     assert entry.reused == 38 and entry.counts["succeeded"] == 40
     monkeypatch.setattr(runner.spill, "render_jsonl", rendering)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..aligned import Reused
 from ..desired import outputs_hash
 from ..downloads import cached, discard, keep, results_path
 from ..errors import (
@@ -163,7 +164,7 @@ class Collector(Worker):
         as many requests left without a line as failed when the packs were written (more:
         the packs lack results, and the provider's are fetched instead)."""
         workdir = self.journal.ws.state_dir / "results"
-        reused = stored if stored is not None else self._reused(m, entry, workdir)
+        reused = Reused(lambda _: stored) if stored is not None else self._reused(m, entry)
         gaps = entry.counts.get("failed", 0) if stored is not None else None
 
         def write(results: Sequence[Path], keep: Keep | None) -> Written:
@@ -187,35 +188,33 @@ class Collector(Worker):
                                 f"({Path(e.path or '').name} line {e.where}: {e.args[0]}); "
                                 "the copy was removed, and the next apply downloads them "
                                 "again", path=m.source) from None
-        finally:
-            if reused is not None:
-                reused.unlink(missing_ok=True)
 
-    def _reused(self, m: Manifest, entry: LockEntry, workdir: Path) -> Path | None:
-        """The store's lines for the requests the batch reused, in a file for the join
-        (runner.rejoin); None when it reused none. A pack gone or damaged since the plan
-        leaves the outputs as they were, with how to go on."""
+    def _reused(self, m: Manifest, entry: LockEntry) -> Reused | None:
+        """The store's lines for the requests the batch reused, for the join (walked in
+        input order by runner.aligned, else extracted for runner.rejoin); None when it
+        reused none. A pack gone or damaged since the plan leaves the outputs as they were,
+        with how to go on."""
         if not entry.reused:
             return None
-        if self.store is None:
+        store = self.store
+        if store is None:
             raise StoreError(f"{m.name}: its lockfile entry reuses results from a result "
                              "store, and this run has none", path=m.source)
-        workdir.mkdir(parents=True, exist_ok=True)
-        path = workdir / f"reused-{m.name}.tsv"
-        try:
-            extract(self.store, entry.reuse_packs, path, successes=True)
-        except PackMissing as e:        # plan says the batch is lost, and what to do
-            path.unlink(missing_ok=True)
-            raise StoreError(f"{m.name}: {e}, which holds results it reuses; run plan to see "
-                             "what to do", path=m.source) from None
-        except PackDamaged as e:
-            # plan cannot tell (it does not read the packs' blocks): say here what to do
-            path.unlink(missing_ok=True)
-            raise StoreError(f"{m.name}: {e}, which holds results it reuses; point "
-                             "RUNNER_STORE at a store that holds them undamaged, or runner "
-                             f"forget {m.name} and apply to send them all again",
-                             path=m.source) from None
-        return path
+
+        def lines(path: Path) -> Path:
+            try:
+                extract(store, entry.reuse_packs, path, successes=True)
+            except PackMissing as e:        # plan says the batch is lost, and what to do
+                raise StoreError(f"{m.name}: {e}, which holds results it reuses; run plan to "
+                                 "see what to do", path=m.source) from None
+            except PackDamaged as e:
+                # plan cannot tell (it does not read the packs' blocks): say here what to do
+                raise StoreError(f"{m.name}: {e}, which holds results it reuses; point "
+                                 "RUNNER_STORE at a store that holds them undamaged, or "
+                                 f"runner forget {m.name} and apply to send them all again",
+                                 path=m.source) from None
+            return path
+        return Reused(lines, store, tuple(entry.reuse_packs))
 
     def _report(self, m: Manifest, entry: LockEntry, written: Written, retry: bool) -> None:
         extra = f", {written.failed} failed (see {m.errors.rel})" if written.failed else ""

@@ -16,10 +16,14 @@ any result it likes: the name vouches for the bytes, the lockfile for the pack.
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 import struct
+import sys
 import zlib
+from array import array
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import zstandard
@@ -30,6 +34,7 @@ CODEC_ZLIB = 1               # packs written before zstd: read, never written
 CODEC_ZSTD = 2
 CODECS = (CODEC_ZLIB, CODEC_ZSTD)
 OK, FAILED = 1, 0           # an entry's status: a successful result, or a per-request error
+_ONLY_OK = bytes(int(status == OK) for status in range(256))   # a status byte as 1 if OK
 
 FIXED = struct.Struct("<8sHBBIII")  # magic, version, codec, flags, head length, blocks, entries
 BLOCK = struct.Struct("<QII32s")    # offset in the pack, stored length, raw length, sha256
@@ -143,6 +148,38 @@ class Head:
         """(request hash, block, offset, length, status) in request hash order, as plain
         tuples: a million are read to rebuild a large batch's outputs."""
         return ENTRY.iter_unpack(self._index)
+
+    def success_prefixes(self) -> array[int]:
+        """The first 8 bytes of each success's request hash, as big-endian integers, in index
+        order: what the reuse index keeps (runner.reuse)."""
+        prefixes = self._column(range(8))
+        statuses = bytes(self._index[ENTRY.size - 1::ENTRY.size])
+        if statuses.count(OK) != self.count:
+            prefixes = array("Q", itertools.compress(prefixes, statuses.translate(_ONLY_OK)))
+        return prefixes
+
+    def added_order(self, first: int | None = None) -> array[int]:
+        """The places of the entries in the order their lines were added: by block, then by
+        offset in the block (runner.aligned reads a pack this way); the `first` of them
+        alone when given (without sorting them all)."""
+        where = self._column((35, 34, 33, 32, 39, 38, 37, 36))  # block << 32 | offset
+        if first is not None:
+            return array("I", heapq.nsmallest(first, range(self.count), key=where.__getitem__))
+        return array("I", sorted(range(self.count), key=where.__getitem__))
+
+    def _column(self, at: Iterable[int]) -> array[int]:
+        """An 8-byte integer of each entry, made of its bytes at `at` (most significant
+        first), in index order. Gathered a byte column at a time by slicing, in C:
+        unpacking a million entries one by one took a second."""
+        index = bytes(self._index)
+        column = bytearray(8 * self.count)
+        for byte, place in enumerate(at):
+            column[byte::8] = index[place::ENTRY.size]
+        values = array("Q")
+        values.frombytes(column)
+        if sys.byteorder == "little":
+            values.byteswap()
+        return values
 
     def entry(self, i: int) -> tuple[bytes, int, int, int, int]:
         """The i-th entry of the index, as a plain tuple."""

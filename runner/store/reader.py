@@ -61,6 +61,32 @@ def results(backend: Backend, packs: Iterable[str],
         yield from _pack_results(backend, pack, want)
 
 
+def added(head: Head, backend: Backend) -> Iterator[tuple[bytes, bool, bytes]]:
+    """A pack's lines as (request hash's 32 bytes, success, line), in the order they were
+    added (the order its writer read them: a batch's input order, for the packs of the
+    outputs' join), a block at a time. PackMissing, PackDamaged."""
+    name = pack_object(head.name)
+    blocks = head.blocks
+    current, raw = -1, b""
+    try:
+        for place in head.added_order():
+            request, block, offset, length, status = head.entry(place)
+            if block != current:
+                if block >= len(blocks):
+                    raise Damaged("its index points past its last block")
+                b = blocks[block]
+                raw = open_block(b, backend.read(name, b.offset, b.offset + b.stored),
+                                 head.codec)
+                current = block
+            if offset + length > len(raw):
+                raise Damaged("its index points outside a block")
+            yield request, status == OK, raw[offset:offset + length]
+    except FileNotFoundError:
+        raise PackMissing(head.name, backend.location) from None
+    except Damaged as e:
+        raise PackDamaged(head.name, backend.location, str(e)) from None
+
+
 def verify(backend: Backend, pack: str) -> None:
     """Reads a whole pack and checks every byte of it. PackMissing, PackDamaged."""
     for _ in _pack_results(backend, pack, None):

@@ -86,6 +86,10 @@ class Store:
     def head(self, pack: str) -> Head:
         return reader.read_head(self.backend, pack)
 
+    def added(self, head: Head) -> Iterator[tuple[bytes, bool, bytes]]:
+        """The lines of the pack of `head` in the order they were added (reader.added)."""
+        return reader.added(head, self.backend)
+
     def verify(self, pack: str) -> None:
         """Reads a whole pack and checks it. PackMissing, PackDamaged."""
         reader.verify(self.backend, pack)
