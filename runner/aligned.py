@@ -32,7 +32,7 @@ from typing import NamedTuple
 from . import inorder
 from .errors import PackDamaged, PackMissing
 from .inorder import keyed_lines
-from .join import Joined
+from .join import Joined, OutOfOrder
 from .joinapart import lines_of
 from .reuse import sixteenths
 from .store import Store
@@ -81,68 +81,90 @@ class Aligned(NamedTuple):
 
 
 class AlignedJoin:
-    """The join's face (runner.join.Join) of the aligned file: its chunks are its ranges;
-    no line is left over, none repeated (or `align` would have returned None)."""
+    """The join's face (runner.join.Join) of the walk: its chunks are its ranges, given as
+    the walk writes them, so that the workers format the first while this process walks on.
+    A walk that finds the lines are not to be had this way raises OutOfOrder, from the
+    chunk it was writing, for the caller to start again with the join by hash (as for
+    runner.inorder). No line is left over, none repeated."""
 
     unmatched = repeated = 0
 
-    def __init__(self, chunks: list[Aligned], content_hash: str):
+    def __init__(self, chunks: Iterator[Aligned], requests: int, content_hash: str):
         self._chunks = chunks
-        self.requests = sum(c.requests for c in chunks)
+        self.requests = requests
         self.content_hash = content_hash
 
-    def ranges(self) -> list[Aligned]:
+    def ranges(self) -> Iterator[Aligned]:
+        """The chunks, once. OutOfOrder."""
         return self._chunks
 
     def __iter__(self) -> Iterator[Joined]:
         for chunk in self._chunks:
             yield from chunk.joined()
 
+    def settled(self) -> AlignedJoin | None:
+        """Walked to the end now, for a caller that cannot start again; None when the walk
+        raised OutOfOrder."""
+        try:
+            chunks = list(self._chunks)
+        except OutOfOrder:
+            return None
+        return AlignedJoin(iter(chunks), self.requests, self.content_hash)
+
 
 def align(store: Store, packs: Sequence[str], provider: str, keys: Path,
           results: Sequence[Path], out: Path, content_hash: str) -> AlignedJoin | None:
-    """The batch's result lines in input order into `out`, as an AlignedJoin; None when they
-    are not to be found this way (see the module docstring), with `out` removed."""
+    """The batch's requests walked beside the packs, their result lines written in input
+    order into `out` as the chunks are read (see AlignedJoin); None when what is seen before
+    the walk rules it out (see the module docstring)."""
     try:
-        joined = _align(store, packs, provider, keys, results, out, content_hash)
+        answered = _answered(provider, results)
+        if answered is None or list(packs) != sorted(set(packs)):
+            return None
+        lines = _Packs(store, packs)
+        if not lines.distinct:
+            return None
+        requests = _lines(keys)
     except (PackMissing, PackDamaged, OSError):     # the join by hash says what is wrong
-        joined = None
-    if joined is None:
-        out.unlink(missing_ok=True)
-    return joined
+        return None
+    return AlignedJoin(_walk(lines, answered, keys, out), requests, content_hash)
 
 
-def _align(store: Store, packs: Sequence[str], provider: str, keys: Path,
-           results: Sequence[Path], out: Path, content_hash: str) -> AlignedJoin | None:
-    answered = _answered(provider, results)
-    if answered is None or list(packs) != sorted(set(packs)):
-        return None
-    lines = _Packs(store, packs)
-    if not lines.distinct:
-        return None
-    chunks: list[Aligned] = []
+def _walk(lines: _Packs, answered: dict[bytes, bytes], keys: Path, out: Path
+          ) -> Iterator[Aligned]:
     start = requests = 0
     keys_at = lines_at = (0, 0)
-    with open(out, "wb", buffering=_WRITE) as f:
-        write = f.write
-        for record in lines_of(keys):
-            key_json, rhash = record[:-1].split(b"\t")
-            line = answered.pop(key_json, None)
-            if line is None:
-                line = lines.take(bytes.fromhex(rhash[7:].decode()))
+    try:
+        with open(out, "wb", buffering=_WRITE) as f:
+            write = f.write
+            for record in lines_of(keys):
+                key_json, rhash = record[:-1].split(b"\t")
+                line = answered.pop(key_json, None)
                 if line is None:
-                    return None
-            write(line)
-            requests += 1
-            keys_at = (keys_at[0], keys_at[1] + len(record))
-            lines_at = (lines_at[0], lines_at[1] + len(line))
-            if requests == inorder.CHUNK_LINES or lines_at[1] - lines_at[0] >= inorder.CHUNK_BYTES:
-                chunks.append(Aligned(keys, out, start, requests, keys_at, lines_at))
-                start, requests = start + requests, 0
-                keys_at, lines_at = (keys_at[1], keys_at[1]), (lines_at[1], lines_at[1])
+                    line = lines.take(bytes.fromhex(rhash[7:].decode()))
+                    if line is None:
+                        raise OutOfOrder
+                write(line)
+                requests += 1
+                keys_at = (keys_at[0], keys_at[1] + len(record))
+                lines_at = (lines_at[0], lines_at[1] + len(line))
+                if requests == inorder.CHUNK_LINES or \
+                        lines_at[1] - lines_at[0] >= inorder.CHUNK_BYTES:
+                    f.flush()       # a worker reads the chunk from the file
+                    yield Aligned(keys, out, start, requests, keys_at, lines_at)
+                    start, requests = start + requests, 0
+                    keys_at, lines_at = (keys_at[1], keys_at[1]), (lines_at[1], lines_at[1])
+            if answered:        # a line no request took: the join by hash counts it
+                raise OutOfOrder
+    except (PackMissing, PackDamaged, OSError):     # the join by hash says what is wrong
+        raise OutOfOrder from None
     if requests:
-        chunks.append(Aligned(keys, out, start, requests, keys_at, lines_at))
-    return AlignedJoin(chunks, content_hash) if not answered else None
+        yield Aligned(keys, out, start, requests, keys_at, lines_at)
+
+
+def _lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(block.count(b"\n") for block in iter(lambda: f.read(_WRITE), b""))
 
 
 def _answered(provider: str, results: Sequence[Path]) -> dict[bytes, bytes] | None:

@@ -18,7 +18,7 @@ import hashlib
 import multiprocessing
 import signal
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import IO, Any, NamedTuple, Protocol
@@ -188,7 +188,7 @@ class Formatted(NamedTuple):
     packs: list[tuple[str, Path]]           # each pack's name, and the file holding it
 
 
-def format_ranges(parts: Sequence[Part], manifest: Manifest, out: Write, errors: Write,
+def format_ranges(parts: Iterable[Part], manifest: Manifest, out: Write, errors: Write,
                   keep: Keep | None, directory: Path) -> Counts:
     """format_lines over the join's ranges, a group of them at a time by worker processes,
     copied into `out` and `errors` in input order. The lines to `keep` come back as whole
@@ -201,7 +201,7 @@ def format_ranges(parts: Sequence[Part], manifest: Manifest, out: Write, errors:
     with ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start,
                              initargs=(manifest,)) as pool:
         pending: deque[tuple[_Group, Future[Formatted] | None]] = deque()
-        todo = iter(groups)
+        todo = groups
         for g in todo:
             pending.append((g, _submit(pool, g)))
             if len(pending) > workers:
@@ -224,21 +224,21 @@ def format_ranges(parts: Sequence[Part], manifest: Manifest, out: Write, errors:
     return total
 
 
-def _groups(parts: Sequence[Part], packs: bool, directory: Path) -> list[_Group]:
+def _groups(parts: Iterable[Part], packs: bool, directory: Path) -> Iterator[_Group]:
     """The parts in groups of at most a pack's worth of lines (the parts' files hold the
     result lines and a little more), so that each group makes one pack about the writer's
-    size."""
-    groups: list[_Group] = []
+    size; as the parts come (runner.aligned's as it walks)."""
+    number = size = 0
     group: list[Part] = []
-    size = 0
     for part in parts:
         length = part.size()
         if group and size + length > PACK_BYTES:
-            groups.append(_group(directory, len(groups), group, packs))
-            size, group = 0, []
+            yield _group(directory, number, group, packs)
+            number, size, group = number + 1, 0, []
         group.append(part)
         size += length
-    return groups + [_group(directory, len(groups), group, packs)] if group else groups
+    if group:
+        yield _group(directory, number, group, packs)
 
 
 def _group(directory: Path, number: int, parts: list[Part], packs: bool) -> _Group:

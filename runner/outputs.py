@@ -109,6 +109,8 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         elif reused is not None and reused.store is not None and spooled is not None:
             join = align(reused.store, reused.packs, manifest.provider, spooled.keys, results,
                          temp / "aligned", spooled.content_hash)
+            if join is not None and not fast:   # only the fast path can start again
+                join = join.settled()
         if join is None:
             join = by_key()
         gaps = stored if stored is not None else -1

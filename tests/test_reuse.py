@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from runner.cli import main
 from runner.emulator import Emulator
 from runner.errors import LockfileError
 from runner.providers.base import RemoteJob
+from runner.store import local_store
 from runner.store.project import STORE_ENV
 
 ROWS = 40
@@ -311,14 +312,17 @@ def test_the_reuse_join_is_right_over_many_temp_files(
     same_as_fresh(tmp_path, d, "many-files")
 
 
-@pytest.mark.parametrize("walked", [True, False], ids=["packs-in-order", "join-by-hash"])
+@pytest.mark.parametrize("walked", ["yes", "no", "fails-late"],
+                         ids=["packs-in-order", "join-by-hash", "walk-fails-late"])
 def test_the_reuse_join_runs_across_cores_from_the_keys_rendered_once(
-        emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, walked: bool) -> None:
+        emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, walked: str) -> None:
     """A batch that reused is joined from the keys and hashes its render wrote (it is not
     rendered again: the input files hold only the requests sent) and formatted range by
     range across cores, as a batch that reused nothing is: its packs walked beside the
     requests in input order (runner.aligned), or, when the jobs' results are too many to
-    hold, joined by hash (runner.rejoin); the outputs are the same either way."""
+    hold, joined by hash (runner.rejoin); the outputs are the same either way, and when
+    the walk finds late that it cannot go on, with chunks formatted and packs kept
+    already, the outputs and the store's lines are written again by the join by hash."""
     import runner.aligned
     import runner.inorder
     import runner.join
@@ -328,7 +332,7 @@ def test_the_reuse_join_runs_across_cores_from_the_keys_rendered_once(
     monkeypatch.setattr(runner.join, "BUCKET_BYTES", 2048)      # several ranges
     monkeypatch.setattr(runner.inorder, "CHUNK_LINES", 7)       # several chunks
     monkeypatch.setattr(runner.joinlines, "MIN_REQUESTS", 1)
-    if not walked:
+    if walked == "no":
         monkeypatch.setattr(runner.aligned, "RESULTS_BYTES", 0)
     aligned: list[object] = []
     real_align = runner.aligned.align
@@ -338,12 +342,17 @@ def test_the_reuse_join_runs_across_cores_from_the_keys_rendered_once(
         return aligned[-1]
 
     monkeypatch.setattr("runner.outputs.align", spy_align)
-    ranges: list[int] = []
+    ranges: list[int] = []      # the parts each format_ranges took
     real = runner.joinlines.format_ranges
 
-    def spy(parts: list[object], *args: object, **kwargs: object) -> object:
-        ranges.append(len(parts))
-        return real(parts, *args, **kwargs)      # type: ignore[arg-type]
+    def spy(parts: Iterable[object], *args: object, **kwargs: object) -> object:
+        ranges.append(0)
+
+        def counted() -> Iterator[object]:
+            for part in parts:
+                ranges[-1] += 1
+                yield part
+        return real(counted(), *args, **kwargs)      # type: ignore[arg-type]
 
     monkeypatch.setattr("runner.outputs.format_ranges", spy)
     d = project(tmp_path / "p")
@@ -355,10 +364,23 @@ def test_the_reuse_join_runs_across_cores_from_the_keys_rendered_once(
     rendering = runner.parallel.render_jsonl
     monkeypatch.setattr(runner.spill, "render_jsonl", None)    # the join may not render
     ranges.clear()
+    took = runner.aligned._Packs.take
+    taken: list[bytes] = []
+
+    def take(self: runner.aligned._Packs, request: bytes) -> bytes | None:
+        taken.append(request)
+        return None if walked == "fails-late" and len(taken) == 30 else took(self, request)
+
+    monkeypatch.setattr(runner.aligned._Packs, "take", take)
     assert api.apply(d).exit_code == 0
     assert ranges and ranges[0] > 1, "the reuse join was not formatted across cores"
-    assert len(aligned) == 1 and (aligned[0] is not None) == walked
+    assert len(aligned) == 1 and (aligned[0] is not None) == (walked != "no")
+    assert len(taken) == {"yes": 38, "no": 0, "fails-late": 30}[walked]
+    if walked == "fails-late":      # chunks formatted, then all again by the join by hash
+        assert len(ranges) == 2 and ranges[0] >= 2, ranges
     entry = lockfile.load(d / "batches.lock").batches["big"]
     assert entry.reused == 38 and entry.counts["succeeded"] == 40
+    kept = [r.request_hash for r in local_store(d).results(entry.packs)]
+    assert len(kept) == len(set(kept)) == 40        # the packs the batch names: its lines, once
     monkeypatch.setattr(runner.spill, "render_jsonl", rendering)
     same_as_fresh(tmp_path, d, "across-cores")
