@@ -55,34 +55,51 @@ class Lookup:
         return cls(request_hash_head(provider, model), framing, index, keys)
 
     def __call__(self, lines: bytes) -> Looked:
+        """The lookup of a block of request lines (each with its newline)."""
         if self.index is None and not self.keys:
             return Looked(((len(lines), False),) if lines else (), 0, frozenset())
-        head, split, sha256, from_bytes = self.head, self.framing.split, hashlib.sha256, \
-            int.from_bytes
-        pack_of = self.index.pack_of_prefix if self.index is not None else None
+        add, done = self.rows()
+        split = self.framing.split
+        for line in lines.split(b"\n")[:-1]:
+            key_json, request = split(line)
+            add(key_json, request, len(line) + 1)
+        return done()
+
+    def rows(self) -> tuple[Callable[[bytes, bytes, int], None], Callable[[], Looked]]:
+        """The lookup of a block a line at a time, as it renders: `add` takes each line's
+        key's JSON, request bytes and length (its newline included), `done` gives the
+        block's Looked. The renderer has the two parts of a line at hand, so a block's lines
+        are not split again to find them (runner.parallel)."""
+        head, sha256, from_bytes = self.head, hashlib.sha256, int.from_bytes
+        find = self.index.finder() if self.index is not None else None
         keys: list[bytes] | None = [] if self.keys else None
         runs: list[tuple[int, bool]] = []
         packs: set[int] = set()
         count = end = 0
         held: bool | None = None      # whether the run of lines ending at `end` is held
-        for line in lines.split(b"\n")[:-1]:
-            key_json, request = split(line)
+
+        def add(key_json: bytes, request: bytes, size: int) -> None:
+            nonlocal count, end, held
             digest = sha256(head + request + b"]").digest()     # runner.hashing.request_hash
             if keys is not None:
                 keys.append(b"%s\tsha256:%s\n" % (key_json, digest.hex().encode()))
             # the index holds the first 8 bytes of each hash
-            pack = None if pack_of is None else pack_of(from_bytes(digest[:8], "big"))
+            pack = None if find is None else find(from_bytes(digest[:8], "big"))
+            now = pack is not None
             if pack is not None:
                 count += 1
                 packs.add(pack)
-            if held is not None and held != (pack is not None):
+            if held is not None and held != now:
                 runs.append((end, held))
-            held = pack is not None
-            end += len(line) + 1
-        if held is not None:
-            runs.append((end, held))
-        return Looked(tuple(runs), count, frozenset(packs),
-                      b"" if keys is None else b"".join(keys))
+            held = now
+            end += size
+
+        def done() -> Looked:
+            if held is not None:
+                runs.append((end, held))
+            return Looked(tuple(runs), count, frozenset(packs),
+                          b"" if keys is None else b"".join(keys))
+        return add, done
 
 
 class Held:

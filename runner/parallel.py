@@ -28,7 +28,7 @@ from contextlib import closing
 from io import BufferedReader
 from itertools import islice
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from .keyset import KeySet
 from .manifest import Manifest
@@ -37,7 +37,15 @@ from .sources import blank, open_jsonl
 
 Emit = Callable[[bytes], None]
 T = TypeVar("T")
-Look = Callable[[bytes], Any]       # a pure function of a block's lines, run where rendered
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Look(Protocol[T_co]):
+    """Work a block's lines need besides their bytes (runner.held's lookups), done where the
+    block is rendered, a line at a time: `rows` gives a function taking each line's key's
+    JSON, request bytes and length, and one giving what it made of them."""
+
+    def rows(self) -> tuple[Callable[[bytes, bytes, int], None], Callable[[], T_co]]: ...
 
 
 class Parallel(NamedTuple):
@@ -60,15 +68,16 @@ def render_jsonl(renderer: Renderer, path: Path, emit: Emit, parallel: Parallel 
 
 
 def render_looked(renderer: Renderer, path: Path, emit: Callable[[bytes, T], None],
-                  look: Callable[[bytes], T], parallel: Parallel = PARALLEL) -> int:
-    """render_jsonl, with each run of input lines given to `look` where it is rendered (in a
-    worker, across cores: `look` must pickle) and what it returns passed to `emit` with the
-    lines: work a line needs besides its bytes (runner.held's lookups) done across cores."""
+                  look: Look[T], parallel: Parallel = PARALLEL) -> int:
+    """render_jsonl, with each run of input lines given to `look` as it is rendered (in a
+    worker, across cores: `look` must pickle) and what it made of them passed to `emit` with
+    the lines: work a line needs besides its bytes (runner.held's lookups) done across
+    cores."""
     return _render_file(renderer, path, emit, look, parallel)
 
 
 def _render_file(renderer: Renderer, path: Path, emit: Callable[[bytes, Any], None],
-                 look: Look | None, parallel: Parallel) -> int:
+                 look: Look[Any] | None, parallel: Parallel) -> int:
     # in a worker process (ours or a caller's), no pool inside the pool
     workers = 1 if multiprocessing.parent_process() else parallel.workers or _cpus()
     keys = KeySet()
@@ -84,8 +93,8 @@ def _render_file(renderer: Renderer, path: Path, emit: Callable[[bytes, Any], No
 
 
 def _in_process(renderer: Renderer, path: Path, emit: Callable[[bytes, Any], None],
-                look: Look | None, keys: KeySet, start: int = 0, index: int = 0, line: int = 1
-                ) -> int:
+                look: Look[Any] | None, keys: KeySet, start: int = 0, index: int = 0,
+                line: int = 1) -> int:
     """Renders from byte `start` (line `line`, row `index`) to the end of the file. Returns the
     rows, each an input line."""
     rows = 0
@@ -94,13 +103,13 @@ def _in_process(renderer: Renderer, path: Path, emit: Callable[[bytes, Any], Non
         while True:
             out: list[bytes] = []
             chunk_keys: list[str] = []
+            add, done = look.rows() if look is not None else (None, None)
             r, n = renderer.render_jsonl(islice(f, _CHUNK_LINES), index, line, out.append,
-                                         chunk_keys.append)
+                                         chunk_keys.append, add)
             if n == 0:
                 return rows
             if out:
-                data = b"".join(out)
-                emit(data, None if look is None else look(data))
+                emit(b"".join(out), None if done is None else done())
             keys.update(chunk_keys)
             index, line, rows = index + r, line + n, rows + r
 
@@ -154,20 +163,20 @@ class _Done(NamedTuple):
     looked: Any = None          # what the run's `look` made of the data, if it has one
 
 
-def _render_block(renderer: Renderer, f: BufferedReader, block: Block, look: Look | None
-                  ) -> _Done:
+def _render_block(renderer: Renderer, f: BufferedReader, block: Block,
+                  look: Look[Any] | None) -> _Done:
     f.seek(block.start)
     out: list[bytes] = []
     keys: list[str] = []
+    add, done = look.rows() if look is not None else (None, None)
     rows, _ = renderer.render_jsonl(islice(f, block.lines), block.first_row, block.first_line,
-                                    out.append, keys.append)
-    data = b"".join(out)
-    return _Done(data, rows, keys, renderer.used_templates,
-                 None if look is None else look(data))
+                                    out.append, keys.append, add)
+    return _Done(b"".join(out), rows, keys, renderer.used_templates,
+                 None if done is None else done())
 
 
 def _across_cores(renderer: Renderer, path: Path, emit: Callable[[bytes, Any], None],
-                  look: Look | None, keys: KeySet, block_bytes: int, workers: int) -> int:
+                  look: Look[Any] | None, keys: KeySet, block_bytes: int, workers: int) -> int:
     """Renders the file block by block with `workers` processes, writing blocks in order as
     they come back. Returns the rows, each an input line."""
     rows = 0
@@ -262,10 +271,10 @@ def _cpus() -> int:
 
 # -- in a worker process ----------------------------------------------------------------------
 
-_worker: tuple[Renderer, BufferedReader, Look | None] | None = None
+_worker: tuple[Renderer, BufferedReader, Look[Any] | None] | None = None
 
 
-def _start(manifest: Manifest, look: Look | None) -> None:
+def _start(manifest: Manifest, look: Look[Any] | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is for the parent to handle
     global _worker
     assert manifest.rows is not None

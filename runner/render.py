@@ -223,12 +223,15 @@ class Renderer:
         self.check_keys(keys)
 
     def render_jsonl(self, lines: Iterable[bytes], index: int, line: int,
-                     write: Callable[[bytes], object], add_key: Callable[[str], object]
+                     write: Callable[[bytes], object], add_key: Callable[[str], object],
+                     look: Callable[[bytes, bytes, int], object] | None = None
                      ) -> tuple[int, int]:
         """Renders lines of the JSONL rows file, the first being line `line` and holding row
-        `index`: passes each provider input line (newline included) to `write`, and every key
-        to `add_key`. Returns the rows and the lines read. The hot path of render_into: the same
-        bytes and errors as requests(), without a Row, a Request or a generator per row."""
+        `index`: passes each provider input line (newline included) to `write`, every key
+        to `add_key`, and with `look`, each line's key's JSON, request bytes and length
+        (runner.held's lookup, which would otherwise cut the lines apart again). Returns
+        the rows and the lines read. The hot path of render_into: the same bytes and errors
+        as requests(), without a Row, a Request or a generator per row."""
         path = self.manifest.rows
         assert path is not None
         variables = self.manifest.vars
@@ -244,7 +247,13 @@ class Renderer:
             except _RowFailure as e:
                 raise self._row_error(Row(index, value, f"line {n}"), e) from None
             add_key(key)
-            write(line_format % (key_json(key), request))
+            if look is None:
+                write(line_format % (key_json(key), request))
+            else:
+                wired = key_json(key)
+                rendered = line_format % (wired, request)
+                write(rendered)
+                look(wired, request, len(rendered))
             index += 1
         return index - first, n - line + 1
 
