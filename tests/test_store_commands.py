@@ -13,6 +13,7 @@ from providers_matrix import GEMINI, serve
 from runner import lockfile
 from runner.cli import main
 from runner.emulator import Emulator
+from runner.runlock import RunLock
 from runner.store import open_store
 from runner.store.project import STORE_ENV
 
@@ -94,3 +95,21 @@ def test_store_gc_of_a_directory_without_a_lockfile_removes_nothing(
         assert out.out == "" and out.err.count("\n") == 1, out
         assert out.err.startswith(f"error: {tmp_path / where / 'batches.lock'}: no lockfile"), out
     assert len(store.packs()) == 2
+
+
+def test_store_gc_removes_nothing_while_an_apply_runs_on_the_directory(
+        applied: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An apply writes its packs before its lockfile names them: gc --yes with --min-age 0
+    would remove them from under it. It holds the run lock while it removes, so beside a
+    running apply it refuses in one line; the dry run reads only, and goes on."""
+    store = open_store(tmp_path / "shared")
+    capsys.readouterr()
+    with RunLock(applied):          # an apply, running
+        assert main(["store", "gc", str(applied), "--min-age", "0", "--yes"]) == 1
+        out = capsys.readouterr()
+        assert out.err.count("\n") == 1 and "another run holds the lock" in out.err, out
+        assert len(store.packs()) == 2
+        assert main(["store", "gc", str(applied), "--min-age", "0"]) == 0
+        assert "would remove 1 pack" in said(capsys)[-1]
+    assert main(["store", "gc", str(applied), "--min-age", "0", "--yes"]) == 0
+    assert len(store.packs()) == 1

@@ -10,11 +10,13 @@ yet committed or merged): see Store.gc.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TextIO
 
 from .. import api, lockfile
 from ..errors import LockfileError, StoreError
+from ..runlock import RunLock
 from ..store import Store
 from ..store.project import project_store
 from ..store.store import GC_MIN_AGE
@@ -58,9 +60,18 @@ def gc(directory: api.PathLike, *, delete: bool, min_age_days: float | None,
     """Removes (with `delete`; else says what it would remove) the packs no entry of the
     directory's lockfile names, older than `min_age_days`; the leases expired over an hour
     ago; the claims whose job no record names, older than `min_age_days` and never younger
-    than three days (runner.store.tidy says why)."""
+    than three days (runner.store.tidy says why). Removing, it holds the directory's run
+    lock: an apply writes its packs before its lockfile names them, and with --min-age 0
+    gc would remove them from under it (another machine's apply, on a shared store, is
+    what --min-age is for)."""
     project = Path(directory).absolute()
-    lock = lockfile.load(_lockfile_of(project))
+    path = _lockfile_of(project)
+    with RunLock(project) if delete else contextlib.nullcontext():
+        _gc(project, lockfile.load(path), delete=delete, min_age_days=min_age_days, out=out)
+
+
+def _gc(project: Path, lock: lockfile.Lock, *, delete: bool, min_age_days: float | None,
+        out: TextIO) -> None:
     store = project_store(project)
     # a batch that reused results reads its reuse_packs when its outputs are written: they
     # may be named nowhere else (its own packs come then; the entry they came from is gone)
