@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Sequence
-from operator import eq
+from operator import eq, gt
 from pathlib import Path
 from typing import NamedTuple
 
@@ -200,9 +200,13 @@ class _Packs:
             prefixes.append(head.success_prefixes())
             for place in head.added_order(_STARTS):
                 self._starts.setdefault(head.entry(place)[0], number)
-        self.distinct = all(not any(map(eq, part, itertools.islice(part, 1, None)))
-                            for part in (sorted(itertools.chain.from_iterable(pieces))
-                                         for pieces in sixteenths(prefixes)))
+        # the sixteenths are cut by bisection, which holds for sorted prefixes alone: a head
+        # whose index is out of order (a faulty writer's) could hide a success from the check
+        self.distinct = all(not any(map(gt, p, itertools.islice(p, 1, None)))
+                            for p in prefixes) and \
+            all(not any(map(eq, part, itertools.islice(part, 1, None)))
+                for part in (sorted(itertools.chain.from_iterable(pieces))
+                             for pieces in sixteenths(prefixes)))
         self._open: dict[int, _Reading] = {}       # being read, not to their end yet
         self._opened: set[int] = set()
         self._current: _Reading | None = None
