@@ -41,7 +41,7 @@ from .store.pack import Head
 RESULTS_BYTES = 8 << 20     # the jobs' results held by key, at most
 PENDING_BYTES = 32 << 20    # store lines read ahead of the request that takes them, at most
 OPEN_PACKS = 16             # packs being read at once, at most
-_STARTS = 16                # lines at the start of each pack by which a request finds it
+_STARTS = 16                # successes at the start of each pack by which a request finds it
 _WRITE = 1 << 20
 
 
@@ -198,7 +198,9 @@ class _Packs:
         for number, pack in enumerate(packs):
             head = store.head(pack)
             prefixes.append(head.success_prefixes())
-            for place in head.added_order(_STARTS):
+            # its first successes: a failure's hash is a request's that takes no line of
+            # it (sent again, or answered by another pack's success)
+            for place in head.added_order(_STARTS, successes=True):
                 self._starts.setdefault(head.entry(place)[0], number)
         # the sixteenths are cut by bisection, which holds for sorted prefixes alone: a head
         # whose index is out of order (a faulty writer's) could hide a success from the check

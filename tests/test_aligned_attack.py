@@ -9,6 +9,7 @@ import itertools
 from pathlib import Path
 
 import pytest
+from test_aligned import answered, packs_of, rhash, run, stored
 
 from runner.aligned import align
 from runner.reuse import extract
@@ -29,8 +30,8 @@ def by_hash(store: Store, packs: list[str], tmp_path: Path) -> dict[str, bytes]:
     lines: dict[str, bytes] = {}
     with open(path, "rb") as f:
         for record in f:
-            rhash, line = record.split(b"\t", 1)
-            lines[rhash.decode()] = line
+            request, line = record.split(b"\t", 1)
+            lines[request.decode()] = line
     return lines
 
 
@@ -47,8 +48,8 @@ def unsorted_pack(store: Store, lines: list[tuple[str, bytes]]) -> str:
     faulty writer's: PackBuilder sorts them). Its name still vouches for every byte."""
     raw = bytearray()
     index = bytearray()
-    for rhash, line in lines:
-        index += ENTRY.pack(bytes.fromhex(rhash[7:]), 0, len(raw), len(line), OK)
+    for request, line in lines:
+        index += ENTRY.pack(bytes.fromhex(request[7:]), 0, len(raw), len(line), OK)
         raw += line + b"\n"
     sealed, length, digest = _seal(bytes(raw))
     name, head = encode_head(CODEC_ZSTD, [(len(sealed), length, digest)], bytes(index))
@@ -73,5 +74,42 @@ def test_a_pack_whose_index_is_out_of_order_hides_no_success_another_pack_holds(
     keys.write_bytes(b'"r0"\t' + h.encode() + b'\n"r1"\t' + y.encode() + b"\n")
 
     join = align(store, packs, "gemini", keys, [], tmp_path / "aligned", "sha256:c")
-    got = None if join is None else {rhash: line for _, _, rhash, line in join}
+    got = None if join is None else {request: line for _, _, request, line in join}
     assert got is None or got == {h: want[h], y: want[y]}
+
+
+def test_a_pack_starting_with_failures_sent_again_is_walked(
+        tmp_path: Path, store: Store) -> None:
+    """Rows 0 to 15 failed when the pack was written (a quota hit at the start), so they
+    are sent again and their jobs answer them; the rest are reused. The pack is found by
+    its first lines: its first successes, not its first lines of any kind (failures no
+    request takes from the store), or no request finds it and the batch is joined by hash."""
+    packs = packs_of(store, [list(range(40))], frozenset(range(16)))
+    requests = [(f"r{i}", 1000 + i if i < 16 else i) for i in range(40)]
+    got = run(tmp_path, store, packs, requests,
+              [answered(f"r{i}", 1000 + i) for i in range(16)])
+    assert got is not None
+    assert [line for *_, line in got] == [
+        answered(f"r{i}", 1000 + i) + b"\n" if i < 16 else stored(i) + b"\n"
+        for i in range(40)]
+
+
+def test_a_failure_at_one_packs_start_does_not_hide_the_success_at_anothers(
+        tmp_path: Path, store: Store) -> None:
+    """Request 3 failed in the pack of rows 0 to 19 and succeeded in a follow-up's pack of
+    its own, named after it: the request finds the pack that holds its success."""
+    with store.writer(block_bytes=300) as w:
+        for i in range(20):
+            w.add(rhash(i), stored(i), i != 3)
+    [first] = w.packs
+    for attempt in itertools.count():       # a follow-up's pack named after the first
+        with store.writer() as w:
+            w.add(rhash(3), stored(3)[:-1] + b', "attempt": %d}' % attempt, True)
+        [follow_up] = w.packs
+        if follow_up > first:
+            break
+    packs = [first, follow_up]
+    want = by_hash(store, packs, tmp_path)
+    got = run(tmp_path, store, packs, [(f"r{i}", i) for i in range(20)], [])
+    assert got is not None and [line for *_, line in got] == [want[rhash(i)]
+                                                              for i in range(20)]
