@@ -158,14 +158,18 @@ class Head:
             prefixes = array("Q", itertools.compress(prefixes, statuses.translate(_ONLY_OK)))
         return prefixes
 
-    def added_order(self, first: int | None = None) -> array[int]:
+    def added_order(self, first: int | None = None, successes: bool = False) -> array[int]:
         """The places of the entries in the order their lines were added: by block, then by
         offset in the block (runner.aligned reads a pack this way); the `first` of them
-        alone when given (without sorting them all)."""
+        alone when given (without sorting them all); with `successes`, those alone."""
         where = self._column((35, 34, 33, 32, 39, 38, 37, 36))  # block << 32 | offset
+        places: Iterable[int] = range(self.count)
+        if successes:
+            statuses = bytes(self._index[ENTRY.size - 1::ENTRY.size]).translate(_ONLY_OK)
+            places = itertools.compress(places, statuses)
         if first is not None:
-            return array("I", heapq.nsmallest(first, range(self.count), key=where.__getitem__))
-        return array("I", sorted(range(self.count), key=where.__getitem__))
+            return array("I", heapq.nsmallest(first, places, key=where.__getitem__))
+        return array("I", sorted(places, key=where.__getitem__))
 
     def _column(self, at: Iterable[int]) -> array[int]:
         """An 8-byte integer of each entry, made of its bytes at `at` (most significant
