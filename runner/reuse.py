@@ -30,6 +30,7 @@ from itertools import repeat
 from operator import and_, lshift, or_, rshift
 from pathlib import Path
 
+from . import indexcache
 from .errors import PackDamaged, PackMissing
 from .store import Store
 
@@ -46,11 +47,15 @@ def prefix_of(request_hash: str) -> int:
 class Reusable:
     """The successes held by a set of packs, by request hash (see the module docstring)."""
 
-    def __init__(self, packs: Iterable[str] = (), keys: Iterable[array[int]] = ()):
-        """`keys`: for each of `packs`, the sorted prefixes of its successes."""
+    def __init__(self, packs: Iterable[str] = (), keys: Iterable[array[int]] = (),
+                 merged: tuple[array[int], array[int]] | None = None):
+        """`keys`: for each of `packs`, the sorted prefixes of its successes; or `merged`,
+        those merged already (runner.indexcache), with the number of each one's pack."""
         self.packs = tuple(packs)
         sources = list(keys)
-        if len(sources) == 1:
+        if merged is not None:
+            self._keys, self._packs = merged
+        elif len(sources) == 1:
             self._keys = sources[0]
             self._packs = array("H", [0]) * len(self._keys)
         else:
@@ -63,12 +68,14 @@ class Reusable:
     @classmethod
     def load(cls, store: Store, packs: Iterable[str],
              report: Callable[[str], None] | None = None,
-             owners: Mapping[str, Sequence[str]] | None = None) -> Reusable:
+             owners: Mapping[str, Sequence[str]] | None = None, cache: Path | None = None
+             ) -> Reusable:
         """The index of the packs' successes, from their heads alone (each checked against
         the pack's name). A pack missing, or whose head is damaged, is left out: its results
         are not offered, so the requests that would have reused them are sent. Each is said
         once through `report`, naming the batches whose lockfile entries name it (`owners`):
-        without a word, a user would see requests sent that were answered before."""
+        without a word, a user would see requests sent that were answered before. With
+        `cache`, the merge of several packs' prefixes is kept there (runner.indexcache)."""
         kept: list[str] = []
         keys: list[array[int]] = []
         for pack in sorted(set(packs))[:1 << 16]:
@@ -81,7 +88,14 @@ class Reusable:
             kept.append(pack)
             # the index is sorted by request hash, so its prefixes come sorted
             keys.append(head.success_prefixes())
-        return cls(kept, keys)
+        if cache is None or len(kept) < 2:
+            return cls(kept, keys)
+        merged = indexcache.read(cache, kept)
+        if merged is not None:
+            return cls(kept, merged=merged)
+        made = cls(kept, keys)
+        indexcache.write(cache, kept, made._keys, made._packs)
+        return made
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -168,8 +182,9 @@ class Reuse:
     a pack found missing or damaged is said once a run, however many renders look."""
 
     def __init__(self, store: Callable[[], Store], packs: Mapping[str, Sequence[str]],
-                 report: Callable[[str], None] | None = None):
+                 report: Callable[[str], None] | None = None, cache: Path | None = None):
         self._store = store
+        self._cache = cache
         self._owners = packs
         self._packs = tuple(sorted(packs))
         self._report = report
@@ -181,8 +196,8 @@ class Reuse:
         key = self._packs if packs is None else tuple(sorted(set(packs)))
         made = self._made.get(key)
         if made is None:
-            made = Reusable.load(self._store(), key, self._once, self._owners) if key \
-                else Reusable()
+            made = Reusable.load(self._store(), key, self._once, self._owners, self._cache) \
+                if key else Reusable()
             self._made[key] = made
         return made
 

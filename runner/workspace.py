@@ -92,7 +92,8 @@ class Workspace:
             record = self.lock.batches[name]
             for pack in dict.fromkeys((*record.packs, *record.reuse_packs)):
                 owners.setdefault(pack, []).append(name)
-        reuse = Reuse(lambda: project_store(self.directory), owners, report)
+        reuse = Reuse(lambda: project_store(self.directory), owners, report,
+                      self.state_dir / "index")
         if streams is not None:
             streams.reuse = reuse
 
