@@ -37,24 +37,28 @@ def _path(directory: Path, packs: Sequence[str]) -> Path:
 
 def read(directory: Path, packs: Sequence[str]) -> tuple[array[int], array[int]] | None:
     """The merged index of `packs` (each key, and the number of its pack in `packs`), if kept
-    and whole."""
+    and whole. Read straight into its arrays: no copy of the file is held besides them."""
     path = _path(directory, packs)
+    keys, numbers = array("Q"), array("H")
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            head = f.read(len(MAGIC) + _COUNT.size)
+            if len(head) != len(MAGIC) + _COUNT.size or not head.startswith(MAGIC):
+                return None
+            (count,) = _COUNT.unpack_from(head, len(MAGIC))
+            if os.fstat(f.fileno()).st_size != len(head) + 10 * count + 32:
+                return None
+            keys.fromfile(f, count)
+            numbers.fromfile(f, count)
+            digest = f.read(32)
         os.utime(path)      # used: the last to be removed
-    except OSError:
+    except (OSError, EOFError):
         return None
-    fixed = len(MAGIC) + _COUNT.size
-    if len(data) < fixed + 32 or not data.startswith(MAGIC) or \
-            hashlib.sha256(data[:-32]).digest() != data[-32:]:
+    check = hashlib.sha256(head)
+    check.update(keys)
+    check.update(numbers)
+    if check.digest() != digest:
         return None
-    (count,) = _COUNT.unpack_from(data, len(MAGIC))
-    if len(data) != fixed + 10 * count + 32:
-        return None
-    keys, numbers = array("Q"), array("H")
-    keys.frombytes(data[fixed:fixed + 8 * count])
-    numbers.frombytes(data[fixed + 8 * count:fixed + 10 * count])
     if sys.byteorder != "little":
         keys.byteswap()
         numbers.byteswap()
@@ -69,18 +73,22 @@ def write(directory: Path, packs: Sequence[str], keys: array[int], numbers: arra
     no error: the next run merges again. The least recently used files past KEEP go."""
     if keys.itemsize != 8 or numbers.itemsize != 2:     # the sizes the format says
         return
-    little = [keys, numbers]
+    arrays = [keys, numbers]
     if sys.byteorder != "little":
-        little = [array(a.typecode, a) for a in little]
-        for a in little:
+        arrays = [array(a.typecode, a) for a in arrays]
+        for a in arrays:
             a.byteswap()
-    body = MAGIC + _COUNT.pack(len(keys)) + little[0].tobytes() + little[1].tobytes()
+    parts: list[bytes | array[int]] = [MAGIC + _COUNT.pack(len(keys)), *arrays]
+    check = hashlib.sha256()
     with contextlib.suppress(OSError):
         directory.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=directory, prefix=".index-")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(body + hashlib.sha256(body).digest())
+                for part in parts:
+                    f.write(part)
+                    check.update(part)
+                f.write(check.digest())
             os.replace(temp, _path(directory, packs))
         except OSError:
             os.unlink(temp)
