@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import ROWS_MANIFEST, write_manifest, write_rows
 from test_aligned import answered, keys_file, packs_of, rhash, run, stored
+from test_join_cores import Kept
 
 from runner import aligned
 from runner.aligned import Reused, align
@@ -129,23 +130,6 @@ MANIFEST = ROWS_MANIFEST.replace(
 def gemini(key: str, i: int) -> bytes:
     return json.dumps({"key": key, "response": {"candidates": [{"content": {"parts": [
         {"text": f"answer {i}"}]}, "finishReason": "STOP"}]}}).encode()
-
-
-class Kept:
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, bytes, bool]] = []
-
-    def add(self, request_hash: str, line: bytes, ok: bool) -> None:
-        self.lines.append((request_hash, bytes(line), ok))
-
-    def mark(self) -> int:
-        return len(self.lines)
-
-    def rewind(self, mark: int) -> None:
-        del self.lines[mark:]
-
-    def add_pack(self, name: str, data: bytes) -> None:
-        raise AssertionError("formatted in this process")
 
 
 def both_ways(tmp_path: Path, store: Store, packs: list[str], rows: int,

@@ -5,6 +5,7 @@ cannot be written) only means merging again."""
 from __future__ import annotations
 
 import hashlib
+from array import array
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,12 @@ def test_the_index_read_back_is_the_merge(store: Store, tmp_path: Path,
     assert len(list(cache.iterdir())) == 1
     merges: list[int] = []
     real = reuse._merged
-    monkeypatch.setattr(reuse, "_merged", lambda s: merges.append(1) or real(s))
+
+    def merged(sources: list[array[int]]) -> tuple[array[int], array[int]]:
+        merges.append(len(sources))
+        return real(sources)
+
+    monkeypatch.setattr(reuse, "_merged", merged)
     again = Reusable.load(store, names, cache=cache)
     assert not merges, "the kept index was merged again"
     assert lookups(again, 800) == lookups(made, 800) == lookups(Reusable.load(store, names), 800)
