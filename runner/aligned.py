@@ -15,10 +15,11 @@ What it must give is what the join by hash gives, or nothing: a request takes it
 line when they answered its key (they are few: RESULTS_BYTES at most, held by key), else
 the store's success for its hash; anything the join by hash would decide otherwise (a
 results line that does not parse or repeats a key, a line no request takes, a request with
-no line, a hash two packs hold) makes `align` return None, and the caller joins by hash,
-which says what is wrong. Lines of a pack skipped on the way (an edited row's old answer)
-wait in memory, PENDING_BYTES at most; past that, or with more than OPEN_PACKS packs read
-at once, the order is not one this join serves.
+no line, a hash two packs hold) makes `align` return None, or its walk raise OutOfOrder
+where it finds it, and the caller joins by hash, which says what is wrong. Lines of a
+pack skipped on the way (an edited row's old answer) wait in memory, PENDING_BYTES at
+most; past that, or with more than OPEN_PACKS packs read at once, the order is not one
+this join serves.
 """
 
 from __future__ import annotations
@@ -70,11 +71,17 @@ class Aligned(NamedTuple):
         return self.lines_at[1] - self.lines_at[0] + self.keys_at[1] - self.keys_at[0]
 
     def joined(self) -> Iterator[Joined]:
+        """The chunk's requests with their lines; OutOfOrder after the last when the files
+        hold fewer than the walk wrote (changed since: never a request left out)."""
         records = lines_of(self.keys, *self.keys_at)
         lines = lines_of(self.lines, *self.lines_at)
-        for index, record, line in zip(itertools.count(self.start), records, lines):
+        index = self.start
+        for record, line in zip(records, lines):
             key_json, rhash = record[:-1].split(b"\t")
             yield index, key_json, rhash.decode(), line
+            index += 1
+        if index != self.start + self.requests:
+            raise OutOfOrder
 
     def remove(self) -> None:
         """Nothing: the aligned file goes with the join's temp folder."""

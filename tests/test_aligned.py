@@ -161,3 +161,19 @@ def test_lines_skipped_wait_for_their_request(tmp_path: Path, store: Store) -> N
     got = run(tmp_path, store, packs, [(f"r{i}", i) for i in order], [])
     assert got is not None and [line for *_, line in got] == [stored(i) + b"\n"
                                                               for i in order]
+
+
+def test_a_chunk_whose_lines_went_missing_since_is_out_of_order(tmp_path: Path,
+                                                                store: Store) -> None:
+    """The aligned file cut short after the walk wrote it (another process, a full disk):
+    the chunk says so rather than leave its last requests out of the outputs."""
+    packs = packs_of(store, [list(range(10))])
+    keys = keys_file(tmp_path / "keys", [(f"r{i}", i) for i in range(10)])
+    join = align(store, packs, "gemini", keys, [], tmp_path / "aligned", "sha256:c")
+    assert join is not None
+    [chunk] = list(join.ranges())
+    assert len(list(chunk.joined())) == 10
+    with open(tmp_path / "aligned", "r+b") as f:
+        f.truncate(chunk.lines_at[1] - len(stored(9)) - 1)
+    with pytest.raises(OutOfOrder):
+        list(chunk.joined())
