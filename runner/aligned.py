@@ -25,6 +25,7 @@ this join serves.
 from __future__ import annotations
 
 import itertools
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from operator import eq, gt
 from pathlib import Path
@@ -140,7 +141,7 @@ def align(store: Store, packs: Sequence[str], provider: str, keys: Path,
 def _walk(lines: _Packs, answered: dict[bytes, bytes], keys: Path, out: Path
           ) -> Iterator[Aligned]:
     start = requests = 0
-    keys_at = lines_at = (0, 0)
+    keys_from = keys_to = lines_from = lines_to = 0     # the chunk's bytes in each file
     try:
         with open(out, "wb", buffering=_WRITE) as f:
             write = f.write
@@ -155,20 +156,21 @@ def _walk(lines: _Packs, answered: dict[bytes, bytes], keys: Path, out: Path
                         raise OutOfOrder
                 write(line)
                 requests += 1
-                keys_at = (keys_at[0], keys_at[1] + len(record))
-                lines_at = (lines_at[0], lines_at[1] + len(line))
+                keys_to += len(record)
+                lines_to += len(line)
                 if requests == inorder.CHUNK_LINES or \
-                        lines_at[1] - lines_at[0] >= inorder.CHUNK_BYTES:
+                        lines_to - lines_from >= inorder.CHUNK_BYTES:
                     f.flush()       # a worker reads the chunk from the file
-                    yield Aligned(keys, out, start, requests, keys_at, lines_at)
+                    yield Aligned(keys, out, start, requests, (keys_from, keys_to),
+                                  (lines_from, lines_to))
                     start, requests = start + requests, 0
-                    keys_at, lines_at = (keys_at[1], keys_at[1]), (lines_at[1], lines_at[1])
+                    keys_from, lines_from = keys_to, lines_to
             if answered:        # a line no request took: the join by hash counts it
                 raise OutOfOrder
     except (PackMissing, PackDamaged, OSError):     # the join by hash says what is wrong
         raise OutOfOrder from None
     if requests:
-        yield Aligned(keys, out, start, requests, keys_at, lines_at)
+        yield Aligned(keys, out, start, requests, (keys_from, keys_to), (lines_from, lines_to))
 
 
 def _lines(path: Path) -> int:
@@ -211,13 +213,7 @@ class _Packs:
             # it (sent again, or answered by another pack's success)
             for place in head.added_order(_STARTS, successes=True):
                 self._starts.setdefault(head.entry(place)[0], number)
-        # the sixteenths are cut by bisection, which holds for sorted prefixes alone: a head
-        # whose index is out of order (a faulty writer's) could hide a success from the check
-        self.distinct = all(not any(map(gt, p, itertools.islice(p, 1, None)))
-                            for p in prefixes) and \
-            all(not any(map(eq, part, itertools.islice(part, 1, None)))
-                for part in (sorted(itertools.chain.from_iterable(pieces))
-                             for pieces in sixteenths(prefixes)))
+        self.distinct = _distinct(prefixes)
         self._open: dict[int, _Reading] = {}       # being read, not to their end yet
         self._opened: set[int] = set()
         self._current: _Reading | None = None
@@ -264,6 +260,17 @@ class _Packs:
             if self._current.next is not None:
                 self._open[number] = self._current
         return self._current
+
+
+def _distinct(prefixes: list[array[int]]) -> bool:
+    """Whether every source is sorted and no key is in two of them (or twice in one). The
+    sixteenths are cut by bisection, which holds for sorted keys alone: a head whose index
+    is out of order (a faulty writer's) could hide a repeated key from the check."""
+    def repeats(keys: Sequence[int], after: Callable[[int, int], bool]) -> bool:
+        return any(map(after, keys, itertools.islice(keys, 1, None)))
+    return not any(repeats(p, gt) for p in prefixes) and \
+        not any(repeats(sorted(itertools.chain.from_iterable(pieces)), eq)
+                for pieces in sixteenths(prefixes))
 
 
 class _Reading:

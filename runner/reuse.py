@@ -102,11 +102,12 @@ class Reusable:
 
     def pack_of(self, request_hash: str) -> int | None:
         """The number (in `packs`) of a pack holding a success for the request, or None."""
-        return self.pack_of_prefix(prefix_of(request_hash))
+        return self.finder()(prefix_of(request_hash))
 
     def finder(self) -> Callable[[int], int | None]:
-        """pack_of_prefix as a function of its own, the index's arrays at hand: it runs once
-        a request in the render workers (runner.held)."""
+        """pack_of as a function of the first 8 bytes of a request hash (an integer), the
+        index's arrays at hand: it runs once a request in the render workers
+        (runner.held)."""
         keys, starts, packs = self._keys, self._starts, self._packs
 
         def find(key: int) -> int | None:
@@ -115,13 +116,6 @@ class Reusable:
             i = bisect_left(keys, key, starts[top], hi)
             return packs[i] if i < hi and keys[i] == key else None
         return find
-
-    def pack_of_prefix(self, key: int) -> int | None:
-        """As pack_of, given the first 8 bytes of the request hash as an integer."""
-        top = key >> _SHIFT
-        hi = self._starts[top + 1]
-        i = bisect_left(self._keys, key, self._starts[top], hi)
-        return self._packs[i] if i < hi and self._keys[i] == key else None
 
 
 def _merged(sources: list[array[int]]) -> tuple[array[int], array[int]]:
