@@ -153,9 +153,9 @@ class Head:
         """The first 8 bytes of each success's request hash, as big-endian integers, in index
         order: what the reuse index keeps (runner.reuse)."""
         prefixes = self._column(range(8))
-        statuses = bytes(self._index[ENTRY.size - 1::ENTRY.size])
-        if statuses.count(OK) != self.count:
-            prefixes = array("Q", itertools.compress(prefixes, statuses.translate(_ONLY_OK)))
+        successes = self._successes()
+        if successes.count(1) != self.count:
+            prefixes = array("Q", itertools.compress(prefixes, successes))
         return prefixes
 
     def added_order(self, first: int | None = None, successes: bool = False) -> array[int]:
@@ -165,11 +165,14 @@ class Head:
         where = self._column((35, 34, 33, 32, 39, 38, 37, 36))  # block << 32 | offset
         places: Iterable[int] = range(self.count)
         if successes:
-            statuses = bytes(self._index[ENTRY.size - 1::ENTRY.size]).translate(_ONLY_OK)
-            places = itertools.compress(places, statuses)
+            places = itertools.compress(places, self._successes())
         if first is not None:
             return array("I", heapq.nsmallest(first, places, key=where.__getitem__))
         return array("I", sorted(places, key=where.__getitem__))
+
+    def _successes(self) -> bytes:
+        """A byte an entry, in index order: 1 for a success, 0 for an error."""
+        return bytes(self._index[ENTRY.size - 1::ENTRY.size]).translate(_ONLY_OK)
 
     def _column(self, at: Iterable[int]) -> array[int]:
         """An 8-byte integer of each entry, made of its bytes at `at` (most significant

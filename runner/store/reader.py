@@ -64,9 +64,13 @@ def results(backend: Backend, packs: Iterable[str],
 def added(head: Head, backend: Backend) -> Iterator[tuple[bytes, bool, bytes]]:
     """A pack's lines as (request hash's 32 bytes, success, line), in the order they were
     added (the order its writer read them: a batch's input order, for the packs of the
-    outputs' join), a block at a time. PackMissing, PackDamaged."""
+    outputs' join), a block at a time, neighbours fetched together as `results` fetches
+    them (RUN_BYTES a read: an object store's requests, not a block's each). PackMissing,
+    PackDamaged."""
     name = pack_object(head.name)
     blocks = head.blocks
+    run_of = {i: run for run in _runs(head, range(len(blocks))) for i in run}
+    fetched: dict[int, bytes] = {}      # the stored bytes of each block of the run read last
     current, raw = -1, b""
     try:
         for place in head.added_order():
@@ -74,9 +78,15 @@ def added(head: Head, backend: Backend) -> Iterator[tuple[bytes, bool, bytes]]:
             if block != current:
                 if block >= len(blocks):
                     raise Damaged("its index points past its last block")
-                b = blocks[block]
-                raw = open_block(b, backend.read(name, b.offset, b.offset + b.stored),
-                                 head.codec)
+                if block not in fetched:
+                    run = run_of[block]
+                    start = blocks[run[0]].offset
+                    data = backend.read(name, start, blocks[run[-1]].offset
+                                        + blocks[run[-1]].stored)
+                    fetched = {i: data[blocks[i].offset - start:
+                                       blocks[i].offset - start + blocks[i].stored]
+                               for i in run}
+                raw = open_block(blocks[block], fetched.pop(block), head.codec)
                 current = block
             if offset + length > len(raw):
                 raise Damaged("its index points outside a block")
