@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with gc: leave packs and claims younger than DAYS (default 7; "
                     "claims never under 3): another clone may have written them for a "
                     "lockfile not yet committed")
+    st.add_argument("--lock-timeout", type=_non_negative, metavar="SECONDS",
+                    help="with gc --yes: wait up to SECONDS for another run to release the "
+                    "directory")
     e = command("emulator", "serve the local emulator of the providers' batch APIs")
     e.add_argument("--host", default="127.0.0.1")
     e.add_argument("--port", type=_whole(0, 65535), default=8089,
@@ -200,10 +203,11 @@ def run(args: argparse.Namespace, report: Report) -> None:
         case "forget":
             forget(args.directory, args.names, lock_timeout=args.lock_timeout, out=out)
         case "store" if args.action == "gc":
-            store_gc(args.directory, delete=args.delete, min_age_days=args.min_age, out=out)
+            store_gc(args.directory, delete=args.delete, min_age_days=args.min_age,
+                     lock_timeout=args.lock_timeout or 0.0, out=out)
         case "store":
-            if args.delete or args.min_age is not None:
-                raise RunnerError("--yes and --min-age go with runner store gc")
+            if args.delete or args.min_age is not None or args.lock_timeout is not None:
+                raise RunnerError("--yes, --min-age and --lock-timeout go with runner store gc")
             store_show(args.directory, out=out)
         case "emulator":
             emulator(args.state_dir, host=args.host, port=args.port, latency=args.latency,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import struct
 import sys
 import tempfile
@@ -30,8 +31,12 @@ _COUNT = struct.Struct("<Q")
 KEEP = 4                    # index files kept, the most recently used
 
 
+def _names(packs: Sequence[str]) -> bytes:
+    return "\n".join(packs).encode()
+
+
 def _path(directory: Path, packs: Sequence[str]) -> Path:
-    digest = hashlib.sha256("\n".join(packs).encode()).hexdigest()
+    digest = hashlib.sha256(_names(packs)).hexdigest()
     return directory / f"{digest[:40]}.index"
 
 
@@ -41,7 +46,10 @@ def read(directory: Path, packs: Sequence[str]) -> tuple[array[int], array[int]]
     path = _path(directory, packs)
     keys, numbers = array("Q"), array("H")
     try:
-        with open(path, "rb") as f:
+        # not blocking: a fifo in its place would wait for a writer forever
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
             head = f.read(len(MAGIC) + _COUNT.size)
             if len(head) != len(MAGIC) + _COUNT.size or not head.startswith(MAGIC):
                 return None
@@ -54,7 +62,10 @@ def read(directory: Path, packs: Sequence[str]) -> tuple[array[int], array[int]]
         os.utime(path)      # used: the last to be removed
     except (OSError, EOFError):
         return None
-    check = hashlib.sha256(head)
+    # the checksum covers the pack names: a file of another set under this set's name is
+    # not read (the numbers would name other packs than those that hold the keys)
+    check = hashlib.sha256(_names(packs))
+    check.update(head)
     check.update(keys)
     check.update(numbers)
     if check.digest() != digest:
@@ -79,7 +90,7 @@ def write(directory: Path, packs: Sequence[str], keys: array[int], numbers: arra
         for a in arrays:
             a.byteswap()
     parts: list[bytes | array[int]] = [MAGIC + _COUNT.pack(len(keys)), *arrays]
-    check = hashlib.sha256()
+    check = hashlib.sha256(_names(packs))
     with contextlib.suppress(OSError):
         directory.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=directory, prefix=".index-")

@@ -91,7 +91,9 @@ class Reusable:
         if cache is None or len(kept) < 2:
             return cls(kept, keys)
         merged = indexcache.read(cache, kept)
-        if merged is not None:
+        # the heads say how many keys there are: a file of other keys (another version's
+        # idea of a success, a hand's) is merged again
+        if merged is not None and len(merged[0]) == sum(map(len, keys)):
             return cls(kept, merged=merged)
         made = cls(kept, keys)
         indexcache.write(cache, kept, made._keys, made._packs)

@@ -56,7 +56,7 @@ def show(directory: api.PathLike, *, out: TextIO) -> None:
 
 
 def gc(directory: api.PathLike, *, delete: bool, min_age_days: float | None,
-       out: TextIO) -> None:
+       out: TextIO, lock_timeout: float = 0.0) -> None:
     """Removes (with `delete`; else says what it would remove) the packs no entry of the
     directory's lockfile names, older than `min_age_days`; the leases expired over an hour
     ago; the claims whose job no record names, older than `min_age_days` and never younger
@@ -66,7 +66,7 @@ def gc(directory: api.PathLike, *, delete: bool, min_age_days: float | None,
     what --min-age is for)."""
     project = Path(directory).absolute()
     path = _lockfile_of(project)
-    with RunLock(project) if delete else contextlib.nullcontext():
+    with RunLock(project, lock_timeout) if delete else contextlib.nullcontext():
         _gc(project, lockfile.load(path), delete=delete, min_age_days=min_age_days, out=out)
 
 
