@@ -59,7 +59,8 @@ def read(directory: Path, packs: Sequence[str]) -> tuple[array[int], array[int]]
             keys.fromfile(f, count)
             numbers.fromfile(f, count)
             digest = f.read(32)
-        os.utime(path)      # used: the last to be removed
+        with contextlib.suppress(OSError):     # a read-only folder: kept all the same
+            os.utime(path)  # used: the last to be removed
     except (OSError, EOFError):
         return None
     # the checksum covers the pack names: a file of another set under this set's name is

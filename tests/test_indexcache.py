@@ -5,6 +5,7 @@ cannot be written) only means merging again."""
 from __future__ import annotations
 
 import hashlib
+import os
 from array import array
 from pathlib import Path
 
@@ -89,3 +90,26 @@ def test_a_few_index_files_are_kept_and_an_unwritable_folder_is_no_error(
     blocked = tmp_path / "a-file"       # where the folder would be (root writes anywhere)
     blocked.write_text("")
     assert len(Reusable.load(store, names[6:8], cache=blocked)) == 20 - 2
+
+
+def test_an_index_whose_time_cannot_be_set_is_read_all_the_same(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only state folder: the kept index is used, not merged again."""
+    names = packs(store, [range(0, 50), range(50, 90)])
+    cache = tmp_path / "index"
+    Reusable.load(store, names, cache=cache)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError("read-only")
+
+    merges: list[int] = []
+    real = reuse._merged
+
+    def merged(sources: list[array[int]]) -> tuple[array[int], array[int]]:
+        merges.append(len(sources))
+        return real(sources)
+
+    monkeypatch.setattr(os, "utime", refuse)
+    monkeypatch.setattr(reuse, "_merged", merged)
+    assert len(Reusable.load(store, names, cache=cache)) == 90 - 13
+    assert not merges
