@@ -3,7 +3,6 @@ made as the render writes (Lookup.rows), and gc's run lock."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import MINIMAL, write_manifest
+from test_indexcache import rhash
 
 from runner import indexcache
 from runner.held import Lookup
@@ -21,10 +21,6 @@ from runner.providers.registry import dialect_of
 from runner.render import Renderer
 from runner.reuse import Reusable, prefix_of
 from runner.store import Store, open_store
-
-
-def rhash(i: int) -> str:
-    return "sha256:" + hashlib.sha256(b"request %d" % i).hexdigest()
 
 
 @pytest.fixture
