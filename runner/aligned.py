@@ -126,7 +126,7 @@ def align(store: Store, packs: Sequence[str], provider: str, keys: Path,
     order into `out` as the chunks are read (see AlignedJoin); None when what is seen before
     the walk rules it out (see the module docstring)."""
     try:
-        answered = _answered(provider, results)
+        answered = answered_lines(provider, results)
         if answered is None or list(packs) != sorted(set(packs)):
             return None
         lines = _Packs(store, packs)
@@ -178,10 +178,12 @@ def _lines(path: Path) -> int:
         return sum(block.count(b"\n") for block in iter(lambda: f.read(_WRITE), b""))
 
 
-def _answered(provider: str, results: Sequence[Path]) -> dict[bytes, bytes] | None:
-    """The jobs' result lines by their key's JSON; None when they are over RESULTS_BYTES,
-    or a line does not parse or names no key, or a key repeats (within a file or across)."""
-    if sum(path.stat().st_size for path in results) > RESULTS_BYTES:
+def answered_lines(provider: str, results: Sequence[Path], most: int | None = None
+                   ) -> dict[bytes, bytes] | None:
+    """The jobs' result lines by their key's JSON (canonical, as the join by key reads it);
+    None when they are over `most` bytes (RESULTS_BYTES), or a line does not parse or names
+    no key, or a key repeats (within a file or across)."""
+    if sum(path.stat().st_size for path in results) > (RESULTS_BYTES if most is None else most):
         return None
     answered: dict[bytes, bytes] = {}
     for path in results:
@@ -245,9 +247,12 @@ class _Packs:
 
     def _find(self, request: bytes) -> _Reading | None:
         """The pack to read on for the request: one being read whose next line is its, else
-        the one whose first lines hold it (opened now), else the one read last."""
+        the one whose first lines hold it (opened now), else the one read last (of those
+        not read to their end)."""
         for reading in self._open.values():
             if reading.next is not None and reading.next[0] == request:
+                # the last one read goes last: the one to go back to (below)
+                self._open[reading.number] = self._open.pop(reading.number)
                 self._current = reading
                 return reading
         number = self._starts.pop(request, None)
@@ -259,6 +264,10 @@ class _Packs:
                                      number)
             if self._current.next is not None:
                 self._open[number] = self._current
+        elif self._current is not None and self._current.next is None and self._open:
+            # read to its end, a pack of a few lines in the midst of another's (an edited
+            # row's answer, stored alone): back to the one read before it
+            self._current = next(reversed(self._open.values()))
         return self._current
 
 

@@ -62,9 +62,12 @@ def needs_remote(entry: LockEntry | None, want: Desired,
 def restorable(entry: LockEntry, stored: frozenset[str]) -> bool:
     """Whether the record's outputs can be written again from the result store alone: its
     packs hold the results of every job of it (no job's came in since they were written),
-    and the store holds each of them (`stored`). Their bytes are checked when they are read;
-    one found damaged then is fetched from the provider after all (runner.apply.collect)."""
-    return bool(entry.packs) and not entry.packs_jobs and stored.issuperset(entry.packs)
+    or it had no job (every request reused), and the store holds each of them and of the
+    packs of the results it reused (`stored`; its own packs do not hold those: see
+    runner.outputs.write_outputs). Their bytes are checked when they are read; one found
+    damaged then is fetched from the provider after all (runner.apply.collect)."""
+    return (bool(entry.packs) or (entry.reused > 0 and entry.reused == entry.requests)) \
+        and not entry.packs_jobs and stored.issuperset((*entry.packs, *entry.reuse_packs))
 
 
 def needs_tag_search(entry: LockEntry | None, want: Desired) -> bool:

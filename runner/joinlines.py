@@ -18,7 +18,7 @@ import hashlib
 import multiprocessing
 import signal
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import IO, Any, NamedTuple, Protocol
@@ -134,9 +134,10 @@ class Counts(NamedTuple):
 
 
 def format_lines(dialect: Dialect, joined: Iterable[Joined], out: Write, errors: Write,
-                 keep: Adds | None) -> Counts:
+                 keep: Adds | None, fresh: Container[bytes] | None = None) -> Counts:
     """Each joined request's output line (a success) or errors line (a failure, or no result),
-    each result line given to `keep` too, with whether it is an answer."""
+    each result line given to `keep` too, with whether it is an answer; with `fresh`, only
+    the lines of the requests whose key's JSON it holds (see runner.outputs.write_outputs)."""
     loads, dumps, read_result = orjson.loads, orjson.dumps, dialect.read_result
     unwire = dialect.key_of_wire if dialect.maps_keys else None
     succeeded = failed = unfinished = missing = 0
@@ -149,14 +150,16 @@ def format_lines(dialect: Dialect, joined: Iterable[Joined], out: Write, errors:
             result = loads(line)
         key = loads(key_json) if unwire is None else unwire(loads(key_json))
         read = read_result(result)
+        # (the request's key: a results file's answered it, or the store's line by its hash)
+        kept = fresh is None or key_json in fresh
         if not isinstance(read, Answer):
-            if keep is not None and line is not None:
+            if keep is not None and line is not None and kept:
                 keep.add(rhash, line[:-1], False)
             failed += 1
             unfinished += read.get(UNFINISHED) is True
             errors(dumps({"key": key, "request_hash": rhash, "error": read}) + b"\n")
             continue
-        if keep is not None and line is not None:
+        if keep is not None and line is not None and kept:
             keep.add(rhash, line[:-1], True)
         succeeded += 1
         usage.add(read.usage)
@@ -181,6 +184,7 @@ class _Group(NamedTuple):
     out: Path
     errors: Path
     packs: Path | None
+    fresh: frozenset[bytes] | None = None
 
 
 class Formatted(NamedTuple):
@@ -189,12 +193,14 @@ class Formatted(NamedTuple):
 
 
 def format_ranges(parts: Iterable[Part], manifest: Manifest, out: Write, errors: Write,
-                  keep: Keep | None, directory: Path) -> Counts:
+                  keep: Keep | None, directory: Path, fresh: frozenset[bytes] | None = None
+                  ) -> Counts:
     """format_lines over the join's ranges, a group of them at a time by worker processes,
     copied into `out` and `errors` in input order. The lines to `keep` come back as whole
     packs (each group's lines in packs of their own, cut where the group ends): making them
-    is most of the cost of keeping a line, and done here it left the workers waiting."""
-    groups = _groups(parts, keep is not None, directory)
+    is most of the cost of keeping a line, and done here it left the workers waiting. `fresh`:
+    as for format_lines."""
+    groups = _groups(parts, keep is not None, directory, fresh)
     total = Counts(0, 0, 0, 0, Usage())
     dialect = dialect_of(manifest)
     workers = _cpus()
@@ -224,7 +230,8 @@ def format_ranges(parts: Iterable[Part], manifest: Manifest, out: Write, errors:
     return total
 
 
-def _groups(parts: Iterable[Part], packs: bool, directory: Path) -> Iterator[_Group]:
+def _groups(parts: Iterable[Part], packs: bool, directory: Path,
+            fresh: frozenset[bytes] | None) -> Iterator[_Group]:
     """The parts in groups of at most a pack's worth of lines (the parts' files hold the
     result lines and a little more), so that each group makes one pack about the writer's
     size; as the parts come (runner.aligned's as it walks)."""
@@ -233,18 +240,19 @@ def _groups(parts: Iterable[Part], packs: bool, directory: Path) -> Iterator[_Gr
     for part in parts:
         length = part.size()
         if group and size + length > PACK_BYTES:
-            yield _group(directory, number, group, packs)
+            yield _group(directory, number, group, packs, fresh)
             number, size, group = number + 1, 0, []
         group.append(part)
         size += length
     if group:
-        yield _group(directory, number, group, packs)
+        yield _group(directory, number, group, packs, fresh)
 
 
-def _group(directory: Path, number: int, parts: list[Part], packs: bool) -> _Group:
+def _group(directory: Path, number: int, parts: list[Part], packs: bool,
+           fresh: frozenset[bytes] | None) -> _Group:
     name = directory / f"group-{number}"
     return _Group(parts, name.with_suffix(".out"), name.with_suffix(".err"),
-                  name.with_suffix(".packs") if packs else None)
+                  name.with_suffix(".packs") if packs else None, fresh if packs else None)
 
 
 def _submit(pool: ProcessPoolExecutor, g: _Group) -> Future[Formatted] | None:
@@ -288,7 +296,7 @@ def _format_group(dialect: Dialect, g: _Group) -> Formatted:
             open(g.errors, "wb", buffering=_PIECE) as errors:
         for part in g.parts:
             total = total.plus(format_lines(dialect, part.joined(), out.write, errors.write,
-                                            builder))
+                                            builder, g.fresh))
     if builder is not None:
         builder.end_pack()
     return Formatted(total, packs)

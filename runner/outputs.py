@@ -16,7 +16,7 @@ from typing import IO, Any
 import orjson
 
 from . import inorder, joinapart, parquet
-from .aligned import AlignedJoin, Reused, align
+from .aligned import AlignedJoin, Reused, align, answered_lines
 from .answers import AnswerCheck, template_context
 from .errors import InputsChanged, OutputError, StoreIncomplete
 from .fsutil import atomic_writer
@@ -30,6 +30,8 @@ from .providers.dialect import UNFINISHED, Answer
 from .rejoin import ReuseJoin
 from .render import Renderer
 from .usage import Usage
+
+FRESH_BYTES = 8 << 20   # the jobs' results of a batch that reused, kept alone up to this size
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,8 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
     the requests that were submitted: outputs are built from those only, so when the files
     render other requests now (edited while apply waited) nothing is written. `spooled`:
     the requests' keys and hashes as this run rendered them, read instead of rendering.
-    `keep` is given every result line joined to a request (for the result store). With
+    `keep` is given every result line joined to a request (for the result store), but the
+    store's lines of `reused` when it names their packs (see `_fresh`). With
     `stored`, the results are the store's lines (see spill_stored), found by request hash,
     and at most `stored` requests may have none (those that failed when the outputs were
     first written): more is StoreIncomplete, and nothing is written. `reused`: the store's
@@ -114,6 +117,7 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         if join is None:
             join = by_key()
         gaps = stored if stored is not None else -1
+        fresh = _fresh(manifest, results, reused) if keep is not None else None
         if sent is not None and join.content_hash != sent:
             raise InputsChanged(manifest.name, manifest.source)
         rows = manifest.iter_rows() if tables else None
@@ -122,9 +126,9 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         def formatted(join: Join | inorder.Ordered | AlignedJoin) -> Counts:
             # (a ReuseJoin's ranges are a Join's: the same files, read the same way)
             return (format_ranges(join.ranges(), manifest, pieces.write, errors.write, keep,
-                                  temp)
+                                  temp, fresh)
                     if across_cores(join.requests) else
-                    format_lines(dialect, join, pieces.write, errors.write, keep))
+                    format_lines(dialect, join, pieces.write, errors.write, keep, fresh))
 
         if fast:
             mark = keep.mark() if keep is not None else 0
@@ -158,7 +162,7 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
                 if problem is not None:     # paid for all the same
                     usage, read = usage + read.usage, {"message": problem,
                                                        "response": read.response}
-            if keep is not None and line is not None:
+            if keep is not None and line is not None and (fresh is None or key_json in fresh):
                 # kept as a failure when its answer is not the one its request declares (the
                 # check reads the request alone, so it fails alike wherever it is reused):
                 # runner.reuse reuses successes only, and this request must be sent again
@@ -187,6 +191,22 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
                else file_digest(o.path) for o in manifest.declared_paths()}
     return Written(digests, succeeded, failed, join.unmatched, join.repeated, usage,
                    unfinished)
+
+
+def _fresh(manifest: Manifest, results: Sequence[Path], reused: Reused | None
+           ) -> frozenset[bytes] | None:
+    """The keys (their JSON) of the requests whose lines the store is to keep, when not all:
+    those the jobs' results answered, for a batch that reused from the packs its record
+    names (`reused.packs`). The store holds the reused lines in those packs already, and
+    writing them again cost a pack of every line for each edit (a million lines, about
+    140 MB, to upload to a shared store, for one row edited). None (keep every line) when the
+    results are many (over FRESH_BYTES: a set of their keys would grow with the batch, and
+    the lines sent are then the most of what is kept anyway), or do not parse cleanly (the
+    join by key says what they mean)."""
+    if reused is None or reused.store is None or not reused.packs:
+        return None
+    answered = answered_lines(manifest.provider, results, FRESH_BYTES)
+    return frozenset(answered) if answered is not None else None
 
 
 def _incomplete(manifest: Manifest) -> StoreIncomplete:

@@ -145,10 +145,13 @@ def sixteenths(sources: Sequence[array[int]]) -> Iterator[list[array[int]]]:
                for source in sources]
 
 
-def extract(store: Store, packs: Iterable[str], path: Path, successes: bool = False) -> None:
+def extract(store: Store, packs: Iterable[str], path: Path, successes: bool = False,
+            reused: Iterable[str] = ()) -> None:
     """The result lines of `packs` into `path` as `hash\\tline` records, the form the join reads
     the store's results in (runner.spill.spill_stored); with `successes`, those alone.
-    PackMissing, PackDamaged.
+    `reused`: packs whose successes come first, the lines of the requests a batch reused
+    (its own packs hold its jobs' lines alone: runner.outputs.write_outputs), which the
+    lines of `packs` then override. PackMissing, PackDamaged.
 
     A batch's reused requests take `successes` only: the join by hash keeps the last line read
     for a hash, and one pack may hold an error for a request another pack holds a success
@@ -156,9 +159,11 @@ def extract(store: Store, packs: Iterable[str], path: Path, successes: bool = Fa
     reused it for; and a request sent again was sent because no pack held its success, so it
     can find none here (a stale error would stand in for the job's own answer)."""
     with open(path, "wb") as f:
-        for result in store.results(packs):
-            if result.ok or not successes:
-                f.write(result.request_hash.encode() + b"\t" + result.line + b"\n")
+        for only_ok, results in ((True, store.results(reused)),
+                                 (successes, store.results(packs))):
+            for result in results:
+                if result.ok or not only_ok:
+                    f.write(result.request_hash.encode() + b"\t" + result.line + b"\n")
 
 
 def _unusable(pack: str, e: PackMissing | PackDamaged, batches: Sequence[str]) -> str:

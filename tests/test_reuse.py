@@ -141,7 +141,9 @@ def test_removed_rows_and_a_reverted_edit_send_nothing(
     assert new_jobs(emu, before) == []
     assert len((d / "out/big.jsonl").read_text().splitlines()) == 25
     entry = lockfile.load(d / "batches.lock").batches["big"]
-    assert entry.reused == 25 and entry.shards == [] and entry.packs
+    # no job: its record names the packs it reused, and no pack of its own (the store's
+    # lines are not written again)
+    assert entry.reused == 25 and entry.shards == [] and entry.packs == [] and entry.reuse_packs
     same_as_fresh(tmp_path, d, "removed")
     capsys.readouterr()
     assert main(["status", str(d), "--json"]) == 0
@@ -380,7 +382,14 @@ def test_the_reuse_join_runs_across_cores_from_the_keys_rendered_once(
         assert len(ranges) == 2 and ranges[0] >= 2, ranges
     entry = lockfile.load(d / "batches.lock").batches["big"]
     assert entry.reused == 38 and entry.counts["succeeded"] == 40
+    # the batch's own packs: the lines of its jobs alone, once each (fails-late: the join by
+    # hash started again, those kept by the walk forgotten); the reused lines are in the
+    # packs it reused, not written again
     kept = [r.request_hash for r in local_store(d).results(entry.packs)]
-    assert len(kept) == len(set(kept)) == 40        # the packs the batch names: its lines, once
+    assert len(kept) == len(set(kept)) == 2
+    reused = {r.request_hash for r in local_store(d).results(entry.reuse_packs) if r.ok}
+    written = {json.loads(line)["request_hash"]
+               for line in (d / "out/big.jsonl").read_text().splitlines()}
+    assert len(written) == 40 and written <= reused | set(kept) and not reused & set(kept)
     monkeypatch.setattr(runner.spill, "render_jsonl", rendering)
     same_as_fresh(tmp_path, d, "across-cores")

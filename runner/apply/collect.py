@@ -118,7 +118,7 @@ class Collector(Worker):
                                  stored=entry.counts.get("failed", 0))
 
         written = rebuild(self.store, entry.packs, write, self.journal.ws.state_dir / "results",
-                          self.report)
+                          self.report, entry.reuse_packs)
         if written is not None:
             self.report(f"{m.name}: rebuilt from the result store ({self.store.location})")
         return written
@@ -154,7 +154,7 @@ class Collector(Worker):
                 not any(r.job in entry.packs_jobs for r in records):
             return None
         return earlier(self.store, entry.packs, self.journal.ws.state_dir / "results",
-                       m.name, self.report)
+                       m.name, self.report, entry.reuse_packs)
 
     def _write(self, m: Manifest, entry: LockEntry, records: list[Part | Retry],
                paths: list[Path], stored: Path | None = None) -> Written:

@@ -34,8 +34,10 @@ def write_keeping(store: Store, write: WriteOutputs, results: Sequence[Path]
 
 
 def rebuild(store: Store, packs: Sequence[str], write: WriteOutputs, workdir: Path,
-            report: Callable[[str], None]) -> Written | None:
-    """The outputs written from the store's lines in `packs` (found by request hash), or None
+            report: Callable[[str], None], reused: Sequence[str] = ()) -> Written | None:
+    """The outputs written from the store's lines in `packs` and the successes in `reused`
+    (the packs of the requests the batch reused; see reuse.extract), found by request
+    hash, or None
     when a pack is missing or damaged, or the packs lack results the outputs were written
     from (StoreIncomplete, see write_outputs): the caller fetches the results from the provider,
     which puts them in the store again. Outputs are replaced atomically, so a pack found
@@ -43,7 +45,7 @@ def rebuild(store: Store, packs: Sequence[str], write: WriteOutputs, workdir: Pa
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "stored.tsv"
     try:
-        extract(store, packs, path)
+        extract(store, packs, path, reused=reused)
         return write([path], None)
     except (PackMissing, PackDamaged, StoreIncomplete) as e:
         report(f"{e}; fetching them from the provider")
@@ -53,8 +55,9 @@ def rebuild(store: Store, packs: Sequence[str], write: WriteOutputs, workdir: Pa
 
 
 def earlier(store: Store, packs: Sequence[str], workdir: Path, name: str,
-            report: Callable[[str], None]) -> Path | None:
-    """The store's lines in `packs` (each block checked against the pack's hash) in a file
+            report: Callable[[str], None], reused: Sequence[str] = ()) -> Path | None:
+    """The store's lines in `packs`, after the successes in `reused` (as for `rebuild`; each
+    block checked against the pack's hash) in a file
     for the join, when a job's results came in after the packs were written: the jobs'
     results they hold need not be fetched from the provider again, which may no longer have
     them (a fresh clone has no copy). None when a pack is missing or damaged, said through
@@ -62,7 +65,7 @@ def earlier(store: Store, packs: Sequence[str], workdir: Path, name: str,
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"earlier-{name}.tsv"
     try:
-        extract(store, packs, path)
+        extract(store, packs, path, reused=reused)
         return path
     except (PackMissing, PackDamaged) as e:
         path.unlink(missing_ok=True)

@@ -36,8 +36,9 @@ def show(directory: api.PathLike, *, out: TextIO) -> None:
     named: set[str] = set()
     width = max((len(n) for n in lock.batches), default=0)
     for name in sorted(lock.batches):
-        packs = lock.batches[name].packs
-        named.update(packs, lock.batches[name].reuse_packs)
+        entry = lock.batches[name]
+        packs = entry.packs
+        named.update(packs, entry.reuse_packs)
         held = [p for p in packs if p in listed]
         results = sum(_results(store, p) for p in held)
         size = sum(listed[p] for p in held)
@@ -46,9 +47,16 @@ def show(directory: api.PathLike, *, out: TextIO) -> None:
         if len(held) < len(packs):
             line += f"; {len(packs) - len(held)} missing (apply fetches them again from the " \
                     "provider while it keeps them)"
-        elif not packs:
+        elif not packs and not entry.reused:
             line = f"  {name:<{width}}  nothing stored (no outputs written since the store " \
                    "was wired in)"
+        if entry.reused:
+            # its own packs hold its jobs' lines alone: the rest are in the packs it reused
+            gone = sum(1 for p in entry.reuse_packs if p not in listed)
+            line += f"; {entry.reused:,} reused from {_count(len(entry.reuse_packs), 'pack')}"
+            if gone:
+                line += f" ({gone} missing: plan shows the batch as lost when its outputs " \
+                        "must be written again)"
         print(line, file=out)
     others = [p for p in listed if p not in named]
     print(f"not named by this lockfile: {_count(len(others), 'pack')}, "
