@@ -116,11 +116,14 @@ def _spill(dialect: Dialect, pieces: Sequence[Piece], writes: list[Write]) -> No
         for number, line in enumerate(lines_of(path, start, end), 1):
             try:
                 result = loads(line)
-            except orjson.JSONDecodeError:
-                result = None
-            if type(result) is not dict:
+            except orjson.JSONDecodeError as e:
                 if line.isspace():
                     continue
+                # what the parser found (a lone surrogate, a number past a double's range):
+                # "not a JSON object" said of `{"a": "\ud800"}` sent the reader astray
+                raise ResultsError(f"a results line is not valid JSON ({e.msg} at column "
+                                   f"{e.colno})", path=path, where=str(number)) from None
+            if type(result) is not dict:
                 raise ResultsError("a results line is not a JSON object", path=path,
                                    where=str(number))
             key = key_of(result)

@@ -122,7 +122,7 @@ def test_a_bad_line_fails_with_its_place_across_cores(
     d, results = project
     with open(results[1], "a") as f:
         f.write("not json\n")
-    with pytest.raises(ProviderError, match=r"b.jsonl:32: a results line is not a JSON object"):
+    with pytest.raises(ProviderError, match=r"b.jsonl:32: a results line is not valid JSON"):
         run(d, results, True, monkeypatch)
     assert not (d / "out").exists() or list((d / "out").iterdir()) == []
 

@@ -79,9 +79,28 @@ def test_bad_results_line_is_a_provider_error(project: Path) -> None:
     path = project / "r.jsonl"
     path.write_text('{"key": "r0", "response": {}}\nnot json\n')
     [m] = load_directory(project)
-    with pytest.raises(ProviderError, match="r.jsonl:2: a results line is not a JSON object"):
+    with pytest.raises(ProviderError, match="r.jsonl:2: a results line is not valid JSON "
+                       r"\(invalid literal, expected 'null' at column 1\)"):
         write_outputs(m, [path], project / "work")
     assert list((project / "out").iterdir()) == []      # nothing written
+
+
+@pytest.mark.parametrize(("line", "said"), [
+    ('{"key": "r1", "response": {"text": "\\ud800"}}', "no low surrogate in string"),
+    ('{"key": "r1", "response": {"n": 1e400}}', "number is infinity when parsed as double"),
+    ('["r1"]', None)])
+def test_a_results_line_the_parser_refuses_says_why(project: Path, line: str,
+                                                     said: str | None) -> None:
+    """A JSON object orjson refuses (a lone surrogate, a number past a double's range) was
+    said to be "not a JSON object", which it is; now the parser's reason is given."""
+    path = project / "r.jsonl"
+    path.write_text('{"key": "r0", "response": {}}\n' + line + "\n")
+    [m] = load_directory(project)
+    with pytest.raises(ProviderError) as e:
+        write_outputs(m, [path], project / "work")
+    assert "r.jsonl:2: " in str(e.value)
+    assert (said in str(e.value)) if said else "is not a JSON object" in str(e.value), e.value
+    assert list((project / "out").iterdir()) == []
 
 
 def test_a_key_repeated_within_one_results_file_is_counted(project: Path) -> None:
