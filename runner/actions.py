@@ -120,3 +120,34 @@ class Plan:
                 + (f", {count[Kind.FAILED]} failed" if count[Kind.FAILED] else "")
                 + (f", {count[Kind.LOST]} lost" if count[Kind.LOST] else "")
                 + (f", {count[Kind.ORPHAN]} orphaned" if count[Kind.ORPHAN] else "") + ".")
+
+
+# The kind a split batch shows, from its shards': submissions first (they cost money).
+_PRECEDENCE = (Kind.REPLACE, Kind.RESUBMIT, Kind.CREATE, Kind.FAILED, Kind.LOST, Kind.ADOPT,
+               Kind.DOWNLOAD, Kind.WAIT)
+
+
+def gather(name: str, requests: int, content_hash: str, parts: list[Action], total: int
+           ) -> Action:
+    """A split batch's action (the batch's `requests` and `content_hash`): its `total`
+    shards' actions, summed up for the reader."""
+    kinds = {a.kind for a in parts}
+    kind = next(k for k in _PRECEDENCE if k in kinds)
+    submits = [a for a in parts if a.kind in SUBMITS]
+    sent = sum(a.requests for a in submits) if kind in SUBMITS else requests
+    groups: dict[tuple[Kind, str], list[int]] = {}
+    for a in parts:
+        groups.setdefault((a.kind, a.reason), []).append((a.part or 0) + 1)
+    reason = "; ".join(f"{_shards(numbers, total)}: {why}" for (_, why), numbers in groups.items())
+    return Action(kind, name, reason, sent, content_hash, parts=tuple(parts))
+
+
+def _shards(numbers: list[int], total: int) -> str:
+    """`shard 3 of 8`, `shards 2, 5 of 8`, `all 8 shards`."""
+    if len(numbers) == total and total > 1:
+        return f"all {total} shards"
+    if len(numbers) == 1:
+        return f"shard {numbers[0]} of {total}"
+    if len(numbers) > 6:
+        return f"{len(numbers)} of {total} shards"
+    return f"shards {', '.join(map(str, numbers))} of {total}"

@@ -8,8 +8,8 @@ an unchanged plan makes no call.
 from __future__ import annotations
 
 from .providers.base import JobState
-from .records import LockEntry
-from .states import Desired
+from .records import LockEntry, Part, Retry
+from .states import Desired, Observed
 
 
 def change_reason(entry: LockEntry, want: Desired) -> str:
@@ -76,3 +76,16 @@ def needs_tag_search(entry: LockEntry | None, want: Desired) -> bool:
     return (entry is None or entry.content_hash != want.content_hash
             or any(p.job is None or p.state == JobState.CREATING for p in entry.parts())
             or (retry is not None and retry.state == JobState.CREATING))
+
+
+def superseded(entry: LockEntry, want: Desired, observed: Observed) -> tuple[str, ...]:
+    """Live jobs the lockfile records for requests no longer wanted, to cancel."""
+    if entry.content_hash == want.content_hash:
+        return ()
+    wanted = {s.content_hash for s in want.parts}
+    records: list[Part | Retry] = [p for p in entry.parts() if p.content_hash not in wanted]
+    if entry.open_retry is not None:
+        records.append(entry.open_retry)
+    live = [r.job for r in records if r.job and (j := observed.jobs.get(r.job)) is not None
+            and not j.state.terminal]
+    return tuple(dict.fromkeys(live))

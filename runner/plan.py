@@ -5,9 +5,10 @@ provider reports. It does no I/O, so every row of the reconcile table is a plain
 
 This module holds the table itself: one action per batch, from its record's jobs, their shards
 and their results. What it is built from lives beside it: the inputs (runner.states), what it
-makes (runner.actions), job tags and attempts (runner.tags), whether a named job is the record's
-own (runner.ownership), failed requests and their follow-ups (runner.failures) and whether a
-record still holds (runner.freshness).
+makes (runner.actions, which also sums a split batch's shards' actions up), job tags and
+attempts (runner.tags), whether a named job is the record's own (runner.ownership), failed
+requests and their follow-ups (runner.failures) and whether a record still holds, and which of
+its jobs are superseded (runner.freshness).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .actions import SUBMITS, Action, Kind, Plan
+from .actions import Action, Kind, Plan, gather
 from .failures import for_retry, too_many_failures
-from .freshness import change_reason, outputs_reason, restorable
+from .freshness import change_reason, outputs_reason, restorable, superseded
 from .lockfile import Lock
 from .ownership import disown, misdated
 from .providers import registry
@@ -159,19 +160,6 @@ def _for_settled(want: Desired, entry: LockEntry, observed: Observed,
     return [Action(Kind.DOWNLOAD, reason=why, job=job, **base)]
 
 
-def _superseded(entry: LockEntry, want: Desired, observed: Observed) -> tuple[str, ...]:
-    """Live jobs the lockfile records for requests no longer wanted, to cancel."""
-    if entry.content_hash == want.content_hash:
-        return ()
-    wanted = {s.content_hash for s in want.parts}
-    records: list[Part | Retry] = [p for p in entry.parts() if p.content_hash not in wanted]
-    if entry.open_retry is not None:
-        records.append(entry.open_retry)
-    live = [r.job for r in records if r.job and (j := observed.jobs.get(r.job)) is not None
-            and not j.state.terminal]
-    return tuple(dict.fromkeys(live))
-
-
 def _for_new_part(want: Desired, shard: ShardHash, entry: LockEntry | None, observed: Observed,
                   cancels: bool) -> Action:
     """Requests the lockfile does not record: adopt a job already submitted for them (one
@@ -231,7 +219,7 @@ def _for_jobs(want: Desired, entry: LockEntry | None, observed: Observed, max_at
     if not want.parts and (entry is None or entry.content_hash != want.content_hash):
         # every request reused (rows removed, an edit reverted): no job, outputs rewritten
         why = "new batch" if entry is None else change_reason(entry, want)
-        old_jobs = _superseded(entry, want, observed) if entry is not None else ()
+        old_jobs = superseded(entry, want, observed) if entry is not None else ()
         return Action(Kind.DOWNLOAD, want.name, f"{why}; every result is in the result store",
                       0, want.content_hash, old_jobs=old_jobs)
     if entry is not None and entry.content_hash == want.content_hash:
@@ -240,7 +228,7 @@ def _for_jobs(want: Desired, entry: LockEntry | None, observed: Observed, max_at
     else:
         wanted = list(want.parts)
     recorded = {p.content_hash: p for p in entry.parts()} if entry is not None else {}
-    old_jobs = _superseded(entry, want, observed) if entry is not None else ()
+    old_jobs = superseded(entry, want, observed) if entry is not None else ()
     settled = all((p := recorded.get(s.content_hash)) is not None and p.job is not None
                   and p.state == JobState.SUCCEEDED for s in wanted)
     actions: list[Action] = []
@@ -267,38 +255,9 @@ def _for_jobs(want: Desired, entry: LockEntry | None, observed: Observed, max_at
     if not split or actions[0].part is None:
         action = dataclasses.replace(actions[0], part=None)
     else:
-        action = _gather(want, actions, len(wanted))
+        action = gather(want.name, want.requests, want.content_hash, actions, len(wanted))
     # the batch's action cancels the jobs of requests no longer wanted, before anything else
     return dataclasses.replace(action, old_jobs=old_jobs) if old_jobs else action
-
-
-# The kind a split batch shows, from its shards': submissions first (they cost money).
-_PRECEDENCE = (Kind.REPLACE, Kind.RESUBMIT, Kind.CREATE, Kind.FAILED, Kind.LOST, Kind.ADOPT,
-               Kind.DOWNLOAD, Kind.WAIT)
-
-
-def _gather(want: Desired, parts: list[Action], total: int) -> Action:
-    """A split batch's action: the shards' actions, summed up for the reader."""
-    kinds = {a.kind for a in parts}
-    kind = next(k for k in _PRECEDENCE if k in kinds)
-    submits = [a for a in parts if a.kind in SUBMITS]
-    requests = sum(a.requests for a in submits) if kind in SUBMITS else want.requests
-    groups: dict[tuple[Kind, str], list[int]] = {}
-    for a in parts:
-        groups.setdefault((a.kind, a.reason), []).append((a.part or 0) + 1)
-    reason = "; ".join(f"{_shards(numbers, total)}: {why}" for (_, why), numbers in groups.items())
-    return Action(kind, want.name, reason, requests, want.content_hash, parts=tuple(parts))
-
-
-def _shards(numbers: list[int], total: int) -> str:
-    """`shard 3 of 8`, `shards 2, 5 of 8`, `all 8 shards`."""
-    if len(numbers) == total and total > 1:
-        return f"all {total} shards"
-    if len(numbers) == 1:
-        return f"shard {numbers[0]} of {total}"
-    if len(numbers) > 6:
-        return f"{len(numbers)} of {total} shards"
-    return f"shards {', '.join(map(str, numbers))} of {total}"
 
 
 def plan(desired: list[Desired], lock: Lock, observed: Observed, *,
