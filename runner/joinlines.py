@@ -14,20 +14,20 @@ not parse) is formatted again here, which raises what one process raises.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import signal
 from collections import deque
 from collections.abc import Container, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import IO, Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import orjson
 
 from .join import Joined, OutOfOrder
 from .manifest import Manifest
 from .parallel import _context, _cpus
+from .pieces import PIECE
 from .providers.dialect import UNFINISHED, Answer, Dialect
 from .providers.registry import dialect_of
 from .spill import Write
@@ -35,7 +35,6 @@ from .store.writer import PACK_BYTES, PackBuilder
 from .usage import Tally, Usage
 
 MIN_REQUESTS = 100_000      # below this, starting workers costs more than it saves
-_PIECE = 1 << 20
 
 
 
@@ -75,49 +74,6 @@ class Keep(Adds, Protocol):
 
     def add_pack(self, name: str, data: bytes) -> None:
         """A whole pack of lines, made by a PackBuilder, named by its hash."""
-
-
-class Pieces:
-    """Lines for files written a piece at a time (fewer, larger writes), each file's bytes
-    hashed as written."""
-
-    def __init__(self) -> None:
-        self.files: list[tuple[IO[bytes], Any]] = []    # each file, with its hash
-        self._names: list[str] = []
-        self._piece: list[bytes] = []
-        self._size = 0
-
-    def add(self, name: str, f: IO[bytes]) -> None:
-        self._names.append(name)
-        self.files.append((f, hashlib.sha256()))
-
-    def hexdigest(self, name: str) -> str | None:
-        """The sha256 of the bytes written to the file added as `name`, if any was."""
-        return self.files[self._names.index(name)][1].hexdigest() \
-            if name in self._names else None
-
-    def restart(self) -> None:
-        """Every file empty again, as before the first line."""
-        self._piece.clear()
-        self._size = 0
-        for i, (f, _) in enumerate(self.files):
-            f.seek(0)
-            f.truncate()
-            self.files[i] = (f, hashlib.sha256())
-
-    def write(self, data: bytes) -> None:
-        self._piece.append(data)
-        self._size += len(data)
-        if self._size >= _PIECE:
-            self.flush()
-
-    def flush(self) -> None:
-        data = b"".join(self._piece)
-        self._piece.clear()
-        self._size = 0
-        for f, h in self.files:
-            f.write(data)
-            h.update(data)
 
 
 class Counts(NamedTuple):
@@ -275,7 +231,7 @@ def _collect(dialect: Dialect, g: _Group, future: Future[Formatted] | None) -> F
 
 def _copy(path: Path, write: Write) -> None:
     with open(path, "rb") as f:
-        while data := f.read(_PIECE):
+        while data := f.read(PIECE):
             write(data)
     path.unlink()
 
@@ -292,8 +248,8 @@ def _format_group(dialect: Dialect, g: _Group) -> Formatted:
         packs.append((name, path))
 
     builder = PackBuilder(made) if g.packs is not None else None
-    with open(g.out, "wb", buffering=_PIECE) as out, \
-            open(g.errors, "wb", buffering=_PIECE) as errors:
+    with open(g.out, "wb", buffering=PIECE) as out, \
+            open(g.errors, "wb", buffering=PIECE) as errors:
         for part in g.parts:
             total = total.plus(format_lines(dialect, part.joined(), out.write, errors.write,
                                             builder, g.fresh))

@@ -22,10 +22,11 @@ from .errors import InputsChanged, OutputError, StoreIncomplete
 from .fsutil import atomic_writer
 from .hashing import ALGORITHM, file_digest
 from .join import Join, Joined, OutOfOrder, Spooled
-from .joinlines import Counts, Pieces, across_cores, format_lines, format_ranges
+from .joinlines import Counts, across_cores, format_lines, format_ranges
 from .joinlines import Keep as Keep
 from .manifest import Manifest
 from .outputcheck import declared_answer
+from .pieces import Pieces
 from .providers.dialect import UNFINISHED, Answer
 from .rejoin import ReuseJoin
 from .render import Renderer
