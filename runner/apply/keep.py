@@ -11,6 +11,7 @@ the join reads as it reads a provider's results.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import PackDamaged, PackMissing, StoreIncomplete
@@ -46,12 +47,15 @@ def rebuild(store: Store, packs: Sequence[str], write: WriteOutputs, workdir: Pa
     path = workdir / "stored.tsv"
     try:
         extract(store, packs, path, reused=reused)
-        return write([path], None)
+        written = write([path], None)
     except (PackMissing, PackDamaged, StoreIncomplete) as e:
         report(f"{e}; fetching them from the provider")
         return None
     finally:
         path.unlink(missing_ok=True)
+    # the packs reused hold other batches' lines (and lines its own packs hold again), which
+    # no request takes or which repeat a hash: not results that carried an unknown key
+    return replace(written, unmatched=0, repeated=0) if reused else written
 
 
 def earlier(store: Store, packs: Sequence[str], workdir: Path, name: str,
