@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import remote_jobs
-from providers_matrix import GEMINI, serve
-from test_reuse import edit_rows, new_jobs, project
+from conftest import ROWS_MANIFEST, remote_jobs, write_manifest, write_rows
+from providers_matrix import FAIL, GEMINI, PROVIDERS, Flavour, serve
+from test_reuse import edit_rows, new_jobs, project, same_as_fresh
+from test_reuse_stored_once import kept
 from test_store_apply import clone
 from test_store_no_calls import served
 
@@ -135,3 +136,130 @@ def test_a_rebuild_says_nothing_of_the_reused_packs_other_lines(
     said = capsys.readouterr().out
     assert "rebuilt from the result store" in said, said
     assert "no request has" not in said and "repeated" not in said, said
+
+
+@PROVIDERS
+def test_keys_of_every_shape_across_shards_with_a_follow_up_rebuild_in_a_clone(
+        flavour: Flavour, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys with quotes, backslashes and non-ASCII (OpenAI and Anthropic send them as
+    custom_ids of their own), the sent requests cut into shards, one of them failing twice
+    (retry_failed 1): the store keeps their lines under the keys the join reads, and a
+    clone rebuilds every output without the provider."""
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "shared"))
+    with serve(flavour, tmp_path / "emu", monkeypatch, 0.0) as emu:
+        d = tmp_path / "p"
+        manifest = ROWS_MANIFEST.replace(
+            'key: "r{{ row.n }}"', 'key: "clé \\\\ \\"{{ row.n }}\\" ☃ \\u00e9/é"').replace(
+            "  rows: data/rows.jsonl\n",
+            "  rows: data/rows.jsonl\n  max_requests: 3\n  retry_failed: 1\n")
+        write_manifest(d, flavour.adapt(manifest))
+        write_rows(d, 20, "hello")
+        assert api.apply(d).exit_code == 0
+        edit_rows(d, {2: "edited", 5: f"{FAIL} edited", 9: "edited", 13: "edited",
+                      17: "edited"})
+        api.apply(d)
+        e = entry(d)
+        assert e.reused == 15 and len(e.shards) == 2 and e.retries, e
+        ci = clone(d, tmp_path / "ci")
+        before = served(emu)
+        [action] = api.plan(ci).actions
+        assert "restored from the result store" in action.reason, action.reason
+        main(["apply", str(ci), "--quiet"])
+        assert served(emu) == before
+        for name in OUTPUTS:
+            assert flavour.steady((ci / "out" / name).read_bytes()) == \
+                flavour.steady((d / "out" / name).read_bytes()), name
+
+
+def twin(d: Path) -> None:
+    """A second manifest asking what big asks, under other keys."""
+    write_manifest(d, ROWS_MANIFEST.replace("{name: big}", "{name: twin}").replace(
+        'key: "r{{ row.n }}"', 'key: "t{{ row.n }}"').replace("out/big", "out/twin"),
+        "twin.yaml")
+
+
+def test_two_manifests_reusing_each_others_packs_rebuild_after_forget_and_gc(
+        emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "shared"))
+    d = project(tmp_path / "p")
+    assert api.apply(d).exit_code == 0
+    twin(d)
+    edit_rows(d, {3: "edited"})
+    assert api.apply(d).exit_code == 0      # big sends row 3, twin reuses it from big's pack
+    edit_rows(d, {3: "edited", 8: "edited"})
+    assert api.apply(d).exit_code == 0      # (both send row 8: planned together)
+    assert lockfile.load(d / "batches.lock").batches["twin"].reused == 39
+    (d / "m.yaml").unlink()
+    assert main(["forget", str(d), "big"]) == 0
+    gc(d)
+    drop_jobs(emu)
+    ci = clone(d, tmp_path / "ci")
+    before = served(emu)
+    assert main(["apply", str(ci), "--quiet"]) == 0
+    assert served(emu) == before
+    for name in ("twin.jsonl", "twin.csv", "twin.errors.jsonl"):
+        assert (ci / "out" / name).read_bytes() == (d / "out" / name).read_bytes(), name
+
+
+def test_an_older_lockfile_whose_packs_hold_every_line_then_edits_and_a_clone(
+        emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first edit kept every line in its own packs (as before the change: FRESH_BYTES
+    0 keeps them all); edits after it keep their jobs' lines alone; each step's outputs
+    are a fresh project's, and a clone rebuilds the last."""
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "shared"))
+    d = project(tmp_path / "p")
+    assert api.apply(d).exit_code == 0
+    monkeypatch.setattr(runner.outputs, "FRESH_BYTES", 0)
+    edit_rows(d, {7: "edited"})
+    assert api.apply(d).exit_code == 0
+    assert len(kept(tmp_path / "shared", entry(d).packs)) == 40
+    monkeypatch.setattr(runner.outputs, "FRESH_BYTES", 8 << 20)
+    for step, change in enumerate(({7: "edited", 21: "x"}, {21: "x"}, {21: "x", 30: "y"},
+                                   {}, {7: "edited"})):
+        edit_rows(d, change)
+        assert api.apply(d).exit_code == 0
+        gc(d)
+        same_as_fresh(tmp_path, d, f"step-{step}")
+    rebuilt_alike(emu, d, tmp_path / "ci")
+
+
+@pytest.mark.parametrize("how", ["other", "dropped", "doubled"])
+def test_hand_edited_reuse_packs_never_write_reused_requests_as_failures(
+        how: str, emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """reuse_packs edited by hand to name a pack that lacks the reused lines (another
+    batch's), or one of two dropped: the outputs are not written again with the reused
+    requests as failures (a follow-up would pay for them twice)."""
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "shared"))
+    d = project(tmp_path / "p", extra="  retry_failed: 1\n")
+    assert api.apply(d).exit_code == 0
+    edit_rows(d, {7: "edited"})
+    assert api.apply(d).exit_code == 0
+    edit_rows(d, {7: "edited", 21: "x"})
+    assert api.apply(d).exit_code == 0
+    e = entry(d)
+    assert len(e.reuse_packs) == 2 and len(e.packs) == 1, e
+    good = (d / "out/big.jsonl").read_bytes()
+    text = (d / "batches.lock").read_text()
+    first, second = e.reuse_packs
+    if how == "other":
+        text = text.replace(first, e.packs[0])
+    elif how == "dropped":
+        text = text.replace(f"    - {first}\n", "", 1)
+    else:
+        text = text.replace(f"    - {first}\n", f"    - {first}\n    - {first}\n", 1)
+    (d / "batches.lock").write_text(text)
+    (d / "out/big.jsonl").unlink()
+    before = remote_jobs(emu)
+    capsys.readouterr()
+    code = main(["apply", str(d)])
+    said = capsys.readouterr()
+    assert "Traceback" not in said.out + said.err
+    assert new_jobs(emu, before) == [], said.out + said.err
+    if code == 0:
+        assert (d / "out/big.jsonl").read_bytes() == good
+    else:       # one line, the outputs and the lockfile as they were
+        assert code == 1 and not (d / "out/big.jsonl").exists()
+        assert (d / "batches.lock").read_text() == text
+        why = "lockfile is invalid" if how == "doubled" else "lack results it reused"
+        assert len([x for x in (said.out + said.err).splitlines() if why in x]) == 1, said
