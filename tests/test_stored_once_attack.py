@@ -11,7 +11,7 @@ import pytest
 from conftest import ROWS_MANIFEST, remote_jobs, write_manifest, write_rows
 from providers_matrix import FAIL, GEMINI, PROVIDERS, Flavour, serve
 from test_reuse import edit_rows, new_jobs, project, same_as_fresh
-from test_reuse_stored_once import kept
+from test_reuse_stored_once import JSONL_ONLY, kept
 from test_store_apply import clone
 from test_store_no_calls import served
 
@@ -59,7 +59,9 @@ def rebuilt_alike(emu: Emulator, d: Path, to: Path) -> None:
     assert "restored from the result store" in action.reason, action.reason
     assert main(["apply", str(ci), "--quiet"]) == 0
     assert served(emu) == before
-    for name in OUTPUTS:
+    names = sorted(p.name for p in (d / "out").iterdir())
+    assert names == sorted(p.name for p in (ci / "out").iterdir())
+    for name in names:
         assert (ci / "out" / name).read_bytes() == (d / "out" / name).read_bytes(), name
 
 
@@ -263,3 +265,58 @@ def test_hand_edited_reuse_packs_never_write_reused_requests_as_failures(
         assert (d / "batches.lock").read_text() == text
         why = "lockfile is invalid" if how == "doubled" else "lack results it reused"
         assert len([x for x in (said.out + said.err).splitlines() if why in x]) == 1, said
+
+
+def test_many_small_packs_duplicate_rows_and_reverts_walk_or_join_alike(
+        emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Edit after edit, each keeping the ones before (a pack of one or two lines each, more
+    than the walk reads at once), two rows made alike (one request hash, two keys), and
+    reverts: each step's outputs are a fresh project's; `store` shows each step."""
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "shared"))
+    d = project(tmp_path / "p")
+    write_manifest(d, JSONL_ONLY)
+    assert api.apply(d).exit_code == 0
+    change: dict[int, str] = {}
+    steps = [{n: f"e{n}"} for n in range(0, 40, 2)] + [{5: "same", 6: "same"}, {5: "same"}]
+    for step, edit in enumerate(steps):
+        change.update(edit)
+        if step == len(steps) - 1:
+            change = {n: b for n, b in change.items() if n % 4}   # half reverted
+        edit_rows(d, change)
+        assert api.apply(d).exit_code == 0
+        if step % 5 == 4 or step >= len(steps) - 2:
+            gc(d)
+            same_as_fresh(tmp_path, d, f"step-{step}")
+        capsys.readouterr()
+        assert main(["store", str(d)]) == 0
+    rebuilt_alike(emu, d, tmp_path / "ci")
+
+
+def test_every_request_reused_and_reuse_packs_edited_to_a_pack_lacking_them(
+        emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A batch that sent nothing has no packs of its own: written again, every line comes
+    from its reuse_packs, and a line they lack is not written as a failure for a follow-up
+    to pay for again."""
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "shared"))
+    d = project(tmp_path / "p", extra="  retry_failed: 1\n")
+    assert api.apply(d).exit_code == 0
+    edit_rows(d, {7: "edited"})
+    assert api.apply(d).exit_code == 0
+    small = entry(d).packs[0]
+    edit_rows(d, {})
+    assert api.apply(d).exit_code == 0
+    [first] = entry(d).reuse_packs
+    lock = d / "batches.lock"
+    text = lock.read_text().replace(first, small)
+    lock.write_text(text)
+    (d / "out/big.jsonl").unlink()
+    before = remote_jobs(emu)
+    capsys.readouterr()
+    assert main(["apply", str(d)]) == 1
+    said = capsys.readouterr()
+    assert new_jobs(emu, before) == [], said
+    assert not (d / "out/big.jsonl").exists() and lock.read_text() == text
+    assert len([x for x in (said.out + said.err).splitlines()
+                if "lack results it reused" in x]) == 1, said

@@ -86,7 +86,10 @@ class Collector(Worker):
         written = self._rebuild(m, entry) if again else None
         paths: list[Path] = []
         if written is None:
-            written, paths = self._from_results(m, entry, records, job, again)
+            # (a batch that sent nothing has no packs of its own: its outputs were written
+            # before when they are recorded)
+            written, paths = self._from_results(m, entry, records, job, again or bool(
+                entry.reused == entry.requests and entry.outputs))
         hit("after-outputs")
         self.journal.outputs(m.name, written, spent(load_prices(self.journal.ws.directory),
                                                     m.model, written.usage).to_dict(),
