@@ -320,3 +320,30 @@ def test_every_request_reused_and_reuse_packs_edited_to_a_pack_lacking_them(
     assert not (d / "out/big.jsonl").exists() and lock.read_text() == text
     assert len([x for x in (said.out + said.err).splitlines()
                 if "lack results it reused" in x]) == 1, said
+
+
+def test_a_follow_up_with_reuse_packs_edited_to_a_pack_lacking_them_pays_nothing_again(
+        emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "shared"))
+    d = project(tmp_path / "p", extra="  retry_failed: 1\n")
+    assert api.apply(d).exit_code == 0
+    edit_rows(d, {n: f"edited {n}" for n in range(0, 40, 3)})
+    emu.faults = Faults(request_error_rate=0.5, seed=11)
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    emu.faults = Faults()
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    sent = entry(d)
+    assert sent.reused and len(sent.retries) == 1 and len(sent.reuse_packs) == 1
+    lock = d / "batches.lock"
+    lock.write_text(lock.read_text().replace(sent.reuse_packs[0], sent.packs[0]))
+    good = (d / "out/big.jsonl").read_bytes()
+    before = remote_jobs(emu)
+    capsys.readouterr()
+    assert main(["apply", str(d)]) == 1
+    said = capsys.readouterr()
+    assert new_jobs(emu, before) == [], said
+    assert (d / "out/big.jsonl").read_bytes() == good
+    assert len([x for x in (said.out + said.err).splitlines()
+                if "lack results it reused" in x]) == 1, said
+    assert entry(d).packs == sent.packs

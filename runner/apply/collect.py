@@ -86,10 +86,7 @@ class Collector(Worker):
         written = self._rebuild(m, entry) if again else None
         paths: list[Path] = []
         if written is None:
-            # (a batch that sent nothing has no packs of its own: its outputs were written
-            # before when they are recorded)
-            written, paths = self._from_results(m, entry, records, job, again or bool(
-                entry.reused == entry.requests and entry.outputs))
+            written, paths = self._from_results(m, entry, records, job)
         hit("after-outputs")
         self.journal.outputs(m.name, written, spent(load_prices(self.journal.ws.directory),
                                                     m.model, written.usage).to_dict(),
@@ -127,12 +124,10 @@ class Collector(Worker):
         return written
 
     def _from_results(self, m: Manifest, entry: LockEntry, records: list[Part | Retry],
-                      job: RemoteJob | None, again: bool = False) -> tuple[Written, list[Path]]:
+                      job: RemoteJob | None) -> tuple[Written, list[Path]]:
         """The outputs written from the records' results: those of the jobs the packs hold
         (packs_jobs) read from the store, the rest fetched from the provider (all of them
-        when the store's lines fall short); with the results files read. `again`: written
-        before from these very results, so no more requests may be left without a line than
-        failed then (see _write)."""
+        when the store's lines fall short); with the results files read."""
         stored = self._earlier(m, entry, records)
         try:
             if stored is not None:
@@ -144,7 +139,7 @@ class Collector(Worker):
                     self.report(f"{e}; fetching them from the provider")
                     entry.packs, entry.packs_jobs = [], []
             paths = [self._results(m, r, job) for r in records]
-            return self._write(m, entry, records, paths, again=again), paths
+            return self._write(m, entry, records, paths), paths
         finally:
             if stored is not None:
                 stored.unlink(missing_ok=True)
@@ -162,7 +157,7 @@ class Collector(Worker):
                        m.name, self.report, entry.reuse_packs)
 
     def _write(self, m: Manifest, entry: LockEntry, records: list[Part | Retry],
-               paths: list[Path], stored: Path | None = None, again: bool = False) -> Written:
+               paths: list[Path], stored: Path | None = None) -> Written:
         """The outputs from the records' results files and, with `stored`, the store's lines
         of the jobs before them (every request they answer, so `reused` lines too): the
         files' lines are joined by key and win; the rest is found by request hash, at most
@@ -170,11 +165,12 @@ class Collector(Worker):
         the packs lack results, and the provider's are fetched instead)."""
         workdir = self.journal.ws.state_dir / "results"
         reused = Reused(lambda _: stored) if stored is not None else self._reused(m, entry)
-        # written again (the store's packs fell short): the provider's results hold only the
-        # requests sent, so a reused request the packs its record names (reuse_packs) lack
-        # would be written as a failure, and a follow-up would pay for it again
+        # a batch that reused, its outputs written before (again, or with a follow-up's
+        # results): the jobs' results hold only the requests sent, so a reused request the
+        # packs its record names (reuse_packs) lack would be written as a failure, and a
+        # follow-up would pay for it again; no more may be without a line than failed then
         gaps = entry.counts.get("failed", 0) \
-            if stored is not None or (again and reused is not None) else None
+            if stored is not None or (reused is not None and entry.outputs) else None
 
         def write(results: Sequence[Path], keep: Keep | None) -> Written:
             return write_outputs(m, results, workdir, sent=entry.content_hash,
