@@ -347,3 +347,34 @@ def test_a_follow_up_with_reuse_packs_edited_to_a_pack_lacking_them_pays_nothing
     assert len([x for x in (said.out + said.err).splitlines()
                 if "lack results it reused" in x]) == 1, said
     assert entry(d).packs == sent.packs
+
+
+def test_a_damaged_reused_pack_in_a_clone_whose_jobs_are_gone_says_so_in_one_line(
+        emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    shared = tmp_path / "shared"
+    monkeypatch.setenv(STORE_ENV, str(shared))
+    d = project(tmp_path / "p")
+    assert api.apply(d).exit_code == 0
+    edit_rows(d, {7: "edited"})
+    assert api.apply(d).exit_code == 0
+    [reused] = entry(d).reuse_packs
+    pack = shared / "packs" / f"{reused.split(':')[1]}.pack"
+    data = bytearray(pack.read_bytes())
+    data[-5] ^= 0xFF
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(data))
+    drop_jobs(emu)
+    ci = clone(d, tmp_path / "ci")
+    before = remote_jobs(emu)
+    capsys.readouterr()
+    code = main(["apply", str(ci)])
+    said = capsys.readouterr()
+    text = said.out + said.err
+    assert "Traceback" not in text
+    assert new_jobs(emu, before) == []
+    assert code == 1 and not (ci / "out/big.jsonl").exists(), text
+    assert (ci / "batches.lock").read_bytes() == (d / "batches.lock").read_bytes()
+    # the provider never answered the requests it reused: not sent there to look for them
+    assert "which holds results it reuses; point RUNNER_STORE" in text, text
+    assert "no longer on the provider" not in text, text

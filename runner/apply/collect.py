@@ -117,8 +117,12 @@ class Collector(Worker):
                                  spooled=self.streams.spooled(m, entry.content_hash),
                                  stored=entry.counts.get("failed", 0))
 
-        written = rebuild(self.store, entry.packs, write, self.journal.ws.state_dir / "results",
-                          self.report, entry.reuse_packs)
+        try:
+            written = rebuild(self.store, entry.packs, write,
+                              self.journal.ws.state_dir / "results", self.report,
+                              entry.reuse_packs)
+        except (PackMissing, PackDamaged) as e:
+            raise _reuse_gone(m, e) from None
         if written is not None:
             self.report(f"{m.name}: rebuilt from the result store ({self.store.location})")
         return written
@@ -216,15 +220,8 @@ class Collector(Worker):
         def lines(path: Path) -> Path:
             try:
                 extract(store, entry.reuse_packs, path, successes=True)
-            except PackMissing as e:        # plan says the batch is lost, and what to do
-                raise StoreError(f"{m.name}: {e}, which holds results it reuses; run plan to "
-                                 "see what to do", path=m.source) from None
-            except PackDamaged as e:
-                # plan cannot tell (it does not read the packs' blocks): say here what to do
-                raise StoreError(f"{m.name}: {e}, which holds results it reuses; point "
-                                 "RUNNER_STORE at a store that holds them undamaged, or "
-                                 f"runner forget {m.name} and apply to send them all again",
-                                 path=m.source) from None
+            except (PackMissing, PackDamaged) as e:
+                raise _reuse_gone(m, e) from None
             return path
         return Reused(lines, store, tuple(entry.reuse_packs))
 
@@ -297,3 +294,15 @@ class Collector(Worker):
                                 f"{record.display_name}; run plan to see what apply would "
                                 "submit", path=self.journal.ws.lock_path)
         return found
+
+
+def _reuse_gone(m: Manifest, e: PackMissing | PackDamaged) -> StoreError:
+    """A pack holding results the batch reused is missing or damaged: the provider's results
+    hold only the requests sent, so the outputs stay as they were, with what to do."""
+    if isinstance(e, PackMissing):      # plan says the batch is lost, and what to do
+        return StoreError(f"{m.name}: {e}, which holds results it reuses; run plan to see "
+                          "what to do", path=m.source)
+    # plan cannot tell (it does not read the packs' blocks): say here what to do
+    return StoreError(f"{m.name}: {e}, which holds results it reuses; point RUNNER_STORE at a "
+                      f"store that holds them undamaged, or runner forget {m.name} and apply "
+                      "to send them all again", path=m.source)

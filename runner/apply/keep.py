@@ -41,14 +41,17 @@ def rebuild(store: Store, packs: Sequence[str], write: WriteOutputs, workdir: Pa
     hash, or None
     when a pack is missing or damaged, or the packs lack results the outputs were written
     from (StoreIncomplete, see write_outputs): the caller fetches the results from the provider,
-    which puts them in the store again. Outputs are replaced atomically, so a pack found
-    damaged halfway through leaves the old ones."""
+    which puts them in the store again. A pack of `reused` alone missing or damaged is
+    raised (PackMissing, PackDamaged): the provider's results do not hold those. Outputs are
+    replaced atomically, so a pack found damaged halfway through leaves the old ones."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "stored.tsv"
     try:
         extract(store, packs, path, reused=reused)
         written = write([path], None)
     except (PackMissing, PackDamaged, StoreIncomplete) as e:
+        if isinstance(e, (PackMissing, PackDamaged)) and e.pack not in packs:
+            raise       # a pack it reused: the provider never answered those (the caller says)
         report(f"{e}; fetching them from the provider")
         return None
     finally:
