@@ -378,3 +378,40 @@ def test_a_damaged_reused_pack_in_a_clone_whose_jobs_are_gone_says_so_in_one_lin
     # the provider never answered the requests it reused: not sent there to look for them
     assert "which holds results it reuses; point RUNNER_STORE" in text, text
     assert "no longer on the provider" not in text, text
+
+
+def test_a_follow_up_in_a_clone_with_a_damaged_reused_pack_says_so_in_one_line(
+        emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    shared = tmp_path / "shared"
+    monkeypatch.setenv(STORE_ENV, str(shared))
+    d = project(tmp_path / "p", extra="  retry_failed: 1\n")
+    assert api.apply(d).exit_code == 0
+    edit_rows(d, {n: f"edited {n}" for n in range(0, 40, 3)})
+    emu.faults = Faults(request_error_rate=0.5, seed=11)
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    emu.faults = Faults()
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    sent = entry(d)
+    assert sent.reused and len(sent.retries) == 1
+    [reused] = sent.reuse_packs
+    pack = shared / "packs" / f"{reused.split(':')[1]}.pack"
+    data = bytearray(pack.read_bytes())
+    data[-5] ^= 0xFF
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(data))
+    client = GEMINI.client(emu)
+    try:
+        for part in sent.parts():
+            assert part.job is not None
+            client.delete_job(part.job)
+    finally:
+        client.close()
+    ci = clone(d, tmp_path / "ci")
+    before = remote_jobs(emu)
+    capsys.readouterr()
+    assert main(["apply", str(ci)]) == 1
+    text = "".join(capsys.readouterr())
+    assert new_jobs(emu, before) == [] and not (ci / "out/big.jsonl").exists()
+    assert "which holds results it reuses; point RUNNER_STORE" in text, text
+    assert "no longer on the provider" not in text, text

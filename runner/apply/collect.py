@@ -157,8 +157,11 @@ class Collector(Worker):
         if self.store is None or not entry.packs_jobs or \
                 not any(r.job in entry.packs_jobs for r in records):
             return None
-        return earlier(self.store, entry.packs, self.journal.ws.state_dir / "results",
-                       m.name, self.report, entry.reuse_packs)
+        try:
+            return earlier(self.store, entry.packs, self.journal.ws.state_dir / "results",
+                           m.name, self.report, entry.reuse_packs)
+        except (PackMissing, PackDamaged) as e:
+            raise _reuse_gone(m, e) from None
 
     def _write(self, m: Manifest, entry: LockEntry, records: list[Part | Retry],
                paths: list[Path], stored: Path | None = None) -> Written:

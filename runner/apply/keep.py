@@ -68,7 +68,8 @@ def earlier(store: Store, packs: Sequence[str], workdir: Path, name: str,
     for the join, when a job's results came in after the packs were written: the jobs'
     results they hold need not be fetched from the provider again, which may no longer have
     them (a fresh clone has no copy). None when a pack is missing or damaged, said through
-    `report` (naming the batch): the caller fetches every job's results instead."""
+    `report` (naming the batch): the caller fetches every job's results instead; a pack of
+    `reused` alone is raised, as for `rebuild`."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"earlier-{name}.tsv"
     try:
@@ -76,5 +77,7 @@ def earlier(store: Store, packs: Sequence[str], workdir: Path, name: str,
         return path
     except (PackMissing, PackDamaged) as e:
         path.unlink(missing_ok=True)
+        if e.pack not in packs:
+            raise       # a pack it reused, as for `rebuild`
         report(f"{name}: {e}")
         return None
