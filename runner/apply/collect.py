@@ -117,8 +117,12 @@ class Collector(Worker):
                                  spooled=self.streams.spooled(m, entry.content_hash),
                                  stored=entry.counts.get("failed", 0))
 
-        written = rebuild(self.store, entry.packs, write, self.journal.ws.state_dir / "results",
-                          self.report, entry.reuse_packs)
+        try:
+            written = rebuild(self.store, entry.packs, write,
+                              self.journal.ws.state_dir / "results", self.report,
+                              entry.reuse_packs)
+        except (PackMissing, PackDamaged) as e:
+            raise _reuse_gone(m, e) from None
         if written is not None:
             self.report(f"{m.name}: rebuilt from the result store ({self.store.location})")
         return written
@@ -153,8 +157,11 @@ class Collector(Worker):
         if self.store is None or not entry.packs_jobs or \
                 not any(r.job in entry.packs_jobs for r in records):
             return None
-        return earlier(self.store, entry.packs, self.journal.ws.state_dir / "results",
-                       m.name, self.report, entry.reuse_packs)
+        try:
+            return earlier(self.store, entry.packs, self.journal.ws.state_dir / "results",
+                           m.name, self.report, entry.reuse_packs)
+        except (PackMissing, PackDamaged) as e:
+            raise _reuse_gone(m, e) from None
 
     def _write(self, m: Manifest, entry: LockEntry, records: list[Part | Retry],
                paths: list[Path], stored: Path | None = None) -> Written:
@@ -165,7 +172,12 @@ class Collector(Worker):
         the packs lack results, and the provider's are fetched instead)."""
         workdir = self.journal.ws.state_dir / "results"
         reused = Reused(lambda _: stored) if stored is not None else self._reused(m, entry)
-        gaps = entry.counts.get("failed", 0) if stored is not None else None
+        # a batch that reused, its outputs written before (again, or with a follow-up's
+        # results): the jobs' results hold only the requests sent, so a reused request the
+        # packs its record names (reuse_packs) lack would be written as a failure, and a
+        # follow-up would pay for it again; no more may be without a line than failed then
+        gaps = entry.counts.get("failed", 0) \
+            if stored is not None or (reused is not None and entry.outputs) else None
 
         def write(results: Sequence[Path], keep: Keep | None) -> Written:
             return write_outputs(m, results, workdir, sent=entry.content_hash,
@@ -179,6 +191,13 @@ class Collector(Worker):
             written, packs = write_keeping(self.store, write, paths)
             entry.packs, entry.packs_jobs = packs, []
             return written
+        except StoreIncomplete:
+            if stored is not None:
+                raise
+            raise StoreError(f"{m.name}: the packs its lockfile entry names as reuse_packs lack "
+                             "results it reused; restore batches.lock from git, or runner "
+                             f"forget {m.name} and apply to send them all again",
+                             path=m.source) from None
         except ResultsError as e:
             bad = next((r for r, p in zip(records, paths) if str(p) == e.path), None)
             if bad is None:
@@ -204,15 +223,8 @@ class Collector(Worker):
         def lines(path: Path) -> Path:
             try:
                 extract(store, entry.reuse_packs, path, successes=True)
-            except PackMissing as e:        # plan says the batch is lost, and what to do
-                raise StoreError(f"{m.name}: {e}, which holds results it reuses; run plan to "
-                                 "see what to do", path=m.source) from None
-            except PackDamaged as e:
-                # plan cannot tell (it does not read the packs' blocks): say here what to do
-                raise StoreError(f"{m.name}: {e}, which holds results it reuses; point "
-                                 "RUNNER_STORE at a store that holds them undamaged, or "
-                                 f"runner forget {m.name} and apply to send them all again",
-                                 path=m.source) from None
+            except (PackMissing, PackDamaged) as e:
+                raise _reuse_gone(m, e) from None
             return path
         return Reused(lines, store, tuple(entry.reuse_packs))
 
@@ -285,3 +297,15 @@ class Collector(Worker):
                                 f"{record.display_name}; run plan to see what apply would "
                                 "submit", path=self.journal.ws.lock_path)
         return found
+
+
+def _reuse_gone(m: Manifest, e: PackMissing | PackDamaged) -> StoreError:
+    """A pack holding results the batch reused is missing or damaged: the provider's results
+    hold only the requests sent, so the outputs stay as they were, with what to do."""
+    if isinstance(e, PackMissing):      # plan says the batch is lost, and what to do
+        return StoreError(f"{m.name}: {e}, which holds results it reuses; run plan to see "
+                          "what to do", path=m.source)
+    # plan cannot tell (it does not read the packs' blocks): say here what to do
+    return StoreError(f"{m.name}: {e}, which holds results it reuses; point RUNNER_STORE at a "
+                      f"store that holds them undamaged, or runner forget {m.name} and apply "
+                      "to send them all again", path=m.source)

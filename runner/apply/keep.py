@@ -11,6 +11,7 @@ the join reads as it reads a provider's results.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import PackDamaged, PackMissing, StoreIncomplete
@@ -40,18 +41,24 @@ def rebuild(store: Store, packs: Sequence[str], write: WriteOutputs, workdir: Pa
     hash, or None
     when a pack is missing or damaged, or the packs lack results the outputs were written
     from (StoreIncomplete, see write_outputs): the caller fetches the results from the provider,
-    which puts them in the store again. Outputs are replaced atomically, so a pack found
-    damaged halfway through leaves the old ones."""
+    which puts them in the store again. A pack of `reused` alone missing or damaged is
+    raised (PackMissing, PackDamaged): the provider's results do not hold those. Outputs are
+    replaced atomically, so a pack found damaged halfway through leaves the old ones."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "stored.tsv"
     try:
         extract(store, packs, path, reused=reused)
-        return write([path], None)
+        written = write([path], None)
     except (PackMissing, PackDamaged, StoreIncomplete) as e:
+        if isinstance(e, (PackMissing, PackDamaged)) and e.pack not in packs:
+            raise       # a pack it reused: the provider never answered those (the caller says)
         report(f"{e}; fetching them from the provider")
         return None
     finally:
         path.unlink(missing_ok=True)
+    # the packs reused hold other batches' lines (and lines its own packs hold again), which
+    # no request takes or which repeat a hash: not results that carried an unknown key
+    return replace(written, unmatched=0, repeated=0) if reused else written
 
 
 def earlier(store: Store, packs: Sequence[str], workdir: Path, name: str,
@@ -61,7 +68,8 @@ def earlier(store: Store, packs: Sequence[str], workdir: Path, name: str,
     for the join, when a job's results came in after the packs were written: the jobs'
     results they hold need not be fetched from the provider again, which may no longer have
     them (a fresh clone has no copy). None when a pack is missing or damaged, said through
-    `report` (naming the batch): the caller fetches every job's results instead."""
+    `report` (naming the batch): the caller fetches every job's results instead; a pack of
+    `reused` alone is raised, as for `rebuild`."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"earlier-{name}.tsv"
     try:
@@ -69,5 +77,7 @@ def earlier(store: Store, packs: Sequence[str], workdir: Path, name: str,
         return path
     except (PackMissing, PackDamaged) as e:
         path.unlink(missing_ok=True)
+        if e.pack not in packs:
+            raise       # a pack it reused, as for `rebuild`
         report(f"{name}: {e}")
         return None
