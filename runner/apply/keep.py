@@ -37,13 +37,13 @@ def write_keeping(store: Store, write: WriteOutputs, results: Sequence[Path]
 def rebuild(store: Store, packs: Sequence[str], write: WriteOutputs, workdir: Path,
             report: Callable[[str], None], reused: Sequence[str] = ()) -> Written | None:
     """The outputs written from the store's lines in `packs` and the successes in `reused`
-    (the packs of the requests the batch reused; see reuse.extract), found by request
-    hash, or None
-    when a pack is missing or damaged, or the packs lack results the outputs were written
-    from (StoreIncomplete, see write_outputs): the caller fetches the results from the provider,
-    which puts them in the store again. A pack of `reused` alone missing or damaged is
-    raised (PackMissing, PackDamaged): the provider's results do not hold those. Outputs are
-    replaced atomically, so a pack found damaged halfway through leaves the old ones."""
+    (the packs of the requests the batch reused; see reuse.extract), found by request hash,
+    or None when a pack is missing or damaged, or the packs lack results the outputs were
+    written from (StoreIncomplete, see write_outputs): the caller fetches the results from
+    the provider, which puts them in the store again. A pack of `reused` alone missing or
+    damaged is raised (PackMissing, PackDamaged): the provider's results do not hold those.
+    Outputs are replaced atomically, so a pack found damaged halfway through leaves the old
+    ones."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "stored.tsv"
     try:
@@ -64,12 +64,11 @@ def rebuild(store: Store, packs: Sequence[str], write: WriteOutputs, workdir: Pa
 def earlier(store: Store, packs: Sequence[str], workdir: Path, name: str,
             report: Callable[[str], None], reused: Sequence[str] = ()) -> Path | None:
     """The store's lines in `packs`, after the successes in `reused` (as for `rebuild`; each
-    block checked against the pack's hash) in a file
-    for the join, when a job's results came in after the packs were written: the jobs'
-    results they hold need not be fetched from the provider again, which may no longer have
-    them (a fresh clone has no copy). None when a pack is missing or damaged, said through
-    `report` (naming the batch): the caller fetches every job's results instead; a pack of
-    `reused` alone is raised, as for `rebuild`."""
+    block checked against the pack's hash) in a file for the join, when a job's results came
+    in after the packs were written: the jobs' results they hold need not be fetched from the
+    provider again, which may no longer have them (a fresh clone has no copy). None when a
+    pack is missing or damaged, said through `report` (naming the batch): the caller fetches
+    every job's results instead; a pack of `reused` alone is raised, as for `rebuild`."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"earlier-{name}.tsv"
     try:
