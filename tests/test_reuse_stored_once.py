@@ -7,7 +7,7 @@ input order (runner.aligned) through the small pack the first one added."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,6 +39,31 @@ def entry(d: Path) -> LockEntry:
     return lockfile.load(d / "batches.lock").batches["big"]
 
 
+def drop_jobs(emu: Emulator, jobs: Iterable[str | None] | None = None) -> None:
+    """The `jobs` deleted on the provider (every job when None)."""
+    client = GEMINI.client(emu)
+    try:
+        for job in [j.name for j in remote_jobs(emu)] if jobs is None else jobs:
+            assert job is not None
+            client.delete_job(job)
+    finally:
+        client.close()
+    if jobs is None:
+        assert remote_jobs(emu) == []
+
+
+def edited_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A project applied with a shared store, row 7 edited and applied: the project and the
+    store's folder."""
+    shared = tmp_path / "shared"
+    monkeypatch.setenv(STORE_ENV, str(shared))
+    d = project(tmp_path / "p")
+    assert api.apply(d).exit_code == 0
+    edit_rows(d, {7: "edited"})
+    assert api.apply(d).exit_code == 0
+    return d, shared
+
+
 def kept(store_path: Path, packs: list[str]) -> list[str]:
     return [r.request_hash for r in open_store(store_path).results(packs)]
 
@@ -51,19 +76,13 @@ def written_hashes(d: Path) -> set[str]:
 def test_an_edit_keeps_its_one_line_and_a_clone_rebuilds_every_output_without_the_provider(
         emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    shared = tmp_path / "shared"
-    monkeypatch.setenv(STORE_ENV, str(shared))
-    d = project(tmp_path / "p")
-    assert api.apply(d).exit_code == 0
-    first = entry(d).packs
-    assert len(kept(shared, first)) == 40
-    edit_rows(d, {7: "edited"})
-    assert api.apply(d).exit_code == 0
+    d, shared = edited_once(tmp_path, monkeypatch)
     e = entry(d)
-    assert (e.reused, e.reuse_packs) == (39, first)
+    [first] = e.reuse_packs         # the first apply's pack, of its forty lines
+    assert e.reused == 39 and len(kept(shared, [first])) == 40
     [line] = kept(shared, e.packs)              # the edited row's answer, and no other
     assert {line} == written_hashes(d) - {r.request_hash for r in
-                                          open_store(shared).results(first)}
+                                          open_store(shared).results([first])}
     capsys.readouterr()
     assert main(["store", str(d)]) == 0
     [big] = [x for x in capsys.readouterr().out.splitlines() if x.startswith("  big ")]
@@ -71,13 +90,7 @@ def test_an_edit_keeps_its_one_line_and_a_clone_rebuilds_every_output_without_th
     # gc keeps the packs it reused; a CI checkout has the lockfile and the shared store, and
     # the provider's jobs are gone
     assert main(["store", "gc", str(d), "--min-age", "0", "--yes"]) == 0
-    client = GEMINI.client(emu)
-    try:
-        for job in remote_jobs(emu):
-            client.delete_job(job.name)
-    finally:
-        client.close()
-    assert remote_jobs(emu) == []
+    drop_jobs(emu)
     ci = clone(d, tmp_path / "ci")
     before = served(emu)
     [action] = api.plan(ci).actions
@@ -93,12 +106,7 @@ def test_a_clone_missing_the_reused_packs_says_lost_even_with_its_own(
         capsys: pytest.CaptureFixture[str]) -> None:
     """Its own pack holds one line of forty: restoring needs the packs it reused too, and
     without them nothing is sent again unasked."""
-    shared = tmp_path / "shared"
-    monkeypatch.setenv(STORE_ENV, str(shared))
-    d = project(tmp_path / "p")
-    assert api.apply(d).exit_code == 0
-    edit_rows(d, {7: "edited"})
-    assert api.apply(d).exit_code == 0
+    d, shared = edited_once(tmp_path, monkeypatch)
     for pack in entry(d).reuse_packs:
         (shared / "packs" / f"{pack.split(':')[1]}.pack").unlink()
     ci = clone(d, tmp_path / "ci")

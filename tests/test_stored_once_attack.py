@@ -11,7 +11,7 @@ import pytest
 from conftest import ROWS_MANIFEST, remote_jobs, write_manifest, write_rows
 from providers_matrix import FAIL, GEMINI, PROVIDERS, Flavour, serve
 from test_reuse import edit_rows, new_jobs, project, same_as_fresh
-from test_reuse_stored_once import JSONL_ONLY, kept
+from test_reuse_stored_once import JSONL_ONLY, drop_jobs, edited_once, entry, kept
 from test_store_apply import clone
 from test_store_no_calls import served
 
@@ -32,21 +32,21 @@ def emu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
         yield e
 
 
-def entry(d: Path) -> LockEntry:
-    return lockfile.load(d / "batches.lock").batches["big"]
-
-
-def drop_jobs(emu: Emulator) -> None:
-    client = GEMINI.client(emu)
-    try:
-        for job in remote_jobs(emu):
-            client.delete_job(job.name)
-    finally:
-        client.close()
-
-
 def gc(d: Path) -> None:
     assert main(["store", "gc", str(d), "--min-age", "0", "--yes"]) == 0
+
+
+def edited_with_a_follow_up_sent(emu: Emulator, tmp_path: Path) -> tuple[Path, LockEntry]:
+    """A project applied, a row in three edited, sent with half its requests failing
+    (retry_failed: 1), and the follow-up sent (--no-wait): the project and its record."""
+    d = project(tmp_path / "p", extra="  retry_failed: 1\n")
+    assert api.apply(d).exit_code == 0
+    edit_rows(d, {n: f"edited {n}" for n in range(0, 40, 3)})
+    emu.faults = Faults(request_error_rate=0.5, seed=11)
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    emu.faults = Faults()
+    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
+    return d, entry(d)
 
 
 def rebuilt_alike(emu: Emulator, d: Path, to: Path) -> None:
@@ -87,23 +87,10 @@ def test_a_follow_up_of_a_batch_that_reused_then_a_clone_rebuilds(
     """Rows edited; some of their requests fail and a follow-up sends them again, collected
     by another clone with the first job deleted; gc between each step."""
     monkeypatch.setenv(STORE_ENV, str(tmp_path / "shared"))
-    d = project(tmp_path / "p", extra="  retry_failed: 1\n")
-    assert api.apply(d).exit_code == 0
-    edit_rows(d, {n: f"edited {n}" for n in range(0, 40, 3)})
-    emu.faults = Faults(request_error_rate=0.5, seed=11)
-    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
-    emu.faults = Faults()
-    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
-    sent = entry(d)
+    d, sent = edited_with_a_follow_up_sent(emu, tmp_path)
     assert sent.reused and sent.packs and sent.counts["failed"] > 0 and len(sent.retries) == 1
     gc(d)
-    client = GEMINI.client(emu)
-    try:
-        for part in sent.parts():
-            assert part.job is not None
-            client.delete_job(part.job)
-    finally:
-        client.close()
+    drop_jobs(emu, [part.job for part in sent.parts()])
     ci = clone(d, tmp_path / "ci")
     assert main(["apply", str(ci), "--quiet"]) == 0
     assert entry(ci).counts == {"succeeded": 40, "failed": 0}
@@ -326,14 +313,7 @@ def test_a_follow_up_with_reuse_packs_edited_to_a_pack_lacking_them_pays_nothing
         emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv(STORE_ENV, str(tmp_path / "shared"))
-    d = project(tmp_path / "p", extra="  retry_failed: 1\n")
-    assert api.apply(d).exit_code == 0
-    edit_rows(d, {n: f"edited {n}" for n in range(0, 40, 3)})
-    emu.faults = Faults(request_error_rate=0.5, seed=11)
-    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
-    emu.faults = Faults()
-    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
-    sent = entry(d)
+    d, sent = edited_with_a_follow_up_sent(emu, tmp_path)
     assert sent.reused and len(sent.retries) == 1 and len(sent.reuse_packs) == 1
     lock = d / "batches.lock"
     lock.write_text(lock.read_text().replace(sent.reuse_packs[0], sent.packs[0]))
@@ -352,12 +332,7 @@ def test_a_follow_up_with_reuse_packs_edited_to_a_pack_lacking_them_pays_nothing
 def test_a_damaged_reused_pack_in_a_clone_whose_jobs_are_gone_says_so_in_one_line(
         emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    shared = tmp_path / "shared"
-    monkeypatch.setenv(STORE_ENV, str(shared))
-    d = project(tmp_path / "p")
-    assert api.apply(d).exit_code == 0
-    edit_rows(d, {7: "edited"})
-    assert api.apply(d).exit_code == 0
+    d, shared = edited_once(tmp_path, monkeypatch)
     [reused] = entry(d).reuse_packs
     pack = shared / "packs" / f"{reused.split(':')[1]}.pack"
     data = bytearray(pack.read_bytes())
@@ -385,14 +360,7 @@ def test_a_follow_up_in_a_clone_with_a_damaged_reused_pack_says_so_in_one_line(
         capsys: pytest.CaptureFixture[str]) -> None:
     shared = tmp_path / "shared"
     monkeypatch.setenv(STORE_ENV, str(shared))
-    d = project(tmp_path / "p", extra="  retry_failed: 1\n")
-    assert api.apply(d).exit_code == 0
-    edit_rows(d, {n: f"edited {n}" for n in range(0, 40, 3)})
-    emu.faults = Faults(request_error_rate=0.5, seed=11)
-    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
-    emu.faults = Faults()
-    assert main(["apply", str(d), "--no-wait", "--quiet"]) == 0
-    sent = entry(d)
+    d, sent = edited_with_a_follow_up_sent(emu, tmp_path)
     assert sent.reused and len(sent.retries) == 1
     [reused] = sent.reuse_packs
     pack = shared / "packs" / f"{reused.split(':')[1]}.pack"
@@ -400,13 +368,7 @@ def test_a_follow_up_in_a_clone_with_a_damaged_reused_pack_says_so_in_one_line(
     data[-5] ^= 0xFF
     pack.chmod(0o644)
     pack.write_bytes(bytes(data))
-    client = GEMINI.client(emu)
-    try:
-        for part in sent.parts():
-            assert part.job is not None
-            client.delete_job(part.job)
-    finally:
-        client.close()
+    drop_jobs(emu, [part.job for part in sent.parts()])
     ci = clone(d, tmp_path / "ci")
     before = remote_jobs(emu)
     capsys.readouterr()
