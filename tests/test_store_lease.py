@@ -224,3 +224,63 @@ def test_a_generation_left_behind_does_not_cost_the_lease_just_won(location: str
     assert renewed.held and store.renew(renewed, 30).generation == 4
     holder = plain.holder(H)
     assert holder is not None and holder.holder == "run-a" and holder.generation == 4
+
+
+class TimesOutOnce(LostAnswers):
+    """A store that writes the next create, then does not answer it (a timeout after the
+    write): StoreError, as the backends raise for a request that got no answer."""
+
+    def __init__(self, inner: Backend):
+        super().__init__(inner)
+        self.armed = False
+
+    def create(self, name: str, data: bytes) -> bool:
+        if self.armed:
+            self.armed = False
+            self.inner.create(name, data)
+            raise StoreError("the store did not answer", path=self.location)
+        return self.inner.create(name, data)
+
+
+def test_a_renewal_whose_answer_was_lost_is_the_runs_own_when_tried_again(
+        tmp_path: Path) -> None:
+    """The renewal wrote generation 2 and its answer was lost. Tried again with the token of
+    that try (as the renewer does), generation 2 is known for this run's; with a new token,
+    it reads as another run's, and the lease as lost, though no other run took it."""
+    backend = TimesOutOnce(open_store(tmp_path).backend)
+    store = Store(backend)
+    mine = store.lease(H, "run-a", 30)
+    backend.armed = True
+    with pytest.raises(StoreError):
+        store.renew(mine, 30, "t" * 32)
+    renewed = store.renew(mine, 30, "t" * 32)
+    assert renewed.held and renewed.generation == 2
+    assert store.renew(renewed, 30).generation == 3       # and it goes on from there
+    other = tmp_path / "other"
+    backend = TimesOutOnce(open_store(other).backend)
+    store = Store(backend)
+    mine = store.lease(H, "run-a", 30)
+    backend.armed = True
+    with pytest.raises(StoreError):
+        store.renew(mine, 30, "t" * 32)
+    with pytest.raises(LeaseLost):
+        store.renew(mine, 30, "u" * 32)
+
+
+def test_the_renewer_tries_again_with_the_same_token(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """apply's renewer, whose renewal timed out after the store wrote it, does not report the
+    lease lost at its next try (which it did: "the lease ... lapsed while this run created
+    its job")."""
+    from runner.apply import claim
+    monkeypatch.setattr(claim, "RENEW", 0.05)
+    backend = TimesOutOnce(open_store(tmp_path).backend)
+    store = Store(backend)
+    renewer = claim._Renewer(store, store.lease(H, "run-a", 30), 30)
+    backend.armed = True        # the first renewal's answer is lost
+    renewer.start()
+    deadline = time.monotonic() + 10
+    while renewer.lease.generation < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    renewer.stop()
+    assert not renewer.lost and renewer.lease.generation >= 3 and not backend.armed

@@ -238,14 +238,19 @@ class _Renewer:
         self._thread.join()
 
     def _run(self) -> None:
+        token = secrets.token_hex(16)
         while not self._stop.wait(RENEW):
             try:
-                self.lease = self.store.renew(self.lease, self.ttl)
+                self.lease = self.store.renew(self.lease, self.ttl, token)
             except LeaseLost:
                 self.lost = True
                 return
             except StoreError:
-                continue        # the store did not answer: the lease holds for the ttl
+                # the store did not answer: the lease holds for the ttl; the next try keeps
+                # the token, so a generation this one wrote before its answer was lost is
+                # known for this run's (a new token would read it as another run's)
+                continue
+            token = secrets.token_hex(16)
 
 
 def run_holder(directory: Path) -> tuple[str, str]:

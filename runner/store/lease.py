@@ -110,11 +110,16 @@ def take(backend: Backend, content_hash: str, holder: str, ttl: float,
                      f"{ATTEMPTS} times while this run looked", path=backend.location)
 
 
-def renew(backend: Backend, lease: Lease, ttl: float, clock: Clock = time.time) -> Lease:
-    """The same lease for `ttl` more seconds from now. LeaseLost when another run took it."""
-    seen = _check_own(backend, lease)
+def renew(backend: Backend, lease: Lease, ttl: float, clock: Clock = time.time,
+          token: str | None = None) -> Lease:
+    """The same lease for `ttl` more seconds from now. LeaseLost when another run took it.
+    `token`: the one an earlier try used, when it failed with StoreError (a timeout): that
+    try may have written the next generation before its answer was lost, and then the
+    generation holding this token is this run's, not another's."""
+    token = token or secrets.token_hex(16)
+    seen = _check_own(backend, lease, token)
     renewed = _create(backend, lease.content_hash, lease.generation + 1, lease.holder, ttl,
-                      clock, seen=seen)
+                      clock, seen=seen, token=token)
     if renewed is None:
         raise LeaseLost(f"the lease on {lease.content_hash} was taken by another run",
                         path=backend.location)
@@ -172,10 +177,16 @@ def _check_exclusive(backend: Backend) -> None:
     _EXCLUSIVE.add(backend)
 
 
-def _check_own(backend: Backend, lease: Lease) -> frozenset[tuple[int, float]]:
-    """LeaseLost unless the newest generation is the lease's own; the generations seen."""
+def _check_own(backend: Backend, lease: Lease, next_token: str = ""
+               ) -> frozenset[tuple[int, float]]:
+    """LeaseLost unless the newest generation is the lease's own, or the next one written
+    with `next_token` (a renewal whose answer was lost); the generations seen."""
     listed = _generations(backend, lease.content_hash)
     top = max(listed, default=None, key=lambda pair: pair[0])
+    if top is not None and next_token and top[0] == lease.generation + 1:
+        written = _read(backend, top[1], MAX_TTL)
+        if lease.held and written is not None and written.token == next_token:
+            return _seen(listed)
     seen = None if top is None or top[0] != lease.generation \
         else _read(backend, top[1], MAX_TTL)
     if seen is None or not lease.held or seen.token != lease.token:
@@ -186,7 +197,8 @@ def _check_own(backend: Backend, lease: Lease) -> frozenset[tuple[int, float]]:
 
 def _create(backend: Backend, content_hash: str, generation: int, holder: str, ttl: float,
             clock: Clock, released: bool = False,
-            seen: frozenset[tuple[int, float]] = frozenset()) -> Lease | None:
+            seen: frozenset[tuple[int, float]] = frozenset(), token: str | None = None
+            ) -> Lease | None:
     """Generation `generation`, if this run is the one to create it; None if another is.
     `seen`: the generations listed when this run chose `generation`, with their times. One
     below it that was not among them (or is, written since) was created by a run that found
@@ -200,7 +212,7 @@ def _create(backend: Backend, content_hash: str, generation: int, holder: str, t
         raise StoreError(f"the lease on {content_hash} is at its last generation",
                          path=backend.location)
     holder = holder[:HOLDER_LIMIT]
-    token = secrets.token_hex(16)
+    token = token or secrets.token_hex(16)
     body: dict[str, Any] = {"content_hash": content_hash, "holder": holder, "token": token,
                             "ttl": ttl, "written_at": clock()}
     if released:

@@ -149,9 +149,9 @@ class Store:
         takers never both win."""
         return leases.take(self.backend, content_hash, holder, ttl, self._clock, over)
 
-    def renew(self, lease: Lease, ttl: float) -> Lease:
-        """LeaseLost when another run took it meanwhile."""
-        return leases.renew(self.backend, lease, ttl, self._clock)
+    def renew(self, lease: Lease, ttl: float, token: str | None = None) -> Lease:
+        """LeaseLost when another run took it meanwhile; `token`, see lease.renew."""
+        return leases.renew(self.backend, lease, ttl, self._clock, token)
 
     def release(self, lease: Lease) -> None:
         leases.release(self.backend, lease, self._clock)
