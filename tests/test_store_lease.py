@@ -251,10 +251,12 @@ def test_a_renewal_whose_answer_was_lost_is_the_runs_own_when_tried_again(
     store = Store(backend)
     mine = store.lease(H, "run-a", 30)
     backend.armed = True
+    tried = time.time() - 20        # the failed try, 20 s before the one that settles it
     with pytest.raises(StoreError):
-        store.renew(mine, 30, "t" * 32)
-    renewed = store.renew(mine, 30, "t" * 32)
+        store.renew(mine, 30, "t" * 32, tried)
+    renewed = store.renew(mine, 30, "t" * 32, tried)
     assert renewed.held and renewed.generation == 2
+    assert renewed.expires == pytest.approx(tried + 30)     # from when it was written
     assert store.renew(renewed, 30).generation == 3       # and it goes on from there
     other = tmp_path / "other"
     backend = TimesOutOnce(open_store(other).backend)

@@ -238,19 +238,21 @@ class _Renewer:
         self._thread.join()
 
     def _run(self) -> None:
-        token = secrets.token_hex(16)
+        token, since = secrets.token_hex(16), None
         while not self._stop.wait(RENEW):
+            since = self.store.now() if since is None else since
             try:
-                self.lease = self.store.renew(self.lease, self.ttl, token)
+                self.lease = self.store.renew(self.lease, self.ttl, token, since)
             except LeaseLost:
                 self.lost = True
                 return
             except StoreError:
                 # the store did not answer: the lease holds for the ttl; the next try keeps
-                # the token, so a generation this one wrote before its answer was lost is
-                # known for this run's (a new token would read it as another run's)
+                # the token (and when the first began), so a generation this one wrote
+                # before its answer was lost is known for this run's, expiring as written
+                # (a new token would read it as another run's)
                 continue
-            token = secrets.token_hex(16)
+            token, since = secrets.token_hex(16), None
 
 
 def run_holder(directory: Path) -> tuple[str, str]:

@@ -111,15 +111,16 @@ def take(backend: Backend, content_hash: str, holder: str, ttl: float,
 
 
 def renew(backend: Backend, lease: Lease, ttl: float, clock: Clock = time.time,
-          token: str | None = None) -> Lease:
+          token: str | None = None, since: float | None = None) -> Lease:
     """The same lease for `ttl` more seconds from now. LeaseLost when another run took it.
     `token`: the one an earlier try used, when it failed with StoreError (a timeout): that
     try may have written the next generation before its answer was lost, and then the
-    generation holding this token is this run's, not another's."""
+    generation holding this token is this run's, not another's; `since`, when that try
+    began (by `clock`): the lease then runs `ttl` from there, not from now."""
     token = token or secrets.token_hex(16)
     seen = _check_own(backend, lease, token)
     renewed = _create(backend, lease.content_hash, lease.generation + 1, lease.holder, ttl,
-                      clock, seen=seen, token=token)
+                      clock, seen=seen, token=token, since=since)
     if renewed is None:
         raise LeaseLost(f"the lease on {lease.content_hash} was taken by another run",
                         path=backend.location)
@@ -197,8 +198,8 @@ def _check_own(backend: Backend, lease: Lease, next_token: str = ""
 
 def _create(backend: Backend, content_hash: str, generation: int, holder: str, ttl: float,
             clock: Clock, released: bool = False,
-            seen: frozenset[tuple[int, float]] = frozenset(), token: str | None = None
-            ) -> Lease | None:
+            seen: frozenset[tuple[int, float]] = frozenset(), token: str | None = None,
+            since: float | None = None) -> Lease | None:
     """Generation `generation`, if this run is the one to create it; None if another is.
     `seen`: the generations listed when this run chose `generation`, with their times. One
     below it that was not among them (or is, written since) was created by a run that found
@@ -218,7 +219,7 @@ def _create(backend: Backend, content_hash: str, generation: int, holder: str, t
     if released:
         body["released"] = True
     name = generation_object(content_hash, generation)
-    start = clock()
+    start = clock() if since is None else min(since, clock())
     if not backend.create(name, canonical_bytes(body)):
         written = _read(backend, Stat(name, 0, start), ttl)
         if written is None or written.token != token:

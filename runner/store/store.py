@@ -149,9 +149,15 @@ class Store:
         takers never both win."""
         return leases.take(self.backend, content_hash, holder, ttl, self._clock, over)
 
-    def renew(self, lease: Lease, ttl: float, token: str | None = None) -> Lease:
-        """LeaseLost when another run took it meanwhile; `token`, see lease.renew."""
-        return leases.renew(self.backend, lease, ttl, self._clock, token)
+    def renew(self, lease: Lease, ttl: float, token: str | None = None,
+              since: float | None = None) -> Lease:
+        """LeaseLost when another run took it meanwhile; `token` and `since`, see
+        lease.renew."""
+        return leases.renew(self.backend, lease, ttl, self._clock, token, since)
+
+    def now(self) -> float:
+        """The time by the clock this store's leases are reckoned with."""
+        return self._clock()
 
     def release(self, lease: Lease) -> None:
         leases.release(self.backend, lease, self._clock)
