@@ -88,7 +88,7 @@ class Here:
     end of the file (the single-process path, or what follows a block a worker failed on)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.blocks: list[object] = []
+        self.blocks: list[parallel.Block] = []
         self.in_process: list[object] = []
         block, in_process = parallel._render_block, parallel._in_process
 
@@ -176,10 +176,15 @@ def test_bad_json_in_a_later_block_names_its_line(tmp_path: Path, here: Here) ->
     errors = []
     for how in (ONE, CORES):
         here.in_process.clear()
+        here.blocks.clear()
         with pytest.raises(DataError, match=r"rows\.jsonl:7346: invalid JSON") as e:
             render(tmp_path, how)
         errors.append(str(e.value))
-    assert here.in_process
+    # across cores, the bad block failed in a worker and was rendered again here to name its
+    # line; or, the workers slow to start (the machine's load decides), this process
+    # rendered it itself meanwhile
+    assert here.in_process or any(b.first_line <= 7_346 < b.first_line + b.lines
+                                  for b in here.blocks)
     assert errors[0] == errors[1]
 
 
