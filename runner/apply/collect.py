@@ -32,7 +32,7 @@ from ..reuse import extract
 from ..store import Store
 from ..tags import best, moment
 from .confirm import not_sent_by
-from .keep import earlier, rebuild, write_keeping
+from .keep import earlier, rebuild, reuse_gone, write_keeping
 from .options import note
 from .worker import Worker
 
@@ -122,7 +122,7 @@ class Collector(Worker):
                               self.journal.ws.state_dir / "results", self.report,
                               entry.reuse_packs)
         except (PackMissing, PackDamaged) as e:
-            raise _reuse_gone(m, e) from None
+            raise reuse_gone(m, e) from None
         if written is not None:
             self.report(f"{m.name}: rebuilt from the result store ({self.store.location})")
         return written
@@ -161,7 +161,7 @@ class Collector(Worker):
             return earlier(self.store, entry.packs, self.journal.ws.state_dir / "results",
                            m.name, self.report, entry.reuse_packs)
         except (PackMissing, PackDamaged) as e:
-            raise _reuse_gone(m, e) from None
+            raise reuse_gone(m, e) from None
 
     def _write(self, m: Manifest, entry: LockEntry, records: list[Part | Retry],
                paths: list[Path], stored: Path | None = None) -> Written:
@@ -224,7 +224,7 @@ class Collector(Worker):
             try:
                 extract(store, entry.reuse_packs, path, successes=True)
             except (PackMissing, PackDamaged) as e:
-                raise _reuse_gone(m, e) from None
+                raise reuse_gone(m, e) from None
             return path
         return Reused(lines, store, tuple(entry.reuse_packs))
 
@@ -298,14 +298,3 @@ class Collector(Worker):
                                 "submit", path=self.journal.ws.lock_path)
         return found
 
-
-def _reuse_gone(m: Manifest, e: PackMissing | PackDamaged) -> StoreError:
-    """A pack holding results the batch reused is missing or damaged: the provider's results
-    hold only the requests sent, so the outputs stay as they were, with what to do."""
-    if isinstance(e, PackMissing):      # plan says the batch is lost, and what to do
-        return StoreError(f"{m.name}: {e}, which holds results it reuses; run plan to see "
-                          "what to do", path=m.source)
-    # plan cannot tell (it does not read the packs' blocks): say here what to do
-    return StoreError(f"{m.name}: {e}, which holds results it reuses; point RUNNER_STORE at a "
-                      f"store that holds them undamaged, or runner forget {m.name} and apply "
-                      "to send them all again", path=m.source)

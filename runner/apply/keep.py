@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import PackDamaged, PackMissing, StoreIncomplete
+from ..errors import PackDamaged, PackMissing, StoreError, StoreIncomplete
+from ..manifest import Manifest
 from ..outputs import Keep, Written
 from ..reuse import extract
 from ..store import Store
@@ -80,3 +81,15 @@ def earlier(store: Store, packs: Sequence[str], workdir: Path, name: str,
             raise       # a pack it reused, as for `rebuild`
         report(f"{name}: {e}")
         return None
+
+
+def reuse_gone(m: Manifest, e: PackMissing | PackDamaged) -> StoreError:
+    """A pack holding results the batch reused is missing or damaged: the provider's results
+    hold only the requests sent, so the outputs stay as they were, with what to do."""
+    if isinstance(e, PackMissing):      # plan says the batch is lost, and what to do
+        return StoreError(f"{m.name}: {e}, which holds results it reuses; run plan to see "
+                          "what to do", path=m.source)
+    # plan cannot tell (it does not read the packs' blocks): say here what to do
+    return StoreError(f"{m.name}: {e}, which holds results it reuses; point RUNNER_STORE at a "
+                      f"store that holds them undamaged, or runner forget {m.name} and apply "
+                      "to send them all again", path=m.source)
