@@ -16,7 +16,7 @@ does), or calls `verify` first.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import NamedTuple
 
 from ..errors import PackDamaged, PackMissing
@@ -70,7 +70,8 @@ def added(head: Head, backend: Backend) -> Iterator[tuple[bytes, bool, bytes]]:
     name = pack_object(head.name)
     blocks = head.blocks
     run_of = {i: run for run in _runs(head, range(len(blocks))) for i in run}
-    fetched: dict[int, bytes] = {}      # the stored bytes of each block of the run read last
+    run: list[int] = []                 # the blocks read last, and their stored bytes
+    stored = _read_run(backend, name, head, [])
     current, raw = -1, b""
     try:
         for place in head.added_order():
@@ -78,15 +79,10 @@ def added(head: Head, backend: Backend) -> Iterator[tuple[bytes, bool, bytes]]:
             if block != current:
                 if block >= len(blocks):
                     raise Damaged("its index points past its last block")
-                if block not in fetched:
+                if block not in run:
                     run = run_of[block]
-                    start = blocks[run[0]].offset
-                    data = backend.read(name, start, blocks[run[-1]].offset
-                                        + blocks[run[-1]].stored)
-                    fetched = {i: data[blocks[i].offset - start:
-                                       blocks[i].offset - start + blocks[i].stored]
-                               for i in run}
-                raw = open_block(blocks[block], fetched.pop(block), head.codec)
+                    stored = _read_run(backend, name, head, run)
+                raw = open_block(blocks[block], stored(block), head.codec)
                 current = block
             if offset + length > len(raw):
                 raise Damaged("its index points outside a block")
@@ -134,17 +130,10 @@ def _pack_results(backend: Backend, pack: str, want: set[bytes] | None) -> Itera
                  [i for i, entries in enumerate(chosen) if entries])
     try:
         for number, run in enumerate(runs):
-            first, last = blocks[run[0]], blocks[run[-1]]
-            start, end = first.offset, last.offset + last.stored
-            past = whole and number == len(runs) - 1    # one byte more: is that the end?
-            data = backend.read(name, start, end + 1 if past else end)
-            if past and len(data) > end - start:
-                raise Damaged(f"bytes follow its last block (the object is over "
-                              f"{head.size} bytes)")
+            # the last run of a whole pack is read one byte more: is that the end?
+            stored = _read_run(backend, name, head, run, whole and number == len(runs) - 1)
             for i in run:
-                block = blocks[i]
-                raw = open_block(block, data[block.offset - start:
-                                             block.offset - start + block.stored], head.codec)
+                raw = open_block(blocks[i], stored(i), head.codec)
                 for place in chosen[i]:
                     request, _, offset, length, status = head.entry(place)
                     if offset + length > len(raw):
@@ -156,6 +145,22 @@ def _pack_results(backend: Backend, pack: str, want: set[bytes] | None) -> Itera
         raise PackMissing(pack, backend.location) from None
     except Damaged as e:
         raise PackDamaged(pack, backend.location, str(e)) from None
+
+
+def _read_run(backend: Backend, name: str, head: Head, run: list[int], past: bool = False
+              ) -> Callable[[int], bytes]:
+    """The blocks of `run` (side by side) in one ranged read: a function giving each one's
+    stored bytes. With `past`, one byte more is asked for, to tell a pack with bytes after
+    its last block (Damaged)."""
+    if not run:
+        return lambda i: b""
+    blocks = head.blocks
+    start = blocks[run[0]].offset
+    end = blocks[run[-1]].offset + blocks[run[-1]].stored
+    data = backend.read(name, start, end + 1 if past else end)
+    if past and len(data) > end - start:
+        raise Damaged(f"bytes follow its last block (the object is over {head.size} bytes)")
+    return lambda i: data[blocks[i].offset - start:blocks[i].offset - start + blocks[i].stored]
 
 
 def _runs(head: Head, needed: Iterable[int]) -> list[list[int]]:
