@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from conftest import MINIMAL, write_manifest
-from test_indexcache import rhash
+from test_indexcache import lookups, rhash
+from test_indexcache import packs as made
 
 from runner import indexcache
 from runner.held import Lookup
@@ -29,18 +30,7 @@ def store(tmp_path: Path) -> Store:
 
 
 def packs(store: Store, groups: list[range]) -> list[str]:
-    names: list[str] = []
-    for group in groups:
-        with store.writer() as w:
-            for i in group:
-                w.add(rhash(i), b'{"n":%d}' % i, True)
-        names += w.packs
-    return names
-
-
-def lookups(index: Reusable, n: int) -> list[str | None]:
-    return [None if (p := index.pack_of(rhash(i))) is None else index.packs[p]
-            for i in range(n)]
+    return made(store, groups, failing=0)       # every request a success
 
 
 def test_an_index_file_of_another_set_of_packs_renamed_is_not_read(

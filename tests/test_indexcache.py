@@ -25,12 +25,14 @@ def store(tmp_path: Path) -> Store:
     return open_store(tmp_path / "store")
 
 
-def packs(store: Store, groups: list[range]) -> list[str]:
+def packs(store: Store, groups: list[range], failing: int = 7) -> list[str]:
+    """A pack a group of requests, every `failing`-th one (from the 4th) a failure; with
+    `failing` 0, none."""
     names: list[str] = []
     for group in groups:
         with store.writer() as w:
             for i in group:
-                w.add(rhash(i), b'{"n":%d}' % i, i % 7 != 3)
+                w.add(rhash(i), b'{"n":%d}' % i, not failing or i % failing != 3)
         names += w.packs
     return names
 
