@@ -159,12 +159,15 @@ def _tallying(framing: Framing, tally: TokenTally, emit: Callable[[bytes], None]
 
 def render_recorded(manifest: Manifest, directory: Path | None = None, cuts: Sequence[int] = (),
                     tally: bool = False, cache: DigestCache = NO_CACHE,
-                    reuse: Reusable | None = None) -> tuple[dict[str, Any], Rendered]:
+                    reuse: Reusable | None = None, kept: Path | None = None
+                    ) -> tuple[dict[str, Any], Rendered]:
     """render_shards, with the spec inputs to record: digested before rendering, so that an
     edit made while it renders, or while the job runs, is seen by the next plan, not recorded
-    as if it was sent."""
+    as if it was sent. With `kept`, the folder where a big rows file's rendered blocks are
+    kept between runs (runner.blockcache)."""
     inputs = spec_inputs(manifest, {}, cache)
-    rendered = render_shards(manifest, directory, cuts=cuts, tally=tally, reuse=reuse)
+    rendered = render_shards(manifest, directory, PARALLEL._replace(kept=kept), cuts, tally,
+                             reuse)
     if rendered.templates:
         inputs["templates"] = rendered.templates
     return inputs, rendered

@@ -65,12 +65,40 @@ class Lookup:
             add(key_json, request, len(line) + 1)
         return done()
 
-    def rows(self) -> tuple[Callable[[bytes, bytes, int], None], Callable[[], Looked]]:
+    def rows(self, digests: bytearray | None = None
+             ) -> tuple[Callable[[bytes, bytes, int], None], Callable[[], Looked]]:
         """The lookup of a block a line at a time, as it renders: `add` takes each line's
         key's JSON, request bytes and length (its newline included), `done` gives the
         block's Looked. The renderer has the two parts of a line at hand, so a block's lines
-        are not split again to find them (runner.parallel)."""
-        head, sha256, from_bytes = self.head, hashlib.sha256, int.from_bytes
+        are not split again to find them (runner.parallel). With `digests`, each request's
+        hash is appended to it (runner.blockcache keeps them)."""
+        head, sha256 = self.head, hashlib.sha256
+        take, done = self._hashed()
+        keep = None if digests is None else digests.extend
+
+        def add(key_json: bytes, request: bytes, size: int) -> None:
+            digest = sha256(head + request + b"]").digest()     # runner.hashing.request_hash
+            if keep is not None:
+                keep(digest)
+            take(key_json, digest, size)
+        return add, done
+
+    def known(self, lines: bytes, digests: bytes) -> Looked:
+        """The lookup of a block of request lines whose requests' hashes are known, 32 bytes
+        each in order (kept by runner.blockcache): no request is hashed again."""
+        count = lines.count(b"\n")
+        if len(digests) != 32 * count:
+            return self(lines)
+        take, done = self._hashed()
+        split, keyed = self.framing.split, self.keys
+        for i, line in enumerate(lines.split(b"\n")[:-1]):
+            take(split(line)[0] if keyed else b"", digests[32 * i:32 * i + 32], len(line) + 1)
+        return done()
+
+    def _hashed(self) -> tuple[Callable[[bytes, bytes, int], None], Callable[[], Looked]]:
+        """rows, for lines whose request hash is at hand: `take` takes each line's key's
+        JSON, request hash (its 32 bytes) and length."""
+        from_bytes = int.from_bytes
         find = self.index.finder() if self.index is not None else None
         keys: list[bytes] | None = [] if self.keys else None
         runs: list[tuple[int, bool]] = []
@@ -78,9 +106,8 @@ class Lookup:
         count = end = 0
         held: bool | None = None      # whether the run of lines ending at `end` is held
 
-        def add(key_json: bytes, request: bytes, size: int) -> None:
+        def take(key_json: bytes, digest: bytes, size: int) -> None:
             nonlocal count, end, held
-            digest = sha256(head + request + b"]").digest()     # runner.hashing.request_hash
             if keys is not None:
                 keys.append(b"%s\tsha256:%s\n" % (key_json, digest.hex().encode()))
             # the index holds the first 8 bytes of each hash
@@ -99,7 +126,7 @@ class Lookup:
                 runs.append((end, held))
             return Looked(tuple(runs), count, frozenset(packs),
                           b"" if keys is None else b"".join(keys))
-        return add, done
+        return take, done
 
 
 class Held:

@@ -25,15 +25,17 @@ from collections import deque
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import closing
-from io import BufferedReader
+from io import BufferedReader, BytesIO
 from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypeVar
 
+from .blockcache import BlockCache
+from .blocks import Block, jsonl_blocks
 from .keyset import KeySet
 from .manifest import Manifest
 from .render import Renderer
-from .sources import blank, open_jsonl
+from .sources import open_jsonl
 
 Emit = Callable[[bytes], None]
 T = TypeVar("T")
@@ -43,9 +45,14 @@ T_co = TypeVar("T_co", covariant=True)
 class Look(Protocol[T_co]):
     """Work a block's lines need besides their bytes (runner.held's lookups), done where the
     block is rendered, a line at a time: `rows` gives a function taking each line's key's
-    JSON, request bytes and length, and one giving what it made of them."""
+    JSON, request bytes and length (appending each request's hash to `digests` when given),
+    and one giving what it made of them; `known`, the same of a block's lines whose hashes
+    are known (a block kept by runner.blockcache), or if none are, hashed again."""
 
-    def rows(self) -> tuple[Callable[[bytes, bytes, int], None], Callable[[], T_co]]: ...
+    def rows(self, digests: bytearray | None = None
+             ) -> tuple[Callable[[bytes, bytes, int], None], Callable[[], T_co]]: ...
+
+    def known(self, lines: bytes, digests: bytes) -> T_co: ...
 
 
 class Parallel(NamedTuple):
@@ -54,6 +61,7 @@ class Parallel(NamedTuple):
     min_bytes: int = 32 << 20   # below this, starting workers (~0.5 s) costs more than it saves
     block_bytes: int = 1 << 20  # a block in flight costs about three times this in memory
     workers: int = 0            # 0: one per available CPU; 1: never across cores
+    kept: Path | None = None    # where rendered blocks are kept between runs (blockcache)
 
 
 PARALLEL = Parallel()
@@ -82,7 +90,9 @@ def _render_file(renderer: Renderer, path: Path, emit: Callable[[bytes, Any], No
     workers = 1 if multiprocessing.parent_process() else parallel.workers or _cpus()
     keys = KeySet()
     if workers > 1 and path.stat().st_size > parallel.min_bytes:
-        rows = _across_cores(renderer, path, emit, look, keys, parallel.block_bytes, workers)
+        kept = None if parallel.kept is None else BlockCache.of(renderer, parallel.kept)
+        rows = _across_cores(renderer, path, emit, look, keys, parallel.block_bytes, workers,
+                             kept)
     else:
         rows = _in_process(renderer, path, emit, look, keys)
     if rows == 0:   # the row reader reports an empty file, at spec.rows
@@ -114,45 +124,6 @@ def _in_process(renderer: Renderer, path: Path, emit: Callable[[bytes, Any], Non
             index, line, rows = index + r, line + n, rows + r
 
 
-class Block(NamedTuple):
-    """A run of whole lines of a JSONL file, with what a worker needs to render it on its own:
-    where it starts, and the row index and line number it starts at."""
-
-    start: int          # byte offset of its first line
-    lines: int          # lines in it, blank ones included
-    rows: int           # lines that are rows (not blank)
-    first_row: int      # row index of its first row
-    first_line: int     # 1-based line number of its first line
-
-
-def jsonl_blocks(path: Path, size: int) -> Generator[Block, None, None]:
-    """Cuts a JSONL file into blocks of about `size` bytes at line ends, counting lines and
-    rows as it goes (in C: a block where every line starts with `{` has no blank line). From a
-    line longer than `size` on, blocks are as big as needed to hold it."""
-    buf = bytearray(size)
-    start = index = 0
-    line = 1
-    with open_jsonl(path) as f:
-        while True:
-            f.seek(start)
-            got = f.readinto(buf)
-            if not got:
-                return
-            end = buf.rfind(b"\n", 0, got) + 1 if got == len(buf) else got
-            if end == 0:        # no line end in a full buffer: one long line, read it whole
-                buf = bytearray(2 * len(buf))
-                continue
-            lines = buf.count(b"\n", 0, end) + (buf[end - 1] != 0x0A)
-            rows = lines
-            if (buf[0] == 0x7B) + buf.count(b"\n{", 0, end) != lines:
-                pieces = bytes(buf[:end]).split(b"\n")[:lines]
-                rows = sum(not blank(raw, n) for n, raw in enumerate(pieces, line))
-            yield Block(start, lines, rows, index, line)
-            start += end
-            index += rows
-            line += lines
-
-
 class _Done(NamedTuple):
     """A block, rendered."""
 
@@ -161,33 +132,51 @@ class _Done(NamedTuple):
     keys: list[str]             # every row's key
     templates: frozenset[str]   # included templates seen so far by the one that rendered it
     looked: Any = None          # what the run's `look` made of the data, if it has one
+    kept: str | None = None     # its name among the kept blocks, when they are kept
 
 
 def _render_block(renderer: Renderer, f: BufferedReader, block: Block,
-                  look: Look[Any] | None) -> _Done:
+                  look: Look[Any] | None, kept: BlockCache | None = None) -> _Done:
+    """A block rendered, or with `kept`, read back if an earlier run kept it, and kept."""
     f.seek(block.start)
+    lines: Any = islice(f, block.lines)
+    name = digests = None
+    if kept is not None:
+        raw = f.read(block.size)
+        name = kept.name(raw, block.first_row)
+        found = kept.get(name, block.rows)
+        if found is not None:
+            return _Done(found.data, block.rows, found.keys, renderer.used_templates,
+                         None if look is None else look.known(found.data, found.digests), name)
+        lines, digests = BytesIO(raw), bytearray()
     out: list[bytes] = []
     keys: list[str] = []
-    add, done = look.rows() if look is not None else (None, None)
-    rows, _ = renderer.render_jsonl(islice(f, block.lines), block.first_row, block.first_line,
-                                    out.append, keys.append, add)
-    return _Done(b"".join(out), rows, keys, renderer.used_templates,
-                 None if done is None else done())
+    add, done = look.rows(digests) if look is not None else (None, None)
+    rows, _ = renderer.render_jsonl(lines, block.first_row, block.first_line, out.append,
+                                    keys.append, add)
+    data = b"".join(out)
+    if kept is not None and name is not None and rows == block.rows:
+        kept.put(name, data, keys, bytes(digests or b""))
+    return _Done(data, rows, keys, renderer.used_templates, None if done is None else done(),
+                 name)
 
 
 def _across_cores(renderer: Renderer, path: Path, emit: Callable[[bytes, Any], None],
-                  look: Look[Any] | None, keys: KeySet, block_bytes: int, workers: int) -> int:
+                  look: Look[Any] | None, keys: KeySet, block_bytes: int, workers: int,
+                  kept: BlockCache | None) -> int:
     """Renders the file block by block with `workers` processes, writing blocks in order as
-    they come back. Returns the rows, each an input line."""
+    they come back, or reading back those `kept` holds. Returns the rows, each an input
+    line."""
     rows = 0
     failed: Block | None = None
+    names: set[str] = set()
     pool = ProcessPoolExecutor(workers, _context(), initializer=_start,
-                               initargs=(renderer.manifest, look))
+                               initargs=(renderer.manifest, look, kept))
     started = threading.Event()
     threading.Thread(target=_warm_up, args=(pool, workers, started), daemon=True).start()
     with pool, open_jsonl(path) as f:
         def render_here(block: Block) -> _Done:
-            return _render_block(renderer, f, block, look)
+            return _render_block(renderer, f, block, look, kept)
 
         blocks = jsonl_blocks(path, block_bytes)
         with closing(_rendered(pool, blocks, render_here, started, 2 * workers)) as done:
@@ -201,6 +190,10 @@ def _across_cores(renderer: Renderer, path: Path, emit: Callable[[bytes, Any], N
                 keys.update(result.keys)
                 renderer.add_used_templates(result.templates)
                 rows += result.rows
+                if result.kept is not None:
+                    names.add(result.kept)
+    if kept is not None and failed is None:
+        kept.prune(names)
     if failed is not None:
         rows += _in_process(renderer, path, emit, look, keys, failed.start,
                             failed.first_row, failed.first_line)
@@ -271,17 +264,17 @@ def _cpus() -> int:
 
 # -- in a worker process ----------------------------------------------------------------------
 
-_worker: tuple[Renderer, BufferedReader, Look[Any] | None] | None = None
+_worker: tuple[Renderer, BufferedReader, Look[Any] | None, BlockCache | None] | None = None
 
 
-def _start(manifest: Manifest, look: Look[Any] | None) -> None:
+def _start(manifest: Manifest, look: Look[Any] | None, kept: BlockCache | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is for the parent to handle
     global _worker
     assert manifest.rows is not None
-    _worker = (Renderer(manifest), open_jsonl(manifest.rows), look)
+    _worker = (Renderer(manifest), open_jsonl(manifest.rows), look, kept)
 
 
 def _work(block: Block) -> _Done:
     assert _worker is not None
-    renderer, f, look = _worker
-    return _render_block(renderer, f, block, look)
+    renderer, f, look, kept = _worker
+    return _render_block(renderer, f, block, look, kept)

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import jinja2
 import orjson
+from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 
 from .bounds import MAX_REQUEST
@@ -59,6 +60,7 @@ class Renderer:
         self._env = BoundedSandbox(
             undefined=jinja2.StrictUndefined, loader=self._loader, autoescape=False,
             keep_trailing_newline=True)
+        self.trees: list[nodes.Template] = []   # of the templates compiled, in order
         self._key = self._compile(manifest.key, ("spec", "key"))
         self._fields: list[tuple[tuple[str | int, ...], Compiled]] = []  # templated strings
         self.dialect = dialect_of(manifest)
@@ -68,6 +70,7 @@ class Renderer:
         self._wire = self.dialect.wire_key if self.dialect.maps_keys else None
         self._request = self._splice(self.dialect.body(manifest.request, manifest.model),
                                      ("spec", "request"))
+        self.line_trees = len(self.trees)       # the first, those a request line reads
         # csv columns compile here too, so that validate and plan report their mistakes
         self.columns = [[self._compile(template, ("spec", "outputs", i, "columns", name))
                          for name, template in out.columns]
@@ -84,7 +87,9 @@ class Renderer:
                                     f"{clipped(e.message or '')}",
                                     path=self.manifest.source,
                                     where=str(self.manifest.line_of(path))) from None
-            pieces = substitutions(self._env.parse(value))
+            tree = self._env.parse(value)
+            self.trees.append(tree)
+            pieces = substitutions(tree)
 
             def render(ctx: dict[str, Any], t: jinja2.Template = template,
                        at: tuple[str | int, ...] = path) -> str:

@@ -67,6 +67,7 @@ class Streams:
         self.spool: Path | None = None      # made when the first manifest is rendered
         self._made: dict[str, Stream] = {}
         self.reuse: Reuse | None = None     # what renders reuse (set by Workspace.desired)
+        self.kept: Path | None = None       # where rendered blocks are kept (runner.blockcache)
         self.renders = 0            # how many times a manifest was rendered: for the tests
 
     def of(self, m: Manifest, cuts: Sequence[int] = (), need: str | None = None,
@@ -96,7 +97,7 @@ class Streams:
         rows = stamp(m.rows)
         inputs, rendered = render_recorded(
             m, None if self.spool is None else self.spool / m.name, cuts, tally=self._tally,
-            cache=fresh or NO_CACHE,
+            cache=fresh or NO_CACHE, kept=self.kept,
             # a record reproduced reuses as it did, even if the manifest has said reuse: false
             # since (its shards must come out the same; the next change sends all afresh)
             reuse=self.reuse.index(reused) if self.reuse is not None and (

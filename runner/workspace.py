@@ -94,13 +94,15 @@ class Workspace:
                 owners.setdefault(pack, []).append(name)
         reuse = Reuse(lambda: project_store(self.directory), owners, report,
                       self.state_dir / "index")
+        kept = self.state_dir / "render"
         if streams is not None:
-            streams.reuse = reuse
+            streams.reuse, streams.kept = reuse, kept
 
         def render(m: Manifest) -> tuple[dict[str, Any], Rendered]:
             if streams is not None:
                 return _inputs_and_render(streams.of(m, fresh=cache))
-            return render_recorded(m, cache=cache, reuse=reuse.index() if m.reuse else None)
+            return render_recorded(m, cache=cache, reuse=reuse.index() if m.reuse else None,
+                                   kept=kept)
 
         desired = [desire(m, self.lock.batches.get(m.name), cache, render)
                    for m in self.manifests]

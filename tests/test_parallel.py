@@ -13,11 +13,12 @@ import pytest
 from conftest import write_manifest
 
 from runner import parallel
+from runner.blocks import Block, jsonl_blocks
 from runner.desired import Rendered, render_into
 from runner.errors import DataError, TemplateError
 from runner.keyset import KeySet
 from runner.manifest import load_directory
-from runner.parallel import Parallel, jsonl_blocks
+from runner.parallel import Parallel
 from runner.render import Renderer
 from runner.sources import read_rows
 
@@ -88,7 +89,7 @@ class Here:
     end of the file (the single-process path, or what follows a block a worker failed on)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.blocks: list[parallel.Block] = []
+        self.blocks: list[Block] = []
         self.in_process: list[object] = []
         block, in_process = parallel._render_block, parallel._in_process
 
