@@ -239,7 +239,13 @@ class _Renewer:
 
     def _run(self) -> None:
         token, since = secrets.token_hex(16), None
-        while not self._stop.wait(RENEW):
+        while True:
+            stopping = self._stop.wait(RENEW)
+            if stopping and since is None:
+                return
+            # stopping with a try unsettled: settle it once, else the release that follows
+            # finds the generation it wrote newer than the lease it knows, calls the lease
+            # lost and leaves it held for the ttl
             since = self.store.now() if since is None else since
             try:
                 self.lease = self.store.renew(self.lease, self.ttl, token, since)
@@ -251,9 +257,12 @@ class _Renewer:
                 # the token (and when the first began), so a generation this one wrote
                 # before its answer was lost is known for this run's, expiring as written
                 # (a new token would read it as another run's)
+                if stopping:
+                    return
                 continue
             token, since = secrets.token_hex(16), None
-
+            if stopping:
+                return
 
 def run_holder(directory: Path) -> tuple[str, str]:
     """How this run names itself as a lease's holder (host, process, a random part; no
