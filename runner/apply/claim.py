@@ -264,6 +264,7 @@ class _Renewer:
             if stopping:
                 return
 
+
 def run_holder(directory: Path) -> tuple[str, str]:
     """How this run names itself as a lease's holder (host, process, a random part; no
     secret), and the mark of its directory on this machine that ends the name: a lease
