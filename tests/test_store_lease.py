@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.apply import claim
 from runner.errors import LeaseLost, StoreError
 from runner.store import Store, open_store
 from runner.store.backends import Backend, Stat
@@ -274,15 +275,38 @@ def test_the_renewer_tries_again_with_the_same_token(
     """apply's renewer, whose renewal timed out after the store wrote it, does not report the
     lease lost at its next try (which it did: "the lease ... lapsed while this run created
     its job")."""
-    from runner.apply import claim
-    monkeypatch.setattr(claim, "RENEW", 0.05)
-    backend = TimesOutOnce(open_store(tmp_path).backend)
-    store = Store(backend)
-    renewer = claim._Renewer(store, store.lease(H, "run-a", 30), 30)
-    backend.armed = True        # the first renewal's answer is lost
-    renewer.start()
+    backend, store, renewer = _renewing(tmp_path, monkeypatch, 0.05)
     deadline = time.monotonic() + 10
     while renewer.lease.generation < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     renewer.stop()
     assert not renewer.lost and renewer.lease.generation >= 3 and not backend.armed
+
+
+def test_a_renewal_lost_just_before_stop_does_not_keep_the_lease_after_release(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The renewer's last try wrote the next generation and its answer was lost; apply then
+    stops it and releases the lease it knows (the generation before). That generation is no
+    longer the newest, so the release found the lease 'lost' and left it: the lease stayed
+    held by this finished run for its whole ttl, keeping every other run off."""
+    backend, store, renewer = _renewing(tmp_path, monkeypatch, 0.3)
+    deadline = time.monotonic() + 10
+    while backend.armed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    renewer.stop()              # before its next try
+    assert not renewer.lost
+    store.release(renewer.lease)
+    assert store.holder(H) is None
+
+
+def _renewing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: float
+              ) -> tuple[TimesOutOnce, Store, claim._Renewer]:
+    """apply's renewer of a lease, renewing `every` seconds, started with its first
+    renewal's answer to be lost (the store writes it, then times out)."""
+    monkeypatch.setattr(claim, "RENEW", every)
+    backend = TimesOutOnce(open_store(tmp_path).backend)
+    store = Store(backend)
+    renewer = claim._Renewer(store, store.lease(H, "run-a", 30), 30)
+    backend.armed = True
+    renewer.start()
+    return backend, store, renewer
