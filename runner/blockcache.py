@@ -11,8 +11,8 @@ content (runner.blocks): after an edit, the blocks around it are new, the others
 What makes a block's lines is in its name, so a kept block is never taken for another: a
 template edited, the runner or Jinja upgraded, all give new names. A manifest whose templates
 include other files (`{% include %}`, `import`, `extends`) keeps nothing, as the files a
-render includes are known only as it renders. Each file carries its name and the checksum of its
-contents; one that does not read back whole is rendered again, and rewritten. Nothing else
+render includes are known only as it renders. Each file carries its name, and its contents
+their checksum; one that does not read back whole is rendered again, and rewritten. Nothing else
 depends on it: a fresh clone, or a state folder that cannot be written, renders every block.
 A manifest's folder keeps the blocks of its last whole render (`prune`), so it holds about
 the rendered requests of its rows file, compressed.
@@ -42,6 +42,7 @@ from .render import Renderer
 
 MAGIC = b"BRBLK2\n"
 _HEAD = struct.Struct("<7s40sQQQQ")  # MAGIC, the name, rows, bytes of lines, keys, hashes
+_SUFFIX = ".block"
 
 
 class Kept(NamedTuple):
@@ -51,7 +52,6 @@ class Kept(NamedTuple):
     data: bytes
     keys: list[str]
     digests: bytes
-_SUFFIX = ".block"
 
 
 @dataclass(frozen=True)
