@@ -12,7 +12,7 @@ from array import array
 from pathlib import Path
 
 import pytest
-from conftest import write_manifest
+from conftest import ROWS_MANIFEST, write_manifest
 
 from runner import api, desired
 from runner.blocks import jsonl_blocks
@@ -27,22 +27,8 @@ from runner.reuse import Reusable, prefix_of
 CORES = Parallel(min_bytes=0, block_bytes=64 << 10, workers=2)
 ROWS = 12_000
 
-MANIFEST = """\
-apiVersion: batch-runner/v1
-kind: Batch
-metadata: {name: big}
-spec:
-  provider: gemini
-  model: gemini-2.5-flash
-  rows: data/rows.jsonl
-  key: "{{ row.id }}"
-  request:
-    contents:
-      - role: user
-        parts: [{text: "TEXT"}]
-  outputs:
-    - path: out/big.jsonl
-"""
+# conftest's big batch, its request's text to be filled in
+MANIFEST = ROWS_MANIFEST.replace("Item {{ row.n }}: {{ row.body }}", "TEXT")
 PLAIN = "{{ row.body }}"
 INDEXED = "#{{ index }} {{ row.body }}"
 INCLUDES = "{% if row.n == 7 %}{% include 'rare.j2' %}{% endif %}{{ row.body }}"
