@@ -40,17 +40,18 @@ def jsonl_blocks(path: Path, size: int) -> Generator[Block, None, None]:
     where every line starts with `{` has no blank line). From a line longer than `size` on,
     blocks are as big as needed to hold it."""
     buf = bytearray(size)
-    start = index = 0
+    start = index = have = 0   # `have`: the bytes from `start` on already in buf
     line = 1
     with open_jsonl(path) as f:
         while True:
-            f.seek(start)
-            got = f.readinto(buf)
+            with memoryview(buf) as view:
+                got = have + f.readinto(view[have:])
             if not got:
                 return
             end = _cut(buf) if got == len(buf) else got
             if end == 0:        # no line end in a full buffer: one long line, read it whole
-                buf = bytearray(2 * len(buf))
+                buf.extend(bytes(len(buf)))
+                have = got
                 continue
             lines = buf.count(b"\n", 0, end) + (buf[end - 1] != 0x0A)
             rows = lines
@@ -61,6 +62,8 @@ def jsonl_blocks(path: Path, size: int) -> Generator[Block, None, None]:
             start += end
             index += rows
             line += lines
+            buf[:got - end] = buf[end:got]      # what was read past the cut starts the next
+            have = got - end
 
 
 def _cut(buf: bytearray) -> int:
