@@ -78,11 +78,14 @@ class BlockCache:
                            orjson.__version__.encode(), sys.version.encode(), said])
         return cls(folder / m.name, hashlib.sha256(salt).digest(), reads_index)
 
-    def name(self, raw: bytes, first_row: int) -> str:
-        """The name of the block of rows file bytes `raw` whose first row is `first_row`."""
+    def name(self, raw: bytes, first_row: int, first_line: int) -> str:
+        """The name of the block of rows file bytes `raw` whose first row is `first_row` and
+        first line `first_line`: line 1 alone may start with a BOM, so it is in the name."""
         h = hashlib.sha256(self.salt)
         if self.by_index:
             h.update(b"%d\n" % first_row)
+        if first_line == 1:
+            h.update(b"line 1\n")
         h.update(raw)
         return h.hexdigest()[:40]
 

@@ -1,0 +1,54 @@
+"""Attacks on the kept blocks (runner.blockcache): what a render reads besides a block's bytes
+and its first row's index must be in its name, or a kept block must not be read back."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import pytest
+from test_blockcache import CORES, kept, line, project, render
+
+from runner.errors import DataError
+
+BLOCK = 64 << 10
+
+
+def _mark(text: str) -> bool:
+    return zlib.crc32(text.encode()) & 63 == 0
+
+
+def _lead() -> list[str]:
+    """Rows of about 40 KB whose blocks end exactly after their last line: past half a block,
+    no line but the last hits the mark."""
+    out: list[str] = []
+    size = n = pad = 0
+    while size < 40_000:
+        text = json.dumps({"id": f"lead{n}", "n": -1 - n, "body": "x" * 180})
+        if size >= BLOCK // 2 - 400 and _mark(text):
+            n += 1
+            continue
+        out.append(text)
+        size += len(text) + 1
+        n += 1
+    while True:
+        last = json.dumps({"id": f"lead{n}", "n": -1 - n, "body": "y" * pad})
+        if _mark(last):
+            return out + [last]
+        pad += 1
+
+
+def test_a_bom_kept_on_line_one_is_not_read_back_on_another_line(tmp_path: Path) -> None:
+    """A BOM is allowed on line 1 alone: the block that held it first, kept, must not be read
+    back once rows put before it move it down, where it is an invalid line."""
+    d = project(tmp_path, lines=["\ufeff" + line(0)] + [line(n) for n in range(1, 12_000)])
+    data = (d / "data/rows.jsonl").read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf")
+    render(d, kept(d))
+    (d / "data/rows.jsonl").write_bytes(("\n".join(_lead()) + "\n").encode() + data)
+    with pytest.raises(DataError) as plain:
+        render(d, CORES)
+    with pytest.raises(DataError) as read:
+        render(d, kept(d))
+    assert str(read.value) == str(plain.value)
