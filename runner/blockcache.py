@@ -108,12 +108,15 @@ class BlockCache:
                         total > rows * 2 * MAX_REQUEST + (1 << 20):
                     return None
                 packed = f.read()
-            if zstandard.frame_content_size(packed) != total:
+            # a zstd block, of 3 bytes at least, makes 128 KiB at most: a frame saying more
+            # than its bytes could make is damaged, and is not given the memory it asks for
+            if zstandard.frame_content_size(packed) != total or \
+                    total > len(packed) // 3 * (128 << 10):
                 return None
             # the frame's checksum is checked as it is decompressed
             payload = zstandard.ZstdDecompressor().decompress(packed, max_output_size=total)
             keys = orjson.loads(payload[size:size + keys_size])
-        except (OSError, zstandard.ZstdError, orjson.JSONDecodeError):
+        except (OSError, zstandard.ZstdError, orjson.JSONDecodeError, MemoryError):
             return None
         data = payload[:size]
         if len(payload) != total or not isinstance(keys, list) or len(keys) != rows or \

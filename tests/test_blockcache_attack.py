@@ -4,12 +4,15 @@ and its first row's index must be in its name, or a kept block must not be read 
 from __future__ import annotations
 
 import json
+import struct
 import zlib
 from pathlib import Path
 
 import pytest
 from test_blockcache import CORES, kept, line, project, render
 
+from runner.blockcache import _HEAD
+from runner.bounds import MAX_REQUEST
 from runner.errors import DataError
 
 BLOCK = 64 << 10
@@ -52,3 +55,17 @@ def test_a_bom_kept_on_line_one_is_not_read_back_on_another_line(tmp_path: Path)
     with pytest.raises(DataError) as read:
         render(d, kept(d))
     assert str(read.value) == str(plain.value)
+
+
+def test_a_header_and_frame_that_lie_about_their_size_are_rendered_again(
+        tmp_path: Path) -> None:
+    """A kept file whose header and zstd frame both claim far more than its bytes could hold
+    is not read back, and asks for no memory: its block is rendered again."""
+    d = project(tmp_path)
+    expected = render(d, kept(d))
+    for path in (d / ".runner/render/big").glob("*.block"):
+        magic, name, rows, _, _, _ = _HEAD.unpack(path.read_bytes()[:_HEAD.size])
+        total = rows * 2 * MAX_REQUEST
+        frame = struct.pack("<IBBQ", 0xFD2FB528, 0xC4, 0, total) + bytes(64)
+        path.write_bytes(_HEAD.pack(magic, name, rows, total, 0, 0) + frame)
+    assert render(d, kept(d)) == expected
