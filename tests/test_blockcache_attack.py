@@ -13,7 +13,7 @@ from test_blockcache import CORES, kept, line, project, render
 
 from runner.blockcache import _HEAD
 from runner.bounds import MAX_REQUEST
-from runner.errors import DataError
+from runner.errors import DataError, TemplateError
 
 BLOCK = 64 << 10
 
@@ -69,3 +69,48 @@ def test_a_header_and_frame_that_lie_about_their_size_are_rendered_again(
         frame = struct.pack("<IBBQ", 0xFD2FB528, 0xC4, 0, total) + bytes(64)
         path.write_bytes(_HEAD.pack(magic, name, rows, total, 0, 0) + frame)
     assert render(d, kept(d)) == expected
+
+
+def _edited(d: Path, at: dict[int, str]) -> None:
+    lines = [at.get(n, line(n)) for n in range(12_000)]
+    (d / "data/rows.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_a_key_repeated_in_a_rendered_block_of_a_kept_one_names_both_rows(
+        tmp_path: Path) -> None:
+    d = project(tmp_path)
+    render(d, kept(d))
+    _edited(d, {11_000: json.dumps({"id": "k5", "n": 5, "body": "again"})})
+    with pytest.raises(DataError) as plain:
+        render(d, CORES)
+    with pytest.raises(DataError) as read:
+        render(d, kept(d))
+    assert str(read.value) == str(plain.value) and "line 11001" in str(read.value)
+
+
+def test_a_bad_row_among_kept_blocks_is_the_error_a_render_gives(tmp_path: Path) -> None:
+    d = project(tmp_path)
+    render(d, kept(d))
+    for bad in ('{"id": "k9", "n": 9', '[1]', json.dumps({"n": 9, "body": "no id"})):
+        _edited(d, {9_000: bad})
+        with pytest.raises((DataError, TemplateError)) as plain:
+            render(d, CORES)
+        with pytest.raises((DataError, TemplateError)) as read:
+            render(d, kept(d))
+        assert str(read.value) == str(plain.value)
+        assert (read.value.path, read.value.where) == (plain.value.path, plain.value.where)
+
+
+def test_a_state_folder_that_is_a_file_or_a_symlink_is_no_error(tmp_path: Path) -> None:
+    d = project(tmp_path)
+    expected = render(d, CORES)
+    (d / ".runner").mkdir()
+    (d / ".runner/render").write_text("not a folder")
+    assert render(d, kept(d)) == expected
+    (d / ".runner/render").unlink()
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "big").mkdir(parents=True)
+    (elsewhere / "big/notes.txt").write_text("mine")
+    (d / ".runner/render").symlink_to(elsewhere)
+    assert render(d, kept(d)) == expected == render(d, kept(d))
+    assert (elsewhere / "big/notes.txt").read_text() == "mine"
