@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from array import array
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,12 @@ from test_blockcache import CORES, kept, line, project, render
 
 from runner.blockcache import _HEAD
 from runner.bounds import MAX_REQUEST
+from runner.desired import render_shards
 from runner.errors import DataError, TemplateError
+from runner.hashing import request_hash
+from runner.manifest import load_directory
+from runner.render import Renderer
+from runner.reuse import Reusable, prefix_of
 
 BLOCK = 64 << 10
 
@@ -114,3 +120,58 @@ def test_a_state_folder_that_is_a_file_or_a_symlink_is_no_error(tmp_path: Path) 
     (d / ".runner/render").symlink_to(elsewhere)
     assert render(d, kept(d)) == expected == render(d, kept(d))
     assert (elsewhere / "big/notes.txt").read_text() == "mine"
+
+
+PROVIDERS = {
+    "anthropic": """\
+apiVersion: batch-runner/v1
+kind: Batch
+metadata: {name: big}
+spec:
+  provider: anthropic
+  model: claude-sonnet-4-5
+  rows: data/rows.jsonl
+  key: "{{ row.id }} é{{ row.n % 3 }}"
+  request:
+    max_tokens: 10
+    messages: [{role: user, content: "{{ row.body }}"}]
+  outputs:
+    - path: out/big.jsonl
+""",
+    "openai": """\
+apiVersion: batch-runner/v1
+kind: Batch
+metadata: {name: big}
+spec:
+  provider: openai
+  model: gpt-4o-mini
+  rows: data/rows.jsonl
+  key: "{{ row.id }}\\t\\"q\\""
+  request:
+    messages: [{role: user, content: "{{ row.body }}"}]
+  outputs:
+    - path: out/big.jsonl
+""",
+}
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDERS))
+def test_kept_blocks_give_the_lookups_and_keys_of_mapped_keys(tmp_path: Path,
+                                                             provider: str) -> None:
+    """Keys sent as another custom_id (Anthropic) or escaped in JSON: the keys file and the
+    lookups made from kept blocks' hashes are the ones a render makes."""
+    d = project(tmp_path)
+    (d / "m.yaml").write_text(PROVIDERS[provider])
+    [m] = load_directory(d)
+    renderer = Renderer(m)
+    hashes = [request_hash(m.provider, m.model, renderer.framing.split(renderer.line(r))[1])
+              for r in renderer.requests()]
+    held = [h for n, h in enumerate(hashes) if n % 5 == 1]
+    index = Reusable(["pack-a"], [array("Q", sorted(prefix_of(h) for h in held))])
+    made = []
+    for how in (CORES, kept(d), kept(d)):
+        r = render_shards(m, d / f"out{len(made)}", how, reuse=index)
+        assert r.keys is not None
+        made.append((r.content_hash, r.shards, r.reused, r.keys.read_bytes(),
+                     [p.read_bytes() for p in r.paths]))
+    assert made[0][2] == len(held) and made[1] == made[0] == made[2]
