@@ -10,7 +10,7 @@ from array import array
 from pathlib import Path
 
 import pytest
-from test_blockcache import CORES, kept, line, project, render
+from test_blockcache import CORES, INDEXED, kept, line, project, render
 
 from runner.blockcache import _HEAD
 from runner.bounds import MAX_REQUEST
@@ -175,3 +175,21 @@ def test_kept_blocks_give_the_lookups_and_keys_of_mapped_keys(tmp_path: Path,
         made.append((r.content_hash, r.shards, r.reused, r.keys.read_bytes(),
                      [p.read_bytes() for p in r.paths]))
     assert made[0][2] == len(held) and made[1] == made[0] == made[2]
+
+
+def test_blocks_of_blank_lines_and_blank_lines_moving_rows_down(tmp_path: Path) -> None:
+    """Blocks holding no row, and blank lines put first (every line number moves, no row
+    index does) under a template that reads `index`: as rendering every row gives."""
+    blanks = ["", "   ", "\t"] * 40_000
+    lines = [line(n) for n in range(6_000)] + blanks + [line(n) for n in range(6_000, 9_000)]
+    d = project(tmp_path, INDEXED, lines)
+    expected = render(d, CORES)
+    assert render(d, kept(d)) == expected == render(d, kept(d))
+    (d / "data/rows.jsonl").write_text("\n".join(["", " "] * 500 + lines) + "\n")
+    assert render(d, kept(d)) == render(d, CORES)
+    (d / "data/rows.jsonl").write_text("\n".join(blanks[:30_000]) + "\n")
+    with pytest.raises(DataError) as plain:
+        render(d, CORES)
+    with pytest.raises(DataError) as read:
+        render(d, kept(d))
+    assert str(read.value) == str(plain.value)
