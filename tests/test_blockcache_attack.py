@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_blockcache import CORES, INDEXED, kept, line, project, render
 
-from runner.blockcache import _HEAD
+from runner.blockcache import _HEAD, BlockCache, Kept
 from runner.bounds import MAX_REQUEST
 from runner.desired import render_shards
 from runner.errors import DataError, TemplateError
@@ -193,3 +193,18 @@ def test_blocks_of_blank_lines_and_blank_lines_moving_rows_down(tmp_path: Path) 
     with pytest.raises(DataError) as read:
         render(d, kept(d))
     assert str(read.value) == str(plain.value)
+
+
+def test_blocks_pruned_by_another_render_as_this_one_reads_them_are_rendered_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another render of the manifest (another version of it) prunes the folder between this
+    render's cuts and its reads: a miss, never a wrong or torn block."""
+    d = project(tmp_path)
+    expected = render(d, kept(d))
+    get = BlockCache.get
+
+    def pruned_first(self: BlockCache, name: str, rows: int) -> Kept | None:
+        self.prune({name} if int(name[:2], 16) % 2 else set())
+        return get(self, name, rows)
+    monkeypatch.setattr(BlockCache, "get", pruned_first)
+    assert render(d, kept(d)) == expected == render(d, kept(d))
