@@ -168,7 +168,7 @@ def test_kept_blocks_give_the_lookups_and_keys_of_mapped_keys(tmp_path: Path,
               for r in renderer.requests()]
     held = [h for n, h in enumerate(hashes) if n % 5 == 1]
     index = Reusable(["pack-a"], [array("Q", sorted(prefix_of(h) for h in held))])
-    made = []
+    made: list[tuple[object, ...]] = []
     for how in (CORES, kept(d), kept(d)):
         r = render_shards(m, d / f"out{len(made)}", how, reuse=index)
         assert r.keys is not None
