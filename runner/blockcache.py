@@ -4,9 +4,10 @@ After one row of a million is edited, `plan` and `apply` render the whole file a
 what changed: about 17 µs a row of the render workers' time, the slowest step of both. A
 block's request lines are a function of its bytes, of what the manifest says (templates,
 vars, key, provider, model), of the code that renders and, when a template reads it, of the
-index of the block's first row. So each block's lines and keys are kept under a digest of all
-of those, and a later run reads them back instead of rendering the block. Blocks are cut by
-content (runner.blocks): after an edit, the blocks around it are new, the others are found.
+index of the block's first row, and of whether it starts on line 1 (the one line a BOM may
+start). So each block's lines and keys are kept under a digest of all of those, and a later
+run reads them back instead of rendering the block. Blocks are cut by content
+(runner.blocks): after an edit, the blocks around it are new, the others are found.
 
 What makes a block's lines is in its name, so a kept block is never taken for another: a
 template edited, the runner or Jinja upgraded, all give new names. A manifest whose templates
