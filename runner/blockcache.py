@@ -4,9 +4,10 @@ After one row of a million is edited, `plan` and `apply` render the whole file a
 what changed: about 17 µs a row of the render workers' time, the slowest step of both. A
 block's request lines are a function of its bytes, of what the manifest says (templates,
 vars, key, provider, model), of the code that renders and, when a template reads it, of the
-index of the block's first row. So each block's lines and keys are kept under a digest of all
-of those, and a later run reads them back instead of rendering the block. Blocks are cut by
-content (runner.blocks): after an edit, the blocks around it are new, the others are found.
+index of the block's first row, and of whether it starts on line 1 (the one line a BOM may
+start). So each block's lines and keys are kept under a digest of all of those, and a later
+run reads them back instead of rendering the block. Blocks are cut by content
+(runner.blocks): after an edit, the blocks around it are new, the others are found.
 
 What makes a block's lines is in its name, so a kept block is never taken for another: a
 template edited, the runner or Jinja upgraded, all give new names. A manifest whose templates
@@ -78,11 +79,14 @@ class BlockCache:
                            orjson.__version__.encode(), sys.version.encode(), said])
         return cls(folder / m.name, hashlib.sha256(salt).digest(), reads_index)
 
-    def name(self, raw: bytes, first_row: int) -> str:
-        """The name of the block of rows file bytes `raw` whose first row is `first_row`."""
+    def name(self, raw: bytes, first_row: int, first_line: int) -> str:
+        """The name of the block of rows file bytes `raw` whose first row is `first_row` and
+        first line `first_line`: line 1 alone may start with a BOM, so it is in the name."""
         h = hashlib.sha256(self.salt)
         if self.by_index:
             h.update(b"%d\n" % first_row)
+        if first_line == 1:
+            h.update(b"line 1\n")
         h.update(raw)
         return h.hexdigest()[:40]
 
@@ -105,12 +109,15 @@ class BlockCache:
                         total > rows * 2 * MAX_REQUEST + (1 << 20):
                     return None
                 packed = f.read()
-            if zstandard.frame_content_size(packed) != total:
+            # a zstd block, of 3 bytes at least, makes 128 KiB at most: a frame saying more
+            # than its bytes could make is damaged, and is not given the memory it asks for
+            if zstandard.frame_content_size(packed) != total or \
+                    total > len(packed) // 3 * (128 << 10):
                 return None
             # the frame's checksum is checked as it is decompressed
             payload = zstandard.ZstdDecompressor().decompress(packed, max_output_size=total)
             keys = orjson.loads(payload[size:size + keys_size])
-        except (OSError, zstandard.ZstdError, orjson.JSONDecodeError):
+        except (OSError, zstandard.ZstdError, orjson.JSONDecodeError, MemoryError):
             return None
         data = payload[:size]
         if len(payload) != total or not isinstance(keys, list) or len(keys) != rows or \

@@ -143,7 +143,7 @@ def _render_block(renderer: Renderer, f: BufferedReader, block: Block,
     name = digests = None
     if kept is not None:
         raw = f.read(block.size)
-        name = kept.name(raw, block.first_row)
+        name = kept.name(raw, block.first_row, block.first_line)
         found = kept.get(name, block.rows)
         if found is not None:
             return _Done(found.data, block.rows, found.keys, renderer.used_templates,
