@@ -160,10 +160,14 @@ def test_error_in_a_later_block_names_its_line(tmp_path: Path, here: Here) -> No
     errors = []
     for how in (ONE, CORES):
         here.in_process.clear()
+        here.blocks.clear()
         with pytest.raises(TemplateError) as e:
             render(tmp_path, how)
         errors.append(str(e.value))
-    assert here.in_process, "the error should come from a worker, then from this process"
+    # from a worker, then rendered again here to name its line; or, the workers slow to start
+    # under load, rendered here meanwhile (as test_bad_json_in_a_later_block_names_its_line)
+    assert here.in_process or any(b.first_line <= 9_001 < b.first_line + b.lines
+                                  for b in here.blocks)
     assert errors[0] == errors[1]
     assert "data/rows.jsonl line 9001: undefined variable in " \
            "spec.request.contents[0].parts[0].text" in errors[0]
