@@ -147,11 +147,16 @@ class BlockCache:
 
     def prune(self, names: set[str]) -> None:
         """Removes the kept blocks but `names` (a whole render's): a file edited over and
-        over does not gather the blocks of its every version."""
-        with contextlib.suppress(OSError):
-            for path in self.directory.iterdir():
-                if path.suffix == _SUFFIX and path.stem not in names or \
-                        path.name.startswith(".block-"):
+        over does not gather the blocks of its every version. One that cannot be removed
+        (a folder in its place) does not keep the others."""
+        try:
+            paths = list(self.directory.iterdir())
+        except OSError:
+            return
+        for path in paths:
+            if path.suffix == _SUFFIX and path.stem not in names or \
+                    path.name.startswith(".block-"):
+                with contextlib.suppress(OSError):
                     path.unlink(missing_ok=True)
 
     def _path(self, name: str) -> Path:

@@ -203,3 +203,18 @@ def same_error(d: Path) -> str:
     assert str(read.value) == str(plain.value)
     assert (read.value.path, read.value.where) == (plain.value.path, plain.value.where)
     return str(read.value)
+
+
+def test_prune_goes_past_what_it_cannot_remove(tmp_path: Path) -> None:
+    """A folder named like a block (nothing removes it) does not keep the stale blocks after
+    it: the folder holds the last render's blocks and that folder alone."""
+    d = project(tmp_path)
+    render(d, kept(d))
+    folder = d / ".runner/render/big"
+    (folder / "0000.block").mkdir()
+    stale = {f"{n:04x}.block" for n in range(1, 60)}   # listed before and after the folder
+    for name in stale:
+        (folder / name).write_bytes(b"stale")
+    render(d, kept(d))
+    after = {p.name for p in folder.glob("*.block")}
+    assert "0000.block" in after and not after & stale
