@@ -629,6 +629,45 @@ def test_a_big_job_is_answered_across_cores_to_the_same_bytes(
     http.close()
 
 
+def test_across_cores_writes_one_processs_bytes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The workers hand back their chunk's lines written, and skip the search for floats in a
+    chunk that holds none: the results file is still one process's, byte for byte, shuffled
+    or not, with floats that orjson and Python write otherwise (1e-05) in some chunks only
+    (a response's id is a hash of its request as Python writes it)."""
+    import io
+    import random
+
+    from runner.emulator.gemini import cores
+    from runner.emulator.gemini.results import Producer
+    from runner.emulator.model import FailurePolicy
+
+    rows = []
+    for i in range(400):
+        row = line(f"k{i:03}", "EMULATOR_FAIL" if i % 37 == 0 else f"prompt {i} " + "x" * (i % 50))
+        if i % 150 == 7:
+            row["request"]["generationConfig"] = {"temperature": 0.7, "topP": 1e-05,
+                                                  "seed": 10**17}
+        rows.append(row["request"] if i % 41 == 0 else row)     # bare requests too
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"\n".join(jsonl(r) for r in rows))     # blank lines
+
+    def run(shuffle: bool, apart: int) -> tuple[bytes, object]:
+        monkeypatch.setattr(cores, "APART_BYTES", apart)
+        monkeypatch.setattr(cores, "CHUNK_BYTES", 2048)
+        producer = Producer("gemini-2.5-flash", FailurePolicy(0.2, 3),
+                            random.Random("seed") if shuffle else None)
+        out = io.BytesIO()
+        tally = producer.run_file(source, out)
+        return out.getvalue(), tally
+
+    for shuffle in (False, True):
+        one, many = run(shuffle, 1 << 40), run(shuffle, 0)
+        assert many == one
+    assert run(True, 1 << 40)[0] != run(False, 1 << 40)[0]
+
+
 _CTRL_C = """
 import sys, time
 from pathlib import Path

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
 from runner.emulator.wire import JSON, dumps
@@ -44,37 +44,85 @@ class Tally:
     sha256: str
 
 
+@dataclasses.dataclass(frozen=True)
+class Lines:
+    """Result lines written as JSON already, each with its newline, and how many of them
+    succeeded and failed: what a worker process hands back for a chunk of a big job
+    (runner.emulator.gemini.cores), a few objects to pass instead of one a line."""
+
+    data: bytes
+    succeeded: int
+    failed: int
+
+
+def written(results: Iterable[tuple[JSON | bytes, bool]], size: int = WINDOW
+            ) -> Iterator[Lines]:
+    """Each (result, succeeded), a result given as bytes being its JSON already (without the
+    newline), written in groups of `size` lines."""
+    group: list[bytes] = []
+    succeeded = failed = 0
+    for result, ok in results:
+        succeeded += ok
+        failed += not ok
+        group.append((result if type(result) is bytes else dumps(result)) + b"\n")
+        if len(group) >= size:
+            yield Lines(b"".join(group), succeeded, failed)
+            group.clear()
+            succeeded = failed = 0
+    if group:
+        yield Lines(b"".join(group), succeeded, failed)
+
+
 def write_results(
     results: Iterable[tuple[JSON | bytes, bool]],
     target: IO[bytes],
     order: random.Random | None = None,
     stop: threading.Event | None = None,
 ) -> Tally:
-    """Write each (result, succeeded) as a JSON line, shuffled by `order` within windows;
-    raise Interrupted, at a window's end, once `stop` is set. A result given as bytes is
-    its JSON already, without the newline."""
+    """Write each (result, succeeded) as a JSON line (see write_lines)."""
+    return write_lines(written(results), target, order, stop)
+
+
+def write_lines(
+    pieces: Iterable[Lines],
+    target: IO[bytes],
+    order: random.Random | None = None,
+    stop: threading.Event | None = None,
+) -> Tally:
+    """Write the lines, shuffled by `order` within windows of WINDOW lines; raise
+    Interrupted, at a piece's or a window's end, once `stop` is set. Unshuffled, a piece is
+    written as it comes: one write and one hash a piece, not a line."""
     succeeded = failed = size = 0
     digest = hashlib.sha256()
     window: list[bytes] = []
 
-    def flush() -> int:
+    def write(data: bytes) -> None:
+        nonlocal size
         if stop is not None and stop.is_set():
             raise Interrupted
-        if order is not None:
-            order.shuffle(window)
-        data = b"".join(window)     # one write and one hash a window, not a line
-        window.clear()
         digest.update(data)
         target.write(data)
-        return len(data)
+        size += len(data)
 
-    for result, ok in results:
-        succeeded += ok
-        failed += not ok
-        window.append((result if type(result) is bytes else dumps(result)) + b"\n")
-        if len(window) >= WINDOW:
-            size += flush()
-    size += flush()
+    def flush(lines: list[bytes]) -> None:
+        assert order is not None
+        order.shuffle(lines)
+        write(b"".join(lines))
+
+    for piece in pieces:
+        succeeded += piece.succeeded
+        failed += piece.failed
+        if order is None:
+            write(piece.data)
+            continue
+        window += piece.data.split(b"\n")[:-1]
+        while len(window) >= WINDOW:
+            flush([line + b"\n" for line in window[:WINDOW]])
+            del window[:WINDOW]
+    if order is not None:
+        flush([line + b"\n" for line in window])
+    elif stop is not None and stop.is_set():
+        raise Interrupted
     return Tally(succeeded, failed, size, base64.b64encode(digest.digest()).decode())
 
 

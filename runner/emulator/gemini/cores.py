@@ -3,8 +3,9 @@
 Answering a request is Python work of some 20 µs, so a job of a million requests took the
 emulator about 23 s on one core, time every client waits for alike. Above APART_BYTES of
 input, the file is cut at line ends into chunks that worker processes answer, and the lines
-come back in input order: the shuffle, counts and digest that runner.emulator.production
-makes of them, and so the results file, are byte for byte one process's. A chunk's bad line
+come back in input order, written in pieces (runner.emulator.production.Lines): the
+shuffle, counts and digest made of them, and so the results file, are byte for byte one
+process's. A chunk's bad line
 raises in the worker what one process raises (InvalidInput, numbered in the whole file).
 """
 
@@ -21,7 +22,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner.emulator.wire import JSON
+from runner.emulator.production import Lines, written
+from runner.emulator.wire import may_hold_floats
 
 if TYPE_CHECKING:
     from runner.emulator.gemini.results import Producer
@@ -29,16 +31,15 @@ if TYPE_CHECKING:
 APART_BYTES = 64 << 20      # below this, starting workers costs more than it saves
 CHUNK_BYTES = 4 << 20
 
-Answered = list[tuple[JSON | bytes, bool]]
 
-
-def across_cores(producer: Producer, source: Path) -> Iterator[tuple[JSON | bytes, bool]]:
-    """The results of `source`'s lines, as Producer.file_results gives them, in order."""
+def across_cores(producer: Producer, source: Path) -> Iterator[Lines]:
+    """The results of `source`'s lines, as Producer.file_results gives them, written, in
+    order."""
     plain = dataclasses.replace(producer, order=None, stop=None)    # what a worker needs
     workers = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                          else os.cpu_count() or 1, 4))
     pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start)
-    pending: deque[Future[Answered]] = deque()
+    pending: deque[Future[list[Lines]]] = deque()
     try:
         for chunk in _chunks(source):
             pending.append(pool.submit(_answer, plain, source, *chunk))
@@ -85,8 +86,10 @@ def _start() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the emulator's to handle
 
 
-def _answer(producer: Producer, source: Path, start: int, length: int, first: int) -> Answered:
+def _answer(producer: Producer, source: Path, start: int, length: int, first: int
+            ) -> list[Lines]:
+    """A chunk's results, written: a few pieces to send back rather than a tuple a line."""
     with source.open("rb") as f:
         f.seek(start)
         data = f.read(length)
-    return list(producer.file_results(io.BytesIO(data), first))
+    return list(written(producer.file_results(io.BytesIO(data), first, may_hold_floats(data))))

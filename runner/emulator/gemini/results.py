@@ -22,7 +22,7 @@ import orjson
 from runner.emulator.gemini import cores, echo
 from runner.emulator.gemini.protojson import rpc_status
 from runner.emulator.model import FailurePolicy
-from runner.emulator.production import InvalidInput, Tally, write_results
+from runner.emulator.production import InvalidInput, Tally, write_lines, write_results
 from runner.emulator.wire import JSON, canonical, fast_dumps, may_hold_floats
 
 
@@ -39,7 +39,7 @@ class Producer:
         """File mode: each input line `{key, request, ...}` or a bare request, to a result line;
         a big file's across cores (runner.emulator.gemini.cores), to the same bytes."""
         if source.stat().st_size >= cores.APART_BYTES:
-            return write_results(cores.across_cores(self, source), target, self.order, self.stop)
+            return write_lines(cores.across_cores(self, source), target, self.order, self.stop)
         with source.open("rb") as lines:
             return write_results(self.file_results(lines), target, self.order, self.stop)
 
@@ -48,10 +48,12 @@ class Producer:
         with source.open("rb") as lines:
             return write_results(self._inline_results(lines), target, self.order, self.stop)
 
-    def file_results(self, lines: IO[bytes], first: int = 1
+    def file_results(self, lines: IO[bytes], first: int = 1, floats: bool = True
                      ) -> Iterator[tuple[JSON | bytes, bool]]:
         """Each line's result, and whether it succeeded; `first`: the number of the first
-        line, for InvalidInput's message."""
+        line, for InvalidInput's message; `floats=False`: no line holds a float (so none is
+        searched for one)."""
+        any_floats = floats
         for number, raw in enumerate(lines, first):
             if not raw.strip():
                 continue
@@ -72,7 +74,7 @@ class Producer:
                 identity = str(line["key"]) if "key" in line else canonical(request)
             else:
                 request, echoed, identity = line, {}, canonical(line)
-            floats = fast and may_hold_floats(raw)
+            floats = fast and any_floats and may_hold_floats(raw)
             kind, value = self._result(request, identity, fast, floats)
             result = {**echoed, kind: value}
             yield fast_dumps(result, floats=floats) if fast else result, kind == "response"
