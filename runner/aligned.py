@@ -79,7 +79,7 @@ class Aligned(NamedTuple):
         index = self.start
         for record, line in zip(records, lines):
             key_json, rhash = record[:-1].split(b"\t")
-            yield index, key_json, rhash.decode(), line
+            yield index, key_json, rhash.decode(), line, None
             index += 1
         if index != self.start + self.requests:
             raise OutOfOrder

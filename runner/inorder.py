@@ -27,7 +27,7 @@ from .join import Joined, OutOfOrder
 from .joinapart import lines_of
 from .providers.registry import dialect
 
-CHUNK_LINES = 20_000        # requests in a chunk, at most: its result lines are held in a dict
+CHUNK_LINES = 20_000        # requests in a chunk, at most: its result lines are held at once
 CHUNK_BYTES = 8 << 20       # result lines in a chunk, about, at most (runner.join's BUCKET_BYTES)
 MIN_BYTES = 32 << 20        # results below this are joined by key: checking costs a parse
 _READ = 1 << 20
@@ -49,24 +49,59 @@ class Chunk(NamedTuple):
         return self.results_at[1] - self.results_at[0] + self.keys_at[1] - self.keys_at[0]
 
     def joined(self) -> Iterator[Joined]:
-        """The chunk's requests, in input order, each with its result line; OutOfOrder, before
-        the first or after the last, when its lines do not answer exactly its requests, one
-        line each."""
-        lines = self._lines()
-        if lines is None or len(lines) != self.requests:
+        """The chunk's requests, in input order, each with its result line; OutOfOrder, at any
+        point, when its lines do not answer exactly its requests, one line each. While each
+        line is its request's, it is parsed once here and handed on parsed; from the first
+        that is not, the rest of the chunk's lines are taken by key."""
+        lines = list(lines_of(self.results, *self.results_at))
+        if len(lines) != self.requests:
             raise OutOfOrder
-        for index, record in enumerate(lines_of(self.keys, *self.keys_at), self.start):
+        key_of = dialect(self.provider).result_key
+        records = lines_of(self.keys, *self.keys_at)
+        index = self.start
+        for record in records:
             key_json, rhash = record[:-1].split(b"\t")
-            line = lines.pop(key_json, None)
+            if index - self.start >= len(lines):
+                raise OutOfOrder
+            line = _ended(lines[index - self.start])
+            try:
+                result = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                raise OutOfOrder from None
+            key = key_of(result) if type(result) is dict else None
+            if type(key) is not str:
+                raise OutOfOrder
+            if canonical_bytes(key) != key_json:
+                yield from self._by_key(lines[index - self.start:], index, key_json, rhash,
+                                        records)
+                return
+            yield index, key_json, rhash.decode(), line, result
+            index += 1
+        if index != self.start + self.requests:
+            raise OutOfOrder
+
+    def _by_key(self, lines: list[bytes], index: int, key_json: bytes, rhash: bytes,
+                records: Iterator[bytes]) -> Iterator[Joined]:
+        """The rest of the chunk, from request `index` (whose key's JSON and hash are given,
+        `records` holding the ones after it): each takes the line of its key."""
+        keyed = keyed_lines(self.provider, lines)
+        if keyed is None:
+            raise OutOfOrder
+        while True:
+            line = keyed.pop(key_json, None)
             if line is None:
                 raise OutOfOrder
-            yield index, key_json, rhash.decode(), line
+            yield index, key_json, rhash.decode(), line, None
+            index += 1
+            record = next(records, None)
+            if record is None:
+                break
+            key_json, rhash = record[:-1].split(b"\t")
+        if keyed or index != self.start + self.requests:
+            raise OutOfOrder
 
     def remove(self) -> None:
         """Nothing: the chunk is read from files the join does not own."""
-
-    def _lines(self) -> dict[bytes, bytes] | None:
-        return keyed_lines(self.provider, lines_of(self.results, *self.results_at))
 
 
 def keyed_lines(provider: str, results: Iterable[bytes]) -> dict[bytes, bytes] | None:
@@ -86,8 +121,12 @@ def keyed_lines(provider: str, results: Iterable[bytes]) -> dict[bytes, bytes] |
         key_json = canonical_bytes(key)
         if key_json in lines:
             return None
-        lines[key_json] = line if line[-1:] == b"\n" else line + b"\n"
+        lines[key_json] = _ended(line)
     return lines
+
+
+def _ended(line: bytes) -> bytes:
+    return line if line[-1:] == b"\n" else line + b"\n"
 
 
 class Ordered:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from . import joinapart
 from .manifest import Manifest
@@ -42,11 +42,12 @@ BUCKET_BYTES = 8 << 20      # results (or pairs) held in memory at once, about
 MAX_FILES = 256             # temp files open at once, at most: past that, buckets grow
 _READ = 1 << 20
 
-# One request, in input order: its index, its key's JSON, its request hash and its result line
-# (None when the provider sent none). A plain tuple, as a million are made per batch. Keys stay
-# JSON, which holds neither a tab nor a newline, so that the temp files' records are lines of
-# tab-separated fields, a result line always the last of them.
-Joined = tuple[int, bytes, str, bytes | None]
+# One request, in input order: its index, its key's JSON, its request hash, its result line
+# (None when the provider sent none) and that line parsed, when the join had to parse it to
+# read its key (None otherwise: it is parsed once, where it is formatted). A plain tuple, as a
+# million are made per batch. Keys stay JSON, which holds neither a tab nor a newline, so that
+# the temp files' records are lines of tab-separated fields, a result line always the last.
+Joined = tuple[int, bytes, str, bytes | None, dict[str, Any] | None]
 
 
 class OutOfOrder(Exception):
@@ -151,7 +152,7 @@ class Range(NamedTuple):
         """The range's requests, in input order."""
         for record in in_order(self.paths, self.start, self.requests):
             index, key_json, rhash, line = record.split(b"\t", 3)
-            yield int(index), key_json, rhash.decode(), None if line == b"\n" else line
+            yield int(index), key_json, rhash.decode(), None if line == b"\n" else line, None
 
     def remove(self) -> None:
         for path in self.paths:

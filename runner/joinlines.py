@@ -99,11 +99,10 @@ def format_lines(dialect: Dialect, joined: Iterable[Joined], out: Write, errors:
     unwire = dialect.key_of_wire if dialect.maps_keys else None
     succeeded = failed = unfinished = missing = 0
     usage = Tally()
-    for _, key_json, rhash, line in joined:
+    for _, key_json, rhash, line, result in joined:
         if line is None:
             missing += 1
-            result = None
-        else:
+        elif result is None:
             result = loads(line)
         key = loads(key_json) if unwire is None else unwire(loads(key_json))
         read = read_result(result)

@@ -149,13 +149,13 @@ def write_outputs(manifest: Manifest, results: Sequence[Path], workdir: Path,
         loads, dumps, read_result = orjson.loads, orjson.dumps, dialect.read_result
         unwire = dialect.key_of_wire if dialect.maps_keys else None
         joined: Iterable[Joined] = () if fast else join
-        for index, key_json, rhash, line in joined:
+        for index, key_json, rhash, line, parsed in joined:
             row = next(rows) if rows is not None else None
             if line is None and gaps >= 0:
                 gaps -= 1
                 if gaps < 0:
                     raise _incomplete(manifest)
-            result = None if line is None else loads(line)
+            result = loads(line) if parsed is None and line is not None else parsed
             key = loads(key_json) if unwire is None else unwire(loads(key_json))
             read = read_result(result)
             if isinstance(read, Answer) and (tables or answers.declared is not None):

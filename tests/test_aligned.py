@@ -12,7 +12,7 @@ import pytest
 
 from runner import aligned, inorder
 from runner.aligned import align
-from runner.join import OutOfOrder
+from runner.join import Joined, OutOfOrder
 from runner.store import Store, open_store
 
 
@@ -47,7 +47,7 @@ def keys_file(path: Path, requests: list[tuple[str, int]]) -> Path:
 
 
 def run(tmp_path: Path, store: Store, packs: list[str], requests: list[tuple[str, int]],
-        results: list[bytes]) -> list[tuple[int, bytes, str, bytes | None]] | None:
+        results: list[bytes]) -> list[Joined] | None:
     keys = keys_file(tmp_path / "keys", requests)
     (tmp_path / "results.jsonl").write_bytes(b"".join(line + b"\n" for line in results))
     out = tmp_path / "aligned"
@@ -88,7 +88,7 @@ def test_the_store_lines_in_input_order_with_an_edit_a_removal_and_an_insert(
               [answered("new", 1001), answered("r10", 1000)])
     assert got is not None
     want = [(index, f'"{key}"'.encode(), rhash(n),
-             answered(key, n) + b"\n" if n >= 1000 else stored(n) + b"\n")
+             answered(key, n) + b"\n" if n >= 1000 else stored(n) + b"\n", None)
             for index, (key, n) in enumerate(requests)]
     assert got == want
 
@@ -99,7 +99,7 @@ def test_packs_read_in_any_order_of_their_names(tmp_path: Path, store: Store) ->
     packs = packs_of(store, [list(range(i, i + 5)) for i in range(0, 40, 5)])
     requests = [(f"r{i}", i) for i in range(40)]
     got = run(tmp_path, store, packs, requests, [])
-    assert got is not None and [line for *_, line in got] == [stored(i) + b"\n"
+    assert got is not None and [line for *_, line, _ in got] == [stored(i) + b"\n"
                                                               for i in range(40)]
 
 
@@ -159,7 +159,7 @@ def test_lines_skipped_wait_for_their_request(tmp_path: Path, store: Store) -> N
     order[3], order[4] = order[4], order[3]
     order.insert(20, order.pop(10))
     got = run(tmp_path, store, packs, [(f"r{i}", i) for i in order], [])
-    assert got is not None and [line for *_, line in got] == [stored(i) + b"\n"
+    assert got is not None and [line for *_, line, _ in got] == [stored(i) + b"\n"
                                                               for i in order]
 
 

@@ -82,7 +82,7 @@ def test_a_pack_whose_index_is_out_of_order_hides_no_success_another_pack_holds(
     keys.write_bytes(b'"r0"\t' + h.encode() + b'\n"r1"\t' + y.encode() + b"\n")
 
     join = align(store, packs, "gemini", keys, [], tmp_path / "aligned", "sha256:c")
-    got = None if join is None else {request: line for _, _, request, line in join}
+    got = None if join is None else {request: line for _, _, request, line, _ in join}
     assert got is None or got == {h: want[h], y: want[y]}
 
 
@@ -97,7 +97,7 @@ def test_a_pack_starting_with_failures_sent_again_is_walked(
     got = run(tmp_path, store, packs, requests,
               [answered(f"r{i}", 1000 + i) for i in range(16)])
     assert got is not None
-    assert [line for *_, line in got] == [
+    assert [line for *_, line, _ in got] == [
         answered(f"r{i}", 1000 + i) + b"\n" if i < 16 else stored(i) + b"\n"
         for i in range(40)]
 
@@ -119,7 +119,7 @@ def test_a_failure_at_one_packs_start_does_not_hide_the_success_at_anothers(
     packs = [first, follow_up]
     want = by_hash(store, packs, tmp_path)
     got = run(tmp_path, store, packs, [(f"r{i}", i) for i in range(20)], [])
-    assert got is not None and [line for *_, line in got] == [want[rhash(i)]
+    assert got is not None and [line for *_, line, _ in got] == [want[rhash(i)]
                                                               for i in range(20)]
 
 

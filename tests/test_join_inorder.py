@@ -80,20 +80,22 @@ def lines_of(keys: list[str]) -> list[str]:
     return [json.dumps(result(k, int(k[1:]))) + "\n" for k in keys]
 
 
-@pytest.mark.parametrize(("cores", "cut"), [(True, "lines"), (False, "lines"), (True, "bytes")])
+@pytest.mark.parametrize(("cores", "cut"), [(True, "lines"), (False, "lines"), (True, "bytes"),
+                                           (True, "half"), (False, "half")])
 def test_results_in_order_within_chunks_are_joined_without_temp_files(
         project: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch, cores: bool,
         cut: str) -> None:
     d, keys = project
     lines = lines_of(keys)
-    if cut == "lines":          # chunks of 300 lines, each shuffled
-        rng = random.Random(3)
+    if cut in ("lines", "half"):    # chunks of 300 lines, each shuffled (or its second half:
+        rng = random.Random(3)      # its lines are taken in order, then by key)
         for start in range(0, ROWS, 300):
-            window = lines[start:start + 300]
+            first = start + (150 if cut == "half" else 0)
+            window = lines[first:start + 300]
             rng.shuffle(window)
-            lines[start:start + 300] = window
+            lines[first:start + 300] = window
     lines[-1] = lines[-1].rstrip("\n")      # the last line without its newline
-    chunk_bytes = 1 << 30 if cut == "lines" else 20_000
+    chunk_bytes = 20_000 if cut == "bytes" else 1 << 30
     written, files, kept, how = run(d, lines, False, monkeypatch, cores, chunk_bytes)
     assert how == "by key"
     assert run(d, lines, True, monkeypatch, cores, chunk_bytes) == \
@@ -104,8 +106,8 @@ def test_results_in_order_within_chunks_are_joined_without_temp_files(
         assert len(inorder.chunks("gemini", d / "keys", d / "results.jsonl") or []) > 7
 
 
-@pytest.mark.parametrize("spoil", ["across chunks", "late", "repeated", "missing", "extra", "blank",
-                                   "not json", "no key"])
+@pytest.mark.parametrize("spoil", ["across chunks", "late", "repeated", "repeats one before",
+                                   "missing", "extra", "blank", "not json", "no key"])
 def test_results_not_in_order_are_joined_by_key(
         project: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch, spoil: str) -> None:
     d, keys = project
@@ -116,6 +118,8 @@ def test_results_not_in_order_are_joined_by_key(
         lines[1700], lines[1990] = lines[1990], lines[1700]
     elif spoil == "repeated":
         lines[7] = lines[8]
+    elif spoil == "repeats one before":     # a line of a key taken in order already
+        lines[20] = lines[3]
     elif spoil == "missing":
         del lines[100]
     elif spoil == "extra":
