@@ -5,6 +5,8 @@ in the same order, counts the same, and fails the same way."""
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import random
 from concurrent.futures import Future
 from pathlib import Path
@@ -17,8 +19,10 @@ from runner import join, joinapart, joinlines, rejoin
 from runner.aligned import Reused
 from runner.errors import ProviderError, StoreIncomplete
 from runner.hashing import request_hash
+from runner.join import Joined
 from runner.manifest import load_directory
 from runner.outputs import Written, write_outputs
+from runner.providers.registry import dialect_of
 from runner.render import Renderer
 from runner.store.pack import OK, Head, head_length, open_block
 
@@ -258,3 +262,56 @@ def test_a_worker_that_cannot_start_leaves_the_step_here(
         assert joinapart.each(pool, len, [("ab",), ("abc",)]) == [2, 3]
     finally:
         pool.close()
+
+
+class _Requests:
+    """A part of the join (joinlines.Part): requests `start` to `start + count`, each with
+    its result line; one that `fails` in a worker process ("raise" or "die"), not here."""
+
+    def __init__(self, start: int, count: int, fails: str = "") -> None:
+        self.start, self.count, self.fails = start, count, fails
+
+    def size(self) -> int:
+        return 1
+
+    def joined(self) -> list[Joined]:
+        if self.fails and multiprocessing.parent_process() is not None:
+            if self.fails == "die":
+                os._exit(3)
+            raise RuntimeError("in a worker only")
+        return [(i, json.dumps(f"r{i}").encode(), f"sha256:{i:064x}",
+                 json.dumps(result(f"r{i}", i)).encode() + b"\n", None)
+                for i in range(self.start, self.start + self.count)]
+
+    def remove(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("fails", ["", "raise", "die"])
+@pytest.mark.parametrize("keeps", [True, False])
+def test_slots_written_over_give_only_their_groups_lines(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: str, keeps: bool) -> None:
+    """Each group writes over the slot files of the group workers + 1 before it: a shorter
+    group leaves that group's tail in them, which no output gets, and a group formatted again
+    here (its worker raised, or died and broke the pool) writes its slot over as well. The
+    outputs, counts and kept lines are one process's."""
+    d = tmp_path / "p"
+    write_manifest(d, MANIFEST)
+    write_rows(d, 10, "x")
+    [m] = load_directory(d)
+    monkeypatch.setattr(joinlines, "PACK_BYTES", 1)     # a group a part
+    monkeypatch.setattr(joinlines, "_cpus", lambda: 2)  # 3 slots
+    parts, start = [], 0
+    for number, count in enumerate([400, 300, 350, 20, 5, 3, 200, 1, 0, 7, 2, 1, 1, 90, 2]):
+        parts.append(_Requests(start, count, fails if number in (4, 9) else ""))
+        start += count
+    one: tuple[bytearray, bytearray, Kept] = (bytearray(), bytearray(), Kept())
+    counts = joinlines.format_lines(
+        dialect_of(m), [j for p in parts for j in _Requests(p.start, p.count).joined()],
+        one[0].extend, one[1].extend, one[2] if keeps else None)
+    many: tuple[bytearray, bytearray, Kept] = (bytearray(), bytearray(), Kept())
+    (tmp_path / "w").mkdir()
+    assert joinlines.format_ranges(parts, m, many[0].extend, many[1].extend,
+                                   many[2] if keeps else None, tmp_path / "w") == counts
+    assert many[:2] == one[:2] and one[1] and one[0]
+    assert sorted(map(repr, many[2].lines)) == sorted(map(repr, one[2].lines))
