@@ -268,7 +268,12 @@ def _overwrite(path: Path) -> BinaryIO:
     of its groups, so that the join writes its lines into pages the file has already. Fresh
     pages cost: on the 2-core benchmark machine, writing a gigabyte into a new file took
     3 to 4 s, and over an existing one's bytes 0.2 s."""
-    return open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb", buffering=PIECE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        return open(fd, "wb", buffering=PIECE)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 # -- in a worker process ----------------------------------------------------------------------
