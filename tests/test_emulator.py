@@ -681,8 +681,9 @@ if __name__ == "__main__":
                                  Path(sys.argv[1]))
     next(answers)       # the workers are up
     print("ready", flush=True)
-    try:
-        time.sleep(60)
+    try:        # short sleeps: a SIGINT that lands on one of the pool's threads does not
+        for _ in range(600):    # wake this one, whose handler then runs only as it wakes
+            time.sleep(0.1)
     except KeyboardInterrupt:
         answers.close()
         sys.exit(130)
